@@ -1,0 +1,230 @@
+"""The content-addressed blob store of one run: ``objects/ab/cdef…``, named by sha256.
+
+Blobs are streamed to a temporary file while they are hashed, then renamed into place, so a
+reader never sees half a blob and a large file is never held in memory. The same bytes are
+stored once. Short UTF-8 output may instead be kept inline in its event (``BlobRef.text``):
+then no object file is written, since the event holds the content itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, Final
+
+from precip_repro.exceptions import BlobCorrupted
+from precip_repro.record.events import INLINE_TEXT_LIMIT, BlobRef
+
+__all__ = ["CHUNK", "BlobSink", "BlobStore", "hash_file"]
+
+CHUNK: Final = 1 << 20
+_READONLY: Final = 0o444
+
+
+def hash_file(path: Path) -> tuple[str, int]:
+    """The sha256 hex and size of a file, read in chunks (the GIL is released while hashing)."""
+    with path.open("rb") as f:
+        digest = hashlib.file_digest(f, "sha256")
+        return digest.hexdigest(), f.tell()
+
+
+class BlobStore:
+    """The ``objects/`` directory of one run."""
+
+    def __init__(self, root: Path, *, run: str | None = None) -> None:
+        self.root = root
+        self.run = run
+        self._lock = threading.Lock()
+        self._unsynced: list[Path] = []
+
+    def path_for(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256[2:]
+
+    def has(self, sha256: str) -> bool:
+        return self.path_for(sha256).is_file()
+
+    def sink(self, *, inline: bool = False) -> BlobSink:
+        """A writable sink: write chunks, then :meth:`BlobSink.commit` for the reference."""
+        return BlobSink(self, inline=inline)
+
+    def put_bytes(self, data: bytes, *, inline: bool = False) -> BlobRef:
+        with self.sink(inline=inline) as sink:
+            sink.write(data)
+            return sink.commit()
+
+    def put_stream(self, stream: BinaryIO, *, inline: bool = False) -> BlobRef:
+        with self.sink(inline=inline) as sink:
+            while chunk := stream.read(CHUNK):
+                sink.write(chunk)
+            return sink.commit()
+
+    def put_file(self, path: Path, *, inline: bool = False) -> BlobRef:
+        with path.open("rb") as f:
+            return self.put_stream(f, inline=inline)
+
+    def check(self, ref: BlobRef) -> None:
+        """Raise :class:`BlobCorrupted` unless ``ref``'s bytes are present and hash right."""
+        if ref.text is not None:
+            content = ref.text.encode("utf-8")
+            if len(content) != ref.size or hashlib.sha256(content).hexdigest() != ref.sha256:
+                raise BlobCorrupted(
+                    f"inline blob {ref.sha256} does not hash to its name",
+                    run=self.run,
+                    blob=ref.sha256,
+                )
+            return
+        path = self.path_for(ref.sha256)
+        if not path.is_file():
+            raise BlobCorrupted(
+                f"blob {ref.sha256} is missing (expected {path})",
+                run=self.run,
+                blob=ref.sha256,
+                path=path,
+            )
+        sha, size = hash_file(path)
+        if size != ref.size or sha != ref.sha256:
+            raise BlobCorrupted(
+                f"blob {ref.sha256} is corrupt: {path} holds {size} bytes hashing to {sha}, "
+                f"the record says {ref.size} bytes",
+                run=self.run,
+                blob=ref.sha256,
+                path=path,
+            )
+
+    def iter_verified(self, ref: BlobRef) -> Iterator[bytes]:
+        """Stream a blob's bytes, having checked them first (two reads, no memory spike)."""
+        self.check(ref)
+        if ref.text is not None:
+            yield ref.text.encode("utf-8")
+            return
+        with self.path_for(ref.sha256).open("rb") as f:
+            while chunk := f.read(CHUNK):
+                yield chunk
+
+    def read_bytes(self, ref: BlobRef) -> bytes:
+        return b"".join(self.iter_verified(ref))
+
+    def sync(self) -> None:
+        """fsync every object written through this store and not yet synced, and their dirs."""
+        with self._lock:
+            pending, self._unsynced = self._unsynced, []
+        dirs: set[Path] = set()
+        for path in pending:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            dirs.add(path.parent)
+        if pending:
+            dirs.add(self.root)
+        for directory in dirs:
+            _fsync_dir(directory)
+
+    def _install(self, tmp: Path, sha256: str) -> None:
+        target = self.path_for(sha256)
+        if target.exists():
+            # Same name, same bytes: keep the one already there.
+            tmp.unlink()
+            return
+        target.parent.mkdir(exist_ok=True)
+        tmp.chmod(_READONLY)
+        tmp.replace(target)
+        with self._lock:
+            self._unsynced.append(target)
+
+
+class BlobSink:
+    """Receives a blob's bytes in chunks, hashing them in the same pass."""
+
+    def __init__(self, store: BlobStore, *, inline: bool) -> None:
+        self._store = store
+        self._inline = inline
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._head = bytearray()
+        self._file: BinaryIO | None = None
+        self._tmp: Path | None = None
+        self._ref: BlobRef | None = None
+
+    def write(self, chunk: bytes | bytearray | memoryview) -> None:
+        if self._ref is not None:
+            raise ValueError("blob already committed")
+        self._hash.update(chunk)
+        self._size += len(chunk)
+        if self._file is None:
+            if self._size <= INLINE_TEXT_LIMIT:
+                self._head += chunk
+                return
+            self._open()
+            assert self._file is not None
+            self._file.write(self._head)
+            self._head = bytearray()
+        self._file.write(chunk)
+
+    def _open(self) -> None:
+        tmpdir = self._store.root / "tmp"
+        tmpdir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=tmpdir, prefix="blob-")
+        self._tmp = Path(name)
+        self._file = os.fdopen(fd, "wb", buffering=CHUNK)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def commit(self) -> BlobRef:
+        """Finish the blob: install it in the store (unless inline) and return its reference."""
+        if self._ref is not None:
+            return self._ref
+        sha = self._hash.hexdigest()
+        if self._file is None:
+            content = bytes(self._head)
+            ref = BlobRef.of(content, inline=self._inline)
+            if ref.text is None:
+                self._open()
+                assert self._file is not None
+                self._file.write(content)
+        else:
+            ref = BlobRef(sha256=sha, size=self._size)
+        if self._file is not None:
+            assert self._tmp is not None
+            self._file.close()
+            self._file = None
+            self._store._install(self._tmp, sha)
+            self._tmp = None
+        self._ref = ref
+        return ref
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+
+    def __enter__(self) -> BlobSink:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._ref is None:
+            self.discard()
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

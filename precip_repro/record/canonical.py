@@ -1,0 +1,154 @@
+"""The canonical JSON form of the record, and the rule that keeps floats out of it.
+
+A line of ``events.jsonl`` is exactly ``canonical(event)``; an event's hash is the sha256 of
+``canonical(event without "hash")``. Any byte changed on disk therefore either breaks the
+re-serialisation check or the hash.
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+import math
+import os
+from collections.abc import Mapping
+from typing import Any, Final
+
+from precip_repro.exceptions import UnrecordableValue
+
+__all__ = ["JSON", "canonical", "check_recordable", "jsonable"]
+
+JSON = Any
+"""A JSON value as the record holds it: None, bool, int, str, list, or dict with str keys."""
+
+_dumps: Final = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
+
+
+def canonical(obj: JSON, *, field: str = "") -> bytes:
+    """Return the canonical UTF-8 bytes of ``obj``; refuse what the record cannot hold.
+
+    ``field`` prefixes the dotted path named in an :class:`UnrecordableValue`.
+    """
+    check_recordable(obj, field)
+    try:
+        return _dumps(obj).encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates survive json.dumps with ensure_ascii=False but are not UTF-8.
+        _find_surrogate(obj, field)
+        raise  # pragma: no cover - _find_surrogate always raises first
+
+
+def check_recordable(obj: JSON, field: str = "") -> None:
+    """Raise :class:`UnrecordableValue` naming the first field that is not plain JSON.
+
+    Floats are refused here: the record stores durations as integer nanoseconds and any
+    user float as its decimal string (see :func:`jsonable`), so that a value reads back
+    exactly as it was written.
+    """
+    # An explicit stack instead of recursion: records may nest deeper than Python's limit
+    # would like, and this runs once per event on the hot path.
+    stack: list[tuple[Any, str]] = [(obj, field)]
+    while stack:
+        value, path = stack.pop()
+        kind = type(value)
+        if kind is str or kind is int or kind is bool or value is None:
+            continue
+        if kind is dict:
+            for key, item in value.items():
+                if type(key) is not str:
+                    raise UnrecordableValue(
+                        f"{_name(path)} has a key {key!r} of type {type(key).__name__}; "
+                        "record keys must be strings",
+                        field=path,
+                    )
+                stack.append((item, f"{path}.{key}" if path else key))
+        elif kind is list:
+            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(value))
+        elif kind is float:
+            raise UnrecordableValue(
+                f"{_name(path)} is a float ({value!r}); the record holds no floats: "
+                "store durations as integer nanoseconds, sizes as integer bytes, "
+                "or pass the value through jsonable() to keep its decimal string",
+                field=path,
+            )
+        else:
+            raise UnrecordableValue(
+                f"{_name(path)} has type {kind.__name__}, which is not JSON "
+                "(use str, int, bool, None, list or dict with str keys)",
+                field=path,
+            )
+
+
+def jsonable(value: object, field: str = "") -> JSON:
+    """Turn a user's value into a recordable JSON value, or say which field cannot be.
+
+    Finite floats and decimals become their shortest exact decimal string (``0.1`` →
+    ``"0.1"``), tuples and lists become lists, paths become strings, sets become sorted
+    lists. NaN and infinities are refused, naming the field.
+    """
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise UnrecordableValue(
+                f"{_name(field)} is {value!r}; NaN and infinities cannot be recorded",
+                field=field,
+            )
+        return repr(value)
+    if isinstance(value, decimal.Decimal):
+        if not value.is_finite():
+            raise UnrecordableValue(
+                f"{_name(field)} is {value!r}; NaN and infinities cannot be recorded",
+                field=field,
+            )
+        return str(value)
+    if isinstance(value, os.PathLike):
+        return os.fsdecode(value)
+    if isinstance(value, Mapping):
+        out: dict[str, JSON] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise UnrecordableValue(
+                    f"{_name(field)} has a key {key!r} of type {type(key).__name__}; "
+                    "record keys must be strings",
+                    field=field,
+                )
+            out[key] = jsonable(item, f"{field}.{key}" if field else key)
+        return out
+    if isinstance(value, list | tuple):
+        return [jsonable(item, f"{field}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, set | frozenset):
+        items = [jsonable(item, f"{field}[]") for item in value]
+        return sorted(items, key=lambda item: _dumps(item))
+    raise UnrecordableValue(
+        f"{_name(field)} has type {type(value).__name__}, which cannot be recorded "
+        "(use str, int, float, bool, None, list, tuple or dict with str keys)",
+        field=field,
+    )
+
+
+def _name(path: str) -> str:
+    return f"field {path!r}" if path else "the value"
+
+
+def _find_surrogate(obj: JSON, field: str) -> None:
+    stack: list[tuple[Any, str]] = [(obj, field)]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise UnrecordableValue(
+                    f"{_name(path)} holds a lone surrogate ({exc.reason}); "
+                    "record strings must be valid Unicode",
+                    field=path,
+                ) from None
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                stack.append((key, path))
+                stack.append((item, f"{path}.{key}" if path else key))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(value))

@@ -1,0 +1,526 @@
+"""The event model of record format v1: one attrs class per event type, one converter.
+
+An :class:`Event` is the envelope (``v``, ``seq``, ``ts``, ``type``, ``data``, ``prev``,
+``hash``); its ``data`` is the payload of its type. Payload classes are frozen attrs values
+registered by type name in :data:`PAYLOADS`; readers ignore types they do not know.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Final, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_unstructure_fn
+
+from precip_repro.exceptions import RecordCorrupted, UnrecordableValue, UnsupportedVersion
+from precip_repro.record.canonical import JSON, canonical, jsonable
+
+__all__ = [
+    "FORMAT_VERSION",
+    "GENESIS",
+    "PAYLOADS",
+    "BlobRef",
+    "CallFailed",
+    "CallFinished",
+    "CallStarted",
+    "CloudInfo",
+    "CommandFinished",
+    "ErrorInfo",
+    "Event",
+    "ExperimentCreated",
+    "FileGot",
+    "FilePut",
+    "InstanceLaunched",
+    "InstanceReady",
+    "InstanceTerminated",
+    "InstanceTerminating",
+    "Note",
+    "Payload",
+    "ReplayOf",
+    "RunFinished",
+    "RunStarted",
+    "converter",
+    "format_ts",
+    "parse_line",
+    "payload_of",
+    "seal",
+]
+
+FORMAT_VERSION: Final = 1
+GENESIS: Final = "0" * 64
+INLINE_TEXT_LIMIT: Final = 4096
+"""Outputs up to this many bytes that are valid UTF-8 are kept inline as ``text``."""
+
+_TYPE_RE: Final = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
+_TS_RE: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+_HEX64_RE: Final = re.compile(r"[0-9a-f]{64}")
+_ENVELOPE_KEYS: Final = frozenset({"v", "seq", "ts", "type", "data", "prev", "hash"})
+_HASH_KEY: Final = b',"hash":"'
+
+
+def _is_hex64(value: str) -> bool:
+    return _HEX64_RE.fullmatch(value) is not None
+
+
+# --- values shared by payloads -------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class BlobRef:
+    """A reference to bytes: their sha256 and size; short UTF-8 output also inline as ``text``.
+
+    When ``text`` is present it *is* the content: no object file is written for it.
+    """
+
+    sha256: str = attrs.field(validator=attrs.validators.matches_re(_HEX64_RE))
+    size: int
+    text: str | None = None
+
+    @classmethod
+    def of(cls, content: bytes, *, inline: bool = True) -> BlobRef:
+        """The reference for ``content``, inline when short valid UTF-8 and ``inline``."""
+        text = None
+        if inline and len(content) <= INLINE_TEXT_LIMIT:
+            try:
+                text = content.decode("utf-8")
+            except UnicodeDecodeError:
+                text = None
+        return cls(sha256=hashlib.sha256(content).hexdigest(), size=len(content), text=text)
+
+
+@attrs.frozen(kw_only=True)
+class ReplayOf:
+    """The run a replay re-executes: its id and digest."""
+
+    run: str
+    digest: str
+
+
+@attrs.frozen(kw_only=True)
+class CloudInfo:
+    """Where an experiment runs. Never credentials: only a fingerprint of the access key id."""
+
+    kind: str
+    endpoint: str | None = None
+    region: str | None = None
+    access_key_fingerprint: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ErrorInfo:
+    """An exception as recorded: its class name and message."""
+
+    type: str
+    message: str
+
+
+# --- payloads --------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Payload:
+    """Base of every event payload; ``TYPE`` is the event's dotted type name."""
+
+    TYPE: ClassVar[str] = ""
+
+
+@attrs.frozen(kw_only=True)
+class RunStarted(Payload):
+    TYPE: ClassVar[str] = "run.started"
+    run: str
+    tool_version: str
+    python: str
+    platform: str
+    host: str
+    user: str
+    argv: list[str]
+    cwd: str
+    script: BlobRef | None = None
+    script_path: str | None = None
+    git_commit: str | None = None
+    replay_of: ReplayOf | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ExperimentCreated(Payload):
+    TYPE: ClassVar[str] = "experiment.created"
+    exp: str
+    name: str | None
+    cloud: CloudInfo
+    key_fingerprint: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class CallStarted(Payload):
+    TYPE: ClassVar[str] = "call.started"
+    call: int
+    exp: str
+    method: str
+    args: dict[str, JSON] = attrs.field(converter=lambda a: jsonable(a, "args"))
+
+
+@attrs.frozen(kw_only=True)
+class InstanceLaunched(Payload):
+    TYPE: ClassVar[str] = "instance.launched"
+    call: int
+    exp: str
+    slot: str
+    instance_id: str
+    image_id: str
+    instance_type: str
+    tags: list[str]
+    image_digest: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class InstanceReady(Payload):
+    TYPE: ClassVar[str] = "instance.ready"
+    slot: str
+    instance_id: str
+    public_address: str | None
+    private_address: str | None
+    public_hostname: str | None = None
+    private_hostname: str | None = None
+    host_key: str | None = None
+    facts: dict[str, JSON] = attrs.field(
+        factory=dict, converter=lambda f: jsonable(f, "facts")
+    )
+
+
+@attrs.frozen(kw_only=True)
+class CommandFinished(Payload):
+    TYPE: ClassVar[str] = "command.finished"
+    call: int
+    slot: str
+    instance_id: str
+    user: str
+    cmd: str
+    exit_code: int | None
+    stdout: BlobRef
+    stderr: BlobRef
+    duration_ns: int
+
+
+@attrs.frozen(kw_only=True)
+class FilePut(Payload):
+    TYPE: ClassVar[str] = "file.put"
+    call: int
+    slot: str
+    instance_id: str
+    user: str
+    local_path: str
+    remote_path: str
+    mode: int
+    content: BlobRef
+
+
+@attrs.frozen(kw_only=True)
+class FileGot(Payload):
+    TYPE: ClassVar[str] = "file.got"
+    call: int
+    slot: str
+    instance_id: str
+    user: str
+    local_path: str
+    remote_path: str
+    mode: int
+    content: BlobRef
+
+
+@attrs.frozen(kw_only=True)
+class InstanceTerminating(Payload):
+    TYPE: ClassVar[str] = "instance.terminating"
+    slot: str
+    instance_id: str
+    call: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class InstanceTerminated(Payload):
+    TYPE: ClassVar[str] = "instance.terminated"
+    slot: str
+    instance_id: str
+    call: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class CallFinished(Payload):
+    TYPE: ClassVar[str] = "call.finished"
+    call: int
+    result: JSON = attrs.field(converter=lambda r: jsonable(r, "result"))
+    duration_ns: int
+
+
+@attrs.frozen(kw_only=True)
+class CallFailed(Payload):
+    TYPE: ClassVar[str] = "call.failed"
+    call: int
+    error: ErrorInfo
+    duration_ns: int
+
+
+@attrs.frozen(kw_only=True)
+class Note(Payload):
+    TYPE: ClassVar[str] = "note"
+    text: str
+    fields: dict[str, JSON] = attrs.field(
+        factory=dict, converter=lambda f: jsonable(f, "fields")
+    )
+
+
+@attrs.frozen(kw_only=True)
+class RunFinished(Payload):
+    TYPE: ClassVar[str] = "run.finished"
+    status: str
+    events: int
+    duration_ns: int
+    digest: str
+    recovered: dict[str, JSON] | None = None
+
+
+PAYLOADS: Final[Mapping[str, type[Payload]]] = {
+    cls.TYPE: cls
+    for cls in (
+        RunStarted,
+        ExperimentCreated,
+        CallStarted,
+        InstanceLaunched,
+        InstanceReady,
+        CommandFinished,
+        FilePut,
+        FileGot,
+        InstanceTerminating,
+        InstanceTerminated,
+        CallFinished,
+        CallFailed,
+        Note,
+        RunFinished,
+    )
+}
+"""Every v1 event type and its payload class."""
+
+RUN_STATUSES: Final = ("ok", "failed", "interrupted")
+
+
+# --- the converter ---------------------------------------------------------------------------
+
+
+def _strict(kind: type[Any]) -> Callable[[Any, Any], Any]:
+    # cattrs' default int/str hooks coerce ("5" -> 5); a record must read back as written.
+    def hook(value: Any, _: Any) -> Any:
+        if type(value) is not kind:
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+        return value
+
+    return hook
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=False)
+    for kind in (int, str, bool):
+        conv.register_structure_hook(kind, _strict(kind))
+    conv.register_unstructure_hook(
+        BlobRef, make_dict_unstructure_fn(BlobRef, conv, _cattrs_omit_if_default=True)
+    )
+    return conv
+
+
+converter: Final = _make_converter()
+"""The one cattrs converter for everything the record (de)serialises."""
+
+
+# --- the envelope ----------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """One line of ``events.jsonl``, as read or as written."""
+
+    v: int
+    seq: int
+    ts: str
+    type: str
+    data: dict[str, JSON] = attrs.field(eq=True, hash=False)
+    prev: str
+    hash: str
+
+    def to_json(self) -> dict[str, JSON]:
+        return {
+            "v": self.v,
+            "seq": self.seq,
+            "ts": self.ts,
+            "type": self.type,
+            "data": self.data,
+            "prev": self.prev,
+            "hash": self.hash,
+        }
+
+    def line(self) -> bytes:
+        """The exact bytes of this event's line on disk, newline included."""
+        return canonical(self.to_json()) + b"\n"
+
+    @property
+    def when(self) -> dt.datetime:
+        return dt.datetime.strptime(self.ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+
+
+def format_ts(ns: int) -> str:
+    """RFC 3339 UTC with microseconds and ``Z`` for a ``time.time_ns()`` value."""
+    seconds, rest = divmod(ns, 1_000_000_000)
+    stamp = dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{rest // 1000:06d}Z"
+
+
+def seal(*, seq: int, ts: str, type: str, data: dict[str, JSON], prev: str) -> tuple[Event, bytes]:  # noqa: A002
+    """Hash and serialise a new event; return it and its line (newline included)."""
+    body = {"v": FORMAT_VERSION, "seq": seq, "ts": ts, "type": type, "data": data, "prev": prev}
+    body_bytes = canonical(body)
+    digest = hashlib.sha256(body_bytes).hexdigest()
+    # Keys sort as data, hash, prev, …: the hash goes right before the top-level "prev",
+    # which is the last ',"prev":"' in the body (only fixed-format values follow it).
+    cut = body_bytes.rfind(b',"prev":"')
+    line = b"%s,\"hash\":\"%s\"%s\n" % (body_bytes[:cut], digest.encode(), body_bytes[cut:])
+    event = Event(v=FORMAT_VERSION, seq=seq, ts=ts, type=type, data=data, prev=prev, hash=digest)
+    return event, line
+
+
+def _refuse_float(text: str) -> Any:
+    raise ValueError(f"holds a float ({text}); v1 records hold none")
+
+
+def _refuse_constant(text: str) -> Any:
+    raise ValueError(f"holds {text}; v1 records hold no NaN or infinity")
+
+
+_loads: Final = json.JSONDecoder(
+    parse_float=_refuse_float, parse_constant=_refuse_constant
+).decode
+
+
+def parse_line(raw: bytes, *, line: int, run: str | None = None) -> Event:
+    """Parse and check one line (without its newline): canonical form, envelope and hash.
+
+    Chain continuity (``seq``, ``prev``) is the reader's business: it knows the previous
+    event. Raises :class:`RecordCorrupted` naming the line, or :class:`UnsupportedVersion`.
+    """
+
+    def bad(reason: str, seq: int | None = None) -> RecordCorrupted:
+        where = f"line {line}" if seq is None else f"event seq {seq} (line {line})"
+        return RecordCorrupted(f"{where}: {reason}", run=run, seq=seq, line=line)
+
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise bad(f"is not valid UTF-8 at byte {exc.start}") from None
+    try:
+        obj = _loads(text)
+    except ValueError as exc:
+        raise bad(f"is not valid JSON ({exc})") from None
+    if type(obj) is not dict:
+        raise bad(f"is a JSON {type(obj).__name__}, not an event object")
+    seq = obj.get("seq")
+    seq = seq if type(seq) is int else None
+    version = obj.get("v")
+    if type(version) is not int:
+        raise bad("has no integer format version 'v'", seq)
+    if version != FORMAT_VERSION and version not in UPGRADES:
+        raise UnsupportedVersion(
+            f"line {line}: record format version {version} is not one this precip-repro "
+            f"reads (it reads 1..{FORMAT_VERSION}); upgrade precip-repro to read this run",
+            run=run,
+            seq=seq,
+            line=line,
+        )
+    if set(obj) != _ENVELOPE_KEYS:
+        missing = sorted(_ENVELOPE_KEYS - set(obj))
+        extra = sorted(set(obj) - _ENVELOPE_KEYS)
+        raise bad(f"envelope keys differ (missing {missing}, unexpected {extra})", seq)
+    if seq is None or seq < 0:
+        raise bad(f"'seq' is {obj['seq']!r}, not a non-negative integer")
+    if type(obj["ts"]) is not str or not _TS_RE.fullmatch(obj["ts"]):
+        raise bad(f"'ts' {obj['ts']!r} is not RFC 3339 UTC with microseconds", seq)
+    if type(obj["type"]) is not str or not _TYPE_RE.fullmatch(obj["type"]):
+        raise bad(f"'type' {obj['type']!r} is not a dotted lower-case name", seq)
+    if type(obj["data"]) is not dict:
+        raise bad("'data' is not an object", seq)
+    for key in ("prev", "hash"):
+        if type(obj[key]) is not str or not _is_hex64(obj[key]):
+            raise bad(f"'{key}' is not 64 lower-case hex digits", seq)
+    try:
+        again = canonical(obj)
+    except UnrecordableValue as exc:
+        raise bad(str(exc), seq) from None
+    if again != raw:
+        raise bad("is not in canonical form (bytes were added, removed or reordered)", seq)
+    cut = raw.rfind(_HASH_KEY)
+    body = raw[:cut] + raw[cut + len(_HASH_KEY) + 65 :]
+    if hashlib.sha256(body).hexdigest() != obj["hash"]:
+        raise bad("content does not match its hash (the event was altered)", seq)
+    return Event(
+        v=version,
+        seq=seq,
+        ts=obj["ts"],
+        type=obj["type"],
+        data=obj["data"],
+        prev=obj["prev"],
+        hash=obj["hash"],
+    )
+
+
+# --- versions --------------------------------------------------------------------------------
+
+UPGRADES: Final[dict[int, Callable[[str, dict[str, JSON]], tuple[str, dict[str, JSON]]]]] = {}
+"""``UPGRADES[n]`` turns the (type, data) of a version-n event into version n+1.
+
+Format v1 is the first version, so this is empty; a v2 adds ``UPGRADES[1]``. Hashes are
+always checked on the bytes as written, before any upgrade.
+"""
+
+P = TypeVar("P", bound=Payload)
+
+
+def upgraded(event: Event) -> tuple[str, dict[str, JSON]]:
+    """The event's (type, data) in the current format version."""
+    kind, data = event.type, event.data
+    for version in range(event.v, FORMAT_VERSION):
+        kind, data = UPGRADES[version](kind, data)
+    return kind, data
+
+
+def payload_of(event: Event, *, run: str | None = None) -> Payload | None:
+    """The typed payload of ``event``, or None for a type this version does not know.
+
+    Raises :class:`RecordCorrupted` when a known type's data lacks or mistypes a field.
+    """
+    kind, data = upgraded(event)
+    cls = PAYLOADS.get(kind)
+    if cls is None:
+        return None
+    try:
+        return converter.structure(data, cls)
+    except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
+        detail = "; ".join(_explain(exc))
+        raise RecordCorrupted(
+            f"event seq {event.seq}: {kind} data does not fit format v{FORMAT_VERSION}: "
+            f"{detail}",
+            run=run,
+            seq=event.seq,
+        ) from None
+
+
+def _explain(exc: BaseException) -> list[str]:
+    if isinstance(exc, cattrs.BaseValidationError):
+        return cattrs.transform_error(exc, path="data")
+    return [str(exc)]
+
+
+def unstructure(payload: Payload) -> dict[str, JSON]:
+    """The JSON data of a payload (what goes in an event's ``data``)."""
+    data: dict[str, JSON] = converter.unstructure(payload)
+    return data

@@ -1,0 +1,165 @@
+"""The journal writer: appends sealed events to ``events.jsonl``, one writer per run.
+
+Each event is handed to the OS with a single ``write`` before ``append`` returns, so the
+side effect it announces can only happen after it is in the kernel: a killed process loses
+nothing it announced. Events that announce cost (provisioning, termination) and the run's
+end are also fsynced, so a power cut loses none of them either.
+
+The writer holds an exclusive ``flock`` on the log for its whole life; a second writer — in
+this process or another — is refused with :class:`RunLocked`, and ``verify`` uses the same
+lock to tell an ``open`` run from an ``abandoned`` one.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import threading
+import time
+from pathlib import Path
+
+import structlog
+
+from precip_repro.exceptions import RunFinished, RunLocked
+from precip_repro.record.canonical import JSON
+from precip_repro.record.events import GENESIS, Event, format_ts, seal
+
+__all__ = ["Journal", "is_locked"]
+
+log = structlog.get_logger(__name__)
+
+
+def _lock(fd: int, path: Path, run: str | None, *, exclusive: bool = True) -> None:
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise RunLocked(
+                f"run {run or path.parent.name} is open for writing by another writer "
+                f"(lock on {path}); wait for it to finish, or stop that process",
+                run=run,
+                path=path,
+            ) from None
+        raise
+
+
+def is_locked(path: Path) -> bool:
+    """Whether a writer currently holds the log at ``path``."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return True
+        raise
+    finally:
+        os.close(fd)
+    return False
+
+
+class Journal:
+    """Appends events to one run's log. Thread-safe."""
+
+    def __init__(self, path: Path, fd: int, *, run: str, seq: int, prev: str) -> None:
+        self.path = path
+        self.run = run
+        self._fd: int | None = fd
+        self._seq = seq
+        self._prev = prev
+        self._lock = threading.Lock()
+        self._closed_reason: str | None = None
+
+    @classmethod
+    def create(cls, path: Path, *, run: str) -> Journal:
+        """Start a new log at ``path`` (which must not exist) and hold it for writing."""
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            _lock(fd, path, run)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(path, fd, run=run, seq=0, prev=GENESIS)
+
+    @classmethod
+    def acquire(cls, path: Path, *, run: str) -> Journal:
+        """Hold an existing log for writing, to recover it; :meth:`resume_at` before appending.
+
+        Only recovery does this: a finished run is never appended to.
+        """
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            _lock(fd, path, run)
+        except BaseException:
+            os.close(fd)
+            raise
+        journal = cls(path, fd, run=run, seq=0, prev=GENESIS)
+        journal._closed_reason = "not resumed"
+        return journal
+
+    def resume_at(self, *, seq: int, prev: str, end: int) -> None:
+        """Continue after the last intact event, which ends at byte ``end``.
+
+        Bytes past ``end`` — a torn tail, which the caller has saved — are cut off.
+        """
+        with self._lock:
+            assert self._fd is not None
+            if os.fstat(self._fd).st_size != end:
+                os.ftruncate(self._fd, end)
+            self._seq, self._prev, self._closed_reason = seq, prev, None
+
+    @property
+    def seq(self) -> int:
+        """The seq the next event will get (= events written so far)."""
+        return self._seq
+
+    @property
+    def last_hash(self) -> str:
+        return self._prev
+
+    def append(
+        self, type: str, data: dict[str, JSON], *, sync: bool = False, final: bool = False  # noqa: A002
+    ) -> Event:
+        """Seal and write one event; fsync it when ``sync``. ``final`` closes the journal."""
+        with self._lock:
+            if self._fd is None or self._closed_reason is not None:
+                raise RunFinished(
+                    f"run {self.run} is {self._closed_reason or 'closed'}: "
+                    "nothing is appended to it any more",
+                    run=self.run,
+                    path=self.path,
+                )
+            event, line = seal(
+                seq=self._seq, ts=format_ts(time.time_ns()), type=type, data=data, prev=self._prev
+            )
+            _write_all(self._fd, line)
+            if sync:
+                os.fsync(self._fd)
+            self._seq += 1
+            self._prev = event.hash
+            if final:
+                self._closed_reason = "finished"
+            return event
+
+    def sync(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.fsync(self._fd)
+
+    def close(self) -> None:
+        """Release the log (and its lock). Appending afterwards raises :class:`RunFinished`."""
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+                self._closed_reason = self._closed_reason or "closed"
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]

@@ -1,0 +1,241 @@
+"""The recording API the Experiment uses: open a run, append typed events, add blobs, finish.
+
+::
+
+    run = Run.open(RunStore("records"), name="hello-world")
+    run.append(Note(text="starting"))
+    ref = run.add_blob(b"...")
+    digest = run.finish("ok")
+
+What is fsynced (and why): ``run.started`` (the run exists), ``call.started`` of
+``provision``/``deprovision`` and ``instance.launched``/``instance.terminating`` (they
+announce or record cost: ``gc`` must find every launched instance after a power cut), and
+``run.finished`` together with every blob the run wrote and the checkpoint. Every other
+event is written through to the OS before ``append`` returns.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import platform
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, Final
+
+import structlog
+
+from precip_repro.exceptions import InvalidOption
+from precip_repro.record.blobs import BlobSink, BlobStore
+from precip_repro.record.events import (
+    RUN_STATUSES,
+    BlobRef,
+    CallStarted,
+    Event,
+    InstanceLaunched,
+    InstanceTerminating,
+    Payload,
+    ReplayOf,
+    RunFinished,
+    RunStarted,
+    unstructure,
+)
+from precip_repro.record.journal import Journal
+from precip_repro.record.store import EVENTS, OBJECTS, Checkpoint, RunStore, write_checkpoint
+
+__all__ = ["COSTLY_METHODS", "Run", "tool_version"]
+
+log = structlog.get_logger(__name__)
+
+COSTLY_METHODS: Final = frozenset({"provision", "deprovision"})
+
+
+def tool_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("precip-repro")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+def _needs_sync(payload: Payload) -> bool:
+    if isinstance(payload, RunStarted | InstanceLaunched | InstanceTerminating):
+        return True
+    return isinstance(payload, CallStarted) and payload.method in COSTLY_METHODS
+
+
+def _git_commit(directory: Path) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(directory), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and len(commit) in (40, 64) else None
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Run:
+    """One run being recorded. Thread-safe; a context manager that finishes the run."""
+
+    def __init__(self, run_id: str, path: Path, journal: Journal) -> None:
+        self.id = run_id
+        self.path = path
+        self.blobs = BlobStore(path / OBJECTS, run=run_id)
+        self._journal = journal
+        self._started_ns = time.monotonic_ns()
+        self._finish_lock = threading.Lock()
+        self._status: str | None = None
+        self._digest: str | None = None
+
+    @classmethod
+    def open(
+        cls,
+        store: RunStore | Path | str | None = None,
+        *,
+        name: str | None = None,
+        script: Path | None = None,
+        argv: list[str] | None = None,
+        replay_of: ReplayOf | None = None,
+    ) -> Run:
+        """Create a new run in ``store`` and write its ``run.started``.
+
+        ``script`` (the experiment script) is stored as a blob; its git commit, if it is in
+        a repository, is recorded too.
+        """
+        if not isinstance(store, RunStore):
+            store = RunStore(store)
+        run_id, path = store.create_run_dir(name)
+        journal = Journal.create(path / EVENTS, run=run_id)
+        run = cls(run_id, path, journal)
+        script_ref = run.blobs.put_file(script) if script is not None else None
+        started = RunStarted(
+            run=run_id,
+            tool_version=tool_version(),
+            python=platform.python_version(),
+            platform=platform.platform(),
+            host=socket.gethostname(),
+            user=getpass.getuser(),
+            argv=list(sys.argv if argv is None else argv),
+            cwd=os.getcwd(),
+            script=script_ref,
+            script_path=str(script) if script is not None else None,
+            git_commit=_git_commit((script or Path.cwd()).resolve().parent)
+            if script is not None
+            else _git_commit(Path.cwd()),
+            replay_of=replay_of,
+        )
+        run.append(started)
+        _fsync_dir(path)
+        _fsync_dir(store.root)
+        log.info("run started", run=run_id, path=str(path))
+        return run
+
+    @property
+    def digest(self) -> str:
+        """The hash of the last event written: once finished, the run's digest."""
+        return self._digest or self._journal.last_hash
+
+    @property
+    def events(self) -> int:
+        return self._journal.seq
+
+    @property
+    def status(self) -> str | None:
+        """None while recording; the final status once finished."""
+        return self._status
+
+    @property
+    def finished(self) -> bool:
+        return self._status is not None
+
+    def append(self, payload: Payload, *, sync: bool | None = None) -> Event:
+        """Write one typed event. ``sync`` overrides the fsync policy above."""
+        if isinstance(payload, RunFinished):
+            raise ValueError("use Run.finish() to end a run")
+        return self._journal.append(
+            payload.TYPE,
+            unstructure(payload),
+            sync=_needs_sync(payload) if sync is None else sync,
+        )
+
+    def add_blob(self, content: bytes | BinaryIO | Path, *, inline: bool = False) -> BlobRef:
+        """Store bytes, a readable binary stream or a file's content; return its reference.
+
+        With ``inline``, content up to 4 KiB that is valid UTF-8 is returned as inline text
+        (the event carries it; no object file is written).
+        """
+        if isinstance(content, bytes | bytearray | memoryview):
+            return self.blobs.put_bytes(bytes(content), inline=inline)
+        if isinstance(content, Path):
+            return self.blobs.put_file(content, inline=inline)
+        return self.blobs.put_stream(content, inline=inline)
+
+    def blob_sink(self, *, inline: bool = False) -> BlobSink:
+        """A sink to stream a blob in chunks (e.g. while an SFTP transfer runs)."""
+        return self.blobs.sink(inline=inline)
+
+    def finish(self, status: str = "ok") -> str:
+        """Append ``run.finished``, make everything durable, write the checkpoint.
+
+        Returns the run's digest. Finishing twice returns the same digest.
+        """
+        if status not in RUN_STATUSES:
+            raise InvalidOption("status", status, RUN_STATUSES)
+        with self._finish_lock:
+            if self._digest is not None:
+                return self._digest
+            self.blobs.sync()
+            seq = self._journal.seq
+            finished = RunFinished(
+                status=status,
+                events=seq + 1,
+                duration_ns=time.monotonic_ns() - self._started_ns,
+                digest=self._journal.last_hash,
+            )
+            event = self._journal.append(
+                finished.TYPE, unstructure(finished), sync=True, final=True
+            )
+            write_checkpoint(self.path, Checkpoint(run=self.id, events=seq + 1, digest=event.hash))
+            self._journal.close()
+            self._status, self._digest = status, event.hash
+        log.info("run finished", run=self.id, status=status, events=seq + 1, digest=event.hash)
+        return event.hash
+
+    def close(self) -> None:
+        """Release the log without finishing (the run stays ``abandoned`` until recovered)."""
+        self._journal.close()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.finish("ok")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.finish("interrupted")
+        else:
+            self.finish("failed")

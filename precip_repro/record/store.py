@@ -1,0 +1,197 @@
+"""A store of runs: a directory holding one self-contained directory per run.
+
+::
+
+    <store>/<run-id>/events.jsonl      the hash-chained log
+    <store>/<run-id>/objects/ab/cdef…  blobs, named by the sha256 of their bytes
+    <store>/<run-id>/checkpoint        written when the run finishes: id, events, digest
+
+Run ids sort by time and read well: ``20261125T023000Z-hello-world-3f9a``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+import attrs
+
+from precip_repro.exceptions import AmbiguousRun, RecordCorrupted, RunNotFound
+from precip_repro.record.canonical import canonical
+from precip_repro.record.events import FORMAT_VERSION
+
+__all__ = [
+    "CHECKPOINT",
+    "EVENTS",
+    "OBJECTS",
+    "Checkpoint",
+    "RunStore",
+    "default_store_path",
+    "new_run_id",
+    "read_checkpoint",
+    "write_checkpoint",
+]
+
+EVENTS: Final = "events.jsonl"
+OBJECTS: Final = "objects"
+CHECKPOINT: Final = "checkpoint"
+
+_SLUG_RE: Final = re.compile(r"[a-z0-9]+")
+_HEX64_RE: Final = re.compile(r"[0-9a-f]{64}")
+
+
+def default_store_path() -> Path:
+    """``PRECIP_RECORDS`` if set, else ``./records``."""
+    return Path(os.environ.get("PRECIP_RECORDS") or "records")
+
+
+def slug(name: str | None) -> str:
+    words = _SLUG_RE.findall((name or "").lower())
+    return "-".join(words)[:40].strip("-") or "run"
+
+
+def new_run_id(name: str | None, *, now_ns: int | None = None) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime((now_ns or time.time_ns()) // 10**9))
+    return f"{stamp}-{slug(name)}-{secrets.token_hex(2)}"
+
+
+@attrs.frozen(kw_only=True)
+class Checkpoint:
+    """What a finished run's ``checkpoint`` file says: its id, event count and digest."""
+
+    run: str
+    events: int
+    digest: str
+
+
+def write_checkpoint(run_dir: Path, checkpoint: Checkpoint) -> None:
+    """Write the checkpoint atomically and durably (temp file, fsync, rename, fsync dir)."""
+    body = {
+        "v": FORMAT_VERSION,
+        "run": checkpoint.run,
+        "events": checkpoint.events,
+        "digest": checkpoint.digest,
+    }
+    tmp = run_dir / f".{CHECKPOINT}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
+    try:
+        os.write(fd, canonical(body) + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    tmp.replace(run_dir / CHECKPOINT)
+    dir_fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read_checkpoint(run_dir: Path, *, run: str | None = None) -> Checkpoint | None:
+    """The run's checkpoint, None when it has none; :class:`RecordCorrupted` when unreadable."""
+    path = run_dir / CHECKPOINT
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+    def bad(reason: str) -> RecordCorrupted:
+        return RecordCorrupted(f"checkpoint {path}: {reason}", run=run, path=path)
+
+    try:
+        obj = json.loads(raw)
+    except ValueError as exc:
+        raise bad(f"is not valid JSON ({exc})") from None
+    if (
+        type(obj) is not dict
+        or set(obj) != {"v", "run", "events", "digest"}
+        or obj["v"] != FORMAT_VERSION
+        or type(obj["run"]) is not str
+        or type(obj["events"]) is not int
+        or type(obj["digest"]) is not str
+        or not _HEX64_RE.fullmatch(obj["digest"])
+    ):
+        raise bad("does not hold v, run, events and digest as format v1 writes them")
+    if canonical(obj) + b"\n" != raw:
+        raise bad("is not in canonical form (it was edited)")
+    return Checkpoint(run=obj["run"], events=obj["events"], digest=obj["digest"])
+
+
+class RunStore:
+    """A directory of runs."""
+
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root) if root is not None else default_store_path()
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.root)!r})"
+
+    def create_run_dir(self, name: str | None) -> tuple[str, Path]:
+        """Make a fresh, empty run directory and return its id and path."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for _ in range(100):
+            run_id = new_run_id(name)
+            path = self.root / run_id
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            (path / OBJECTS).mkdir()
+            return run_id, path
+        raise FileExistsError(f"could not find a free run id in {self.root}")  # pragma: no cover
+
+    def run_dirs(self) -> Iterator[Path]:
+        """Every run directory in the store (a directory holding ``events.jsonl``), by id."""
+        if not self.root.is_dir():
+            return
+        for path in sorted(self.root.iterdir()):
+            if path.is_dir() and (path / EVENTS).is_file():
+                yield path
+
+    def resolve(self, spec: str) -> Path:
+        """Find a run: an existing path, else an exact id, else ``latest``, else a unique prefix.
+
+        Raises :class:`RunNotFound` or :class:`AmbiguousRun` (listing the candidates).
+        """
+        as_path = Path(spec)
+        if as_path.exists():
+            if as_path.is_file() and as_path.name == EVENTS:
+                return as_path.parent
+            if (as_path / EVENTS).is_file():
+                return as_path
+            if as_path.is_dir() and spec not in ("", "."):
+                raise RunNotFound(
+                    f"{spec} is a directory but not a run (it holds no {EVENTS}); "
+                    "give a run directory, a run id, a unique prefix or 'latest'",
+                    run=spec,
+                    path=as_path,
+                )
+        runs = [path.name for path in self.run_dirs()]
+        if spec in runs:
+            return self.root / spec
+        if spec == "latest":
+            if not runs:
+                raise RunNotFound(f"the store {self.root} holds no runs yet", run=spec)
+            return self.root / runs[-1]
+        matches = [run for run in runs if run.startswith(spec)] if spec else []
+        if len(matches) == 1:
+            return self.root / matches[0]
+        if matches:
+            shown = ", ".join(matches[:10]) + (" …" if len(matches) > 10 else "")
+            raise AmbiguousRun(
+                f"{spec!r} matches {len(matches)} runs in {self.root}: {shown}; "
+                "give more of the id",
+                candidates=matches,
+                run=spec,
+            )
+        hint = f"; latest is {runs[-1]}" if runs else f"; the store {self.root} holds no runs"
+        raise RunNotFound(
+            f"no run {spec!r} in {self.root} (not a path, an id, 'latest' or a prefix){hint}",
+            run=spec,
+        )

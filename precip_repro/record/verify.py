@@ -1,0 +1,448 @@
+"""Is a run's record intact? ``verify`` answers; ``recover`` finishes an abandoned run.
+
+States and the exit status the CLI gives them:
+
+=========== ==== ===========================================================================
+state       exit meaning
+=========== ==== ===========================================================================
+intact      0    finished; chain, checkpoint and every blob check
+corrupt     1    a line, the checkpoint or a blob does not check (named by seq/line/blob)
+open        3    no ``run.finished`` yet and a writer holds the run
+abandoned   3    no writer, and a torn tail or no end: ``precip-repro recover`` finishes it
+=========== ==== ===========================================================================
+
+A run whose checkpoint exists but whose log does not match it is ``corrupt``, never
+``abandoned``: truncating a finished run is tampering.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import os
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+import structlog
+
+from precip_repro.exceptions import (
+    BlobCorrupted,
+    RecordCorrupted,
+    RecordIncomplete,
+)
+from precip_repro.record.blobs import BlobStore
+from precip_repro.record.canonical import JSON
+from precip_repro.record.events import (
+    RUN_STATUSES,
+    BlobRef,
+    Event,
+    RunFinished,
+    converter,
+    payload_of,
+    unstructure,
+)
+from precip_repro.record.journal import Journal, is_locked
+from precip_repro.record.reader import LogReader, TornTail
+from precip_repro.record.store import (
+    EVENTS,
+    OBJECTS,
+    Checkpoint,
+    read_checkpoint,
+    write_checkpoint,
+)
+
+__all__ = ["EXIT_STATUS", "Recovery", "Verdict", "blob_refs", "recover", "verify"]
+
+log = structlog.get_logger(__name__)
+
+EXIT_STATUS: Final = {"intact": 0, "corrupt": 1, "open": 3, "abandoned": 3}
+_BLOB_KEYS: Final = frozenset({"sha256", "size", "text"})
+
+
+@attrs.frozen(kw_only=True)
+class Verdict:
+    """What ``verify`` found. ``reason`` is one line a person can act on."""
+
+    run: str
+    path: Path
+    state: str
+    reason: str
+    events: int
+    digest: str | None
+    status: str | None = None
+    seq: int | None = None
+    line: int | None = None
+    blob: str | None = None
+    blobs_checked: int = 0
+    torn: TornTail | None = None
+    first_ts: str | None = None
+    last_ts: str | None = None
+    end_offset: int = 0
+    has_finished_event: bool = False
+    has_checkpoint: bool = False
+
+    @property
+    def exit_status(self) -> int:
+        return EXIT_STATUS[self.state]
+
+    @property
+    def intact(self) -> bool:
+        return self.state == "intact"
+
+
+def blob_refs(data: JSON) -> Iterator[BlobRef]:
+    """Every blob reference in an event's data, whatever the event type."""
+    stack: list[Any] = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            if (
+                "sha256" in value
+                and "size" in value
+                and value.keys() <= _BLOB_KEYS
+                and type(value["sha256"]) is str
+                and type(value["size"]) is int
+                and type(value.get("text", "")) is str
+            ):
+                try:
+                    yield BlobRef(sha256=value["sha256"], size=value["size"], text=value.get("text"))
+                except ValueError:
+                    pass  # not a blob reference after all: the sha256 is not 64 hex digits
+                continue
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+
+
+class _BlobChecker:
+    """Hashes referenced blobs on a few threads while the log is still being read."""
+
+    def __init__(self, store: BlobStore, *, workers: int) -> None:
+        self._store = store
+        self._seen: set[tuple[str, int, bool]] = set()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify-blob")
+        self._pending: collections.deque[tuple[Future[None], int]] = collections.deque()
+        self._limit = workers * 4
+        self.failures: list[tuple[int, BlobCorrupted]] = []
+        self.checked = 0
+
+    def submit(self, ref: BlobRef, seq: int) -> None:
+        key = (ref.sha256, ref.size, ref.text is not None)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        self.checked += 1
+        if ref.text is not None:
+            self._check(ref, seq)
+            return
+        self._pending.append((self._pool.submit(self._store.check, ref), seq))
+        while len(self._pending) > self._limit:
+            self._collect()
+
+    def _check(self, ref: BlobRef, seq: int) -> None:
+        try:
+            self._store.check(ref)
+        except BlobCorrupted as exc:
+            self.failures.append((seq, exc))
+
+    def _collect(self) -> None:
+        future, seq = self._pending.popleft()
+        try:
+            future.result()
+        except BlobCorrupted as exc:
+            self.failures.append((seq, exc))
+        except OSError as exc:
+            self.failures.append(
+                (seq, BlobCorrupted(f"blob could not be read: {exc}", path=exc.filename))
+            )
+
+    def finish(self) -> tuple[int, BlobCorrupted] | None:
+        while self._pending:
+            self._collect()
+        self._pool.shutdown()
+        return min(self.failures, key=lambda failure: failure[0]) if self.failures else None
+
+
+def _ns_between(first: str, last: str) -> int:
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
+    delta = dt.datetime.strptime(last, fmt) - dt.datetime.strptime(first, fmt)
+    return (delta // dt.timedelta(microseconds=1)) * 1000
+
+
+def verify(
+    run_dir: Path,
+    *,
+    digest: str | None = None,
+    check_blobs: bool = True,
+    workers: int | None = None,
+    _ignore_lock: bool = False,
+) -> Verdict:
+    """Check a run's log, checkpoint and blobs; return a :class:`Verdict`.
+
+    ``digest``, when given, must equal the run's digest for it to be ``intact``.
+    Raises :class:`~precip_repro.exceptions.UnsupportedVersion` for a format this version
+    cannot read; every other problem is a state of the verdict.
+    """
+    run_id = run_dir.name
+    events_path = run_dir / EVENTS
+    base: dict[str, Any] = {"run": run_id, "path": run_dir}
+    if not events_path.is_file():
+        return Verdict(
+            **base,
+            state="corrupt",
+            reason=f"{events_path} is missing: the run's log is gone",
+            events=0,
+            digest=None,
+        )
+    locked = not _ignore_lock and is_locked(events_path)
+    checkpoint: Checkpoint | None = None
+    checkpoint_problem: RecordCorrupted | None = None
+    try:
+        checkpoint = read_checkpoint(run_dir, run=run_id)
+    except RecordCorrupted as exc:
+        checkpoint_problem = exc
+
+    reader = LogReader(events_path, run=run_id)
+    checker = _BlobChecker(
+        BlobStore(run_dir / OBJECTS, run=run_id),
+        workers=workers or min(4, os.cpu_count() or 1),
+    )
+    finished: RunFinished | None = None
+    problem: RecordCorrupted | None = None
+    try:
+        for event in reader:
+            if event.seq == 0:
+                if event.type != "run.started":
+                    raise _bad(event, f"the first event is {event.type}, not run.started", run_id)
+                if type(event.data.get("run")) is str:
+                    run_id = event.data["run"]
+                    base["run"] = run_id
+            if finished is not None:
+                raise _bad(event, "comes after run.finished: a finished run was appended to", run_id)
+            payload = payload_of(event, run=run_id)
+            if isinstance(payload, RunFinished):
+                _check_finished(event, payload, run_id)
+                finished = payload
+            if check_blobs:
+                for ref in blob_refs(event.data):
+                    checker.submit(ref, event.seq)
+    except RecordCorrupted as exc:
+        problem = exc
+    finally:
+        blob_failure = checker.finish()
+
+    if blob_failure is not None and (problem is None or blob_failure[0] < (problem.seq or 0)):
+        seq, exc = blob_failure
+        problem = exc
+        problem.seq, problem.line = seq, seq + 1
+        problem.args = (f"event seq {seq} (line {seq + 1}) refers to a bad blob: {exc}",)
+
+    found: dict[str, Any] = {
+        "events": reader.count,
+        "digest": reader.last_hash if reader.count else None,
+        "status": finished.status if finished else None,
+        "blobs_checked": checker.checked,
+        "torn": reader.torn,
+        "first_ts": reader.first.ts if reader.first else None,
+        "last_ts": reader.last.ts if reader.last else None,
+        "end_offset": reader.end,
+        "has_finished_event": finished is not None,
+        "has_checkpoint": checkpoint is not None or checkpoint_problem is not None,
+    }
+    if problem is not None:
+        return Verdict(
+            **base,
+            **found,
+            state="corrupt",
+            reason=str(problem),
+            seq=problem.seq,
+            line=problem.line,
+            blob=problem.blob,
+        )
+    if checkpoint_problem is not None:
+        return Verdict(**base, **found, state="corrupt", reason=str(checkpoint_problem))
+    if checkpoint is not None:
+        mismatch = _checkpoint_mismatch(checkpoint, reader, finished, run_id)
+        if mismatch:
+            return Verdict(**base, **found, state="corrupt", reason=mismatch)
+        if digest is not None and digest.lower() != reader.last_hash:
+            return Verdict(
+                **base,
+                **found,
+                state="corrupt",
+                reason=f"the run's digest is {reader.last_hash}, not the {digest} "
+                "you expected: this is not the run that digest names, or it was altered",
+            )
+        return Verdict(
+            **base,
+            **found,
+            state="intact",
+            reason=f"intact: {reader.count} events, {checker.checked} blobs, "
+            f"status {finished.status if finished else '?'}",
+        )
+    if locked:
+        return Verdict(
+            **base,
+            **found,
+            state="open",
+            reason=f"open: a writer is still recording ({reader.count} intact events so far)",
+        )
+    recover_hint = f"run `precip-repro recover {run_id}` to finish it as interrupted"
+    if reader.torn is not None:
+        reason = (
+            f"abandoned: torn tail at line {reader.torn.line} ({reader.torn.size} bytes after "
+            f"event seq {reader.count - 1}: the writer was killed mid-write); {recover_hint}"
+        )
+    elif reader.count == 0:
+        reason = "abandoned: the log holds no events (the writer died at once); nothing to keep"
+    elif finished is not None:
+        reason = (
+            "abandoned: the run finished but its checkpoint is missing; "
+            f"run `precip-repro recover {run_id}` to write it"
+        )
+    else:
+        reason = (
+            f"abandoned: no run.finished after event seq {reader.count - 1} (the recording "
+            f"process ended without finishing); {recover_hint}"
+        )
+    return Verdict(**base, **found, state="abandoned", reason=reason)
+
+
+def _bad(event: Event, reason: str, run: str) -> RecordCorrupted:
+    return RecordCorrupted(
+        f"event seq {event.seq} (line {event.seq + 1}) {event.type}: {reason}",
+        run=run,
+        seq=event.seq,
+        line=event.seq + 1,
+    )
+
+
+def _check_finished(event: Event, finished: RunFinished, run: str) -> None:
+    if finished.status not in RUN_STATUSES:
+        raise _bad(event, f"status {finished.status!r} is not one of {RUN_STATUSES}", run)
+    if finished.events != event.seq + 1:
+        raise _bad(event, f"says {finished.events} events, but it is event {event.seq + 1}", run)
+    if finished.digest != event.prev:
+        raise _bad(event, "its digest is not the hash of the event before it", run)
+
+
+def _checkpoint_mismatch(
+    checkpoint: Checkpoint, reader: LogReader, finished: RunFinished | None, run: str
+) -> str | None:
+    where = f"the checkpoint says the run finished with {checkpoint.events} events"
+    if checkpoint.run != run:
+        return f"the checkpoint names run {checkpoint.run!r}, the log is run {run!r}"
+    if reader.torn is not None:
+        return (
+            f"line {reader.torn.line}: {reader.torn.size} bytes follow the last complete event "
+            f"of a finished run ({where}): the log was truncated or appended to"
+        )
+    if reader.count < checkpoint.events:
+        return (
+            f"{where}, the log holds {reader.count}: events after seq {reader.count - 1} "
+            "were removed (a finished run was truncated)"
+        )
+    if reader.count > checkpoint.events:
+        return f"{where}, the log holds {reader.count}: events were added after it finished"
+    if finished is None:
+        return f"{where}, but the log has no run.finished"
+    if reader.last_hash != checkpoint.digest:
+        return (
+            f"{where} and digest {checkpoint.digest}, but the log's digest is "
+            f"{reader.last_hash}: the log was rewritten"
+        )
+    return None
+
+
+@attrs.frozen(kw_only=True)
+class Recovery:
+    """What ``recover`` did: ``finished`` (appended run.finished), ``checkpoint`` (wrote
+    only the missing checkpoint) or ``nothing`` (the run was already intact)."""
+
+    action: str
+    run: str
+    digest: str
+    events: int
+    torn_tail: BlobRef | None = None
+
+
+def recover(run_dir: Path) -> Recovery:
+    """Finish an abandoned run: save a torn tail as a blob, cut it off, append
+    ``run.finished`` with status ``interrupted``, write the checkpoint.
+
+    Refuses an open run (:class:`RunLocked`), a corrupt one (:class:`RecordCorrupted`) and
+    an empty one (:class:`RecordIncomplete`). Intact events are never rewritten.
+    """
+    events_path = run_dir / EVENTS
+    if not events_path.is_file():
+        raise RecordCorrupted(f"{events_path} is missing: nothing to recover", path=events_path)
+    journal = Journal.acquire(events_path, run=run_dir.name)
+    try:
+        verdict = verify(run_dir, _ignore_lock=True)
+        if verdict.state == "intact":
+            assert verdict.digest is not None
+            return Recovery(
+                action="nothing", run=verdict.run, digest=verdict.digest, events=verdict.events
+            )
+        if verdict.state == "corrupt":
+            raise RecordCorrupted(
+                f"run {verdict.run} is corrupt, not abandoned — recover changes nothing: "
+                f"{verdict.reason}",
+                run=verdict.run,
+                seq=verdict.seq,
+                line=verdict.line,
+                blob=verdict.blob,
+            )
+        if verdict.events == 0:
+            raise RecordIncomplete(
+                f"run {verdict.run} holds no intact event, so there is nothing to finish; "
+                f"remove {run_dir} if it is of no use",
+                run=verdict.run,
+                path=run_dir,
+            )
+        assert verdict.digest is not None
+        if verdict.has_finished_event and verdict.torn is None:
+            write_checkpoint(
+                run_dir, Checkpoint(run=verdict.run, events=verdict.events, digest=verdict.digest)
+            )
+            log.info("checkpoint rewritten", run=verdict.run, digest=verdict.digest)
+            return Recovery(
+                action="checkpoint", run=verdict.run, digest=verdict.digest, events=verdict.events
+            )
+        blobs = BlobStore(run_dir / OBJECTS, run=verdict.run)
+        torn_ref: BlobRef | None = None
+        recovered: dict[str, JSON] = {"reason": verdict.reason}
+        if verdict.torn is not None:
+            # Keep the torn bytes: they are the last thing the writer was saying.
+            with events_path.open("rb") as f:
+                f.seek(verdict.torn.offset)
+                torn_ref = blobs.put_stream(f)
+            blobs.sync()
+            recovered["torn_tail"] = converter.unstructure(torn_ref)
+            recovered["torn_line"] = verdict.torn.line
+        journal.resume_at(seq=verdict.events, prev=verdict.digest, end=verdict.end_offset)
+        assert verdict.first_ts is not None and verdict.last_ts is not None
+        finished = RunFinished(
+            status="interrupted",
+            events=verdict.events + 1,
+            duration_ns=_ns_between(verdict.first_ts, verdict.last_ts),
+            digest=verdict.digest,
+            recovered=recovered,
+        )
+        event = journal.append(finished.TYPE, unstructure(finished), sync=True, final=True)
+        write_checkpoint(
+            run_dir, Checkpoint(run=verdict.run, events=verdict.events + 1, digest=event.hash)
+        )
+        log.info("run recovered", run=verdict.run, digest=event.hash, torn=torn_ref is not None)
+        return Recovery(
+            action="finished",
+            run=verdict.run,
+            digest=event.hash,
+            events=verdict.events + 1,
+            torn_tail=torn_ref,
+        )
+    finally:
+        journal.close()
