@@ -53,9 +53,7 @@ class InvalidOption(ExperimentException, ValueError):
         self.option = option
         self.value = value
         self.valid = sorted(valid)
-        super().__init__(
-            f"{option}={value!r} is not valid; valid values: {', '.join(self.valid)}"
-        )
+        super().__init__(f"{option}={value!r} is not valid; valid values: {', '.join(self.valid)}")
 
 
 class RecordError(ExperimentException):

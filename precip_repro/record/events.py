@@ -120,6 +120,31 @@ class ErrorInfo:
     message: str
 
 
+def _json_object(value: object, field: str) -> dict[str, JSON]:
+    out = jsonable(value, field)
+    if not isinstance(out, dict):
+        raise UnrecordableValue(
+            f"field {field!r} must be a mapping, not {type(value).__name__}", field=field
+        )
+    return out
+
+
+def _args(value: object) -> dict[str, JSON]:
+    return _json_object(value, "args")
+
+
+def _facts(value: object) -> dict[str, JSON]:
+    return _json_object(value, "facts")
+
+
+def _fields(value: object) -> dict[str, JSON]:
+    return _json_object(value, "fields")
+
+
+def _result(value: object) -> JSON:
+    return jsonable(value, "result")
+
+
 # --- payloads --------------------------------------------------------------------------------
 
 
@@ -162,7 +187,7 @@ class CallStarted(Payload):
     call: int
     exp: str
     method: str
-    args: dict[str, JSON] = attrs.field(converter=lambda a: jsonable(a, "args"))
+    args: dict[str, JSON] = attrs.field(converter=_args)
 
 
 @attrs.frozen(kw_only=True)
@@ -188,9 +213,7 @@ class InstanceReady(Payload):
     public_hostname: str | None = None
     private_hostname: str | None = None
     host_key: str | None = None
-    facts: dict[str, JSON] = attrs.field(
-        factory=dict, converter=lambda f: jsonable(f, "facts")
-    )
+    facts: dict[str, JSON] = attrs.field(factory=dict, converter=_facts)
 
 
 @attrs.frozen(kw_only=True)
@@ -253,7 +276,7 @@ class InstanceTerminated(Payload):
 class CallFinished(Payload):
     TYPE: ClassVar[str] = "call.finished"
     call: int
-    result: JSON = attrs.field(converter=lambda r: jsonable(r, "result"))
+    result: JSON = attrs.field(converter=_result)
     duration_ns: int
 
 
@@ -269,9 +292,7 @@ class CallFailed(Payload):
 class Note(Payload):
     TYPE: ClassVar[str] = "note"
     text: str
-    fields: dict[str, JSON] = attrs.field(
-        factory=dict, converter=lambda f: jsonable(f, "fields")
-    )
+    fields: dict[str, JSON] = attrs.field(factory=dict, converter=_fields)
 
 
 @attrs.frozen(kw_only=True)
@@ -377,7 +398,7 @@ def format_ts(ns: int) -> str:
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{rest // 1000:06d}Z"
 
 
-def seal(*, seq: int, ts: str, type: str, data: dict[str, JSON], prev: str) -> tuple[Event, bytes]:  # noqa: A002
+def seal(*, seq: int, ts: str, type: str, data: dict[str, JSON], prev: str) -> tuple[Event, bytes]:
     """Hash and serialise a new event; return it and its line (newline included)."""
     body = {"v": FORMAT_VERSION, "seq": seq, "ts": ts, "type": type, "data": data, "prev": prev}
     body_bytes = canonical(body)
@@ -385,7 +406,7 @@ def seal(*, seq: int, ts: str, type: str, data: dict[str, JSON], prev: str) -> t
     # Keys sort as data, hash, prev, …: the hash goes right before the top-level "prev",
     # which is the last ',"prev":"' in the body (only fixed-format values follow it).
     cut = body_bytes.rfind(b',"prev":"')
-    line = b"%s,\"hash\":\"%s\"%s\n" % (body_bytes[:cut], digest.encode(), body_bytes[cut:])
+    line = b'%s,"hash":"%s"%s\n' % (body_bytes[:cut], digest.encode(), body_bytes[cut:])
     event = Event(v=FORMAT_VERSION, seq=seq, ts=ts, type=type, data=data, prev=prev, hash=digest)
     return event, line
 
@@ -398,9 +419,7 @@ def _refuse_constant(text: str) -> Any:
     raise ValueError(f"holds {text}; v1 records hold no NaN or infinity")
 
 
-_loads: Final = json.JSONDecoder(
-    parse_float=_refuse_float, parse_constant=_refuse_constant
-).decode
+_loads: Final = json.JSONDecoder(parse_float=_refuse_float, parse_constant=_refuse_constant).decode
 
 
 def parse_line(raw: bytes, *, line: int, run: str | None = None) -> Event:
@@ -507,8 +526,7 @@ def payload_of(event: Event, *, run: str | None = None) -> Payload | None:
     except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
         detail = "; ".join(_explain(exc))
         raise RecordCorrupted(
-            f"event seq {event.seq}: {kind} data does not fit format v{FORMAT_VERSION}: "
-            f"{detail}",
+            f"event seq {event.seq}: {kind} data does not fit format v{FORMAT_VERSION}: {detail}",
             run=run,
             seq=event.seq,
         ) from None

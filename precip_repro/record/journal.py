@@ -121,7 +121,12 @@ class Journal:
         return self._prev
 
     def append(
-        self, type: str, data: dict[str, JSON], *, sync: bool = False, final: bool = False  # noqa: A002
+        self,
+        type: str,
+        data: dict[str, JSON],
+        *,
+        sync: bool = False,
+        final: bool = False,
     ) -> Event:
         """Seal and write one event; fsync it when ``sync``. ``final`` closes the journal."""
         with self._lock:

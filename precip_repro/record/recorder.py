@@ -16,6 +16,7 @@ event is written through to the OS before ``append`` returns.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import platform
@@ -135,7 +136,7 @@ class Run:
             host=socket.gethostname(),
             user=getpass.getuser(),
             argv=list(sys.argv if argv is None else argv),
-            cwd=os.getcwd(),
+            cwd=str(Path.cwd()),
             script=script_ref,
             script_path=str(script) if script is not None else None,
             git_commit=_git_commit((script or Path.cwd()).resolve().parent)
@@ -143,6 +144,7 @@ class Run:
             else _git_commit(Path.cwd()),
             replay_of=replay_of,
         )
+        run._started_ns = time.monotonic_ns()
         run.append(started)
         _fsync_dir(path)
         _fsync_dir(store.root)
@@ -216,6 +218,8 @@ class Run:
             )
             write_checkpoint(self.path, Checkpoint(run=self.id, events=seq + 1, digest=event.hash))
             self._journal.close()
+            with contextlib.suppress(OSError):
+                (self.path / OBJECTS / "tmp").rmdir()
             self._status, self._digest = status, event.hash
         log.info("run finished", run=self.id, status=status, events=seq + 1, digest=event.hash)
         return event.hash

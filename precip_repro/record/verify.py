@@ -93,26 +93,33 @@ class Verdict:
         return self.state == "intact"
 
 
+def _as_ref(value: dict[str, Any]) -> BlobRef | None:
+    if not (
+        "sha256" in value
+        and "size" in value
+        and value.keys() <= _BLOB_KEYS
+        and type(value["sha256"]) is str
+        and type(value["size"]) is int
+        and type(value.get("text", "")) is str
+    ):
+        return None
+    try:
+        return BlobRef(sha256=value["sha256"], size=value["size"], text=value.get("text"))
+    except ValueError:
+        return None  # shaped like a reference, but its sha256 is not 64 hex digits
+
+
 def blob_refs(data: JSON) -> Iterator[BlobRef]:
     """Every blob reference in an event's data, whatever the event type."""
     stack: list[Any] = [data]
     while stack:
         value = stack.pop()
         if isinstance(value, dict):
-            if (
-                "sha256" in value
-                and "size" in value
-                and value.keys() <= _BLOB_KEYS
-                and type(value["sha256"]) is str
-                and type(value["size"]) is int
-                and type(value.get("text", "")) is str
-            ):
-                try:
-                    yield BlobRef(sha256=value["sha256"], size=value["size"], text=value.get("text"))
-                except ValueError:
-                    pass  # not a blob reference after all: the sha256 is not 64 hex digits
-                continue
-            stack.extend(value.values())
+            ref = _as_ref(value)
+            if ref is not None:
+                yield ref
+            else:
+                stack.extend(value.values())
         elif isinstance(value, list):
             stack.extend(value)
 
@@ -221,7 +228,9 @@ def verify(
                     run_id = event.data["run"]
                     base["run"] = run_id
             if finished is not None:
-                raise _bad(event, "comes after run.finished: a finished run was appended to", run_id)
+                raise _bad(
+                    event, "comes after run.finished: a finished run was appended to", run_id
+                )
             payload = payload_of(event, run=run_id)
             if isinstance(payload, RunFinished):
                 _check_finished(event, payload, run_id)
@@ -235,10 +244,15 @@ def verify(
         blob_failure = checker.finish()
 
     if blob_failure is not None and (problem is None or blob_failure[0] < (problem.seq or 0)):
-        seq, exc = blob_failure
-        problem = exc
-        problem.seq, problem.line = seq, seq + 1
-        problem.args = (f"event seq {seq} (line {seq + 1}) refers to a bad blob: {exc}",)
+        seq, blob_exc = blob_failure
+        problem = BlobCorrupted(
+            f"event seq {seq} (line {seq + 1}) refers to a bad blob: {blob_exc}",
+            run=run_id,
+            seq=seq,
+            line=seq + 1,
+            blob=blob_exc.blob,
+            path=blob_exc.path,
+        )
 
     found: dict[str, Any] = {
         "events": reader.count,
@@ -267,7 +281,15 @@ def verify(
     if checkpoint is not None:
         mismatch = _checkpoint_mismatch(checkpoint, reader, finished, run_id)
         if mismatch:
-            return Verdict(**base, **found, state="corrupt", reason=mismatch)
+            reason, line = mismatch
+            return Verdict(
+                **base,
+                **found,
+                state="corrupt",
+                reason=reason,
+                line=line,
+                seq=line - 1 if line is not None and line <= reader.count else None,
+            )
         if digest is not None and digest.lower() != reader.last_hash:
             return Verdict(
                 **base,
@@ -280,7 +302,7 @@ def verify(
             **base,
             **found,
             state="intact",
-            reason=f"intact: {reader.count} events, {checker.checked} blobs, "
+            reason=f"{reader.count} events, {checker.checked} blobs, "
             f"status {finished.status if finished else '?'}",
         )
     if locked:
@@ -288,24 +310,24 @@ def verify(
             **base,
             **found,
             state="open",
-            reason=f"open: a writer is still recording ({reader.count} intact events so far)",
+            reason=f"a writer is still recording ({reader.count} intact events so far)",
         )
     recover_hint = f"run `precip-repro recover {run_id}` to finish it as interrupted"
     if reader.torn is not None:
         reason = (
-            f"abandoned: torn tail at line {reader.torn.line} ({reader.torn.size} bytes after "
+            f"torn tail at line {reader.torn.line} ({reader.torn.size} bytes after "
             f"event seq {reader.count - 1}: the writer was killed mid-write); {recover_hint}"
         )
     elif reader.count == 0:
-        reason = "abandoned: the log holds no events (the writer died at once); nothing to keep"
+        reason = "the log holds no events (the writer died at once); nothing to keep"
     elif finished is not None:
         reason = (
-            "abandoned: the run finished but its checkpoint is missing; "
+            "the run finished but its checkpoint is missing; "
             f"run `precip-repro recover {run_id}` to write it"
         )
     else:
         reason = (
-            f"abandoned: no run.finished after event seq {reader.count - 1} (the recording "
+            f"no run.finished after event seq {reader.count - 1} (the recording "
             f"process ended without finishing); {recover_hint}"
         )
     return Verdict(**base, **found, state="abandoned", reason=reason)
@@ -331,28 +353,35 @@ def _check_finished(event: Event, finished: RunFinished, run: str) -> None:
 
 def _checkpoint_mismatch(
     checkpoint: Checkpoint, reader: LogReader, finished: RunFinished | None, run: str
-) -> str | None:
+) -> tuple[str, int | None] | None:
+    """Why the log does not match its checkpoint, and the first line concerned."""
     where = f"the checkpoint says the run finished with {checkpoint.events} events"
     if checkpoint.run != run:
-        return f"the checkpoint names run {checkpoint.run!r}, the log is run {run!r}"
+        return f"the checkpoint names run {checkpoint.run!r}, the log is run {run!r}", None
     if reader.torn is not None:
         return (
             f"line {reader.torn.line}: {reader.torn.size} bytes follow the last complete event "
-            f"of a finished run ({where}): the log was truncated or appended to"
+            f"of a finished run ({where}): the log was truncated or appended to",
+            reader.torn.line,
         )
     if reader.count < checkpoint.events:
         return (
             f"{where}, the log holds {reader.count}: events after seq {reader.count - 1} "
-            "were removed (a finished run was truncated)"
+            "were removed (a finished run was truncated)",
+            reader.count + 1,
         )
     if reader.count > checkpoint.events:
-        return f"{where}, the log holds {reader.count}: events were added after it finished"
+        return (
+            f"{where}, the log holds {reader.count}: events were added after it finished",
+            checkpoint.events + 1,
+        )
     if finished is None:
-        return f"{where}, but the log has no run.finished"
+        return f"{where}, but the log has no run.finished", reader.count
     if reader.last_hash != checkpoint.digest:
         return (
             f"{where} and digest {checkpoint.digest}, but the log's digest is "
-            f"{reader.last_hash}: the log was rewritten"
+            f"{reader.last_hash}: the log was rewritten",
+            reader.count,
         )
     return None
 

@@ -1,0 +1,295 @@
+"""``precip-repro``: list, show, verify, recover and read recorded runs; record the demo.
+
+The CLI is thin: each command calls the library and turns its answer into lines and an
+exit status. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Final, NoReturn
+
+import structlog
+
+from precip_repro.exceptions import (
+    AmbiguousRun,
+    ExperimentException,
+    RecordCorrupted,
+    RecordIncomplete,
+    RunLocked,
+    RunNotFound,
+    UnsupportedVersion,
+)
+from precip_repro.record.blobs import BlobStore
+from precip_repro.record.events import BlobRef
+from precip_repro.record.reader import LogReader
+from precip_repro.record.recorder import tool_version
+from precip_repro.record.store import EVENTS, OBJECTS, RunStore
+from precip_repro.record.summary import summarize
+from precip_repro.record.verify import blob_refs, recover, verify
+from precip_repro.timeline import format_duration, timeline
+
+__all__ = ["main"]
+
+EXIT_OK: Final = 0
+EXIT_BAD: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INCOMPLETE: Final = 3
+
+_EPILOG: Final = """\
+exit status:
+  0  success; for verify: the run is intact
+  1  corrupt: an event, the checkpoint or a blob does not check (named in the message)
+  2  usage error: bad arguments, no such run, an ambiguous prefix, an unreadable format
+  3  incomplete: the run is open (being written) or abandoned (run `recover`)
+
+RUN is a run directory, a run id, `latest`, or a unique prefix of an id, looked up in
+--records DIR (default: $PRECIP_RECORDS, else ./records).
+"""
+
+_HEX_RE: Final = re.compile(r"[0-9a-f]{4,64}")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _configure_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2)
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _store(args: argparse.Namespace) -> RunStore:
+    return RunStore(args.records)
+
+
+def _resolve(args: argparse.Namespace) -> Path:
+    return _store(args).resolve(args.run)
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    store = _store(args)
+    rows = [summarize(path) for path in store.run_dirs()]
+    if not rows:
+        print(f"no runs in {store.root}")
+        return EXIT_OK
+    rows.reverse()
+    width = max(len(row.run) for row in rows)
+    print(f"{'RUN':<{width}}  {'STATUS':<11} {'EVENTS':>8}  DURATION")
+    for row in rows:
+        events = "?" if row.events is None else str(row.events)
+        print(
+            f"{row.run:<{width}}  {row.status:<11} {events:>8}  {format_duration(row.duration_ns)}"
+        )
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    run_dir = _resolve(args)
+    reader = LogReader(run_dir / EVENTS, run=run_dir.name)
+    print(f"run {run_dir.name}  ({run_dir})")
+    try:
+        for line in timeline(reader):
+            print(line)
+    except RecordCorrupted as exc:
+        print(f"!! stopped: {exc}")
+        print(f"   run `precip-repro verify {run_dir}` for the full check")
+        return EXIT_BAD
+    if reader.torn is not None:
+        print(
+            f"!! torn tail at line {reader.torn.line} ({reader.torn.size} bytes): the writer "
+            f"was cut off; `precip-repro recover {run_dir.name}` finishes the run"
+        )
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    if args.digest is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", args.digest):
+        raise _Usage(f"--digest must be 64 hex digits (a run's full digest), not {args.digest!r}")
+    run_dir = _resolve(args)
+    verdict = verify(run_dir, digest=args.digest)
+    print(f"{verdict.run}: {verdict.state}")
+    print(f"  {verdict.reason}")
+    if verdict.digest is not None:
+        label = "digest" if verdict.state == "intact" else "last intact event"
+        print(f"  {label}: {verdict.digest}")
+    return verdict.exit_status
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    run_dir = _resolve(args)
+    done = recover(run_dir)
+    if done.action == "nothing":
+        print(f"{done.run}: already finished and intact; nothing to do")
+    elif done.action == "checkpoint":
+        print(f"{done.run}: the run had finished; its missing checkpoint was written")
+    else:
+        print(f"{done.run}: finished as interrupted after {done.events - 1} intact events")
+        if done.torn_tail is not None:
+            print(
+                f"  the torn tail ({done.torn_tail.size} bytes) is kept as blob "
+                f"{done.torn_tail.sha256}"
+            )
+    print(f"  digest: {done.digest}")
+    return EXIT_OK
+
+
+def cmd_cat(args: argparse.Namespace) -> int:
+    run_dir = _resolve(args)
+    wanted = args.sha256.lower()
+    if not _HEX_RE.fullmatch(wanted):
+        raise _Usage(f"{args.sha256!r} is not a sha256 (or a prefix of at least 4 hex digits)")
+    blobs = BlobStore(run_dir / OBJECTS, run=run_dir.name)
+    ref = _find_ref(run_dir, wanted)
+    out = sys.stdout.buffer
+    for chunk in blobs.iter_verified(ref):
+        out.write(chunk)
+    out.flush()
+    return EXIT_OK
+
+
+def _find_ref(run_dir: Path, wanted: str) -> BlobRef:
+    """The one blob reference in the run's log whose sha256 starts with ``wanted``."""
+    found: dict[str, BlobRef] = {}
+    for event in LogReader(run_dir / EVENTS, run=run_dir.name):
+        for ref in blob_refs(event.data):
+            if ref.sha256.startswith(wanted):
+                previous = found.get(ref.sha256)
+                if previous is None or (previous.text is None and ref.text is not None):
+                    found[ref.sha256] = ref
+    if not found:
+        raise RunNotFound(
+            f"run {run_dir.name} refers to no blob {wanted}; `precip-repro show "
+            f"{run_dir.name}` lists what it holds",
+            run=run_dir.name,
+            blob=wanted,
+        )
+    if len(found) > 1:
+        raise AmbiguousRun(
+            f"{wanted!r} matches {len(found)} blobs of run {run_dir.name}: "
+            f"{', '.join(sorted(found))}; give more digits",
+            candidates=sorted(found),
+            run=run_dir.name,
+        )
+    return next(iter(found.values()))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from precip_repro.demo import record_demo
+
+    store = _store(args)
+    run = record_demo(store)
+    verdict = verify(run.path)
+    print(f"recorded run {run.id}")
+    print(f"  in      {run.path}")
+    print(f"  verify  {verdict.state}: {verdict.reason}")
+    print(f"  digest  {run.digest}")
+    print("next:")
+    print(f"  precip-repro --records {store.root} show {run.id}")
+    print(f"  precip-repro --records {store.root} verify {run.id} --digest {run.digest}")
+    print(f"  precip-repro --records {store.root} ls")
+    return verdict.exit_status
+
+
+# --- plumbing ------------------------------------------------------------------------------
+
+
+class _Usage(ExperimentException):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--records",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="the store of runs (default: $PRECIP_RECORDS, else ./records)",
+    )
+    common.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log more"
+    )
+    parser = _Parser(
+        prog="precip-repro",
+        description="Record, audit and inspect precip experiment runs.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {tool_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(
+        name: str, func: Callable[[argparse.Namespace], int], help: str
+    ) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            parents=[common],
+            epilog=_EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        cmd.set_defaults(func=func)
+        return cmd
+
+    add("ls", cmd_ls, "list runs, newest first: id, status, events, duration")
+    show = add("show", cmd_show, "print a run's timeline, one line per event")
+    show.add_argument("run", metavar="RUN")
+    check = add("verify", cmd_verify, "check a run's hash chain, checkpoint and blobs")
+    check.add_argument("run", metavar="RUN")
+    check.add_argument("--digest", metavar="HEX", help="also require this digest (64 hex)")
+    cat = add("cat", cmd_cat, "write a blob's bytes (checked) to stdout")
+    cat.add_argument("run", metavar="RUN")
+    cat.add_argument("sha256", metavar="SHA256", help="the blob's sha256, or a unique prefix")
+    rec = add("recover", cmd_recover, "finish an abandoned run as interrupted")
+    rec.add_argument("run", metavar="RUN")
+    add("demo", cmd_demo, "record the demo run, verify it, print its id and digest")
+    return parser
+
+
+def _exit_for(exc: ExperimentException) -> int:
+    if isinstance(exc, UnsupportedVersion | RunNotFound | _Usage):
+        return EXIT_USAGE
+    if isinstance(exc, RunLocked | RecordIncomplete):
+        return EXIT_INCOMPLETE
+    return EXIT_BAD
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    args.records = getattr(args, "records", None)
+    _configure_logging(getattr(args, "verbose", 0))
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ExperimentException as exc:
+        print(f"precip-repro {args.command}: error: {exc}", file=sys.stderr)
+        return _exit_for(exc)
+    except BrokenPipeError:
+        return EXIT_OK
+    except OSError as exc:
+        print(f"precip-repro {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD
+    except KeyboardInterrupt:
+        print(f"precip-repro {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
