@@ -422,6 +422,21 @@ def _refuse_constant(text: str) -> Any:
 _loads: Final = json.JSONDecoder(parse_float=_refuse_float, parse_constant=_refuse_constant).decode
 
 
+def _hash_matches(raw: bytes, claimed: object) -> bool:
+    """Whether ``raw`` hashes to ``claimed`` once its top-level ``"hash"`` member is cut out.
+
+    Keys are sorted, so only fixed-format members follow the top-level hash: it is the
+    last ``,"hash":"`` in the line.
+    """
+    if type(claimed) is not str:
+        return False
+    cut = raw.rfind(_HASH_KEY)
+    if cut < 0:
+        return False
+    body = raw[:cut] + raw[cut + len(_HASH_KEY) + 65 :]
+    return hashlib.sha256(body).hexdigest() == claimed
+
+
 def parse_line(raw: bytes, *, line: int, run: str | None = None) -> Event:
     """Parse and check one line (without its newline): canonical form, envelope and hash.
 
@@ -449,6 +464,9 @@ def parse_line(raw: bytes, *, line: int, run: str | None = None) -> Event:
     if type(version) is not int:
         raise bad("has no integer format version 'v'", seq)
     if version != FORMAT_VERSION and version not in UPGRADES:
+        if not _hash_matches(raw, obj.get("hash")):
+            # A newer writer still hashes its lines; a flipped version digit does not.
+            raise bad(f"names format version {version} but does not hash: it was altered", seq)
         raise UnsupportedVersion(
             f"line {line}: record format version {version} is not one this precip-repro "
             f"reads (it reads 1..{FORMAT_VERSION}); upgrade precip-repro to read this run",
@@ -477,9 +495,7 @@ def parse_line(raw: bytes, *, line: int, run: str | None = None) -> Event:
         raise bad(str(exc), seq) from None
     if again != raw:
         raise bad("is not in canonical form (bytes were added, removed or reordered)", seq)
-    cut = raw.rfind(_HASH_KEY)
-    body = raw[:cut] + raw[cut + len(_HASH_KEY) + 65 :]
-    if hashlib.sha256(body).hexdigest() != obj["hash"]:
+    if not _hash_matches(raw, obj["hash"]):
         raise bad("content does not match its hash (the event was altered)", seq)
     return Event(
         v=version,

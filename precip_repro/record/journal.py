@@ -19,15 +19,14 @@ import threading
 import time
 from pathlib import Path
 
-import structlog
-
 from precip_repro.exceptions import RunFinished, RunLocked
+from precip_repro.logs import get_logger
 from precip_repro.record.canonical import JSON
 from precip_repro.record.events import GENESIS, Event, format_ts, seal
 
 __all__ = ["Journal", "is_locked"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def _lock(fd: int, path: Path, run: str | None, *, exclusive: bool = True) -> None:

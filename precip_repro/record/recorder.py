@@ -29,9 +29,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final
 
-import structlog
-
 from precip_repro.exceptions import InvalidOption
+from precip_repro.logs import get_logger
 from precip_repro.record.blobs import BlobSink, BlobStore
 from precip_repro.record.events import (
     RUN_STATUSES,
@@ -51,7 +50,7 @@ from precip_repro.record.store import EVENTS, OBJECTS, Checkpoint, RunStore, wri
 
 __all__ = ["COSTLY_METHODS", "Run", "tool_version"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 COSTLY_METHODS: Final = frozenset({"provision", "deprovision"})
 

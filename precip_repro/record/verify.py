@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any, Final
 
 import attrs
-import structlog
 
 from precip_repro.exceptions import (
     BlobCorrupted,
     RecordCorrupted,
     RecordIncomplete,
 )
+from precip_repro.logs import get_logger
 from precip_repro.record.blobs import BlobStore
 from precip_repro.record.canonical import JSON
 from precip_repro.record.events import (
@@ -56,7 +56,7 @@ from precip_repro.record.store import (
 
 __all__ = ["EXIT_STATUS", "Recovery", "Verdict", "blob_refs", "recover", "verify"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 EXIT_STATUS: Final = {"intact": 0, "corrupt": 1, "open": 3, "abandoned": 3}
 _BLOB_KEYS: Final = frozenset({"sha256", "size", "text"})

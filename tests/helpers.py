@@ -1,0 +1,107 @@
+"""Builders shared by the tests: a recorded run holding every v1 event type."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from precip_repro.record import Run, RunStore
+from precip_repro.record.events import (
+    CallFailed,
+    CallFinished,
+    CallStarted,
+    CloudInfo,
+    CommandFinished,
+    ErrorInfo,
+    ExperimentCreated,
+    FileGot,
+    FilePut,
+    InstanceLaunched,
+    InstanceReady,
+    InstanceTerminated,
+    InstanceTerminating,
+    Note,
+)
+
+
+def record_sample_run(store: RunStore | Path, *, name: str = "sample", finish: bool = True) -> Run:
+    """A small run with every event type, two object blobs and inline outputs."""
+    run = Run.open(store, name=name, argv=["sample.py"])
+    run.append(ExperimentCreated(exp="e1", name="sample", cloud=CloudInfo(kind="local")))
+    run.append(
+        CallStarted(
+            call=1,
+            exp="e1",
+            method="provision",
+            args={"image_id": "default", "instance_type": "m1.small", "count": 1, "tags": []},
+        )
+    )
+    run.append(
+        InstanceLaunched(
+            call=1,
+            exp="e1",
+            slot="e1.p1.0",
+            instance_id="i-0001",
+            image_id="default",
+            instance_type="m1.small",
+            tags=["precip", "i-0001", "e1.p1.0"],
+        )
+    )
+    run.append(CallFinished(call=1, result=["i-0001"], duration_ns=1_000))
+    run.append(
+        InstanceReady(
+            slot="e1.p1.0",
+            instance_id="i-0001",
+            public_address="127.128.0.2",
+            private_address="127.128.0.2",
+            host_key="SHA256:abc",
+            facts={"cpus": 2, "uname": "Linux"},
+        )
+    )
+    script = run.add_blob(b"#!/bin/sh\necho hello\n" * 300)
+    run.append(
+        FilePut(
+            call=2,
+            slot="e1.p1.0",
+            instance_id="i-0001",
+            user="root",
+            local_path="hello.sh",
+            remote_path="/tmp/hello.sh",
+            mode=0o755,
+            content=script,
+        )
+    )
+    binary = run.add_blob(bytes(range(256)) * 20, inline=True)
+    run.append(
+        CommandFinished(
+            call=3,
+            slot="e1.p1.0",
+            instance_id="i-0001",
+            user="root",
+            cmd="/tmp/hello.sh",
+            exit_code=0,
+            stdout=run.add_blob(b"hello\n", inline=True),
+            stderr=binary,
+            duration_ns=2_000_000,
+        )
+    )
+    run.append(
+        FileGot(
+            call=4,
+            slot="e1.p1.0",
+            instance_id="i-0001",
+            user="root",
+            local_path="out.txt",
+            remote_path="/tmp/out.txt",
+            mode=0o644,
+            content=script,
+        )
+    )
+    run.append(
+        CallFailed(call=5, error=ErrorInfo(type="CommandFailed", message="exit 1"), duration_ns=5)
+    )
+    run.append(Note(text="a note", fields={"ratio": 0.25}))
+    run.append(InstanceTerminating(slot="e1.p1.0", instance_id="i-0001", call=6))
+    run.append(InstanceTerminated(slot="e1.p1.0", instance_id="i-0001", call=6))
+    if finish:
+        run.finish("ok")
+    return run
