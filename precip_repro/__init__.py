@@ -31,17 +31,17 @@ from precip_repro.record import (
     recover,
     verify,
 )
-from precip_repro.record.recorder import tool_version
+from precip_repro.record.recorder import tool_version as _tool_version
 
-__version__ = tool_version()
+__version__ = _tool_version()
 
 __all__ = [
-    "FORMAT_VERSION",
     "AmbiguousRun",
     "BlobCorrupted",
     "BlobRef",
     "Event",
     "ExperimentException",
+    "FORMAT_VERSION",
     "InvalidOption",
     "LogReader",
     "RecordCorrupted",

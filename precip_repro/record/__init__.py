@@ -21,14 +21,14 @@ from precip_repro.record.store import RunStore
 from precip_repro.record.verify import Recovery, Verdict, recover, verify
 
 __all__ = [
-    "FORMAT_VERSION",
-    "JSON",
-    "PAYLOADS",
     "BlobRef",
     "BlobSink",
     "BlobStore",
     "Event",
+    "FORMAT_VERSION",
+    "JSON",
     "LogReader",
+    "PAYLOADS",
     "Payload",
     "Recovery",
     "Run",

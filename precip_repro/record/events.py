@@ -22,9 +22,6 @@ from precip_repro.exceptions import RecordCorrupted, UnrecordableValue, Unsuppor
 from precip_repro.record.canonical import JSON, canonical, jsonable
 
 __all__ = [
-    "FORMAT_VERSION",
-    "GENESIS",
-    "PAYLOADS",
     "BlobRef",
     "CallFailed",
     "CallFinished",
@@ -34,13 +31,16 @@ __all__ = [
     "ErrorInfo",
     "Event",
     "ExperimentCreated",
+    "FORMAT_VERSION",
     "FileGot",
     "FilePut",
+    "GENESIS",
     "InstanceLaunched",
     "InstanceReady",
     "InstanceTerminated",
     "InstanceTerminating",
     "Note",
+    "PAYLOADS",
     "Payload",
     "ReplayOf",
     "RunFinished",

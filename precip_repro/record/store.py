@@ -28,9 +28,9 @@ from precip_repro.record.events import FORMAT_VERSION
 
 __all__ = [
     "CHECKPOINT",
+    "Checkpoint",
     "EVENTS",
     "OBJECTS",
-    "Checkpoint",
     "RunStore",
     "default_store_path",
     "new_run_id",

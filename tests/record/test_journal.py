@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from precip_repro.exceptions import RunFinished, RunLocked
+from precip_repro.record import Run, verify
+from precip_repro.record.events import CallStarted, Note
+from precip_repro.record.journal import Journal
+from precip_repro.record.store import EVENTS
+
+
+def test_a_second_writer_in_the_same_process_is_refused(store):
+    run = Run.open(store, name="one")
+    try:
+        with pytest.raises(RunLocked, match="open for writing by another writer"):
+            Journal.acquire(run.path / EVENTS, run=run.id)
+    finally:
+        run.finish()
+
+
+def test_a_second_writer_in_another_process_is_refused(store):
+    run = Run.open(store, name="one")
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from precip_repro.exceptions import RunLocked\n"
+        "from precip_repro.record.journal import Journal\n"
+        "try:\n"
+        "    Journal.acquire(Path(sys.argv[1]), run='x')\n"
+        "except RunLocked as exc:\n"
+        "    print('refused:', exc)\n"
+        "    sys.exit(7)\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(run.path / EVENTS)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 7, done.stderr
+        assert run.id in done.stdout
+    finally:
+        run.finish()
+    # Once the first writer is gone the lock is free again (recover may take it).
+    Journal.acquire(run.path / EVENTS, run=run.id).close()
+
+
+def test_appends_from_many_threads_form_one_unbroken_chain(store):
+    run = Run.open(store, name="threads")
+    barrier = threading.Barrier(8)
+
+    def work(worker: int) -> None:
+        barrier.wait()
+        for i in range(250):
+            run.append(Note(text=f"w{worker} e{i}"))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    run.finish()
+    verdict = verify(run.path)
+    assert verdict.state == "intact", verdict.reason
+    assert verdict.events == 1 + 8 * 250 + 1
+
+
+def test_costly_intents_and_the_end_are_fsynced_and_notes_are_not(store, monkeypatch):
+    import os
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+    run = Run.open(store, name="fsync")
+
+    def spy(fd: int) -> None:
+        synced.append(str(Path(f"/proc/self/fd/{fd}").readlink()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    log = str(run.path / EVENTS)
+    run.append(Note(text="cheap"))
+    assert synced.count(log) == 0
+    run.append(CallStarted(call=1, exp="e1", method="run", args={}))
+    assert synced.count(log) == 0
+    run.append(CallStarted(call=2, exp="e1", method="provision", args={}))
+    assert synced.count(log) == 1
+    run.append(CallStarted(call=3, exp="e1", method="deprovision", args={}))
+    assert synced.count(log) == 2
+    run.finish()
+    assert synced.count(log) == 3
+    assert str(run.path / "checkpoint") not in synced  # written via a temp file, then renamed
+    assert any(path.endswith(".checkpoint.tmp") for path in synced)
+
+
+def test_every_event_is_in_the_file_when_append_returns(store):
+    run = Run.open(store, name="through")
+    event = run.append(Note(text="visible"))
+    on_disk = (run.path / EVENTS).read_bytes().splitlines()[-1]
+    assert on_disk == event.line()[:-1]
+    run.finish()
+
+
+def test_appending_after_finish_raises(store):
+    run = Run.open(store, name="done")
+    run.finish()
+    with pytest.raises(RunFinished, match="finished"):
+        run.append(Note(text="late"))
+
+
+def test_a_run_started_records_who_where_and_what(store, tmp_path):
+    script = tmp_path / "exp.py"
+    script.write_text("print('hi')\n")
+    run = Run.open(store, name="who", script=script, argv=["exp.py", "--x"])
+    run.finish()
+    from precip_repro.record import LogReader
+    from precip_repro.record.events import RunStarted, payload_of
+
+    first = next(iter(LogReader(run.path / EVENTS)))
+    started = payload_of(first)
+    assert isinstance(started, RunStarted)
+    assert started.run == run.id
+    assert started.argv == ["exp.py", "--x"]
+    assert started.script is not None
+    assert run.blobs.read_bytes(started.script) == b"print('hi')\n"
+    assert started.python.count(".") == 2

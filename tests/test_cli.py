@@ -1,0 +1,206 @@
+"""precip-repro CLI: each command, its exit statuses, and one clear line on bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from precip_repro.cli import main
+from precip_repro.record import Run, RunStore
+from precip_repro.record.events import Note
+from precip_repro.record.store import EVENTS
+from tests.helpers import record_sample_run
+
+
+def cli(capsys, store: RunStore, *args: str) -> tuple[int, str, str]:
+    code = main(["--records", str(store.root), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_demo_records_a_verified_run_and_prints_its_id_and_digest(capsys, store):
+    code, out, _ = cli(capsys, store, "demo")
+    assert code == 0
+    (run_dir,) = list(store.run_dirs())
+    assert f"recorded run {run_dir.name}" in out
+    code, verify_out, _ = cli(capsys, store, "verify", run_dir.name)
+    digest = verify_out.split("digest: ")[1].strip()
+    assert f"digest  {digest}" in out
+    assert "verify  intact" in out
+
+
+def test_ls_lists_runs_newest_first_with_status_and_events(capsys, store):
+    first = record_sample_run(store, name="first")
+    second = Run.open(store, name="second")
+    second.close()  # abandoned
+    code, out, _ = cli(capsys, store, "ls")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["RUN", "STATUS", "EVENTS", "DURATION"]
+    assert lines[1].split()[:3] == [second.id, "abandoned", "1"]
+    assert lines[2].split()[:3] == [first.id, "ok", "14"]
+
+
+def test_ls_of_an_empty_store_says_so(capsys, store):
+    assert cli(capsys, store, "ls")[:2] == (0, f"no runs in {store.root}\n")
+
+
+def test_show_prints_one_line_per_event(capsys, store):
+    run = record_sample_run(store)
+    code, out, _ = cli(capsys, store, "show", "latest")
+    assert code == 0
+    body = out.splitlines()[1:]
+    assert len(body) == 14
+    assert "e1.p1.0 exit 0" in out and "/tmp/hello.sh" in out
+    assert "run finished: ok" in body[-1]
+    assert run.id in out
+
+
+def test_show_stops_at_a_corrupt_line_and_says_where(capsys, store):
+    run = record_sample_run(store)
+    log = run.path / EVENTS
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.chmod(0o644)
+    log.write_bytes(b"".join([*lines[:4], b"garbage\n", *lines[5:]]))
+    code, out, _ = cli(capsys, store, "show", run.id)
+    assert code == 1
+    assert "line 5: is not valid JSON" in out
+
+
+def test_verify_exit_statuses_follow_the_states(capsys, store):
+    ok = record_sample_run(store, name="ok")
+    assert cli(capsys, store, "verify", ok.id)[0] == 0
+    open_run = Run.open(store, name="open")
+    code, out, _ = cli(capsys, store, "verify", open_run.id)
+    assert (code, "open" in out) == (3, True)
+    open_run.close()
+    code, out, _ = cli(capsys, store, "verify", open_run.id)
+    assert code == 3
+    assert f"precip-repro recover {open_run.id}" in out
+    log = ok.path / EVENTS
+    log.chmod(0o644)
+    data = bytearray(log.read_bytes())
+    data[300] ^= 1
+    log.write_bytes(bytes(data))
+    code, out, _ = cli(capsys, store, "verify", ok.id)
+    assert code == 1
+    assert "corrupt" in out and "(line 1)" in out
+
+
+def test_verify_checks_a_given_digest(capsys, store):
+    run = record_sample_run(store)
+    assert cli(capsys, store, "verify", run.id, "--digest", run.digest)[0] == 0
+    assert cli(capsys, store, "verify", run.id, "--digest", "0" * 64)[0] == 1
+    code, _, err = cli(capsys, store, "verify", run.id, "--digest", "abc")
+    assert code == 2 and "64 hex digits" in err
+
+
+def test_recover_finishes_an_abandoned_run(capsys, store):
+    run = Run.open(store, name="crashed")
+    run.append(Note(text="before the crash"))
+    run.close()
+    with (run.path / EVENTS).open("ab") as f:
+        f.write(b'{"data":')
+    code, out, _ = cli(capsys, store, "recover", run.id)
+    assert code == 0
+    assert "finished as interrupted after 2 intact events" in out
+    assert "torn tail (8 bytes)" in out
+    assert cli(capsys, store, "verify", run.id)[0] == 0
+    code, out, _ = cli(capsys, store, "recover", run.id)
+    assert code == 0 and "nothing to do" in out
+
+
+def test_cat_writes_a_blob_and_refuses_a_corrupted_one(capsysbinary, store):
+    run = record_sample_run(store)
+    content = b"#!/bin/sh\necho hello\n" * 300
+    sha = hashlib.sha256(content).hexdigest()
+    assert main(["--records", str(store.root), "cat", run.id, sha]) == 0
+    assert capsysbinary.readouterr().out == content
+    assert main(["--records", str(store.root), "cat", run.id, sha[:10]]) == 0
+    assert capsysbinary.readouterr().out == content
+    assert (
+        main(["--records", str(store.root), "cat", run.id, hashlib.sha256(b"hello\n").hexdigest()])
+        == 0
+    )
+    assert capsysbinary.readouterr().out == b"hello\n"  # inline output
+    blob = run.path / "objects" / sha[:2] / sha[2:]
+    blob.chmod(0o644)
+    blob.write_bytes(b"tampered")
+    assert main(["--records", str(store.root), "cat", run.id, sha]) == 1
+    captured = capsysbinary.readouterr()
+    assert captured.out == b""  # nothing unverified reaches stdout
+    assert sha.encode() in captured.err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["show", "nope"], "no run 'nope'"),
+        (["verify", "2026"], "matches 2 runs"),
+        (["cat", "latest", "zz"], "not a sha256"),
+        (["cat", "latest", "0000"], "refers to no blob 0000"),
+    ],
+)
+def test_bad_input_gets_one_line_and_exit_2(capsys, store, args, message):
+    record_sample_run(store, name="a")
+    record_sample_run(store, name="b")
+    code, _, err = cli(capsys, store, *args)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+def test_an_unknown_version_is_a_usage_error_naming_the_line(capsys, store):
+    run = Run.open(store, name="future")
+    run.close()
+    import json
+
+    from precip_repro.record.canonical import canonical
+
+    last = json.loads((run.path / EVENTS).read_bytes())
+    body = {k: v for k, v in last.items() if k != "hash"} | {"v": 9, "seq": 1, "prev": last["hash"]}
+    body["hash"] = hashlib.sha256(canonical(body)).hexdigest()
+    with (run.path / EVENTS).open("ab") as f:
+        f.write(canonical(body) + b"\n")
+    code, _, err = cli(capsys, store, "verify", run.id)
+    assert code == 2
+    assert "line 2: record format version 9" in err and "upgrade precip-repro" in err
+
+
+def test_a_directory_that_is_not_a_run_is_named(capsys, store, tmp_path):
+    code, _, err = cli(capsys, store, "show", str(tmp_path))
+    assert code == 2 and "not a run" in err
+
+
+def test_help_documents_the_exit_statuses(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for status in ("0  success", "1  corrupt", "2  usage", "3  incomplete"):
+        assert status in out
+
+
+def test_the_installed_console_script_runs(store):
+    script = Path(sys.executable).parent / "precip-repro"
+    done = subprocess.run(
+        [str(script), "--records", str(store.root), "demo"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "digest" in done.stdout
+    done = subprocess.run(
+        [str(script), "--records", str(store.root), "verify", "nope"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("precip-repro verify: error: no run 'nope'")
