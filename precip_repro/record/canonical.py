@@ -11,12 +11,13 @@ import decimal
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
 from precip_repro.exceptions import UnrecordableValue
 
-__all__ = ["JSON", "canonical", "check_recordable", "jsonable"]
+__all__ = ["JSON", "canonical", "check_recordable", "dumps_unchecked", "floatish", "jsonable"]
 
 JSON = Any
 """A JSON value as the record holds it: None, bool, int, str, list, or dict with str keys."""
@@ -26,18 +27,41 @@ _dumps: Final = json.JSONEncoder(
 ).encode
 
 
+# A float in canonical output is a number token with a fraction or exponent, right after
+# ':', ',' or '[' and right before ',', '}' or ']'. String content can look like that too
+# (timestamps do not: their fraction ends in 'Z'); a hit only triggers the full walk.
+_FLOATISH: Final = re.compile(
+    rb"[:,\[]-?[0-9]+(?:\.[0-9]+(?:[eE][-+]?[0-9]+)?|[eE][-+]?[0-9]+)[,}\]]"
+)
+
+
 def canonical(obj: JSON, *, field: str = "") -> bytes:
     """Return the canonical UTF-8 bytes of ``obj``; refuse what the record cannot hold.
 
-    ``field`` prefixes the dotted path named in an :class:`UnrecordableValue`.
+    ``field`` prefixes the dotted path named in an :class:`UnrecordableValue`. Floats, NaN,
+    non-JSON types and lone surrogates are refused. This is the hot path of every append,
+    so non-string keys are not looked for here (json would turn them into strings):
+    user values reach the record through :func:`jsonable`, which refuses them.
     """
-    check_recordable(obj, field)
     try:
-        return _dumps(obj).encode("utf-8")
-    except UnicodeEncodeError:
-        # Lone surrogates survive json.dumps with ensure_ascii=False but are not UTF-8.
+        out = _dumps(obj).encode("utf-8")
+    except (TypeError, ValueError, UnicodeEncodeError):
+        check_recordable(obj, field)
         _find_surrogate(obj, field)
-        raise  # pragma: no cover - _find_surrogate always raises first
+        raise  # pragma: no cover - one of the two above names the field first
+    if _FLOATISH.search(out):
+        check_recordable(obj, field)
+    return out
+
+
+def floatish(out: bytes, end: int) -> bool:
+    """Whether canonical bytes may hold a float before ``end`` (then walk to be sure)."""
+    return _FLOATISH.search(out, 0, end) is not None
+
+
+def dumps_unchecked(obj: JSON) -> bytes:
+    """Canonical bytes of a value already known to be plain JSON (e.g. just parsed)."""
+    return _dumps(obj).encode("utf-8")
 
 
 def check_recordable(obj: JSON, field: str = "") -> None:

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from precip_repro.exceptions import UnrecordableValue
-from precip_repro.record.canonical import canonical, jsonable
+from precip_repro.record.canonical import canonical, check_recordable, jsonable
 
 # JSON the record can hold: no floats, str keys, valid Unicode.
 text = st.text(st.characters(exclude_categories=["Cs"]))
@@ -64,7 +64,9 @@ def test_jsonable_turns_tuples_paths_and_sets_into_json(tmp_path):
 
 def test_non_string_keys_and_objects_are_refused_with_the_field():
     with pytest.raises(UnrecordableValue, match="key 1"):
-        canonical({"a": {1: "x"}})
+        jsonable({"a": {1: "x"}})
+    with pytest.raises(UnrecordableValue, match="key 1"):
+        check_recordable({"a": {1: "x"}})
     with pytest.raises(UnrecordableValue) as info:
         jsonable({"args": {"obj": object()}})
     assert info.value.field == "args.obj"
@@ -74,3 +76,7 @@ def test_a_lone_surrogate_is_refused_with_the_field():
     with pytest.raises(UnrecordableValue) as info:
         canonical({"cmd": "echo \ud800"})
     assert info.value.field == "cmd"
+
+
+def test_text_that_merely_looks_like_a_float_is_recorded():
+    assert canonical({"cmd": "sleep 1.5", "x": ":1.5e3"}) == b'{"cmd":"sleep 1.5","x":":1.5e3"}'
