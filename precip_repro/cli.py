@@ -127,6 +127,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if verdict.digest is not None:
         label = "digest" if verdict.state == "intact" else "last intact event"
         print(f"  {label}: {verdict.digest}")
+    if verdict.state == "corrupt":
+        print(
+            f"  what to do: the run's record was altered or damaged after it was written; "
+            f"restore {verdict.path} from a copy (verify the copy the same way)"
+        )
     return verdict.exit_status
 
 
@@ -198,10 +203,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  in      {run.path}")
     print(f"  verify  {verdict.state}: {verdict.reason}")
     print(f"  digest  {run.digest}")
+    prog = sys.argv[0] if "/" in sys.argv[0] else "precip-repro"
     print("next:")
-    print(f"  precip-repro --records {store.root} show {run.id}")
-    print(f"  precip-repro --records {store.root} verify {run.id} --digest {run.digest}")
-    print(f"  precip-repro --records {store.root} ls")
+    print(f"  {prog} --records {store.root} show {run.id}")
+    print(f"  {prog} --records {store.root} verify {run.id} --digest {run.digest}")
+    print(f"  {prog} --records {store.root} ls")
     return verdict.exit_status
 
 

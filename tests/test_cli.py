@@ -89,6 +89,7 @@ def test_verify_exit_statuses_follow_the_states(capsys, store):
     code, out, _ = cli(capsys, store, "verify", ok.id)
     assert code == 1
     assert "corrupt" in out and "(line 1)" in out
+    assert "what to do: " in out and str(ok.path) in out
 
 
 def test_verify_checks_a_given_digest(capsys, store):
