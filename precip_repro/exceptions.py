@@ -6,6 +6,18 @@ for code that does not know us::
 
     ExperimentException
     ├── InvalidOption (ValueError)            a bad option; lists the valid ones
+    ├── LocalFileMissing (FileNotFoundError)  a local file to put or run is not there
+    ├── CloudError                            the cloud refused or failed; ``code``, ``request_id``
+    │   └── LocalCloudUnavailable             this machine cannot run local instances (and why)
+    ├── InstanceError                         about one instance: ``instance``, ``slot``
+    │   ├── InstanceNotReady                  used before ``wait()`` made it reachable
+    │   ├── InstanceUnreachable (ConnectionError)  ssh could not connect or log in
+    │   ├── WaitTimeout (TimeoutError)        ``wait()`` ran out of time; lists who was late
+    │   ├── HostKeyChanged                    the host key differs from the one pinned
+    │   ├── UnsupportedUser (ValueError)      the instance cannot log this user in
+    │   ├── CommandFailed                     non-zero exit; exit code and stderr tail
+    │   ├── CommandTimeout (TimeoutError)     a command ran past its ``timeout=``
+    │   └── RemoteFileMissing (FileNotFoundError)  ``get`` of a path the instance lacks
     └── RecordError                           anything about a run's record
         ├── RunNotFound (LookupError)         no run matches RUN
         │   └── AmbiguousRun                  several runs match RUN; lists them
@@ -29,16 +41,28 @@ from pathlib import Path
 __all__ = [
     "AmbiguousRun",
     "BlobCorrupted",
+    "CloudError",
+    "CommandFailed",
+    "CommandTimeout",
     "ExperimentException",
+    "HostKeyChanged",
+    "InstanceError",
+    "InstanceNotReady",
+    "InstanceUnreachable",
     "InvalidOption",
+    "LocalCloudUnavailable",
+    "LocalFileMissing",
     "RecordCorrupted",
     "RecordError",
     "RecordIncomplete",
+    "RemoteFileMissing",
     "RunFinished",
     "RunLocked",
     "RunNotFound",
     "UnrecordableValue",
+    "UnsupportedUser",
     "UnsupportedVersion",
+    "WaitTimeout",
 ]
 
 
@@ -54,6 +78,103 @@ class InvalidOption(ExperimentException, ValueError):
         self.value = value
         self.valid = sorted(valid)
         super().__init__(f"{option}={value!r} is not valid; valid values: {', '.join(self.valid)}")
+
+
+class LocalFileMissing(ExperimentException, FileNotFoundError):
+    """A local file to put or to run is not there; ``path`` names it."""
+
+    def __init__(self, message: str, *, path: Path | str) -> None:
+        self.path = Path(path)
+        ExperimentException.__init__(self, message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class CloudError(ExperimentException):
+    """The cloud refused or failed a request; ``code`` and ``request_id`` when it gave them."""
+
+    def __init__(
+        self, message: str, *, code: str | None = None, request_id: str | None = None
+    ) -> None:
+        self.code = code
+        self.request_id = request_id
+        super().__init__(message)
+
+
+class LocalCloudUnavailable(CloudError):
+    """This machine cannot run local instances; the message says what is missing."""
+
+
+class InstanceError(ExperimentException):
+    """Something about one instance; ``instance`` is its id, ``slot`` its logical name."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        instance: str | None = None,
+        slot: str | None = None,
+        run: str | None = None,
+    ) -> None:
+        self.instance = instance
+        self.slot = slot
+        self.run = run
+        ExperimentException.__init__(self, message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class InstanceNotReady(InstanceError):
+    """The instance was used before ``wait()`` made it reachable."""
+
+
+class InstanceUnreachable(InstanceError, ConnectionError):
+    """ssh could not connect to, or log in on, the instance."""
+
+
+class WaitTimeout(InstanceError, TimeoutError):
+    """``wait()`` ran out of time; ``late`` lists the instances that were not ready."""
+
+    def __init__(self, message: str, *, late: list[str]) -> None:
+        self.late = late
+        super().__init__(message, instance=late[0] if late else None)
+
+
+class HostKeyChanged(InstanceError):
+    """The instance's host key is not the one pinned at first contact: never accepted."""
+
+
+class UnsupportedUser(InstanceError, ValueError):
+    """The instance cannot log this user in (e.g. a local cloud run as an ordinary user)."""
+
+
+class CommandFailed(InstanceError):
+    """A command exited non-zero with ``check_exit_code``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        instance: str,
+        slot: str | None,
+        cmd: str,
+        exit_code: int,
+        stderr_tail: str,
+    ) -> None:
+        self.cmd = cmd
+        self.exit_code = exit_code
+        self.stderr_tail = stderr_tail
+        super().__init__(message, instance=instance, slot=slot)
+
+
+class CommandTimeout(InstanceError, TimeoutError):
+    """A command ran past its ``timeout=``; it was stopped."""
+
+
+class RemoteFileMissing(InstanceError, FileNotFoundError):
+    """``get`` asked for a path the instance does not have."""
 
 
 class RecordError(ExperimentException):

@@ -178,6 +178,10 @@ class BlobSink:
     def size(self) -> int:
         return self._size
 
+    @property
+    def committed(self) -> bool:
+        return self._ref is not None
+
     def commit(self) -> BlobRef:
         """Finish the blob: install it in the store (unless inline) and return its reference."""
         if self._ref is not None:
@@ -200,6 +204,15 @@ class BlobSink:
             self._tmp = None
         self._ref = ref
         return ref
+
+    def withhold(self, reason: str) -> BlobRef:
+        """Finish without storing the bytes: the reference keeps their hash and size only."""
+        if self._ref is not None:
+            raise ValueError("blob already committed")
+        self.discard()
+        self._head = bytearray()
+        self._ref = BlobRef(sha256=self._hash.hexdigest(), size=self._size, withheld=reason)
+        return self._ref
 
     def discard(self) -> None:
         if self._file is not None:

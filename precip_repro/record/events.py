@@ -75,12 +75,15 @@ def _is_hex64(value: str) -> bool:
 class BlobRef:
     """A reference to bytes: their sha256 and size; short UTF-8 output also inline as ``text``.
 
-    When ``text`` is present it *is* the content: no object file is written for it.
+    When ``text`` is present it *is* the content: no object file is written for it. When
+    ``withheld`` is present the content was not stored (it held a registered secret); the
+    string says why.
     """
 
     sha256: str = attrs.field(validator=attrs.validators.matches_re(_HEX64_RE))
     size: int
     text: str | None = None
+    withheld: str | None = None
 
     @classmethod
     def of(cls, content: bytes, *, inline: bool = True) -> BlobRef:
@@ -241,6 +244,8 @@ class FilePut(Payload):
     remote_path: str
     mode: int
     content: BlobRef
+    temporary: bool = False
+    """The tool chose ``remote_path`` (``copy_and_run``'s script) and removes it after."""
 
 
 @attrs.frozen(kw_only=True)

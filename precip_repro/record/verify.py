@@ -59,7 +59,7 @@ __all__ = ["EXIT_STATUS", "Recovery", "Verdict", "blob_refs", "recover", "verify
 log = get_logger(__name__)
 
 EXIT_STATUS: Final = {"intact": 0, "corrupt": 1, "open": 3, "abandoned": 3}
-_BLOB_KEYS: Final = frozenset({"sha256", "size", "text"})
+_BLOB_KEYS: Final = frozenset({"sha256", "size", "text", "withheld"})
 
 
 @attrs.frozen(kw_only=True)
@@ -101,10 +101,16 @@ def _as_ref(value: dict[str, Any]) -> BlobRef | None:
         and type(value["sha256"]) is str
         and type(value["size"]) is int
         and type(value.get("text", "")) is str
+        and type(value.get("withheld", "")) is str
     ):
         return None
     try:
-        return BlobRef(sha256=value["sha256"], size=value["size"], text=value.get("text"))
+        return BlobRef(
+            sha256=value["sha256"],
+            size=value["size"],
+            text=value.get("text"),
+            withheld=value.get("withheld"),
+        )
     except ValueError:
         return None  # shaped like a reference, but its sha256 is not 64 hex digits
 
@@ -117,7 +123,8 @@ def blob_refs(data: JSON) -> Iterator[BlobRef]:
         if isinstance(value, dict):
             ref = _as_ref(value)
             if ref is not None:
-                yield ref
+                if ref.withheld is None:  # a withheld blob was never stored: nothing to check
+                    yield ref
             else:
                 stack.extend(value.values())
         elif isinstance(value, list):

@@ -1,0 +1,643 @@
+"""The embedded default cloud: each instance is a real OpenSSH ``sshd`` on its own loopback
+address, with its own host key, hostname, process tree and copy-on-write filesystem view.
+
+Two mechanisms (DESIGN §8), chosen by who runs it:
+
+- **as root**: ``unshare -m -p -u --fork`` runs a set-up script that mounts an overlay per
+  top-level directory (lower: the image's directory, then the host's; upper: a tmpfs of
+  the instance's own), fresh tmpfs on ``/tmp`` and ``/run``, ``proc`` and ``/dev``, then
+  ``exec chroot ROOT /usr/sbin/sshd``. sshd is PID 1 of the instance's PID namespace and
+  sees the instance's own users: ``adduser wf`` inside works for logging in as ``wf``.
+- **as an ordinary user**: a holder ``unshare -Urpfmu`` sets up the same view and sleeps;
+  sshd runs outside as the user, and every session enters the holder's namespaces through
+  a ``ForceCommand`` wrapper (``nsenter``). Inside, the session is root; logging in as any
+  other user is refused (:class:`UnsupportedUser`).
+
+Killing PID 1 of the instance's PID namespace ends every process the instance started
+(``nohup … &`` included) and its mounts vanish with it. Instances share the host's kernel,
+network, ``/dev`` and ``/sys``: this isolates experiments from each other, it is **not** a
+security boundary.
+
+State (pids, addresses, run id) lives in ``$PRECIP_HOME/local/instances/<id>/state.json``,
+where ``gc`` finds instances whose recording process died.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from precip_repro.clouds.base import CloudInstance, LaunchRequest
+from precip_repro.exceptions import (
+    CloudError,
+    InvalidOption,
+    LocalCloudUnavailable,
+    UnsupportedUser,
+)
+from precip_repro.keys import Keys, precip_home
+from precip_repro.logs import get_logger
+from precip_repro.record.events import CloudInfo
+
+__all__ = ["LocalCloud", "LocalInstanceState", "image_digest", "live_local_instances"]
+
+log = get_logger(__name__)
+
+SSHD: Final = Path("/usr/sbin/sshd")
+SFTP_SERVER: Final = Path("/usr/lib/openssh/sftp-server")
+OVERLAID: Final = ("usr", "etc", "opt", "var", "root", "home", "srv")
+POOL: Final = ipaddress.IPv4Network("127.128.0.0/9")
+BOOT_TIMEOUT: Final = 20.0
+
+# Run by `unshare` inside the instance's new namespaces. Arguments: mode (root|user),
+# state dir, hostname, image dir or "", then the lines of the sshd config are written by
+# Python beforehand. Every path is absolute.
+_SETUP: Final = r"""
+set -eu
+mode=$1 state=$2 name=$3 image=$4
+root=$state/root layers=$state/layers
+mount --make-rprivate /
+mount -t tmpfs -o mode=755 precip-root "$root"
+mount -t tmpfs -o mode=700 precip-layers "$layers"
+dirs="usr etc opt var root home srv"
+if [ -n "$image" ]; then
+  for d in "$image"/*; do
+    [ -d "$d" ] || continue
+    b=$(basename "$d")
+    case " $dirs tmp run proc dev sys bin sbin lib lib64 " in *" $b "*) ;; *) dirs="$dirs $b";; esac
+  done
+fi
+for d in $dirs; do
+  mkdir -p "$layers/$d/upper" "$layers/$d/work" "$root/$d"
+  lower=""
+  if [ -n "$image" ] && [ -d "$image/$d" ]; then lower="$image/$d"; fi
+  if [ -d "/$d" ] && { [ "$mode" = root ] || { [ "$d" != root ] && [ "$d" != home ]; }; }; then
+    lower="${lower:+$lower:}/$d"
+  fi
+  if [ -z "$lower" ]; then
+    mkdir -p "$layers/$d/empty"; lower="$layers/$d/empty"
+  fi
+  options="lowerdir=$lower,upperdir=$layers/$d/upper,workdir=$layers/$d/work"
+  mount -t overlay overlay -o "$options" "$root/$d"
+done
+mkdir -p "$root/tmp" "$root/run" "$root/proc" "$root/dev" "$root/sys"
+mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
+mount -t tmpfs -o mode=755 tmpfs "$root/run"
+mkdir -p "$root/run/sshd"
+for l in bin sbin lib lib32 lib64 libx32; do
+  if [ -L "/$l" ]; then ln -s "$(readlink "/$l")" "$root/$l"
+  elif [ -d "/$l" ]; then mkdir -p "$root/$l"; mount --rbind "/$l" "$root/$l"; fi
+done
+mount -t proc proc "$root/proc"
+mount --rbind /dev "$root/dev"
+mount --rbind /sys "$root/sys" 2>/dev/null || true
+hostname "$name"
+echo "$name" > "$root/etc/hostname"
+mkdir -p "$root/etc/ssh" "$root/root/.ssh"
+cp "$state/host_key" "$root/etc/ssh/precip_host_key"
+chmod 600 "$root/etc/ssh/precip_host_key"
+cp "$state/authorized_keys" "$root/root/.ssh/authorized_keys"
+chmod 700 "$root/root/.ssh"
+chmod 600 "$root/root/.ssh/authorized_keys"
+if [ "$mode" = root ]; then
+  cp "$state/sshd_config" "$root/etc/ssh/precip_sshd_config"
+  echo "precip-instance-ready"
+  exec chroot "$root" /usr/sbin/sshd -D -e -f /etc/ssh/precip_sshd_config
+fi
+echo "precip-instance-ready"
+exec chroot "$root" /bin/sleep infinity
+"""
+
+_WRAPPER: Final = r"""#!/bin/sh
+# Every session of a local instance (run as an ordinary user) enters the instance.
+holder=$(cat "{state}/holder.pid")
+enter="nsenter --preserve-credentials -t $holder -U -m -p -u -r -w --"
+if [ -n "${{SSH_ORIGINAL_COMMAND:-}}" ]; then
+  exec $enter /bin/sh -c "$SSH_ORIGINAL_COMMAND"
+fi
+exec $enter /bin/sh -l
+"""
+
+
+def _sshd_config(
+    *, address: str, port: int, state: Path, root_mode: bool, host_key: str, user: str
+) -> str:
+    common = [
+        f"ListenAddress {address}:{port}",
+        f"HostKey {host_key}",
+        "StrictModes no",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "PubkeyAuthentication yes",
+        "MaxStartups 200",
+        "MaxSessions 100",
+        "UseDNS no",
+        "PrintMotd no",
+        "PrintLastLog no",
+        "LogLevel ERROR",
+        "AcceptEnv LANG LC_*",
+    ]
+    if root_mode:
+        # PAM lets users created inside the instance log in even with a locked password
+        # (`adduser --disabled-password` leaves '!', which sshd without PAM refuses).
+        return "\n".join(
+            [
+                *common,
+                "PidFile /run/precip_sshd.pid",
+                "UsePAM yes",
+                "PermitRootLogin prohibit-password",
+                "Subsystem sftp internal-sftp",
+            ]
+        )
+    return "\n".join(
+        [
+            *common,
+            f"PidFile {state}/sshd.pid",
+            f"AuthorizedKeysFile {state}/authorized_keys",
+            "UsePAM no",
+            f"AllowUsers {user}",
+            f"ForceCommand {state}/enter",
+            f"Subsystem sftp {SFTP_SERVER}",
+        ]
+    )
+
+
+@attrs.define(kw_only=True)
+class LocalInstanceState:
+    """What ``state.json`` holds about a local instance."""
+
+    instance_id: str
+    cloud_id: str
+    run: str
+    exp: str
+    slot: str
+    address: str
+    port: int
+    image_id: str
+    instance_type: str
+    image_digest: str | None
+    mode: str
+    launcher_pid: int
+    init_pid: int | None = None
+    sshd_pid: int | None = None
+    started_ns: int = 0
+    owner_pid: int = 0
+
+    def path(self, home: Path) -> Path:
+        return home / "local" / "instances" / self.instance_id
+
+    def save(self, home: Path) -> None:
+        directory = self.path(home)
+        tmp = directory / "state.json.tmp"
+        tmp.write_text(json.dumps(attrs.asdict(self), sort_keys=True, indent=1))
+        tmp.replace(directory / "state.json")
+
+    @classmethod
+    def load(cls, directory: Path) -> LocalInstanceState:
+        data: dict[str, Any] = json.loads((directory / "state.json").read_text())
+        return cls(**data)
+
+
+def _alive(pid: int | None, marker: str | None = None) -> bool:
+    """Whether ``pid`` runs, and (to survive pid reuse) its command line mentions ``marker``."""
+    if not pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    if status.rsplit(")", 1)[-1].split()[0] == "Z":
+        return False
+    return marker is None or marker.encode() in cmdline
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+def live_local_instances(home: Path | None = None) -> Iterator[LocalInstanceState]:
+    """Every local instance whose processes still run, whoever started it."""
+    root = (home or precip_home()) / "local" / "instances"
+    if not root.is_dir():
+        return
+    for directory in sorted(root.iterdir()):
+        try:
+            state = LocalInstanceState.load(directory)
+        except (OSError, ValueError, TypeError):
+            continue
+        if _alive(state.launcher_pid, state.instance_id) or _alive(state.sshd_pid):
+            yield state
+
+
+def terminate_local(state: LocalInstanceState, home: Path) -> None:
+    """End a local instance's processes and remove its state (also from another process)."""
+    for pid in (state.init_pid, state.sshd_pid):
+        if pid and _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    if _alive(state.launcher_pid, state.instance_id):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(state.launcher_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (
+        _alive(state.launcher_pid, state.instance_id)
+        or _alive(state.init_pid)
+        or _alive(state.sshd_pid)
+    ):
+        time.sleep(0.01)
+    shutil.rmtree(state.path(home), ignore_errors=True)
+
+
+def image_digest(image: Path) -> str:
+    """A digest of a directory tree: paths, modes, file contents and link targets."""
+    outer = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(image):
+        dirnames.sort()
+        for name in sorted([*dirnames, *filenames]):
+            path = Path(dirpath) / name
+            rel = path.relative_to(image).as_posix()
+            info = path.lstat()
+            outer.update(f"{rel}\0{info.st_mode:o}\0".encode())
+            if path.is_symlink():
+                outer.update(str(path.readlink()).encode() + b"\0")
+            elif path.is_file():
+                with path.open("rb") as f:
+                    outer.update(hashlib.file_digest(f, "sha256").digest())
+    return outer.hexdigest()
+
+
+def _host_key() -> tuple[bytes, str]:
+    key = ed25519.Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    return pem, public.decode()
+
+
+def _parse_block(block: str) -> ipaddress.IPv4Network:
+    try:
+        network = ipaddress.ip_network(block if "/" in block else f"{block}/24", strict=False)
+    except ValueError as exc:
+        raise InvalidOption(
+            "address_block", block, ["a /24 inside 127.0.0.0/8, e.g. 127.140.3.0/24"]
+        ) from exc
+    if not isinstance(network, ipaddress.IPv4Network) or not network.subnet_of(
+        ipaddress.IPv4Network("127.0.0.0/8")
+    ):
+        raise InvalidOption("address_block", block, ["a block inside 127.0.0.0/8 (loopback)"])
+    if network.prefixlen > 28:
+        raise InvalidOption("address_block", block, ["a block of at least 16 addresses (/28)"])
+    return network
+
+
+class LocalCloud:
+    """Instances as namespaced sshd processes on loopback addresses of one block."""
+
+    kind = "local"
+
+    def __init__(
+        self, *, address_block: str | None = None, home: Path | None = None, port: int | None = None
+    ) -> None:
+        self.home = home or precip_home()
+        self.root_mode = os.geteuid() == 0
+        self.cloud_id = secrets.token_hex(4)
+        self._lock = threading.Lock()
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._sshd_procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._states: dict[str, LocalInstanceState] = {}
+        self._keys: Keys | None = None
+        self._checked = False
+        self._port = port
+        self._block_lock: int | None = None
+        self.block = self._claim_block(address_block)
+        self._next_host = 2
+        self._user = _whoami()
+
+    # -- set-up --------------------------------------------------------------------------
+
+    def _claim_block(self, wanted: str | None) -> ipaddress.IPv4Network:
+        blocks = self.home / "local" / "blocks"
+        blocks.mkdir(parents=True, exist_ok=True)
+        if wanted is not None:
+            network = _parse_block(wanted)
+            self._block_lock = self._lock_block(blocks, network)
+            if self._block_lock is None:
+                raise CloudError(
+                    f"address block {network} is in use by another local cloud on this "
+                    "machine; choose another address_block, or leave it out to get a free one"
+                )
+            return network
+        in_use = {ipaddress.ip_address(s.address) for s in live_local_instances(self.home)}
+        subnets = POOL.prefixlen
+        for _ in range(200):
+            index = random.randrange(1, 2 ** (24 - subnets))
+            network = ipaddress.IPv4Network(f"{POOL.network_address + index * 256}/24")
+            if any(address in network for address in in_use):
+                continue
+            lock = self._lock_block(blocks, network)
+            if lock is not None:
+                self._block_lock = lock
+                return network
+        raise CloudError("no free address block in 127.128.0.0/9; run `precip-repro gc`")
+
+    @staticmethod
+    def _lock_block(blocks: Path, network: ipaddress.IPv4Network) -> int | None:
+        fd = os.open(blocks / f"{network.network_address}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return None
+            raise
+        return fd
+
+    def info(self) -> CloudInfo:
+        return CloudInfo(kind="local", endpoint=str(self.block), region=None)
+
+    def prepare(self, keys: Keys) -> None:
+        self._keys = keys
+        if self._checked:
+            return
+        if not SSHD.exists():
+            raise LocalCloudUnavailable(
+                f"{SSHD} is missing: local instances are OpenSSH servers; install the Debian "
+                "package openssh-server (`make test` does, as root)"
+            )
+        if shutil.which("unshare") is None or shutil.which("nsenter") is None:
+            raise LocalCloudUnavailable(
+                "unshare and nsenter (util-linux) are missing: install util-linux"
+            )
+        probe = (
+            ["unshare", "-m", "-p", "-u", "--fork", "true"]
+            if self.root_mode
+            else ["unshare", "-U", "-r", "-p", "-f", "-m", "-u", "true"]
+        )
+        done = subprocess.run(probe, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            what = (
+                "mount, PID and UTS namespaces"
+                if self.root_mode
+                else "user namespaces for ordinary users (sysctl kernel.unprivileged_userns_clone=1"
+                ", or run as root)"
+            )
+            raise LocalCloudUnavailable(
+                f"the kernel refuses {what}: {done.stderr.strip() or done.returncode}; "
+                "local instances cannot start here"
+            )
+        self._checked = True
+
+    def ssh_user(self, user: str) -> str:
+        """The account to log in as for ``user`` inside an instance."""
+        if self.root_mode:
+            return user
+        if user != "root":
+            raise UnsupportedUser(
+                f"this local cloud runs as the ordinary user {self._user!r}: every session is "
+                f"root inside the instance, and logging in as {user!r} is not possible. "
+                "Run as root for instances with users of their own"
+            )
+        return self._user
+
+    def ssh_users(self) -> frozenset[str] | None:
+        return None if self.root_mode else frozenset({"root"})
+
+    # -- instances -----------------------------------------------------------------------
+
+    def _next_address(self) -> str:
+        with self._lock:
+            while True:
+                if self._next_host >= self.block.num_addresses - 1:
+                    raise CloudError(f"address block {self.block} is full")
+                address = str(self.block.network_address + self._next_host)
+                self._next_host += 1
+                return address
+
+    def launch(self, request: LaunchRequest) -> CloudInstance:
+        if self._keys is None:
+            raise CloudError("prepare() the local cloud before launching")
+        image = None
+        digest = None
+        if request.image_id != "default":
+            image = Path(request.image_id).expanduser()
+            if not image.is_dir():
+                raise CloudError(
+                    f"image {request.image_id!r} is neither 'default' nor a directory; a local "
+                    "image is a directory whose tree is layered over the instance's view",
+                    code="InvalidAMIID.NotFound",
+                )
+            image = image.resolve()
+            digest = image_digest(image)
+        instance_id = "i-" + secrets.token_hex(8)
+        address = self._next_address()
+        port = self._port or _pick_port(address, 22 if self.root_mode else None)
+        state_dir = self.home / "local" / "instances" / instance_id
+        (state_dir / "root").mkdir(parents=True)
+        (state_dir / "layers").mkdir()
+        pem, public = _host_key()
+        host_key = state_dir / "host_key"
+        host_key.write_bytes(pem)
+        host_key.chmod(0o600)
+        (state_dir / "host_key.pub").write_text(public + "\n")
+        (state_dir / "authorized_keys").write_text(self._keys.public_key + "\n")
+        (state_dir / "setup.sh").write_text(_SETUP)
+        config = _sshd_config(
+            address=address,
+            port=port,
+            state=state_dir,
+            root_mode=self.root_mode,
+            host_key="/etc/ssh/precip_host_key" if self.root_mode else str(host_key),
+            user=self._user,
+        )
+        (state_dir / "sshd_config").write_text(config + "\n")
+        log_path = state_dir / "boot.log"
+        unshare = (
+            ["unshare", "-m", "-p", "-u", "--fork", "--kill-child"]
+            if self.root_mode
+            else ["unshare", "-U", "-r", "-p", "-f", "-m", "-u", "--kill-child"]
+        )
+        argv = [
+            *unshare,
+            "/bin/sh",
+            str(state_dir / "setup.sh"),
+            "root" if self.root_mode else "user",
+            str(state_dir),
+            instance_id,
+            str(image or ""),
+        ]
+        with log_path.open("wb") as log_file:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        state = LocalInstanceState(
+            instance_id=instance_id,
+            cloud_id=self.cloud_id,
+            run=request.run,
+            exp=request.exp,
+            slot=request.slot,
+            address=address,
+            port=port,
+            image_id=request.image_id,
+            instance_type=request.instance_type,
+            image_digest=digest,
+            mode="root" if self.root_mode else "user",
+            launcher_pid=proc.pid,
+            started_ns=time.time_ns(),
+            owner_pid=os.getpid(),
+        )
+        with self._lock:
+            self._procs[instance_id] = proc
+            self._states[instance_id] = state
+        state.save(self.home)
+        try:
+            self._await_boot(state, proc, log_path)
+        except BaseException:
+            self.terminate([instance_id])
+            raise
+        return self._describe_one(state)
+
+    def _await_boot(
+        self, state: LocalInstanceState, proc: subprocess.Popen[bytes], log_path: Path
+    ) -> None:
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        marker = b"precip-instance-ready"
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = log_path.read_bytes().decode(errors="replace").strip().splitlines()[-5:]
+                raise LocalCloudUnavailable(
+                    f"local instance {state.instance_id} ({state.slot}) failed to start "
+                    f"(exit {proc.returncode}): {' | '.join(tail) or 'no output'} — see {log_path}"
+                )
+            children = _children(proc.pid)
+            if children and marker in log_path.read_bytes():
+                state.init_pid = children[0]
+                break
+            time.sleep(0.005)
+        else:
+            raise LocalCloudUnavailable(
+                f"local instance {state.instance_id} did not start within {BOOT_TIMEOUT} s; "
+                f"see {log_path}"
+            )
+        if not self.root_mode:
+            self._start_user_sshd(state)
+        state.save(self.home)
+        log.debug("local instance started", instance=state.instance_id, address=state.address)
+
+    def _start_user_sshd(self, state: LocalInstanceState) -> None:
+        state_dir = state.path(self.home)
+        (state_dir / "holder.pid").write_text(f"{state.init_pid}\n")
+        wrapper = state_dir / "enter"
+        wrapper.write_text(_WRAPPER.format(state=state_dir))
+        wrapper.chmod(0o755)
+        with (state_dir / "sshd.log").open("wb") as log_file:
+            sshd = subprocess.Popen(
+                [str(SSHD), "-D", "-e", "-f", str(state_dir / "sshd_config")],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        state.sshd_pid = sshd.pid
+        with self._lock:
+            self._sshd_procs[state.instance_id] = sshd
+
+    def _describe_one(self, state: LocalInstanceState) -> CloudInstance:
+        running = _alive(state.launcher_pid, state.instance_id) and (
+            self.root_mode or _alive(state.sshd_pid)
+        )
+        return CloudInstance(
+            instance_id=state.instance_id,
+            image_id=state.image_id,
+            instance_type=state.instance_type,
+            state="running" if running else "terminated",
+            public_address=state.address,
+            private_address=state.address,
+            public_hostname=state.address,
+            private_hostname=state.address,
+            ssh_port=state.port,
+            image_digest=state.image_digest,
+        )
+
+    def describe(self, instance_ids: Sequence[str]) -> list[CloudInstance]:
+        with self._lock:
+            states = [self._states[i] for i in instance_ids if i in self._states]
+        return [self._describe_one(state) for state in states]
+
+    def terminate(self, instance_ids: Sequence[str]) -> None:
+        for instance_id in instance_ids:
+            with self._lock:
+                state = self._states.pop(instance_id, None)
+                proc = self._procs.pop(instance_id, None)
+                sshd = self._sshd_procs.pop(instance_id, None)
+            if state is None:
+                continue
+            terminate_local(state, self.home)
+            for child in (proc, sshd):
+                if child is not None:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        child.wait(timeout=10)
+
+    def close(self) -> None:
+        with self._lock:
+            remaining = list(self._states)
+        self.terminate(remaining)
+        if self._block_lock is not None:
+            os.close(self._block_lock)
+            self._block_lock = None
+
+
+def _whoami() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def _pick_port(address: str, preferred: int | None) -> int:
+    """``preferred`` if it can be bound on ``address`` (an sshd on *:22 prevents it), else a
+    free port of the kernel's choosing."""
+    if preferred is not None:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((address, preferred))
+                return preferred
+            except OSError:
+                pass
+    with socket.socket() as probe:
+        probe.bind((address, 0))
+        port: int = probe.getsockname()[1]
+        return port

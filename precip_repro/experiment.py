@@ -1,0 +1,918 @@
+"""The precip API, written once above the cloud interface, with every call recorded.
+
+Method names, parameter order and defaults are the seed's (DESIGN §2); everything we add
+is keyword-only. Each call writes ``call.started`` before it acts and ``call.finished`` or
+``call.failed`` after; each side effect inside it writes its own intent and outcome.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import secrets as token
+import shlex
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, TypeVar
+
+import attrs
+
+from precip_repro.clouds.base import Cloud, CloudInstance, LaunchRequest
+from precip_repro.exceptions import (
+    CloudError,
+    CommandFailed,
+    CommandTimeout,
+    HostKeyChanged,
+    InstanceError,
+    InstanceNotReady,
+    InvalidOption,
+    LocalFileMissing,
+    WaitTimeout,
+)
+from precip_repro.keys import Keys, fingerprint, load_keys
+from precip_repro.logs import get_logger
+from precip_repro.record.blobs import BlobSink
+from precip_repro.record.events import (
+    BlobRef,
+    CallFailed,
+    CallFinished,
+    CallStarted,
+    CommandFinished,
+    ErrorInfo,
+    ExperimentCreated,
+    FileGot,
+    FilePut,
+    InstanceLaunched,
+    InstanceReady,
+    InstanceTerminated,
+    InstanceTerminating,
+    Note,
+    Payload,
+)
+from precip_repro.record.recorder import Run
+from precip_repro.record.store import RunStore
+from precip_repro.session import session
+from precip_repro.ssh import Connection, Endpoint, ExecResult, SshPool
+
+__all__ = ["Experiment", "Instance", "LocalExperiment", "fan_out"]
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+SSH_ADDRESSES: Final = ("public", "private")
+MAX_WORKERS: Final = 32
+STDERR_TAIL: Final = 400
+_FACTS_CMD: Final = (
+    'echo "uname=$(uname -srvmo 2>/dev/null || uname -a)"; '
+    'echo "cpus=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)"; '
+    "echo \"memory_kb=$(awk '/MemTotal/ {print $2}' /proc/meminfo)\"; "
+    'if [ -r /etc/os-release ]; then . /etc/os-release; echo "os=$PRETTY_NAME"; fi; '
+    'echo "hostname=$(hostname)"'
+)
+
+
+@attrs.define(kw_only=True, eq=False)
+class Instance:
+    """One instance as the experiment knows it."""
+
+    slot: str
+    instance_id: str
+    image_id: str
+    instance_type: str
+    tags: builtins.list[str]
+    state: str = "pending"
+    public_address: str | None = None
+    private_address: str | None = None
+    public_hostname: str | None = None
+    private_hostname: str | None = None
+    ssh_port: int = 22
+    host_key: str | None = None
+    ready: bool = False
+    image_digest: str | None = None
+
+    def matches(self, tags: Sequence[str]) -> bool:
+        return all(tag in self.tags for tag in tags)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.instance_id,
+            "public_address": self.public_address,
+            "private_address": self.private_address,
+            "tags": list(self.tags),
+            "image_id": self.image_id,
+            "instance_type": self.instance_type,
+            "state": self.state,
+            "slot": self.slot,
+        }
+
+    def update(self, described: CloudInstance) -> None:
+        self.state = described.state
+        self.public_address = described.public_address
+        self.private_address = described.private_address
+        self.public_hostname = described.public_hostname
+        self.private_hostname = described.private_hostname
+        self.ssh_port = described.ssh_port
+
+
+class _Call:
+    """The call being recorded; ``result`` goes into ``call.finished``."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.result: Any = None
+
+
+def _as_tags(tags: Sequence[str] | str | None) -> builtins.list[str]:
+    if tags is None:
+        return []
+    if isinstance(tags, str):
+        return [tags]
+    return [str(tag) for tag in tags]
+
+
+def fan_out(
+    func: Callable[[T], R], items: Sequence[T], *, parallel: bool, workers: int = MAX_WORKERS
+) -> builtins.list[tuple[R | None, BaseException | None]]:
+    """Apply ``func`` to each item, in order or on daemon threads; outcomes in item order.
+
+    Daemon threads, not an executor: at interpreter exit an executor joins its workers
+    before atexit runs, and a long command would hold up deprovisioning.
+    """
+    outcomes: builtins.list[tuple[R | None, BaseException | None]] = [(None, None)] * len(items)
+    if not parallel or len(items) <= 1:
+        for index, item in enumerate(items):
+            try:
+                outcomes[index] = (func(item), None)
+            except Exception as exc:
+                outcomes[index] = (None, exc)
+        return outcomes
+    pending = iter(range(len(items)))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                index = next(pending, None)
+            if index is None:
+                return
+            try:
+                outcomes[index] = (func(items[index]), None)
+            except BaseException as exc:
+                outcomes[index] = (None, exc)
+
+    threads = [
+        threading.Thread(target=worker, daemon=True, name="precip-fanout")
+        for _ in range(min(workers, len(items)))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+class Experiment:
+    """A precip experiment on one cloud. Use a subclass (``LocalExperiment``, …)."""
+
+    def __init__(
+        self,
+        cloud: Cloud,
+        name: str | None = None,
+        *,
+        record: bool = True,
+        records: Path | str | None = None,
+        parallel: bool = False,
+        max_workers: int = MAX_WORKERS,
+        ssh_address: str = "public",
+        connect_timeout: float = 10.0,
+        keys: Keys | None = None,
+    ) -> None:
+        if ssh_address not in SSH_ADDRESSES:
+            raise InvalidOption("ssh_address", ssh_address, SSH_ADDRESSES)
+        self.name = name
+        self.cloud = cloud
+        self.parallel = parallel
+        self.max_workers = max_workers
+        self.ssh_address = ssh_address
+        self.keys = keys or load_keys()
+        self._lock = threading.RLock()
+        self._instances: builtins.list[Instance] = []
+        self._provisions = 0
+        self._closed = False
+        self._pool = SshPool(self.keys.pkey, connect_timeout=connect_timeout)
+        self._record = record
+        self._run: Run | None = None
+        self.exp = "e0"
+        if record:
+            self._run = session.open_run(RunStore(records), name)
+            self.exp = session.next_exp()
+        session.register(self)
+        self.cloud.prepare(self.keys)
+        self._append(
+            ExperimentCreated(
+                exp=self.exp,
+                name=name,
+                cloud=cloud.info(),
+                key_fingerprint=self.keys.fingerprint,
+            )
+        )
+
+    # -- the run ----------------------------------------------------------------------------
+
+    @property
+    def run_id(self) -> str | None:
+        """The id of the run this experiment records into (None with ``record=False``)."""
+        return self._run.id if self._run is not None else None
+
+    @property
+    def digest(self) -> str | None:
+        """The run's digest so far; once the run finished, its final digest."""
+        return self._run.digest if self._run is not None else None
+
+    @property
+    def run_path(self) -> Path | None:
+        return self._run.path if self._run is not None else None
+
+    def _append(self, payload: Payload) -> None:
+        if self._run is not None:
+            self._run.append(payload)
+
+    def _output(self, data: bytes) -> BlobRef:
+        if self._run is None:
+            return BlobRef(sha256="0" * 64, size=len(data))
+        return self._run.add_blob(session.redactor.data(data), inline=True)
+
+    def _file_sink(self) -> BlobSink | None:
+        return self._run.blob_sink() if self._run is not None else None
+
+    @contextlib.contextmanager
+    def _call(self, method: str, args: dict[str, Any]) -> Iterator[_Call]:
+        call = _Call(session.next_call() if self._run is not None else 0)
+        started = time.monotonic_ns()
+        self._append(
+            CallStarted(
+                call=call.number, exp=self.exp, method=method, args=session.redactor.json(args)
+            )
+        )
+        try:
+            yield call
+        except BaseException as exc:
+            self._append(
+                CallFailed(
+                    call=call.number,
+                    error=ErrorInfo(
+                        type=type(exc).__name__, message=session.redactor.text(str(exc))
+                    ),
+                    duration_ns=time.monotonic_ns() - started,
+                )
+            )
+            raise
+        self._append(
+            CallFinished(
+                call=call.number,
+                result=session.redactor.json(call.result),
+                duration_ns=time.monotonic_ns() - started,
+            )
+        )
+
+    def note(self, text: str, **fields: Any) -> None:
+        """Write a note into the record (``fields`` any JSON; floats kept as decimals)."""
+        self._append(Note(text=session.redactor.text(text), fields=session.redactor.json(fields)))
+
+    def secret(self, name: str, value: str) -> None:
+        """Register a secret: it becomes ``${secret:NAME}`` everywhere in the record."""
+        session.redactor.add(name, value)
+
+    # -- matching ---------------------------------------------------------------------------
+
+    def _match(self, tags: Sequence[str]) -> builtins.list[Instance]:
+        with self._lock:
+            found = [inst for inst in self._instances if inst.matches(tags)]
+        if not found:
+            log.warning("no instance matches the tags", exp=self.exp, tags=list(tags))
+        return found
+
+    def _endpoint(self, inst: Instance) -> Endpoint:
+        host = inst.public_address if self.ssh_address == "public" else inst.private_address
+        if host is None:
+            raise InstanceNotReady(
+                f"instance {inst.instance_id} ({inst.slot}) has no {self.ssh_address} address "
+                "yet; call wait() first",
+                instance=inst.instance_id,
+                slot=inst.slot,
+            )
+        return Endpoint(instance_id=inst.instance_id, slot=inst.slot, host=host, port=inst.ssh_port)
+
+    def _connection(self, inst: Instance, user: str) -> Connection:
+        if not inst.ready:
+            raise InstanceNotReady(
+                f"instance {inst.instance_id} ({inst.slot}) is not ready: call wait() before "
+                "running commands or moving files",
+                instance=inst.instance_id,
+                slot=inst.slot,
+            )
+        return self._pool.connection(self._endpoint(inst), self._login(user))
+
+    def _login(self, user: str) -> str:
+        mapper = getattr(self.cloud, "ssh_user", None)
+        login: str = mapper(user) if mapper is not None else user
+        return login
+
+    # -- provisioning -----------------------------------------------------------------------
+
+    def provision(
+        self,
+        image_id: str,
+        instance_type: str = "m1.small",
+        count: int = 1,
+        tags: Sequence[str] | None = None,
+    ) -> None:
+        """Start ``count`` instances of ``image_id``; does not wait for them to boot."""
+        user_tags = _as_tags(tags)
+        args = {
+            "image_id": image_id,
+            "instance_type": instance_type,
+            "count": count,
+            "tags": user_tags,
+        }
+        with self._call("provision", args) as call:
+            if count < 1:
+                raise InvalidOption("count", count, ["an integer of at least 1"])
+            with self._lock:
+                self._provisions += 1
+                k = self._provisions
+            started: builtins.list[Instance] = []
+            try:
+                for index in range(count):
+                    slot = f"{self.exp}.p{k}.{index}"
+                    request = LaunchRequest(
+                        run=self.run_id or "",
+                        exp=self.exp,
+                        slot=slot,
+                        image_id=image_id,
+                        instance_type=instance_type,
+                        tags=tuple(user_tags),
+                    )
+                    described = self.cloud.launch(request)
+                    inst = Instance(
+                        slot=slot,
+                        instance_id=described.instance_id,
+                        image_id=image_id,
+                        instance_type=instance_type,
+                        tags=["precip", described.instance_id, slot, *user_tags],
+                        image_digest=described.image_digest,
+                    )
+                    inst.update(described)
+                    self._append(
+                        InstanceLaunched(
+                            call=call.number,
+                            exp=self.exp,
+                            slot=slot,
+                            instance_id=inst.instance_id,
+                            image_id=image_id,
+                            instance_type=instance_type,
+                            tags=list(inst.tags),
+                            image_digest=inst.image_digest,
+                        )
+                    )
+                    with self._lock:
+                        self._instances.append(inst)
+                    started.append(inst)
+            except BaseException:
+                # A partly failed provision leaves nothing running.
+                if started:
+                    self._terminate(started, call.number)
+                raise
+            call.result = [inst.instance_id for inst in started]
+
+    def wait(self, tags: Sequence[str] | None = None, timeout: float = 600) -> None:
+        """Block until the matching instances run and accept ssh; raise on timeout."""
+        tags = _as_tags(tags)
+        with self._call("wait", {"tags": tags, "timeout": timeout}) as call:
+            targets = [inst for inst in self._match(tags) if not inst.ready]
+            deadline = time.monotonic() + timeout
+            outcomes = fan_out(
+                lambda inst: self._await_ready(inst, deadline),
+                targets,
+                parallel=True,
+                workers=self.max_workers,
+            )
+            late = [
+                (inst, error) for inst, (_, error) in zip(targets, outcomes, strict=True) if error
+            ]
+            if late:
+                for _, error in late:
+                    if not isinstance(error, WaitTimeout | InstanceError | CloudError):
+                        raise error
+                details = "; ".join(f"{inst.slot} {inst.instance_id}: {err}" for inst, err in late)
+                raise WaitTimeout(
+                    f"{len(late)} of {len(targets)} instances were not ready within {timeout} s: "
+                    f"{details}",
+                    late=[inst.instance_id for inst, _ in late],
+                )
+            call.result = [inst.instance_id for inst in targets]
+
+    def _await_ready(self, inst: Instance, deadline: float) -> None:
+        delay = 0.02
+        last: Exception | None = None
+        while True:
+            described = self.cloud.describe([inst.instance_id])
+            if described:
+                inst.update(described[0])
+            if inst.state == "terminated":
+                raise CloudError(f"instance {inst.instance_id} ({inst.slot}) ended while booting")
+            if inst.state == "running":
+                try:
+                    conn = self._pool.connection(self._endpoint(inst), self._login("root"))
+                    facts = self._facts(conn)
+                    break
+                except HostKeyChanged:
+                    raise
+                except (InstanceError, OSError) as exc:
+                    last = exc
+            if time.monotonic() + delay > deadline:
+                why = f"last attempt: {last}" if last else f"state {inst.state}"
+                raise WaitTimeout(f"not ready ({why})", late=[inst.instance_id]) from last
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        pinned = self._pool.pins.get(inst.instance_id)
+        inst.host_key = fingerprint(pinned) if pinned is not None else None
+        inst.ready = True
+        self._append(
+            InstanceReady(
+                slot=inst.slot,
+                instance_id=inst.instance_id,
+                public_address=inst.public_address,
+                private_address=inst.private_address,
+                public_hostname=inst.public_hostname,
+                private_hostname=inst.private_hostname,
+                host_key=inst.host_key,
+                facts=facts,
+            )
+        )
+
+    @staticmethod
+    def _facts(conn: Connection) -> dict[str, Any]:
+        result = conn.exec(_FACTS_CMD, timeout=30)
+        facts: dict[str, Any] = {}
+        for line in result.stdout.decode("utf-8", "replace").splitlines():
+            key, _, value = line.partition("=")
+            if key in ("cpus", "memory_kb"):
+                facts[key] = int(value) if value.strip().isdigit() else None
+            elif key:
+                facts[key] = value
+        return facts
+
+    def deprovision(self, tags: Sequence[str] | None = None) -> None:
+        """Terminate the matching instances."""
+        tags = _as_tags(tags)
+        with self._call("deprovision", {"tags": tags}) as call:
+            targets = self._match(tags)
+            self._terminate(targets, call.number)
+            call.result = [inst.instance_id for inst in targets]
+
+    def _terminate(self, targets: builtins.list[Instance], call: int) -> None:
+        for inst in targets:
+            self._append(
+                InstanceTerminating(slot=inst.slot, instance_id=inst.instance_id, call=call)
+            )
+            self._pool.drop(inst.instance_id)
+        if targets:
+            self.cloud.terminate([inst.instance_id for inst in targets])
+        for inst in targets:
+            inst.state = "terminated"
+            inst.ready = False
+            self._append(
+                InstanceTerminated(slot=inst.slot, instance_id=inst.instance_id, call=call)
+            )
+        with self._lock:
+            self._instances = [i for i in self._instances if i not in targets]
+
+    # -- listing ----------------------------------------------------------------------------
+
+    def list(self, tags: Sequence[str] | None = None) -> builtins.list[dict[str, Any]]:
+        """The matching instances as dicts (``id``, addresses, ``tags``, ``slot`` …)."""
+        tags = _as_tags(tags)
+        with self._call("list", {"tags": tags}) as call:
+            result = [inst.as_dict() for inst in self._match(tags)]
+            call.result = result
+            return result
+
+    def get_public_hostnames(self, tags: Sequence[str] | None = None) -> builtins.list[str | None]:
+        tags = _as_tags(tags)
+        with self._call("get_public_hostnames", {"tags": tags}) as call:
+            result = [inst.public_hostname for inst in self._match(tags)]
+            call.result = result
+            return result
+
+    def get_private_hostnames(self, tags: Sequence[str] | None = None) -> builtins.list[str | None]:
+        tags = _as_tags(tags)
+        with self._call("get_private_hostnames", {"tags": tags}) as call:
+            result = [inst.private_hostname for inst in self._match(tags)]
+            call.result = result
+            return result
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def run(
+        self,
+        tags: Sequence[str] | str,
+        cmd: str,
+        user: str = "root",
+        check_exit_code: bool = True,
+        *,
+        timeout: float | None = None,
+        parallel: bool | None = None,
+    ) -> tuple[builtins.list[int | None], builtins.list[str], builtins.list[str]]:
+        """Run ``cmd`` on the matching instances; ``(exit_codes, stdouts, stderrs)``."""
+        tags = _as_tags(tags)
+        args = {
+            "tags": tags,
+            "cmd": cmd,
+            "user": user,
+            "check_exit_code": check_exit_code,
+            "timeout": timeout,
+        }
+        with self._call("run", args) as call:
+            results = self._run_on(
+                call, self._match(tags), cmd, user, check_exit_code, timeout, parallel
+            )
+            call.result = {"exit_codes": [r.exit_code for _, r in results]}
+            return self._unpack(results)
+
+    def _run_on(
+        self,
+        call: _Call,
+        targets: builtins.list[Instance],
+        cmd: str,
+        user: str,
+        check_exit_code: bool,
+        timeout: float | None,
+        parallel: bool | None,
+        *,
+        command_for: Callable[[Instance], str] | None = None,
+    ) -> builtins.list[tuple[Instance, ExecResult]]:
+        fan = self.parallel if parallel is None else parallel
+
+        def one(inst: Instance) -> ExecResult:
+            actual = command_for(inst) if command_for else cmd
+            return self._exec(call, inst, actual, user, timeout)
+
+        outcomes: builtins.list[tuple[ExecResult | None, BaseException | None]] = []
+        if fan:
+            outcomes = fan_out(one, targets, parallel=True, workers=self.max_workers)
+        else:
+            for inst in targets:
+                try:
+                    result = one(inst)
+                except Exception as exc:
+                    outcomes.append((None, exc))
+                    break
+                outcomes.append((result, None))
+                if check_exit_code and result.exit_code != 0:
+                    break  # the seed stops at the first failure when running in turn
+        done: builtins.list[tuple[Instance, ExecResult]] = []
+        for inst, (outcome, error) in zip(targets, outcomes, strict=False):
+            if error is not None:
+                raise error
+            assert outcome is not None
+            result = outcome
+            if result.timed_out:
+                raise CommandTimeout(
+                    f"{cmd!r} on instance {inst.instance_id} ({inst.slot}) ran past its timeout "
+                    f"of {timeout} s and was stopped",
+                    instance=inst.instance_id,
+                    slot=inst.slot,
+                )
+            if check_exit_code and result.exit_code != 0:
+                tail = result.stderr.decode("utf-8", "replace")[-STDERR_TAIL:]
+                raise CommandFailed(
+                    f"{cmd!r} exited {result.exit_code} on instance {inst.instance_id} "
+                    f"({inst.slot}); stderr ends: {tail.strip() or '(empty)'}",
+                    instance=inst.instance_id,
+                    slot=inst.slot,
+                    cmd=cmd,
+                    exit_code=result.exit_code if result.exit_code is not None else -1,
+                    stderr_tail=tail,
+                )
+            done.append((inst, result))
+        return done
+
+    def _exec(
+        self, call: _Call, inst: Instance, cmd: str, user: str, timeout: float | None
+    ) -> ExecResult:
+        conn = self._connection(inst, user)
+        result = conn.exec(cmd, timeout=timeout)
+        self._append(
+            CommandFinished(
+                call=call.number,
+                slot=inst.slot,
+                instance_id=inst.instance_id,
+                user=user,
+                cmd=session.redactor.text(cmd),
+                exit_code=result.exit_code,
+                stdout=self._output(result.stdout),
+                stderr=self._output(result.stderr),
+                duration_ns=result.duration_ns,
+            )
+        )
+        return result
+
+    @staticmethod
+    def _unpack(
+        results: builtins.list[tuple[Instance, ExecResult]],
+    ) -> tuple[builtins.list[int | None], builtins.list[str], builtins.list[str]]:
+        return (
+            [r.exit_code for _, r in results],
+            [r.stdout.decode("utf-8", "replace") for _, r in results],
+            [r.stderr.decode("utf-8", "replace") for _, r in results],
+        )
+
+    # -- files ------------------------------------------------------------------------------
+
+    def put(
+        self,
+        tags: Sequence[str] | str,
+        local_path: str | Path,
+        remote_path: str,
+        user: str = "root",
+        *,
+        parallel: bool | None = None,
+    ) -> None:
+        """Copy a local file to ``remote_path`` on the matching instances (mode kept)."""
+        tags = _as_tags(tags)
+        args = {
+            "tags": tags,
+            "local_path": str(local_path),
+            "remote_path": remote_path,
+            "user": user,
+        }
+        with self._call("put", args) as call:
+            local = self._local_file(local_path)
+            targets = self._match(tags)
+            fan = self.parallel if parallel is None else parallel
+            outcomes = fan_out(
+                lambda inst: self._put_one(call, inst, local, remote_path, user),
+                targets,
+                parallel=fan,
+                workers=self.max_workers,
+            )
+            for _, error in outcomes:
+                if error is not None:
+                    raise error
+            call.result = [inst.instance_id for inst in targets]
+
+    def _local_file(self, local_path: str | Path) -> Path:
+        local = Path(local_path)
+        if not local.is_file():
+            raise LocalFileMissing(
+                f"local file {local} does not exist (or is not a file); nothing was copied",
+                path=local,
+            )
+        return local
+
+    def _put_one(
+        self,
+        call: _Call,
+        inst: Instance,
+        local: Path,
+        remote: str,
+        user: str,
+        *,
+        temporary: bool = False,
+    ) -> None:
+        conn = self._connection(inst, user)
+        sink = self._file_sink()
+        scanner = session.redactor.scanner() if sink is not None and session.redactor else None
+
+        def on_chunk(chunk: bytes) -> None:
+            assert sink is not None
+            sink.write(chunk)
+            if scanner is not None:
+                scanner.feed(chunk)
+
+        try:
+            mode = conn.put(local, remote, on_chunk=on_chunk if sink is not None else None)
+            if sink is None:
+                return
+            content = self._seal_file(sink, scanner, str(local))
+        finally:
+            if sink is not None and not _committed(sink):
+                sink.discard()
+        self._append(
+            FilePut(
+                call=call.number,
+                slot=inst.slot,
+                instance_id=inst.instance_id,
+                user=user,
+                local_path=str(local),
+                remote_path=remote,
+                mode=mode,
+                content=content,
+                temporary=temporary,
+            )
+        )
+
+    @staticmethod
+    def _seal_file(sink: BlobSink, scanner: Any, name: str) -> BlobRef:
+        if scanner is not None and scanner.found is not None:
+            log.warning(
+                "a moved file holds a registered secret: kept by hash only",
+                file=name,
+                secret=scanner.found,
+            )
+            return sink.withhold(f"holds secret {scanner.found}")
+        return sink.commit()
+
+    def get(
+        self,
+        tags: Sequence[str] | str,
+        remote_path: str,
+        local_path: str | Path,
+        user: str = "root",
+        *,
+        parallel: bool | None = None,
+    ) -> None:
+        """Copy ``remote_path`` from the matching instances to ``local_path`` (with
+        ``.<instance id>`` appended unless exactly one instance matched)."""
+        tags = _as_tags(tags)
+        args = {
+            "tags": tags,
+            "remote_path": remote_path,
+            "local_path": str(local_path),
+            "user": user,
+        }
+        with self._call("get", args) as call:
+            targets = self._match(tags)
+            base = Path(local_path)
+            if not base.parent.is_dir():
+                raise LocalFileMissing(
+                    f"local directory {base.parent} does not exist; create it before get()",
+                    path=base.parent,
+                )
+            single = len(targets) == 1
+
+            def one(inst: Instance) -> str:
+                local = base if single else base.with_name(f"{base.name}.{inst.instance_id}")
+                self._get_one(call, inst, remote_path, local, user)
+                return str(local)
+
+            fan = self.parallel if parallel is None else parallel
+            outcomes = fan_out(one, targets, parallel=fan, workers=self.max_workers)
+            for _, error in outcomes:
+                if error is not None:
+                    raise error
+            call.result = [path for path, _ in outcomes]
+
+    def _get_one(self, call: _Call, inst: Instance, remote: str, local: Path, user: str) -> None:
+        conn = self._connection(inst, user)
+        sink = self._file_sink()
+        scanner = session.redactor.scanner() if sink is not None and session.redactor else None
+
+        def on_chunk(chunk: bytes) -> None:
+            assert sink is not None
+            sink.write(chunk)
+            if scanner is not None:
+                scanner.feed(chunk)
+
+        try:
+            mode = conn.get(remote, local, on_chunk=on_chunk if sink is not None else None)
+            if sink is None:
+                return
+            content = self._seal_file(sink, scanner, remote)
+        finally:
+            if sink is not None and not _committed(sink):
+                sink.discard()
+        self._append(
+            FileGot(
+                call=call.number,
+                slot=inst.slot,
+                instance_id=inst.instance_id,
+                user=user,
+                local_path=str(local),
+                remote_path=remote,
+                mode=mode,
+                content=content,
+            )
+        )
+
+    def copy_and_run(
+        self,
+        tags: Sequence[str] | str,
+        local_script: str | Path,
+        args: Sequence[str] | None = None,
+        user: str = "root",
+        check_exit_code: bool = True,
+        *,
+        timeout: float | None = None,
+        parallel: bool | None = None,
+    ) -> tuple[builtins.list[int | None], builtins.list[str], builtins.list[str]]:
+        """Copy a script to a temporary path, run it with shell-quoted ``args``, remove it."""
+        tags = _as_tags(tags)
+        arguments = [str(arg) for arg in (args or [])]
+        call_args = {
+            "tags": tags,
+            "local_script": str(local_script),
+            "args": arguments,
+            "user": user,
+            "check_exit_code": check_exit_code,
+            "timeout": timeout,
+        }
+        with self._call("copy_and_run", call_args) as call:
+            script = self._local_file(local_script)
+            targets = self._match(tags)
+            remote = f"/tmp/precip-exec.{token.token_hex(6)}"
+            quoted = " ".join(shlex.quote(arg) for arg in arguments)
+            cmd = f"{shlex.quote(remote)} {quoted}".strip()
+            fan = self.parallel if parallel is None else parallel
+
+            def put_one(inst: Instance) -> None:
+                self._put_one(call, inst, script, remote, user, temporary=True)
+                self._connection(inst, user).sftp().chmod(remote, 0o755)
+
+            try:
+                for _, error in fan_out(put_one, targets, parallel=fan, workers=self.max_workers):
+                    if error is not None:
+                        raise error
+                results = self._run_on(call, targets, cmd, user, check_exit_code, timeout, parallel)
+            finally:
+                for inst in targets:
+                    with contextlib.suppress(Exception):
+                        self._connection(inst, user).remove(remote)
+            call.result = {"exit_codes": [r.exit_code for _, r in results]}
+            return self._unpack(results)
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Deprovision everything this experiment still has running; close connections."""
+        with self._lock:
+            if self._closed:
+                return
+            live = [inst for inst in self._instances if inst.state != "terminated"]
+        try:
+            if live:
+                self.deprovision([])
+        finally:
+            with self._lock:
+                self._closed = True
+            self._pool.close()
+            closer = getattr(self.cloud, "close", None)
+            if closer is not None:
+                closer()
+
+    def __enter__(self) -> Experiment:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            session.mark("interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed")
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.exp} {self.name!r} on {self.cloud.kind}>"
+
+
+def _committed(sink: BlobSink) -> bool:
+    return sink.committed
+
+
+class LocalExperiment(Experiment):
+    """An experiment on the embedded local cloud: instances are namespaced sshd processes on
+    loopback addresses (a free /24 in 127.128.0.0/9 unless ``address_block`` says)."""
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        address_block: str | None = None,
+        record: bool = True,
+        records: Path | str | None = None,
+        parallel: bool = False,
+        max_workers: int = MAX_WORKERS,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        from precip_repro.clouds.local import LocalCloud
+        from precip_repro.keys import precip_home
+
+        keys = load_keys(precip_home())
+        super().__init__(
+            LocalCloud(address_block=address_block),
+            name,
+            record=record,
+            records=records,
+            parallel=parallel,
+            max_workers=max_workers,
+            connect_timeout=connect_timeout,
+            keys=keys,
+        )

@@ -1,0 +1,90 @@
+"""Secrets never reach the store: registered values become ``${secret:NAME}``.
+
+Commands, arguments and outputs are redacted; moved files are never altered — a file that
+contains a secret is kept by hash only (its blob withheld), with a warning naming it.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Final
+
+from precip_repro.exceptions import InvalidOption
+from precip_repro.record.canonical import JSON
+
+__all__ = ["Redactor", "SecretScanner"]
+
+MIN_SECRET: Final = 4
+
+
+class Redactor:
+    """Holds the registered secrets of a run and replaces them. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._secrets: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def add(self, name: str, value: str) -> None:
+        if not name.replace("_", "").isalnum():
+            raise InvalidOption("secret name", name, ["letters, digits and _ (an env var name)"])
+        if len(value) < MIN_SECRET:
+            raise InvalidOption(
+                "secret value",
+                "<hidden>",
+                [
+                    f"at least {MIN_SECRET} characters (shorter "
+                    "values would be replaced all over the record)"
+                ],
+            )
+        with self._lock:
+            self._secrets[name] = value
+
+    def _pairs(self) -> list[tuple[str, str]]:
+        with self._lock:
+            # Longest first, so a secret that contains another is replaced whole.
+            return sorted(self._secrets.items(), key=lambda item: -len(item[1]))
+
+    def __bool__(self) -> bool:
+        return bool(self._secrets)
+
+    def text(self, value: str) -> str:
+        for name, secret in self._pairs():
+            value = value.replace(secret, f"${{secret:{name}}}")
+        return value
+
+    def data(self, value: bytes) -> bytes:
+        for name, secret in self._pairs():
+            value = value.replace(secret.encode(), f"${{secret:{name}}}".encode())
+        return value
+
+    def json(self, value: JSON) -> JSON:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self.json(item) for item in value]
+        if isinstance(value, dict):
+            return {key: self.json(item) for key, item in value.items()}
+        return value
+
+    def scanner(self) -> SecretScanner:
+        return SecretScanner(self._pairs())
+
+
+class SecretScanner:
+    """Watches a stream of chunks for any registered secret, across chunk boundaries."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._pairs = [(name, secret.encode()) for name, secret in pairs]
+        self._keep = max((len(secret) for _, secret in self._pairs), default=1) - 1
+        self._tail = b""
+        self.found: str | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        if self.found is not None or not self._pairs:
+            return
+        window = self._tail + chunk
+        for name, secret in self._pairs:
+            if secret in window:
+                self.found = name
+                return
+        self._tail = window[-self._keep :] if self._keep else b""

@@ -1,0 +1,153 @@
+"""The process's recording session: one run shared by every recorded experiment.
+
+A run opens with the first recorded experiment and finishes at interpreter exit (or at
+:func:`finish_run`). At exit — normal, an uncaught exception, SIGINT or SIGTERM — every
+experiment of the process deprovisions what it started, then the run finishes with status
+``ok``, ``failed`` or ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import signal
+import sys
+import threading
+import types
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from precip_repro.logs import get_logger
+from precip_repro.record.recorder import Run
+from precip_repro.record.redact import Redactor
+from precip_repro.record.store import RunStore
+
+if TYPE_CHECKING:
+    from precip_repro.experiment import Experiment
+
+__all__ = ["Session", "current_run", "finish_run", "session"]
+
+log = get_logger(__name__)
+
+
+class Session:
+    """Process-wide state of recording. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.run: Run | None = None
+        self.redactor = Redactor()
+        self._experiments: weakref.WeakSet[Experiment] = weakref.WeakSet()
+        self._exp_count = 0
+        self._call_count = 0
+        self.status: str | None = None
+        self._hooks_installed = False
+        self.script: Path | None = None
+        self.argv: list[str] | None = None
+
+    def register(self, experiment: Experiment) -> None:
+        with self._lock:
+            self._experiments.add(experiment)
+            self._install_hooks()
+
+    def next_exp(self) -> str:
+        with self._lock:
+            self._exp_count += 1
+            return f"e{self._exp_count}"
+
+    def next_call(self) -> int:
+        with self._lock:
+            self._call_count += 1
+            return self._call_count
+
+    def open_run(self, store: RunStore, name: str | None) -> Run:
+        """The run of this process, opened in ``store`` at the first call."""
+        with self._lock:
+            if self.run is not None and not self.run.finished:
+                if self.run.path.parent.resolve() != store.root.resolve():
+                    log.warning(
+                        "experiment asked for another store; it records in this process's run",
+                        run=self.run.id,
+                        asked=str(store.root),
+                    )
+                return self.run
+            script = self.script
+            if script is None and sys.argv and sys.argv[0] and Path(sys.argv[0]).is_file():
+                script = Path(sys.argv[0])
+            run_name = script.stem if script is not None else name
+            self.run = Run.open(store, name=run_name, script=script, argv=self.argv)
+            self._exp_count = 0
+            self._call_count = 0
+            self.status = None
+            return self.run
+
+    def mark(self, status: str) -> None:
+        """Remember how the process is ending (``failed`` or ``interrupted``)."""
+        with self._lock:
+            if self.status != "interrupted":
+                self.status = status
+
+    def shutdown(self) -> str | None:
+        """Deprovision every experiment's instances, then finish the run; its digest."""
+        for experiment in list(self._experiments):
+            try:
+                experiment.close()
+            except Exception as exc:
+                log.error("deprovision at exit failed", error=str(exc))
+        return self.finish()
+
+    def finish(self, status: str | None = None) -> str | None:
+        with self._lock:
+            run = self.run
+            if run is None:
+                return None
+            digest = run.finish(status or self.status or "ok")
+            log.info("run recorded", run=run.id, status=run.status, digest=digest)
+            return digest
+
+    def _install_hooks(self) -> None:
+        if self._hooks_installed:
+            return
+        self._hooks_installed = True
+        atexit.register(self.shutdown)
+        previous_hook = sys.excepthook
+
+        def excepthook(
+            kind: type[BaseException], value: BaseException, tb: types.TracebackType | None
+        ) -> None:
+            self.mark("interrupted" if issubclass(kind, KeyboardInterrupt) else "failed")
+            previous_hook(kind, value, tb)
+
+        sys.excepthook = excepthook
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            current = signal.getsignal(signum)
+            if current in (signal.SIG_DFL, signal.default_int_handler):
+                signal.signal(signum, self._on_signal(signum, current))
+
+    def _on_signal(self, signum: int, previous: Any) -> Callable[[int, Any], None]:
+        def handler(received: int, frame: Any) -> None:
+            self.mark("interrupted")
+            if previous is signal.default_int_handler:
+                raise KeyboardInterrupt
+            # Unwind the main thread (context managers deprovision), then atexit finishes.
+            raise SystemExit(128 + signum)
+
+        return handler
+
+
+session = Session()
+
+
+def current_run() -> Run | None:
+    """The run this process records into, if one is open."""
+    return session.run
+
+
+def finish_run(status: str | None = None) -> str | None:
+    """Deprovision everything this process started and finish its run now; the digest."""
+    if status is not None:
+        session.mark(status)
+    return session.shutdown()
