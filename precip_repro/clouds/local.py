@@ -4,8 +4,9 @@ address, with its own host key, hostname, process tree and copy-on-write filesys
 Two mechanisms (DESIGN §8), chosen by who runs it:
 
 - **as root**: ``unshare -m -p -u --fork`` runs a set-up script that mounts an overlay per
-  top-level directory (lower: the image's directory, then the host's; upper: a tmpfs of
-  the instance's own), fresh tmpfs on ``/tmp`` and ``/run``, ``proc`` and ``/dev``, then
+  top-level directory (lower: the image's directory, then the host's — except ``/root``
+  and ``/home``, which start fresh as on a new cloud instance; upper: a tmpfs of the
+  instance's own), fresh tmpfs on ``/tmp`` and ``/run``, ``proc`` and ``/dev``, then
   ``exec chroot ROOT /usr/sbin/sshd``. sshd is PID 1 of the instance's PID namespace and
   sees the instance's own users: ``adduser wf`` inside works for logging in as ``wf``.
 - **as an ordinary user**: a holder ``unshare -Urpfmu`` sets up the same view and sleeps;
@@ -90,7 +91,9 @@ for d in $dirs; do
   mkdir -p "$layers/$d/upper" "$layers/$d/work" "$root/$d"
   lower=""
   if [ -n "$image" ] && [ -d "$image/$d" ]; then lower="$image/$d"; fi
-  if [ -d "/$d" ] && { [ "$mode" = root ] || { [ "$d" != root ] && [ "$d" != home ]; }; }; then
+  # /root and /home start fresh, as on a new cloud instance: the host's dotfiles (and
+  # whatever secrets they hold) stay on the host.
+  if [ -d "/$d" ] && [ "$d" != root ] && [ "$d" != home ]; then
     lower="${lower:+$lower:}/$d"
   fi
   if [ -z "$lower" ]; then
@@ -112,6 +115,8 @@ mount --rbind /dev "$root/dev"
 mount --rbind /sys "$root/sys" 2>/dev/null || true
 hostname "$name"
 echo "$name" > "$root/etc/hostname"
+if [ -d /etc/skel ]; then cp -a /etc/skel/. "$root/root/"; fi
+chmod 700 "$root/root"
 mkdir -p "$root/etc/ssh" "$root/root/.ssh"
 cp "$state/host_key" "$root/etc/ssh/precip_host_key"
 chmod 600 "$root/etc/ssh/precip_host_key"
