@@ -7,13 +7,23 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 .PHONY: demo test lint bench clean
 
+# The local cloud's instances are OpenSSH servers: install the Debian package where missing.
+SSHD := /usr/sbin/sshd
+$(SSHD):
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server; \
+	else \
+		echo "precip-repro's local cloud needs OpenSSH's server: sudo apt-get install openssh-server" >&2; \
+		exit 1; \
+	fi
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-demo: $(STAMP)
+demo: $(STAMP) $(SSHD)
 	$(BIN)/precip-repro demo
 
 lint: $(STAMP)
@@ -21,11 +31,15 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: lint $(SSHD)
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP) $(SSHD)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python bench/journal.py
+	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/sftp.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -197,18 +197,62 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from precip_repro.demo import record_demo
 
     store = _store(args)
-    run = record_demo(store)
-    verdict = verify(run.path)
-    print(f"recorded run {run.id}")
-    print(f"  in      {run.path}")
-    print(f"  verify  {verdict.state}: {verdict.reason}")
-    print(f"  digest  {run.digest}")
+    run_id, path, digest = record_demo(store.root)
+    verdict = verify(path)
     prog = sys.argv[0] if "/" in sys.argv[0] else "precip-repro"
+    print(f"recorded run {run_id}")
+    print(f"  in      {path}")
+    print(f"  verify  {verdict.state}: {verdict.reason}")
+    print(f"  digest  {digest}")
     print("next:")
-    print(f"  {prog} --records {store.root} show {run.id}")
-    print(f"  {prog} --records {store.root} verify {run.id} --digest {run.digest}")
+    print(f"  {prog} --records {store.root} show {run_id}")
+    print(f"  {prog} --records {store.root} verify {run_id} --digest {digest}")
     print(f"  {prog} --records {store.root} ls")
     return verdict.exit_status
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import os
+    import runpy
+    import traceback
+
+    from precip_repro.session import finish_run, session
+
+    script = Path(args.script)
+    if not script.is_file():
+        raise _Usage(f"script {script} does not exist")
+    store = _store(args)
+    # The script's experiments record into the store this command was given.
+    os.environ["PRECIP_RECORDS"] = str(store.root)
+    session.script = script
+    session.argv = [str(script), *args.args]
+    sys.argv = [str(script), *args.args]
+    sys.path.insert(0, str(script.resolve().parent))
+    code = EXIT_OK
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            session.mark(
+                "interrupted" if isinstance(exc.code, int) and exc.code > 128 else "failed"
+            )
+            code = exc.code if isinstance(exc.code, int) else EXIT_BAD
+    except KeyboardInterrupt:
+        session.mark("interrupted")
+        code = 130
+    except BaseException:
+        traceback.print_exc()
+        session.mark("failed")
+        code = EXIT_BAD
+    run = session.run
+    digest = finish_run()
+    if run is None or digest is None:
+        print(f"precip-repro run: {script} created no recorded experiment; nothing was recorded")
+        return code
+    print(f"recorded run {run.id} ({run.status})")
+    print(f"  digest  {digest}")
+    print(f"  verify  precip-repro --records {store.root} verify {run.id} --digest {digest}")
+    return code
 
 
 # --- plumbing ------------------------------------------------------------------------------
@@ -264,7 +308,10 @@ def _parser() -> argparse.ArgumentParser:
     cat.add_argument("sha256", metavar="SHA256", help="the blob's sha256, or a unique prefix")
     rec = add("recover", cmd_recover, "finish an abandoned run as interrupted")
     rec.add_argument("run", metavar="RUN")
-    add("demo", cmd_demo, "record the demo run, verify it, print its id and digest")
+    add("demo", cmd_demo, "record the hello-world run on the local cloud, verify it, print it")
+    run = add("run", cmd_run, "run an experiment script and record it (the script too)")
+    run.add_argument("script", metavar="SCRIPT")
+    run.add_argument("args", metavar="ARGS", nargs=argparse.REMAINDER)
     return parser
 
 

@@ -1,44 +1,33 @@
-"""The demo run behind ``make demo``.
+"""The demo behind ``make demo``: the hello-world experiment on the local cloud, recorded.
 
-Until the local cloud lands, the demo records what the record core can show on its own:
-the hello-world experiment's steps as ``note`` events, an output kept as a blob, and a
-finished, verifiable run.
+The same experiment as ``examples/hello_world.py``, shipped inside the package so that
+``precip-repro demo`` works wherever precip-repro is installed.
 """
 
 from __future__ import annotations
 
-import platform
-import time
+from pathlib import Path
 
-from precip_repro.record.events import Note, converter
-from precip_repro.record.recorder import Run
-from precip_repro.record.store import RunStore
+from precip_repro.experiment import LocalExperiment
+from precip_repro.session import finish_run, session
 
 __all__ = ["record_demo"]
 
 
-def record_demo(store: RunStore) -> Run:
-    """Record the demo run in ``store`` and finish it; return the finished run."""
-    with Run.open(store, name="demo-hello-world", argv=["precip-repro", "demo"]) as run:
-        run.append(Note(text="demo: the local cloud arrives with the next issue; notes only"))
-        started = time.monotonic_ns()
-        greeting = f"Hello from {platform.node()}\n".encode()
-        ref = run.add_blob(greeting, inline=True)
-        run.append(
-            Note(
-                text="hello world",
-                fields={
-                    "output": ref.text,
-                    "sha256": ref.sha256,
-                    "elapsed_ns": time.monotonic_ns() - started,
-                },
-            )
-        )
-        listing = run.add_blob(b"".join(f"line {i}\n".encode() for i in range(2000)))
-        run.append(
-            Note(
-                text="a larger output, kept as a blob",
-                fields={"blob": converter.unstructure(listing)},
-            )
-        )
-    return run
+def record_demo(records: Path) -> tuple[str, Path, str]:
+    """Record the hello-world run in ``records``; return its id, path and digest."""
+    session.argv = ["precip-repro", "demo"]
+    session.detect_script = False
+    exp = LocalExperiment("hello-world", records=records)
+    try:
+        exp.provision("default", tags=["test1"], count=1)
+        exp.wait()
+        exp.list()
+        exp.run(["test1"], "echo 'Hello world from an experiment instance'")
+        exp.note("demo finished its commands")
+    finally:
+        exp.deprovision()
+    run_id, path = exp.run_id, exp.run_path
+    digest = finish_run()
+    assert run_id is not None and path is not None and digest is not None
+    return run_id, path, digest

@@ -45,6 +45,8 @@ class Session:
         self._hooks_installed = False
         self.script: Path | None = None
         self.argv: list[str] | None = None
+        self.detect_script = True
+        """Take ``sys.argv[0]`` as the experiment script when it is a file."""
 
     def register(self, experiment: Experiment) -> None:
         with self._lock:
@@ -73,7 +75,13 @@ class Session:
                     )
                 return self.run
             script = self.script
-            if script is None and sys.argv and sys.argv[0] and Path(sys.argv[0]).is_file():
+            if (
+                script is None
+                and self.detect_script
+                and sys.argv
+                and sys.argv[0]
+                and Path(sys.argv[0]).is_file()
+            ):
                 script = Path(sys.argv[0])
             run_name = script.stem if script is not None else name
             self.run = Run.open(store, name=run_name, script=script, argv=self.argv)
