@@ -110,6 +110,8 @@ class Session:
             run = self.run
             if run is None:
                 return None
+            if run.finished:
+                return run.digest
             digest = run.finish(status or self.status or "ok")
             log.info("run recorded", run=run.id, status=run.status, digest=digest)
             return digest

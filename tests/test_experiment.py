@@ -1,0 +1,363 @@
+"""The precip API on the local cloud: real OpenSSH sshd instances on loopback addresses."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from precip_repro import (
+    CommandFailed,
+    CommandTimeout,
+    InstanceNotReady,
+    InstanceUnreachable,
+    LocalFileMissing,
+    RemoteFileMissing,
+    WaitTimeout,
+    finish_run,
+    verify,
+)
+from precip_repro.record import LogReader
+from precip_repro.record.store import EVENTS
+
+
+def events_of(run_path: Path) -> list[Any]:
+    return list(LogReader(run_path / EVENTS))
+
+
+def of_type(run_path: Path, kind: str) -> list[dict[str, Any]]:
+    return [event.data for event in events_of(run_path) if event.type == kind]
+
+
+def test_every_api_method_works_and_is_recorded(local_experiment, tmp_path):
+    exp = local_experiment("api")
+    exp.provision("default", tags=["group"], count=2)
+    exp.provision("default", instance_type="m1.large", tags=["solo"])
+    exp.wait()
+
+    listed = exp.list()
+    assert [item["slot"] for item in listed] == ["e1.p1.0", "e1.p1.1", "e1.p2.0"]
+    assert listed[0]["tags"][:3] == ["precip", listed[0]["id"], "e1.p1.0"]
+    assert [item["id"] for item in exp.list(["group"])] == [i["id"] for i in listed[:2]]
+    assert exp.list(["group", "solo"]) == []  # tags match with AND
+    assert exp.get_public_hostnames(["solo"]) == [listed[2]["public_address"]]
+    assert exp.get_private_hostnames() == [item["private_address"] for item in listed]
+
+    codes, outs, errs = exp.run(["group"], "hostname; echo oops >&2")
+    assert codes == [0, 0]
+    assert outs == [f"{item['id']}\n" for item in listed[:2]]
+    assert errs == ["oops\n", "oops\n"]
+
+    local = tmp_path / "data.txt"
+    local.write_text("payload\n")
+    local.chmod(0o640)
+    exp.put(["group"], local, "/srv/data.txt")
+    codes, outs, _ = exp.run(["group"], "stat -c %a /srv/data.txt; cat /srv/data.txt")
+    assert outs == ["640\npayload\n"] * 2
+
+    exp.get(["group"], "/srv/data.txt", tmp_path / "back.txt")
+    for item in listed[:2]:
+        back = tmp_path / f"back.txt.{item['id']}"  # several matched: the id is appended
+        assert back.read_text() == "payload\n"
+        assert back.stat().st_mode & 0o777 == 0o640
+    exp.get(["solo"], "/etc/hostname", tmp_path / "solo.txt")  # exactly one: name kept
+    assert (tmp_path / "solo.txt").read_text().strip() == listed[2]["id"]
+
+    script = tmp_path / "show-args.sh"
+    script.write_text('#!/bin/sh\nfor a in "$@"; do echo "[$a]"; done\n')
+    codes, outs, _ = exp.copy_and_run(["solo"], script, ["a b", "$HOME", "it's", ";rm -rf /"])
+    assert outs == ["[a b]\n[$HOME]\n[it's]\n[;rm -rf /]\n"]
+    _, leftovers, _ = exp.run(["solo"], "ls /tmp")
+    assert "precip-exec" not in leftovers[0]  # the script was removed
+
+    exp.deprovision(["group"])
+    assert [item["slot"] for item in exp.list()] == ["e1.p2.0"]
+    exp.deprovision()
+    assert exp.list() == []
+
+    run_path = exp.run_path
+    digest = finish_run()
+    verdict = verify(run_path)
+    assert verdict.state == "intact" and verdict.digest == digest
+    methods = [data["method"] for data in of_type(run_path, "call.started")]
+    assert methods[:4] == ["provision", "provision", "wait", "list"]
+    assert "copy_and_run" in methods
+    ready = of_type(run_path, "instance.ready")
+    assert len(ready) == 3
+    assert all(d["host_key"].startswith("SHA256:") for d in ready)
+    assert all(d["facts"]["cpus"] >= 1 and d["facts"]["uname"] for d in ready)
+    puts = of_type(run_path, "file.put")
+    assert [p["temporary"] for p in puts] == [False, False, True]
+    assert of_type(run_path, "file.got")[0]["content"]["size"] == 8
+    assert len(of_type(run_path, "instance.terminated")) == 3
+
+
+def test_the_same_path_on_three_instances_stays_private_to_each(local_experiment):
+    exp = local_experiment("isolation")
+    exp.provision("default", count=3)
+    exp.wait()
+    marker = f"/etc/precip-isolation-{os.getpid()}"
+    for index, item in enumerate(exp.list()):
+        exp.run(
+            [item["id"]], f"echo {index} > {marker}; echo {index} > /tmp/x; echo {index} > /root/x"
+        )
+    _, outs, _ = exp.run([], f"cat {marker} /tmp/x /root/x")
+    assert outs == ["0\n0\n0\n", "1\n1\n1\n", "2\n2\n2\n"]
+    assert not Path(marker).exists()  # nothing reached the host
+    _, ps, _ = exp.run([], "ps -e -o pid= | wc -l; hostname")
+    for out, item in zip(ps, exp.list(), strict=True):
+        count, hostname = out.split()
+        assert int(count) < 10  # only the instance's own processes
+        assert hostname == item["id"]
+
+
+def test_deprovision_ends_every_process_the_instance_started(local_experiment):
+    exp = local_experiment("nohup")
+    exp.provision("default")
+    exp.wait()
+    marker = f"{os.getpid()}.4242"
+    exp.run([], f"nohup sleep {marker} >/dev/null 2>&1 &")
+    assert subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True).returncode == 0
+    exp.deprovision()
+    assert subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True).returncode == 1
+
+
+def test_an_image_directory_is_layered_and_its_digest_recorded(local_experiment, tmp_path):
+    image = tmp_path / "image"
+    (image / "opt" / "app").mkdir(parents=True)
+    (image / "opt" / "app" / "version").write_text("1.2.3\n")
+    (image / "data").mkdir()
+    (image / "data" / "input.csv").write_text("a,b\n")
+    exp = local_experiment("image")
+    exp.provision(str(image))
+    exp.wait()
+    _, outs, _ = exp.run([], "cat /opt/app/version /data/input.csv; ls /usr/bin/env")
+    assert outs == ["1.2.3\na,b\n/usr/bin/env\n"]
+    launched = of_type(exp.run_path, "instance.launched")[0]
+    from precip_repro.clouds.local import image_digest
+
+    assert launched["image_digest"] == image_digest(image)
+
+
+def test_a_failing_command_raises_with_instance_exit_code_and_stderr(local_experiment):
+    exp = local_experiment("fail")
+    exp.provision("default", count=2)
+    exp.wait()
+    with pytest.raises(CommandFailed) as info:
+        exp.run([], "echo broken >&2; exit 3")
+    first = exp.list()[0]
+    assert info.value.exit_code == 3
+    assert info.value.instance == first["id"]
+    assert "broken" in info.value.stderr_tail and first["id"] in str(info.value)
+    codes, _, errs = exp.run([], "echo broken >&2; exit 3", check_exit_code=False)
+    assert codes == [3, 3] and errs == ["broken\n", "broken\n"]
+    failed = of_type(exp.run_path, "call.failed")
+    assert failed[0]["error"]["type"] == "CommandFailed"
+    # Run in turn, the seed stops at the first failure: one command.finished for that call.
+    calls = [d["call"] for d in of_type(exp.run_path, "command.finished")]
+    assert calls.count(failed[0]["call"]) == 1
+
+
+def test_missing_files_raise_specific_errors(local_experiment, tmp_path):
+    exp = local_experiment("files")
+    exp.provision("default")
+    exp.wait()
+    with pytest.raises(LocalFileMissing) as local:
+        exp.put([], tmp_path / "nope.txt", "/tmp/nope.txt")
+    assert isinstance(local.value, FileNotFoundError) and "nope.txt" in str(local.value)
+    with pytest.raises(RemoteFileMissing) as remote:
+        exp.get([], "/no/such/file", tmp_path / "out")
+    assert remote.value.instance == exp.list()[0]["id"] and "/no/such/file" in str(remote.value)
+    assert not (tmp_path / "out").exists()
+    errors = [d["error"]["type"] for d in of_type(exp.run_path, "call.failed")]
+    assert errors == ["LocalFileMissing", "RemoteFileMissing"]
+
+
+def test_a_hundred_megabytes_of_output_and_binary_output_are_kept_exactly(local_experiment):
+    exp = local_experiment("big")
+    exp.provision("default")
+    exp.wait()
+    cmd = "head -c 100000000 /dev/zero | tr '\\0' x; head -c 3000000 /dev/zero >&2"
+    codes, outs, errs = exp.run([], cmd)
+    assert codes == [0] and len(outs[0]) == 100_000_000 and len(errs[0]) == 3_000_000
+    exp.run([], "printf '\\377\\000\\001binary'")
+    finished = of_type(exp.run_path, "command.finished")
+    big = finished[0]["stdout"]
+    assert big["size"] == 100_000_000
+    assert big["sha256"] == hashlib.sha256(b"x" * 100_000_000).hexdigest()
+    binary = finished[1]["stdout"]
+    assert "text" not in binary
+    blob = exp.run_path / "objects" / binary["sha256"][:2] / binary["sha256"][2:]
+    assert blob.read_bytes() == b"\xff\x00\x01binary"
+
+
+def test_a_command_timeout_stops_it_and_records_no_exit_code(local_experiment):
+    exp = local_experiment("timeout")
+    exp.provision("default")
+    exp.wait()
+    with pytest.raises(CommandTimeout):
+        exp.run([], "echo started; sleep 30", timeout=0.5)
+    finished = of_type(exp.run_path, "command.finished")[-1]
+    assert finished["exit_code"] is None
+    assert finished["stdout"]["text"] == "started\n"
+
+
+def test_using_an_instance_before_wait_is_a_clear_error(local_experiment):
+    exp = local_experiment("early")
+    exp.provision("default")
+    with pytest.raises(InstanceNotReady, match="call wait"):
+        exp.run([], "true")
+
+
+def test_wait_times_out_naming_the_late_instance(local_experiment):
+    import signal
+
+    from precip_repro.clouds.local import LocalInstanceState
+    from precip_repro.keys import precip_home
+
+    exp = local_experiment("late", connect_timeout=0.3)
+    exp.provision("default")
+    instance_id = exp.list()[0]["id"]
+    state = LocalInstanceState.load(precip_home() / "local" / "instances" / instance_id)
+    assert state.init_pid is not None
+    os.kill(state.init_pid, signal.SIGSTOP)  # the sshd accepts no more logins
+    try:
+        with pytest.raises(WaitTimeout) as info:
+            exp.wait(timeout=1.5)
+        assert info.value.late == [instance_id]
+        assert instance_id in str(info.value) and "e1.p1.0" in str(info.value)
+    finally:
+        os.kill(state.init_pid, signal.SIGCONT)
+    assert of_type(exp.run_path, "call.failed")[-1]["error"]["type"] == "WaitTimeout"
+
+
+def test_an_unreachable_instance_raises_and_the_call_fails(local_experiment):
+    import signal
+
+    from precip_repro.clouds.local import LocalInstanceState
+    from precip_repro.keys import precip_home
+
+    exp = local_experiment("gone")
+    exp.provision("default")
+    exp.wait()
+    instance_id = exp.list()[0]["id"]
+    state = LocalInstanceState.load(precip_home() / "local" / "instances" / instance_id)
+    assert state.init_pid is not None
+    os.kill(state.init_pid, signal.SIGKILL)  # the instance dies under us
+    with pytest.raises(InstanceUnreachable) as info:
+        exp.run([], "true")
+    assert info.value.instance == instance_id
+    assert of_type(exp.run_path, "call.failed")[-1]["error"]["type"] == "InstanceUnreachable"
+
+
+def test_a_changed_host_key_is_refused(local_experiment, tmp_path):
+    import signal
+    import time
+
+    from precip_repro import HostKeyChanged
+    from precip_repro.clouds.local import LocalInstanceState
+    from precip_repro.keys import precip_home
+
+    exp = local_experiment("impostor")
+    exp.provision("default")
+    exp.wait()
+    item = exp.list()[0]
+    state = LocalInstanceState.load(precip_home() / "local" / "instances" / item["id"])
+    assert state.init_pid is not None
+    os.kill(state.init_pid, signal.SIGKILL)
+    # Something else now answers at the instance's address, with another host key.
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True
+    )
+    config = tmp_path / "sshd_config"
+    config.write_text(
+        f"ListenAddress {state.address}:{state.port}\nHostKey {tmp_path / 'k'}\n"
+        f"PidFile {tmp_path / 'pid'}\nUsePAM no\nStrictModes no\n"
+    )
+    Path("/run/sshd").mkdir(exist_ok=True)
+    impostor = subprocess.Popen(
+        ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stderr=subprocess.DEVNULL
+    )
+    try:
+        for _ in range(100):
+            if subprocess.run(
+                ["ss", "-ltn", f"src {state.address}"], capture_output=True, text=True
+            ).stdout.count("LISTEN"):
+                break
+            time.sleep(0.02)
+        with pytest.raises(HostKeyChanged) as info:
+            exp.run([], "true")
+        assert item["id"] in str(info.value) and "pinned" in str(info.value)
+    finally:
+        impostor.kill()
+        impostor.wait()
+
+
+def test_parallel_runs_keep_instance_order(local_experiment):
+    exp = local_experiment("fan", parallel=True)
+    exp.provision("default", count=4)
+    exp.wait()
+    _, outs, _ = exp.run([], "sleep 0.$((RANDOM % 3)); hostname")
+    assert outs == [f"{item['id']}\n" for item in exp.list()]
+    _, serial, _ = exp.run([], "hostname", parallel=False)
+    assert serial == outs
+
+
+def test_secrets_never_reach_the_store(local_experiment, tmp_path, caplog):
+    exp = local_experiment("secret")
+    secret = "s3cr3t-token-value-123"
+    exp.secret("API_TOKEN", secret)
+    exp.provision("default")
+    exp.wait()
+    _, outs, _ = exp.run([], f"echo using {secret}")
+    assert outs == [f"using {secret}\n"]  # the caller still gets the real output
+    local = tmp_path / "config.ini"
+    local.write_text(f"token = {secret}\n")
+    exp.put([], local, "/root/config.ini")
+    exp.note(f"note mentioning {secret}")
+    run_path = exp.run_path
+    finish_run()
+    for path in run_path.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    command = of_type(run_path, "command.finished")[0]
+    assert command["cmd"] == "echo using ${secret:API_TOKEN}"
+    assert command["stdout"]["text"] == "using ${secret:API_TOKEN}\n"
+    content = of_type(run_path, "file.put")[0]["content"]
+    assert content["withheld"] == "holds secret API_TOKEN"
+    assert content["sha256"] == hashlib.sha256(local.read_bytes()).hexdigest()
+    assert verify(run_path).state == "intact"
+
+
+def test_record_false_writes_nothing(store):
+    from precip_repro import LocalExperiment
+
+    exp = LocalExperiment("quiet", record=False, records=store.root)
+    try:
+        exp.provision("default")
+        exp.wait()
+        assert exp.run([], "echo hi")[1] == ["hi\n"]
+        assert exp.run_id is None
+    finally:
+        exp.deprovision()
+    assert not store.root.exists()
+
+
+def test_two_experiments_in_one_process_share_one_run(local_experiment):
+    one = local_experiment("one")
+    two = local_experiment("two")
+    assert one.run_id == two.run_id
+    assert (one.exp, two.exp) == ("e1", "e2")
+    one.provision("default")
+    two.provision("default")
+    slots = [d["slot"] for d in of_type(one.run_path, "instance.launched")]
+    assert slots == ["e1.p1.0", "e2.p1.0"]
+    assert (
+        one.list()[0]["public_address"].rsplit(".", 1)[0]
+        != two.list()[0]["public_address"].rsplit(".", 1)[0]
+    )

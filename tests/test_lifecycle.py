@@ -1,0 +1,103 @@
+"""A recording process that is interrupted, killed or fails leaves no instance behind and a
+run that verifies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from precip_repro import verify
+from precip_repro.clouds.local import live_local_instances
+from precip_repro.record import LogReader, RunStore
+from precip_repro.record.store import EVENTS
+
+SCRIPT = """
+import sys, time
+from precip_repro import LocalExperiment
+exp = LocalExperiment("victim", records=sys.argv[1])
+exp.provision("default", count=2)
+exp.wait()
+exp.run([], "nohup sleep {marker} >/dev/null 2>&1 &")
+print("READY", flush=True)
+{tail}
+"""
+
+
+def start(tmp_path: Path, store: RunStore, marker: str, tail: str) -> subprocess.Popen[str]:
+    script = tmp_path / "victim.py"
+    script.write_text(SCRIPT.format(marker=marker, tail=tail))
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(store.root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "READY", proc.stderr.read() if proc.stderr else ""
+    return proc
+
+
+def sleeping(marker: str) -> bool:
+    return subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True).returncode == 0
+
+
+def only_run(store: RunStore) -> Path:
+    (run_dir,) = list(store.run_dirs())
+    return run_dir
+
+
+def test_sigterm_mid_run_deprovisions_and_finishes_interrupted(tmp_path, store):
+    marker = f"{os.getpid()}.1515"
+    proc = start(tmp_path, store, marker, "time.sleep(60)")
+    assert sleeping(marker)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert not sleeping(marker)
+    verdict = verify(only_run(store))
+    assert verdict.state == "intact", verdict.reason
+    assert verdict.status == "interrupted"
+    types = [event.type for event in LogReader(only_run(store) / EVENTS)]
+    assert types.count("instance.terminated") == 2
+
+
+def test_sigint_mid_run_is_interrupted_too(tmp_path, store):
+    marker = f"{os.getpid()}.1616"
+    proc = start(tmp_path, store, marker, "time.sleep(60)")
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
+    assert not sleeping(marker)
+    assert verify(only_run(store)).status == "interrupted"
+
+
+def test_an_uncaught_exception_deprovisions_and_finishes_failed(tmp_path, store):
+    marker = f"{os.getpid()}.1717"
+    proc = start(tmp_path, store, marker, "raise RuntimeError('experiment bug')")
+    assert proc.wait(timeout=30) == 1
+    assert not sleeping(marker)
+    verdict = verify(only_run(store))
+    assert (verdict.state, verdict.status) == ("intact", "failed")
+
+
+def test_sigkill_leaves_instances_gc_can_find_and_a_run_to_recover(tmp_path, store):
+    from precip_repro.clouds.local import terminate_local
+    from precip_repro.keys import precip_home
+    from precip_repro.record import recover
+
+    marker = f"{os.getpid()}.1818"
+    proc = start(tmp_path, store, marker, "time.sleep(60)")
+    proc.kill()
+    proc.wait()
+    time.sleep(0.1)
+    run_dir = only_run(store)
+    leaked = [s for s in live_local_instances() if s.run == run_dir.name]
+    assert len(leaked) == 2 and sleeping(marker)  # still running: nothing cleaned them up
+    for state in leaked:
+        terminate_local(state, precip_home())
+    assert not sleeping(marker)
+    assert verify(run_dir).state == "abandoned"
+    recover(run_dir)
+    assert verify(run_dir).status == "interrupted"
