@@ -285,10 +285,9 @@ def test_a_changed_host_key_is_refused(local_experiment, tmp_path):
     )
     try:
         for _ in range(100):
-            if subprocess.run(
-                ["ss", "-ltn", f"src {state.address}"], capture_output=True, text=True
-            ).stdout.count("LISTEN"):
-                break
+            with socket.socket() as probe:
+                if probe.connect_ex((state.address, state.port)) == 0:
+                    break
             time.sleep(0.02)
         with pytest.raises(HostKeyChanged) as info:
             exp.run([], "true")
