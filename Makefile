@@ -8,10 +8,12 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 .PHONY: demo test lint bench clean
 
 # The local cloud's instances are OpenSSH servers: install the Debian package where missing.
+# (python3 is the system interpreter the unprivileged-user test runs under.)
 SSHD := /usr/sbin/sshd
 $(SSHD):
 	@if [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server; \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server python3; \
 	else \
 		echo "precip-repro's local cloud needs OpenSSH's server: sudo apt-get install openssh-server" >&2; \
 		exit 1; \

@@ -12,7 +12,10 @@ Two mechanisms (DESIGN §8), chosen by who runs it:
 - **as an ordinary user**: a holder ``unshare -Urpfmu`` sets up the same view and sleeps;
   sshd runs outside as the user, and every session enters the holder's namespaces through
   a ``ForceCommand`` wrapper (``nsenter``). Inside, the session is root; logging in as any
-  other user is refused (:class:`UnsupportedUser`).
+  other user is refused (:class:`UnsupportedUser`). The host's files belong to a user the
+  namespace cannot map, so nothing can be created inside the host's own subdirectories of
+  ``/usr``, ``/var`` or ``/opt`` (top-level entries, ``/tmp``, ``/srv``, ``/root`` and
+  ``/home`` are fine); ``/etc`` is therefore a private copy, fully writable.
 
 Killing PID 1 of the instance's PID namespace ends every process the instance started
 (``nohup … &`` included) and its mounts vanish with it. Instances share the host's kernel,
@@ -87,6 +90,14 @@ if [ -n "$image" ]; then
     case " $dirs tmp run proc dev sys bin sbin lib lib64 " in *" $b "*) ;; *) dirs="$dirs $b";; esac
   done
 fi
+if [ "$mode" = user ]; then
+  # In a user namespace the host's files belong to an unmapped user: nothing can be
+  # created inside their directories. /etc is small and written often: copy it instead.
+  mkdir -p "$root/etc"
+  cp -R /etc/. "$root/etc/" 2>/dev/null || true
+  if [ -n "$image" ] && [ -d "$image/etc" ]; then cp -R "$image/etc/." "$root/etc/"; fi
+  dirs=$(echo " $dirs " | sed 's/ etc / /')
+fi
 for d in $dirs; do
   mkdir -p "$layers/$d/upper" "$layers/$d/work" "$root/$d"
   lower=""
@@ -114,8 +125,11 @@ mount -t proc proc "$root/proc"
 mount --rbind /dev "$root/dev"
 mount --rbind /sys "$root/sys" 2>/dev/null || true
 hostname "$name"
+# As an ordinary user, files the host's root owns cannot be rewritten in place (they are
+# owned by an unmapped user), but they can be replaced.
+rm -f "$root/etc/hostname"
 echo "$name" > "$root/etc/hostname"
-if [ -d /etc/skel ]; then cp -a /etc/skel/. "$root/root/"; fi
+if [ -d /etc/skel ]; then cp -R /etc/skel/. "$root/root/"; fi
 chmod 700 "$root/root"
 mkdir -p "$root/etc/ssh" "$root/root/.ssh"
 cp "$state/host_key" "$root/etc/ssh/precip_host_key"
