@@ -34,7 +34,7 @@ from precip_repro.exceptions import (
 )
 from precip_repro.keys import Keys, fingerprint, load_keys
 from precip_repro.logs import get_logger
-from precip_repro.record.blobs import BlobSink
+from precip_repro.record.blobs import BackgroundWriter, BlobSink
 from precip_repro.record.events import (
     BlobRef,
     CallFailed,
@@ -53,6 +53,7 @@ from precip_repro.record.events import (
     Payload,
 )
 from precip_repro.record.recorder import Run
+from precip_repro.record.redact import SecretScanner
 from precip_repro.record.store import RunStore
 from precip_repro.session import session
 from precip_repro.ssh import Connection, Endpoint, ExecResult, SshPool
@@ -65,6 +66,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 SSH_ADDRESSES: Final = ("public", "private")
+_EMPTY: Final = BlobRef.of(b"")
 MAX_WORKERS: Final = 32
 STDERR_TAIL: Final = 400
 _FACTS_CMD: Final = (
@@ -244,7 +246,9 @@ class Experiment:
 
     def _output(self, data: bytes) -> BlobRef:
         if self._run is None:
-            return BlobRef(sha256="0" * 64, size=len(data))
+            return _EMPTY
+        if not data:
+            return _EMPTY
         return self._run.add_blob(session.redactor.data(data), inline=True)
 
     def _file_sink(self) -> BlobSink | None:
@@ -687,23 +691,13 @@ class Experiment:
         temporary: bool = False,
     ) -> None:
         conn = self._connection(inst, user)
-        sink = self._file_sink()
-        scanner = session.redactor.scanner() if sink is not None and session.redactor else None
-
-        def on_chunk(chunk: bytes) -> None:
-            assert sink is not None
-            sink.write(chunk)
-            if scanner is not None:
-                scanner.feed(chunk)
-
-        try:
-            mode = conn.put(local, remote, on_chunk=on_chunk if sink is not None else None)
+        with self._recording_transfer() as (sink, scanner, writer):
+            mode = conn.put(local, remote, on_chunk=writer.write if writer else None)
             if sink is None:
                 return
+            assert writer is not None
+            writer.close()
             content = self._seal_file(sink, scanner, str(local))
-        finally:
-            if sink is not None and not _committed(sink):
-                sink.discard()
         self._append(
             FilePut(
                 call=call.number,
@@ -718,8 +712,34 @@ class Experiment:
             )
         )
 
+    @contextlib.contextmanager
+    def _recording_transfer(
+        self,
+    ) -> Iterator[tuple[BlobSink | None, SecretScanner | None, BackgroundWriter | None]]:
+        """A blob sink (None when not recording), a secret scanner, and a writer that feeds
+        both on a thread of their own while the transfer runs."""
+        sink = self._file_sink()
+        if sink is None:
+            yield None, None, None
+            return
+        scanner = session.redactor.scanner() if session.redactor else None
+
+        def consume(chunk: bytes) -> None:
+            sink.write(chunk)
+            if scanner is not None:
+                scanner.feed(chunk)
+
+        writer = BackgroundWriter(consume)
+        try:
+            yield sink, scanner, writer
+        finally:
+            with contextlib.suppress(BaseException):
+                writer.close()
+            if not sink.committed:
+                sink.discard()
+
     @staticmethod
-    def _seal_file(sink: BlobSink, scanner: Any, name: str) -> BlobRef:
+    def _seal_file(sink: BlobSink, scanner: SecretScanner | None, name: str) -> BlobRef:
         if scanner is not None and scanner.found is not None:
             log.warning(
                 "a moved file holds a registered secret: kept by hash only",
@@ -771,23 +791,13 @@ class Experiment:
 
     def _get_one(self, call: _Call, inst: Instance, remote: str, local: Path, user: str) -> None:
         conn = self._connection(inst, user)
-        sink = self._file_sink()
-        scanner = session.redactor.scanner() if sink is not None and session.redactor else None
-
-        def on_chunk(chunk: bytes) -> None:
-            assert sink is not None
-            sink.write(chunk)
-            if scanner is not None:
-                scanner.feed(chunk)
-
-        try:
-            mode = conn.get(remote, local, on_chunk=on_chunk if sink is not None else None)
+        with self._recording_transfer() as (sink, scanner, writer):
+            mode = conn.get(remote, local, on_chunk=writer.write if writer else None)
             if sink is None:
                 return
+            assert writer is not None
+            writer.close()
             content = self._seal_file(sink, scanner, remote)
-        finally:
-            if sink is not None and not _committed(sink):
-                sink.discard()
         self._append(
             FileGot(
                 call=call.number,
@@ -881,10 +891,6 @@ class Experiment:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.exp} {self.name!r} on {self.cloud.kind}>"
-
-
-def _committed(sink: BlobSink) -> bool:
-    return sink.committed
 
 
 class LocalExperiment(Experiment):

@@ -35,9 +35,13 @@ __all__ = ["Connection", "Endpoint", "ExecResult", "HostKeyPins", "SshPool"]
 
 Sink = Callable[[bytes], None]
 
-CHUNK: Final = 1 << 18
+CHUNK: Final = 1 << 20
 WINDOW: Final = 16 << 20
 PACKET: Final = 255 << 10
+REQUEST: Final = 255 << 10
+"""SFTP read/write request size: OpenSSH's sftp-server accepts 255 KiB (paramiko asks for
+32 KiB by default, which makes a download four times slower)."""
+PREFETCH: Final = 32
 _PREFERRED_CIPHERS: Final = ("aes128-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
 
 
@@ -181,6 +185,7 @@ class Connection:
         mode = stat.S_IMODE(local.stat().st_mode)
         try:
             with local.open("rb") as src, sftp.open(remote, "wb") as dst:
+                dst.MAX_REQUEST_SIZE = REQUEST
                 dst.set_pipelined(True)
                 while chunk := src.read(CHUNK):
                     dst.write(chunk)
@@ -216,8 +221,10 @@ class Connection:
         tmp = local.with_name(f".{local.name}.precip-partial")
         try:
             with sftp.open(remote, "rb") as src, tmp.open("wb") as dst:
-                src.prefetch(attributes.st_size, max_concurrent_requests=32)
-                while chunk := src.read(CHUNK):
+                src.MAX_REQUEST_SIZE = REQUEST
+                src.prefetch(attributes.st_size, max_concurrent_requests=PREFETCH)
+                # Reading whole requests avoids re-joining prefetched pieces.
+                while chunk := src.read(REQUEST):
                     dst.write(chunk)
                     if on_chunk:
                         on_chunk(chunk)

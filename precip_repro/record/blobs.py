@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final
@@ -20,7 +21,7 @@ from typing import BinaryIO, Final
 from precip_repro.exceptions import BlobCorrupted
 from precip_repro.record.events import INLINE_TEXT_LIMIT, BlobRef
 
-__all__ = ["CHUNK", "BlobSink", "BlobStore", "hash_file"]
+__all__ = ["CHUNK", "BackgroundWriter", "BlobSink", "BlobStore", "hash_file"]
 
 CHUNK: Final = 1 << 20
 _READONLY: Final = 0o444
@@ -148,7 +149,7 @@ class BlobSink:
         self._hash = hashlib.sha256()
         self._size = 0
         self._head = bytearray()
-        self._file: BinaryIO | None = None
+        self._fd: int | None = None
         self._tmp: Path | None = None
         self._ref: BlobRef | None = None
 
@@ -157,22 +158,28 @@ class BlobSink:
             raise ValueError("blob already committed")
         self._hash.update(chunk)
         self._size += len(chunk)
-        if self._file is None:
+        if self._fd is None:
             if self._size <= INLINE_TEXT_LIMIT:
                 self._head += chunk
                 return
             self._open()
-            assert self._file is not None
-            self._file.write(self._head)
+            self._write(self._head)
             self._head = bytearray()
-        self._file.write(chunk)
+        # Unbuffered: os.write releases the GIL for the copy a buffered writer would hold it
+        # for, which matters when a transfer runs beside this on another thread.
+        self._write(chunk)
+
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
+        assert self._fd is not None
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
 
     def _open(self) -> None:
         tmpdir = self._store.root / "tmp"
         tmpdir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=tmpdir, prefix="blob-")
+        self._fd, name = tempfile.mkstemp(dir=tmpdir, prefix="blob-")
         self._tmp = Path(name)
-        self._file = os.fdopen(fd, "wb", buffering=CHUNK)
 
     @property
     def size(self) -> int:
@@ -187,19 +194,18 @@ class BlobSink:
         if self._ref is not None:
             return self._ref
         sha = self._hash.hexdigest()
-        if self._file is None:
+        if self._fd is None:
             content = bytes(self._head)
             ref = BlobRef.of(content, inline=self._inline)
             if ref.text is None:
                 self._open()
-                assert self._file is not None
-                self._file.write(content)
+                self._write(content)
         else:
             ref = BlobRef(sha256=sha, size=self._size)
-        if self._file is not None:
+        if self._fd is not None:
             assert self._tmp is not None
-            self._file.close()
-            self._file = None
+            os.close(self._fd)
+            self._fd = None
             self._store._install(self._tmp, sha)
             self._tmp = None
         self._ref = ref
@@ -215,9 +221,9 @@ class BlobSink:
         return self._ref
 
     def discard(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         if self._tmp is not None:
             self._tmp.unlink(missing_ok=True)
             self._tmp = None
@@ -241,3 +247,43 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class BackgroundWriter:
+    """Feeds chunks to ``consume`` on a thread of its own, so that hashing and storing a
+    transfer's bytes runs beside the transfer instead of after each chunk of it.
+
+    Chunks are handed over, not copied; at most ``depth`` wait at a time (bounded memory).
+    :meth:`close` waits for the last chunk and re-raises what ``consume`` raised.
+    """
+
+    _DONE: Final = object()
+
+    def __init__(self, consume: Callable[[bytes], None], *, depth: int = 8) -> None:
+        self._consume = consume
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, daemon=True, name="precip-blob")
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is self._DONE:
+                return
+            if self._error is None:
+                try:
+                    self._consume(item)  # type: ignore[arg-type]
+                except BaseException as exc:
+                    self._error = exc
+
+    def write(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(chunk)
+
+    def close(self) -> None:
+        self._queue.put(self._DONE)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error

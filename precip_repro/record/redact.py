@@ -48,16 +48,22 @@ class Redactor:
         return bool(self._secrets)
 
     def text(self, value: str) -> str:
+        if not self._secrets:
+            return value
         for name, secret in self._pairs():
             value = value.replace(secret, f"${{secret:{name}}}")
         return value
 
     def data(self, value: bytes) -> bytes:
+        if not self._secrets:
+            return value
         for name, secret in self._pairs():
             value = value.replace(secret.encode(), f"${{secret:{name}}}".encode())
         return value
 
     def json(self, value: JSON) -> JSON:
+        if not self._secrets:
+            return value
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, list):
