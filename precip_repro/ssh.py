@@ -184,13 +184,13 @@ class Connection:
         sftp = self.sftp()
         mode = stat.S_IMODE(local.stat().st_mode)
         try:
-            with local.open("rb") as src, sftp.open(remote, "wb") as dst:
+            with local.open("rb", buffering=0) as src, sftp.open(remote, "wb") as dst:
                 dst.MAX_REQUEST_SIZE = REQUEST
                 dst.set_pipelined(True)
                 while chunk := src.read(CHUNK):
-                    dst.write(chunk)
                     if on_chunk:
-                        on_chunk(chunk)
+                        on_chunk(chunk)  # first: a recorder hashes it while it is sent
+                    dst.write(chunk)
             sftp.chmod(remote, mode)
         except OSError as exc:
             if isinstance(exc, FileNotFoundError) or exc.errno == errno.ENOENT:
@@ -220,7 +220,7 @@ class Connection:
         mode = stat.S_IMODE(attributes.st_mode or 0o644)
         tmp = local.with_name(f".{local.name}.precip-partial")
         try:
-            with sftp.open(remote, "rb") as src, tmp.open("wb") as dst:
+            with sftp.open(remote, "rb") as src, tmp.open("wb", buffering=0) as dst:
                 src.MAX_REQUEST_SIZE = REQUEST
                 src.prefetch(attributes.st_size, max_concurrent_requests=PREFETCH)
                 # Reading whole requests avoids re-joining prefetched pieces.
