@@ -31,7 +31,14 @@ from precip_repro.exceptions import (
     UnsupportedVersion,
     WaitTimeout,
 )
-from precip_repro.experiment import Experiment, LocalExperiment
+from precip_repro.experiment import Experiment
+from precip_repro.experiments import (
+    EC2Experiment,
+    EucalyptusExperiment,
+    LocalExperiment,
+    NimbusExperiment,
+    OpenStackExperiment,
+)
 from precip_repro.record import (
     FORMAT_VERSION,
     BlobRef,
@@ -56,6 +63,8 @@ __all__ = [
     "CloudError",
     "CommandFailed",
     "CommandTimeout",
+    "EC2Experiment",
+    "EucalyptusExperiment",
     "Event",
     "Experiment",
     "ExperimentException",
@@ -69,6 +78,8 @@ __all__ = [
     "LocalExperiment",
     "LocalFileMissing",
     "LogReader",
+    "NimbusExperiment",
+    "OpenStackExperiment",
     "RecordCorrupted",
     "RecordError",
     "RecordIncomplete",

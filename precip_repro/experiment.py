@@ -58,7 +58,7 @@ from precip_repro.record.store import RunStore
 from precip_repro.session import session
 from precip_repro.ssh import Connection, Endpoint, ExecResult, SshPool
 
-__all__ = ["Experiment", "Instance", "LocalExperiment", "fan_out"]
+__all__ = ["Experiment", "Instance", "fan_out"]
 
 log = get_logger(__name__)
 
@@ -96,6 +96,8 @@ class Instance:
     host_key: str | None = None
     ready: bool = False
     image_digest: str | None = None
+    request: LaunchRequest | None = None
+    tries: int = 1
 
     def matches(self, tags: Sequence[str]) -> bool:
         return all(tag in self.tags for tag in tags)
@@ -192,10 +194,16 @@ class Experiment:
         max_workers: int = MAX_WORKERS,
         ssh_address: str = "public",
         connect_timeout: float = 10.0,
+        boot_timeout: float | None = None,
+        boot_max_tries: int = 1,
         keys: Keys | None = None,
     ) -> None:
         if ssh_address not in SSH_ADDRESSES:
             raise InvalidOption("ssh_address", ssh_address, SSH_ADDRESSES)
+        if boot_max_tries < 1:
+            raise InvalidOption("boot_max_tries", boot_max_tries, ["an integer of at least 1"])
+        self.boot_timeout = boot_timeout
+        self.boot_max_tries = boot_max_tries
         self.name = name
         self.cloud = cloud
         self.parallel = parallel
@@ -370,6 +378,7 @@ class Experiment:
                         instance_type=instance_type,
                         tags=["precip", described.instance_id, slot, *user_tags],
                         image_digest=described.image_digest,
+                        request=request,
                     )
                     inst.update(described)
                     self._append(
@@ -401,7 +410,7 @@ class Experiment:
             targets = [inst for inst in self._match(tags) if not inst.ready]
             deadline = time.monotonic() + timeout
             outcomes = fan_out(
-                lambda inst: self._await_ready(inst, deadline),
+                lambda inst: self._await_ready(inst, deadline, call.number),
                 targets,
                 parallel=True,
                 workers=self.max_workers,
@@ -421,9 +430,10 @@ class Experiment:
                 )
             call.result = [inst.instance_id for inst in targets]
 
-    def _await_ready(self, inst: Instance, deadline: float) -> None:
+    def _await_ready(self, inst: Instance, deadline: float, call: int) -> None:
         delay = 0.02
         last: Exception | None = None
+        attempt_deadline = self._attempt_deadline(deadline)
         while True:
             described = self.cloud.describe([inst.instance_id])
             if described:
@@ -432,6 +442,7 @@ class Experiment:
                 raise CloudError(f"instance {inst.instance_id} ({inst.slot}) ended while booting")
             if inst.state == "running":
                 try:
+                    self._ensure_address(inst)
                     conn = self._pool.connection(self._endpoint(inst), self._login("root"))
                     facts = self._facts(conn)
                     break
@@ -439,9 +450,19 @@ class Experiment:
                     raise
                 except (InstanceError, OSError) as exc:
                     last = exc
-            if time.monotonic() + delay > deadline:
+            now = time.monotonic()
+            if now + delay > attempt_deadline and attempt_deadline < deadline:
+                if inst.tries < self.boot_max_tries:
+                    # The instance did not come up in time: replace it; the slot stays.
+                    self._replace(inst, call, why=str(last or f"state {inst.state}"))
+                    attempt_deadline = self._attempt_deadline(deadline)
+                    delay = 0.02
+                    continue
+                deadline = attempt_deadline
+            if now + delay > deadline:
                 why = f"last attempt: {last}" if last else f"state {inst.state}"
-                raise WaitTimeout(f"not ready ({why})", late=[inst.instance_id]) from last
+                tries = f" after {inst.tries} tries" if inst.tries > 1 else ""
+                raise WaitTimeout(f"not ready{tries} ({why})", late=[inst.instance_id]) from last
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
         pinned = self._pool.pins.get(inst.instance_id)
@@ -459,6 +480,62 @@ class Experiment:
                 facts=facts,
             )
         )
+
+    def _attempt_deadline(self, deadline: float) -> float:
+        if self.boot_timeout is None:
+            return deadline
+        return min(deadline, time.monotonic() + self.boot_timeout)
+
+    def _ensure_address(self, inst: Instance) -> None:
+        """Give an instance without a public address a floating one, where the cloud can."""
+        if self.ssh_address != "public" or inst.public_address is not None:
+            return
+        assign = getattr(self.cloud, "assign_public_address", None)
+        if assign is None:
+            return
+        inst.public_address = assign(inst.instance_id)
+        inst.public_hostname = inst.public_hostname or inst.public_address
+
+    def _replace(self, inst: Instance, call: int, *, why: str) -> None:
+        assert inst.request is not None
+        old = inst.instance_id
+        log.warning(
+            "instance did not boot in time: replacing it",
+            slot=inst.slot,
+            instance=old,
+            attempt=inst.tries,
+            why=why,
+        )
+        self._append(InstanceTerminating(slot=inst.slot, instance_id=old, call=call))
+        self._pool.drop(old)
+        self.cloud.terminate([old])
+        self._append(InstanceTerminated(slot=inst.slot, instance_id=old, call=call))
+        described = self.cloud.launch(inst.request)
+        inst.instance_id = described.instance_id
+        inst.tags = [described.instance_id if tag == old else tag for tag in inst.tags]
+        inst.tries += 1
+        inst.public_address = inst.private_address = None
+        inst.update(described)
+        self._append(
+            InstanceLaunched(
+                call=call,
+                exp=self.exp,
+                slot=inst.slot,
+                instance_id=inst.instance_id,
+                image_id=inst.image_id,
+                instance_type=inst.instance_type,
+                tags=list(inst.tags),
+                image_digest=described.image_digest,
+            )
+        )
+
+    def open_port(self, port: int, protocol: str = "tcp", cidr: str = "0.0.0.0/0") -> None:
+        """Open ``protocol``/``port`` to ``cidr`` for the experiment's instances (what the seed
+        told users to do by hand in the cloud's console). Local instances need nothing."""
+        args = {"port": port, "protocol": protocol, "cidr": cidr}
+        with self._call("open_port", args) as call:
+            opener = getattr(self.cloud, "open_port", None)
+            call.result = opener(port, protocol, cidr) if opener is not None else []
 
     @staticmethod
     def _facts(conn: Connection) -> dict[str, Any]:
@@ -891,34 +968,3 @@ class Experiment:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.exp} {self.name!r} on {self.cloud.kind}>"
-
-
-class LocalExperiment(Experiment):
-    """An experiment on the embedded local cloud: instances are namespaced sshd processes on
-    loopback addresses (a free /24 in 127.128.0.0/9 unless ``address_block`` says)."""
-
-    def __init__(
-        self,
-        name: str | None = None,
-        *,
-        address_block: str | None = None,
-        record: bool = True,
-        records: Path | str | None = None,
-        parallel: bool = False,
-        max_workers: int = MAX_WORKERS,
-        connect_timeout: float = 10.0,
-    ) -> None:
-        from precip_repro.clouds.local import LocalCloud
-        from precip_repro.keys import precip_home
-
-        keys = load_keys(precip_home())
-        super().__init__(
-            LocalCloud(address_block=address_block),
-            name,
-            record=record,
-            records=records,
-            parallel=parallel,
-            max_workers=max_workers,
-            connect_timeout=connect_timeout,
-            keys=keys,
-        )

@@ -1,0 +1,438 @@
+"""EC2 and the EC2-compatible APIs of OpenStack, Eucalyptus and Nimbus, through boto3.
+
+Credentials go straight into the boto3 client and nowhere else: not into the record (which
+holds the endpoint, the region and a fingerprint of the access key id), not into reprs,
+log lines or exception messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from precip_repro.clouds.base import CloudInstance, LaunchRequest
+from precip_repro.exceptions import CloudError, InvalidOption
+from precip_repro.keys import Keys
+from precip_repro.logs import get_logger
+from precip_repro.record.events import CloudInfo
+
+__all__ = ["EC2Cloud", "access_key_fingerprint", "parse_endpoint", "parse_region"]
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+
+KINDS: Final = ("ec2", "openstack", "eucalyptus", "nimbus")
+SECURITY_GROUP: Final = "precip"
+TERMINATE_TIMEOUT: Final = 600.0
+_ZONE_RE: Final = re.compile(r"([a-z]{2}(?:-[a-z]+)+-\d+)([a-z])")
+_REGION_RE: Final = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d+")
+MAX_USER_TAGS: Final = 40
+
+
+def parse_endpoint(endpoint: str) -> str:
+    """The seed's endpoint forms as a URL for boto3.
+
+    ``ec2.us-west-2.amazonaws.com`` → ``https://ec2.us-west-2.amazonaws.com``; a URL with a
+    scheme, port and path (``http://host:8773/services/Cloud``) is kept as it is.
+    """
+    endpoint = endpoint.strip()
+    if not endpoint:
+        raise InvalidOption("endpoint", endpoint, ["a host name or an http(s) URL"])
+    if "://" not in endpoint:
+        endpoint = "https://" + endpoint
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidOption("endpoint", endpoint, ["https://host[:port][/path]", "host"])
+    return endpoint.rstrip("/")
+
+
+def parse_region(region: str) -> tuple[str, str | None]:
+    """A region, or an availability zone standing for one: ``us-west-2c`` → (``us-west-2``,
+    placement ``us-west-2c``)."""
+    zone = _ZONE_RE.fullmatch(region)
+    if zone:
+        return zone.group(1), region
+    return region, None
+
+
+def access_key_fingerprint(access_key: str) -> str:
+    """What the record keeps of an access key id: enough to tell two apart, no more."""
+    return "sha256:" + hashlib.sha256(access_key.encode()).hexdigest()[:16]
+
+
+def _key_fingerprints(keys: Keys) -> set[str]:
+    blob = keys.pkey.asbytes()
+    md5 = hashlib.md5(blob, usedforsecurity=False).hexdigest()
+    sha = hashlib.sha256(blob)
+    return {
+        ":".join(md5[i : i + 2] for i in range(0, len(md5), 2)),
+        ":".join(sha.hexdigest()[i : i + 2] for i in range(0, 64, 2)),
+        base64.b64encode(sha.digest()).decode().rstrip("="),
+        keys.fingerprint,
+    }
+
+
+class EC2Cloud:
+    """One EC2-compatible endpoint and region."""
+
+    def __init__(
+        self,
+        *,
+        kind: str,
+        endpoint: str | None,
+        region: str,
+        access_key: str,
+        secret_key: str,
+        subnet_id: str | None = None,
+        security_groups: Sequence[str] | None = None,
+        key_name: str | None = None,
+        floating_addresses: Sequence[str] = (),
+        name: str | None = None,
+    ) -> None:
+        if kind not in KINDS:
+            raise InvalidOption("kind", kind, KINDS)
+        self.kind = kind
+        self.endpoint = parse_endpoint(endpoint) if endpoint else None
+        self.region, self.placement = parse_region(region)
+        self.subnet_id = subnet_id
+        self.security_groups = list(security_groups) if security_groups else None
+        self.key_name = key_name
+        self.name = name
+        self._floating = list(floating_addresses)
+        self._access_fingerprint = access_key_fingerprint(access_key)
+        self._lock = threading.Lock()
+        self._allocations: dict[str, str] = {}
+        self._group_ids: list[str] | None = None
+        self._keys: Keys | None = None
+        config = botocore.config.Config(
+            retries={"mode": "adaptive", "max_attempts": 8},
+            connect_timeout=10,
+            read_timeout=60,
+            user_agent_extra="precip-repro",
+        )
+        try:
+            self._client = boto3.client(
+                "ec2",
+                endpoint_url=self.endpoint,
+                region_name=self.region,
+                aws_access_key_id=access_key,
+                aws_secret_access_key=secret_key,
+                config=config,
+            )
+        except (botocore.exceptions.BotoCoreError, ValueError) as exc:
+            raise CloudError(f"cannot set up the EC2 client for {self._where()}: {exc}") from None
+
+    def __repr__(self) -> str:
+        return f"EC2Cloud(kind={self.kind!r}, endpoint={self.endpoint!r}, region={self.region!r})"
+
+    def _where(self) -> str:
+        return f"{self.kind} at {self.endpoint or 'AWS'} ({self.region})"
+
+    def info(self) -> CloudInfo:
+        return CloudInfo(
+            kind=self.kind,
+            endpoint=self.endpoint,
+            region=self.region,
+            access_key_fingerprint=self._access_fingerprint,
+        )
+
+    @property
+    def client(self) -> Any:
+        return self._client
+
+    def _call(self, operation: str, func: Callable[..., T], **params: Any) -> T:
+        """Call the API; turn its errors into :class:`CloudError` with code and request id."""
+        try:
+            return func(**params)
+        except botocore.exceptions.ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = error.get("Code")
+            request_id = exc.response.get("ResponseMetadata", {}).get("RequestId")
+            raise CloudError(
+                f"{operation} on {self._where()} failed: {code}: {error.get('Message')}"
+                + (f" (request {request_id})" if request_id else ""),
+                code=code,
+                request_id=request_id,
+            ) from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise CloudError(f"{operation} on {self._where()} failed: {exc}") from None
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def prepare(self, keys: Keys) -> None:
+        self._keys = keys
+        if self.key_name is None:
+            self.key_name = keys.key_name
+            self._ensure_key_pair(keys)
+        if self.security_groups is None:
+            self._group_ids = [self._ensure_security_group()]
+        else:
+            self._group_ids = self._resolve_groups(self.security_groups)
+
+    def _ensure_key_pair(self, keys: Keys) -> None:
+        name = keys.key_name
+        try:
+            found = self._client.describe_key_pairs(KeyNames=[name], IncludePublicKey=True)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "InvalidKeyPair.NotFound":
+                self._call("DescribeKeyPairs", _raise, exc=exc)
+            found = {"KeyPairs": []}
+        pairs = found.get("KeyPairs", [])
+        if not pairs:
+            self._call(
+                "ImportKeyPair",
+                self._client.import_key_pair,
+                KeyName=name,
+                PublicKeyMaterial=keys.public_key.encode(),
+            )
+            log.info("key pair imported", cloud=self.kind, key_name=name)
+            return
+        pair = pairs[0]
+        material = pair.get("PublicKey")
+        if material:
+            same = material.split()[:2] == keys.public_key.split()[:2]
+        else:
+            same = pair.get("KeyFingerprint") in _key_fingerprints(keys)
+        if not same:
+            raise CloudError(
+                f"key pair {name!r} already exists on {self._where()} with another key "
+                f"(fingerprint {pair.get('KeyFingerprint')}); precip-repro logs in with "
+                f"{keys.private_key_path}. Delete that key pair, or pass key_name= of a pair "
+                "holding this key",
+                code="KeyPairMismatch",
+            )
+
+    def _vpc_id(self) -> str | None:
+        if self.subnet_id is None:
+            return None
+        found = self._call(
+            "DescribeSubnets", self._client.describe_subnets, SubnetIds=[self.subnet_id]
+        )
+        subnets = found.get("Subnets", [])
+        return subnets[0].get("VpcId") if subnets else None
+
+    def _ensure_security_group(self) -> str:
+        vpc = self._vpc_id()
+        filters = [{"Name": "group-name", "Values": [SECURITY_GROUP]}]
+        if vpc:
+            filters.append({"Name": "vpc-id", "Values": [vpc]})
+        found = self._call(
+            "DescribeSecurityGroups", self._client.describe_security_groups, Filters=filters
+        )
+        groups = found.get("SecurityGroups", [])
+        if groups:
+            group_id: str = groups[0]["GroupId"]
+        else:
+            params: dict[str, Any] = {
+                "GroupName": SECURITY_GROUP,
+                "Description": "precip experiments: ssh, and traffic within the group",
+            }
+            if vpc:
+                params["VpcId"] = vpc
+            group_id = self._call(
+                "CreateSecurityGroup", self._client.create_security_group, **params
+            )["GroupId"]
+        self._authorize(
+            group_id,
+            [
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": 22,
+                    "ToPort": 22,
+                    "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+                },
+                {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": group_id}]},
+            ],
+        )
+        return group_id
+
+    def _authorize(self, group_id: str, permissions: list[dict[str, Any]]) -> None:
+        for permission in permissions:
+            try:
+                self._client.authorize_security_group_ingress(
+                    GroupId=group_id, IpPermissions=[permission]
+                )
+            except botocore.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "InvalidPermission.Duplicate":
+                    self._call("AuthorizeSecurityGroupIngress", _raise, exc=exc)
+
+    def _resolve_groups(self, groups: Sequence[str]) -> list[str]:
+        ids = [group for group in groups if group.startswith("sg-")]
+        names = [group for group in groups if not group.startswith("sg-")]
+        if names:
+            found = self._call(
+                "DescribeSecurityGroups",
+                self._client.describe_security_groups,
+                Filters=[{"Name": "group-name", "Values": names}],
+            )
+            ids += [group["GroupId"] for group in found.get("SecurityGroups", [])]
+        return ids
+
+    def open_port(self, port: int, protocol: str, cidr: str) -> list[str]:
+        """Allow ``protocol``/``port`` from ``cidr`` in the experiment's security groups."""
+        if protocol not in ("tcp", "udp"):
+            raise InvalidOption("protocol", protocol, ["tcp", "udp"])
+        groups = self._group_ids or []
+        for group_id in groups:
+            self._authorize(
+                group_id,
+                [
+                    {
+                        "IpProtocol": protocol,
+                        "FromPort": port,
+                        "ToPort": port,
+                        "IpRanges": [{"CidrIp": cidr}],
+                    }
+                ],
+            )
+        return list(groups)
+
+    def ssh_user(self, user: str) -> str:
+        return user
+
+    def ssh_users(self) -> frozenset[str] | None:
+        return None
+
+    # -- instances ------------------------------------------------------------------------
+
+    def launch(self, request: LaunchRequest) -> CloudInstance:
+        tags = [
+            {"Key": "Name", "Value": f"PRECIP - {self.name or request.slot}"},
+            {"Key": "precip:run", "Value": request.run},
+            {"Key": "precip:exp", "Value": request.exp},
+            {"Key": "precip:slot", "Value": request.slot},
+        ]
+        tags += [{"Key": tag[:128], "Value": "1"} for tag in request.tags[:MAX_USER_TAGS]]
+        params: dict[str, Any] = {
+            "ImageId": request.image_id,
+            "InstanceType": request.instance_type,
+            "MinCount": 1,
+            "MaxCount": 1,
+            "TagSpecifications": [{"ResourceType": "instance", "Tags": tags}],
+        }
+        if self.key_name:
+            params["KeyName"] = self.key_name
+        if self._group_ids:
+            params["SecurityGroupIds"] = self._group_ids
+        if self.subnet_id:
+            params["SubnetId"] = self.subnet_id
+        if self.placement:
+            params["Placement"] = {"AvailabilityZone": self.placement}
+        found = self._call("RunInstances", self._client.run_instances, **params)
+        return self._instance(found["Instances"][0])
+
+    @staticmethod
+    def _instance(data: dict[str, Any]) -> CloudInstance:
+        state = data.get("State", {}).get("Name", "pending")
+        return CloudInstance(
+            instance_id=data["InstanceId"],
+            image_id=data.get("ImageId", ""),
+            instance_type=data.get("InstanceType", ""),
+            state=state,
+            public_address=data.get("PublicIpAddress") or None,
+            private_address=data.get("PrivateIpAddress") or None,
+            public_hostname=data.get("PublicDnsName") or data.get("PublicIpAddress") or None,
+            private_hostname=data.get("PrivateDnsName") or data.get("PrivateIpAddress") or None,
+        )
+
+    def describe(self, instance_ids: Sequence[str]) -> list[CloudInstance]:
+        if not instance_ids:
+            return []
+        return list(self._describe(list(instance_ids)))
+
+    def _describe(self, ids: list[str]) -> Iterator[CloudInstance]:
+        found = self._call("DescribeInstances", self._client.describe_instances, InstanceIds=ids)
+        for reservation in found.get("Reservations", []):
+            for data in reservation.get("Instances", []):
+                yield self._instance(data)
+
+    def tagged_instances(self) -> list[tuple[CloudInstance, dict[str, str]]]:
+        """Every live instance on this cloud tagged ``precip:run``, with its tags."""
+        found = self._call(
+            "DescribeInstances",
+            self._client.describe_instances,
+            Filters=[
+                {"Name": "tag-key", "Values": ["precip:run"]},
+                {"Name": "instance-state-name", "Values": ["pending", "running", "stopped"]},
+            ],
+        )
+        out = []
+        for reservation in found.get("Reservations", []):
+            for data in reservation.get("Instances", []):
+                tags = {tag["Key"]: tag["Value"] for tag in data.get("Tags", [])}
+                out.append((self._instance(data), tags))
+        return out
+
+    def assign_public_address(self, instance_id: str) -> str:
+        """Allocate a floating address and associate it (as the original did for OpenStack)."""
+        with self._lock:
+            wanted = self._floating.pop(0) if self._floating else None
+        params: dict[str, Any] = {"Domain": "vpc"}
+        if wanted:
+            params["Address"] = wanted
+        allocated = self._call("AllocateAddress", self._client.allocate_address, **params)
+        allocation = allocated.get("AllocationId")
+        associate: dict[str, Any] = {"InstanceId": instance_id}
+        if allocation:
+            associate["AllocationId"] = allocation
+        else:
+            associate["PublicIp"] = allocated["PublicIp"]
+        self._call("AssociateAddress", self._client.associate_address, **associate)
+        with self._lock:
+            self._allocations[instance_id] = allocation or allocated["PublicIp"]
+        address: str = allocated["PublicIp"]
+        log.info("floating address associated", instance=instance_id, address=address)
+        return address
+
+    def terminate(self, instance_ids: Sequence[str]) -> None:
+        ids = list(instance_ids)
+        if not ids:
+            return
+        self._call("TerminateInstances", self._client.terminate_instances, InstanceIds=ids)
+        deadline = time.monotonic() + TERMINATE_TIMEOUT
+        delay = 0.05
+        while True:
+            states = {inst.instance_id: inst.state for inst in self.describe(ids)}
+            if all(state == "terminated" for state in states.values()):
+                break
+            if time.monotonic() > deadline:
+                waiting = [i for i, state in states.items() if state != "terminated"]
+                raise CloudError(
+                    f"instances {', '.join(waiting)} on {self._where()} were asked to "
+                    f"terminate but are not terminated after {TERMINATE_TIMEOUT:.0f} s; "
+                    "check them in the cloud's console and run `precip-repro gc`"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        self._release(ids)
+
+    def _release(self, ids: list[str]) -> None:
+        for instance_id in ids:
+            with self._lock:
+                allocation = self._allocations.pop(instance_id, None)
+            if allocation is None:
+                continue
+            params = (
+                {"AllocationId": allocation}
+                if allocation.startswith("eipalloc-")
+                else {"PublicIp": allocation}
+            )
+            self._call("ReleaseAddress", self._client.release_address, **params)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _raise(*, exc: BaseException) -> Any:
+    raise exc
