@@ -451,18 +451,24 @@ class Experiment:
                 except (InstanceError, OSError) as exc:
                     last = exc
             now = time.monotonic()
+            why = f"last attempt: {last}" if last else f"state {inst.state}"
             if now + delay > attempt_deadline and attempt_deadline < deadline:
                 if inst.tries < self.boot_max_tries:
                     # The instance did not come up in time: replace it; the slot stays.
-                    self._replace(inst, call, why=str(last or f"state {inst.state}"))
+                    self._replace(inst, call, why=why)
                     attempt_deadline = self._attempt_deadline(deadline)
                     delay = 0.02
                     continue
-                deadline = attempt_deadline
+                # Out of tries: an instance that never booted only costs money.
+                late = inst.instance_id
+                self._terminate([inst], call)
+                raise WaitTimeout(
+                    f"did not boot within {self.boot_timeout} s in {inst.tries} tries, "
+                    f"terminated ({why})",
+                    late=[late],
+                ) from last
             if now + delay > deadline:
-                why = f"last attempt: {last}" if last else f"state {inst.state}"
-                tries = f" after {inst.tries} tries" if inst.tries > 1 else ""
-                raise WaitTimeout(f"not ready{tries} ({why})", late=[inst.instance_id]) from last
+                raise WaitTimeout(f"not ready ({why})", late=[inst.instance_id]) from last
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
         pinned = self._pool.pins.get(inst.instance_id)

@@ -149,7 +149,12 @@ class EC2Cloud:
 
     @property
     def client(self) -> Any:
+        """The boto3 EC2 client (for event hooks and what precip-repro does not wrap)."""
         return self._client
+
+    @property
+    def security_group_ids(self) -> list[str]:
+        return list(self._group_ids or [])
 
     def _call(self, operation: str, func: Callable[..., T], **params: Any) -> T:
         """Call the API; turn its errors into :class:`CloudError` with code and request id."""

@@ -1,0 +1,256 @@
+"""The seed's four clouds through boto3 against a real EC2 HTTP endpoint (moto's server),
+with real sshd answering at the instances' addresses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from precip_repro import (
+    CloudError,
+    EC2Experiment,
+    EucalyptusExperiment,
+    LocalExperiment,
+    NimbusExperiment,
+    OpenStackExperiment,
+    WaitTimeout,
+    finish_run,
+    verify,
+)
+from precip_repro.clouds.ec2 import access_key_fingerprint, parse_endpoint, parse_region
+from precip_repro.record import LogReader
+from precip_repro.record.store import EVENTS
+from tests.ec2_cloud import ACCESS_KEY, SECRET_KEY, wait_until
+
+
+def of_type(run_path: Path, kind: str) -> list[dict[str, Any]]:
+    return [event.data for event in LogReader(run_path / EVENTS) if event.type == kind]
+
+
+def live(ec2: Any) -> list[str]:
+    found = ec2.client.describe_instances(
+        Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}]
+    )
+    return [i["InstanceId"] for r in found["Reservations"] for i in r["Instances"]]
+
+
+def make(kind: str, ec2: Any, store: Any, **options: Any) -> Any:
+    options.setdefault("subnet_id", ec2.subnet)
+    options.setdefault("ssh_address", "private")
+    options.setdefault("records", store.root)
+    if kind == "ec2":
+        return EC2Experiment("us-east-1", ec2.url, ACCESS_KEY, SECRET_KEY, "ec2-test", **options)
+    cls = {
+        "openstack": OpenStackExperiment,
+        "eucalyptus": EucalyptusExperiment,
+        "nimbus": NimbusExperiment,
+    }[kind]
+    return cls(ec2.url, ACCESS_KEY, SECRET_KEY, f"{kind}-test", **options)
+
+
+@pytest.mark.parametrize("kind", ["ec2", "openstack", "eucalyptus", "nimbus"])
+def test_each_cloud_runs_the_whole_api_and_is_recorded(kind, ec2, store, tmp_path):
+    exp = make(kind, ec2, store)
+    try:
+        exp.provision(ec2.image, instance_type="t2.micro", count=2, tags=["workers"])
+        exp.wait(timeout=60)
+        listed = exp.list()
+        assert [item["private_address"] for item in listed] == ["127.0.0.4", "127.0.0.5"]
+        codes, outs, _ = exp.run(["workers"], "echo hello")
+        assert (codes, outs) == ([0, 0], ["hello\n", "hello\n"])
+        local = tmp_path / "input.txt"
+        local.write_text("data\n")
+        exp.put(["workers"], local, f"/tmp/precip-{kind}-{listed[0]['id']}.txt")
+        exp.get([listed[0]["id"]], f"/tmp/precip-{kind}-{listed[0]['id']}.txt", tmp_path / "o")
+        assert (tmp_path / "o").read_text() == "data\n"
+        exp.deprovision()
+        assert live(ec2) == []
+    finally:
+        exp.close()
+    run_path = exp.run_path
+    finish_run()
+    assert verify(run_path).state == "intact"
+    created = of_type(run_path, "experiment.created")[0]
+    assert created["cloud"] == {
+        "kind": kind,
+        "endpoint": ec2.url,
+        "region": "us-east-1",
+        "access_key_fingerprint": access_key_fingerprint(ACCESS_KEY),
+    }
+    tags = ec2.client.describe_tags(Filters=[{"Name": "key", "Values": ["precip:slot"]}])
+    assert sorted(tag["Value"] for tag in tags["Tags"]) == ["e1.p1.0", "e1.p1.1"]
+
+
+def test_cloud_set_up_is_idempotent_and_opens_ports(ec2, store):
+    first = make("ec2", ec2, store)
+    second = make("openstack", ec2, store)
+    pairs = ec2.client.describe_key_pairs()["KeyPairs"]
+    assert [pair["KeyName"] for pair in pairs] == [first.keys.key_name]
+    groups = ec2.client.describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": ["precip"]}]
+    )["SecurityGroups"]
+    assert len(groups) == 1
+    ports = {(p.get("FromPort"), p["IpProtocol"]) for p in groups[0]["IpPermissions"]}
+    assert (22, "tcp") in ports and (None, "-1") in ports
+    first.open_port(9618, cidr="127.0.0.0/8")
+    group = ec2.client.describe_security_groups(GroupIds=[groups[0]["GroupId"]])
+    assert 9618 in {p.get("FromPort") for p in group["SecurityGroups"][0]["IpPermissions"]}
+    assert of_type(first.run_path, "call.started")[-1]["method"] == "open_port"
+    first.close()
+    second.close()
+    finish_run()
+
+
+def test_a_key_pair_with_another_key_is_a_clear_error(ec2, store):
+    from precip_repro.keys import load_keys
+
+    name = load_keys().key_name
+    other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDCkh0M1H5yJtG0e2zG0q7yQ2l1h5mJv5m0u6h6y3o7D x"
+    ec2.client.import_key_pair(KeyName=name, PublicKeyMaterial=other.encode())
+    with pytest.raises(CloudError, match=f"key pair '{name}' already exists .* another key"):
+        make("ec2", ec2, store)
+    finish_run()
+
+
+def test_an_unknown_image_fails_with_the_cloud_code_and_starts_nothing(ec2, store):
+    exp = make("ec2", ec2, store)
+    with pytest.raises(CloudError) as info:
+        exp.provision("ami-00000000", count=2)
+    assert info.value.code == "InvalidAMIID.NotFound"
+    assert info.value.request_id
+    assert "ami-00000000" in str(info.value)
+    assert live(ec2) == []
+    failed = of_type(exp.run_path, "call.failed")[0]
+    assert failed["error"]["type"] == "CloudError"
+    exp.close()
+    finish_run()
+
+
+def test_a_failure_in_the_middle_of_provisioning_terminates_what_started(ec2, store):
+    exp = make("ec2", ec2, store)
+    launched: list[str] = []
+
+    def after_run_instances(parsed: dict[str, Any], **_: Any) -> None:
+        if "Instances" not in parsed:
+            return  # the failing call
+        launched.append(parsed["Instances"][0]["InstanceId"])
+        if len(launched) == 2:  # the security group disappears before the third launch
+            for group in exp.cloud.security_group_ids:
+                ec2.client.delete_security_group(GroupId=group)
+
+    exp.cloud.client.meta.events.register("after-call.ec2.RunInstances", after_run_instances)
+    with pytest.raises(CloudError) as info:
+        exp.provision(ec2.image, count=3)
+    assert info.value.code == "InvalidGroup.NotFound"
+    assert live(ec2) == []
+    terminated = [d["instance_id"] for d in of_type(exp.run_path, "instance.terminated")]
+    assert terminated == launched
+    exp.close()
+    finish_run()
+
+
+def test_a_boot_that_never_answers_is_replaced_then_times_out_leaving_nothing(ec2, store):
+    exp = make("ec2", ec2, store, boot_timeout=1.0, boot_max_tries=2, connect_timeout=0.5)
+    exp.provision(ec2.silent_image)
+    with pytest.raises(WaitTimeout) as info:
+        exp.wait(timeout=30)
+    assert "in 2 tries" in str(info.value)
+    assert live(ec2) == []
+    launched = of_type(exp.run_path, "instance.launched")
+    assert [d["slot"] for d in launched] == ["e1.p1.0", "e1.p1.0"]  # the replacement keeps it
+    assert len({d["instance_id"] for d in launched}) == 2
+    assert exp.list() == []
+    exp.close()
+    finish_run()
+
+
+def test_an_instance_without_a_public_address_gets_a_floating_one(ec2, store):
+    exp = make("ec2", ec2, store, ssh_address="public", floating_addresses=["127.0.0.77"])
+    exp.provision(ec2.image)
+    exp.wait(timeout=60)
+    assert exp.list()[0]["public_address"] == "127.0.0.77"
+    assert exp.run([], "echo via the floating address")[0] == [0]
+    assert of_type(exp.run_path, "instance.ready")[0]["public_address"] == "127.0.0.77"
+    exp.deprovision()
+    assert ec2.client.describe_addresses()["Addresses"] == []  # released with the instance
+    exp.close()
+    finish_run()
+
+
+def test_the_two_cloud_example_records_an_ec2_and_a_local_experiment_in_one_run(ec2, store):
+    cloud = make("ec2", ec2, store)
+    local = LocalExperiment("local-side", records=store.root)
+    try:
+        cloud.provision(ec2.image, tags=["id=ec2_1"])
+        local.provision("default", tags=["id=local_1"])
+        cloud.wait([])
+        local.wait([])
+        assert cloud.run([], "echo 'Hello world EC2'")[1] == ["Hello world EC2\n"]
+        assert local.run([], "echo 'Hello world local'")[1] == ["Hello world local\n"]
+    finally:
+        cloud.deprovision([])
+        local.deprovision([])
+    assert cloud.run_id == local.run_id
+    run_path = cloud.run_path
+    finish_run()
+    kinds = [d["cloud"]["kind"] for d in of_type(run_path, "experiment.created")]
+    assert kinds == ["ec2", "local"]
+    assert verify(run_path).state == "intact"
+
+
+def test_the_secret_key_is_nowhere_in_store_home_or_logs(ec2, store, capfd, precip_home):
+    exp = make("ec2", ec2, store)
+    exp.provision(ec2.image)
+    exp.wait(timeout=60)
+    exp.run([], f"echo the key is {SECRET_KEY}")
+    with pytest.raises(CloudError) as info:
+        exp.provision("ami-00000000")
+    assert SECRET_KEY not in str(info.value) and SECRET_KEY not in repr(exp)
+    assert SECRET_KEY not in repr(exp.cloud) and ACCESS_KEY not in repr(exp.cloud)
+    exp.deprovision()
+    exp.close()
+    run_path = exp.run_path
+    finish_run()
+    captured = capfd.readouterr()
+    assert SECRET_KEY not in captured.out + captured.err
+    for root in (run_path, precip_home):
+        for path in Path(root).rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                assert SECRET_KEY.encode() not in data, path
+                assert ACCESS_KEY.encode() not in data, path
+
+
+@pytest.mark.parametrize(
+    "endpoint, url",
+    [
+        ("ec2.us-west-2.amazonaws.com", "https://ec2.us-west-2.amazonaws.com"),
+        ("http://cloud.example:8773/services/Cloud", "http://cloud.example:8773/services/Cloud"),
+        ("http://euca:8773/services/Eucalyptus/", "http://euca:8773/services/Eucalyptus"),
+        ("https://nimbus.example:8444", "https://nimbus.example:8444"),
+    ],
+)
+def test_the_seed_endpoint_forms_become_urls(endpoint, url):
+    assert parse_endpoint(endpoint) == url
+
+
+def test_an_availability_zone_stands_for_its_region():
+    assert parse_region("us-west-2c") == ("us-west-2", "us-west-2c")
+    assert parse_region("us-east-1") == ("us-east-1", None)
+    assert parse_region("eu-central-1a") == ("eu-central-1", "eu-central-1a")
+
+
+def test_the_hypervisor_runs_an_sshd_exactly_while_the_instance_runs(ec2):
+    from precip_repro.keys import load_keys
+
+    keys = load_keys()
+    ec2.client.import_key_pair(KeyName="fixture", PublicKeyMaterial=keys.public_key.encode())
+    found = ec2.client.run_instances(
+        ImageId=ec2.image, MinCount=1, MaxCount=1, SubnetId=ec2.subnet, KeyName="fixture"
+    )
+    instance_id = found["Instances"][0]["InstanceId"]
+    assert wait_until(lambda: ec2.hypervisor.running() == {instance_id})
+    ec2.client.terminate_instances(InstanceIds=[instance_id])
+    assert wait_until(lambda: ec2.hypervisor.running() == set())
