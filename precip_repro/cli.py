@@ -12,13 +12,14 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final, NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn
 
 import structlog
 
 from precip_repro.exceptions import (
     AmbiguousRun,
     ExperimentException,
+    InvalidOption,
     RecordCorrupted,
     RecordIncomplete,
     RunLocked,
@@ -33,6 +34,9 @@ from precip_repro.record.store import EVENTS, OBJECTS, RunStore
 from precip_repro.record.summary import summarize
 from precip_repro.record.verify import blob_refs, recover, verify
 from precip_repro.timeline import format_duration, timeline
+
+if TYPE_CHECKING:
+    from precip_repro.clouds.ec2 import EC2Cloud
 
 __all__ = ["main"]
 
@@ -256,6 +260,65 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+def _gc_clouds(args: argparse.Namespace) -> list[EC2Cloud]:
+    import os
+
+    from precip_repro.clouds.ec2 import KINDS, EC2Cloud
+
+    if not args.cloud:
+        return []
+    access = os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("EC2_ACCESS_KEY")
+    secret = os.environ.get("AWS_SECRET_ACCESS_KEY") or os.environ.get("EC2_SECRET_KEY")
+    if not access or not secret:
+        raise _Usage(
+            "--cloud needs credentials in the environment: AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY (or EC2_ACCESS_KEY and EC2_SECRET_KEY)"
+        )
+    clouds = []
+    for spec in args.cloud:
+        kind, _, url = spec.rpartition("=") if "=" in spec.split("://")[0] else ("", "", spec)
+        kind = kind or "ec2"
+        if kind not in KINDS:
+            raise InvalidOption("--cloud kind", kind, KINDS)
+        clouds.append(
+            EC2Cloud(
+                kind=kind, endpoint=url, region=args.region, access_key=access, secret_key=secret
+            )
+        )
+    return clouds
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from precip_repro import gc
+
+    store = _store(args)
+    clouds = _gc_clouds(args)
+    leaks, runs = gc.collect(store, clouds=clouds)
+    if not leaks:
+        print("nothing leaks: every instance the record and the clouds know of is terminated")
+        return EXIT_OK
+    print(f"{'INSTANCE':<20} {'CLOUD':<10} {'RUN':<40} {'SLOT':<9} {'ADDRESS':<15} {'AGE':>8}")
+    for leak in leaks:
+        age = format_duration(int(leak.age_s * 1e9)) if leak.age_s is not None else "-"
+        print(
+            f"{leak.instance_id:<20} {leak.cloud.split()[0]:<10} {leak.run or '-':<40} "
+            f"{leak.slot or '-':<9} {leak.address or '-':<15} {age:>8}"
+        )
+        print(f"    {leak.reason} (run {leak.run_state})")
+    if not args.terminate:
+        print(f"{len(leaks)} instance(s) leak; `precip-repro gc --terminate` ends them")
+        return EXIT_BAD
+    run = gc.terminate(store, leaks, runs, clouds=clouds)
+    ended = sum(1 for leak in leaks if leak.actionable)
+    if run is not None:
+        print(f"terminated {ended} instance(s); recorded in run {run.id} (digest {run.digest})")
+    untouched = len(leaks) - ended
+    if untouched:
+        print(f"{untouched} instance(s) not touched (see why above)")
+        return EXIT_BAD
+    return EXIT_OK
+
+
 # --- plumbing ------------------------------------------------------------------------------
 
 
@@ -310,6 +373,20 @@ def _parser() -> argparse.ArgumentParser:
     rec = add("recover", cmd_recover, "finish an abandoned run as interrupted")
     rec.add_argument("run", metavar="RUN")
     add("demo", cmd_demo, "record the hello-world run on the local cloud, verify it, print it")
+    gc = add(
+        "gc",
+        cmd_gc,
+        "list instances left running (the leak ledger); --terminate ends them. "
+        "Exit 0 when nothing is left, 1 when something still leaks",
+    )
+    gc.add_argument("--terminate", action="store_true", help="end them, recorded in a run")
+    gc.add_argument(
+        "--cloud",
+        action="append",
+        metavar="[KIND=]URL",
+        help="also check this EC2-compatible endpoint (credentials from the environment)",
+    )
+    gc.add_argument("--region", default="us-east-1", help="region of --cloud endpoints")
     run = add("run", cmd_run, "run an experiment script and record it (the script too)")
     run.add_argument("script", metavar="SCRIPT")
     run.add_argument("args", metavar="ARGS", nargs=argparse.REMAINDER)

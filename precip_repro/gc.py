@@ -1,0 +1,291 @@
+"""The leak ledger: instances still running that nothing will ever deprovision.
+
+Three sources, merged by instance id:
+
+- **local state**: every live local instance (``$PRECIP_HOME/local``) whose recording
+  process is gone, or whose run is no longer being written;
+- **the record**: in every run of the store that is not open, instances launched and never
+  terminated — checked against their cloud where one was given;
+- **cloud tags**: on each cloud given, instances tagged ``precip:run`` whose run is in the
+  store and not open (instances of runs this store does not know are listed, never touched).
+
+``collect`` lists them; ``terminate`` ends them and records what it did in a run of its
+own, naming each run it acted on with its digest. A finished run is never appended to.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import attrs
+
+from precip_repro.clouds.ec2 import EC2Cloud, parse_endpoint
+from precip_repro.clouds.local import (
+    LocalInstanceState,
+    live_local_instances,
+    terminate_local,
+)
+from precip_repro.keys import precip_home
+from precip_repro.logs import get_logger
+from precip_repro.record.events import InstanceTerminated, InstanceTerminating, Note
+from precip_repro.record.journal import is_locked
+from precip_repro.record.reader import LogReader
+from precip_repro.record.recorder import Run
+from precip_repro.record.store import EVENTS, RunStore
+from precip_repro.record.verify import verify
+
+__all__ = ["Leak", "RunInfo", "collect", "terminate"]
+
+log = get_logger(__name__)
+
+
+@attrs.frozen(kw_only=True)
+class RunInfo:
+    """A run of the store as gc sees it."""
+
+    run: str
+    state: str
+    """``open``, ``finished`` (intact or not) or ``abandoned``."""
+    digest: str | None
+
+
+@attrs.frozen(kw_only=True)
+class Leak:
+    """One instance that is still running and that no live process will deprovision."""
+
+    instance_id: str
+    cloud: str
+    run: str | None
+    run_state: str
+    slot: str | None
+    address: str | None
+    age_s: float | None
+    reason: str
+    actionable: bool
+    """False when gc will not touch it (its run is unknown here, or no cloud was given)."""
+
+
+def _process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _runs(store: RunStore) -> dict[str, RunInfo]:
+    infos: dict[str, RunInfo] = {}
+    for path in store.run_dirs():
+        if is_locked(path / EVENTS):
+            infos[path.name] = RunInfo(run=path.name, state="open", digest=None)
+            continue
+        verdict = verify(path, check_blobs=False)
+        state = "finished" if verdict.has_finished_event else "abandoned"
+        infos[path.name] = RunInfo(run=path.name, state=state, digest=verdict.digest)
+    return infos
+
+
+def _ts_age(ts: str) -> float:
+    when = dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+    return (dt.datetime.now(dt.UTC) - when).total_seconds()
+
+
+@attrs.define
+class _Launched:
+    instance_id: str
+    slot: str
+    run: str
+    exp: str
+    cloud_kind: str
+    endpoint: str | None
+    region: str | None
+    ts: str
+
+
+def _ledger(store: RunStore, runs: dict[str, RunInfo]) -> list[_Launched]:
+    """Instances launched and never terminated, in runs that are not open."""
+    out: list[_Launched] = []
+    for run_id, info in runs.items():
+        if info.state == "open":
+            continue
+        clouds: dict[str, dict[str, object]] = {}
+        launched: dict[str, _Launched] = {}
+        try:
+            for event in LogReader(store.root / run_id / EVENTS, run=run_id):
+                data = event.data
+                if event.type == "experiment.created" and isinstance(data.get("cloud"), dict):
+                    clouds[str(data.get("exp"))] = data["cloud"]
+                elif event.type == "instance.launched":
+                    cloud = clouds.get(str(data.get("exp")), {})
+                    launched[str(data["instance_id"])] = _Launched(
+                        instance_id=str(data["instance_id"]),
+                        slot=str(data.get("slot")),
+                        run=run_id,
+                        exp=str(data.get("exp")),
+                        cloud_kind=str(cloud.get("kind", "?")),
+                        endpoint=cloud.get("endpoint"),  # type: ignore[arg-type]
+                        region=cloud.get("region"),  # type: ignore[arg-type]
+                        ts=event.ts,
+                    )
+                elif event.type == "instance.terminated":
+                    launched.pop(str(data.get("instance_id")), None)
+        except Exception as exc:
+            log.warning("run read in part", run=run_id, error=str(exc))
+        out.extend(launched.values())
+    return out
+
+
+def _cloud_key(endpoint: str | None, region: str | None) -> tuple[str | None, str | None]:
+    return (parse_endpoint(endpoint) if endpoint else None, region)
+
+
+def collect(
+    store: RunStore, *, clouds: Sequence[EC2Cloud] = (), home: Path | None = None
+) -> tuple[list[Leak], dict[str, RunInfo]]:
+    """Every leaked instance, and what gc knows of the store's runs."""
+    home = home or precip_home()
+    runs = _runs(store)
+    leaks: dict[str, Leak] = {}
+
+    for state in live_local_instances(home):
+        info = runs.get(state.run)
+        owner_alive = _process_alive(state.owner_pid)
+        if info is not None and info.state == "open" and owner_alive:
+            continue  # a live experiment is using it
+        if info is None and owner_alive:
+            continue  # another store's live experiment
+        reason = "its recording process is gone"
+        if owner_alive and info is not None:
+            reason = f"its run is {info.state}"
+        leaks[state.instance_id] = Leak(
+            instance_id=state.instance_id,
+            cloud="local",
+            run=state.run or None,
+            run_state=info.state if info else "not in this store",
+            slot=state.slot,
+            address=state.address,
+            age_s=(time.time_ns() - state.started_ns) / 1e9 if state.started_ns else None,
+            reason=reason,
+            actionable=True,
+        )
+
+    by_cloud = {_cloud_key(cloud.endpoint, cloud.region): cloud for cloud in clouds}
+    for item in _ledger(store, runs):
+        if item.instance_id in leaks or item.cloud_kind == "local":
+            continue  # local instances that still run were found above
+        cloud = by_cloud.get(_cloud_key(item.endpoint, item.region))
+        label = f"{item.cloud_kind} {item.endpoint or 'AWS'} ({item.region})"
+        if cloud is None:
+            leaks[item.instance_id] = Leak(
+                instance_id=item.instance_id,
+                cloud=label,
+                run=item.run,
+                run_state=runs[item.run].state,
+                slot=item.slot,
+                address=None,
+                age_s=_ts_age(item.ts),
+                reason="launched and never terminated in its run; not checked: pass "
+                f"--cloud {item.endpoint or ''} to check and terminate it",
+                actionable=False,
+            )
+            continue
+        described = {inst.instance_id: inst for inst in cloud.describe([item.instance_id])}
+        found = described.get(item.instance_id)
+        if found is None or found.state in ("terminated", "shutting-down"):
+            continue
+        leaks[item.instance_id] = Leak(
+            instance_id=item.instance_id,
+            cloud=label,
+            run=item.run,
+            run_state=runs[item.run].state,
+            slot=item.slot,
+            address=found.public_address or found.private_address,
+            age_s=_ts_age(item.ts),
+            reason="launched and never terminated in its run, still " + found.state,
+            actionable=True,
+        )
+
+    for cloud in clouds:
+        label = f"{cloud.kind} {cloud.endpoint or 'AWS'} ({cloud.region})"
+        for inst, tags in cloud.tagged_instances():
+            if inst.instance_id in leaks:
+                continue
+            run_id = tags.get("precip:run")
+            info = runs.get(run_id or "")
+            if info is not None and info.state == "open":
+                continue
+            leaks[inst.instance_id] = Leak(
+                instance_id=inst.instance_id,
+                cloud=label,
+                run=run_id,
+                run_state=info.state if info else "not in this store",
+                slot=tags.get("precip:slot"),
+                address=inst.public_address or inst.private_address,
+                age_s=None,
+                reason=(
+                    f"tagged with run {run_id}, which is {info.state}"
+                    if info
+                    else f"tagged with run {run_id}, unknown to this store: not touched"
+                ),
+                actionable=info is not None,
+            )
+    return sorted(leaks.values(), key=lambda leak: (leak.run or "", leak.slot or "")), runs
+
+
+def terminate(
+    store: RunStore,
+    leaks: Sequence[Leak],
+    runs: dict[str, RunInfo],
+    *,
+    clouds: Sequence[EC2Cloud] = (),
+    home: Path | None = None,
+) -> Run | None:
+    """End the actionable leaks; record what was done in a run of gc's own."""
+    home = home or precip_home()
+    targets = [leak for leak in leaks if leak.actionable]
+    if not targets:
+        return None
+    by_label = {f"{c.kind} {c.endpoint or 'AWS'} ({c.region})": c for c in clouds}
+    local_states = {state.instance_id: state for state in live_local_instances(home)}
+    run = Run.open(store, name="gc", argv=["precip-repro", "gc", "--terminate"])
+    acted: dict[str, str | None] = {}
+    with run:
+        for leak in targets:
+            info = runs.get(leak.run or "")
+            acted[leak.run or "?"] = info.digest if info else None
+            run.append(
+                Note(
+                    text=f"gc terminates {leak.instance_id}: {leak.reason}",
+                    fields={
+                        "run": leak.run,
+                        "digest": info.digest if info else None,
+                        "instance_id": leak.instance_id,
+                        "slot": leak.slot,
+                        "cloud": leak.cloud,
+                    },
+                )
+            )
+            slot = leak.slot or "?"
+            run.append(InstanceTerminating(slot=slot, instance_id=leak.instance_id))
+            if leak.cloud == "local":
+                state: LocalInstanceState | None = local_states.get(leak.instance_id)
+                if state is not None:
+                    terminate_local(state, home)
+            else:
+                by_label[leak.cloud].terminate([leak.instance_id])
+            run.append(InstanceTerminated(slot=slot, instance_id=leak.instance_id))
+        run.append(
+            Note(
+                text=f"gc acted on {len(acted)} run(s)",
+                fields={"runs": [{"run": r, "digest": d} for r, d in sorted(acted.items())]},
+            )
+        )
+    return run

@@ -1,0 +1,148 @@
+"""gc, the leak ledger: after the recording process was killed with SIGKILL, the instances
+it left are found — locally and on an EC2 endpoint — and ended, in a run of gc's own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from precip_repro import verify
+from precip_repro.cli import main
+from precip_repro.clouds.local import live_local_instances
+from precip_repro.record import LogReader, RunStore
+from precip_repro.record.store import EVENTS
+from tests.ec2_cloud import ACCESS_KEY, SECRET_KEY, wait_until
+
+LOCAL = """
+import sys
+from precip_repro import LocalExperiment
+exp = LocalExperiment("doomed", records=sys.argv[1])
+exp.provision("default", count=2)
+exp.wait()
+print(exp.run_id, flush=True)
+import time; time.sleep(60)
+"""
+
+EC2 = """
+import sys
+from precip_repro import EC2Experiment
+exp = EC2Experiment("us-east-1", sys.argv[2], sys.argv[3], sys.argv[4], "doomed",
+                    records=sys.argv[1], subnet_id=sys.argv[5], ssh_address="private")
+exp.provision(sys.argv[6], count=2)
+exp.wait(timeout=60)
+print(exp.run_id, flush=True)
+import time; time.sleep(60)
+"""
+
+
+def killed(tmp_path: Path, code: str, *args: str) -> str:
+    script = tmp_path / "doomed.py"
+    script.write_text(code)
+    proc = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    run_id = proc.stdout.readline().strip()
+    assert run_id, "the experiment did not start"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return run_id
+
+
+def gc_cli(capsys: Any, store: RunStore, *args: str) -> tuple[int, str]:
+    code = main(["--records", str(store.root), "gc", *args])
+    return code, capsys.readouterr().out
+
+
+def gc_run_notes(store: RunStore) -> list[dict[str, Any]]:
+    runs = [p for p in store.run_dirs() if "-gc-" in p.name]
+    assert len(runs) == 1
+    assert verify(runs[0]).state == "intact"
+    return [e.data for e in LogReader(runs[0] / EVENTS) if e.type == "note"]
+
+
+def test_gc_finds_and_ends_local_instances_of_a_killed_process(tmp_path, store, capsys):
+    run_id = killed(tmp_path, LOCAL, str(store.root))
+    leaked = [s for s in live_local_instances() if s.run == run_id]
+    assert len(leaked) == 2
+    code, out = gc_cli(capsys, store)
+    assert code == 1
+    assert out.count(run_id) == 2 and "recording process is gone" in out
+    assert all(state.slot in out and state.address in out for state in leaked)
+
+    before = (store.root / run_id / EVENTS).read_bytes()
+    code, out = gc_cli(capsys, store, "--terminate")
+    assert code == 0 and "terminated 2 instance(s)" in out
+    assert [s for s in live_local_instances() if s.run == run_id] == []
+    for state in leaked:
+        assert state.init_pid is not None
+        assert not Path(f"/proc/{state.init_pid}").exists()
+    assert (store.root / run_id / EVENTS).read_bytes() == before  # never appended to
+    notes = gc_run_notes(store)
+    digest = verify(store.root / run_id).digest
+    assert {n["fields"].get("run") for n in notes[:-1]} == {run_id}
+    assert notes[-1]["fields"]["runs"] == [{"run": run_id, "digest": digest}]
+    assert gc_cli(capsys, store)[0] == 0
+
+
+def test_gc_finds_and_ends_ec2_instances_of_a_killed_process(tmp_path, store, capsys, ec2):
+    args = [str(store.root), ec2.url, ACCESS_KEY, SECRET_KEY, ec2.subnet, ec2.image]
+    run_id = killed(tmp_path, EC2, *args)
+
+    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = ACCESS_KEY, SECRET_KEY
+    try:
+        code, out = gc_cli(capsys, store)
+        assert code == 1 and "not checked: pass --cloud" in out  # no cloud given: listed only
+        code, out = gc_cli(capsys, store, "--cloud", ec2.url)
+        assert code == 1 and out.count(run_id) == 2 and "127.0.0." in out
+        code, out = gc_cli(capsys, store, "--cloud", f"ec2={ec2.url}", "--terminate")
+        assert code == 0, out
+    finally:
+        del os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
+    states = ec2.client.describe_instances()["Reservations"]
+    assert {i["State"]["Name"] for r in states for i in r["Instances"]} == {"terminated"}
+    assert wait_until(lambda: ec2.hypervisor.running() == set())
+    assert {n["fields"].get("run") for n in gc_run_notes(store)[:-1]} == {run_id}
+
+
+def test_gc_ends_tagged_instances_of_finished_runs_and_leaves_unknown_ones(store, capsys, ec2):
+    from precip_repro.record import Run
+
+    with Run.open(store, name="finished") as finished:
+        pass
+    for run_id in (finished.id, "20200101T000000Z-elsewhere-0000"):
+        ec2.client.run_instances(
+            ImageId=ec2.image,
+            MinCount=1,
+            MaxCount=1,
+            SubnetId=ec2.subnet,
+            TagSpecifications=[
+                {"ResourceType": "instance", "Tags": [{"Key": "precip:run", "Value": run_id}]}
+            ],
+        )
+    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = ACCESS_KEY, SECRET_KEY
+    try:
+        code, out = gc_cli(capsys, store, "--cloud", ec2.url, "--terminate")
+    finally:
+        del os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
+    assert code == 1  # the unknown run's instance is left alone
+    assert "unknown to this store: not touched" in out and "terminated 1 instance(s)" in out
+    found = ec2.client.describe_instances()["Reservations"]
+    states = {
+        tag["Value"]: i["State"]["Name"]
+        for r in found
+        for i in r["Instances"]
+        for tag in i.get("Tags", [])
+        if tag["Key"] == "precip:run"
+    }
+    assert states == {finished.id: "terminated", "20200101T000000Z-elsewhere-0000": "running"}
+
+
+def test_gc_without_credentials_for_a_cloud_is_a_usage_error(store, capsys):
+    os.environ.pop("AWS_ACCESS_KEY_ID", None)
+    os.environ.pop("EC2_ACCESS_KEY", None)
+    code = main(["--records", str(store.root), "gc", "--cloud", "http://127.0.0.1:1"])
+    assert code == 2
+    assert "AWS_ACCESS_KEY_ID" in capsys.readouterr().err
