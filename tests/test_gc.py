@@ -51,6 +51,15 @@ def killed(tmp_path: Path, code: str, *args: str) -> str:
     return run_id
 
 
+def running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its reaper does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def gc_cli(capsys: Any, store: RunStore, *args: str) -> tuple[int, str]:
     code = main(["--records", str(store.root), "gc", *args])
     return code, capsys.readouterr().out
@@ -78,7 +87,7 @@ def test_gc_finds_and_ends_local_instances_of_a_killed_process(tmp_path, store, 
     assert [s for s in live_local_instances() if s.run == run_id] == []
     for state in leaked:
         assert state.init_pid is not None
-        assert not Path(f"/proc/{state.init_pid}").exists()
+        assert not running(state.init_pid)
     assert (store.root / run_id / EVENTS).read_bytes() == before  # never appended to
     notes = gc_run_notes(store)
     digest = verify(store.root / run_id).digest
