@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Final, TypeVar
 
 import attrs
 import cattrs
+import orjson
 from cattrs.gen import make_dict_unstructure_fn
 
 from precip_repro.exceptions import RecordCorrupted, UnrecordableValue, UnsupportedVersion
@@ -441,6 +442,18 @@ def _refuse_constant(text: str) -> Any:
 _loads: Final = json.JSONDecoder(parse_float=_refuse_float, parse_constant=_refuse_constant).decode
 
 
+def _fast_load(raw: bytes) -> Any:
+    """Parse with orjson — several times faster than json, which matters for ``verify`` and
+    ``diff`` over large runs — unless the line may hold a float (orjson would accept it):
+    then, or on any error, return None and let the json path decide and explain."""
+    if floatish(raw, len(raw)):
+        return None
+    try:
+        return orjson.loads(raw)
+    except (orjson.JSONDecodeError, ValueError, TypeError):
+        return None
+
+
 def _hash_matches(raw: bytes, claimed: object) -> bool:
     """Whether ``raw`` hashes to ``claimed`` once its top-level ``"hash"`` member is cut out.
 
@@ -467,14 +480,17 @@ def parse_line(raw: bytes, *, line: int, run: str | None = None) -> Event:
         where = f"line {line}" if seq is None else f"event seq {seq} (line {line})"
         return RecordCorrupted(f"{where}: {reason}", run=run, seq=seq, line=line)
 
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise bad(f"is not valid UTF-8 at byte {exc.start}") from None
-    try:
-        obj = _loads(text)
-    except ValueError as exc:
-        raise bad(f"is not valid JSON ({exc})") from None
+    obj = _fast_load(raw)
+    fast = obj is not None
+    if obj is None:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise bad(f"is not valid UTF-8 at byte {exc.start}") from None
+        try:
+            obj = _loads(text)
+        except ValueError as exc:
+            raise bad(f"is not valid JSON ({exc})") from None
     if type(obj) is not dict:
         raise bad(f"is a JSON {type(obj).__name__}, not an event object")
     seq = obj.get("seq")
@@ -508,8 +524,17 @@ def parse_line(raw: bytes, *, line: int, run: str | None = None) -> Event:
     for key in ("prev", "hash"):
         if type(obj[key]) is not str or not _is_hex64(obj[key]):
             raise bad(f"'{key}' is not 64 lower-case hex digits", seq)
-    # The decoder refused floats and NaN already, so the plain encoder is enough here.
-    if dumps_unchecked(obj) != raw:
+    # The decoder refused floats and NaN already, so a plain encoder is enough here; orjson
+    # writes the same bytes as the canonical json.dumps, and json has the last word.
+    canonical_ok = fast and orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) == raw
+    if not canonical_ok:
+        if fast:  # orjson bends some values (huge ints): json decides
+            try:
+                obj = _loads(raw.decode("utf-8"))
+            except ValueError as exc:
+                raise bad(f"is not valid JSON ({exc})", seq) from None
+        canonical_ok = dumps_unchecked(obj) == raw
+    if not canonical_ok:
         raise bad("is not in canonical form (bytes were added, removed or reordered)", seq)
     if not _hash_matches(raw, obj["hash"]):
         raise bad("content does not match its hash (the event was altered)", seq)
