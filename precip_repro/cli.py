@@ -37,6 +37,7 @@ from precip_repro.timeline import format_duration, timeline
 
 if TYPE_CHECKING:
     from precip_repro.clouds.ec2 import EC2Cloud
+    from precip_repro.runview import RunView
 
 __all__ = ["main"]
 
@@ -48,9 +49,11 @@ EXIT_INCOMPLETE: Final = 3
 _EPILOG: Final = """\
 exit status:
   0  success; for verify: the run is intact
-  1  corrupt: an event, the checkpoint or a blob does not check (named in the message)
+  1  corrupt: an event, the checkpoint or a blob does not check (named in the message);
+     for diff: the runs differ; for gc: instances still leak
   2  usage error: bad arguments, no such run, an ambiguous prefix, an unreadable format
-  3  incomplete: the run is open (being written) or abandoned (run `recover`)
+  3  incomplete: the run is open (being written) or abandoned (run `recover`);
+     for diff and report --vs: an input run is not intact
 
 RUN is a run directory, a run id, `latest`, or a unique prefix of an id, looked up in
 --records DIR (default: $PRECIP_RECORDS, else ./records).
@@ -203,12 +206,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     store = _store(args)
     run_id, path, digest = record_demo(store.root)
+    from precip_repro.report import write_report
+
     verdict = verify(path)
+    report = store.root / "reports" / f"{run_id}.html"
+    write_report(path, report)
     prog = sys.argv[0] if "/" in sys.argv[0] else "precip-repro"
     print(f"recorded run {run_id}")
     print(f"  in      {path}")
     print(f"  verify  {verdict.state}: {verdict.reason}")
     print(f"  digest  {digest}")
+    print(f"  report  {report}")
     print("next:")
     print(f"  {prog} --records {store.root} show {run_id}")
     print(f"  {prog} --records {store.root} verify {run_id} --digest {digest}")
@@ -258,6 +266,52 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"  digest  {digest}")
     print(f"  verify  precip-repro --records {store.root} verify {run.id} --digest {digest}")
     return code
+
+
+def _intact_view(args: argparse.Namespace, spec: str) -> tuple[RunView, str | None]:
+    from precip_repro.runview import load_run
+
+    run_dir = _store(args).resolve(spec)
+    verdict = verify(run_dir)
+    if verdict.state != "intact":
+        raise _NotIntact(
+            f"run {verdict.run} is {verdict.state}, not intact: {verdict.reason}; "
+            f"`precip-repro verify {verdict.run}` says more"
+        )
+    return load_run(run_dir), verdict.digest
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    import json
+
+    from precip_repro.diff import diff_runs, render_text
+
+    if args.tolerance < 0:
+        raise _Usage(f"--tolerance must be a percentage of at least 0, not {args.tolerance}")
+    view_a, digest_a = _intact_view(args, args.a)
+    view_b, digest_b = _intact_view(args, args.b)
+    result = diff_runs(view_a, view_b, tolerance=args.tolerance / 100, digests=(digest_a, digest_b))
+    if args.json:
+        print(json.dumps(result.to_json(), indent=1, sort_keys=True, ensure_ascii=False))
+    else:
+        for line in render_text(result):
+            print(line)
+    return EXIT_OK if result.same else EXIT_BAD
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from precip_repro.report import write_report
+
+    store = _store(args)
+    run_dir = store.resolve(args.run)
+    vs = store.resolve(args.vs) if args.vs else None
+    fmt = args.format
+    # Beside the runs, not inside one: a run's directory is its record, left as written.
+    default = store.root / "reports" / f"{run_dir.name}.{fmt}"
+    out = Path(args.output) if args.output else default
+    verdict = write_report(run_dir, out, fmt=fmt, vs=vs)
+    print(f"report of {run_dir.name} ({verdict.state}): {out}")
+    return EXIT_OK
 
 
 def _gc_clouds(args: argparse.Namespace) -> list[EC2Cloud]:
@@ -326,6 +380,10 @@ class _Usage(ExperimentException):
     pass
 
 
+class _NotIntact(ExperimentException):
+    pass
+
+
 def _parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument(
@@ -373,6 +431,28 @@ def _parser() -> argparse.ArgumentParser:
     rec = add("recover", cmd_recover, "finish an abandoned run as interrupted")
     rec.add_argument("run", metavar="RUN")
     add("demo", cmd_demo, "record the hello-world run on the local cloud, verify it, print it")
+    diff = add(
+        "diff",
+        cmd_diff,
+        "what changed between two runs (exit 0 same, 1 different, 2 usage, 3 not intact)",
+    )
+    diff.add_argument("a", metavar="A")
+    diff.add_argument("b", metavar="B")
+    diff.add_argument("--json", action="store_true", help="the documented JSON form")
+    diff.add_argument(
+        "--tolerance",
+        type=float,
+        default=50.0,
+        metavar="PCT",
+        help="report durations that change by more than PCT %% (and at least 1 s); default 50",
+    )
+    report = add("report", cmd_report, "write a self-contained HTML (or Markdown) report")
+    report.add_argument("run", metavar="RUN")
+    report.add_argument("--vs", metavar="B", help="also show the diff against run B")
+    report.add_argument(
+        "-o", "--output", metavar="FILE", help="default: STORE/reports/RUN.html (or .md)"
+    )
+    report.add_argument("--format", choices=("html", "md"), default="html")
     gc = add(
         "gc",
         cmd_gc,
@@ -396,6 +476,8 @@ def _parser() -> argparse.ArgumentParser:
 def _exit_for(exc: ExperimentException) -> int:
     if isinstance(exc, UnsupportedVersion | RunNotFound | _Usage):
         return EXIT_USAGE
+    if isinstance(exc, _NotIntact):
+        return EXIT_INCOMPLETE
     if isinstance(exc, RunLocked | RecordIncomplete):
         return EXIT_INCOMPLETE
     return EXIT_BAD

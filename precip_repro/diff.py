@@ -1,0 +1,354 @@
+"""What changed between two runs.
+
+Calls are aligned by sequence alignment over (experiment, method, normalised arguments) —
+an extra call in the middle shifts nothing else — and instances by slot, never by cloud
+id, hostname or address. Volatile values are normalised (:mod:`precip_repro.normalize`)
+before anything is compared.
+
+The ``--json`` form (``DiffResult.to_json``) is stable, format version 1::
+
+    {"version": 1,
+     "a": {"run": ID, "digest": HEX}, "b": {...},
+     "same": BOOL,
+     "steps": [{"a_call": N, "b_call": N, "exp": "e1", "method": "run",
+                "differences": [DIFFERENCE, ...]}],
+     "only_in_a": [{"call": N, "exp": E, "method": M, "args": {...}}],
+     "only_in_b": [...],
+     "instances": [{"slot": S, "differences": [DIFFERENCE, ...]}]}
+
+A DIFFERENCE is ``{"kind": K, "a": VALUE, "b": VALUE}`` plus, where they apply, ``"slot"``,
+``"name"`` (an argument or fact), ``"diff"`` (unified text diff) and ``"a_sha256"`` /
+``"b_sha256"``. Kinds: ``args``, ``command``, ``outcome``, ``exit_code``, ``stdout``,
+``stderr``, ``file``, ``result``, ``duration``, ``command_missing``, ``file_missing`` (in a
+step); ``image``, ``image_digest``, ``instance_type``, ``fact``, ``instance_missing`` (in an
+instance).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterator
+from typing import Any, Final
+
+import attrs
+
+from precip_repro.normalize import Normalizer
+from precip_repro.record.blobs import BlobStore
+from precip_repro.record.canonical import JSON
+from precip_repro.record.events import BlobRef
+from precip_repro.record.store import OBJECTS
+from precip_repro.runview import CallView, CommandView, FileView, RunView
+
+__all__ = ["DIFF_FORMAT", "DiffResult", "Step", "diff_runs", "render_text"]
+
+DIFF_FORMAT: Final = 1
+TEXT_LIMIT: Final = 1 << 20
+"""Outputs and files up to this size are compared as text (after normalisation)."""
+DIFF_LINES: Final = 200
+COMPARED_FACTS: Final = ("uname", "os", "cpus", "memory_kb")
+_PLACED_ARGS: Final = frozenset({"image_id", "instance_type"})
+"""Provision arguments compared per instance (as image and type), not per call."""
+_DERIVED_RESULTS: Final = frozenset({"run", "copy_and_run", "put", "get"})
+
+
+@attrs.define(kw_only=True)
+class Step:
+    a_call: int
+    b_call: int
+    exp: str
+    method: str
+    differences: list[dict[str, Any]]
+
+
+@attrs.define(kw_only=True)
+class DiffResult:
+    a: dict[str, Any]
+    b: dict[str, Any]
+    steps: list[Step]
+    only_in_a: list[dict[str, Any]]
+    only_in_b: list[dict[str, Any]]
+    instances: list[dict[str, Any]]
+
+    @property
+    def same(self) -> bool:
+        return not (
+            any(step.differences for step in self.steps)
+            or self.only_in_a
+            or self.only_in_b
+            or self.instances
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": DIFF_FORMAT,
+            "a": self.a,
+            "b": self.b,
+            "same": self.same,
+            "steps": [attrs.asdict(step) for step in self.steps if step.differences],
+            "only_in_a": self.only_in_a,
+            "only_in_b": self.only_in_b,
+            "instances": self.instances,
+        }
+
+
+class _Side:
+    """One run, with its normaliser and blob store."""
+
+    def __init__(self, view: RunView) -> None:
+        self.view = view
+        self.norm = Normalizer(view)
+        self.blobs = BlobStore(view.path / OBJECTS, run=view.run)
+
+    def key(self, call: CallView) -> str:
+        args = {k: v for k, v in call.args.items() if not _placed(call, k)}
+        return json.dumps([call.exp, call.method, self.norm.json(args)], sort_keys=True)
+
+    def text_of(self, ref: dict[str, JSON]) -> str | None:
+        """The normalised text of a blob, when it is text and small enough; else None."""
+        if isinstance(ref.get("text"), str):
+            return self.norm.text(str(ref["text"]))
+        size = ref.get("size")
+        if ref.get("withheld") or not isinstance(size, int) or size > TEXT_LIMIT:
+            return None
+        try:
+            raw = self.blobs.read_bytes(BlobRef(sha256=str(ref["sha256"]), size=size))
+            return self.norm.text(raw.decode("utf-8"))
+        except (UnicodeDecodeError, OSError, ValueError):
+            return None
+
+
+def _placed(call: CallView, key: str) -> bool:
+    return call.method == "provision" and key in _PLACED_ARGS
+
+
+def _content_difference(
+    kind: str, a: _Side, b: _Side, ref_a: dict[str, JSON], ref_b: dict[str, JSON]
+) -> dict[str, Any] | None:
+    if ref_a.get("sha256") == ref_b.get("sha256"):
+        return None
+    text_a, text_b = a.text_of(ref_a), b.text_of(ref_b)
+    if text_a is not None and text_b is not None:
+        if text_a == text_b:
+            return None
+        lines = list(
+            difflib.unified_diff(
+                text_a.splitlines(keepends=True),
+                text_b.splitlines(keepends=True),
+                fromfile="a",
+                tofile="b",
+            )
+        )
+        shown = "".join(lines[:DIFF_LINES]) + (
+            f"… ({len(lines) - DIFF_LINES} more lines)\n" if len(lines) > DIFF_LINES else ""
+        )
+        return {
+            "kind": kind,
+            "a": text_a if len(text_a) <= 200 else f"{len(text_a)} characters",
+            "b": text_b if len(text_b) <= 200 else f"{len(text_b)} characters",
+            "diff": shown,
+            "a_sha256": ref_a.get("sha256"),
+            "b_sha256": ref_b.get("sha256"),
+        }
+    return {
+        "kind": kind,
+        "a": f"{ref_a.get('size')} bytes",
+        "b": f"{ref_b.get('size')} bytes",
+        "a_sha256": ref_a.get("sha256"),
+        "b_sha256": ref_b.get("sha256"),
+    }
+
+
+def _commands(call: CallView) -> dict[tuple[str, int], CommandView]:
+    """Commands of a call by (slot, n-th on that slot)."""
+    out: dict[tuple[str, int], CommandView] = {}
+    for command in call.commands:
+        n = sum(1 for slot, _ in out if slot == command.slot)
+        out[(command.slot, n)] = command
+    return out
+
+
+def _files(side: _Side, call: CallView) -> dict[tuple[str, str, str], FileView]:
+    return {(f.slot, f.kind, side.norm.text(f.remote_path)): f for f in call.files}
+
+
+def _compare_step(
+    a: _Side, b: _Side, ca: CallView, cb: CallView, tolerance: float
+) -> Iterator[dict[str, Any]]:
+    args_a = {k: a.norm.json(v) for k, v in ca.args.items() if not _placed(ca, k)}
+    args_b = {k: b.norm.json(v) for k, v in cb.args.items() if not _placed(cb, k)}
+    for name in sorted(set(args_a) | set(args_b)):
+        if args_a.get(name) != args_b.get(name):
+            kind = "command" if name == "cmd" else "args"
+            yield {"kind": kind, "name": name, "a": args_a.get(name), "b": args_b.get(name)}
+    error_a = (ca.error or {}).get("type")
+    error_b = (cb.error or {}).get("type")
+    if (ca.outcome, error_a) != (cb.outcome, error_b):
+        yield {
+            "kind": "outcome",
+            "a": ca.outcome + (f" ({error_a})" if error_a else ""),
+            "b": cb.outcome + (f" ({error_b})" if error_b else ""),
+        }
+    if ca.method not in _DERIVED_RESULTS:
+        result_a, result_b = a.norm.json(ca.result), b.norm.json(cb.result)
+        if result_a != result_b:
+            yield {"kind": "result", "a": result_a, "b": result_b}
+    commands_a, commands_b = _commands(ca), _commands(cb)
+    for key in sorted(set(commands_a) | set(commands_b)):
+        slot = key[0]
+        one, other = commands_a.get(key), commands_b.get(key)
+        if one is None or other is None:
+            yield {
+                "kind": "command_missing",
+                "slot": slot,
+                "a": a.norm.text(one.cmd) if one else None,
+                "b": b.norm.text(other.cmd) if other else None,
+            }
+            continue
+        if "cmd" not in ca.args and a.norm.text(one.cmd) != b.norm.text(other.cmd):
+            yield {
+                "kind": "command",
+                "slot": slot,
+                "a": a.norm.text(one.cmd),
+                "b": b.norm.text(other.cmd),
+            }
+        if one.exit_code != other.exit_code:
+            yield {"kind": "exit_code", "slot": slot, "a": one.exit_code, "b": other.exit_code}
+        for stream in ("stdout", "stderr"):
+            found = _content_difference(stream, a, b, getattr(one, stream), getattr(other, stream))
+            if found is not None:
+                yield {**found, "slot": slot}
+    files_a, files_b = _files(a, ca), _files(b, cb)
+    for where in sorted(set(files_a) | set(files_b)):
+        one_file, other_file = files_a.get(where), files_b.get(where)
+        if one_file is None or other_file is None:
+            yield {
+                "kind": "file_missing",
+                "slot": where[0],
+                "name": where[2],
+                "a": where[2] if one_file else None,
+                "b": where[2] if other_file else None,
+            }
+            continue
+        found = _content_difference("file", a, b, one_file.content, other_file.content)
+        if found is not None:
+            yield {**found, "slot": where[0], "name": where[2]}
+    if ca.duration_ns is not None and cb.duration_ns is not None:
+        delta = abs(cb.duration_ns - ca.duration_ns)
+        if delta >= 1_000_000_000 and delta > tolerance * ca.duration_ns:
+            yield {
+                "kind": "duration",
+                "a": round(ca.duration_ns / 1e9, 3),
+                "b": round(cb.duration_ns / 1e9, 3),
+            }
+
+
+def _compare_instances(a: _Side, b: _Side) -> Iterator[dict[str, Any]]:
+    slots = sorted(set(a.view.instances) | set(b.view.instances))
+    for slot in slots:
+        one, other = a.view.instances.get(slot), b.view.instances.get(slot)
+        differences: list[dict[str, Any]] = []
+        if one is None or other is None:
+            differences.append(
+                {"kind": "instance_missing", "a": one is not None, "b": other is not None}
+            )
+        else:
+            for kind, value_a, value_b in (
+                ("image", one.image_id, other.image_id),
+                ("image_digest", one.image_digest, other.image_digest),
+                ("instance_type", one.instance_type, other.instance_type),
+            ):
+                if value_a != value_b:
+                    differences.append({"kind": kind, "a": value_a, "b": value_b})
+            for name in COMPARED_FACTS:
+                fact_a = a.norm.json(one.facts.get(name))
+                fact_b = b.norm.json(other.facts.get(name))
+                if fact_a != fact_b:
+                    differences.append({"kind": "fact", "name": name, "a": fact_a, "b": fact_b})
+        if differences:
+            yield {"slot": slot, "differences": differences}
+
+
+def _call_summary(side: _Side, call: CallView) -> dict[str, Any]:
+    return {
+        "call": call.number,
+        "exp": call.exp,
+        "method": call.method,
+        "args": side.norm.json(call.args),
+    }
+
+
+def diff_runs(
+    a: RunView,
+    b: RunView,
+    *,
+    tolerance: float = 0.5,
+    digests: tuple[str | None, str | None] = (None, None),
+) -> DiffResult:
+    """Compare two runs; ``tolerance`` is the relative duration change reported (0.5 =
+    ±50 %), differences under a second are never reported."""
+    side_a, side_b = _Side(a), _Side(b)
+    keys_a = [side_a.key(call) for call in a.calls]
+    keys_b = [side_b.key(call) for call in b.calls]
+    matcher = difflib.SequenceMatcher(a=keys_a, b=keys_b, autojunk=False)
+    steps: list[Step] = []
+    only_a: list[dict[str, Any]] = []
+    only_b: list[dict[str, Any]] = []
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        paired = min(i2 - i1, j2 - j1) if tag in ("equal", "replace") else 0
+        for offset in range(paired):
+            ca, cb = a.calls[i1 + offset], b.calls[j1 + offset]
+            differences = list(_compare_step(side_a, side_b, ca, cb, tolerance))
+            steps.append(
+                Step(
+                    a_call=ca.number,
+                    b_call=cb.number,
+                    exp=ca.exp,
+                    method=ca.method,
+                    differences=differences,
+                )
+            )
+        only_a += [_call_summary(side_a, call) for call in a.calls[i1 + paired : i2]]
+        only_b += [_call_summary(side_b, call) for call in b.calls[j1 + paired : j2]]
+    return DiffResult(
+        a={"run": a.run, "digest": digests[0]},
+        b={"run": b.run, "digest": digests[1]},
+        steps=steps,
+        only_in_a=only_a,
+        only_in_b=only_b,
+        instances=list(_compare_instances(side_a, side_b)),
+    )
+
+
+def _value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return text if len(text) <= 120 else text[:119] + "…"
+
+
+def render_text(result: DiffResult) -> Iterator[str]:
+    """The diff as lines for a terminal."""
+    yield f"a: {result.a['run']}"
+    yield f"b: {result.b['run']}"
+    if result.same:
+        yield "same: no difference after normalisation"
+        return
+    for step in result.steps:
+        if not step.differences:
+            continue
+        yield f"step a#{step.a_call} / b#{step.b_call}: {step.exp}.{step.method}"
+        for found in step.differences:
+            where = " ".join(str(found[k]) for k in ("slot", "name") if found.get(k))
+            yield f"  {found['kind']}{' ' + where if where else ''}: "
+            yield f"    a: {_value(found['a'])}"
+            yield f"    b: {_value(found['b'])}"
+            if found.get("diff"):
+                for line in str(found["diff"]).splitlines():
+                    yield f"    {line}"
+    for label, calls in (("only in a", result.only_in_a), ("only in b", result.only_in_b)):
+        for call in calls:
+            yield f"{label}: #{call['call']} {call['exp']}.{call['method']}({_value(call['args'])})"
+    for instance in result.instances:
+        yield f"instance {instance['slot']}:"
+        for found in instance["differences"]:
+            name = f" {found['name']}" if found.get("name") else ""
+            yield f"  {found['kind']}{name}: {_value(found['a'])} → {_value(found['b'])}"

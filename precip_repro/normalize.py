@@ -1,0 +1,83 @@
+"""Volatile values become slot names, so that two runs compare on what matters.
+
+Instance ids, addresses and hostnames are replaced by the slot they belong to (``e1.p1.0``
+and ``e1.p1.0.address`` …), the run id by ``{run}``, temporary paths the tool chose by
+``{tmp}``, and timestamps by ``{timestamp}``. Diff uses it to compare runs; replay uses it
+to judge whether a step reproduced.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from precip_repro.record.canonical import JSON
+from precip_repro.runview import RunView
+
+__all__ = ["Normalizer"]
+
+_TIMESTAMP: Final = re.compile(
+    r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?"
+)
+
+
+_IPV4: Final = re.compile(r"\d+\.\d+\.\d+\.\d+")
+
+
+def _bounded(value: str) -> str:
+    if _IPV4.fullmatch(value):
+        return rf"(?<![\d.]){re.escape(value)}(?![\d])"
+    return rf"(?<![\w-]){re.escape(value)}(?![\w-])"
+
+
+class Normalizer:
+    """Replaces one run's volatile values by stable names."""
+
+    def __init__(self, view: RunView) -> None:
+        names: dict[str, str] = {}
+        for slot, inst in view.instances.items():
+            for instance_id in inst.instance_ids:
+                names[instance_id] = f"{{{slot}}}"
+            public, private = inst.public_address, inst.private_address
+            if public and public == private:
+                names[public] = f"{{{slot}.address}}"
+            else:
+                if public:
+                    names[public] = f"{{{slot}.public_address}}"
+                if private:
+                    names[private] = f"{{{slot}.private_address}}"
+            for label, hostname in (
+                ("public_hostname", inst.public_hostname),
+                ("private_hostname", inst.private_hostname),
+            ):
+                if hostname and hostname not in names:
+                    names[hostname] = f"{{{slot}.{label}}}"
+        for call in view.calls:
+            for moved in call.files:
+                if moved.temporary:
+                    names[moved.remote_path] = "{tmp}"
+        if view.run:
+            names[view.run] = "{run}"
+        self.names = names
+        if names:
+            # Longest first; an address must not match inside a longer one (127.0.0.4/45).
+            alternatives = sorted(names, key=len, reverse=True)
+            self._pattern: re.Pattern[str] | None = re.compile(
+                "|".join(_bounded(value) for value in alternatives)
+            )
+        else:
+            self._pattern = None
+
+    def text(self, value: str) -> str:
+        if self._pattern is not None:
+            value = self._pattern.sub(lambda match: self.names[match.group(0)], value)
+        return _TIMESTAMP.sub("{timestamp}", value)
+
+    def json(self, value: JSON) -> JSON:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self.json(item) for item in value]
+        if isinstance(value, dict):
+            return {key: self.json(item) for key, item in value.items()}
+        return value

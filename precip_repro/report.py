@@ -1,0 +1,348 @@
+"""A report a person would rather look at than read: one self-contained HTML file (inline
+CSS and SVG, nothing fetched) or Markdown with the same facts but the timeline.
+
+Header (run, digest, integrity as ``verify`` sees it — a tampered run says so plainly —,
+tool, Python, script, clouds), a timeline with one lane per instance (boot, commands,
+transfers; failures in red), the calls with per-instance outcomes and durations, command
+outputs with their blobs' hashes, files moved, notes, and with ``vs`` the diff.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Final
+
+from precip_repro.diff import DiffResult, diff_runs, render_text
+from precip_repro.exceptions import InvalidOption, RecordCorrupted
+from precip_repro.record.events import Event
+from precip_repro.record.reader import LogReader
+from precip_repro.record.store import EVENTS
+from precip_repro.record.verify import Verdict, verify
+from precip_repro.runview import CallView, CommandView, RunView, load_run
+from precip_repro.timeline import format_duration
+
+__all__ = ["render_html", "render_markdown", "write_report"]
+
+EXCERPT: Final = 2000
+WIDTH: Final = 1000
+LANE: Final = 22
+LABEL: Final = 150
+
+_CSS: Final = """
+body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1250px;color:#222}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;width:100%}td,th{border:1px solid #ddd;padding:3px 6px;
+vertical-align:top;text-align:left}th{background:#f4f4f4}code,pre{font:12px monospace}
+pre{background:#f8f8f8;padding:6px;white-space:pre-wrap;word-break:break-all;margin:2px 0}
+.ok{color:#186a18}.bad{color:#b00020;font-weight:bold}.banner{padding:10px;border-radius:4px}
+.banner.intact{background:#e6f4e6}.banner.corrupt,.banner.open,.banner.abandoned{
+background:#fde7ea}.muted{color:#777}dl{display:grid;grid-template-columns:max-content 1fr;
+gap:2px 12px}dt{font-weight:bold}svg text{font:11px monospace}
+"""
+
+
+def _events_until_damage(run_dir: Path) -> Iterator[Event]:
+    """The run's events up to the first damaged line (a tampered run is still shown)."""
+    try:
+        yield from LogReader(run_dir / EVENTS, run=run_dir.name)
+    except RecordCorrupted:
+        return
+
+
+def _e(value: Any) -> str:
+    return html.escape(value if isinstance(value, str) else json.dumps(value, sort_keys=True))
+
+
+def _excerpt(ref: dict[str, Any]) -> str:
+    if isinstance(ref.get("text"), str):
+        text = str(ref["text"])
+        return text if len(text) <= EXCERPT else text[:EXCERPT] + f"… ({len(text)} characters)"
+    if ref.get("withheld"):
+        return f"(withheld: {ref['withheld']})"
+    return f"({ref.get('size')} bytes in blob {ref.get('sha256')}: precip-repro cat)"
+
+
+def _clouds(view: RunView) -> list[str]:
+    out = []
+    for exp, data in sorted(view.experiments.items()):
+        cloud = data.get("cloud") or {}
+        where = " ".join(str(cloud.get(k)) for k in ("endpoint", "region") if cloud.get(k))
+        out.append(f"{exp} {data.get('name') or ''} on {cloud.get('kind')} {where}".strip())
+    return out
+
+
+def _outcomes(call: CallView) -> str:
+    parts = [f"{c.slot}: {c.exit_code}" for c in call.commands]
+    parts += [f"{f.slot}: {f.kind} {f.content.get('size')} B" for f in call.files]
+    return ", ".join(parts)
+
+
+def _header(view: RunView, verdict: Verdict) -> list[tuple[str, str]]:
+    started = view.started
+    finished = view.finished or {}
+    return [
+        ("run", view.run),
+        ("digest", verdict.digest or "-"),
+        ("status", str(finished.get("status", "not finished"))),
+        ("events", str(view.events)),
+        ("duration", format_duration(view.last_ns - view.first_ns)),
+        ("tool", f"precip-repro {started.get('tool_version')}"),
+        ("python", f"{started.get('python')} on {started.get('platform')}"),
+        ("recorded by", f"{started.get('user')}@{started.get('host')} in {started.get('cwd')}"),
+        ("script", str(started.get("script_path") or "-")),
+        ("git commit", str(started.get("git_commit") or "-")),
+        ("clouds", "; ".join(_clouds(view)) or "-"),
+    ]
+
+
+def _integrity(verdict: Verdict) -> str:
+    if verdict.state == "intact":
+        return f"INTACT — {verdict.reason}"
+    if verdict.state == "corrupt":
+        return f"CORRUPT — this record was altered or damaged: {verdict.reason}"
+    return f"{verdict.state.upper()} — {verdict.reason}"
+
+
+def _timeline_svg(view: RunView) -> str:
+    slots = sorted(view.instances)
+    start, end = view.first_ns, max(view.last_ns, view.first_ns + 1)
+    scale = WIDTH / (end - start)
+    height = LANE * max(len(slots), 1) + 30
+
+    def x(ns: int) -> float:
+        return LABEL + (ns - start) * scale
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{LABEL + WIDTH + 10}" '
+        f'height="{height}" role="img" aria-label="timeline">'
+    ]
+    lanes = {slot: index for index, slot in enumerate(slots)}
+    for slot, index in lanes.items():
+        y = 5 + index * LANE
+        inst = view.instances[slot]
+        parts.append(f'<g class="lane" data-slot="{_e(slot)}">')
+        parts.append(f'<text x="4" y="{y + 14}">{_e(slot)}</text>')
+        parts.append(
+            f'<line x1="{LABEL}" y1="{y + 10}" x2="{LABEL + WIDTH}" y2="{y + 10}" stroke="#eee"/>'
+        )
+        boot_end = inst.ready_ns or inst.terminated_ns or view.last_ns
+        parts.append(
+            f'<rect class="boot" x="{x(inst.launched_ns):.1f}" y="{y + 4}" '
+            f'width="{max(1.0, (boot_end - inst.launched_ns) * scale):.1f}" height="12" '
+            f'fill="#bbb"><title>boot {_e(slot)}: '
+            f"{format_duration(boot_end - inst.launched_ns)}</title></rect>"
+        )
+        if inst.terminated_ns:
+            parts.append(
+                f'<rect x="{x(inst.terminated_ns):.1f}" y="{y + 2}" width="2" height="16" '
+                'fill="#555"><title>terminated</title></rect>'
+            )
+        parts.append("</g>")
+    for call in view.calls:
+        for command in call.commands:
+            lane = lanes.get(command.slot)
+            if lane is None:
+                continue
+            y = 5 + lane * LANE
+            failed = command.exit_code != 0
+            begin = command.end_ns - command.duration_ns
+            parts.append(
+                f'<rect class="command{" failed" if failed else ""}" x="{x(begin):.1f}" '
+                f'y="{y + 4}" width="{max(1.0, command.duration_ns * scale):.1f}" height="12" '
+                f'fill="{"#d32f2f" if failed else "#1e6bd6"}"><title>#{call.number} '
+                f"{_e(command.cmd)} → exit {command.exit_code} in "
+                f"{format_duration(command.duration_ns)}</title></rect>"
+            )
+        for moved in call.files:
+            lane = lanes.get(moved.slot)
+            if lane is None:
+                continue
+            y = 5 + lane * LANE
+            parts.append(
+                f'<rect class="transfer" x="{x(moved.at_ns):.1f}" y="{y + 1}" width="3" '
+                f'height="18" fill="{"#2e7d32" if moved.kind == "put" else "#7b1fa2"}">'
+                f"<title>{moved.kind} {_e(moved.remote_path)} "
+                f"({moved.content.get('size')} bytes)</title></rect>"
+            )
+    parts.append(
+        f'<text x="{LABEL}" y="{height - 6}">0 s</text>'
+        f'<text x="{LABEL + WIDTH - 60}" y="{height - 6}">'
+        f"{format_duration(end - start)}</text></svg>"
+    )
+    return "".join(parts)
+
+
+def _command_rows(view: RunView) -> Iterator[CommandView]:
+    for call in view.calls:
+        yield from call.commands
+
+
+def render_html(view: RunView, verdict: Verdict, diff: DiffResult | None = None) -> str:
+    out: list[str] = [
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
+        f"<title>precip-repro run {_e(view.run)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>Run {_e(view.run)}</h1>",
+        f'<p class="banner {verdict.state}" id="integrity"><strong>'
+        f"{_e(_integrity(verdict))}</strong></p><dl>",
+    ]
+    for label, value in _header(view, verdict):
+        out.append(f"<dt>{_e(label)}</dt><dd><code>{_e(value)}</code></dd>")
+    out.append("</dl><h2>Timeline</h2>")
+    out.append(_timeline_svg(view))
+    out.append(
+        '<p class="muted">grey: boot · blue: command · red: failed command · '
+        "green/purple: file put/got · dark: terminated</p>"
+    )
+    out.append(
+        "<h2>Calls</h2><table><tr><th>#</th><th>call</th><th>arguments</th><th>outcome</th>"
+        "<th>duration</th><th>per instance</th></tr>"
+    )
+    for call in view.calls:
+        outcome = call.outcome
+        if call.error:
+            outcome += f": {call.error.get('type')}: {call.error.get('message')}"
+        css = "bad" if call.outcome != "finished" else "ok"
+        duration = format_duration(call.duration_ns)
+        out.append(
+            f"<tr><td>{call.number}</td><td>{_e(call.exp)}.{_e(call.method)}</td>"
+            f'<td><code>{_e(call.args)}</code></td><td class="{css}">{_e(outcome)}</td>'
+            f"<td>{duration}</td><td>{_e(_outcomes(call))}</td></tr>"
+        )
+    out.append(
+        "</table><h2>Commands and outputs</h2><table><tr><th>#</th><th>instance</th>"
+        "<th>command</th><th>exit</th><th>duration</th><th>stdout</th><th>stderr</th></tr>"
+    )
+    for command in _command_rows(view):
+        css = "bad" if command.exit_code != 0 else "ok"
+        out.append(
+            f'<tr class="command"><td>{command.call}</td><td>{_e(command.slot)}</td>'
+            f'<td><code>{_e(command.cmd)}</code></td><td class="{css}">{command.exit_code}'
+            f"</td><td>{format_duration(command.duration_ns)}</td>"
+            f"<td><pre>{_e(_excerpt(command.stdout))}</pre>"
+            f'<span class="muted">sha256 {_e(command.stdout.get("sha256"))}</span></td>'
+            f"<td><pre>{_e(_excerpt(command.stderr))}</pre>"
+            f'<span class="muted">sha256 {_e(command.stderr.get("sha256"))}</span></td></tr>'
+        )
+    out.append(
+        "</table><h2>Files moved</h2><table><tr><th>#</th><th>instance</th><th>way</th>"
+        "<th>local</th><th>remote</th><th>mode</th><th>size</th><th>sha256</th></tr>"
+    )
+    for call in view.calls:
+        for moved in call.files:
+            out.append(
+                f"<tr><td>{call.number}</td><td>{_e(moved.slot)}</td><td>{moved.kind}</td>"
+                f"<td><code>{_e(moved.local_path)}</code></td>"
+                f"<td><code>{_e(moved.remote_path)}</code></td><td>{moved.mode:o}</td>"
+                f"<td>{moved.content.get('size')}</td>"
+                f"<td><code>{_e(moved.content.get('sha256'))}</code></td></tr>"
+            )
+    out.append("</table><h2>Notes</h2><ul>")
+    for _, text, fields in view.notes:
+        extra = f" <code>{_e(fields)}</code>" if fields else ""
+        out.append(f"<li>{_e(text)}{extra}</li>")
+    out.append("</ul>")
+    if diff is not None:
+        verdict_text = "same" if diff.same else "different"
+        out.append(f"<h2>Compared with {_e(diff.b['run'])}: {verdict_text}</h2><pre>")
+        out.append(_e("\n".join(render_text(diff))))
+        out.append("</pre>")
+    out.append("</body></html>")
+    return "".join(out)
+
+
+def render_markdown(view: RunView, verdict: Verdict, diff: DiffResult | None = None) -> str:
+    def cell(value: Any) -> str:
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        return text.replace("|", "\\|").replace("\n", "⏎")
+
+    out = [f"# Run {view.run}", "", f"**{_integrity(verdict)}**", ""]
+    out += [f"- **{label}**: `{value}`" for label, value in _header(view, verdict)]
+    out += [
+        "",
+        "## Instances",
+        "",
+        "| slot | instance | image | type | ready | facts |",
+        "|---|---|---|---|---|---|",
+    ]
+    for slot, inst in sorted(view.instances.items()):
+        boot = format_duration((inst.ready_ns or inst.launched_ns) - inst.launched_ns)
+        out.append(
+            f"| {slot} | {', '.join(inst.instance_ids)} | {cell(inst.image_id)} | "
+            f"{cell(inst.instance_type)} | {boot} | {cell(inst.facts)} |"
+        )
+    out += [
+        "",
+        "## Calls",
+        "",
+        "| # | call | arguments | outcome | duration | per instance |",
+        "|---|---|---|---|---|---|",
+    ]
+    for call in view.calls:
+        outcome = call.outcome + (f": {call.error.get('type')}" if call.error else "")
+        out.append(
+            f"| {call.number} | {call.exp}.{call.method} | `{cell(call.args)}` | {outcome} | "
+            f"{format_duration(call.duration_ns)} | {cell(_outcomes(call))} |"
+        )
+    out += ["", "## Commands and outputs", ""]
+    for command in _command_rows(view):
+        out += [
+            f"### #{command.call} {command.slot}: `{cell(command.cmd)}` → exit "
+            f"{command.exit_code} in {format_duration(command.duration_ns)}",
+            "",
+            f"stdout (sha256 `{command.stdout.get('sha256')}`):",
+            "```",
+            _excerpt(command.stdout),
+            "```",
+            f"stderr (sha256 `{command.stderr.get('sha256')}`):",
+            "```",
+            _excerpt(command.stderr),
+            "```",
+            "",
+        ]
+    out += [
+        "## Files moved",
+        "",
+        "| # | instance | way | local | remote | size | sha256 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for call in view.calls:
+        for moved in call.files:
+            out.append(
+                f"| {call.number} | {moved.slot} | {moved.kind} | `{cell(moved.local_path)}` | "
+                f"`{cell(moved.remote_path)}` | {moved.content.get('size')} | "
+                f"`{moved.content.get('sha256')}` |"
+            )
+    out += ["", "## Notes", ""]
+    out += [
+        f"- {text}" + (f" `{cell(fields)}`" if fields else "") for _, text, fields in view.notes
+    ]
+    if diff is not None:
+        out += ["", f"## Compared with {diff.b['run']}", "", "```", *render_text(diff), "```"]
+    return "\n".join(out) + "\n"
+
+
+def write_report(run_dir: Path, out: Path, *, fmt: str = "html", vs: Path | None = None) -> Verdict:
+    """Write the report of ``run_dir`` to ``out``; return the run's verdict."""
+    if fmt not in ("html", "md"):
+        raise InvalidOption("format", fmt, ["html", "md"])
+    verdict = verify(run_dir)
+    view = load_run(run_dir, _events_until_damage(run_dir))
+    diff = None
+    if vs is not None:
+        other = verify(vs)
+        diff = diff_runs(
+            view,
+            load_run(vs, _events_until_damage(vs)),
+            digests=(verdict.digest, other.digest),
+        )
+    text = (
+        render_html(view, verdict, diff) if fmt == "html" else render_markdown(view, verdict, diff)
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    return verdict
