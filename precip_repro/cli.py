@@ -269,16 +269,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _intact_view(args: argparse.Namespace, spec: str) -> tuple[RunView, str | None]:
-    from precip_repro.runview import load_run
+    from precip_repro.runview import ViewBuilder
 
     run_dir = _store(args).resolve(spec)
-    verdict = verify(run_dir)
+    builder = ViewBuilder(run_dir)
+    verdict = verify(run_dir, observe=builder.add)  # one pass: checked and read together
     if verdict.state != "intact":
         raise _NotIntact(
             f"run {verdict.run} is {verdict.state}, not intact: {verdict.reason}; "
             f"`precip-repro verify {verdict.run}` says more"
         )
-    return load_run(run_dir), verdict.digest
+    return builder.build(), verdict.digest
 
 
 def cmd_diff(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from precip_repro.record.store import EVENTS
 
 __all__ = [
     "CallView",
+    "ViewBuilder",
     "CommandView",
     "FileView",
     "InstanceView",
@@ -26,10 +27,13 @@ __all__ = [
 ]
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def ts_ns(ts: str) -> int:
     """Nanoseconds since the epoch of a record timestamp."""
-    when = dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ")
-    return (when - dt.datetime(1970, 1, 1)) // dt.timedelta(microseconds=1) * 1000
+    when = dt.datetime.fromisoformat(ts)
+    return (when - _EPOCH) // dt.timedelta(microseconds=1) * 1000
 
 
 @attrs.define(kw_only=True)
@@ -117,31 +121,37 @@ class RunView:
         return {call.number: call for call in self.calls}
 
 
-def load_run(run_dir: Path, events: Iterable[Event] | None = None) -> RunView:
-    """Read a run's events into a :class:`RunView` (streams the log once)."""
-    started: dict[str, JSON] = {}
-    finished: dict[str, JSON] | None = None
-    experiments: dict[str, dict[str, JSON]] = {}
-    calls: dict[int, CallView] = {}
-    instances: dict[str, InstanceView] = {}
-    by_id: dict[str, InstanceView] = {}
-    notes: list[tuple[int, str, dict[str, JSON]]] = []
-    count = 0
-    first = last = 0
-    source = events if events is not None else LogReader(run_dir / EVENTS, run=run_dir.name)
-    for event in source:
-        count += 1
+class ViewBuilder:
+    """Builds a :class:`RunView` one event at a time (so that ``verify`` can feed it while it
+    checks the same events: one pass over a large log instead of two)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.started: dict[str, JSON] = {}
+        self.finished: dict[str, JSON] | None = None
+        self.experiments: dict[str, dict[str, JSON]] = {}
+        self.calls: dict[int, CallView] = {}
+        self.instances: dict[str, InstanceView] = {}
+        self.by_id: dict[str, InstanceView] = {}
+        self.notes: list[tuple[int, str, dict[str, JSON]]] = []
+        self.count = 0
+        self.first = 0
+        self.last = 0
+
+    def add(self, event: Event) -> None:
+        calls, instances, by_id = self.calls, self.instances, self.by_id
+        self.count += 1
         now = ts_ns(event.ts)
-        first = first or now
-        last = now
+        self.first = self.first or now
+        self.last = now
         data: dict[str, Any] = event.data
         kind = event.type
         if kind == "run.started":
-            started = data
+            self.started = data
         elif kind == "run.finished":
-            finished = data
+            self.finished = data
         elif kind == "experiment.created":
-            experiments[str(data.get("exp"))] = data
+            self.experiments[str(data.get("exp"))] = data
         elif kind == "call.started":
             number = int(data["call"])
             calls[number] = CallView(
@@ -224,17 +234,28 @@ def load_run(run_dir: Path, events: Iterable[Event] | None = None) -> RunView:
                     )
                 )
         elif kind == "note":
-            notes.append((now, str(data.get("text")), dict(data.get("fields") or {})))
-    return RunView(
-        run=str(started.get("run") or run_dir.name),
-        path=run_dir,
-        started=started,
-        finished=finished,
-        experiments=experiments,
-        calls=[calls[number] for number in sorted(calls)],
-        instances=instances,
-        notes=notes,
-        events=count,
-        first_ns=first,
-        last_ns=last,
-    )
+            self.notes.append((now, str(data.get("text")), dict(data.get("fields") or {})))
+
+    def build(self) -> RunView:
+        return RunView(
+            run=str(self.started.get("run") or self.run_dir.name),
+            path=self.run_dir,
+            started=self.started,
+            finished=self.finished,
+            experiments=self.experiments,
+            calls=[self.calls[number] for number in sorted(self.calls)],
+            instances=self.instances,
+            notes=self.notes,
+            events=self.count,
+            first_ns=self.first,
+            last_ns=self.last,
+        )
+
+
+def load_run(run_dir: Path, events: Iterable[Event] | None = None) -> RunView:
+    """Read a run's events into a :class:`RunView` (streams the log once)."""
+    builder = ViewBuilder(run_dir)
+    source = events if events is not None else LogReader(run_dir / EVENTS, run=run_dir.name)
+    for event in source:
+        builder.add(event)
+    return builder.build()

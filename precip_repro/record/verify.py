@@ -20,7 +20,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
@@ -60,6 +60,20 @@ log = get_logger(__name__)
 
 EXIT_STATUS: Final = {"intact": 0, "corrupt": 1, "open": 3, "abandoned": 3}
 _BLOB_KEYS: Final = frozenset({"sha256", "size", "text", "withheld"})
+_NO_REFS: Final = frozenset(
+    {
+        "experiment.created",
+        "call.started",
+        "call.finished",
+        "call.failed",
+        "instance.launched",
+        "instance.ready",
+        "instance.terminating",
+        "instance.terminated",
+    }
+)
+"""v1 types whose data never holds a blob reference (user arguments and results are not
+blobs, however they look)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -115,20 +129,40 @@ def _as_ref(value: dict[str, Any]) -> BlobRef | None:
         return None  # shaped like a reference, but its sha256 is not 64 hex digits
 
 
-def blob_refs(data: JSON) -> Iterator[BlobRef]:
-    """Every blob reference in an event's data, whatever the event type."""
+def _ref_dicts(data: JSON) -> Iterator[dict[str, Any]]:
+    """Every dict in ``data`` shaped like a blob reference."""
     stack: list[Any] = [data]
     while stack:
         value = stack.pop()
         if isinstance(value, dict):
-            ref = _as_ref(value)
-            if ref is not None:
-                if ref.withheld is None:  # a withheld blob was never stored: nothing to check
-                    yield ref
+            if "sha256" in value and "size" in value and value.keys() <= _BLOB_KEYS:
+                yield value
             else:
                 stack.extend(value.values())
         elif isinstance(value, list):
             stack.extend(value)
+
+
+def blob_refs(data: JSON) -> Iterator[BlobRef]:
+    """Every blob reference in an event's data, whatever the event type."""
+    for candidate in _ref_dicts(data):
+        ref = _as_ref(candidate)
+        if ref is not None and ref.withheld is None:
+            yield ref  # a withheld blob was never stored: nothing to check
+
+
+def _may_hold_refs(data: dict[str, Any]) -> bool:
+    # Most events (call.started, call.finished …) hold no reference: skip the walk for them.
+    stack: list[Any] = list(data.values())
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            if "sha256" in value:
+                return True
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
 
 
 class _BlobChecker:
@@ -136,18 +170,30 @@ class _BlobChecker:
 
     def __init__(self, store: BlobStore, *, workers: int) -> None:
         self._store = store
-        self._seen: set[tuple[str, int, bool]] = set()
+        self._seen: set[tuple[Any, ...]] = set()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify-blob")
         self._pending: collections.deque[tuple[Future[None], int]] = collections.deque()
         self._limit = workers * 4
         self.failures: list[tuple[int, BlobCorrupted]] = []
         self.checked = 0
 
-    def submit(self, ref: BlobRef, seq: int) -> None:
-        key = (ref.sha256, ref.size, ref.text is not None)
+    def offer(self, candidate: dict[str, Any], seq: int) -> None:
+        """Check a reference-shaped dict unless the same reference was checked already."""
+        key = (
+            candidate.get("sha256"),
+            candidate.get("size"),
+            candidate.get("text") is not None,
+            candidate.get("withheld") is not None,
+        )
         if key in self._seen:
             return
+        ref = _as_ref(candidate)
+        if ref is None or ref.withheld is not None:
+            return
         self._seen.add(key)
+        self._submit(ref, seq)
+
+    def _submit(self, ref: BlobRef, seq: int) -> None:
         self.checked += 1
         if ref.text is not None:
             self._check(ref, seq)
@@ -192,11 +238,13 @@ def verify(
     digest: str | None = None,
     check_blobs: bool = True,
     workers: int | None = None,
+    observe: Callable[[Event], None] | None = None,
     _ignore_lock: bool = False,
 ) -> Verdict:
     """Check a run's log, checkpoint and blobs; return a :class:`Verdict`.
 
-    ``digest``, when given, must equal the run's digest for it to be ``intact``.
+    ``digest``, when given, must equal the run's digest for it to be ``intact``. ``observe``
+    is called with each intact event, so a caller can read the run in the same pass.
     Raises :class:`~precip_repro.exceptions.UnsupportedVersion` for a format this version
     cannot read; every other problem is a state of the verdict.
     """
@@ -242,9 +290,11 @@ def verify(
             if isinstance(payload, RunFinished):
                 _check_finished(event, payload, run_id)
                 finished = payload
-            if check_blobs:
-                for ref in blob_refs(event.data):
-                    checker.submit(ref, event.seq)
+            if observe is not None:
+                observe(event)
+            if check_blobs and event.type not in _NO_REFS and _may_hold_refs(event.data):
+                for candidate in _ref_dicts(event.data):
+                    checker.offer(candidate, event.seq)
     except RecordCorrupted as exc:
         problem = exc
     finally:

@@ -1,0 +1,129 @@
+"""diff and report over large runs. Not a test: prints figures.
+
+1. ``precip-repro diff`` of two 100,000-event runs (verifying both, as the command does),
+   in a fresh process: wall time and peak RSS. Targets: < 2 s and < 200 MB. The in-process
+   cost of ``diff_runs`` alone is printed too.
+2. ``precip-repro report`` of a run of 10,000 commands: wall time (target < 5 s).
+
+Usage: python bench/diff.py [--events N] [--commands N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _common import scratch  # type: ignore[import-not-found]
+
+
+def record(store: Path, events: int, *, variant: int) -> str:
+    from precip_repro.record import Run, RunStore
+    from precip_repro.record.events import (
+        CallFinished,
+        CallStarted,
+        CommandFinished,
+        InstanceLaunched,
+        InstanceReady,
+    )
+
+    run = Run.open(RunStore(store), name=f"big-{variant}")
+    ids = [f"i-{variant:04d}{n:012d}" for n in range(2)]
+    run.append(CallStarted(call=1, exp="e1", method="provision", args={"image_id": "default"}))
+    for n, instance_id in enumerate(ids):
+        run.append(
+            InstanceLaunched(
+                call=1, exp="e1", slot=f"e1.p1.{n}", instance_id=instance_id,
+                image_id="default", instance_type="m1.small", tags=["precip"],
+            )
+        )  # fmt: skip
+        run.append(
+            InstanceReady(
+                slot=f"e1.p1.{n}", instance_id=instance_id, facts={"cpus": 2},
+                public_address=f"127.{130 + variant}.0.{n + 2}",
+                private_address=f"127.{130 + variant}.0.{n + 2}",
+            )
+        )  # fmt: skip
+    run.append(CallFinished(call=1, result=ids, duration_ns=1))
+    call = 1
+    while run.events < events - 4:
+        call += 1
+        cmd = f"step {call} on $(hostname)"
+        run.append(CallStarted(call=call, exp="e1", method="run", args={"cmd": cmd, "tags": []}))
+        slot = call % 2
+        out = run.add_blob(f"{ids[slot]} did step {call}\n".encode(), inline=True)
+        run.append(
+            CommandFinished(
+                call=call, slot=f"e1.p1.{slot}", instance_id=ids[slot], user="root", cmd=cmd,
+                exit_code=0, stdout=out, stderr=run.add_blob(b"", inline=True),
+                duration_ns=2_000_000 + (call * 7919) % 1_000_000,
+            )
+        )  # fmt: skip
+        run.append(CallFinished(call=call, result={"exit_codes": [0]}, duration_ns=3_000_000))
+    run.finish()
+    return run.id
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--commands", type=int, default=10_000)
+    args = parser.parse_args()
+    root = scratch()
+    store = root / "records"
+    try:
+        a = record(store, args.events, variant=1)
+        b = record(store, args.events, variant=2)
+        code = (
+            "import sys, time\n"
+            "from precip_repro.cli import main\n"
+            "start = time.perf_counter()\n"
+            "status = main(['--records', sys.argv[1], 'diff', sys.argv[2], sys.argv[3]])\n"
+            "elapsed = time.perf_counter() - start\n"
+            "hwm = next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+            "print('BENCH', status, elapsed, hwm, file=sys.stderr)\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(store), a, b],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        line = next(x for x in done.stderr.splitlines() if x.startswith("BENCH"))
+        _, status, elapsed, hwm = line.split()
+        assert status == "0", done.stdout[-2000:]
+
+        from precip_repro.diff import diff_runs
+        from precip_repro.runview import load_run
+
+        start = time.perf_counter()
+        view_a, view_b = load_run(store / a), load_run(store / b)
+        loaded = time.perf_counter() - start
+        start = time.perf_counter()
+        result = diff_runs(view_a, view_b)
+        compared = time.perf_counter() - start
+        assert result.same
+        print(
+            f"diff of two {args.events:,}-event runs (the CLI, verifying both): "
+            f"{float(elapsed):.2f} s (target < 2 s), peak RSS {int(hwm) / 1024:.0f} MB "
+            f"(target < 200 MB); in process: load {loaded:.2f} s + compare {compared:.2f} s"
+        )
+
+        from precip_repro.report import write_report
+
+        c = record(store, args.commands * 3 + 6, variant=3)
+        start = time.perf_counter()
+        write_report(store / c, root / "report.html")
+        rendered = time.perf_counter() - start
+        size = (root / "report.html").stat().st_size
+        print(
+            f"report of a run of {args.commands:,} commands: {rendered:.2f} s (target < 5 s), "
+            f"{size / 1e6:.1f} MB of HTML"
+        )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""diff: volatile values normalised, calls aligned by sequence, instances by slot — and each
+kind of change reported, and nothing else."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+import pytest
+
+from precip_repro.cli import main
+from precip_repro.diff import diff_runs
+from precip_repro.record import Run, RunStore
+from precip_repro.record.events import (
+    CallFinished,
+    CallStarted,
+    CloudInfo,
+    CommandFinished,
+    ExperimentCreated,
+    FilePut,
+    InstanceLaunched,
+    InstanceReady,
+)
+from precip_repro.runview import load_run
+
+
+def synthetic(store: RunStore, **change: Any) -> Run:
+    """A run of a small experiment; every volatile value (ids, addresses, temp paths) fresh."""
+    ids = [f"i-{secrets.token_hex(8)}" for _ in range(2)]
+    block = f"127.{secrets.randbelow(100) + 128}.{secrets.randbelow(250)}"
+    addrs = [f"{block}.2", f"{block}.3"]
+    run = Run.open(store, name="synthetic")
+    run.append(ExperimentCreated(exp="e1", name="synthetic", cloud=CloudInfo(kind="local")))
+    call = 0
+
+    def started(method: str, args: dict[str, Any]) -> int:
+        nonlocal call
+        call += 1
+        run.append(CallStarted(call=call, exp="e1", method=method, args=args))
+        return call
+
+    image = change.get("image", "default")
+    itype = change.get("instance_type", "m1.small")
+    number = started("provision", {"image_id": image, "instance_type": itype, "count": 2})
+    for index, instance_id in enumerate(ids):
+        run.append(
+            InstanceLaunched(
+                call=number, exp="e1", slot=f"e1.p1.{index}", instance_id=instance_id,
+                image_id=image, instance_type=itype, tags=["precip", instance_id],
+            )
+        )  # fmt: skip
+    run.append(CallFinished(call=number, result=ids, duration_ns=1000))
+    number = started("wait", {"tags": [], "timeout": 600})
+    for index, instance_id in enumerate(ids):
+        cpus = change.get("cpus", 2) if index == 1 else 2
+        run.append(
+            InstanceReady(
+                slot=f"e1.p1.{index}", instance_id=instance_id, public_address=addrs[index],
+                private_address=addrs[index], host_key=f"SHA256:{secrets.token_hex(4)}",
+                facts={"cpus": cpus, "uname": "Linux 6.1", "hostname": instance_id},
+            )
+        )  # fmt: skip
+    run.append(CallFinished(call=number, result=ids, duration_ns=1000))
+    if change.get("extra_list"):
+        number = started("list", {"tags": []})
+        run.append(CallFinished(call=number, result=[{"id": i} for i in ids], duration_ns=10))
+    number = started("get_private_hostnames", {"tags": []})
+    run.append(CallFinished(call=number, result=addrs, duration_ns=10))
+    if not change.get("drop_put"):
+        number = started("put", {"tags": [], "local_path": "data.txt", "remote_path": "/srv/d"})
+        content = run.add_blob(change.get("file", b"line one\nline two\n"))
+        for index, instance_id in enumerate(ids):
+            run.append(
+                FilePut(
+                    call=number, slot=f"e1.p1.{index}", instance_id=instance_id, user="root",
+                    local_path="data.txt", remote_path="/srv/d", mode=0o644, content=content,
+                )
+            )  # fmt: skip
+        run.append(CallFinished(call=number, result=ids, duration_ns=10))
+    cmd = f"worker --master {addrs[0]}"
+    number = started("run", {"tags": [], "cmd": cmd, "user": "root"})
+    for index, instance_id in enumerate(ids):
+        stdout = change.get("stdout", "joined {addr}\n") if index == 1 else "joined {addr}\n"
+        code = change.get("exit_code", 0) if index == 1 else 0
+        run.append(
+            CommandFinished(
+                call=number, slot=f"e1.p1.{index}", instance_id=instance_id, user="root",
+                cmd=cmd, exit_code=code,
+                stdout=run.add_blob(stdout.format(addr=addrs[0]).encode(), inline=True),
+                stderr=run.add_blob(b"", inline=True), duration_ns=2_000_000,
+            )
+        )  # fmt: skip
+    run.append(CallFinished(call=number, result={"exit_codes": [0, 0]}, duration_ns=3))
+    run.finish()
+    return run
+
+
+def kinds(store: RunStore, a: Run, b: Run) -> set[tuple[str, ...]]:
+    result = diff_runs(load_run(a.path), load_run(b.path))
+    found: set[tuple[str, ...]] = {
+        ("step", d["kind"]) for step in result.steps for d in step.differences
+    }
+    found |= {("only_in_a", c["method"]) for c in result.only_in_a}
+    found |= {("only_in_b", c["method"]) for c in result.only_in_b}
+    found |= {("instance", d["kind"]) for i in result.instances for d in i["differences"]}
+    return found
+
+
+def test_two_runs_differing_only_in_volatile_values_are_the_same(store):
+    assert kinds(store, synthetic(store), synthetic(store)) == set()
+
+
+def test_a_run_diffed_with_itself_reports_nothing(store, capsys):
+    run = synthetic(store)
+    assert main(["--records", str(store.root), "diff", run.id, run.id]) == 0
+    assert "same" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"stdout": "refused {addr}\n"}, {("step", "stdout")}),
+        ({"exit_code": 7}, {("step", "exit_code")}),
+        ({"file": b"line one\nline 2\n"}, {("step", "file")}),
+        ({"image": "/images/other"}, {("instance", "image")}),
+        ({"instance_type": "m1.large"}, {("instance", "instance_type")}),
+        ({"cpus": 8}, {("instance", "fact")}),
+        ({"extra_list": True}, {("only_in_b", "list")}),
+        ({"drop_put": True}, {("only_in_b", "put")}),
+    ],
+)
+def test_each_change_is_reported_and_nothing_else(store, change, expected):
+    base = synthetic(store)
+    changed = synthetic(store, **change)
+    if change.get("drop_put"):
+        base, changed = changed, base  # the put is missing from a
+        expected = {("only_in_b", "put")}
+    assert kinds(store, base, changed) == expected
+
+
+def test_an_extra_call_in_the_middle_shifts_no_other_step(store):
+    a, b = synthetic(store), synthetic(store, extra_list=True)
+    result = diff_runs(load_run(a.path), load_run(b.path))
+    pairs = [(s.a_call, s.b_call, s.method) for s in result.steps]
+    assert pairs == [
+        (1, 1, "provision"), (2, 2, "wait"), (3, 4, "get_private_hostnames"),
+        (4, 5, "put"), (5, 6, "run"),
+    ]  # fmt: skip
+    assert all(not s.differences for s in result.steps)
+
+
+def test_a_changed_output_shows_a_unified_diff_of_normalised_text(store):
+    a, b = synthetic(store), synthetic(store, stdout="refused {addr}\n")
+    result = diff_runs(load_run(a.path), load_run(b.path))
+    (found,) = [d for s in result.steps for d in s.differences]
+    assert found["slot"] == "e1.p1.1"
+    assert "-joined {e1.p1.0.address}" in found["diff"]
+    assert "+refused {e1.p1.0.address}" in found["diff"]
+
+
+def test_json_output_is_the_documented_structure_and_exit_1(store, capsys):
+    a, b = synthetic(store), synthetic(store, exit_code=3)
+    code = main(["--records", str(store.root), "diff", "--json", a.id, b.id])
+    assert code == 1
+    result = json.loads(capsys.readouterr().out)
+    assert result["version"] == 1 and result["same"] is False
+    assert result["a"] == {"run": a.id, "digest": a.digest}
+    (step,) = result["steps"]
+    assert step["method"] == "run"
+    assert step["differences"] == [{"kind": "exit_code", "slot": "e1.p1.1", "a": 0, "b": 3}]
+    assert result["only_in_a"] == result["only_in_b"] == result["instances"] == []
+
+
+def test_a_run_that_is_not_intact_exits_3(store, capsys):
+    a, b = synthetic(store), synthetic(store)
+    log = b.path / "events.jsonl"
+    log.chmod(0o644)
+    data = bytearray(log.read_bytes())
+    data[100] ^= 1
+    log.write_bytes(bytes(data))
+    assert main(["--records", str(store.root), "diff", a.id, b.id]) == 3
+    assert "not intact" in capsys.readouterr().err
+    assert main(["--records", str(store.root), "diff", a.id, "nope"]) == 2
+
+
+def test_durations_outside_the_tolerance_are_reported(store, local_experiment):
+    from precip_repro import finish_run
+
+    runs = []
+    for seconds in ("0.1", "1.6"):
+        exp = local_experiment("sleepy")
+        exp.provision("default")
+        exp.wait()
+        exp.run([], "sleep $1 2>/dev/null || sleep " + seconds)
+        exp.deprovision()
+        runs.append(exp.run_path)
+        finish_run()
+    a, b = (load_run(path) for path in runs)
+    result = diff_runs(a, b)
+    found = [d["kind"] for s in result.steps for d in s.differences]
+    assert "command" in found  # the commands themselves differ (the seconds)
+    assert "duration" in found
+    assert not [d for s in diff_runs(a, b, tolerance=100).steps for d in s.differences
+                if d["kind"] == "duration"]  # fmt: skip
+
+
+def test_two_real_runs_of_the_pool_example_are_the_same(store, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).parent.parent / "examples" / "condor_pool.py"
+    env = dict(os.environ, PRECIP_RECORDS=str(store.root))
+    for _ in range(2):
+        done = subprocess.run([sys.executable, str(example)], env=env, capture_output=True)
+        assert done.returncode == 0, done.stderr
+    a, b = (load_run(path) for path in store.run_dirs())
+    assert a.instances["e1.p1.0"].public_address != b.instances["e1.p1.0"].public_address
+    result = diff_runs(a, b)
+    assert result.same, result.to_json()

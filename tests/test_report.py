@@ -1,0 +1,92 @@
+"""report: one self-contained HTML file (or Markdown) a reviewer can trust the header of."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from pathlib import Path
+
+from precip_repro.cli import main
+from precip_repro.report import write_report
+from precip_repro.runview import load_run
+from tests.test_diff import synthetic
+
+
+class Collect(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self.open: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag not in ("meta", "br"):
+            self.open.append(tag)
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_endtag(self, tag):
+        assert self.open and self.open[-1] == tag, (tag, self.open[-5:])
+        self.open.pop()
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(path: Path) -> Collect:
+    parser = Collect()
+    parser.feed(path.read_text())
+    parser.close()
+    return parser
+
+
+def test_the_html_report_holds_every_command_output_and_lane(store, tmp_path):
+    run = synthetic(store)
+    out = tmp_path / "r.html"
+    assert write_report(run.path, out).state == "intact"
+    page = parse(out)
+    assert page.open == []  # well formed
+    text = "".join(page.text)
+    view = load_run(run.path)
+    commands = [c for call in view.calls for c in call.commands]
+    assert len(commands) == 2
+    for command in commands:
+        assert command.cmd in text
+        assert str(command.stdout["text"]) in text
+        assert str(command.stdout["sha256"]) in text
+    lanes = [attrs for tag, attrs in page.tags if tag == "g" and attrs.get("class") == "lane"]
+    assert sorted(str(a["data-slot"]) for a in lanes) == sorted(view.instances)
+    assert "INTACT" in text and run.digest in text
+    source = out.read_text()
+    assert "http://" not in source.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "<script" not in source and "<link" not in source  # nothing fetched
+
+
+def test_a_tampered_run_says_so_in_its_header(store, tmp_path):
+    run = synthetic(store)
+    blob = next(p for p in (run.path / "objects").rglob("*") if p.is_file())
+    blob.chmod(0o644)
+    blob.write_bytes(b"tampered")
+    out = tmp_path / "r.html"
+    assert write_report(run.path, out).state == "corrupt"
+    page = parse(out)
+    banner = next(a for tag, a in page.tags if a.get("id") == "integrity")
+    assert "corrupt" in (banner.get("class") or "")
+    assert "CORRUPT — this record was altered or damaged" in "".join(page.text)
+
+
+def test_a_report_with_vs_renders_the_diff_and_markdown_has_the_facts(store, tmp_path, capsys):
+    a, b = synthetic(store), synthetic(store, exit_code=4)
+    code = main(["--records", str(store.root), "report", b.id, "--vs", a.id])
+    assert code == 0
+    html_path = store.root / "reports" / f"{b.id}.html"
+    assert str(html_path) in capsys.readouterr().out
+    assert "exit_code" in html_path.read_text()
+    md = tmp_path / "r.md"
+    assert (
+        main(["--records", str(store.root), "report", b.id, "--format", "md", "-o", str(md)]) == 0
+    )
+    text = md.read_text()
+    assert "**INTACT" in text and "worker --master" in text and "e1.p1.1" in text
+    assert "<svg" not in text
