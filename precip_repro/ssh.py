@@ -122,7 +122,7 @@ class Connection:
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             chan = self.transport.open_session(timeout=30)
-        except (paramiko.SSHException, OSError) as exc:
+        except (paramiko.SSHException, OSError, EOFError) as exc:
             raise self._unreachable(f"could not open a session: {exc}") from exc
         out, err = bytearray(), bytearray()
         try:
@@ -154,8 +154,11 @@ class Connection:
                 if chan.closed:
                     break
                 chan.status_event.wait(0.5)
+            if not chan.exit_status_ready() and not self.transport.is_active():
+                raise self._unreachable(f"the connection was lost while running {cmd!r}")
+            # No exit status on a live connection: the command died of a signal.
             exit_code = chan.recv_exit_status() if chan.exit_status_ready() else None
-        except (paramiko.SSHException, OSError) as exc:
+        except (paramiko.SSHException, OSError, EOFError) as exc:
             raise self._unreachable(f"the connection broke while running {cmd!r}: {exc}") from exc
         finally:
             chan.close()
@@ -173,7 +176,7 @@ class Connection:
                     self._sftp = paramiko.SFTPClient.from_transport(
                         self.transport, window_size=WINDOW, max_packet_size=PACKET
                     )
-                except (paramiko.SSHException, OSError) as exc:
+                except (paramiko.SSHException, OSError, EOFError) as exc:
                     raise self._unreachable(f"SFTP is not available: {exc}") from exc
                 if self._sftp is None:  # pragma: no cover - paramiko returns None on failure
                     raise self._unreachable("SFTP is not available")
@@ -192,6 +195,8 @@ class Connection:
                         on_chunk(chunk)  # first: a recorder hashes it while it is sent
                     dst.write(chunk)
             sftp.chmod(remote, mode)
+        except (paramiko.SSHException, EOFError) as exc:
+            raise self._unreachable(f"the connection broke while putting {remote}: {exc}") from exc
         except OSError as exc:
             if isinstance(exc, FileNotFoundError) or exc.errno == errno.ENOENT:
                 raise RemoteFileMissing(
@@ -208,6 +213,8 @@ class Connection:
         sftp = self.sftp()
         try:
             attributes = sftp.stat(remote)
+        except (paramiko.SSHException, EOFError) as exc:
+            raise self._unreachable(f"the connection broke: {exc}") from exc
         except OSError as exc:
             if isinstance(exc, FileNotFoundError) or exc.errno == errno.ENOENT:
                 raise RemoteFileMissing(
@@ -230,6 +237,8 @@ class Connection:
                         on_chunk(chunk)
             tmp.chmod(mode)
             tmp.replace(local)
+        except (paramiko.SSHException, EOFError) as exc:
+            raise self._unreachable(f"the connection broke while getting {remote}: {exc}") from exc
         finally:
             tmp.unlink(missing_ok=True)
         return mode
