@@ -5,6 +5,7 @@ The names below are the whole public surface; everything else may change without
 
 from __future__ import annotations
 
+from precip_repro.diff import DiffResult, diff_runs, render_text
 from precip_repro.exceptions import (
     AmbiguousRun,
     BlobCorrupted,
@@ -39,6 +40,7 @@ from precip_repro.experiments import (
     NimbusExperiment,
     OpenStackExperiment,
 )
+from precip_repro.normalize import Normalizer, instance_names
 from precip_repro.record import (
     FORMAT_VERSION,
     BlobRef,
@@ -51,8 +53,10 @@ from precip_repro.record import (
     recover,
     verify,
 )
+from precip_repro.record.events import ReplayOf, ReplayStep
 from precip_repro.record.recorder import tool_version as _tool_version
-from precip_repro.session import current_run, finish_run
+from precip_repro.runview import RunView, load_run
+from precip_repro.session import current_run, finish_run, session
 
 __version__ = _tool_version()
 
@@ -63,6 +67,7 @@ __all__ = [
     "CloudError",
     "CommandFailed",
     "CommandTimeout",
+    "DiffResult",
     "EC2Experiment",
     "EucalyptusExperiment",
     "Event",
@@ -79,17 +84,21 @@ __all__ = [
     "LocalFileMissing",
     "LogReader",
     "NimbusExperiment",
+    "Normalizer",
     "OpenStackExperiment",
     "RecordCorrupted",
     "RecordError",
     "RecordIncomplete",
     "Recovery",
     "RemoteFileMissing",
+    "ReplayOf",
+    "ReplayStep",
     "Run",
     "RunFinished",
     "RunLocked",
     "RunNotFound",
     "RunStore",
+    "RunView",
     "UnrecordableValue",
     "UnsupportedUser",
     "UnsupportedVersion",
@@ -97,7 +106,12 @@ __all__ = [
     "WaitTimeout",
     "__version__",
     "current_run",
+    "diff_runs",
     "finish_run",
+    "instance_names",
+    "load_run",
     "recover",
+    "render_text",
+    "session",
     "verify",
 ]

@@ -582,6 +582,20 @@ class Experiment:
 
     # -- listing ----------------------------------------------------------------------------
 
+    @property
+    def slots(self) -> dict[str, dict[str, Any]]:
+        """The live instances by slot (id, addresses, hostnames), without recording a call:
+        for tools such as replay that need what ``list()`` knows without adding a step."""
+        with self._lock:
+            return {
+                inst.slot: {
+                    **inst.as_dict(),
+                    "public_hostname": inst.public_hostname,
+                    "private_hostname": inst.private_hostname,
+                }
+                for inst in self._instances
+            }
+
     def list(self, tags: Sequence[str] | None = None) -> builtins.list[dict[str, Any]]:
         """The matching instances as dicts (``id``, addresses, ``tags``, ``slot`` …)."""
         tags = _as_tags(tags)

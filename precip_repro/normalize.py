@@ -14,7 +14,7 @@ from typing import Final
 from precip_repro.record.canonical import JSON
 from precip_repro.runview import RunView
 
-__all__ = ["Normalizer"]
+__all__ = ["Normalizer", "instance_names"]
 
 _TIMESTAMP: Final = re.compile(
     r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?"
@@ -30,34 +30,65 @@ def _bounded(value: str) -> str:
     return rf"(?<![\w-]){re.escape(value)}(?![\w-])"
 
 
+def instance_names(
+    slot: str,
+    instance_ids: list[str],
+    *,
+    public_address: str | None,
+    private_address: str | None,
+    public_hostname: str | None,
+    private_hostname: str | None,
+) -> dict[str, str]:
+    """The volatile values of one instance, each with its stable name."""
+    names: dict[str, str] = {instance_id: f"{{{slot}}}" for instance_id in instance_ids}
+    if public_address and public_address == private_address:
+        names[public_address] = f"{{{slot}.address}}"
+    else:
+        if public_address:
+            names[public_address] = f"{{{slot}.public_address}}"
+        if private_address:
+            names[private_address] = f"{{{slot}.private_address}}"
+    for label, hostname in (
+        ("public_hostname", public_hostname),
+        ("private_hostname", private_hostname),
+    ):
+        if hostname and hostname not in names:
+            names[hostname] = f"{{{slot}.{label}}}"
+    return names
+
+
 class Normalizer:
     """Replaces one run's volatile values by stable names."""
 
     def __init__(self, view: RunView) -> None:
         names: dict[str, str] = {}
         for slot, inst in view.instances.items():
-            for instance_id in inst.instance_ids:
-                names[instance_id] = f"{{{slot}}}"
-            public, private = inst.public_address, inst.private_address
-            if public and public == private:
-                names[public] = f"{{{slot}.address}}"
-            else:
-                if public:
-                    names[public] = f"{{{slot}.public_address}}"
-                if private:
-                    names[private] = f"{{{slot}.private_address}}"
-            for label, hostname in (
-                ("public_hostname", inst.public_hostname),
-                ("private_hostname", inst.private_hostname),
-            ):
-                if hostname and hostname not in names:
-                    names[hostname] = f"{{{slot}.{label}}}"
+            names.update(
+                instance_names(
+                    slot,
+                    inst.instance_ids,
+                    public_address=inst.public_address,
+                    private_address=inst.private_address,
+                    public_hostname=inst.public_hostname,
+                    private_hostname=inst.private_hostname,
+                )
+            )
         for call in view.calls:
             for moved in call.files:
                 if moved.temporary:
                     names[moved.remote_path] = "{tmp}"
         if view.run:
             names[view.run] = "{run}"
+        self._compile(names)
+
+    @classmethod
+    def from_names(cls, names: dict[str, str]) -> Normalizer:
+        """A normaliser from value → name pairs already known (e.g. of a run in progress)."""
+        normalizer = cls.__new__(cls)
+        normalizer._compile(names)
+        return normalizer
+
+    def _compile(self, names: dict[str, str]) -> None:
         self.names = names
         if names:
             # Longest first; an address must not match inside a longer one (127.0.0.4/45).

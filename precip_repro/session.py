@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from precip_repro.logs import get_logger
+from precip_repro.record.events import ReplayOf
 from precip_repro.record.recorder import Run
 from precip_repro.record.redact import Redactor
 from precip_repro.record.store import RunStore
@@ -46,6 +47,8 @@ class Session:
         self.script: Path | None = None
         self.argv: list[str] | None = None
         self.detect_script = True
+        self.replay_of: ReplayOf | None = None
+        self.mapping: bytes | None = None
         """Take ``sys.argv[0]`` as the experiment script when it is a file."""
 
     def register(self, experiment: Experiment) -> None:
@@ -84,7 +87,14 @@ class Session:
             ):
                 script = Path(sys.argv[0])
             run_name = script.stem if script is not None else name
-            self.run = Run.open(store, name=run_name, script=script, argv=self.argv)
+            self.run = Run.open(
+                store,
+                name=run_name,
+                script=script,
+                argv=self.argv,
+                replay_of=self.replay_of,
+                mapping=self.mapping,
+            )
             self._exp_count = 0
             self._call_count = 0
             self.status = None

@@ -45,6 +45,7 @@ __all__ = [
     "PAYLOADS",
     "Payload",
     "ReplayOf",
+    "ReplayStep",
     "RunFinished",
     "RunStarted",
     "converter",
@@ -184,6 +185,8 @@ class RunStarted(Payload):
     script_path: str | None = None
     git_commit: str | None = None
     replay_of: ReplayOf | None = None
+    mapping: BlobRef | None = None
+    """A replay's mapping file, as given."""
 
 
 @attrs.frozen(kw_only=True)
@@ -321,6 +324,19 @@ class RunFinished(Payload):
     recovered: dict[str, JSON] | None = None
 
 
+@attrs.frozen(kw_only=True)
+class ReplayStep(Payload):
+    """A replay's verdict on one recorded call: ``reproduced`` or ``diverged``."""
+
+    TYPE: ClassVar[str] = "replay.step"
+    source_call: int
+    call: int | None
+    exp: str
+    method: str
+    verdict: str
+    differences: list[dict[str, JSON]] = attrs.field(factory=list)
+
+
 PAYLOADS: Final[Mapping[str, type[Payload]]] = {
     cls.TYPE: cls
     for cls in (
@@ -338,6 +354,7 @@ PAYLOADS: Final[Mapping[str, type[Payload]]] = {
         CallFailed,
         Note,
         RunFinished,
+        ReplayStep,
     )
 }
 """Every v1 event type and its payload class."""

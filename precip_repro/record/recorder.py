@@ -115,6 +115,7 @@ class Run:
         script: Path | None = None,
         argv: list[str] | None = None,
         replay_of: ReplayOf | None = None,
+        mapping: bytes | None = None,
     ) -> Run:
         """Create a new run in ``store`` and write its ``run.started``.
 
@@ -127,6 +128,7 @@ class Run:
         journal = Journal.create(path / EVENTS, run=run_id)
         run = cls(run_id, path, journal)
         script_ref = run.blobs.put_file(script) if script is not None else None
+        mapping_ref = run.blobs.put_bytes(mapping) if mapping is not None else None
         started = RunStarted(
             run=run_id,
             tool_version=tool_version(),
@@ -142,6 +144,7 @@ class Run:
             if script is not None
             else _git_commit(Path.cwd()),
             replay_of=replay_of,
+            mapping=mapping_ref,
         )
         run._started_ns = time.monotonic_ns()
         run.append(started)

@@ -88,7 +88,7 @@ def test_every_type_in_the_table_has_a_payload_class():
         "run.started", "experiment.created", "call.started", "instance.launched",
         "instance.ready", "command.finished", "file.put", "file.got",
         "instance.terminating", "instance.terminated", "call.finished", "call.failed",
-        "note", "run.finished",
+        "note", "run.finished", "replay.step",
     }  # fmt: skip
 
 
