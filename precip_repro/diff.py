@@ -29,6 +29,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Iterator
+from pathlib import PurePath
 from typing import Any, Final
 
 import attrs
@@ -101,8 +102,8 @@ class _Side:
         self.blobs = BlobStore(view.path / OBJECTS, run=view.run)
 
     def key(self, call: CallView) -> str:
-        args = {k: v for k, v in call.args.items() if not _placed(call, k)}
-        return json.dumps([call.exp, call.method, self.norm.json(args)], sort_keys=True)
+        args = {k: _arg(self, k, v) for k, v in call.args.items() if not _placed(call, k)}
+        return json.dumps([call.exp, call.method, args], sort_keys=True)
 
     def text_of(self, ref: dict[str, JSON]) -> str | None:
         """The normalised text of a blob, when it is text and small enough; else None."""
@@ -116,6 +117,17 @@ class _Side:
             return self.norm.text(raw.decode("utf-8"))
         except (UnicodeDecodeError, OSError, ValueError):
             return None
+
+
+_LOCAL_PATHS: Final = frozenset({"local_path", "local_script"})
+
+
+def _arg(side: _Side, key: str, value: JSON) -> JSON:
+    # A local path is where a file sat on the machine that ran the script — a replay writes
+    # the recorded file elsewhere; what moved is compared by content, in the file events.
+    if key in _LOCAL_PATHS and isinstance(value, str):
+        return PurePath(value).name
+    return side.norm.json(value)
 
 
 def _placed(call: CallView, key: str) -> bool:
@@ -175,8 +187,8 @@ def _files(side: _Side, call: CallView) -> dict[tuple[str, str, str], FileView]:
 def _compare_step(
     a: _Side, b: _Side, ca: CallView, cb: CallView, tolerance: float
 ) -> Iterator[dict[str, Any]]:
-    args_a = {k: a.norm.json(v) for k, v in ca.args.items() if not _placed(ca, k)}
-    args_b = {k: b.norm.json(v) for k, v in cb.args.items() if not _placed(cb, k)}
+    args_a = {k: _arg(a, k, v) for k, v in ca.args.items() if not _placed(ca, k)}
+    args_b = {k: _arg(b, k, v) for k, v in cb.args.items() if not _placed(cb, k)}
     for name in sorted(set(args_a) | set(args_b)):
         if args_a.get(name) != args_b.get(name):
             kind = "command" if name == "cmd" else "args"

@@ -217,6 +217,8 @@ class Experiment:
         self._pool = SshPool(self.keys.pkey, connect_timeout=connect_timeout)
         self._record = record
         self._run: Run | None = None
+        self.last_call: int | None = None
+        """The number of the last call this experiment recorded."""
         self.exp = "e0"
         if record:
             self._run = session.open_run(RunStore(records), name)
@@ -265,6 +267,7 @@ class Experiment:
     @contextlib.contextmanager
     def _call(self, method: str, args: dict[str, Any]) -> Iterator[_Call]:
         call = _Call(session.next_call() if self._run is not None else 0)
+        self.last_call = call.number
         started = time.monotonic_ns()
         self._append(
             CallStarted(

@@ -1,20 +1,175 @@
-"""``precip-replay`` — placeholder until the replay engine lands."""
+"""``precip-replay``: re-execute a recorded run on another cloud and check it step by step.
+
+Thin: it resolves and verifies the source run, reads the mapping, builds the plan and hands
+it to the engine; exit statuses are in ``--help``.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Final, NoReturn
+
+from precip_repro import (
+    ExperimentException,
+    RunNotFound,
+    RunStore,
+    diff_runs,
+    load_run,
+    render_text,
+    verify,
+)
+from replay.engine import CLOUDS, Engine, ReplayFailed
+from replay.mapping import MappingError, load_mapping
+from replay.plan import build_plan, describe, images_used, secrets_needed
 
 __all__ = ["main"]
 
+EXIT_REPRODUCED: Final = 0
+EXIT_DIVERGED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_FAILED: Final = 3
+
+_EPILOG: Final = """\
+exit status:
+  0  every step reproduced
+  1  a step diverged (each one is named, with the recorded and the new outcome)
+  2  usage or mapping error (nothing was provisioned)
+  3  the source run is not intact, or the target cloud failed
+
+CLOUD is one of: local, ec2, openstack, eucalyptus, nimbus. One --to CLOUD for every
+experiment, or --to e1=local --to e2=ec2 per experiment. Endpoints, regions and the names of
+the environment variables holding credentials come from the mapping file ([cloud] or
+[e2.cloud]); credentials never appear on the command line or in the record.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="precip-replay",
+        description="Re-execute a recorded run on another cloud and check every step.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("run", metavar="RUN", help="a run directory, id, prefix or 'latest'")
+    parser.add_argument(
+        "--to", action="append", required=True, metavar="[EXP=]CLOUD", help="target cloud"
+    )
+    parser.add_argument("--map", metavar="MAPPING.toml", help="images, types, users, clouds")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    parser.add_argument("--strict", action="store_true", help="stop at the first divergence")
+    parser.add_argument(
+        "--max-gap", type=float, default=60.0, metavar="SECONDS",
+        help="longest recorded pause honoured between calls (default 60)",
+    )  # fmt: skip
+    parser.add_argument("--records", metavar="DIR", help="store of runs (default ./records)")
+    parser.add_argument(
+        "--out", metavar="DIR", help="where files the replay gets are written (default: temp)"
+    )
+    return parser
+
+
+def _targets(specs: list[str], experiments: list[str]) -> dict[str, str]:
+    targets: dict[str, str] = {}
+    for spec in specs:
+        exp, _, cloud = spec.rpartition("=")
+        if cloud not in CLOUDS:
+            raise ReplayFailed(
+                f"--to {spec}: unknown cloud {cloud!r}; valid: {', '.join(CLOUDS)}", usage=True
+            )
+        if exp and exp not in experiments:
+            raise ReplayFailed(
+                f"--to {spec}: the run has no experiment {exp!r} (it has "
+                f"{', '.join(experiments) or 'none'})",
+                usage=True,
+            )
+        for name in [exp] if exp else experiments:
+            targets[name] = cloud
+    missing = [exp for exp in experiments if exp not in targets]
+    if missing:
+        raise ReplayFailed(f"no --to for {', '.join(missing)}", usage=True)
+    return targets
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    print(
-        "precip-replay: error: replay is not built yet (the record core comes first); "
-        "use `precip-repro verify` and `precip-repro show` to audit a run",
-        file=sys.stderr,
+    args = _parser().parse_args(argv)
+    try:
+        return _replay(args)
+    except (MappingError, RunNotFound) as exc:
+        print(f"precip-replay: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ReplayFailed as exc:
+        print(f"precip-replay: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if exc.usage else EXIT_FAILED
+    except ExperimentException as exc:
+        print(f"precip-replay: the target cloud failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _replay(args: argparse.Namespace) -> int:
+    store = RunStore(args.records)
+    source_dir = store.resolve(args.run)
+    verdict = verify(source_dir)
+    if verdict.state != "intact":
+        print(
+            f"precip-replay: error: run {verdict.run} is {verdict.state}, not intact: "
+            f"{verdict.reason}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    source = load_run(source_dir)
+    mapping = load_mapping(Path(args.map) if args.map else None)
+    mapping.check_images(images_used(source))
+    targets = _targets(args.to, sorted(source.experiments, key=lambda e: int(e[1:])))
+    steps = build_plan(source)
+    if args.dry_run:
+        print(f"plan to replay {source.run} ({len(steps)} steps) on "
+              + ", ".join(f"{exp}={cloud}" for exp, cloud in sorted(targets.items())))  # fmt: skip
+        for line in describe(steps, mapping, args.max_gap):
+            print(line)
+        return EXIT_REPRODUCED
+    workdir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="precip-replay-"))
+    engine = Engine(
+        source,
+        verdict.digest,
+        targets=targets,
+        mapping=mapping,
+        records=store.root,
+        workdir=workdir,
+        max_gap=args.max_gap,
+        strict=args.strict,
     )
-    return 2
+    engine.check(secrets_needed(source))
+    print(f"replaying {source.run} on " + ", ".join(f"{e}={c}" for e, c in sorted(targets.items())))
+    engine.run(steps)
+    diverged = [v for v in engine.verdicts if v.verdict != "reproduced"]
+    print(f"replay run {engine.run_id} — files it got are in {workdir}")
+    if engine.run_path is not None:
+        print("diff of the recorded run and the replay:")
+        for line in render_text(diff_runs(source, load_run(engine.run_path))):
+            print(f"  {line}")
+    if engine.cloud_failed:
+        print(f"the target cloud failed at {engine.cloud_failed}")
+        return EXIT_FAILED
+    if diverged:
+        names = "; ".join(f"#{v.step} {v.label}" for v in diverged)
+        print(f"DIVERGED at {len(diverged)} step(s): {names}")
+        return EXIT_DIVERGED
+    skipped = len(steps) - len(engine.verdicts)
+    print(
+        f"REPRODUCED: all {len(engine.verdicts)} steps"
+        + (f" ({skipped} not run)" if skipped else "")
+    )
+    return EXIT_REPRODUCED
 
 
 if __name__ == "__main__":

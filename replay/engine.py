@@ -1,0 +1,489 @@
+"""Execute a plan through the public precip_repro API on the target clouds, and judge each
+step against the recording.
+
+Values learned from earlier results — instance ids, addresses, hostnames — are remapped
+slot by slot wherever they appear in later arguments and commands. Files and scripts come
+from the recorded blobs; ``get`` writes under the replay's own output directory. A step is
+``reproduced`` when exit codes match and outputs and file contents match after diff's
+normalisation; images, types, facts and durations never change a verdict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+
+from precip_repro import (
+    CloudError,
+    EC2Experiment,
+    EucalyptusExperiment,
+    Experiment,
+    ExperimentException,
+    InstanceError,
+    LocalExperiment,
+    NimbusExperiment,
+    Normalizer,
+    OpenStackExperiment,
+    ReplayOf,
+    ReplayStep,
+    RunView,
+    current_run,
+    finish_run,
+    instance_names,
+    session,
+)
+from precip_repro.record import BlobRef, BlobStore
+from precip_repro.runview import CallView
+from replay.mapping import ReplayMapping
+from replay.plan import SECRET_RE, Step
+
+__all__ = ["CLOUDS", "Engine", "ReplayFailed", "StepVerdict"]
+
+CLOUDS: Final = ("local", "ec2", "openstack", "eucalyptus", "nimbus")
+_ENDPOINT_CLOUDS: Final = {
+    "openstack": OpenStackExperiment,
+    "eucalyptus": EucalyptusExperiment,
+    "nimbus": NimbusExperiment,
+}
+
+
+class ReplayFailed(ExperimentException):
+    """The replay could not go on: a usage problem (``usage``) or the target cloud failed."""
+
+    def __init__(self, message: str, *, usage: bool) -> None:
+        self.usage = usage
+        super().__init__(message)
+
+
+@attrs.define(kw_only=True)
+class StepVerdict:
+    step: int
+    exp: str
+    method: str
+    label: str
+    verdict: str
+    differences: list[dict[str, Any]]
+    new_call: int | None = None
+
+
+def _local_file(path: Path, content: bytes, mode: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    path.chmod(mode or 0o644)
+    return path
+
+
+class Engine:
+    """One replay of one recorded run."""
+
+    def __init__(
+        self,
+        source: RunView,
+        digest: str | None,
+        *,
+        targets: dict[str, str],
+        mapping: ReplayMapping,
+        records: Path,
+        workdir: Path,
+        max_gap: float,
+        strict: bool,
+        say: Callable[[str], None] = print,
+    ) -> None:
+        self.source = source
+        self.digest = digest
+        self.targets = targets
+        self.mapping = mapping
+        self.records = records
+        self.workdir = workdir
+        self.max_gap = max_gap
+        self.strict = strict
+        self.say = say
+        self.experiments: dict[str, Experiment] = {}
+        self.source_norm = Normalizer(source)
+        self.blobs = BlobStore(source.path / "objects", run=source.run)
+        self.verdicts: list[StepVerdict] = []
+        self.cloud_failed: str | None = None
+        self.run_path: Path | None = None
+        self.run_id: str | None = None
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def check(self, secrets: set[str]) -> None:
+        """Everything that can be checked before anything is provisioned."""
+        missing = sorted(name for name in secrets if name not in os.environ)
+        if missing:
+            raise ReplayFailed(
+                f"the run used secrets {', '.join(missing)}: set the environment variable(s) "
+                "of the same name to bind them again",
+                usage=True,
+            )
+        for exp, kind in self.targets.items():
+            if kind == "local":
+                continue
+            cloud = self.mapping.cloud(exp)
+            for key in ("access_key_env", "secret_key_env"):
+                name = cloud.get(
+                    key, "AWS_ACCESS_KEY_ID" if key == "access_key_env" else "AWS_SECRET_ACCESS_KEY"
+                )
+                if name not in os.environ:
+                    raise ReplayFailed(
+                        f"{exp} replays on {kind}: its credentials are read from the "
+                        f"environment variable {name}, which is not set (set {key} in "
+                        f"[{exp}.cloud] or [cloud] of the mapping to use another)",
+                        usage=True,
+                    )
+            if kind != "ec2" and not cloud.get("endpoint"):
+                raise ReplayFailed(
+                    f"{exp} replays on {kind}: give its endpoint in [{exp}.cloud] or [cloud]",
+                    usage=True,
+                )
+
+    def _make(self, exp: str) -> Experiment:
+        kind = self.targets[exp]
+        created = self.source.experiments.get(exp, {})
+        name = created.get("name")
+        cloud = self.mapping.cloud(exp)
+        common: dict[str, Any] = {"records": self.records}
+        for key in ("boot_timeout", "boot_max_tries"):
+            if key in cloud:
+                common[key] = cloud[key]
+        if kind == "local":
+            return LocalExperiment(
+                str(name) if name else None, address_block=cloud.get("address_block"), **common
+            )
+        access = os.environ[cloud.get("access_key_env", "AWS_ACCESS_KEY_ID")]
+        secret = os.environ[cloud.get("secret_key_env", "AWS_SECRET_ACCESS_KEY")]
+        options: dict[str, Any] = {
+            key: cloud[key]
+            for key in ("subnet_id", "security_groups", "key_name", "ssh_address",
+                        "floating_addresses")
+            if key in cloud
+        }  # fmt: skip
+        options.update(common)
+        region = str(cloud.get("region", "us-east-1"))
+        label = str(name) if name else None
+        if kind == "ec2":
+            return EC2Experiment(region, cloud.get("endpoint"), access, secret, label, **options)
+        return _ENDPOINT_CLOUDS[kind](
+            str(cloud["endpoint"]), access, secret, label, region=region, **options
+        )
+
+    # -- remapping ------------------------------------------------------------------------
+
+    def _target_names(self) -> dict[str, str]:
+        names: dict[str, str] = {}
+        for experiment in self.experiments.values():
+            for slot, info in experiment.slots.items():
+                names.update(
+                    instance_names(
+                        slot,
+                        [info["id"]],
+                        public_address=info["public_address"],
+                        private_address=info["private_address"],
+                        public_hostname=info["public_hostname"],
+                        private_hostname=info["private_hostname"],
+                    )
+                )
+        return names
+
+    def _remap(self, value: Any) -> Any:
+        """Source values → the same slot's values in the replay; secrets bound again."""
+        if isinstance(value, list):
+            return [self._remap(item) for item in value]
+        if not isinstance(value, str):
+            return value
+        inverse = {name: new for new, name in self._target_names().items()}
+        pattern = self.source_norm._pattern
+        names = self.source_norm.names
+        if pattern is not None:
+
+            def resolve(match: re.Match[str]) -> str:
+                old = match.group(0)
+                name = names[old]
+                if name in inverse:
+                    return inverse[name]
+                base = name[1:-1].rsplit(".", 1)
+                if len(base) == 2 and base[1] in ("address", "private_hostname"):
+                    for alternative in ("private_address", "address", "private_hostname"):
+                        key = f"{{{base[0]}.{alternative}}}"
+                        if key in inverse:
+                            return inverse[key]
+                if len(base) == 2 and base[1] == "public_hostname":
+                    key = f"{{{base[0]}.address}}"
+                    if key in inverse:
+                        return inverse[key]
+                return old
+
+            value = pattern.sub(resolve, value)
+
+        def bind(match: re.Match[str]) -> str:
+            secret = os.environ[match.group(1)]
+            session.redactor.add(match.group(1), secret)
+            return secret
+
+        return SECRET_RE.sub(bind, value)
+
+    # -- steps ----------------------------------------------------------------------------
+
+    def _blob(self, ref: dict[str, Any]) -> bytes:
+        return self.blobs.read_bytes(
+            BlobRef(sha256=str(ref["sha256"]), size=int(ref["size"]), text=ref.get("text"))
+        )
+
+    def _recorded_text(self, ref: dict[str, Any]) -> str | None:
+        if isinstance(ref.get("text"), str):
+            return self.source_norm.text(str(ref["text"]))
+        if ref.get("withheld") or int(ref.get("size", 0)) > 1 << 20:
+            return None
+        try:
+            return self.source_norm.text(self._blob(ref).decode("utf-8"))
+        except (UnicodeDecodeError, ExperimentException, OSError):
+            return None
+
+    def _matching_slots(self, experiment: Experiment, tags: list[str]) -> list[str]:
+        return [
+            slot for slot, info in experiment.slots.items() if all(t in info["tags"] for t in tags)
+        ]
+
+    def _execute(self, step: Step, experiment: Experiment) -> list[dict[str, Any]]:
+        call = step.call
+        args = {key: self._remap(value) for key, value in call.args.items()}
+        tags = list(args.get("tags") or [])
+        user = self.mapping.user(call.exp, str(args.get("user", "root")))
+        method = call.method
+        if method == "provision":
+            experiment.provision(
+                self.mapping.image(call.exp, str(call.args["image_id"])),
+                self.mapping.instance_type(call.exp, str(call.args.get("instance_type"))),
+                int(args.get("count", 1)),
+                tags,
+            )
+            return []
+        if method == "wait":
+            experiment.wait(tags, args.get("timeout", 600))
+            return []
+        if method == "deprovision":
+            experiment.deprovision(tags)
+            return []
+        if method == "open_port":
+            experiment.open_port(int(args["port"]), str(args["protocol"]), str(args["cidr"]))
+            return []
+        if method in ("list", "get_public_hostnames", "get_private_hostnames"):
+            result = getattr(experiment, method)(tags)
+            return self._compare_result(call, result)
+        slots = self._matching_slots(experiment, tags)
+        if method in ("run", "copy_and_run"):
+            timeout = args.get("timeout")
+            check = bool(args.get("check_exit_code", True))
+            if method == "run":
+                codes, outs, errs = experiment.run(
+                    tags, str(args["cmd"]), user, check, timeout=timeout
+                )
+            else:
+                script = next(f for f in call.files if f.temporary)
+                local = _local_file(
+                    self.workdir
+                    / "files"
+                    / str(call.number)
+                    / Path(str(call.args["local_script"])).name,
+                    self._blob(script.content),
+                    script.mode,
+                )
+                codes, outs, errs = experiment.copy_and_run(
+                    tags, local, [str(a) for a in args.get("args") or []], user, check,
+                    timeout=timeout,
+                )  # fmt: skip
+            return self._compare_commands(call, slots, codes, outs, errs)
+        if method == "put":
+            moved = call.files[0]
+            local = _local_file(
+                self.workdir / "files" / str(call.number) / Path(moved.local_path).name,
+                self._blob(moved.content),
+                moved.mode,
+            )
+            experiment.put(tags, local, str(args["remote_path"]), user)
+            return []
+        if method == "get":
+            target = (
+                self.workdir / "got" / str(call.number) / Path(str(call.args["local_path"])).name
+            )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            experiment.get(tags, str(args["remote_path"]), target, user)
+            return self._compare_files(call, slots, target)
+        raise ReplayFailed(f"call #{call.number}: {method} cannot be replayed", usage=True)
+
+    def _compare_commands(
+        self, call: CallView, slots: list[str], codes: list[Any], outs: list[str], errs: list[str]
+    ) -> list[dict[str, Any]]:
+        target_norm = Normalizer.from_names(self._target_names())
+        new = {slot: (codes[i], outs[i], errs[i]) for i, slot in enumerate(slots)}
+        found: list[dict[str, Any]] = []
+        for command in call.commands:
+            if command.slot not in new:
+                found.append(
+                    {"kind": "command_missing", "slot": command.slot, "a": command.cmd, "b": None}
+                )
+                continue
+            code, out, err = new[command.slot]
+            if code != command.exit_code:
+                found.append(
+                    {"kind": "exit_code", "slot": command.slot, "a": command.exit_code, "b": code}
+                )
+            for stream, text in (("stdout", out), ("stderr", err)):
+                ref = getattr(command, stream)
+                recorded = self._recorded_text(ref)
+                if recorded is None:
+                    same = hashlib.sha256(text.encode()).hexdigest() == ref.get("sha256")
+                else:
+                    same = recorded == target_norm.text(text)
+                if not same:
+                    found.append(
+                        {
+                            "kind": stream,
+                            "slot": command.slot,
+                            "a": recorded
+                            if recorded is not None
+                            else f"{getattr(command, stream).get('size')} bytes",
+                            "b": target_norm.text(text),
+                        }
+                    )
+        return found
+
+    def _compare_files(
+        self, call: CallView, slots: list[str], target: Path
+    ) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        experiment = self.experiments[call.exp]
+        single = len(slots) == 1
+        for moved in call.files:
+            if moved.kind != "got":
+                continue
+            info = experiment.slots.get(moved.slot)
+            if info is None:
+                found.append(
+                    {"kind": "file_missing", "slot": moved.slot, "a": moved.remote_path, "b": None}
+                )
+                continue
+            local = target if single else target.with_name(f"{target.name}.{info['id']}")
+            content = local.read_bytes() if local.exists() else b""
+            if hashlib.sha256(content).hexdigest() == moved.content.get("sha256"):
+                continue
+            recorded = self._recorded_text(moved.content)
+            target_norm = Normalizer.from_names(self._target_names())
+            try:
+                now = target_norm.text(content.decode("utf-8"))
+            except UnicodeDecodeError:
+                now = None
+            if recorded is None or now is None or recorded != now:
+                found.append({"kind": "file", "slot": moved.slot, "name": moved.remote_path,
+                              "a": moved.content.get("sha256"),
+                              "b": hashlib.sha256(content).hexdigest()})  # fmt: skip
+        return found
+
+    def _compare_result(self, call: CallView, result: Any) -> list[dict[str, Any]]:
+        target_norm = Normalizer.from_names(self._target_names())
+        recorded = self.source_norm.json(call.result)
+        now = target_norm.json(result)
+        if call.method == "list":  # images and types are mapped: not part of the verdict
+            strip = ("image_id", "instance_type")
+            recorded = [{k: v for k, v in i.items() if k not in strip} for i in recorded or []]
+            now = [{k: v for k, v in i.items() if k not in strip} for i in now or []]
+        return [] if recorded == now else [{"kind": "result", "a": recorded, "b": now}]
+
+    # -- the run --------------------------------------------------------------------------
+
+    def _label(self, call: CallView) -> str:
+        cmd = call.args.get("cmd") or call.args.get("local_script") or ""
+        return f"{call.exp}.{call.method}" + (f" {cmd!r}" if cmd else "")
+
+    def run(self, steps: list[Step]) -> None:
+        session.replay_of = ReplayOf(run=self.source.run, digest=self.digest or "")
+        session.mapping = self.mapping.text.encode() if self.mapping.given else None
+        session.detect_script = False
+        session.argv = ["precip-replay", self.source.run]
+        status = "ok"
+        try:
+            for exp in sorted(self.source.experiments, key=lambda e: int(e[1:])):
+                self.experiments[exp] = self._make(exp)
+            run = current_run()
+            if run is not None:
+                self.run_path, self.run_id = run.path, run.id
+            for step in steps:
+                if step.gap_s > 0:
+                    time.sleep(min(step.gap_s, self.max_gap))
+                verdict = self._step(step)
+                self.verdicts.append(verdict)
+                mark = "reproduced" if verdict.verdict == "reproduced" else "DIVERGED"
+                self.say(f"#{step.number:<4} {mark:<10} {verdict.label}")
+                for found in verdict.differences:
+                    where = f" {found['slot']}" if found.get("slot") else ""
+                    self.say(f"       {found['kind']}{where}: {found['a']!r} → {found['b']!r}")
+                if self.cloud_failed or (self.strict and verdict.verdict != "reproduced"):
+                    status = "failed" if self.cloud_failed else "ok"
+                    break
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            for experiment in self.experiments.values():
+                try:
+                    experiment.close()
+                except ExperimentException as exc:
+                    self.say(f"deprovisioning failed: {exc}")
+            finish_run(status)
+
+    def _step(self, step: Step) -> StepVerdict:
+        call = step.call
+        experiment = self.experiments[call.exp]
+        recorded_error = (call.error or {}).get("type")
+        try:
+            differences = self._execute(step, experiment)
+            error = None
+        except (CloudError, InstanceError) as exc:
+            error = type(exc).__name__
+            differences = []
+            if recorded_error != error and call.method in ("provision", "wait"):
+                self.cloud_failed = f"#{call.number} {call.method}: {exc}"
+            message = str(exc)
+        except ExperimentException as exc:
+            error = type(exc).__name__
+            differences = []
+            message = str(exc)
+        if error != recorded_error:
+            differences.append(
+                {
+                    "kind": "outcome",
+                    "a": call.outcome + (f" ({recorded_error})" if recorded_error else ""),
+                    "b": "failed (" + error + f"): {message}" if error else "finished",
+                }
+            )
+        verdict = "reproduced" if not differences else "diverged"
+        new_call = getattr(experiment, "last_call", None)
+        run = current_run()
+        if run is not None and not run.finished:
+            run.append(
+                ReplayStep(
+                    source_call=call.number,
+                    call=new_call,
+                    exp=call.exp,
+                    method=call.method,
+                    verdict=verdict,
+                    differences=differences,
+                )
+            )
+        return StepVerdict(
+            step=call.number,
+            exp=call.exp,
+            method=call.method,
+            label=self._label(call),
+            verdict=verdict,
+            differences=differences,
+            new_call=new_call,
+        )

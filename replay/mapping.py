@@ -1,0 +1,194 @@
+"""The mapping file (TOML): what the recorded run used → what the replay uses.
+
+::
+
+    [images]                     # every image the run used, when a mapping is given
+    "ami-0000004c" = "default"
+    [instance_types]             # optional; types not listed map to themselves
+    "m1.large" = "t3.large"
+    [users]                      # optional
+    "ec2-user" = "root"
+
+    [e2.images]                  # the same per experiment; wins over the top level
+    "default" = "ami-0abcdef1234567890"
+
+    [e2.cloud]                   # where an EC2-compatible target is; credentials by the
+    endpoint = "http://127.0.0.1:5000"   # names of the environment variables holding them
+    region = "us-east-1"
+    access_key_env = "AWS_ACCESS_KEY_ID"
+    secret_key_env = "AWS_SECRET_ACCESS_KEY"
+    subnet_id = "subnet-0123"
+    ssh_address = "private"
+
+A ``[cloud]`` table at the top level applies to every experiment. Errors name the key and
+its line, and come before anything is provisioned.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+
+from precip_repro import ExperimentException
+
+__all__ = ["CLOUD_KEYS", "MappingError", "ReplayMapping", "load_mapping"]
+
+SECTIONS: Final = ("images", "instance_types", "users", "cloud")
+CLOUD_KEYS: Final = (
+    "endpoint",
+    "region",
+    "access_key_env",
+    "secret_key_env",
+    "subnet_id",
+    "security_groups",
+    "key_name",
+    "ssh_address",
+    "floating_addresses",
+    "address_block",
+    "boot_timeout",
+    "boot_max_tries",
+)
+_EXP_RE: Final = re.compile(r"e\d+")
+
+
+class MappingError(ExperimentException, ValueError):
+    """The mapping file is malformed, has an unknown key or misses an image."""
+
+    def __init__(self, message: str, *, path: Path | None = None, line: int | None = None) -> None:
+        self.path = path
+        self.line = line
+        where = f"{path}" + (f", line {line}" if line else "") if path else "mapping"
+        super().__init__(f"{where}: {message}")
+
+
+def _line_of(text: str, key: str, section: str | None) -> int | None:
+    """The line where ``key`` is defined (in ``section`` if given), for error messages."""
+    lines = text.splitlines()
+    start = 0
+    if section:
+        header = re.compile(rf"^\s*\[\s*{re.escape(section)}\s*\]\s*(#.*)?$")
+        start = next((i for i, line in enumerate(lines) if header.match(line)), 0)
+    pattern = re.compile(rf'^\s*["\']?{re.escape(key)}["\']?\s*=')
+    for index in range(start, len(lines)):
+        if pattern.match(lines[index]) or (
+            index > start and re.match(rf"^\s*\[.*{re.escape(key)}.*\]", lines[index])
+        ):
+            return index + 1
+    header_only = re.compile(rf"^\s*\[\s*{re.escape(key)}[\].]")
+    return next((i + 1 for i, line in enumerate(lines) if header_only.match(line)), None)
+
+
+@attrs.frozen(kw_only=True)
+class ReplayMapping:
+    """The parsed mapping; without a file, every value maps to itself."""
+
+    given: bool
+    text: str = ""
+    path: Path | None = None
+    top: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    per_exp: Mapping[str, Mapping[str, Mapping[str, Any]]] = attrs.field(factory=dict)
+
+    def _table(self, exp: str, section: str) -> Mapping[str, Any]:
+        merged = dict(self.top.get(section, {}))
+        merged.update(self.per_exp.get(exp, {}).get(section, {}))
+        return merged
+
+    def image(self, exp: str, image: str) -> str:
+        mapped = self._table(exp, "images").get(image)
+        return str(mapped) if mapped is not None else image
+
+    def instance_type(self, exp: str, instance_type: str) -> str:
+        return str(self._table(exp, "instance_types").get(instance_type, instance_type))
+
+    def user(self, exp: str, user: str) -> str:
+        return str(self._table(exp, "users").get(user, user))
+
+    def cloud(self, exp: str) -> dict[str, Any]:
+        return dict(self._table(exp, "cloud"))
+
+    def check_images(self, used: Mapping[str, set[str]]) -> None:
+        """With a mapping file, every image each experiment used must be mapped."""
+        if not self.given:
+            return
+        missing = [
+            f"{image!r} (used by {exp})"
+            for exp, images in sorted(used.items())
+            for image in sorted(images)
+            if image not in self._table(exp, "images")
+        ]
+        if missing:
+            raise MappingError(
+                f"no mapping for image {', '.join(missing)}; add it under [images] (or "
+                '[<exp>.images]), e.g. "old" = "new"',
+                path=self.path,
+                line=None,
+            )
+
+
+def _check_table(value: Any, section: str, text: str, path: Path, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise MappingError(
+            f"{where} must be a table", path=path, line=_line_of(text, section, None)
+        )
+    if section == "cloud":
+        for key in value:
+            if key not in CLOUD_KEYS:
+                raise MappingError(
+                    f"unknown key {key!r} in [{where}]; valid keys: {', '.join(CLOUD_KEYS)}",
+                    path=path,
+                    line=_line_of(text, key, where),
+                )
+        return value
+    for key, mapped in value.items():
+        if not isinstance(mapped, str):
+            raise MappingError(
+                f"[{where}] {key!r} must map to a string, not {type(mapped).__name__}",
+                path=path,
+                line=_line_of(text, key, where),
+            )
+    return value
+
+
+def load_mapping(path: Path | None) -> ReplayMapping:
+    """Read and validate a mapping file (None: every value maps to itself)."""
+    if path is None:
+        return ReplayMapping(given=False)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MappingError(f"cannot read it: {exc.strerror or exc}", path=path) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"line (\d+)", str(exc))
+        raise MappingError(
+            f"is not valid TOML: {exc}", path=path, line=int(found.group(1)) if found else None
+        ) from None
+    top: dict[str, Mapping[str, Any]] = {}
+    per_exp: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for key, value in data.items():
+        if key in SECTIONS:
+            top[key] = _check_table(value, key, text, path, key)
+        elif _EXP_RE.fullmatch(key) and isinstance(value, dict):
+            per_exp[key] = {}
+            for section, table in value.items():
+                if section not in SECTIONS:
+                    raise MappingError(
+                        f"unknown key {key}.{section!r}; valid: {', '.join(SECTIONS)}",
+                        path=path,
+                        line=_line_of(text, f"{key}.{section}", None)
+                        or _line_of(text, section, None),
+                    )
+                per_exp[key][section] = _check_table(table, section, text, path, f"{key}.{section}")
+        else:
+            raise MappingError(
+                f"unknown key {key!r}; valid: {', '.join(SECTIONS)} or an experiment (e1, e2 …)",
+                path=path,
+                line=_line_of(text, key, None),
+            )
+    return ReplayMapping(given=True, text=text, path=path, top=top, per_exp=per_exp)

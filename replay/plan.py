@@ -1,0 +1,86 @@
+"""The plan: the recorded calls in order, with the gaps between them and mapped values."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Final
+
+import attrs
+
+from precip_repro import RunView
+from precip_repro.runview import CallView
+from replay.mapping import ReplayMapping
+
+__all__ = ["Step", "build_plan", "describe", "secrets_needed"]
+
+SECRET_RE: Final = re.compile(r"\$\{secret:([A-Za-z_][A-Za-z0-9_]*)\}")
+REPLAYED: Final = frozenset(
+    {
+        "provision",
+        "wait",
+        "deprovision",
+        "list",
+        "get_public_hostnames",
+        "get_private_hostnames",
+        "run",
+        "put",
+        "get",
+        "copy_and_run",
+        "open_port",
+    }
+)
+
+
+@attrs.frozen(kw_only=True)
+class Step:
+    call: CallView
+    gap_s: float
+    """Recorded time between the end of the previous call and the start of this one."""
+
+    @property
+    def number(self) -> int:
+        return self.call.number
+
+
+def build_plan(view: RunView) -> list[Step]:
+    steps: list[Step] = []
+    previous_end: int | None = None
+    for call in view.calls:
+        if call.method not in REPLAYED:
+            continue
+        gap = 0.0 if previous_end is None else max(0, call.start_ns - previous_end) / 1e9
+        steps.append(Step(call=call, gap_s=gap))
+        previous_end = call.start_ns + (call.duration_ns or 0)
+    return steps
+
+
+def images_used(view: RunView) -> dict[str, set[str]]:
+    used: dict[str, set[str]] = {}
+    for call in view.calls:
+        if call.method == "provision":
+            used.setdefault(call.exp, set()).add(str(call.args.get("image_id")))
+    return used
+
+
+def secrets_needed(view: RunView) -> set[str]:
+    found: set[str] = set()
+    for call in view.calls:
+        found |= set(SECRET_RE.findall(repr(call.args)))
+    return found
+
+
+def describe(steps: list[Step], mapping: ReplayMapping, max_gap: float) -> Iterator[str]:
+    """The plan as lines, with mapped values: what ``--dry-run`` prints."""
+    for step in steps:
+        call = step.call
+        args = dict(call.args)
+        if call.method == "provision":
+            args["image_id"] = mapping.image(call.exp, str(args.get("image_id")))
+            args["instance_type"] = mapping.instance_type(call.exp, str(args.get("instance_type")))
+        if "user" in args:
+            args["user"] = mapping.user(call.exp, str(args["user"]))
+        if step.gap_s >= 0.5:
+            yield f"  (wait {min(step.gap_s, max_gap):.1f} s; recorded {step.gap_s:.1f} s)"
+        shown = ", ".join(f"{key}={value!r}" for key, value in args.items())
+        yield f"#{call.number} {call.exp}.{call.method}({shown})"
