@@ -47,6 +47,24 @@ from replay.plan import SECRET_RE, Step
 __all__ = ["CLOUDS", "Engine", "ReplayFailed", "StepVerdict"]
 
 CLOUDS: Final = ("local", "ec2", "openstack", "eucalyptus", "nimbus")
+_HOST_NAMES: Final = re.compile(
+    r"\{(e\d+\.p\d+\.\d+)\.(?:address|public_address|private_address|public_hostname"
+    r"|private_hostname)\}"
+)
+"""How a slot is reached differs between clouds (one address, or separate public and
+private ones, or DNS names): for a verdict, all of them are "the slot's host"."""
+
+
+def _coarse(value: Any) -> Any:
+    if isinstance(value, str):
+        return _HOST_NAMES.sub(r"{\1.host}", value)
+    if isinstance(value, list):
+        return [_coarse(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _coarse(item) for key, item in value.items()}
+    return value
+
+
 _ENDPOINT_CLOUDS: Final = {
     "openstack": OpenStackExperiment,
     "eucalyptus": EucalyptusExperiment,
@@ -342,7 +360,7 @@ class Engine:
                 if recorded is None:
                     same = hashlib.sha256(text.encode()).hexdigest() == ref.get("sha256")
                 else:
-                    same = recorded == target_norm.text(text)
+                    same = _coarse(recorded) == _coarse(target_norm.text(text))
                 if not same:
                     found.append(
                         {
@@ -381,7 +399,7 @@ class Engine:
                 now = target_norm.text(content.decode("utf-8"))
             except UnicodeDecodeError:
                 now = None
-            if recorded is None or now is None or recorded != now:
+            if recorded is None or now is None or _coarse(recorded) != _coarse(now):
                 found.append({"kind": "file", "slot": moved.slot, "name": moved.remote_path,
                               "a": moved.content.get("sha256"),
                               "b": hashlib.sha256(content).hexdigest()})  # fmt: skip
@@ -391,11 +409,15 @@ class Engine:
         target_norm = Normalizer.from_names(self._target_names())
         recorded = self.source_norm.json(call.result)
         now = target_norm.json(result)
-        if call.method == "list":  # images and types are mapped: not part of the verdict
-            strip = ("image_id", "instance_type")
+        if call.method == "list":
+            # Mapped images and types, and how each cloud addresses an instance, are facts
+            # of the target: they never change a verdict.
+            strip = ("image_id", "instance_type", "public_address", "private_address")
             recorded = [{k: v for k, v in i.items() if k not in strip} for i in recorded or []]
             now = [{k: v for k, v in i.items() if k not in strip} for i in now or []]
-        return [] if recorded == now else [{"kind": "result", "a": recorded, "b": now}]
+        if _coarse(recorded) == _coarse(now):
+            return []
+        return [{"kind": "result", "a": recorded, "b": now}]
 
     # -- the run --------------------------------------------------------------------------
 

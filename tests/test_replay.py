@@ -1,0 +1,219 @@
+"""precip-replay: a recorded run re-executed on another cloud, judged step by step."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from precip_repro import finish_run, verify
+from precip_repro.clouds.local import live_local_instances
+from precip_repro.record import LogReader, RunStore
+from precip_repro.record.store import EVENTS
+from replay.cli import main as replay
+from tests.ec2_cloud import ACCESS_KEY, SECRET_KEY
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def record_example(name: str, store: RunStore) -> str:
+    env = dict(os.environ, PRECIP_RECORDS=str(store.root))
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return sorted(p.name for p in store.run_dirs())[-1]
+
+
+def events(store: RunStore, run_id: str, kind: str) -> list[dict[str, Any]]:
+    return [e.data for e in LogReader(store.root / run_id / EVENTS) if e.type == kind]
+
+
+def replay_runs(store: RunStore, source: str) -> list[str]:
+    return [p.name for p in store.run_dirs() if p.name != source]
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_the_pool_replays_on_another_local_cloud_and_workers_reach_the_new_master(
+    store, tmp_path, capsys
+):
+    source = record_example("condor_pool.py", store)
+    image = tmp_path / "image"
+    (image / "opt").mkdir(parents=True)
+    (image / "opt" / "marker").write_text("replayed\n")
+    mapping = write(tmp_path / "map.toml", f'[images]\n"default" = "{image}"\n'
+                    '[cloud]\naddress_block = "127.201.9.0/24"\n')  # fmt: skip
+    code = replay([source, "--records", str(store.root), "--to", "local",
+                   "--map", str(mapping), "--max-gap", "1"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "REPRODUCED: all 8 steps" in out
+    (new,) = replay_runs(store, source)
+    started = events(store, new, "run.started")[0]
+    assert started["replay_of"] == {"run": source, "digest": verify(store.root / source).digest}
+    assert started["mapping"]["size"] == mapping.stat().st_size
+
+    def master_of(run_id: str) -> str:
+        ready = events(store, run_id, "instance.ready")
+        return str(next(d["private_address"] for d in ready if d["slot"] == "e1.p1.0"))
+
+    master = master_of(new)
+    assert master.startswith("127.201.9.")  # another address block
+    old_master = master_of(source)
+    assert master != old_master
+    joined = [c["stdout"]["text"] for c in events(store, new, "command.finished")][-2:]
+    assert all(line.startswith(f"worker joined {master}:") for line in joined)
+    steps = events(store, new, "replay.step")
+    assert [s["verdict"] for s in steps] == ["reproduced"] * 8
+    launched = events(store, new, "instance.launched")
+    assert {d["image_id"] for d in launched} == {str(image)}
+    assert verify(store.root / new).state == "intact"
+
+
+def test_an_unmapped_image_is_exit_2_before_any_instance_starts(store, tmp_path, capsys):
+    source = record_example("hello_world.py", store)
+    mapping = write(tmp_path / "map.toml", '[images]\n"ami-other" = "default"\n')
+    before = {s.instance_id for s in live_local_instances()}
+    code = replay([source, "--records", str(store.root), "--to", "local", "--map", str(mapping)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "no mapping for image 'default' (used by e1)" in err
+    assert replay_runs(store, source) == []
+    assert {s.instance_id for s in live_local_instances()} == before
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('[images]\n"default" = \n', "line 2"),
+        ('[images]\n"default" = "default"\n[imagez]\n"a" = "b"\n', "unknown key 'imagez'"),
+        ('[images]\n"default" = "default"\n[cloud]\nendpiont = "x"\n', "line 4"),
+        ('[images]\n"default" = 3\n', "must map to a string"),
+    ],
+)
+def test_a_bad_mapping_names_the_key_and_line(store, tmp_path, capsys, text, message):
+    source = record_example("hello_world.py", store)
+    mapping = write(tmp_path / "map.toml", text)
+    assert (
+        replay([source, "--records", str(store.root), "--to", "local", "--map", str(mapping)]) == 2
+    )
+    assert message in capsys.readouterr().err
+
+
+def test_dry_run_prints_the_plan_with_mapped_values(store, tmp_path, capsys):
+    source = record_example("hello_world.py", store)
+    mapping = write(tmp_path / "map.toml", '[images]\n"default" = "/images/b"\n'
+                    '[instance_types]\n"m1.small" = "t3.micro"\n')  # fmt: skip
+    code = replay([source, "--records", str(store.root), "--to", "local", "--map",
+                   str(mapping), "--dry-run"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "image_id='/images/b'" in out and "instance_type='t3.micro'" in out
+    assert "#3 e1.list" in out and "e1.run(" in out
+    assert replay_runs(store, source) == []
+
+
+def test_a_changed_image_diverges_at_that_step_and_strict_leaves_nothing(
+    store, tmp_path, capsys, local_experiment
+):
+    old, new = tmp_path / "v1", tmp_path / "v2"
+    for image, version in ((old, "1"), (new, "2")):
+        (image / "opt").mkdir(parents=True)
+        (image / "opt" / "version").write_text(version + "\n")
+    exp = local_experiment("versions")
+    exp.provision(str(old))
+    exp.wait()
+    exp.run([], "echo start")
+    exp.run([], "cat /opt/version")
+    exp.run([], "echo after")
+    exp.deprovision()
+    source = exp.run_id
+    finish_run()
+    mapping = write(tmp_path / "map.toml", f'[images]\n"{old}" = "{new}"\n')
+    code = replay([source, "--records", str(store.root), "--to", "local", "--map",
+                   str(mapping), "--strict", "--max-gap", "1"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "DIVERGED at 1 step(s): #4 e1.run 'cat /opt/version'" in out
+    assert "'1\\n' → '2\\n'" in out
+    (replayed,) = replay_runs(store, source)
+    steps = events(store, replayed, "replay.step")
+    assert [s["verdict"] for s in steps] == ["reproduced"] * 3 + ["diverged"]  # strict: stop
+    assert [s for s in live_local_instances() if s.run == replayed] == []
+    assert len(events(store, replayed, "instance.terminated")) == 1
+
+
+def test_a_missing_secret_is_exit_2_before_provisioning(store, tmp_path, capsys, local_experiment):
+    exp = local_experiment("secretive")
+    exp.secret("PRECIP_TEST_TOKEN", "tok-123456")
+    exp.provision("default")
+    exp.wait()
+    exp.run([], "echo tok-123456 | wc -c")
+    exp.deprovision()
+    source = exp.run_id
+    finish_run()
+    os.environ.pop("PRECIP_TEST_TOKEN", None)
+    assert replay([source, "--records", str(store.root), "--to", "local"]) == 2
+    assert "PRECIP_TEST_TOKEN" in capsys.readouterr().err
+    os.environ["PRECIP_TEST_TOKEN"] = "tok-123456"
+    try:
+        assert replay([source, "--records", str(store.root), "--to", "local"]) == 0
+    finally:
+        del os.environ["PRECIP_TEST_TOKEN"]
+
+
+def test_replay_to_ec2_uses_the_mapped_image_and_type(store, tmp_path, capsys, ec2):
+    source = record_example("hello_world.py", store)
+    mapping = write(
+        tmp_path / "map.toml",
+        f'[images]\n"default" = "{ec2.image}"\n[instance_types]\n"m1.small" = "t3.nano"\n'
+        f'[cloud]\nendpoint = "{ec2.url}"\nregion = "us-east-1"\nsubnet_id = "{ec2.subnet}"\n'
+        'ssh_address = "private"\naccess_key_env = "PRECIP_TEST_ACCESS"\n'
+        'secret_key_env = "PRECIP_TEST_SECRET"\n',
+    )
+    os.environ["PRECIP_TEST_ACCESS"], os.environ["PRECIP_TEST_SECRET"] = ACCESS_KEY, SECRET_KEY
+    try:
+        code = replay([source, "--records", str(store.root), "--to", "ec2", "--map",
+                       str(mapping), "--max-gap", "1"])  # fmt: skip
+    finally:
+        del os.environ["PRECIP_TEST_ACCESS"], os.environ["PRECIP_TEST_SECRET"]
+    out = capsys.readouterr().out
+    assert code == 0, out
+    found = ec2.client.describe_instances()["Reservations"]
+    instances = [i for r in found for i in r["Instances"]]
+    assert [(i["ImageId"], i["InstanceType"]) for i in instances] == [(ec2.image, "t3.nano")]
+    assert {i["State"]["Name"] for i in instances} == {"terminated"}
+
+
+def test_a_two_cloud_run_replays_with_one_target_per_experiment(store, tmp_path, capsys, ec2):
+    source = record_example("multicloud.py", store)
+    mapping = write(
+        tmp_path / "map.toml",
+        f'[e2.images]\n"default" = "{ec2.image}"\n'
+        f'[e2.cloud]\nendpoint = "{ec2.url}"\nsubnet_id = "{ec2.subnet}"\n'
+        'ssh_address = "private"\n'
+        '[e1.images]\n"default" = "default"\n',
+    )
+    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = ACCESS_KEY, SECRET_KEY
+    try:
+        code = replay([source, "--records", str(store.root), "--to", "e1=local",
+                       "--to", "e2=ec2", "--map", str(mapping), "--max-gap", "1"])  # fmt: skip
+    finally:
+        del os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
+    out = capsys.readouterr().out
+    # The test's EC2 instances are sshd on the test machine itself: `hostname` there prints
+    # the machine's name, not the instance's — the one step that really differs.
+    assert code == 1, out
+    assert "DIVERGED at 1 step(s): #6 e2.run" in out
+    assert out.count("reproduced") == 7
+    (replayed,) = replay_runs(store, source)
+    kinds = [d["cloud"]["kind"] for d in events(store, replayed, "experiment.created")]
+    assert kinds == ["local", "ec2"]
