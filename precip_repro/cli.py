@@ -235,6 +235,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not script.is_file():
         raise _Usage(f"script {script} does not exist")
     store = _store(args)
+    if args.playback:
+        return _playback(args, store, script)
     # The script's experiments record into the store this command was given.
     os.environ["PRECIP_RECORDS"] = str(store.root)
     session.script = script
@@ -312,6 +314,44 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else default
     verdict = write_report(run_dir, out, fmt=fmt, vs=vs)
     print(f"report of {run_dir.name} ({verdict.state}): {out}")
+    return EXIT_OK
+
+
+def _playback(args: argparse.Namespace, store: RunStore, script: Path) -> int:
+    import runpy
+    import traceback
+
+    from precip_repro.playback import Playback
+    from precip_repro.session import session
+
+    view, _ = _intact_view(args, args.playback)
+    playback = Playback(view)
+    session.playback = playback
+    session.restart_numbering()
+    sys.argv = [str(script), *args.args]
+    sys.path.insert(0, str(script.resolve().parent))
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit:
+        pass
+    except BaseException as exc:
+        if playback.failed is None:
+            traceback.print_exc()
+            print(f"precip-repro run --playback: the script failed: {exc}")
+            return EXIT_BAD
+    finally:
+        session.playback = None
+    if playback.failed is not None:
+        print(f"playback of {view.run} FAILED: {playback.failed}")
+        return EXIT_BAD
+    if playback.remaining:
+        left = playback.remaining[0]
+        print(
+            f"playback of {view.run} FAILED: the script ended, but {len(playback.remaining)} "
+            f"recorded call(s) remain, from #{left.number} {left.exp}.{left.method}"
+        )
+        return EXIT_BAD
+    print(f"playback of {view.run}: all {len(view.calls)} recorded calls matched")
     return EXIT_OK
 
 
@@ -469,6 +509,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     gc.add_argument("--region", default="us-east-1", help="region of --cloud endpoints")
     run = add("run", cmd_run, "run an experiment script and record it (the script too)")
+    run.add_argument(
+        "--playback",
+        metavar="RUN",
+        help="answer every call from RUN's recording instead: no cloud, nothing recorded",
+    )
     run.add_argument("script", metavar="SCRIPT")
     run.add_argument("args", metavar="ARGS", nargs=argparse.REMAINDER)
     return parser

@@ -220,6 +220,10 @@ class Experiment:
         self.last_call: int | None = None
         """The number of the last call this experiment recorded."""
         self.exp = "e0"
+        if session.playback is not None:
+            # Answered from a recording: no cloud, no record.
+            self.exp = session.next_exp()
+            return
         if record:
             self._run = session.open_run(RunStore(records), name)
             self.exp = session.next_exp()
@@ -263,6 +267,11 @@ class Experiment:
 
     def _file_sink(self) -> BlobSink | None:
         return self._run.blob_sink() if self._run is not None else None
+
+    def _played(self, method: str, args: dict[str, Any]) -> Any:
+        """In playback, the recorded answer to this call (or its recorded exception)."""
+        assert session.playback is not None
+        return session.playback.answer(self.exp, method, args)
 
     @contextlib.contextmanager
     def _call(self, method: str, args: dict[str, Any]) -> Iterator[_Call]:
@@ -355,6 +364,8 @@ class Experiment:
             "count": count,
             "tags": user_tags,
         }
+        if session.playback is not None:
+            return self._played("provision", args)  # type: ignore[no-any-return]
         with self._call("provision", args) as call:
             if count < 1:
                 raise InvalidOption("count", count, ["an integer of at least 1"])
@@ -409,6 +420,8 @@ class Experiment:
     def wait(self, tags: Sequence[str] | None = None, timeout: float = 600) -> None:
         """Block until the matching instances run and accept ssh; raise on timeout."""
         tags = _as_tags(tags)
+        if session.playback is not None:
+            return self._played("wait", {"tags": tags, "timeout": timeout})  # type: ignore[no-any-return]
         with self._call("wait", {"tags": tags, "timeout": timeout}) as call:
             targets = [inst for inst in self._match(tags) if not inst.ready]
             deadline = time.monotonic() + timeout
@@ -542,6 +555,8 @@ class Experiment:
         """Open ``protocol``/``port`` to ``cidr`` for the experiment's instances (what the seed
         told users to do by hand in the cloud's console). Local instances need nothing."""
         args = {"port": port, "protocol": protocol, "cidr": cidr}
+        if session.playback is not None:
+            return self._played("open_port", args)  # type: ignore[no-any-return]
         with self._call("open_port", args) as call:
             opener = getattr(self.cloud, "open_port", None)
             call.result = opener(port, protocol, cidr) if opener is not None else []
@@ -561,6 +576,8 @@ class Experiment:
     def deprovision(self, tags: Sequence[str] | None = None) -> None:
         """Terminate the matching instances."""
         tags = _as_tags(tags)
+        if session.playback is not None:
+            return self._played("deprovision", {"tags": tags})  # type: ignore[no-any-return]
         with self._call("deprovision", {"tags": tags}) as call:
             targets = self._match(tags)
             self._terminate(targets, call.number)
@@ -602,6 +619,8 @@ class Experiment:
     def list(self, tags: Sequence[str] | None = None) -> builtins.list[dict[str, Any]]:
         """The matching instances as dicts (``id``, addresses, ``tags``, ``slot`` …)."""
         tags = _as_tags(tags)
+        if session.playback is not None:
+            return self._played("list", {"tags": tags})  # type: ignore[no-any-return]
         with self._call("list", {"tags": tags}) as call:
             result = [inst.as_dict() for inst in self._match(tags)]
             call.result = result
@@ -609,6 +628,8 @@ class Experiment:
 
     def get_public_hostnames(self, tags: Sequence[str] | None = None) -> builtins.list[str | None]:
         tags = _as_tags(tags)
+        if session.playback is not None:
+            return self._played("get_public_hostnames", {"tags": tags})  # type: ignore[no-any-return]
         with self._call("get_public_hostnames", {"tags": tags}) as call:
             result = [inst.public_hostname for inst in self._match(tags)]
             call.result = result
@@ -616,6 +637,8 @@ class Experiment:
 
     def get_private_hostnames(self, tags: Sequence[str] | None = None) -> builtins.list[str | None]:
         tags = _as_tags(tags)
+        if session.playback is not None:
+            return self._played("get_private_hostnames", {"tags": tags})  # type: ignore[no-any-return]
         with self._call("get_private_hostnames", {"tags": tags}) as call:
             result = [inst.private_hostname for inst in self._match(tags)]
             call.result = result
@@ -642,6 +665,8 @@ class Experiment:
             "check_exit_code": check_exit_code,
             "timeout": timeout,
         }
+        if session.playback is not None:
+            return self._played("run", args)  # type: ignore[no-any-return]
         with self._call("run", args) as call:
             results = self._run_on(
                 call, self._match(tags), cmd, user, check_exit_code, timeout, parallel
@@ -756,6 +781,8 @@ class Experiment:
             "remote_path": remote_path,
             "user": user,
         }
+        if session.playback is not None:
+            return self._played("put", args)  # type: ignore[no-any-return]
         with self._call("put", args) as call:
             local = self._local_file(local_path)
             targets = self._match(tags)
@@ -867,6 +894,8 @@ class Experiment:
             "local_path": str(local_path),
             "user": user,
         }
+        if session.playback is not None:
+            return self._played("get", args)  # type: ignore[no-any-return]
         with self._call("get", args) as call:
             targets = self._match(tags)
             base = Path(local_path)
@@ -933,6 +962,8 @@ class Experiment:
             "check_exit_code": check_exit_code,
             "timeout": timeout,
         }
+        if session.playback is not None:
+            return self._played("copy_and_run", call_args)  # type: ignore[no-any-return]
         with self._call("copy_and_run", call_args) as call:
             script = self._local_file(local_script)
             targets = self._match(tags)

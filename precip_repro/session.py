@@ -26,6 +26,7 @@ from precip_repro.record.store import RunStore
 
 if TYPE_CHECKING:
     from precip_repro.experiment import Experiment
+    from precip_repro.playback import Playback
 
 __all__ = ["Session", "current_run", "finish_run", "session"]
 
@@ -48,6 +49,8 @@ class Session:
         self.argv: list[str] | None = None
         self.detect_script = True
         self.replay_of: ReplayOf | None = None
+        self.playback: Playback | None = None
+        """Set by ``precip-repro run --playback``: calls are answered from a recording."""
         self.mapping: bytes | None = None
         """Take ``sys.argv[0]`` as the experiment script when it is a file."""
 
@@ -55,6 +58,12 @@ class Session:
         with self._lock:
             self._experiments.add(experiment)
             self._install_hooks()
+
+    def restart_numbering(self) -> None:
+        """Number experiments and calls from 1 again (a new run, or a playback)."""
+        with self._lock:
+            self._exp_count = 0
+            self._call_count = 0
 
     def next_exp(self) -> str:
         with self._lock:
