@@ -48,6 +48,8 @@ class Session:
         self.script: Path | None = None
         self.argv: list[str] | None = None
         self.detect_script = True
+        self.run_name: str | None = None
+        """Overrides the run's name (a replay is named after what it replays)."""
         self.replay_of: ReplayOf | None = None
         self.playback: Playback | None = None
         """Set by ``precip-repro run --playback``: calls are answered from a recording."""
@@ -95,7 +97,7 @@ class Session:
                 and Path(sys.argv[0]).is_file()
             ):
                 script = Path(sys.argv[0])
-            run_name = script.stem if script is not None else name
+            run_name = self.run_name or (script.stem if script is not None else name)
             self.run = Run.open(
                 store,
                 name=run_name,

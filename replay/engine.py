@@ -430,6 +430,7 @@ class Engine:
         session.mapping = self.mapping.text.encode() if self.mapping.given else None
         session.detect_script = False
         session.argv = ["precip-replay", self.source.run]
+        session.run_name = f"replay-{self.source.run.split('-', 1)[-1].rsplit('-', 1)[0]}"
         status = "ok"
         try:
             for exp in sorted(self.source.experiments, key=lambda e: int(e[1:])):
