@@ -461,6 +461,8 @@ class Engine:
                 except ExperimentException as exc:
                     self.say(f"deprovisioning failed: {exc}")
             finish_run(status)
+            session.replay_of = session.mapping = session.run_name = None
+            session.detect_script = True
 
     def _step(self, step: Step) -> StepVerdict:
         call = step.call
