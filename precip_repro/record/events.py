@@ -477,9 +477,11 @@ def _fast_load(raw: bytes) -> Any:
     """Parse with orjson — several times faster than json, which matters for ``verify`` and
     ``diff`` over large runs — unless the line may hold a float (orjson would accept it):
     then, or on any error, return None and let the json path decide and explain."""
-    # The timestamp holds the line's one '.', unless a string or a float holds more; a float
-    # orjson would print differently is caught by the canonical check anyway.
-    if raw.count(b".") > 1 and floatish(raw, len(raw)):
+    # Only the data (the first member, before "hash") can hold a float, and only with a '.'
+    # in it (a float orjson would print differently fails the canonical check anyway).
+    end = raw.rfind(_HASH_KEY)
+    end = len(raw) if end < 0 else end
+    if raw.count(b".", 0, end) and floatish(raw, end):
         return None
     try:
         return orjson.loads(raw)

@@ -135,7 +135,8 @@ def test_a_version_digit_changed_by_hand_is_corrupt_not_unsupported():
 @pytest.mark.parametrize(
     "mangle, reason",
     [
-        (lambda line: line.replace(b'"seq":0', b'"seq":0.0'), "float"),
+        (lambda line: line.replace(b'"seq":0', b'"seq":0.0'), "not a non-negative integer"),
+        (lambda line: line.replace(b'"fields":{}', b'"fields":{"x":1.5}'), "float"),
         (lambda line: line.replace(b'{"data"', b'{ "data"'), "canonical"),
         (lambda line: line.replace(b'"text":"x"', b'"text":"y"'), "hash"),
         (lambda line: b"not json", "JSON"),
