@@ -88,6 +88,10 @@ _DESCRIBE: Final[dict[str, Callable[[dict[str, Any]], str]]] = {
         f"#{d.get('call')} FAILED in {format_duration(d.get('duration_ns'))}: "
         f"{(d.get('error') or {}).get('type')}: {_short((d.get('error') or {}).get('message'))}"
     ),
+    "replay.step": lambda d: (
+        f"replay of #{d.get('source_call')} {d.get('exp')}.{d.get('method')}: {d.get('verdict')}"
+        + (f" ({len(d.get('differences') or [])} differences)" if d.get("differences") else "")
+    ),
     "note": lambda d: (
         f"note: {_short(d.get('text'))}"
         + (f" {_short(d.get('fields'), 50)}" if d.get("fields") else "")
