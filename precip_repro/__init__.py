@@ -44,6 +44,7 @@ from precip_repro.normalize import Normalizer, instance_names
 from precip_repro.record import (
     FORMAT_VERSION,
     BlobRef,
+    BlobStore,
     Event,
     LogReader,
     Recovery,
@@ -55,7 +56,7 @@ from precip_repro.record import (
 )
 from precip_repro.record.events import ReplayOf, ReplayStep
 from precip_repro.record.recorder import tool_version as _tool_version
-from precip_repro.runview import RunView, load_run
+from precip_repro.runview import CallView, RunView, load_run
 from precip_repro.session import current_run, finish_run, session
 
 __version__ = _tool_version()
@@ -64,6 +65,8 @@ __all__ = [
     "AmbiguousRun",
     "BlobCorrupted",
     "BlobRef",
+    "BlobStore",
+    "CallView",
     "CloudError",
     "CommandFailed",
     "CommandTimeout",

@@ -21,6 +21,9 @@ from typing import Any, Final
 import attrs
 
 from precip_repro import (
+    BlobRef,
+    BlobStore,
+    CallView,
     CloudError,
     EC2Experiment,
     EucalyptusExperiment,
@@ -39,8 +42,6 @@ from precip_repro import (
     instance_names,
     session,
 )
-from precip_repro.record import BlobRef, BlobStore
-from precip_repro.runview import CallView
 from replay.mapping import ReplayMapping
 from replay.plan import SECRET_RE, Step
 

@@ -8,8 +8,7 @@ from typing import Final
 
 import attrs
 
-from precip_repro import RunView
-from precip_repro.runview import CallView
+from precip_repro import CallView, RunView
 from replay.mapping import ReplayMapping
 
 __all__ = ["Step", "build_plan", "describe", "secrets_needed"]

@@ -22,3 +22,25 @@ def test_every_user_catchable_exception_is_exported_and_derives_from_the_base():
         exc = getattr(precip_repro.exceptions, name)
         assert issubclass(exc, precip_repro.ExperimentException)
         assert getattr(precip_repro, name) is exc
+
+
+def test_replay_uses_only_the_public_api_and_precip_repro_never_imports_replay():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    for path in (root / "replay").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert node.module == "precip_repro" or not node.module.startswith(
+                    "precip_repro."
+                ), f"{path.name} imports {node.module}"
+    for path in (root / "precip_repro").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom | ast.Import):
+                names = (
+                    [node.module or ""]
+                    if isinstance(node, ast.ImportFrom)
+                    else [alias.name for alias in node.names]
+                )
+                assert not any(n == "replay" or n.startswith("replay.") for n in names), path
