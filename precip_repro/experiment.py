@@ -343,9 +343,7 @@ class Experiment:
         return self._pool.connection(self._endpoint(inst), self._login(user))
 
     def _login(self, user: str) -> str:
-        mapper = getattr(self.cloud, "ssh_user", None)
-        login: str = mapper(user) if mapper is not None else user
-        return login
+        return self.cloud.ssh_user(user)
 
     # -- provisioning -----------------------------------------------------------------------
 
@@ -1003,9 +1001,7 @@ class Experiment:
             with self._lock:
                 self._closed = True
             self._pool.close()
-            closer = getattr(self.cloud, "close", None)
-            if closer is not None:
-                closer()
+            self.cloud.close()
 
     def __enter__(self) -> Experiment:
         return self

@@ -212,13 +212,14 @@ class Engine:
                 )
         return names
 
-    def _remap(self, value: Any) -> Any:
+    def _remap(self, value: Any, inverse: dict[str, str] | None = None) -> Any:
         """Source values → the same slot's values in the replay; secrets bound again."""
+        if inverse is None:
+            inverse = {name: new for new, name in self._target_names().items()}
         if isinstance(value, list):
-            return [self._remap(item) for item in value]
+            return [self._remap(item, inverse) for item in value]
         if not isinstance(value, str):
             return value
-        inverse = {name: new for new, name in self._target_names().items()}
         pattern = self.source_norm._pattern
         names = self.source_norm.names
         if pattern is not None:
@@ -273,7 +274,8 @@ class Engine:
 
     def _execute(self, step: Step, experiment: Experiment) -> list[dict[str, Any]]:
         call = step.call
-        args = {key: self._remap(value) for key, value in call.args.items()}
+        inverse = {name: new for new, name in self._target_names().items()}
+        args = {key: self._remap(value, inverse) for key, value in call.args.items()}
         tags = list(args.get("tags") or [])
         user = self.mapping.user(call.exp, str(args.get("user", "root")))
         method = call.method

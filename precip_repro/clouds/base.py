@@ -68,6 +68,10 @@ class Cloud(Protocol):
         """End the instances and wait until they are gone."""
         ...
 
+    def ssh_user(self, user: str) -> str:
+        """The account to log in as for ``user`` (or :class:`UnsupportedUser`)."""
+        ...
+
     def ssh_users(self) -> frozenset[str] | None:
         """Users the instances can log in; None when any user the instance has."""
         ...
