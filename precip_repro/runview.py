@@ -158,7 +158,7 @@ class ViewBuilder:
                 number=number,
                 exp=str(data.get("exp")),
                 method=str(data.get("method")),
-                args=dict(data.get("args") or {}),
+                args=data.get("args") or {},
                 start_ns=now,
             )
         elif kind in ("call.finished", "call.failed"):
@@ -209,8 +209,8 @@ class ViewBuilder:
                         user=str(data.get("user")),
                         cmd=str(data.get("cmd")),
                         exit_code=data.get("exit_code"),
-                        stdout=dict(data.get("stdout") or {}),
-                        stderr=dict(data.get("stderr") or {}),
+                        stdout=data.get("stdout") or {},
+                        stderr=data.get("stderr") or {},
                         duration_ns=int(data.get("duration_ns") or 0),
                         end_ns=now,
                     )
@@ -228,7 +228,7 @@ class ViewBuilder:
                         local_path=str(data.get("local_path")),
                         remote_path=str(data.get("remote_path")),
                         mode=int(data.get("mode") or 0),
-                        content=dict(data.get("content") or {}),
+                        content=data.get("content") or {},
                         temporary=bool(data.get("temporary")),
                         at_ns=now,
                     )
