@@ -35,7 +35,9 @@ _CSS: Final = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1250px;color:#222}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;width:100%}td,th{border:1px solid #ddd;padding:3px 6px;
-vertical-align:top;text-align:left}th{background:#f4f4f4}code,pre{font:12px monospace}
+vertical-align:top;text-align:left}th{background:#f4f4f4;white-space:nowrap}
+td code,td .muted{overflow-wrap:anywhere}
+code,pre{font:12px monospace}
 pre{background:#f8f8f8;padding:6px;white-space:pre-wrap;word-break:break-all;margin:2px 0}
 .ok{color:#186a18}.bad{color:#b00020;font-weight:bold}.banner{padding:10px;border-radius:4px}
 .banner.intact{background:#e6f4e6}.banner.corrupt,.banner.open,.banner.abandoned{
@@ -59,6 +61,8 @@ def _e(value: Any) -> str:
 def _excerpt(ref: dict[str, Any]) -> str:
     if isinstance(ref.get("text"), str):
         text = str(ref["text"])
+        if not text:
+            return "(empty)"
         return text if len(text) <= EXCERPT else text[:EXCERPT] + f"… ({len(text)} characters)"
     if ref.get("withheld"):
         return f"(withheld: {ref['withheld']})"
