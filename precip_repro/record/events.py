@@ -68,7 +68,14 @@ _HASH_KEY: Final = b',"hash":"'
 
 
 def _is_hex64(value: str) -> bool:
-    return _HEX64_RE.fullmatch(value) is not None
+    # str.strip with the hex digits is several times faster than a regex match; this runs for
+    # every blob reference read.
+    return type(value) is str and len(value) == 64 and not value.strip("0123456789abcdef")
+
+
+def _check_hex64(value: str) -> None:
+    if not _is_hex64(value):
+        raise ValueError(f"sha256 must be 64 lower-case hex digits, not {value!r}")
 
 
 # --- values shared by payloads -------------------------------------------------------------
@@ -83,7 +90,7 @@ class BlobRef:
     string says why.
     """
 
-    sha256: str = attrs.field(validator=attrs.validators.matches_re(_HEX64_RE))
+    sha256: str = attrs.field(validator=lambda _, __, value: _check_hex64(value))
     size: int
     text: str | None = None
     withheld: str | None = None
@@ -557,7 +564,7 @@ def parse_line(raw: bytes, *, line: int, run: str | None = None) -> Event:
     if type(obj["data"]) is not dict:
         raise bad("'data' is not an object", seq)
     for key in ("prev", "hash"):
-        if type(obj[key]) is not str or not _is_hex64(obj[key]):
+        if not _is_hex64(obj[key]):
             raise bad(f"'{key}' is not 64 lower-case hex digits", seq)
     # The decoder refused floats and NaN already, so a plain encoder is enough here; orjson
     # writes the same bytes as the canonical json.dumps, and json has the last word.
