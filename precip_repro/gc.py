@@ -15,7 +15,6 @@ own, naming each run it acted on with its digest. A finished run is never append
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import time
 from collections.abc import Sequence
@@ -31,7 +30,12 @@ from precip_repro.clouds.local import (
 )
 from precip_repro.keys import precip_home
 from precip_repro.logs import get_logger
-from precip_repro.record.events import InstanceTerminated, InstanceTerminating, Note
+from precip_repro.record.events import (
+    InstanceTerminated,
+    InstanceTerminating,
+    Note,
+    parse_ts,
+)
 from precip_repro.record.journal import is_locked
 from precip_repro.record.reader import LogReader
 from precip_repro.record.recorder import Run
@@ -94,8 +98,7 @@ def _runs(store: RunStore) -> dict[str, RunInfo]:
 
 
 def _ts_age(ts: str) -> float:
-    when = dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
-    return (dt.datetime.now(dt.UTC) - when).total_seconds()
+    return (time.time_ns() - parse_ts(ts)) / 1e9
 
 
 @attrs.define

@@ -3,7 +3,6 @@ work on. Reading only: nothing here touches a cloud."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import attrs
 
 from precip_repro.record.canonical import JSON
-from precip_repro.record.events import Event
+from precip_repro.record.events import Event, parse_ts
 from precip_repro.record.reader import LogReader
 from precip_repro.record.store import EVENTS
 
@@ -27,13 +26,8 @@ __all__ = [
 ]
 
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def ts_ns(ts: str) -> int:
-    """Nanoseconds since the epoch of a record timestamp."""
-    when = dt.datetime.fromisoformat(ts)
-    return (when - _EPOCH) // dt.timedelta(microseconds=1) * 1000
+ts_ns = parse_ts
+"""Nanoseconds since the epoch of a record timestamp."""
 
 
 @attrs.define(kw_only=True)

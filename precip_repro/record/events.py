@@ -50,6 +50,7 @@ __all__ = [
     "RunStarted",
     "converter",
     "format_ts",
+    "parse_ts",
     "parse_line",
     "payload_of",
     "seal",
@@ -432,7 +433,18 @@ class Event:
 
     @property
     def when(self) -> dt.datetime:
-        return dt.datetime.strptime(self.ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+        return dt.datetime.fromisoformat(self.ts)
+
+
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def parse_ts(ts: str) -> int:
+    """Nanoseconds since the epoch of a record timestamp (the inverse of :func:`format_ts`).
+
+    Raises ValueError for a string that is not one.
+    """
+    return (dt.datetime.fromisoformat(ts) - _EPOCH) // dt.timedelta(microseconds=1) * 1000
 
 
 _ts_cache: tuple[int, str] = (-1, "")

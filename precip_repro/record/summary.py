@@ -14,6 +14,7 @@ from typing import Any, Final
 import attrs
 
 from precip_repro.exceptions import RecordError
+from precip_repro.record.events import parse_ts
 from precip_repro.record.journal import is_locked
 from precip_repro.record.store import EVENTS, read_checkpoint
 
@@ -67,15 +68,12 @@ def _count_lines(path: Path) -> int:
 
 
 def _ts_ns(ts: object) -> int | None:
-    import datetime as dt
-
     if not isinstance(ts, str):
         return None
     try:
-        when = dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ")
+        return parse_ts(ts)
     except ValueError:
         return None
-    return (when - dt.datetime(1970, 1, 1)) // dt.timedelta(microseconds=1) * 1000
 
 
 def summarize(run_dir: Path) -> RunSummary:

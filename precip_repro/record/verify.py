@@ -18,7 +18,6 @@ A run whose checkpoint exists but whose log does not match it is ``corrupt``, ne
 from __future__ import annotations
 
 import collections
-import datetime as dt
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,6 +40,7 @@ from precip_repro.record.events import (
     Event,
     RunFinished,
     converter,
+    parse_ts,
     payload_of,
     unstructure,
 )
@@ -151,20 +151,6 @@ def blob_refs(data: JSON) -> Iterator[BlobRef]:
             yield ref  # a withheld blob was never stored: nothing to check
 
 
-def _may_hold_refs(data: dict[str, Any]) -> bool:
-    # Most events (call.started, call.finished …) hold no reference: skip the walk for them.
-    stack: list[Any] = list(data.values())
-    while stack:
-        value = stack.pop()
-        if isinstance(value, dict):
-            if "sha256" in value:
-                return True
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-    return False
-
-
 class _BlobChecker:
     """Hashes referenced blobs on a few threads while the log is still being read."""
 
@@ -224,12 +210,6 @@ class _BlobChecker:
             self._collect()
         self._pool.shutdown()
         return min(self.failures, key=lambda failure: failure[0]) if self.failures else None
-
-
-def _ns_between(first: str, last: str) -> int:
-    fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
-    delta = dt.datetime.strptime(last, fmt) - dt.datetime.strptime(first, fmt)
-    return (delta // dt.timedelta(microseconds=1)) * 1000
 
 
 def verify(
@@ -292,7 +272,7 @@ def verify(
                 finished = payload
             if observe is not None:
                 observe(event)
-            if check_blobs and event.type not in _NO_REFS and _may_hold_refs(event.data):
+            if check_blobs and event.type not in _NO_REFS:
                 for candidate in _ref_dicts(event.data):
                     checker.offer(candidate, event.seq)
     except RecordCorrupted as exc:
@@ -514,7 +494,7 @@ def recover(run_dir: Path) -> Recovery:
         finished = RunFinished(
             status="interrupted",
             events=verdict.events + 1,
-            duration_ns=_ns_between(verdict.first_ts, verdict.last_ts),
+            duration_ns=parse_ts(verdict.last_ts) - parse_ts(verdict.first_ts),
             digest=verdict.digest,
             recovered=recovered,
         )
