@@ -369,9 +369,7 @@ class Engine:
                         {
                             "kind": stream,
                             "slot": command.slot,
-                            "a": recorded
-                            if recorded is not None
-                            else f"{getattr(command, stream).get('size')} bytes",
+                            "a": recorded if recorded is not None else f"{ref.get('size')} bytes",
                             "b": target_norm.text(text),
                         }
                     )
@@ -493,7 +491,7 @@ class Engine:
                 }
             )
         verdict = "reproduced" if not differences else "diverged"
-        new_call = getattr(experiment, "last_call", None)
+        new_call = experiment.last_call
         run = current_run()
         if run is not None and not run.finished:
             run.append(
