@@ -33,6 +33,7 @@ from pathlib import PurePath
 from typing import Any, Final
 
 import attrs
+import orjson
 
 from precip_repro.normalize import Normalizer
 from precip_repro.record.blobs import BlobStore
@@ -100,10 +101,26 @@ class _Side:
         self.view = view
         self.norm = Normalizer(view)
         self.blobs = BlobStore(view.path / OBJECTS, run=view.run)
+        self._args: dict[int, dict[str, JSON]] = {}
+
+    def args(self, call: CallView) -> dict[str, JSON]:
+        """The call's normalised arguments (computed once: alignment and comparison both
+        need them, and normalising is most of a large diff's cost)."""
+        found = self._args.get(call.number)
+        if found is None:
+            found = self._args[call.number] = {
+                k: _arg(self, k, v) for k, v in call.args.items() if not _placed(call, k)
+            }
+        return found
 
     def key(self, call: CallView) -> str:
-        args = {k: _arg(self, k, v) for k, v in call.args.items() if not _placed(call, k)}
-        return json.dumps([call.exp, call.method, args], sort_keys=True)
+        value = [call.exp, call.method, self.args(call)]
+        try:
+            # decode() also copies the key out of orjson's buffer, which keeps kilobytes of
+            # spare room: 100,000 keys would hold hundreds of megabytes.
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+        except TypeError:  # an integer beyond 64 bits: json writes those
+            return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
     def text_of(self, ref: dict[str, JSON]) -> str | None:
         """The normalised text of a blob, when it is text and small enough; else None."""
@@ -187,12 +204,12 @@ def _files(side: _Side, call: CallView) -> dict[tuple[str, str, str], FileView]:
 def _compare_step(
     a: _Side, b: _Side, ca: CallView, cb: CallView, tolerance: float
 ) -> Iterator[dict[str, Any]]:
-    args_a = {k: _arg(a, k, v) for k, v in ca.args.items() if not _placed(ca, k)}
-    args_b = {k: _arg(b, k, v) for k, v in cb.args.items() if not _placed(cb, k)}
-    for name in sorted(set(args_a) | set(args_b)):
-        if args_a.get(name) != args_b.get(name):
-            kind = "command" if name == "cmd" else "args"
-            yield {"kind": kind, "name": name, "a": args_a.get(name), "b": args_b.get(name)}
+    args_a, args_b = a.args(ca), b.args(cb)
+    if args_a != args_b:
+        for name in sorted(set(args_a) | set(args_b)):
+            if args_a.get(name) != args_b.get(name):
+                kind = "command" if name == "cmd" else "args"
+                yield {"kind": kind, "name": name, "a": args_a.get(name), "b": args_b.get(name)}
     error_a = (ca.error or {}).get("type")
     error_b = (cb.error or {}).get("type")
     if (ca.outcome, error_a) != (cb.outcome, error_b):

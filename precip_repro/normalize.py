@@ -90,19 +90,20 @@ class Normalizer:
 
     def _compile(self, names: dict[str, str]) -> None:
         self.names = names
-        if names:
-            # Longest first; an address must not match inside a longer one (127.0.0.4/45).
-            alternatives = sorted(names, key=len, reverse=True)
-            self._pattern: re.Pattern[str] | None = re.compile(
-                "|".join(_bounded(value) for value in alternatives)
-            )
-        else:
-            self._pattern = None
+        # One pass finds names and timestamps alike (two passes cost twice on a large diff).
+        # Longest name first; an address must not match inside a longer one (127.0.0.4/45).
+        alternatives = [_bounded(value) for value in sorted(names, key=len, reverse=True)]
+        self._pattern = re.compile(
+            "|".join([*alternatives, f"(?P<timestamp>{_TIMESTAMP.pattern})"])
+        )
+
+    def _name(self, match: re.Match[str]) -> str:
+        if match.lastgroup == "timestamp":
+            return "{timestamp}"
+        return self.names[match.group(0)]
 
     def text(self, value: str) -> str:
-        if self._pattern is not None:
-            value = self._pattern.sub(lambda match: self.names[match.group(0)], value)
-        return _TIMESTAMP.sub("{timestamp}", value)
+        return self._pattern.sub(self._name, value)
 
     def json(self, value: JSON) -> JSON:
         if isinstance(value, str):

@@ -3,16 +3,24 @@ work on. Reading only: nothing here touches a cloud."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import gc
+import multiprocessing
+import os
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import attrs
+import orjson
 
 from precip_repro.record.canonical import JSON
-from precip_repro.record.events import Event, parse_ts
+from precip_repro.record.events import FORMAT_VERSION, Event, parse_ts, upgraded
 from precip_repro.record.reader import LogReader
 from precip_repro.record.store import EVENTS
+from precip_repro.record.verify import Verdict, verify
 
 __all__ = [
     "CallView",
@@ -22,6 +30,7 @@ __all__ = [
     "InstanceView",
     "RunView",
     "load_run",
+    "load_verified",
     "ts_ns",
 ]
 
@@ -133,13 +142,15 @@ class ViewBuilder:
         self.last = 0
 
     def add(self, event: Event) -> None:
+        self.add_parts(event.type, event.ts, event.data)
+
+    def add_parts(self, kind: str, ts: str, data: dict[str, Any]) -> None:
+        """Add one event given as its type, timestamp and data."""
         calls, instances, by_id = self.calls, self.instances, self.by_id
         self.count += 1
-        now = ts_ns(event.ts)
+        now = ts_ns(ts)
         self.first = self.first or now
         self.last = now
-        data: dict[str, Any] = event.data
-        kind = event.type
         if kind == "run.started":
             self.started = data
         elif kind == "run.finished":
@@ -244,6 +255,95 @@ class ViewBuilder:
             first_ns=self.first,
             last_ns=self.last,
         )
+
+
+PARALLEL_BYTES: Final = 8 << 20
+"""Logs of at least this many bytes (together) are verified in child processes while this
+process reads them; smaller ones are verified and read in one pass here."""
+
+
+def load_verified(run_dirs: Sequence[Path]) -> list[tuple[RunView | None, Verdict]]:
+    """Verify each run and read it: a (view, verdict) pair per run, in order; the view is
+    None unless the run is intact. Raises
+    :class:`~precip_repro.exceptions.UnsupportedVersion` as ``verify`` does.
+
+    Large logs are verified in forked children — one per run — while this process reads
+    them without checks; a view only counts once its child said the run is intact. That
+    spreads a large diff over the machine's cores (verifying is most of its cost).
+    """
+    if _parallel_worth_it(run_dirs):
+        return _load_verified_in_parallel(run_dirs)
+    return [_load_verified_here(run_dir) for run_dir in run_dirs]
+
+
+def _load_verified_here(run_dir: Path) -> tuple[RunView | None, Verdict]:
+    builder = ViewBuilder(run_dir)
+    with _collection_paused():
+        verdict = verify(run_dir, observe=builder.add)  # checked and read in one pass
+    return (builder.build() if verdict.intact else None), verdict
+
+
+def _parallel_worth_it(run_dirs: Sequence[Path]) -> bool:
+    # fork is the cheap way to share this process's imports; it is only safe while no other
+    # thread could hold a lock the child needs (a library calling us from a threaded
+    # program gets the one-process path).
+    if not hasattr(os, "fork") or (os.cpu_count() or 1) < 2 or threading.active_count() > 1:
+        return False
+    size = 0
+    for run_dir in run_dirs:
+        with contextlib.suppress(OSError):
+            size += (run_dir / EVENTS).stat().st_size
+    return size >= PARALLEL_BYTES
+
+
+def _load_verified_in_parallel(
+    run_dirs: Sequence[Path],
+) -> list[tuple[RunView | None, Verdict]]:
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=len(run_dirs), mp_context=context) as pool:
+        pending = [pool.submit(verify, run_dir) for run_dir in run_dirs]
+        views: list[RunView | None] = []
+        for run_dir in run_dirs:
+            try:
+                with _collection_paused():
+                    views.append(_read_unchecked(run_dir))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                views.append(None)  # damaged: its verdict says where and why
+        verdicts = [future.result() for future in pending]
+    found: list[tuple[RunView | None, Verdict]] = []
+    for run_dir, view, verdict in zip(run_dirs, views, verdicts, strict=True):
+        if verdict.intact and (view is None or view.events != verdict.events):
+            # Verified intact, yet read differently: the log changed between the two reads.
+            view, verdict = _load_verified_here(run_dir)
+        found.append((view if verdict.intact else None, verdict))
+    return found
+
+
+def _read_unchecked(run_dir: Path) -> RunView:
+    builder = ViewBuilder(run_dir)
+    with (run_dir / EVENTS).open("rb", buffering=1 << 20) as f:
+        for raw in f:
+            if not raw.endswith(b"\n"):
+                break  # a torn tail is not an event
+            obj = orjson.loads(raw)
+            kind, data = obj["type"], obj["data"]
+            if obj["v"] != FORMAT_VERSION:
+                kind, data = upgraded(Event(**obj))
+            builder.add_parts(kind, obj["ts"], data)
+    return builder.build()
+
+
+@contextlib.contextmanager
+def _collection_paused() -> Iterator[None]:
+    # A view is hundreds of thousands of small objects, none in a cycle: the collector's
+    # repeated walks over them would cost a quarter of the read and find nothing.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def load_run(run_dir: Path, events: Iterable[Event] | None = None) -> RunView:

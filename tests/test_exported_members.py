@@ -11,10 +11,27 @@ def test_all_is_sorted_and_names_exactly_the_public_members():
     assert names == sorted(names)
     public = {
         name
-        for name, value in vars(precip_repro).items()
-        if not name.startswith("_") and not inspect.ismodule(value) and name != "annotations"
+        for name in dir(precip_repro)
+        if not name.startswith("_")
+        and not inspect.ismodule(getattr(precip_repro, name))
+        and name != "annotations"
     }
     assert public == set(names) - {"__version__"}
+    for name in names:
+        assert getattr(precip_repro, name) is not None
+
+
+def test_the_record_commands_start_without_the_ssh_and_cloud_libraries():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, precip_repro.cli, precip_repro.diff, precip_repro.report\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'paramiko', 'boto3'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "[]", done.stderr
+    assert precip_repro.LocalExperiment.__module__ == "precip_repro.experiments"
 
 
 def test_every_user_catchable_exception_is_exported_and_derives_from_the_base():

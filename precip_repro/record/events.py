@@ -439,12 +439,29 @@ class Event:
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
+_parsed_cache: tuple[str, int] = ("\0", 0)
+
+
 def parse_ts(ts: str) -> int:
     """Nanoseconds since the epoch of a record timestamp (the inverse of :func:`format_ts`).
 
     Raises ValueError for a string that is not one.
     """
-    return (dt.datetime.fromisoformat(ts) - _EPOCH) // dt.timedelta(microseconds=1) * 1000
+    global _parsed_cache
+    # Reading a large run parses a timestamp per event; events come many to a second, so the
+    # seconds are parsed once and only the microseconds per event.
+    prefix, seconds_ns = _parsed_cache
+    if len(ts) == 27 and ts[26] == "Z" and ts[19] == "." and ts.startswith(prefix):
+        micros = ts[20:26]
+        if micros.isdigit() and micros.isascii():
+            return seconds_ns + int(micros) * 1000
+    when = dt.datetime.fromisoformat(ts)
+    if when.tzinfo is None:
+        raise ValueError(f"timestamp {ts!r} names no time zone")
+    micros_ns = (when - _EPOCH) // dt.timedelta(microseconds=1) * 1000
+    if _TS_RE.fullmatch(ts):
+        _parsed_cache = (ts[:20], micros_ns - int(ts[20:26]) * 1000)
+    return micros_ns
 
 
 _ts_cache: tuple[int, str] = (-1, "")

@@ -18,6 +18,7 @@ from precip_repro.record.events import (
     Note,
     format_ts,
     parse_line,
+    parse_ts,
     payload_of,
     seal,
     unstructure,
@@ -81,6 +82,21 @@ def test_hash_is_sha256_of_the_canonical_event_without_hash(payload, ns):
 
 def test_format_ts_is_rfc3339_utc_with_microseconds():
     assert format_ts(1_764_040_000_123_456_789) == "2025-11-25T03:06:40.123456Z"
+
+
+@given(st.lists(st.integers(min_value=0, max_value=4_000_000_000_000_000_000), max_size=20))
+def test_parse_ts_inverts_format_ts_to_the_microsecond_in_any_order(stamps):
+    # parse_ts caches the last second it parsed: interleaved seconds must not leak into
+    # each other.
+    for ns in stamps + stamps[::-1]:
+        assert parse_ts(format_ts(ns)) == ns // 1000 * 1000
+
+
+@pytest.mark.parametrize("text", ["2026-11-25T05:57:22.0382x4Z", "2026-11-25T05:57:22.038214",
+                                  "yesterday"])  # fmt: skip
+def test_parse_ts_refuses_what_is_not_a_timestamp(text):
+    with pytest.raises(ValueError):
+        parse_ts(text)
 
 
 def test_every_type_in_the_table_has_a_payload_class():
