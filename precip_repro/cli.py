@@ -180,7 +180,7 @@ def _find_ref(run_dir: Path, wanted: str) -> BlobRef:
     """The one blob reference in the run's log whose sha256 starts with ``wanted``."""
     found: dict[str, BlobRef] = {}
     for event in LogReader(run_dir / EVENTS, run=run_dir.name):
-        for ref in blob_refs(event.data):
+        for ref in blob_refs(event, run=run_dir.name):
             if ref.sha256.startswith(wanted):
                 previous = found.get(ref.sha256)
                 if previous is None or (previous.text is None and ref.text is not None):
@@ -271,12 +271,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
-def _intact_views(args: argparse.Namespace, *specs: str) -> list[tuple[RunView, str | None]]:
+def _intact_views(
+    args: argparse.Namespace,
+    *specs: str,
+    meanwhile: Callable[[list[RunView]], object] | None = None,
+) -> list[tuple[RunView, str | None]]:
     from precip_repro.runview import load_verified
 
     store = _store(args)
     found: list[tuple[RunView, str | None]] = []
-    for view, verdict in load_verified([store.resolve(spec) for spec in specs]):
+    loaded = load_verified([store.resolve(spec) for spec in specs], meanwhile=meanwhile)
+    for view, verdict in loaded:
         if view is None:
             raise _NotIntact(
                 f"run {verdict.run} is {verdict.state}, not intact: {verdict.reason}; "
@@ -292,12 +297,21 @@ def _intact_views(args: argparse.Namespace, *specs: str) -> list[tuple[RunView, 
 def cmd_diff(args: argparse.Namespace) -> int:
     import json
 
-    from precip_repro.diff import diff_runs, render_text
+    from precip_repro.diff import DiffResult, diff_runs, render_text
 
     if args.tolerance < 0:
         raise _Usage(f"--tolerance must be a percentage of at least 0, not {args.tolerance}")
-    (view_a, digest_a), (view_b, digest_b) = _intact_views(args, args.a, args.b)
-    result = diff_runs(view_a, view_b, tolerance=args.tolerance / 100, digests=(digest_a, digest_b))
+    compared: list[DiffResult] = []
+
+    def compare(views: list[RunView]) -> None:
+        # The large views are all this process holds: freeze them out of the collector's
+        # way (see _intact_views) before the diff makes its own objects.
+        gc.freeze()
+        compared[:] = [diff_runs(*views, tolerance=args.tolerance / 100)]
+
+    (_, digest_a), (_, digest_b) = _intact_views(args, args.a, args.b, meanwhile=compare)
+    (result,) = compared
+    result.a["digest"], result.b["digest"] = digest_a, digest_b
     if args.json:
         print(json.dumps(result.to_json(), indent=1, sort_keys=True, ensure_ascii=False))
     else:

@@ -307,6 +307,31 @@ def _call_summary(side: _Side, call: CallView) -> dict[str, Any]:
     }
 
 
+def _alignment(a: list[str], b: list[str]) -> list[tuple[str, int, int, int, int]]:
+    """SequenceMatcher's opcodes, with the common head and tail matched first: reruns share
+    most of their calls, and matching those in one pass is what keeps a large diff fast."""
+    head = 0
+    for one, other in zip(a, b, strict=False):
+        if one != other:
+            break
+        head += 1
+    tail = 0
+    while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    middle = difflib.SequenceMatcher(
+        a=a[head : len(a) - tail], b=b[head : len(b) - tail], autojunk=False
+    ).get_opcodes()
+    opcodes = [("equal", 0, head, 0, head)] if head else []
+    opcodes += [
+        (tag, i1 + head, i2 + head, j1 + head, j2 + head)
+        for tag, i1, i2, j1, j2 in middle
+        if i1 != i2 or j1 != j2
+    ]
+    if tail:
+        opcodes.append(("equal", len(a) - tail, len(a), len(b) - tail, len(b)))
+    return opcodes
+
+
 def diff_runs(
     a: RunView,
     b: RunView,
@@ -319,11 +344,10 @@ def diff_runs(
     side_a, side_b = _Side(a), _Side(b)
     keys_a = [side_a.key(call) for call in a.calls]
     keys_b = [side_b.key(call) for call in b.calls]
-    matcher = difflib.SequenceMatcher(a=keys_a, b=keys_b, autojunk=False)
     steps: list[Step] = []
     only_a: list[dict[str, Any]] = []
     only_b: list[dict[str, Any]] = []
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+    for tag, i1, i2, j1, j2 in _alignment(keys_a, keys_b):
         paired = min(i2 - i1, j2 - j1) if tag in ("equal", "replace") else 0
         for offset in range(paired):
             ca, cb = a.calls[i1 + offset], b.calls[j1 + offset]

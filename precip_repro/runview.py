@@ -8,10 +8,10 @@ import gc
 import multiprocessing
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import attrs
 import orjson
@@ -137,6 +137,7 @@ class ViewBuilder:
         self.instances: dict[str, InstanceView] = {}
         self.by_id: dict[str, InstanceView] = {}
         self.notes: list[tuple[int, str, dict[str, JSON]]] = []
+        self._strings: dict[str, str] = {}
         self.count = 0
         self.first = 0
         self.last = 0
@@ -146,100 +147,145 @@ class ViewBuilder:
 
     def add_parts(self, kind: str, ts: str, data: dict[str, Any]) -> None:
         """Add one event given as its type, timestamp and data."""
-        calls, instances, by_id = self.calls, self.instances, self.by_id
         self.count += 1
         now = ts_ns(ts)
         self.first = self.first or now
         self.last = now
-        if kind == "run.started":
-            self.started = data
-        elif kind == "run.finished":
-            self.finished = data
-        elif kind == "experiment.created":
-            self.experiments[str(data.get("exp"))] = data
-        elif kind == "call.started":
-            number = int(data["call"])
-            calls[number] = CallView(
-                number=number,
+        handler = self._HANDLERS.get(kind)
+        if handler is not None:
+            handler(self, now, data)
+
+    def _run_started(self, now: int, data: dict[str, Any]) -> None:
+        self.started = data
+
+    def _run_finished(self, now: int, data: dict[str, Any]) -> None:
+        self.finished = data
+
+    def _experiment_created(self, now: int, data: dict[str, Any]) -> None:
+        self.experiments[str(data.get("exp"))] = data
+
+    def _call_started(self, now: int, data: dict[str, Any]) -> None:
+        number = int(data["call"])
+        self.calls[number] = CallView(
+            number=number,
+            exp=self._shared(str(data.get("exp"))),
+            method=self._shared(str(data.get("method"))),
+            args=data.get("args") or {},
+            start_ns=now,
+        )
+
+    def _call_finished(self, now: int, data: dict[str, Any]) -> None:
+        self._call_ended("finished", data)
+
+    def _call_failed(self, now: int, data: dict[str, Any]) -> None:
+        self._call_ended("failed", data)
+
+    def _call_ended(self, outcome: str, data: dict[str, Any]) -> None:
+        call = self.calls.get(int(data["call"]))
+        if call is not None:
+            call.outcome = outcome
+            call.result = data.get("result")
+            call.error = data.get("error")
+            call.duration_ns = data.get("duration_ns")
+
+    def _instance_launched(self, now: int, data: dict[str, Any]) -> None:
+        slot = str(data["slot"])
+        view = self.instances.get(slot)
+        if view is None:
+            view = self.instances[slot] = InstanceView(
+                slot=slot,
                 exp=str(data.get("exp")),
-                method=str(data.get("method")),
-                args=data.get("args") or {},
-                start_ns=now,
+                instance_ids=[],
+                image_id=str(data.get("image_id")),
+                instance_type=str(data.get("instance_type")),
+                image_digest=data.get("image_digest"),
+                tags=list(data.get("tags") or []),
+                launched_ns=now,
             )
-        elif kind in ("call.finished", "call.failed"):
-            call = calls.get(int(data["call"]))
-            if call is not None:
-                call.outcome = "finished" if kind == "call.finished" else "failed"
-                call.result = data.get("result")
-                call.error = data.get("error")
-                call.duration_ns = data.get("duration_ns")
-        elif kind == "instance.launched":
-            slot = str(data["slot"])
-            view = instances.get(slot)
-            if view is None:
-                view = instances[slot] = InstanceView(
-                    slot=slot,
-                    exp=str(data.get("exp")),
-                    instance_ids=[],
-                    image_id=str(data.get("image_id")),
-                    instance_type=str(data.get("instance_type")),
-                    image_digest=data.get("image_digest"),
-                    tags=list(data.get("tags") or []),
-                    launched_ns=now,
+        view.instance_ids.append(str(data["instance_id"]))
+        self.by_id[str(data["instance_id"])] = view
+
+    def _instance_ready(self, now: int, data: dict[str, Any]) -> None:
+        ready = self.by_id.get(str(data.get("instance_id")))
+        if ready is not None:
+            ready.ready_ns = now
+            ready.public_address = data.get("public_address")
+            ready.private_address = data.get("private_address")
+            ready.public_hostname = data.get("public_hostname")
+            ready.private_hostname = data.get("private_hostname")
+            ready.host_key = data.get("host_key")
+            ready.facts = dict(data.get("facts") or {})
+
+    def _instance_terminated(self, now: int, data: dict[str, Any]) -> None:
+        gone = self.by_id.get(str(data.get("instance_id")))
+        if gone is not None and gone.instance_ids[-1] == data.get("instance_id"):
+            gone.terminated_ns = now
+
+    def _command_finished(self, now: int, data: dict[str, Any]) -> None:
+        owner = self.calls.get(int(data["call"]))
+        if owner is not None:
+            owner.commands.append(
+                CommandView(
+                    call=owner.number,
+                    slot=self._shared(str(data["slot"])),
+                    instance_id=self._shared(str(data["instance_id"])),
+                    user=self._shared(str(data.get("user"))),
+                    cmd=str(data.get("cmd")),
+                    exit_code=data.get("exit_code"),
+                    stdout=data.get("stdout") or {},
+                    stderr=data.get("stderr") or {},
+                    duration_ns=int(data.get("duration_ns") or 0),
+                    end_ns=now,
                 )
-            view.instance_ids.append(str(data["instance_id"]))
-            by_id[str(data["instance_id"])] = view
-        elif kind == "instance.ready":
-            ready = by_id.get(str(data.get("instance_id")))
-            if ready is not None:
-                ready.ready_ns = now
-                ready.public_address = data.get("public_address")
-                ready.private_address = data.get("private_address")
-                ready.public_hostname = data.get("public_hostname")
-                ready.private_hostname = data.get("private_hostname")
-                ready.host_key = data.get("host_key")
-                ready.facts = dict(data.get("facts") or {})
-        elif kind == "instance.terminated":
-            gone = by_id.get(str(data.get("instance_id")))
-            if gone is not None and gone.instance_ids[-1] == data.get("instance_id"):
-                gone.terminated_ns = now
-        elif kind == "command.finished":
-            owner = calls.get(int(data["call"]))
-            if owner is not None:
-                owner.commands.append(
-                    CommandView(
-                        call=owner.number,
-                        slot=str(data["slot"]),
-                        instance_id=str(data["instance_id"]),
-                        user=str(data.get("user")),
-                        cmd=str(data.get("cmd")),
-                        exit_code=data.get("exit_code"),
-                        stdout=data.get("stdout") or {},
-                        stderr=data.get("stderr") or {},
-                        duration_ns=int(data.get("duration_ns") or 0),
-                        end_ns=now,
-                    )
+            )
+
+    def _file_put(self, now: int, data: dict[str, Any]) -> None:
+        self._file_moved("put", now, data)
+
+    def _file_got(self, now: int, data: dict[str, Any]) -> None:
+        self._file_moved("got", now, data)
+
+    def _file_moved(self, kind: str, now: int, data: dict[str, Any]) -> None:
+        owner = self.calls.get(int(data["call"]))
+        if owner is not None:
+            owner.files.append(
+                FileView(
+                    kind=kind,
+                    call=owner.number,
+                    slot=self._shared(str(data["slot"])),
+                    instance_id=self._shared(str(data["instance_id"])),
+                    user=self._shared(str(data.get("user"))),
+                    local_path=str(data.get("local_path")),
+                    remote_path=str(data.get("remote_path")),
+                    mode=int(data.get("mode") or 0),
+                    content=data.get("content") or {},
+                    temporary=bool(data.get("temporary")),
+                    at_ns=now,
                 )
-        elif kind in ("file.put", "file.got"):
-            owner = calls.get(int(data["call"]))
-            if owner is not None:
-                owner.files.append(
-                    FileView(
-                        kind="put" if kind == "file.put" else "got",
-                        call=owner.number,
-                        slot=str(data["slot"]),
-                        instance_id=str(data["instance_id"]),
-                        user=str(data.get("user")),
-                        local_path=str(data.get("local_path")),
-                        remote_path=str(data.get("remote_path")),
-                        mode=int(data.get("mode") or 0),
-                        content=data.get("content") or {},
-                        temporary=bool(data.get("temporary")),
-                        at_ns=now,
-                    )
-                )
-        elif kind == "note":
-            self.notes.append((now, str(data.get("text")), dict(data.get("fields") or {})))
+            )
+
+    def _note(self, now: int, data: dict[str, Any]) -> None:
+        self.notes.append((now, str(data.get("text")), dict(data.get("fields") or {})))
+
+    def _shared(self, text: str) -> str:
+        # Slots, ids, users, methods repeat in every event: one copy each, not one per event.
+        return self._strings.setdefault(text, text)
+
+    _HANDLERS: ClassVar[dict[str, Callable[[ViewBuilder, int, dict[str, Any]], None]]] = {
+        "run.started": _run_started,
+        "run.finished": _run_finished,
+        "experiment.created": _experiment_created,
+        "call.started": _call_started,
+        "call.finished": _call_finished,
+        "call.failed": _call_failed,
+        "instance.launched": _instance_launched,
+        "instance.ready": _instance_ready,
+        "instance.terminated": _instance_terminated,
+        "command.finished": _command_finished,
+        "file.put": _file_put,
+        "file.got": _file_got,
+        "note": _note,
+    }
 
     def build(self) -> RunView:
         return RunView(
@@ -262,7 +308,11 @@ PARALLEL_BYTES: Final = 8 << 20
 process reads them; smaller ones are verified and read in one pass here."""
 
 
-def load_verified(run_dirs: Sequence[Path]) -> list[tuple[RunView | None, Verdict]]:
+def load_verified(
+    run_dirs: Sequence[Path],
+    *,
+    meanwhile: Callable[[list[RunView]], object] | None = None,
+) -> list[tuple[RunView | None, Verdict]]:
     """Verify each run and read it: a (view, verdict) pair per run, in order; the view is
     None unless the run is intact. Raises
     :class:`~precip_repro.exceptions.UnsupportedVersion` as ``verify`` does.
@@ -270,10 +320,53 @@ def load_verified(run_dirs: Sequence[Path]) -> list[tuple[RunView | None, Verdic
     Large logs are verified in forked children — one per run — while this process reads
     them without checks; a view only counts once its child said the run is intact. That
     spreads a large diff over the machine's cores (verifying is most of its cost).
+
+    ``meanwhile``, when given, is called with the views as soon as they are read — before
+    the verdicts are in — so that work on them (a diff) overlaps the checking. Whatever it
+    computes is only to be used once every verdict is ``intact``; an exception it raises
+    on a run that turns out damaged is dropped (the verdict explains). It is called again
+    should a view have to be read again, so its last call saw the views returned.
     """
-    if _parallel_worth_it(run_dirs):
-        return _load_verified_in_parallel(run_dirs)
-    return [_load_verified_here(run_dir) for run_dir in run_dirs]
+    if not _parallel_worth_it(run_dirs):
+        found = [_load_verified_here(run_dir) for run_dir in run_dirs]
+        views = [view for view, _ in found if view is not None]
+        if meanwhile is not None and len(views) == len(found):
+            meanwhile(views)
+        return found
+
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=len(run_dirs), mp_context=context) as pool:
+        pending = [pool.submit(verify, run_dir) for run_dir in run_dirs]
+        read: list[RunView | None] = []
+        for run_dir in run_dirs:
+            try:
+                with _collection_paused():
+                    read.append(_read_unchecked(run_dir))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                read.append(None)  # damaged: its verdict says where and why
+        deferred: Exception | None = None
+        views = [view for view in read if view is not None]
+        if meanwhile is not None and len(views) == len(read):
+            try:
+                meanwhile(views)
+            except Exception as exc:  # judged once the verdicts are in
+                deferred = exc
+        verdicts = [future.result() for future in pending]
+    found = []
+    again = False
+    for run_dir, view, verdict in zip(run_dirs, read, verdicts, strict=True):
+        if verdict.intact and (view is None or view.events != verdict.events):
+            # Verified intact, yet read differently: the log changed between the two reads.
+            view, verdict = _load_verified_here(run_dir)
+            again = True
+        found.append((view if verdict.intact else None, verdict))
+    views = [view for view, _ in found if view is not None]
+    if len(views) == len(found):
+        if again and meanwhile is not None:
+            meanwhile(views)
+        elif deferred is not None:
+            raise deferred
+    return found
 
 
 def _load_verified_here(run_dir: Path) -> tuple[RunView | None, Verdict]:
@@ -294,29 +387,6 @@ def _parallel_worth_it(run_dirs: Sequence[Path]) -> bool:
         with contextlib.suppress(OSError):
             size += (run_dir / EVENTS).stat().st_size
     return size >= PARALLEL_BYTES
-
-
-def _load_verified_in_parallel(
-    run_dirs: Sequence[Path],
-) -> list[tuple[RunView | None, Verdict]]:
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=len(run_dirs), mp_context=context) as pool:
-        pending = [pool.submit(verify, run_dir) for run_dir in run_dirs]
-        views: list[RunView | None] = []
-        for run_dir in run_dirs:
-            try:
-                with _collection_paused():
-                    views.append(_read_unchecked(run_dir))
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
-                views.append(None)  # damaged: its verdict says where and why
-        verdicts = [future.result() for future in pending]
-    found: list[tuple[RunView | None, Verdict]] = []
-    for run_dir, view, verdict in zip(run_dirs, views, verdicts, strict=True):
-        if verdict.intact and (view is None or view.events != verdict.events):
-            # Verified intact, yet read differently: the log changed between the two reads.
-            view, verdict = _load_verified_here(run_dir)
-        found.append((view if verdict.intact else None, verdict))
-    return found
 
 
 def _read_unchecked(run_dir: Path) -> RunView:

@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar, Final, TypeVar
 
 import attrs
@@ -53,6 +53,7 @@ __all__ = [
     "parse_ts",
     "parse_line",
     "payload_of",
+    "refs_in",
     "seal",
 ]
 
@@ -66,6 +67,8 @@ _TS_RE: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 _HEX64_RE: Final = re.compile(r"[0-9a-f]{64}")
 _ENVELOPE_KEYS: Final = frozenset({"v", "seq", "ts", "type", "data", "prev", "hash"})
 _HASH_KEY: Final = b',"hash":"'
+_HASH_MEMBER: Final = len(_HASH_KEY) + 65
+"""Bytes of the top-level ``,"hash":"<64 hex>"`` member."""
 
 
 def _is_hex64(value: str) -> bool:
@@ -370,6 +373,24 @@ PAYLOADS: Final[Mapping[str, type[Payload]]] = {
 RUN_STATUSES: Final = ("ok", "failed", "interrupted")
 
 
+def _ref_fields(cls: type[Payload]) -> tuple[str, ...]:
+    attrs.resolve_types(cls)
+    return tuple(f.name for f in attrs.fields(cls) if f.type in (BlobRef, BlobRef | None))
+
+
+_REF_FIELDS: Final = {cls: _ref_fields(cls) for cls in PAYLOADS.values()}
+"""Per payload class, its fields that hold blob references (and only those do: a user's
+argument or note shaped like a reference is still the user's data)."""
+
+
+def refs_in(payload: Payload) -> Iterator[BlobRef]:
+    """The blob references a payload holds."""
+    for name in _REF_FIELDS[type(payload)]:
+        ref = getattr(payload, name)
+        if ref is not None:
+            yield ref
+
+
 # --- the converter ---------------------------------------------------------------------------
 
 
@@ -383,10 +404,22 @@ def _strict(kind: type[Any]) -> Callable[[Any, Any], Any]:
     return hook
 
 
+def _strict_optional(kind: type[Any]) -> Callable[[Any, Any], Any]:
+    # One hook for `X | None` instead of cattrs' generic one dispatching again on X: the
+    # hot path of reading a run meets several per event.
+    def hook(value: Any, _: Any) -> Any:
+        if value is not None and type(value) is not kind:
+            raise TypeError(f"expected {kind.__name__} or null, got {type(value).__name__}")
+        return value
+
+    return hook
+
+
 def _make_converter(*, detailed: bool = True) -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False, detailed_validation=detailed)
     for kind in (int, str, bool):
         conv.register_structure_hook(kind, _strict(kind))
+        conv.register_structure_hook(kind | None, _strict_optional(kind))
     conv.register_unstructure_hook(
         BlobRef, make_dict_unstructure_fn(BlobRef, conv, _cattrs_omit_if_default=True)
     )
@@ -399,6 +432,7 @@ converter: Final = _make_converter()
 _fast_converter: Final = _make_converter(detailed=False)
 # The same rules without per-field error collection: several times faster on the hot path of
 # reading a run; when it refuses, the detailed converter explains why.
+_FAST_HOOKS: Final = {cls: _fast_converter.get_structure_hook(cls) for cls in PAYLOADS.values()}
 
 
 # --- the envelope ----------------------------------------------------------------------------
@@ -509,14 +543,18 @@ def _refuse_constant(text: str) -> Any:
 _loads: Final = json.JSONDecoder(parse_float=_refuse_float, parse_constant=_refuse_constant).decode
 
 
-def _fast_load(raw: bytes) -> Any:
+def _fast_load(raw: bytes, end: int = -1) -> Any:
     """Parse with orjson — several times faster than json, which matters for ``verify`` and
     ``diff`` over large runs — unless the line may hold a float (orjson would accept it):
-    then, or on any error, return None and let the json path decide and explain."""
+    then, or on any error, return None and let the json path decide and explain.
+
+    ``end`` is where the top-level ``"hash"`` member starts, when the caller knows.
+    """
     # Only the data (the first member, before "hash") can hold a float, and only with a '.'
     # in it (a float orjson would print differently fails the canonical check anyway).
-    end = raw.rfind(_HASH_KEY)
-    end = len(raw) if end < 0 else end
+    if end < 0:
+        end = raw.rfind(_HASH_KEY)
+        end = len(raw) if end < 0 else end
     if raw.count(b".", 0, end) and floatish(raw, end):
         return None
     try:
@@ -536,7 +574,7 @@ def _hash_matches(raw: bytes, claimed: object) -> bool:
     cut = raw.rfind(_HASH_KEY)
     if cut < 0:
         return False
-    body = raw[:cut] + raw[cut + len(_HASH_KEY) + 65 :]
+    body = raw[:cut] + raw[cut + _HASH_MEMBER :]
     return hashlib.sha256(body).hexdigest() == claimed
 
 
@@ -546,7 +584,52 @@ def parse_line(raw: bytes, *, line: int, run: str | None = None) -> Event:
     Chain continuity (``seq``, ``prev``) is the reader's business: it knows the previous
     event. Raises :class:`RecordCorrupted` naming the line, or :class:`UnsupportedVersion`.
     """
+    # The common case — a sound current-version line — in as few steps as possible (reading
+    # a large run spends most of its time here); anything else takes the careful path,
+    # which finds and explains what is wrong.
+    cut = raw.rfind(_HASH_KEY)
+    obj = _fast_load(raw, cut) if cut > 0 else None
+    if type(obj) is dict and obj.keys() == _ENVELOPE_KEYS:
+        seq, ts, kind, prev, digest = obj["seq"], obj["ts"], obj["type"], obj["prev"], obj["hash"]
+        if (
+            type(seq) is int
+            and seq >= 0
+            and type(obj["v"]) is int
+            and obj["v"] == FORMAT_VERSION
+            and type(ts) is str
+            and _valid_ts(ts)
+            and type(kind) is str
+            and (kind in PAYLOADS or _TYPE_RE.fullmatch(kind))
+            and type(obj["data"]) is dict
+            and _is_hex64(prev)
+            # (the hash is compared with a hex digest below: it is hex if it matches)
+            and orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) == raw
+            and hashlib.sha256(raw[:cut] + raw[cut + _HASH_MEMBER :]).hexdigest() == digest
+        ):
+            return Event(
+                v=FORMAT_VERSION, seq=seq, ts=ts, type=kind, data=obj["data"], prev=prev,
+                hash=digest,
+            )  # fmt: skip
+    return _parse_line_carefully(raw, line=line, run=run)
 
+
+_valid_prefix: str = "\0"
+
+
+def _valid_ts(ts: str) -> bool:
+    """Whether ``ts`` is RFC 3339 UTC with microseconds (as :data:`_TS_RE` says)."""
+    global _valid_prefix
+    # Consecutive events mostly share their second: only the microseconds are new.
+    if ts.startswith(_valid_prefix):
+        micros = ts[20:]
+        return len(micros) == 7 and micros[6] == "Z" and micros[:6].isdigit() and micros.isascii()
+    if _TS_RE.fullmatch(ts):
+        _valid_prefix = ts[:20]
+        return True
+    return False
+
+
+def _parse_line_carefully(raw: bytes, *, line: int, run: str | None) -> Event:
     def bad(reason: str, seq: int | None = None) -> RecordCorrupted:
         where = f"line {line}" if seq is None else f"event seq {seq} (line {line})"
         return RecordCorrupted(f"{where}: {reason}", run=run, seq=seq, line=line)
@@ -651,7 +734,8 @@ def payload_of(event: Event, *, run: str | None = None) -> Payload | None:
         return None
     token = _READING.set(True)
     try:
-        return _fast_converter.structure(data, cls)
+        payload: Payload = _FAST_HOOKS[cls](data, cls)
+        return payload
     except (cattrs.BaseValidationError, TypeError, ValueError, KeyError, AttributeError):
         pass
     finally:

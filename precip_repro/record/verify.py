@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import collections
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
@@ -42,6 +42,7 @@ from precip_repro.record.events import (
     converter,
     parse_ts,
     payload_of,
+    refs_in,
     unstructure,
 )
 from precip_repro.record.journal import Journal, is_locked
@@ -60,20 +61,6 @@ log = get_logger(__name__)
 
 EXIT_STATUS: Final = {"intact": 0, "corrupt": 1, "open": 3, "abandoned": 3}
 _BLOB_KEYS: Final = frozenset({"sha256", "size", "text", "withheld"})
-_NO_REFS: Final = frozenset(
-    {
-        "experiment.created",
-        "call.started",
-        "call.finished",
-        "call.failed",
-        "instance.launched",
-        "instance.ready",
-        "instance.terminating",
-        "instance.terminated",
-    }
-)
-"""v1 types whose data never holds a blob reference (user arguments and results are not
-blobs, however they look)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -143,11 +130,17 @@ def _ref_dicts(data: JSON) -> Iterator[dict[str, Any]]:
             stack.extend(value)
 
 
-def blob_refs(data: JSON) -> Iterator[BlobRef]:
-    """Every blob reference in an event's data, whatever the event type."""
-    for candidate in _ref_dicts(data):
-        ref = _as_ref(candidate)
-        if ref is not None and ref.withheld is None:
+def blob_refs(event: Event, *, run: str | None = None) -> Iterator[BlobRef]:
+    """Every stored blob an event refers to: the typed reference fields of a type this
+    version knows; anything shaped like a reference in a type it does not know (a newer
+    writer's). Raises :class:`RecordCorrupted` when a known type's data does not fit."""
+    payload = payload_of(event, run=run)
+    if payload is not None:
+        refs: Iterable[BlobRef] = refs_in(payload)
+    else:
+        refs = filter(None, map(_as_ref, _ref_dicts(event.data)))
+    for ref in refs:
+        if ref.withheld is None:
             yield ref  # a withheld blob was never stored: nothing to check
 
 
@@ -163,18 +156,12 @@ class _BlobChecker:
         self.failures: list[tuple[int, BlobCorrupted]] = []
         self.checked = 0
 
-    def offer(self, candidate: dict[str, Any], seq: int) -> None:
-        """Check a reference-shaped dict unless the same reference was checked already."""
-        key = (
-            candidate.get("sha256"),
-            candidate.get("size"),
-            candidate.get("text") is not None,
-            candidate.get("withheld") is not None,
-        )
-        if key in self._seen:
+    def offer(self, ref: BlobRef, seq: int) -> None:
+        """Check a reference unless the same one was checked already."""
+        if ref.withheld is not None:
             return
-        ref = _as_ref(candidate)
-        if ref is None or ref.withheld is not None:
+        key = (ref.sha256, ref.size, ref.text is not None)
+        if key in self._seen:
             return
         self._seen.add(key)
         self._submit(ref, seq)
@@ -272,9 +259,15 @@ def verify(
                 finished = payload
             if observe is not None:
                 observe(event)
-            if check_blobs and event.type not in _NO_REFS:
-                for candidate in _ref_dicts(event.data):
-                    checker.offer(candidate, event.seq)
+            if check_blobs:
+                if payload is not None:
+                    for ref in refs_in(payload):
+                        checker.offer(ref, event.seq)
+                else:  # a type this version does not know: whatever looks like a reference
+                    for candidate in _ref_dicts(event.data):
+                        shaped = _as_ref(candidate)
+                        if shaped is not None:
+                            checker.offer(shaped, event.seq)
     except RecordCorrupted as exc:
         problem = exc
     finally:
