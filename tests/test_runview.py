@@ -1,0 +1,105 @@
+"""Reading runs into views: verified in one pass here, or in forked children for large logs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from precip_repro.record import RunStore
+from precip_repro.runview import load_run, load_verified
+from tests.test_diff import synthetic
+
+# The parallel path forks, which it only does in a process without other threads (a pytest
+# session may have some): it runs in a fresh interpreter with the size threshold at zero.
+PARALLEL = """
+import sys
+import precip_repro.runview as runview
+runview.PARALLEL_BYTES = 0
+chosen = runview._parallel_worth_it
+def tell(run_dirs):
+    forking = chosen(run_dirs)
+    print("forking:", forking, file=sys.stderr)
+    return forking
+runview._parallel_worth_it = tell
+from precip_repro.cli import main
+sys.exit(main(["--records", sys.argv[1], *sys.argv[2:]]))
+"""
+
+
+def cli(store: RunStore, *args: str, parallel: bool) -> subprocess.CompletedProcess[str]:
+    script = PARALLEL if parallel else PARALLEL.replace("= 0", "= 1 << 62")
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(store.root), *args],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert f"forking: {parallel}" in done.stderr, done.stderr
+    return done
+
+
+def flip(path: Path, offset: int) -> None:
+    log = path / "events.jsonl"
+    log.chmod(0o644)
+    data = bytearray(log.read_bytes())
+    data[offset] ^= 1
+    log.write_bytes(bytes(data))
+
+
+def test_one_process_reading_hands_intact_views_to_meanwhile(store):
+    a, b = synthetic(store), synthetic(store)
+    seen: list[list[str]] = []
+    found = load_verified(
+        [a.path, b.path], meanwhile=lambda views: seen.append([v.run for v in views])
+    )
+    assert [verdict.state for _, verdict in found] == ["intact", "intact"]
+    assert seen == [[a.id, b.id]]
+    view = found[0][0]
+    assert view is not None
+    assert view.calls == load_run(a.path).calls
+
+
+def test_a_damaged_run_gets_no_view_and_meanwhile_is_not_called(store):
+    a, b = synthetic(store), synthetic(store)
+    flip(b.path, 300)
+    seen: list[object] = []
+    found = load_verified([a.path, b.path], meanwhile=seen.append)
+    assert found[0][0] is not None and found[1][0] is None
+    assert found[1][1].state == "corrupt"
+    assert seen == []
+
+
+def test_children_and_one_process_reach_the_same_diff(store):
+    a, b = synthetic(store), synthetic(store, stdout="left {addr}\n", exit_code=2)
+    alone = cli(store, "diff", "--json", a.id, b.id, parallel=False)
+    forked = cli(store, "diff", "--json", a.id, b.id, parallel=True)
+    assert alone.returncode == forked.returncode == 1, forked.stderr
+    assert json.loads(forked.stdout) == json.loads(alone.stdout)
+    assert json.loads(forked.stdout)["a"]["digest"] == a.digest
+
+
+@pytest.mark.parametrize("offset", [150, -40])
+def test_children_find_a_damaged_run_and_the_diff_exits_3(store, offset):
+    a, b = synthetic(store), synthetic(store)
+    size = (b.path / "events.jsonl").stat().st_size
+    flip(b.path, offset % size)
+    done = cli(store, "diff", a.id, b.id, parallel=True)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert f"run {b.id} is corrupt, not intact" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_line_that_is_not_json_fails_the_read_and_its_verdict_explains(store):
+    a, b = synthetic(store), synthetic(store)
+    log = b.path / "events.jsonl"
+    log.chmod(0o644)
+    lines = log.read_bytes().splitlines(keepends=True)
+    lines[3] = b"{not json\n"
+    log.write_bytes(b"".join(lines))
+    done = cli(store, "diff", a.id, b.id, parallel=True)
+    assert done.returncode == 3
+    assert "line 4" in done.stderr and "not valid JSON" in done.stderr
