@@ -97,9 +97,9 @@ def main() -> None:
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
             line = next(x for x in done.stderr.splitlines() if x.startswith("BENCH"))
-            _, status, elapsed, hwm, kids = line.split()
+            _, status, seconds, peak, children = line.split()
             assert status == "0", done.stdout[-2000:]
-            runs.append((float(elapsed), int(hwm), int(kids)))
+            runs.append((float(seconds), int(peak), int(children)))
         elapsed, hwm, kids = sorted(runs)[len(runs) // 2]
 
         from precip_repro.diff import diff_runs
