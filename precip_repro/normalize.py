@@ -1,7 +1,8 @@
 """Volatile values become slot names, so that two runs compare on what matters.
 
 Instance ids, addresses and hostnames are replaced by the slot they belong to (``e1.p1.0``
-and ``e1.p1.0.address`` …), the run id by ``{run}``, temporary paths the tool chose by
+and ``e1.p1.0.address`` …; an instance's short hostname, what ``hostname`` prints on a
+cloud, is the slot itself, like its id), the run id by ``{run}``, temporary paths the tool chose by
 ``{tmp}``, and timestamps by ``{timestamp}``. Diff uses it to compare runs; replay uses it
 to judge whether a step reproduced.
 """
@@ -9,6 +10,7 @@ to judge whether a step reproduced.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Final
 
 from precip_repro.record.canonical import JSON
@@ -57,6 +59,13 @@ def instance_names(
     ):
         if hostname and hostname not in names:
             names[hostname] = f"{{{slot}.{label}}}"
+            # What `hostname` prints on a cloud instance is the first label of its DNS name
+            # (ip-10-0-0-4 of ip-10-0-0-4.ec2.internal); a local instance prints its id. Both
+            # are the instance naming itself: both become the slot, so that a run replayed
+            # on another cloud prints the same.
+            short = hostname.split(".")[0]
+            if short != hostname and not _IPV4.fullmatch(hostname) and short not in names:
+                names[short] = f"{{{slot}}}"
     return names
 
 
@@ -104,6 +113,16 @@ class Normalizer:
         if match.lastgroup == "timestamp":
             return "{timestamp}"
         return self.names[match.group(0)]
+
+    def substitute(self, value: str, replace: Callable[[str, str], str]) -> str:
+        """``value`` with each volatile value in it replaced by ``replace(value, name)``;
+        timestamps are left as they are. (Replay puts the new run's values in this way.)"""
+
+        def one(match: re.Match[str]) -> str:
+            found = match.group(0)
+            return found if match.lastgroup == "timestamp" else replace(found, self.names[found])
+
+        return self._pattern.sub(one, value)
 
     def text(self, value: str) -> str:
         # Most texts hold no volatile value: a few substring tests say so faster than the

@@ -126,6 +126,9 @@ class Engine:
         self.say = say
         self.experiments: dict[str, Experiment] = {}
         self.source_norm = Normalizer(source)
+        self.source_ids = {i for view in source.instances.values() for i in view.instance_ids}
+        self.learned: dict[str, str] = {}
+        """Recorded hostname → the replay's, from the hostname calls replayed so far."""
         self.blobs = BlobStore(source.path / "objects", run=source.run)
         self.verdicts: list[StepVerdict] = []
         self.cloud_failed: str | None = None
@@ -212,36 +215,56 @@ class Engine:
                 )
         return names
 
+    def _inverse(self) -> dict[str, str]:
+        """Stable name → the replay's value. ``{slot}`` is the new instance's id (its short
+        hostname normalises to the same name, and comes later)."""
+        inverse: dict[str, str] = {}
+        for new, name in self._target_names().items():
+            inverse.setdefault(name, new)
+        return inverse
+
+    def _short_hostnames(self) -> dict[str, str]:
+        """``{slot}`` → the short hostname of the replay's instance, where it has one."""
+        found: dict[str, str] = {}
+        for new, name in self._target_names().items():
+            if name.count(".") == 2 and new not in self._target_ids():
+                found.setdefault(name, new)
+        return found
+
+    def _target_ids(self) -> set[str]:
+        return {str(info["id"]) for e in self.experiments.values() for info in e.slots.values()}
+
     def _remap(self, value: Any, inverse: dict[str, str] | None = None) -> Any:
         """Source values → the same slot's values in the replay; secrets bound again."""
         if inverse is None:
-            inverse = {name: new for new, name in self._target_names().items()}
+            inverse = self._inverse()
         if isinstance(value, list):
             return [self._remap(item, inverse) for item in value]
         if not isinstance(value, str):
             return value
-        pattern = self.source_norm._pattern
-        names = self.source_norm.names
-        if pattern is not None:
 
-            def resolve(match: re.Match[str]) -> str:
-                old = match.group(0)
-                name = names[old]
-                if name in inverse:
-                    return inverse[name]
-                base = name[1:-1].rsplit(".", 1)
-                if len(base) == 2 and base[1] in ("address", "private_hostname"):
-                    for alternative in ("private_address", "address", "private_hostname"):
-                        key = f"{{{base[0]}.{alternative}}}"
-                        if key in inverse:
-                            return inverse[key]
-                if len(base) == 2 and base[1] == "public_hostname":
-                    key = f"{{{base[0]}.address}}"
+        def resolve(old: str, name: str) -> str:
+            if old in self.learned:
+                return self.learned[old]
+            if name in inverse:
+                if name.count(".") == 2 and old not in self.source_ids:
+                    # The source instance's short hostname (it normalises like its id): the
+                    # new instance's own short hostname where it has one, else its id.
+                    return self._short_hostnames().get(name, inverse[name])
+                return inverse[name]
+            base = name[1:-1].rsplit(".", 1)
+            if len(base) == 2 and base[1] in ("address", "private_hostname"):
+                for alternative in ("private_address", "address", "private_hostname"):
+                    key = f"{{{base[0]}.{alternative}}}"
                     if key in inverse:
                         return inverse[key]
-                return old
+            if len(base) == 2 and base[1] == "public_hostname":
+                key = f"{{{base[0]}.address}}"
+                if key in inverse:
+                    return inverse[key]
+            return old
 
-            value = pattern.sub(resolve, value)
+        value = self.source_norm.substitute(value, resolve)
 
         def bind(match: re.Match[str]) -> str:
             secret = os.environ[match.group(1)]
@@ -274,7 +297,7 @@ class Engine:
 
     def _execute(self, step: Step, experiment: Experiment) -> list[dict[str, Any]]:
         call = step.call
-        inverse = {name: new for new, name in self._target_names().items()}
+        inverse = self._inverse()
         args = {key: self._remap(value, inverse) for key, value in call.args.items()}
         tags = list(args.get("tags") or [])
         user = self.mapping.user(call.exp, str(args.get("user", "root")))
@@ -298,6 +321,13 @@ class Engine:
             return []
         if method in ("list", "get_public_hostnames", "get_private_hostnames"):
             result = getattr(experiment, method)(tags)
+            if method != "list" and isinstance(call.result, list):
+                # What the script learned here is what it passes on: the recorded hostname
+                # stands for the new one at the same place (on the local cloud an address
+                # and a hostname are the same string — the name says which was asked for).
+                for old, new in zip(call.result, result, strict=False):
+                    if isinstance(old, str) and isinstance(new, str):
+                        self.learned[old] = new
             return self._compare_result(call, result)
         slots = self._matching_slots(experiment, tags)
         if method in ("run", "copy_and_run"):

@@ -2,16 +2,18 @@
 "hypervisor" that makes its instances reachable for real.
 
 moto gives instances in a VPC of CIDR 127.0.0.0/16 sequential loopback private addresses
-(127.0.0.4, .5, …). For every instance moto reports running, the hypervisor starts an
-OpenSSH sshd on that address (and on a loopback Elastic IP associated with it) accepting
-the key pair's public key; it stops it when the instance is terminated. Images listed in
-``silent_images`` boot but never answer ssh.
+(127.0.0.4, .5, …). For every instance moto reports running, the hypervisor boots a
+machine — the local cloud's isolated sshd — on that address (and on a loopback Elastic IP
+associated with it) accepting the key pair's public key; it halts it when the instance is
+terminated. Images listed in ``silent_images`` boot but never answer ssh. It runs as root
+(as the test suite does).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+
+from precip_repro.clouds.local import _SETUP, _children, _host_key, _sshd_config
 
 ACCESS_KEY = "AKIDPRECIPTESTKEY01"
 SECRET_KEY = "precip-test-secret-5f1c9e2b7a4d"  # the tests grep for it everywhere
@@ -65,16 +69,26 @@ class MotoEndpoint:
 
 
 class Hypervisor:
-    """Starts an sshd for every running instance, stops it at termination."""
+    """Boots a machine for every running instance, halts it at termination.
+
+    Each machine is what the local cloud makes (its own filesystem view, hostname, process
+    tree and users, sshd as PID 1 of its PID namespace) on the address moto gave the
+    instance, with the key pair's public key for root and the short private DNS name as
+    hostname. The hypervisor also plays the VPC's DNS: every machine's ``/etc/hosts`` names
+    every instance by its private DNS name, as EC2's resolver would.
+    """
 
     def __init__(self, client: Any, workdir: Path, *, silent_images: set[str]) -> None:
         self.client = client
         self.workdir = workdir
         self.silent_images = silent_images
-        self._sshd: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
+        self._machines: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
+        self._names: dict[str, str] = {}
+        self._hosts = workdir / "hosts"
+        workdir.mkdir(parents=True, exist_ok=True)
+        self._write_hosts()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="hypervisor")
-        Path("/run/sshd").mkdir(exist_ok=True)
         self._thread.start()
 
     def _loop(self) -> None:
@@ -90,67 +104,83 @@ class Hypervisor:
             for data in reservation["Instances"]:
                 if data["State"]["Name"] != "running" or data["ImageId"] in self.silent_images:
                     continue
+                if data.get("PrivateDnsName") and data.get("PrivateIpAddress"):
+                    self._name(data["PrivateDnsName"], data["PrivateIpAddress"])
                 addresses = [data.get("PrivateIpAddress"), data.get("PublicIpAddress")]
                 for address in addresses:
                     if address and address.startswith("127."):
                         key = (data["InstanceId"], address)
                         live.add(key)
-                        if key not in self._sshd:
+                        if key not in self._machines:
                             self._start(data, address)
-        for key in set(self._sshd) - live:
+        for key in set(self._machines) - live:
             self._halt(key)
+
+    def _name(self, name: str, address: str) -> None:
+        if self._names.get(name) != address:
+            self._names[name] = address
+            self._write_hosts()
+
+    def _write_hosts(self) -> None:
+        lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
+        lines += [f"{address} {name} {name.split('.')[0]}" for name, address in self._names.items()]
+        # Rewritten in place: the machines see this very file (bind-mounted), not a copy.
+        with self._hosts.open("w") as f:
+            f.write("\n".join(lines) + "\n")
 
     def _start(self, data: dict[str, Any], address: str) -> None:
         instance_id = data["InstanceId"]
-        home = self.workdir / instance_id
-        home.mkdir(parents=True, exist_ok=True)
-        host_key = home / "host_key"
-        if not host_key.exists():
-            subprocess.run(
-                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True
-            )
-        pair = self.client.describe_key_pairs(KeyNames=[data["KeyName"]], IncludePublicKey=True)[
-            "KeyPairs"
-        ][0]
-        (home / "authorized_keys").write_text(pair["PublicKey"] + "\n")
-        config = home / f"sshd_config.{address}"
-        config.write_text(
-            "\n".join(
-                [
-                    f"ListenAddress {address}:22",
-                    f"HostKey {host_key}",
-                    f"PidFile {home}/sshd.{address}.pid",
-                    f"AuthorizedKeysFile {home}/authorized_keys",
-                    "UsePAM no",
-                    "StrictModes no",
-                    "PermitRootLogin prohibit-password",
-                    "Subsystem sftp internal-sftp",
-                    "MaxStartups 200",
-                    "UseDNS no",
-                    "LogLevel ERROR",
-                ]
-            )
-            + "\n"
-        )
-        self._sshd[(instance_id, address)] = subprocess.Popen(
-            ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        state = self.workdir / f"{instance_id}-{address}"
+        (state / "root").mkdir(parents=True)
+        (state / "layers").mkdir()
+        pem, _ = _host_key()
+        (state / "host_key").write_bytes(pem)
+        (state / "host_key").chmod(0o600)
+        pair = self.client.describe_key_pairs(KeyNames=[data["KeyName"]], IncludePublicKey=True)
+        (state / "authorized_keys").write_text(pair["KeyPairs"][0]["PublicKey"] + "\n")
+        (state / "setup.sh").write_text(_SETUP)
+        config = _sshd_config(
+            address=address, port=22, state=state, root_mode=True,
+            host_key="/etc/ssh/precip_host_key", user="root",
+        )  # fmt: skip
+        (state / "sshd_config").write_text(config + "\n")
+        hostname = (data.get("PrivateDnsName") or instance_id).split(".")[0]
+        boot_log = state / "boot.log"
+        with boot_log.open("wb") as log_file:
+            machine = subprocess.Popen(
+                ["unshare", "-m", "-p", "-u", "--fork", "--kill-child", "/bin/sh",
+                 str(state / "setup.sh"), "root", str(state), hostname, ""],
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        self._machines[(instance_id, address)] = machine
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and machine.poll() is None:
+            init = _children(machine.pid)
+            if init and b"precip-instance-ready" in boot_log.read_bytes():
+                subprocess.run(
+                    ["nsenter", "-t", str(init[0]), "-m", "--", "mount", "--bind",
+                     str(self._hosts), str(state / "root" / "etc" / "hosts")],
+                    check=True, capture_output=True,
+                )  # fmt: skip
+                return
+            time.sleep(0.01)
+        raise RuntimeError(f"machine for {instance_id} did not boot: {boot_log.read_text()}")
 
     def _halt(self, key: tuple[str, str]) -> None:
-        proc = self._sshd.pop(key)
-        proc.kill()
-        proc.wait()
+        machine = self._machines.pop(key)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(machine.pid, signal.SIGKILL)
+        machine.wait()
 
     def running(self) -> set[str]:
-        """Instance ids with a live sshd."""
-        return {instance for (instance, _), proc in self._sshd.items() if proc.poll() is None}
+        """Instance ids with a live machine."""
+        return {instance for (instance, _), m in self._machines.items() if m.poll() is None}
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        for key in list(self._sshd):
+        for key in list(self._machines):
             self._halt(key)
 
 
