@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from precip_repro.record import Run, RunStore, verify
-from precip_repro.record.events import BlobRef, CommandFinished, Note
+from precip_repro.record.events import BlobRef, CommandFinished, FilePut
 
 
 def bench_append(root: Path, events: int) -> None:
@@ -77,8 +77,11 @@ def bench_verify_blobs(root: Path, total_mb: int, rounds: int) -> None:
                 sink.write(bytes([i, j]) + block[2:])
             ref = sink.commit()
         run.append(
-            Note(text=f"blob {i}", fields={"blob": {"sha256": ref.sha256, "size": ref.size}})
-        )
+            FilePut(
+                call=1, slot="e1.p1.0", instance_id="i-bench", user="root",
+                local_path=f"blob{i}", remote_path=f"/srv/blob{i}", mode=0o644, content=ref,
+            )
+        )  # fmt: skip
     run.finish()
     files = sorted(
         p for p in (run.path / "objects").rglob("*") if p.is_file() and p.parent.name != "tmp"
@@ -91,6 +94,7 @@ def bench_verify_blobs(root: Path, total_mb: int, rounds: int) -> None:
         verdict = verify(run.path)
         elapsed = time.perf_counter() - start
         assert verdict.state == "intact", verdict.reason
+        assert verdict.blobs_checked == count, verdict.blobs_checked  # every blob was hashed
         return elapsed
 
     def time_sha256sum() -> float:

@@ -56,6 +56,17 @@ _HOST_NAMES: Final = re.compile(
 private ones, or DNS names): for a verdict, all of them are "the slot's host"."""
 
 
+_STAND_INS: Final = {
+    "address": ("private_address", "private_hostname", "public_address"),
+    "private_address": ("address", "private_hostname"),
+    "public_address": ("address", "public_hostname"),
+    "private_hostname": ("private_address", "address"),
+    "public_hostname": ("public_address", "address"),
+}
+"""Where the target cloud has no value of a kind (the local cloud has one ``address``; EC2
+separate private and public ones), the value that reaches the same instance the same way."""
+
+
 def _coarse(value: Any) -> Any:
     if isinstance(value, str):
         return _HOST_NAMES.sub(r"{\1.host}", value)
@@ -225,14 +236,12 @@ class Engine:
 
     def _short_hostnames(self) -> dict[str, str]:
         """``{slot}`` → the short hostname of the replay's instance, where it has one."""
+        ids = {str(info["id"]) for e in self.experiments.values() for info in e.slots.values()}
         found: dict[str, str] = {}
         for new, name in self._target_names().items():
-            if name.count(".") == 2 and new not in self._target_ids():
+            if name.count(".") == 2 and new not in ids:
                 found.setdefault(name, new)
         return found
-
-    def _target_ids(self) -> set[str]:
-        return {str(info["id"]) for e in self.experiments.values() for info in e.slots.values()}
 
     def _remap(self, value: Any, inverse: dict[str, str] | None = None) -> Any:
         """Source values → the same slot's values in the replay; secrets bound again."""
@@ -252,14 +261,9 @@ class Engine:
                     # new instance's own short hostname where it has one, else its id.
                     return self._short_hostnames().get(name, inverse[name])
                 return inverse[name]
-            base = name[1:-1].rsplit(".", 1)
-            if len(base) == 2 and base[1] in ("address", "private_hostname"):
-                for alternative in ("private_address", "address", "private_hostname"):
-                    key = f"{{{base[0]}.{alternative}}}"
-                    if key in inverse:
-                        return inverse[key]
-            if len(base) == 2 and base[1] == "public_hostname":
-                key = f"{{{base[0]}.address}}"
+            slot, _, kind = name[1:-1].rpartition(".")
+            for alternative in _STAND_INS.get(kind, ()):
+                key = f"{{{slot}.{alternative}}}"
                 if key in inverse:
                     return inverse[key]
             return old

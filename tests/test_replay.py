@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -228,3 +228,53 @@ def test_a_two_cloud_run_replays_with_one_target_per_experiment(store, tmp_path,
     (replayed,) = replay_runs(store, source)
     kinds = [d["cloud"]["kind"] for d in events(store, replayed, "experiment.created")]
     assert kinds == ["local", "ec2"]
+
+
+def _remapping_engine(store: RunStore, tmp_path: Path, target_slot: dict[str, Any]) -> Any:
+    """An engine over a run recorded on EC2, its target instance already provisioned."""
+    from types import SimpleNamespace
+
+    from precip_repro.record import Run
+    from precip_repro.record.events import InstanceLaunched, InstanceReady
+    from precip_repro.runview import load_run
+    from replay.engine import Engine
+    from replay.mapping import load_mapping
+
+    run = Run.open(store, name="ec2-source")
+    run.append(
+        InstanceLaunched(
+            call=1, exp="e1", slot="e1.p1.0", instance_id="i-0source", image_id="ami-1",
+            instance_type="t3.nano", tags=["master"],
+        )
+    )  # fmt: skip
+    run.append(
+        InstanceReady(
+            slot="e1.p1.0", instance_id="i-0source", public_address=None,
+            private_address="10.0.0.4", private_hostname="ip-10-0-0-4.ec2.internal",
+        )
+    )  # fmt: skip
+    run.finish()
+    engine = Engine(
+        load_run(run.path), run.digest, targets={"e1": "local"}, mapping=load_mapping(None),
+        records=store.root, workdir=tmp_path, max_gap=1, strict=False,
+    )  # fmt: skip
+    engine.experiments = {"e1": cast(Any, SimpleNamespace(slots={"e1.p1.0": target_slot}))}
+    return engine
+
+
+def test_remapping_puts_each_recorded_value_of_an_instance_in_its_new_form(store, tmp_path):
+    local = {"id": "i-new", "tags": ["master"], "public_address": "127.140.0.2",
+             "private_address": "127.140.0.2", "public_hostname": "127.140.0.2",
+             "private_hostname": "127.140.0.2"}  # fmt: skip
+    engine = _remapping_engine(store, tmp_path, local)
+    cmd = "ssh i-0source ip-10-0-0-4 ip-10-0-0-4.ec2.internal 10.0.0.4 at 2026-01-02T03:04:05Z"
+    # On the local cloud an instance calls itself by its id; its hostnames are its address.
+    assert engine._remap(cmd) == ("ssh i-new i-new 127.140.0.2 127.140.0.2 at 2026-01-02T03:04:05Z")
+    ec2 = {**local, "private_address": "127.0.0.5", "public_address": "127.0.0.77",
+           "public_hostname": None, "private_hostname": "ip-127-0-0-5.ec2.internal"}  # fmt: skip
+    engine = _remapping_engine(store, tmp_path, ec2)
+    assert engine._remap(cmd) == (
+        "ssh i-new ip-127-0-0-5 ip-127-0-0-5.ec2.internal 127.0.0.5 at 2026-01-02T03:04:05Z"
+    )
+    engine.learned["10.0.0.4"] = "ip-127-0-0-5.ec2.internal"  # learned from a hostname call
+    assert engine._remap(["10.0.0.4"]) == ["ip-127-0-0-5.ec2.internal"]

@@ -358,3 +358,12 @@ def test_the_context_manager_finishes_with_the_exception_status(store, exc, stat
         raise exc
     verdict = verify(run.path)
     assert (verdict.state, verdict.status) == ("intact", status)
+
+
+def test_a_note_shaped_like_a_blob_reference_is_user_data_not_a_blob(store):
+    run = Run.open(store, name="shaped")
+    run.append(Note(text="looks like a ref", fields={"ref": {"sha256": "ab" * 32, "size": 3}}))
+    run.finish()
+    verdict = verify(run.path)
+    assert verdict.state == "intact", verdict.reason
+    assert verdict.blobs_checked == 0
