@@ -191,8 +191,9 @@ def _content_difference(
 def _commands(call: CallView) -> dict[tuple[str, int], CommandView]:
     """Commands of a call by (slot, n-th on that slot)."""
     out: dict[tuple[str, int], CommandView] = {}
+    seen: dict[str, int] = {}
     for command in call.commands:
-        n = sum(1 for slot, _ in out if slot == command.slot)
+        n = seen[command.slot] = seen.get(command.slot, -1) + 1
         out[(command.slot, n)] = command
     return out
 
@@ -223,7 +224,7 @@ def _compare_step(
         if result_a != result_b:
             yield {"kind": "result", "a": result_a, "b": result_b}
     commands_a, commands_b = _commands(ca), _commands(cb)
-    for key in sorted(set(commands_a) | set(commands_b)):
+    for key in sorted(commands_a.keys() | commands_b.keys()):
         slot = key[0]
         one, other = commands_a.get(key), commands_b.get(key)
         if one is None or other is None:

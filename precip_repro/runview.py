@@ -335,7 +335,9 @@ def load_verified(
         return found
 
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=len(run_dirs), mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=len(run_dirs), mp_context=context, initializer=os.nice, initargs=(10,)
+    ) as pool:
         pending = [pool.submit(verify, run_dir) for run_dir in run_dirs]
         read: list[RunView | None] = []
         for run_dir in run_dirs:

@@ -21,7 +21,14 @@ import orjson
 from cattrs.gen import make_dict_unstructure_fn
 
 from precip_repro.exceptions import RecordCorrupted, UnrecordableValue, UnsupportedVersion
-from precip_repro.record.canonical import JSON, canonical, dumps_unchecked, floatish, jsonable
+from precip_repro.record.canonical import (
+    JSON,
+    canonical,
+    check_recordable,
+    dumps_unchecked,
+    floatish,
+    jsonable,
+)
 
 __all__ = [
     "BlobRef",
@@ -142,8 +149,25 @@ _READING: Final = contextvars.ContextVar("precip_record_reading", default=False)
 would only cost time (a large share of reading a run)."""
 
 
+def _no_float(value: Any, field: str) -> None:
+    """Refuse a float anywhere in ``value`` (data read from a log), naming where it is."""
+    # The line parser leaves floats to the payload: typed fields refuse them by type, and
+    # these free-form ones by this walk — cheaper than scanning every line's bytes for one.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif kind is float:
+            check_recordable(value, field)  # raises, naming the float's place
+
+
 def _json_object(value: object, field: str) -> dict[str, JSON]:
     if _READING.get() and type(value) is dict:
+        _no_float(value, field)
         return value
     out = jsonable(value, field)
     if not isinstance(out, dict):
@@ -165,8 +189,25 @@ def _fields(value: object) -> dict[str, JSON]:
     return _json_object(value, "fields")
 
 
+def _recovered(value: object) -> dict[str, JSON] | None:
+    return None if value is None else _json_object(value, "recovered")
+
+
+def _differences(value: object) -> list[dict[str, JSON]]:
+    if _READING.get() and type(value) is list:
+        _no_float(value, "differences")
+        return value
+    out = jsonable(value, "differences")
+    if not isinstance(out, list) or not all(isinstance(item, dict) for item in out):
+        raise UnrecordableValue(
+            "field 'differences' must be a list of mappings", field="differences"
+        )
+    return out
+
+
 def _result(value: object) -> JSON:
     if _READING.get():
+        _no_float(value, "result")
         return value
     return jsonable(value, "result")
 
@@ -332,7 +373,7 @@ class RunFinished(Payload):
     events: int
     duration_ns: int
     digest: str
-    recovered: dict[str, JSON] | None = None
+    recovered: dict[str, JSON] | None = attrs.field(default=None, converter=_recovered)
 
 
 @attrs.frozen(kw_only=True)
@@ -345,7 +386,7 @@ class ReplayStep(Payload):
     exp: str
     method: str
     verdict: str
-    differences: list[dict[str, JSON]] = attrs.field(factory=list)
+    differences: list[dict[str, JSON]] = attrs.field(factory=list, converter=_differences)
 
 
 PAYLOADS: Final[Mapping[str, type[Payload]]] = {
@@ -582,13 +623,18 @@ def parse_line(raw: bytes, *, line: int, run: str | None = None) -> Event:
     """Parse and check one line (without its newline): canonical form, envelope and hash.
 
     Chain continuity (``seq``, ``prev``) is the reader's business: it knows the previous
-    event. Raises :class:`RecordCorrupted` naming the line, or :class:`UnsupportedVersion`.
+    event; the content rules — each type's fields, no floats in v1 — are :func:`payload_of`'s
+    (``verify`` applies both). Raises :class:`RecordCorrupted` naming the line, or
+    :class:`UnsupportedVersion`.
     """
     # The common case — a sound current-version line — in as few steps as possible (reading
     # a large run spends most of its time here); anything else takes the careful path,
     # which finds and explains what is wrong.
     cut = raw.rfind(_HASH_KEY)
-    obj = _fast_load(raw, cut) if cut > 0 else None
+    try:
+        obj = orjson.loads(raw) if cut > 0 else None
+    except orjson.JSONDecodeError:
+        obj = None
     if type(obj) is dict and obj.keys() == _ENVELOPE_KEYS:
         seq, ts, kind, prev, digest = obj["seq"], obj["ts"], obj["type"], obj["prev"], obj["hash"]
         if (
@@ -734,27 +780,38 @@ def payload_of(event: Event, *, run: str | None = None) -> Payload | None:
         return None
     token = _READING.set(True)
     try:
-        payload: Payload = _FAST_HOOKS[cls](data, cls)
-        return payload
-    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError, AttributeError):
-        pass
+        try:
+            payload: Payload = _FAST_HOOKS[cls](data, cls)
+            return payload
+        except (cattrs.BaseValidationError, TypeError, ValueError, KeyError, AttributeError):
+            pass
+        # The same data, read the same way, through the converter that says what is wrong.
+        try:
+            return converter.structure(data, cls)
+        except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
+            detail = "; ".join(_explain(exc))
+            raise RecordCorrupted(
+                f"event seq {event.seq}: {kind} data does not fit format v{FORMAT_VERSION}: "
+                f"{detail}",
+                run=run,
+                seq=event.seq,
+            ) from None
     finally:
         _READING.reset(token)
-    try:
-        return converter.structure(data, cls)
-    except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
-        detail = "; ".join(_explain(exc))
-        raise RecordCorrupted(
-            f"event seq {event.seq}: {kind} data does not fit format v{FORMAT_VERSION}: {detail}",
-            run=run,
-            seq=event.seq,
-        ) from None
 
 
 def _explain(exc: BaseException) -> list[str]:
     if isinstance(exc, cattrs.BaseValidationError):
-        return cattrs.transform_error(exc, path="data")
+        return cattrs.transform_error(exc, path="data", format_exception=_say)
     return [str(exc)]
+
+
+def _say(exc: BaseException, type_: Any) -> str:
+    # Our own checks already say what they found ("expected int, got float", "… is a
+    # float …"); cattrs' generic wording would hide it.
+    if isinstance(exc, TypeError | UnrecordableValue):
+        return str(exc)
+    return cattrs.v.format_exception(exc, type_)
 
 
 def unstructure(payload: Payload) -> dict[str, JSON]:

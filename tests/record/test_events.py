@@ -127,7 +127,7 @@ def test_a_known_type_with_a_missing_or_mistyped_field_is_corrupt():
     data = unstructure(Note(text="x"))
     data["text"] = 5
     event, _ = seal(seq=3, ts=format_ts(0), type="note", data=data, prev=GENESIS)
-    with pytest.raises(RecordCorrupted, match=r"seq 3.*expected str @ data.text"):
+    with pytest.raises(RecordCorrupted, match=r"seq 3.*expected str, got int @ data.text"):
         payload_of(event)
 
 

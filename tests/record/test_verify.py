@@ -367,3 +367,42 @@ def test_a_note_shaped_like_a_blob_reference_is_user_data_not_a_blob(store):
     verdict = verify(run.path)
     assert verdict.state == "intact", verdict.reason
     assert verdict.blobs_checked == 0
+
+
+def _forge(store: RunStore, kind: str, data: dict[str, object]) -> Path:
+    """A run whose second event holds ``data`` with a correct hash and chain: what a writer
+    that ignores v1's rules would leave."""
+    import hashlib
+    import json
+
+    run = Run.open(store, name="forged")
+    run.close()  # leaves run.started, unfinished
+    log = run.path / EVENTS
+    prev = json.loads(log.read_bytes().splitlines()[-1])["hash"]
+    body = {"v": 1, "seq": 1, "ts": "2026-11-25T00:00:00.000000Z", "type": kind,
+            "data": data, "prev": prev}  # fmt: skip
+
+    def dumps(obj: object) -> bytes:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    line = dumps({**body, "hash": hashlib.sha256(dumps(body)).hexdigest()}) + b"\n"
+    log.chmod(0o644)
+    with log.open("ab") as f:
+        f.write(line)
+    return run.path
+
+
+@pytest.mark.parametrize(
+    "kind, data, where",
+    [
+        ("note", {"text": "t", "fields": {"load": [1, 2.5]}}, "fields.load"),
+        ("call.finished", {"call": 1, "result": {"mean": 0.5}, "duration_ns": 1}, "result"),
+        ("call.finished", {"call": 1, "result": None, "duration_ns": 1.5}, "duration_ns"),
+        ("future.thing", {"x": {"y": 3.25}}, "data.x.y"),
+    ],
+)
+def test_a_float_with_a_correct_hash_is_still_corrupt_naming_the_event(store, kind, data, where):
+    verdict = verify(_forge(store, kind, data))
+    assert verdict.state == "corrupt"
+    assert verdict.seq == 1
+    assert "float" in verdict.reason and where in verdict.reason, verdict.reason
