@@ -51,7 +51,7 @@ from precip_repro.record import (
 )
 from precip_repro.record.events import ReplayOf, ReplayStep
 from precip_repro.record.recorder import tool_version as _tool_version
-from precip_repro.runview import CallView, RunView, load_run
+from precip_repro.runview import CallView, RunView, load_run, load_verified
 from precip_repro.session import current_run, finish_run, session
 
 __version__ = _tool_version()
@@ -143,6 +143,7 @@ __all__ = [
     "finish_run",
     "instance_names",
     "load_run",
+    "load_verified",
     "recover",
     "render_text",
     "session",

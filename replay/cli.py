@@ -19,8 +19,8 @@ from precip_repro import (
     RunStore,
     diff_runs,
     load_run,
+    load_verified,
     render_text,
-    verify,
 )
 from replay.engine import CLOUDS, Engine, ReplayFailed
 from replay.mapping import MappingError, load_mapping
@@ -118,15 +118,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _replay(args: argparse.Namespace) -> int:
     store = RunStore(args.records)
     source_dir = store.resolve(args.run)
-    verdict = verify(source_dir)
-    if verdict.state != "intact":
+    ((source, verdict),) = load_verified([source_dir])  # checked and read in one pass
+    if source is None:
         print(
             f"precip-replay: error: run {verdict.run} is {verdict.state}, not intact: "
             f"{verdict.reason}",
             file=sys.stderr,
         )
         return EXIT_FAILED
-    source = load_run(source_dir)
     mapping = load_mapping(Path(args.map) if args.map else None)
     mapping.check_images(images_used(source))
     targets = _targets(args.to, sorted(source.experiments, key=lambda e: int(e[1:])))
