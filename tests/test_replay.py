@@ -278,3 +278,18 @@ def test_remapping_puts_each_recorded_value_of_an_instance_in_its_new_form(store
     )
     engine.learned["10.0.0.4"] = "ip-127-0-0-5.ec2.internal"  # learned from a hostname call
     assert engine._remap(["10.0.0.4"]) == ["ip-127-0-0-5.ec2.internal"]
+
+
+def test_a_source_that_is_not_intact_is_exit_3_before_any_instance_starts(store, capsys):
+    source = record_example("hello_world.py", store)
+    log = store.root / source / EVENTS
+    log.chmod(0o644)
+    data = bytearray(log.read_bytes())
+    data[len(data) // 2] ^= 1
+    log.write_bytes(bytes(data))
+    code = replay([source, "--records", str(store.root), "--to", "local"])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert f"run {source} is corrupt, not intact" in err
+    assert replay_runs(store, source) == []
+    assert list(live_local_instances()) == []
