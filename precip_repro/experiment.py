@@ -625,20 +625,17 @@ class Experiment:
             return result
 
     def get_public_hostnames(self, tags: Sequence[str] | None = None) -> builtins.list[str | None]:
-        tags = _as_tags(tags)
-        if session.playback is not None:
-            return self._played("get_public_hostnames", {"tags": tags})  # type: ignore[no-any-return]
-        with self._call("get_public_hostnames", {"tags": tags}) as call:
-            result = [inst.public_hostname for inst in self._match(tags)]
-            call.result = result
-            return result
+        return self._hostnames("public", tags)
 
     def get_private_hostnames(self, tags: Sequence[str] | None = None) -> builtins.list[str | None]:
-        tags = _as_tags(tags)
+        return self._hostnames("private", tags)
+
+    def _hostnames(self, which: str, tags: Sequence[str] | None) -> builtins.list[str | None]:
+        method, tags = f"get_{which}_hostnames", _as_tags(tags)
         if session.playback is not None:
-            return self._played("get_private_hostnames", {"tags": tags})  # type: ignore[no-any-return]
-        with self._call("get_private_hostnames", {"tags": tags}) as call:
-            result = [inst.private_hostname for inst in self._match(tags)]
+            return self._played(method, {"tags": tags})  # type: ignore[no-any-return]
+        with self._call(method, {"tags": tags}) as call:
+            result = [getattr(inst, f"{which}_hostname") for inst in self._match(tags)]
             call.result = result
             return result
 
