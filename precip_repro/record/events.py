@@ -149,10 +149,9 @@ _READING: Final = contextvars.ContextVar("precip_record_reading", default=False)
 would only cost time (a large share of reading a run)."""
 
 
-def _no_float(value: Any, field: str) -> None:
-    """Refuse a float anywhere in ``value`` (data read from a log), naming where it is."""
-    # The line parser leaves floats to the payload: typed fields refuse them by type, and
-    # these free-form ones by this walk — cheaper than scanning every line's bytes for one.
+def _holds_float(value: Any) -> bool:
+    """Whether a float is anywhere in ``value``: a walk over its values, which costs the same
+    whatever the length of the texts in it (a scan of the serialised bytes does not)."""
     stack = [value]
     while stack:
         item = stack.pop()
@@ -162,7 +161,16 @@ def _no_float(value: Any, field: str) -> None:
         elif kind is list:
             stack.extend(item)
         elif kind is float:
-            check_recordable(value, field)  # raises, naming the float's place
+            return True
+    return False
+
+
+def _no_float(value: Any, field: str) -> None:
+    """Refuse a float anywhere in ``value`` (data read from a log), naming where it is."""
+    # The line parser leaves floats to the payload: typed fields refuse them by type, and
+    # these free-form ones by this walk.
+    if _holds_float(value):
+        check_recordable(value, field)  # raises, naming the float's place
 
 
 def _json_object(value: object, field: str) -> dict[str, JSON]:
@@ -565,7 +573,7 @@ def seal(*, seq: int, ts: str, type: str, data: dict[str, JSON], prev: str) -> t
     # Keys sort as data, hash, prev, …: the hash goes right before the top-level "prev",
     # which is the last ',"prev":"' in the body (only fixed-format values follow it).
     cut = body_bytes.rfind(b',"prev":"')
-    if floatish(body_bytes, cut):
+    if _holds_float(data):
         canonical(body)  # refuses the float, naming its field
     digest = hashlib.sha256(body_bytes).hexdigest()
     line = b'%s,"hash":"%s"%s\n' % (body_bytes[:cut], digest.encode(), body_bytes[cut:])
