@@ -42,6 +42,7 @@ bench: $(STAMP) $(SSHD)
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/sftp.py
+	$(BIN)/python bench/diff.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
