@@ -10,12 +10,14 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
 import attrs
 import orjson
 
+from precip_repro.logs import get_logger
 from precip_repro.record.canonical import JSON
 from precip_repro.record.events import FORMAT_VERSION, Event, parse_ts, upgraded
 from precip_repro.record.reader import LogReader
@@ -33,6 +35,8 @@ __all__ = [
     "load_verified",
     "ts_ns",
 ]
+
+log = get_logger(__name__)
 
 
 ts_ns = parse_ts
@@ -327,13 +331,22 @@ def load_verified(
     on a run that turns out damaged is dropped (the verdict explains). It is called again
     should a view have to be read again, so its last call saw the views returned.
     """
-    if not _parallel_worth_it(run_dirs):
-        found = [_load_verified_here(run_dir) for run_dir in run_dirs]
-        views = [view for view, _ in found if view is not None]
-        if meanwhile is not None and len(views) == len(found):
-            meanwhile(views)
-        return found
+    if _parallel_worth_it(run_dirs):
+        try:
+            return _load_verified_in_parallel(run_dirs, meanwhile)
+        except (OSError, BrokenProcessPool) as exc:
+            # No working process pool here (no /dev/shm, a child killed): one process it is.
+            log.warning("cannot verify in child processes; verifying here", reason=str(exc))
+    found = [_load_verified_here(run_dir) for run_dir in run_dirs]
+    views = [view for view, _ in found if view is not None]
+    if meanwhile is not None and len(views) == len(found):
+        meanwhile(views)
+    return found
 
+
+def _load_verified_in_parallel(
+    run_dirs: Sequence[Path], meanwhile: Callable[[list[RunView]], object] | None
+) -> list[tuple[RunView | None, Verdict]]:
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(
         max_workers=len(run_dirs), mp_context=context, initializer=os.nice, initargs=(10,)

@@ -103,3 +103,24 @@ def test_a_line_that_is_not_json_fails_the_read_and_its_verdict_explains(store):
     done = cli(store, "diff", a.id, b.id, parallel=True)
     assert done.returncode == 3
     assert "line 4" in done.stderr and "not valid JSON" in done.stderr
+
+
+def test_without_a_working_process_pool_one_process_does_it_all(store):
+    a, b = synthetic(store), synthetic(store, exit_code=4)
+    broken = PARALLEL.replace(
+        "runview._parallel_worth_it = tell",
+        "runview._parallel_worth_it = tell\n"
+        "def no_pool(*args, **kwargs):\n"
+        "    raise OSError('no /dev/shm here')\n"
+        "runview.ProcessPoolExecutor = no_pool",
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", broken, str(store.root), "diff", "--json", a.id, b.id],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert "forking: True" in done.stderr
+    assert "cannot verify in child processes" in done.stderr and "no /dev/shm" in done.stderr
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout)["steps"][-1]["differences"][0]["kind"] == "exit_code"
