@@ -35,7 +35,7 @@ from precip_repro.exceptions import (
     UnsupportedVersion,
     WaitTimeout,
 )
-from precip_repro.normalize import Normalizer, instance_names
+from precip_repro.normalize import Normalizer, instance_names, short_hostname
 from precip_repro.record import (
     FORMAT_VERSION,
     BlobRef,
@@ -147,5 +147,6 @@ __all__ = [
     "recover",
     "render_text",
     "session",
+    "short_hostname",
     "verify",
 ]

@@ -278,9 +278,17 @@ def _intact_views(
 ) -> list[tuple[RunView, str | None]]:
     from precip_repro.runview import load_verified
 
+    def frozen_then(views: list[RunView]) -> None:
+        # A large view is hundreds of thousands of objects in no cycle; the collector's
+        # walks over them cost more than a diff of them. The command ends soon: the views
+        # are frozen out of its way before anything works on them.
+        gc.freeze()
+        if meanwhile is not None:
+            meanwhile(views)
+
     store = _store(args)
     found: list[tuple[RunView, str | None]] = []
-    loaded = load_verified([store.resolve(spec) for spec in specs], meanwhile=meanwhile)
+    loaded = load_verified([store.resolve(spec) for spec in specs], meanwhile=frozen_then)
     for view, verdict in loaded:
         if view is None:
             raise _NotIntact(
@@ -288,9 +296,6 @@ def _intact_views(
                 f"`precip-repro verify {verdict.run}` says more"
             )
         found.append((view, verdict.digest))
-    # A large view is hundreds of thousands of objects in no cycle; the collector's walks
-    # over them cost more than the diff itself. The command ends soon: leave them be.
-    gc.freeze()
     return found
 
 
@@ -304,9 +309,6 @@ def cmd_diff(args: argparse.Namespace) -> int:
     compared: list[DiffResult] = []
 
     def compare(views: list[RunView]) -> None:
-        # The large views are all this process holds: freeze them out of the collector's
-        # way (see _intact_views) before the diff makes its own objects.
-        gc.freeze()
         compared[:] = [diff_runs(*views, tolerance=args.tolerance / 100)]
 
     (_, digest_a), (_, digest_b) = _intact_views(args, args.a, args.b, meanwhile=compare)

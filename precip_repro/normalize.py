@@ -2,8 +2,8 @@
 
 Instance ids, addresses and hostnames are replaced by the slot they belong to (``e1.p1.0``
 and ``e1.p1.0.address`` …; an instance's short hostname, what ``hostname`` prints on a
-cloud, is the slot itself, like its id), the run id by ``{run}``, temporary paths the tool chose by
-``{tmp}``, and timestamps by ``{timestamp}``. Diff uses it to compare runs; replay uses it
+cloud, is the slot itself, like its id), the run id by ``{run}``, temporary paths the tool
+chose by ``{tmp}``, and timestamps by ``{timestamp}``. Diff uses it to compare runs; replay uses it
 to judge whether a step reproduced.
 """
 
@@ -16,7 +16,7 @@ from typing import Final
 from precip_repro.record.canonical import JSON
 from precip_repro.runview import RunView
 
-__all__ = ["Normalizer", "instance_names"]
+__all__ = ["Normalizer", "instance_names", "short_hostname"]
 
 _TIMESTAMP: Final = re.compile(
     r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?"
@@ -59,14 +59,20 @@ def instance_names(
     ):
         if hostname and hostname not in names:
             names[hostname] = f"{{{slot}.{label}}}"
-            # What `hostname` prints on a cloud instance is the first label of its DNS name
-            # (ip-10-0-0-4 of ip-10-0-0-4.ec2.internal); a local instance prints its id. Both
-            # are the instance naming itself: both become the slot, so that a run replayed
-            # on another cloud prints the same.
-            short = hostname.split(".")[0]
-            if short != hostname and not _IPV4.fullmatch(hostname) and short not in names:
+            # A local instance prints its id, a cloud instance its short hostname: both are
+            # the instance naming itself, and become the slot, so that a run replayed on
+            # another cloud prints the same.
+            short = short_hostname(hostname)
+            if short is not None and short not in names:
                 names[short] = f"{{{slot}}}"
     return names
+
+
+def short_hostname(hostname: str) -> str | None:
+    """What ``hostname`` prints on a cloud instance: the first label of its DNS name
+    (``ip-10-0-0-4`` of ``ip-10-0-0-4.ec2.internal``); None for an address or a bare name."""
+    short = hostname.split(".")[0]
+    return None if short == hostname or _IPV4.fullmatch(hostname) else short
 
 
 class Normalizer:

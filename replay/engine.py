@@ -41,6 +41,7 @@ from precip_repro import (
     finish_run,
     instance_names,
     session,
+    short_hostname,
 )
 from replay.mapping import ReplayMapping
 from replay.plan import SECRET_RE, Step
@@ -137,7 +138,12 @@ class Engine:
         self.say = say
         self.experiments: dict[str, Experiment] = {}
         self.source_norm = Normalizer(source)
-        self.source_ids = {i for view in source.instances.values() for i in view.instance_ids}
+        self.source_short = {
+            short
+            for view in source.instances.values()
+            for hostname in (view.private_hostname, view.public_hostname)
+            if hostname and (short := short_hostname(hostname))
+        }
         self.learned: dict[str, str] = {}
         """Recorded hostname → the replay's, from the hostname calls replayed so far."""
         self.blobs = BlobStore(source.path / "objects", run=source.run)
@@ -234,14 +240,15 @@ class Engine:
             inverse.setdefault(name, new)
         return inverse
 
-    def _short_hostnames(self) -> dict[str, str]:
-        """``{slot}`` → the short hostname of the replay's instance, where it has one."""
-        ids = {str(info["id"]) for e in self.experiments.values() for info in e.slots.values()}
-        found: dict[str, str] = {}
-        for new, name in self._target_names().items():
-            if name.count(".") == 2 and new not in ids:
-                found.setdefault(name, new)
-        return found
+    def _short_hostname(self, slot: str) -> str | None:
+        """The short hostname of the replay's instance in ``slot``, where it has one."""
+        for experiment in self.experiments.values():
+            info = experiment.slots.get(slot)
+            if info is not None:
+                for hostname in (info["private_hostname"], info["public_hostname"]):
+                    if hostname and (short := short_hostname(hostname)):
+                        return short
+        return None
 
     def _remap(self, value: Any, inverse: dict[str, str] | None = None) -> Any:
         """Source values → the same slot's values in the replay; secrets bound again."""
@@ -255,11 +262,11 @@ class Engine:
         def resolve(old: str, name: str) -> str:
             if old in self.learned:
                 return self.learned[old]
+            if old in self.source_short:
+                # The source instance's short hostname (it normalises like its id): the new
+                # instance's own short hostname where it has one, else its id.
+                return self._short_hostname(name[1:-1]) or inverse.get(name, old)
             if name in inverse:
-                if name.count(".") == 2 and old not in self.source_ids:
-                    # The source instance's short hostname (it normalises like its id): the
-                    # new instance's own short hostname where it has one, else its id.
-                    return self._short_hostnames().get(name, inverse[name])
                 return inverse[name]
             slot, _, kind = name[1:-1].rpartition(".")
             for alternative in _STAND_INS.get(kind, ()):

@@ -780,11 +780,20 @@ def upgraded(event: Event) -> tuple[str, dict[str, JSON]]:
 def payload_of(event: Event, *, run: str | None = None) -> Payload | None:
     """The typed payload of ``event``, or None for a type this version does not know.
 
-    Raises :class:`RecordCorrupted` when a known type's data lacks or mistypes a field.
+    Raises :class:`RecordCorrupted` when a known type's data lacks or mistypes a field, or
+    when any event's data holds a float (v1 holds none).
     """
     kind, data = upgraded(event)
     cls = PAYLOADS.get(kind)
     if cls is None:
+        # A type this version does not know is still format v1: no floats in it either.
+        if _holds_float(data):
+            try:
+                check_recordable(data, "data")
+            except UnrecordableValue as exc:
+                raise RecordCorrupted(
+                    f"event seq {event.seq}: {kind} {exc}", run=run, seq=event.seq
+                ) from None
         return None
     token = _READING.set(True)
     try:

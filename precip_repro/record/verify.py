@@ -30,15 +30,15 @@ from precip_repro.exceptions import (
     BlobCorrupted,
     RecordCorrupted,
     RecordIncomplete,
-    UnrecordableValue,
 )
 from precip_repro.logs import get_logger
 from precip_repro.record.blobs import BlobStore
-from precip_repro.record.canonical import JSON, check_recordable
+from precip_repro.record.canonical import JSON
 from precip_repro.record.events import (
     RUN_STATUSES,
     BlobRef,
     Event,
+    Payload,
     RunFinished,
     converter,
     parse_ts,
@@ -135,14 +135,17 @@ def blob_refs(event: Event, *, run: str | None = None) -> Iterator[BlobRef]:
     """Every stored blob an event refers to: the typed reference fields of a type this
     version knows; anything shaped like a reference in a type it does not know (a newer
     writer's). Raises :class:`RecordCorrupted` when a known type's data does not fit."""
-    payload = payload_of(event, run=run)
-    if payload is not None:
-        refs: Iterable[BlobRef] = refs_in(payload)
-    else:
-        refs = filter(None, map(_as_ref, _ref_dicts(event.data)))
-    for ref in refs:
+    for ref in _refs(payload_of(event, run=run), event.data):
         if ref.withheld is None:
             yield ref  # a withheld blob was never stored: nothing to check
+
+
+def _refs(payload: Payload | None, data: JSON) -> Iterable[BlobRef]:
+    # A known type's typed reference fields; in a type this version does not know,
+    # whatever looks like a reference.
+    if payload is not None:
+        return refs_in(payload)
+    return filter(None, map(_as_ref, _ref_dicts(data)))
 
 
 class _BlobChecker:
@@ -258,22 +261,11 @@ def verify(
             if isinstance(payload, RunFinished):
                 _check_finished(event, payload, run_id)
                 finished = payload
-            elif payload is None:  # a type this version does not know: still v1, no floats
-                try:
-                    check_recordable(event.data, "data")
-                except UnrecordableValue as exc:
-                    raise _bad(event, str(exc), run_id) from None
             if observe is not None:
                 observe(event)
             if check_blobs:
-                if payload is not None:
-                    for ref in refs_in(payload):
-                        checker.offer(ref, event.seq)
-                else:  # a type this version does not know: whatever looks like a reference
-                    for candidate in _ref_dicts(event.data):
-                        shaped = _as_ref(candidate)
-                        if shaped is not None:
-                            checker.offer(shaped, event.seq)
+                for ref in _refs(payload, event.data):
+                    checker.offer(ref, event.seq)
     except RecordCorrupted as exc:
         problem = exc
     finally:
