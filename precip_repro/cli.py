@@ -104,6 +104,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
         print(
             f"{row.run:<{width}}  {row.status:<11} {events:>8}  {format_duration(row.duration_ns)}"
         )
+    hints = {
+        "abandoned": "`precip-repro recover RUN` finishes an abandoned run as interrupted",
+        "unreadable": "`precip-repro verify RUN` says what is wrong with an unreadable run",
+    }
+    for status in sorted({row.status for row in rows} & hints.keys()):
+        print(hints[status])
     return EXIT_OK
 
 

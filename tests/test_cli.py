@@ -43,6 +43,24 @@ def test_ls_lists_runs_newest_first_with_status_and_events(capsys, store):
     assert lines[0].split() == ["RUN", "STATUS", "EVENTS", "DURATION"]
     assert lines[1].split()[:3] == [second.id, "abandoned", "1"]
     assert lines[2].split()[:3] == [first.id, "ok", "14"]
+    assert lines[3] == "`precip-repro recover RUN` finishes an abandoned run as interrupted"
+
+
+def test_ls_puts_a_foreign_directory_by_age_and_calls_a_non_event_log_unreadable(capsys, store):
+    import os
+
+    old = store.root / "copied-in"
+    old.mkdir(parents=True)
+    (old / EVENTS).write_text("not an event\n")
+    os.utime(old / EVENTS, (0, 0))  # 1970: older than any run
+    run = record_sample_run(store, name="fresh")
+    code, out, _ = cli(capsys, store, "ls")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[1].split()[:2] == [run.id, "ok"]
+    assert lines[2].split()[:3] == ["copied-in", "unreadable", "?"]
+    assert "`precip-repro verify RUN` says what is wrong" in out
+    assert store.resolve("latest") == run.path
 
 
 def test_ls_of_an_empty_store_says_so(capsys, store):

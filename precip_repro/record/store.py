@@ -56,6 +56,21 @@ def slug(name: str | None) -> str:
     return "-".join(words)[:40].strip("-") or "run"
 
 
+_ID_STAMP: Final = re.compile(r"\d{8}T\d{6}Z-")
+
+
+def _age_key(run_dir: Path) -> str:
+    # Run ids begin with their start time; for any other name the log's last change stands
+    # in, so that "latest" never means "a directory whose name sorts after the digits".
+    if _ID_STAMP.match(run_dir.name):
+        return run_dir.name
+    try:
+        mtime = (run_dir / EVENTS).stat().st_mtime
+    except OSError:
+        mtime = 0.0
+    return time.strftime("%Y%m%dT%H%M%SZ-", time.gmtime(mtime)) + run_dir.name
+
+
 def new_run_id(name: str | None, *, now_ns: int | None = None) -> str:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime((now_ns or time.time_ns()) // 10**9))
     return f"{stamp}-{slug(name)}-{secrets.token_hex(2)}"
@@ -147,12 +162,13 @@ class RunStore:
         raise FileExistsError(f"could not find a free run id in {self.root}")  # pragma: no cover
 
     def run_dirs(self) -> Iterator[Path]:
-        """Every run directory in the store (a directory holding ``events.jsonl``), by id."""
+        """Every run directory in the store (a directory holding ``events.jsonl``), oldest
+        first: by id, which starts with the time the run started; a directory named
+        otherwise (a run copied in under another name) by its log's modification time."""
         if not self.root.is_dir():
             return
-        for path in sorted(self.root.iterdir()):
-            if path.is_dir() and (path / EVENTS).is_file():
-                yield path
+        found = [p for p in self.root.iterdir() if p.is_dir() and (p / EVENTS).is_file()]
+        yield from sorted(found, key=_age_key)
 
     def resolve(self, spec: str) -> Path:
         """Find a run: an existing path, else an exact id, else ``latest``, else a unique prefix.

@@ -94,6 +94,11 @@ def summarize(run_dir: Path) -> RunSummary:
                 duration_ns=duration if isinstance(duration, int) else None,
             )
         head, tail = _first_line(events_path), _last_line(events_path)
+        if head is None and events_path.stat().st_size > 0:
+            # Not even a first event to read: only `verify` can say more.
+            return RunSummary(
+                run=run_dir.name, path=run_dir, status="unreadable", events=None, duration_ns=None
+            )
         start = _ts_ns(head.get("ts")) if head else None
         end = _ts_ns(tail.get("ts")) if tail else None
         return RunSummary(
