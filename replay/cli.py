@@ -7,6 +7,7 @@ it to the engine; exit statuses are in ``--help``.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ exit status:
   1  a step diverged (each one is named, with the recorded and the new outcome)
   2  usage or mapping error (nothing was provisioned)
   3  the source run is not intact, or the target cloud failed
+  130  interrupted (Ctrl-C): instances deprovisioned, the replay run finished interrupted
 
 CLOUD is one of: local, ec2, openstack, eucalyptus, nimbus. One --to CLOUD for every
 experiment, or --to e1=local --to e2=ec2 per experiment. Endpoints, regions and the names of
@@ -68,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     parser.add_argument("--strict", action="store_true", help="stop at the first divergence")
     parser.add_argument(
-        "--max-gap", type=float, default=60.0, metavar="SECONDS",
+        "--max-gap", type=_max_gap, default=60.0, metavar="SECONDS",
         help="longest recorded pause honoured between calls (default 60)",
     )  # fmt: skip
     parser.add_argument("--records", metavar="DIR", help="store of runs (default ./records)")
@@ -100,10 +102,27 @@ def _targets(specs: list[str], experiments: list[str]) -> dict[str, str]:
     return targets
 
 
+def _max_gap(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds ≥ 0, not {text!r}")
+    return seconds
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _replay(args)
+    except KeyboardInterrupt:
+        print(
+            "precip-replay: interrupted (what it had provisioned was deprovisioned, and a "
+            "replay run it had begun finished as interrupted)",
+            file=sys.stderr,
+        )
+        return 130
     except (MappingError, RunNotFound) as exc:
         print(f"precip-replay: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -113,6 +132,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ExperimentException as exc:
         print(f"precip-replay: the target cloud failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _workdir(out: str | None) -> Path:
+    if out is None:
+        return Path(tempfile.mkdtemp(prefix="precip-replay-"))
+    # Checked before anything is provisioned: a `get` late in the replay must not be the
+    # first to find that its files have nowhere to go.
+    workdir = Path(out)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=workdir).close()
+    except OSError as exc:
+        raise ReplayFailed(
+            f"--out {out}: cannot write files there ({exc.strerror or exc})", usage=True
+        ) from None
+    return workdir
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -136,7 +171,7 @@ def _replay(args: argparse.Namespace) -> int:
         for line in describe(steps, mapping, args.max_gap):
             print(line)
         return EXIT_REPRODUCED
-    workdir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="precip-replay-"))
+    workdir = _workdir(args.out)
     engine = Engine(
         source,
         verdict.digest,

@@ -493,8 +493,9 @@ class Engine:
                 if self.cloud_failed or (self.strict and verdict.verdict != "reproduced"):
                     status = "failed" if self.cloud_failed else "ok"
                     break
-        except KeyboardInterrupt:
-            status = "interrupted"
+        except BaseException as exc:
+            # Whatever stopped the replay, the run says so: it did not finish "ok".
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             raise
         finally:
             for experiment in self.experiments.values():

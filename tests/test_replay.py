@@ -108,6 +108,59 @@ def test_a_bad_mapping_names_the_key_and_line(store, tmp_path, capsys, text, mes
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--max-gap", "-1"], "--max-gap: must be a number of seconds ≥ 0, not '-1'"),
+        (["--max-gap", "nan"], "--max-gap: must be a number of seconds ≥ 0, not 'nan'"),
+        (["--out", "{file}/sub"], "--out {file}/sub: cannot write files there"),
+    ],
+)
+def test_a_bad_option_is_exit_2_before_any_instance_starts(
+    store, tmp_path, capsys, option, message
+):
+    source = record_example("hello_world.py", store)
+    a_file = write(tmp_path / "a-file", "")
+    option = [part.format(file=a_file) for part in option]
+    with pytest.raises(SystemExit) as stopped:  # argparse's own usage errors exit
+        code = replay([source, "--records", str(store.root), "--to", "local", *option])
+        raise SystemExit(code)
+    assert stopped.value.code == 2
+    assert message.format(file=a_file) in capsys.readouterr().err
+    assert replay_runs(store, source) == []
+
+
+@pytest.mark.parametrize(
+    "stop, status, code",
+    [(KeyboardInterrupt, "interrupted", 130), (RuntimeError, "failed", None)],
+)
+def test_a_replay_stopped_midway_deprovisions_and_its_run_says_how_it_ended(
+    store, capsys, monkeypatch, stop, status, code
+):
+    from replay.engine import Engine
+
+    source = record_example("hello_world.py", store)
+    real_step = Engine._step
+
+    def step(self: Engine, planned: Any) -> Any:
+        if planned.call.method == "run":  # instances are up by now
+            raise stop("stopped at the run step")
+        return real_step(self, planned)
+
+    monkeypatch.setattr(Engine, "_step", step)
+    if code is None:
+        with pytest.raises(stop):
+            replay([source, "--records", str(store.root), "--to", "local"])
+    else:
+        assert replay([source, "--records", str(store.root), "--to", "local"]) == code
+        assert "interrupted" in capsys.readouterr().err
+    (replayed,) = replay_runs(store, source)
+    assert events(store, replayed, "run.finished")[0]["status"] == status
+    assert len(events(store, replayed, "instance.terminated")) == 1
+    assert [s for s in live_local_instances() if s.run == replayed] == []
+    assert verify(store.root / replayed).state == "intact"
+
+
 def test_dry_run_prints_the_plan_with_mapped_values(store, tmp_path, capsys):
     source = record_example("hello_world.py", store)
     mapping = write(tmp_path / "map.toml", '[images]\n"default" = "/images/b"\n'
