@@ -142,6 +142,8 @@ class ViewBuilder:
         self.by_id: dict[str, InstanceView] = {}
         self.notes: list[tuple[int, str, dict[str, JSON]]] = []
         self._strings: dict[str, str] = {}
+        self._refs: dict[str, dict[str, JSON]] = {}
+        self._results: dict[tuple[JSON, ...], JSON] = {}
         self.count = 0
         self.first = 0
         self.last = 0
@@ -188,7 +190,7 @@ class ViewBuilder:
         call = self.calls.get(int(data["call"]))
         if call is not None:
             call.outcome = outcome
-            call.result = data.get("result")
+            call.result = self._shared_result(data.get("result"))
             call.error = data.get("error")
             call.duration_ns = data.get("duration_ns")
 
@@ -236,8 +238,8 @@ class ViewBuilder:
                     user=self._shared(str(data.get("user"))),
                     cmd=str(data.get("cmd")),
                     exit_code=data.get("exit_code"),
-                    stdout=data.get("stdout") or {},
-                    stderr=data.get("stderr") or {},
+                    stdout=self._shared_ref(data.get("stdout")),
+                    stderr=self._shared_ref(data.get("stderr")),
                     duration_ns=int(data.get("duration_ns") or 0),
                     end_ns=now,
                 )
@@ -262,7 +264,7 @@ class ViewBuilder:
                     local_path=str(data.get("local_path")),
                     remote_path=str(data.get("remote_path")),
                     mode=int(data.get("mode") or 0),
-                    content=data.get("content") or {},
+                    content=self._shared_ref(data.get("content")),
                     temporary=bool(data.get("temporary")),
                     at_ns=now,
                 )
@@ -270,6 +272,26 @@ class ViewBuilder:
 
     def _note(self, now: int, data: dict[str, Any]) -> None:
         self.notes.append((now, str(data.get("text")), dict(data.get("fields") or {})))
+
+    def _shared_ref(self, ref: dict[str, JSON] | None) -> dict[str, JSON]:
+        # Most commands print nothing on stderr, many print the same line: one dict for
+        # each distinct reference instead of one per event (a fifth of a large view).
+        if not ref:
+            return {}
+        found = self._refs.setdefault(str(ref.get("sha256")), ref)
+        return found if found is ref or found == ref else ref
+
+    def _shared_result(self, result: JSON) -> JSON:
+        # `run` results ({"exit_codes": [0, 0]}) repeat call after call: one copy of each.
+        if type(result) is not dict or len(result) != 1:
+            return result
+        codes = result.get("exit_codes")
+        if type(codes) is not list:
+            return result
+        try:
+            return self._results.setdefault(tuple(codes), result)
+        except TypeError:  # not a list of exit codes after all (unhashable items)
+            return result
 
     def _shared(self, text: str) -> str:
         # Slots, ids, users, methods repeat in every event: one copy each, not one per event.

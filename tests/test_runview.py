@@ -124,3 +124,27 @@ def test_without_a_working_process_pool_one_process_does_it_all(store):
     assert "cannot verify in child processes" in done.stderr and "no /dev/shm" in done.stderr
     assert done.returncode == 1, done.stderr
     assert json.loads(done.stdout)["steps"][-1]["differences"][0]["kind"] == "exit_code"
+
+
+def test_equal_references_and_results_are_read_into_one_object_each():
+    from precip_repro.runview import ViewBuilder
+
+    builder = ViewBuilder(Path("run"))
+    empty = {"sha256": "e3b0" + "0" * 60, "size": 0, "text": ""}
+    withheld = {"sha256": "e3b0" + "0" * 60, "size": 0, "withheld": "a secret"}
+    ts = "2026-11-25T00:00:00.000000Z"
+    for call, stderr in ((1, empty), (2, dict(empty)), (3, withheld)):
+        builder.add_parts("call.started", ts, {"call": call, "exp": "e1", "method": "run"})
+        builder.add_parts(
+            "command.finished", ts,
+            {"call": call, "slot": "e1.p1.0", "instance_id": "i-1", "user": "root",
+             "cmd": "true", "exit_code": 0, "stdout": dict(empty), "stderr": stderr,
+             "duration_ns": 1},
+        )  # fmt: skip
+        builder.add_parts("call.finished", ts, {"call": call, "result": {"exit_codes": [0]}})
+    builder.add_parts("call.finished", ts, {"call": 3, "result": {"exit_codes": [[0]]}})
+    one, two, three = builder.build().calls
+    assert one.commands[0].stderr is two.commands[0].stderr is one.commands[0].stdout
+    assert three.commands[0].stderr == withheld  # same hash, other fields: its own
+    assert one.result is two.result
+    assert three.result == {"exit_codes": [[0]]}  # unhashable codes: kept as read
