@@ -268,9 +268,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         code = EXIT_BAD
     run = session.run
     digest = finish_run()
-    if run is None or digest is None:
+    if run is None:
         print(f"precip-repro run: {script} created no recorded experiment; nothing was recorded")
         return code
+    if digest is None:
+        print(
+            f"precip-repro run: the end of run {run.id} could not be written (see the error "
+            f"above); its events so far are intact: `precip-repro recover {run.id}` finishes it"
+        )
+        return code or EXIT_BAD
     print(f"recorded run {run.id} ({run.status})")
     print(f"  digest  {digest}")
     print(f"  verify  precip-repro --records {store.root} verify {run.id} --digest {digest}")

@@ -23,6 +23,7 @@ for code that does not know us::
         │   └── AmbiguousRun                  several runs match RUN; lists them
         ├── RunLocked (BlockingIOError)       another writer holds the run
         ├── RunFinished (RuntimeError)        appending to a finished run
+        ├── RecordWriteFailed (OSError)       the disk refused an event; the log stays intact
         ├── UnrecordableValue (ValueError)    a float / NaN / non-JSON value, names the field
         ├── UnsupportedVersion (ValueError)   a record format this version cannot read
         ├── RecordIncomplete                  no run.finished: open, or abandoned
@@ -55,6 +56,7 @@ __all__ = [
     "RecordCorrupted",
     "RecordError",
     "RecordIncomplete",
+    "RecordWriteFailed",
     "RemoteFileMissing",
     "RunFinished",
     "RunLocked",
@@ -216,6 +218,12 @@ class RunLocked(RecordError, BlockingIOError):
 
 class RunFinished(RecordError, RuntimeError):
     """The run has ``run.finished``: nothing is ever appended to a finished run."""
+
+
+class RecordWriteFailed(RecordError, OSError):
+    """The operating system refused to write an event (disk full, an I/O error, a file size
+    limit). What was written before stays intact: the partial line is cut off again.
+    ``seq`` is the event that was not written; ``errno`` the system's error number."""
 
 
 class UnrecordableValue(RecordError, ValueError):

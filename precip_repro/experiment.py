@@ -994,11 +994,42 @@ class Experiment:
         try:
             if live:
                 self.deprovision([])
+        except BaseException as exc:
+            self._terminate_unrecorded(exc)
+            raise
         finally:
             with self._lock:
                 self._closed = True
             self._pool.close()
             self.cloud.close()
+
+    def _terminate_unrecorded(self, cause: BaseException) -> None:
+        # Deprovisioning failed — the record could not be written, the cloud erred, a
+        # signal came: what still runs costs money, so it is terminated anyway, once, even
+        # where the record cannot say so (gc finds such instances gone).
+        with self._lock:
+            left = [inst for inst in self._instances if inst.state != "terminated"]
+        if not left:
+            return
+        ids = [inst.instance_id for inst in left]
+        log.error(
+            "deprovisioning failed; terminating without recording it",
+            exp=self.exp, instances=ids, error=str(cause),
+        )  # fmt: skip
+        for inst in left:
+            self._pool.drop(inst.instance_id)
+        try:
+            self.cloud.terminate(ids)
+        except Exception as exc:
+            log.error(
+                "terminating failed too: run `precip-repro gc`", instances=ids, error=str(exc)
+            )
+            return
+        with self._lock:
+            for inst in left:
+                inst.state = "terminated"
+                inst.ready = False
+            self._instances = [i for i in self._instances if i not in left]
 
     def __enter__(self) -> Experiment:
         return self

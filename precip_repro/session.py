@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from precip_repro.exceptions import RecordError
 from precip_repro.logs import get_logger
 from precip_repro.record.events import ReplayOf
 from precip_repro.record.recorder import Run
@@ -133,7 +134,18 @@ class Session:
                 return None
             if run.finished:
                 return run.digest
-            digest = run.finish(status or self.status or "ok")
+            try:
+                digest = run.finish(status or self.status or "ok")
+            except (RecordError, OSError) as exc:
+                # The log keeps every event written so far; its end can be added later.
+                run.close()
+                log.error(
+                    "the run's end could not be written; its events so far are intact",
+                    run=run.id,
+                    error=str(exc),
+                    next=f"precip-repro recover {run.id}",
+                )
+                return None
             log.info("run recorded", run=run.id, status=run.status, digest=digest)
             return digest
 

@@ -1,7 +1,12 @@
-"""Builders shared by the tests: a recorded run holding every v1 event type."""
+"""Builders shared by the tests: a recorded run holding every v1 event type; a disk that
+refuses writes."""
 
 from __future__ import annotations
 
+import contextlib
+import resource
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 from precip_repro.record import Run, RunStore
@@ -105,3 +110,17 @@ def record_sample_run(store: RunStore | Path, *, name: str = "sample", finish: b
     if finish:
         run.finish("ok")
     return run
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """The kernel refuses writes past ``limit`` bytes (EFBIG), as a full disk would refuse
+    them: a real failed write, part of a line written first."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)

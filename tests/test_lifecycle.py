@@ -101,3 +101,48 @@ def test_sigkill_leaves_instances_gc_can_find_and_a_run_to_recover(tmp_path, sto
     assert verify(run_dir).state == "abandoned"
     recover(run_dir)
     assert verify(run_dir).status == "interrupted"
+
+
+FULL_DISK = """
+import resource, signal, sys
+from precip_repro import EC2Experiment
+exp = EC2Experiment("us-east-1", sys.argv[2], sys.argv[3], sys.argv[4], "full",
+                    records=sys.argv[1], subnet_id=sys.argv[5], ssh_address="private")
+exp.provision(sys.argv[6], count=2)
+exp.wait(timeout=60)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+log = exp.run_path / "events.jsonl"
+# The disk fills: the log cannot grow by another event (a kernel limit, as ENOSPC would).
+resource.setrlimit(resource.RLIMIT_FSIZE, (log.stat().st_size + 50, resource.RLIM_INFINITY))
+try:
+    exp.run([], "true")
+except Exception as exc:
+    print(type(exc).__name__, exc, file=sys.stderr, flush=True)
+    raise
+"""
+
+
+def test_a_full_disk_still_terminates_everything_and_leaves_a_recoverable_record(
+    tmp_path, store, ec2
+):
+    from precip_repro.record import recover
+    from tests.ec2_cloud import ACCESS_KEY, SECRET_KEY, wait_until
+
+    script = tmp_path / "full.py"
+    script.write_text(FULL_DISK)
+    args = [str(store.root), ec2.url, ACCESS_KEY, SECRET_KEY, ec2.subnet, ec2.image]
+    done = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1, done.stderr
+    assert "RecordWriteFailed could not write event seq" in done.stderr
+    # deprovision could not record its intent: the instances are terminated all the same
+    assert "terminating without recording it" in done.stderr
+    found = ec2.client.describe_instances()["Reservations"]
+    assert {i["State"]["Name"] for r in found for i in r["Instances"]} == {"terminated"}
+    assert wait_until(lambda: ec2.hypervisor.running() == set())
+    run_dir = only_run(store)
+    verdict = verify(run_dir)
+    assert verdict.state == "abandoned", verdict.reason  # every event written is intact
+    assert recover(run_dir).action == "finished"
+    assert verify(run_dir).state == "intact"

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final
 
-from precip_repro.exceptions import BlobCorrupted
+from precip_repro.exceptions import BlobCorrupted, RecordWriteFailed
 from precip_repro.record.events import INLINE_TEXT_LIMIT, BlobRef
 
 __all__ = ["CHUNK", "BackgroundWriter", "BlobSink", "BlobStore", "hash_file"]
@@ -158,16 +158,31 @@ class BlobSink:
             raise ValueError("blob already committed")
         self._hash.update(chunk)
         self._size += len(chunk)
-        if self._fd is None:
-            if self._size <= INLINE_TEXT_LIMIT:
-                self._head += chunk
-                return
-            self._open()
-            self._write(self._head)
-            self._head = bytearray()
-        # Unbuffered: os.write releases the GIL for the copy a buffered writer would hold it
-        # for, which matters when a transfer runs beside this on another thread.
-        self._write(chunk)
+        try:
+            if self._fd is None:
+                if self._size <= INLINE_TEXT_LIMIT:
+                    self._head += chunk
+                    return
+                self._open()
+                self._write(self._head)
+                self._head = bytearray()
+            # Unbuffered: os.write releases the GIL for the copy a buffered writer would
+            # hold it for, which matters when a transfer runs beside this on another thread.
+            self._write(chunk)
+        except OSError as exc:
+            raise self._refused(exc) from exc
+
+    def _refused(self, exc: OSError) -> RecordWriteFailed:
+        self.discard()  # nothing partial stays behind
+        failed = RecordWriteFailed(
+            f"could not store a blob of run {self._store.run} in {self._store.root}: "
+            f"{exc.strerror or exc}; nothing partial was kept. Free space (or fix the disk) "
+            "and try again",
+            run=self._store.run,
+            path=self._store.root,
+        )
+        failed.errno = exc.errno
+        return failed
 
     def _write(self, data: bytes | bytearray | memoryview) -> None:
         assert self._fd is not None
@@ -194,20 +209,23 @@ class BlobSink:
         if self._ref is not None:
             return self._ref
         sha = self._hash.hexdigest()
-        if self._fd is None:
-            content = bytes(self._head)
-            ref = BlobRef.of(content, inline=self._inline)
-            if ref.text is None:
-                self._open()
-                self._write(content)
-        else:
-            ref = BlobRef(sha256=sha, size=self._size)
-        if self._fd is not None:
-            assert self._tmp is not None
-            os.close(self._fd)
-            self._fd = None
-            self._store._install(self._tmp, sha)
-            self._tmp = None
+        try:
+            if self._fd is None:
+                content = bytes(self._head)
+                ref = BlobRef.of(content, inline=self._inline)
+                if ref.text is None:
+                    self._open()
+                    self._write(content)
+            else:
+                ref = BlobRef(sha256=sha, size=self._size)
+            if self._fd is not None:
+                assert self._tmp is not None
+                os.close(self._fd)
+                self._fd = None
+                self._store._install(self._tmp, sha)
+                self._tmp = None
+        except OSError as exc:
+            raise self._refused(exc) from exc
         self._ref = ref
         return ref
 

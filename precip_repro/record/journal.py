@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from precip_repro.exceptions import RunFinished, RunLocked
+from precip_repro.exceptions import RecordWriteFailed, RunFinished, RunLocked
 from precip_repro.logs import get_logger
 from precip_repro.record.canonical import JSON
 from precip_repro.record.events import GENESIS, Event, format_ts, seal
@@ -71,6 +71,8 @@ class Journal:
         self._prev = prev
         self._lock = threading.Lock()
         self._closed_reason: str | None = None
+        self._end = os.fstat(fd).st_size
+        """Where the last complete event ends: a failed write is cut back to here."""
 
     @classmethod
     def create(cls, path: Path, *, run: str) -> Journal:
@@ -109,6 +111,7 @@ class Journal:
             if os.fstat(self._fd).st_size != end:
                 os.ftruncate(self._fd, end)
             self._seq, self._prev, self._closed_reason = seq, prev, None
+            self._end = end
 
     @property
     def seq(self) -> int:
@@ -139,14 +142,41 @@ class Journal:
             event, line = seal(
                 seq=self._seq, ts=format_ts(time.time_ns()), type=type, data=data, prev=self._prev
             )
-            _write_all(self._fd, line)
-            if sync:
-                os.fsync(self._fd)
+            try:
+                _write_all(self._fd, line)
+                if sync:
+                    os.fsync(self._fd)
+            except OSError as exc:
+                raise self._write_failed(exc, type) from exc
+            self._end += len(line)
             self._seq += 1
             self._prev = event.hash
             if final:
                 self._closed_reason = "finished"
             return event
+
+    def _write_failed(self, exc: OSError, type: str) -> RecordWriteFailed:
+        # A partial line would make every later event unreadable: cut it off, so the log
+        # ends with its last complete event (abandoned, recoverable) and a later append
+        # (once there is room again) continues the chain.
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, self._end)
+            state = f"the log is intact up to event seq {self._seq - 1}"
+        except OSError as cut:
+            self._closed_reason = "broken (a failed write could not be cut off)"
+            state = f"its partial line could not be cut off either ({cut.strerror or cut})"
+        failed = RecordWriteFailed(
+            f"could not write event seq {self._seq} ({type}) of run {self.run} to "
+            f"{self.path}: {exc.strerror or exc}; {state}. Free space (or fix the disk); "
+            f"if the process ends first, `precip-repro recover {self.run}` finishes the run",
+            run=self.run,
+            seq=self._seq,
+            path=self.path,
+        )
+        failed.errno = exc.errno
+        log.error("event not written", run=self.run, seq=self._seq, error=exc.strerror)
+        return failed
 
     def sync(self) -> None:
         with self._lock:

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import tracemalloc
 
 import pytest
 
-from precip_repro.exceptions import BlobCorrupted
+from precip_repro.exceptions import BlobCorrupted, RecordWriteFailed
 from precip_repro.record.blobs import BlobStore
+from tests.helpers import file_size_limit
 
 
 @pytest.fixture
@@ -98,3 +100,13 @@ def test_chunks_crossing_the_inline_limit_are_stored_whole(blobs):
         ref = sink.commit()
     assert ref.text is None and ref.size == 5000
     assert blobs.read_bytes(ref) == b"0123456789" * 500
+
+
+def test_a_refused_blob_write_names_the_run_and_leaves_nothing_partial(tmp_path):
+    blobs = BlobStore(tmp_path / "objects", run="r-1")
+    with file_size_limit(10_000), pytest.raises(RecordWriteFailed) as refused:
+        blobs.put_bytes(b"\x00" * 50_000)
+    assert refused.value.errno == errno.EFBIG and refused.value.run == "r-1"
+    assert "could not store a blob of run r-1" in str(refused.value)
+    assert [p for p in (tmp_path / "objects").rglob("*") if p.is_file()] == []
+    assert blobs.put_bytes(b"\x00" * 50_000).size == 50_000  # room again: it works

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import errno
 import subprocess
 import sys
 import threading
@@ -7,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from precip_repro.exceptions import RunFinished, RunLocked
-from precip_repro.record import Run, verify
+from precip_repro.exceptions import RecordWriteFailed, RunFinished, RunLocked
+from precip_repro.record import Run, recover, verify
 from precip_repro.record.events import CallStarted, Note
 from precip_repro.record.journal import Journal
 from precip_repro.record.store import EVENTS
+from tests.helpers import file_size_limit
 
 
 def test_a_second_writer_in_the_same_process_is_refused(store):
@@ -129,3 +131,34 @@ def test_a_run_started_records_who_where_and_what(store, tmp_path):
     assert started.script is not None
     assert run.blobs.read_bytes(started.script) == b"print('hi')\n"
     assert started.python.count(".") == 2
+
+
+def test_a_refused_write_is_cut_off_and_the_chain_goes_on_once_there_is_room(store):
+    run = Run.open(store, name="full")
+    run.append(Note(text="before", fields={}))
+    log = run.path / EVENTS
+    size = log.stat().st_size
+    with file_size_limit(size + 40), pytest.raises(RecordWriteFailed) as refused:
+        run.append(Note(text="x" * 200, fields={}))  # 40 bytes of it fit: a partial line
+    assert refused.value.seq == 2 and refused.value.errno == errno.EFBIG
+    assert isinstance(refused.value, OSError)
+    assert f"event seq 2 (note) of run {run.id}" in str(refused.value)
+    assert "intact up to event seq 1" in str(refused.value)
+    assert f"precip-repro recover {run.id}" in str(refused.value)
+    assert log.stat().st_size == size  # the partial line is gone
+    run.append(Note(text="after", fields={}))
+    run.finish()
+    verdict = verify(run.path)
+    assert verdict.state == "intact" and verdict.events == 4
+
+
+def test_a_run_whose_end_cannot_be_written_is_left_recoverable(store):
+    run = Run.open(store, name="full-at-end")
+    run.append(Note(text="work", fields={}))
+    size = (run.path / EVENTS).stat().st_size
+    with file_size_limit(size + 10), pytest.raises(RecordWriteFailed):
+        run.finish()
+    run.close()
+    assert verify(run.path).state == "abandoned"
+    assert recover(run.path).action == "finished"
+    assert verify(run.path).state == "intact"
