@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final
 
-from precip_repro.exceptions import InvalidOption
+from precip_repro.exceptions import InvalidOption, RecordWriteFailed
 from precip_repro.logs import get_logger
 from precip_repro.record.blobs import BlobSink, BlobStore
 from precip_repro.record.events import (
@@ -124,8 +124,18 @@ class Run:
         """
         if not isinstance(store, RunStore):
             store = RunStore(store)
-        run_id, path = store.create_run_dir(name)
-        journal = Journal.create(path / EVENTS, run=run_id)
+        try:
+            run_id, path = store.create_run_dir(name)
+            journal = Journal.create(path / EVENTS, run=run_id)
+        except OSError as exc:
+            failed = RecordWriteFailed(
+                f"cannot start a run in the store {store.root}: {exc.strerror or exc}; give a "
+                "writable directory (records=DIR, --records DIR or $PRECIP_RECORDS), or "
+                "record=False to run without a record",
+                path=store.root,
+            )
+            failed.errno = exc.errno
+            raise failed from exc
         run = cls(run_id, path, journal)
         script_ref = run.blobs.put_file(script) if script is not None else None
         mapping_ref = run.blobs.put_bytes(mapping) if mapping is not None else None

@@ -162,3 +162,13 @@ def test_a_run_whose_end_cannot_be_written_is_left_recoverable(store):
     assert verify(run.path).state == "abandoned"
     assert recover(run.path).action == "finished"
     assert verify(run.path).state == "intact"
+
+
+def test_a_store_that_cannot_be_written_is_refused_at_open_saying_what_to_do(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(RecordWriteFailed) as refused:
+        Run.open(blocker / "records", name="nowhere")
+    assert f"cannot start a run in the store {blocker / 'records'}" in str(refused.value)
+    assert "record=False" in str(refused.value)
+    assert refused.value.errno == errno.ENOTDIR
