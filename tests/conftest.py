@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import fcntl
+import os
+import random
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -51,18 +55,45 @@ def moto_endpoint() -> Iterator[Any]:
     endpoint.stop()
 
 
+@pytest.fixture(scope="session")
+def ec2_network() -> Iterator[str]:
+    """``127.N``: a /16 of loopback addresses of this test session's own for the instances
+    moto starts (moto numbers them from .4 in every VPC alike: two test sessions side by
+    side on one machine would otherwise boot each other's instances on the same address).
+    Claimed with a lock file; N < 128, clear of the local cloud's 127.128.0.0/9."""
+    for n in random.sample(range(2, 128), 126):
+        path = Path(tempfile.gettempdir()) / f"precip-tests-ec2-127.{n}.lock"
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+        except PermissionError:
+            continue  # another user's claim
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        try:
+            yield f"127.{n}"
+        finally:
+            os.close(fd)
+        return
+    raise RuntimeError("every 127.N.0.0/16 (N in 2..127) is claimed by another test session")
+
+
 @pytest.fixture
-def ec2(moto_endpoint: Any, tmp_path: Path) -> Iterator[Any]:
-    """A fresh EC2 cloud: a VPC and subnet on 127.0.0.0/16, two images (one never answers
-    ssh), and the hypervisor making running instances reachable."""
+def ec2(moto_endpoint: Any, ec2_network: str, tmp_path: Path) -> Iterator[Any]:
+    """A fresh EC2 cloud: a VPC and subnet on this session's 127.N.0.0/16, two images (one
+    never answers ssh), and the hypervisor making running instances reachable."""
     from types import SimpleNamespace
 
     from tests.ec2_cloud import Hypervisor
 
     moto_endpoint.reset()
     client = moto_endpoint.client()
-    vpc = client.create_vpc(CidrBlock="127.0.0.0/16")["Vpc"]["VpcId"]
-    subnet = client.create_subnet(VpcId=vpc, CidrBlock="127.0.0.0/24")["Subnet"]["SubnetId"]
+    vpc = client.create_vpc(CidrBlock=f"{ec2_network}.0.0/16")["Vpc"]["VpcId"]
+    subnet = client.create_subnet(VpcId=vpc, CidrBlock=f"{ec2_network}.0.0/24")["Subnet"][
+        "SubnetId"
+    ]
     images = [
         image["ImageId"]
         for image in client.describe_images(Owners=["amazon"])["Images"]
@@ -72,6 +103,8 @@ def ec2(moto_endpoint: Any, tmp_path: Path) -> Iterator[Any]:
     yield SimpleNamespace(
         url=moto_endpoint.url,
         client=client,
+        host=lambda n: f"{ec2_network}.0.{n}",  # moto gives instances .4, .5, … in turn
+        floating=f"{ec2_network}.200.77",
         vpc=vpc,
         subnet=subnet,
         image=images[0],

@@ -1,12 +1,13 @@
 """A real EC2 HTTP endpoint for the tests: moto in server mode on 127.0.0.1, and a
 "hypervisor" that makes its instances reachable for real.
 
-moto gives instances in a VPC of CIDR 127.0.0.0/16 sequential loopback private addresses
-(127.0.0.4, .5, …). For every instance moto reports running, the hypervisor boots a
-machine — the local cloud's isolated sshd — on that address (and on a loopback Elastic IP
-associated with it) accepting the key pair's public key; it halts it when the instance is
-terminated. Images listed in ``silent_images`` boot but never answer ssh. It runs as root
-(as the test suite does).
+moto gives instances in a VPC of CIDR 127.N.0.0/16 sequential loopback private addresses
+(127.N.0.4, .5, …; N is the test session's own, see ``ec2_network`` in conftest). For
+every instance moto reports running, the hypervisor boots a machine — the local cloud's
+isolated sshd — on that address (and on a loopback Elastic IP associated with it)
+accepting the key pair's public key; it halts it when the instance is terminated. Images
+listed in ``silent_images`` boot but never answer ssh. It runs as root (as the test suite
+does).
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ def test_each_cloud_runs_the_whole_api_and_is_recorded(kind, ec2, store, tmp_pat
         exp.provision(ec2.image, instance_type="t2.micro", count=2, tags=["workers"])
         exp.wait(timeout=60)
         listed = exp.list()
-        assert [item["private_address"] for item in listed] == ["127.0.0.4", "127.0.0.5"]
+        assert [item["private_address"] for item in listed] == [ec2.host(4), ec2.host(5)]
         codes, outs, _ = exp.run(["workers"], "echo hello")
         assert (codes, outs) == ([0, 0], ["hello\n", "hello\n"])
         local = tmp_path / "input.txt"
@@ -167,12 +167,12 @@ def test_a_boot_that_never_answers_is_replaced_then_times_out_leaving_nothing(ec
 
 
 def test_an_instance_without_a_public_address_gets_a_floating_one(ec2, store):
-    exp = make("ec2", ec2, store, ssh_address="public", floating_addresses=["127.0.0.77"])
+    exp = make("ec2", ec2, store, ssh_address="public", floating_addresses=[ec2.floating])
     exp.provision(ec2.image)
     exp.wait(timeout=60)
-    assert exp.list()[0]["public_address"] == "127.0.0.77"
+    assert exp.list()[0]["public_address"] == ec2.floating
     assert exp.run([], "echo via the floating address")[0] == [0]
-    assert of_type(exp.run_path, "instance.ready")[0]["public_address"] == "127.0.0.77"
+    assert of_type(exp.run_path, "instance.ready")[0]["public_address"] == ec2.floating
     exp.deprovision()
     assert ec2.client.describe_addresses()["Addresses"] == []  # released with the instance
     exp.close()
