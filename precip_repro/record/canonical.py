@@ -15,9 +15,19 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+import orjson
+
 from precip_repro.exceptions import UnrecordableValue
 
-__all__ = ["JSON", "canonical", "check_recordable", "dumps_unchecked", "floatish", "jsonable"]
+__all__ = [
+    "JSON",
+    "canonical",
+    "check_recordable",
+    "dumps_fast",
+    "dumps_unchecked",
+    "floatish",
+    "jsonable",
+]
 
 JSON = Any
 """A JSON value as the record holds it: None, bool, int, str, list, or dict with str keys."""
@@ -62,6 +72,29 @@ def floatish(out: bytes, end: int) -> bool:
 def dumps_unchecked(obj: JSON) -> bytes:
     """Canonical bytes of a value already known to be plain JSON (e.g. just parsed)."""
     return _dumps(obj).encode("utf-8")
+
+
+_ORJSON_STRICT: Final = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+
+
+def dumps_fast(obj: JSON) -> bytes:
+    """The canonical bytes of plain JSON, written by orjson where it can (several times
+    faster: every append pays for this), else by json.
+
+    For every value orjson accepts it writes the same bytes as the canonical json encoder
+    (a property test holds it to that); what it refuses — integers beyond 64 bits, lone
+    surrogates, subclasses, dates — json writes or refuses as ever. Floats are not looked
+    for here (the caller's rule, as for :func:`dumps_unchecked`).
+    """
+    try:
+        return orjson.dumps(obj, option=_ORJSON_STRICT)
+    except TypeError:  # orjson.JSONEncodeError included
+        return _dumps(obj).encode("utf-8")
 
 
 def check_recordable(obj: JSON, field: str = "") -> None:

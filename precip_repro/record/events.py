@@ -25,6 +25,7 @@ from precip_repro.record.canonical import (
     JSON,
     canonical,
     check_recordable,
+    dumps_fast,
     dumps_unchecked,
     floatish,
     jsonable,
@@ -566,7 +567,7 @@ def seal(*, seq: int, ts: str, type: str, data: dict[str, JSON], prev: str) -> t
     """Hash and serialise a new event; return it and its line (newline included)."""
     body = {"v": FORMAT_VERSION, "seq": seq, "ts": ts, "type": type, "data": data, "prev": prev}
     try:
-        body_bytes = dumps_unchecked(body)
+        body_bytes = dumps_fast(body)
     except (TypeError, ValueError, UnicodeEncodeError):
         canonical(body)  # names the field that cannot be recorded
         raise  # pragma: no cover

@@ -4,11 +4,11 @@ import json
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from precip_repro.exceptions import UnrecordableValue
-from precip_repro.record.canonical import canonical, check_recordable, jsonable
+from precip_repro.record.canonical import canonical, check_recordable, dumps_fast, jsonable
 
 # JSON the record can hold: no floats, str keys, valid Unicode.
 text = st.text(st.characters(exclude_categories=["Cs"]))
@@ -31,6 +31,21 @@ def test_canonical_form_matches_the_documented_json_dumps_call(value):
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
     assert canonical(value) == expected
+
+
+@settings(max_examples=2000)
+@given(json_values | st.integers(min_value=-(2**70), max_value=2**70))
+def test_the_fast_writer_writes_exactly_the_canonical_bytes(value):
+    # orjson writes appends; json defines the form and has the last word when verifying.
+    assert dumps_fast(value) == canonical(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [2**64, -(2**63) - 1, {"k": [2**80]}, "\u2028\u2029\x7f\x00\x1f", {"é": 1, "e": 2, "𝄞": 3}],
+)
+def test_the_fast_writer_agrees_where_orjson_refuses_or_json_escapes(value):
+    assert dumps_fast(value) == canonical(value)
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False))
