@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+from precip_repro.exceptions import InvalidOption
 from precip_repro.experiment import MAX_WORKERS, Experiment
 from precip_repro.keys import load_keys
+from precip_repro.record.redact import MIN_SECRET
 from precip_repro.session import session
 
 __all__ = [
@@ -88,6 +90,16 @@ class _EC2Compatible(Experiment):
 
         # Credentials never reach the record: should they appear in a command or an
         # output, they are written as ${secret:NAME}.
+        for option, value in (("access_key", access_key), ("secret_key", secret_key)):
+            if not isinstance(value, str) or len(value) < MIN_SECRET:
+                raise InvalidOption(
+                    option,
+                    "<hidden>",
+                    [
+                        f"a string of at least {MIN_SECRET} characters (AWS's are 20 and 40; "
+                        "a shorter one could not be kept out of the record)"
+                    ],
+                )
         session.redactor.add("AWS_ACCESS_KEY_ID", access_key)
         session.redactor.add("AWS_SECRET_ACCESS_KEY", secret_key)
         cloud = EC2Cloud(

@@ -16,6 +16,7 @@ from typing import Final, NoReturn
 
 from precip_repro import (
     ExperimentException,
+    InvalidOption,
     RunNotFound,
     RunStore,
     diff_runs,
@@ -129,6 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReplayFailed as exc:
         print(f"precip-replay: error: {exc}", file=sys.stderr)
         return EXIT_USAGE if exc.usage else EXIT_FAILED
+    except InvalidOption as exc:  # a target set up wrongly (mapping, credentials): before any step
+        print(f"precip-replay: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except ExperimentException as exc:
         print(f"precip-replay: the target cloud failed: {exc}", file=sys.stderr)
         return EXIT_FAILED

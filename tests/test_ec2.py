@@ -12,6 +12,7 @@ from precip_repro import (
     CloudError,
     EC2Experiment,
     EucalyptusExperiment,
+    InvalidOption,
     LocalExperiment,
     NimbusExperiment,
     OpenStackExperiment,
@@ -112,6 +113,19 @@ def test_a_key_pair_with_another_key_is_a_clear_error(ec2, store):
     with pytest.raises(CloudError, match=f"key pair '{name}' already exists .* another key"):
         make("ec2", ec2, store)
     finish_run()
+
+
+@pytest.mark.parametrize("option", ["access_key", "secret_key"])
+def test_a_credential_too_short_to_keep_out_of_the_record_is_refused_naming_it(store, option):
+    credentials = {"access_key": ACCESS_KEY, "secret_key": SECRET_KEY, option: "abc"}
+    with pytest.raises(InvalidOption) as refused:
+        EC2Experiment(
+            "us-east-1", "http://127.0.0.1:1", credentials["access_key"],
+            credentials["secret_key"], records=store.root,
+        )  # fmt: skip
+    assert f"{option}='<hidden>' is not valid" in str(refused.value)
+    assert "abc" not in str(refused.value)
+    assert list(store.run_dirs()) == []  # refused before a run was opened
 
 
 def test_an_unknown_image_fails_with_the_cloud_code_and_starts_nothing(ec2, store):
