@@ -30,6 +30,7 @@ from precip_repro.exceptions import (
     InstanceNotReady,
     InvalidOption,
     LocalFileMissing,
+    RecordError,
     WaitTimeout,
 )
 from precip_repro.keys import Keys, fingerprint, load_keys
@@ -393,6 +394,11 @@ class Experiment:
                         request=request,
                     )
                     inst.update(described)
+                    # Known before it is recorded: should the record refuse the event, the
+                    # instance is still terminated below, not left running unseen.
+                    with self._lock:
+                        self._instances.append(inst)
+                    started.append(inst)
                     self._append(
                         InstanceLaunched(
                             call=call.number,
@@ -405,9 +411,6 @@ class Experiment:
                             image_digest=inst.image_digest,
                         )
                     )
-                    with self._lock:
-                        self._instances.append(inst)
-                    started.append(inst)
             except BaseException:
                 # A partly failed provision leaves nothing running.
                 if started:
@@ -582,21 +585,36 @@ class Experiment:
             call.result = [inst.instance_id for inst in targets]
 
     def _terminate(self, targets: builtins.list[Instance], call: int) -> None:
+        # Termination is the one side effect that goes ahead when its intent cannot be
+        # recorded (a full disk): a running instance costs money, a gap in the record is
+        # said out loud (the error is raised once the instances are gone).
+        refused: RecordError | None = None
+
+        def record(payload: Payload) -> None:
+            nonlocal refused
+            if refused is None:
+                try:
+                    self._append(payload)
+                except RecordError as exc:
+                    refused = exc
+
         for inst in targets:
-            self._append(
-                InstanceTerminating(slot=inst.slot, instance_id=inst.instance_id, call=call)
-            )
+            record(InstanceTerminating(slot=inst.slot, instance_id=inst.instance_id, call=call))
             self._pool.drop(inst.instance_id)
         if targets:
             self.cloud.terminate([inst.instance_id for inst in targets])
         for inst in targets:
             inst.state = "terminated"
             inst.ready = False
-            self._append(
-                InstanceTerminated(slot=inst.slot, instance_id=inst.instance_id, call=call)
-            )
+            record(InstanceTerminated(slot=inst.slot, instance_id=inst.instance_id, call=call))
         with self._lock:
             self._instances = [i for i in self._instances if i not in targets]
+        if refused is not None:
+            log.error(
+                "instances terminated; the record could not say so",
+                exp=self.exp, instances=[i.instance_id for i in targets], error=str(refused),
+            )  # fmt: skip
+            raise refused
 
     # -- listing ----------------------------------------------------------------------------
 

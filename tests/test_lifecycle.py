@@ -146,3 +146,42 @@ def test_a_full_disk_still_terminates_everything_and_leaves_a_recoverable_record
     assert verdict.state == "abandoned", verdict.reason  # every event written is intact
     assert recover(run_dir).action == "finished"
     assert verify(run_dir).state == "intact"
+
+
+FULL_AT_LAUNCH = """
+import resource, signal, sys
+from precip_repro import EC2Experiment
+from precip_repro.clouds.ec2 import EC2Cloud
+exp = EC2Experiment("us-east-1", sys.argv[2], sys.argv[3], sys.argv[4], "full",
+                    records=sys.argv[1], subnet_id=sys.argv[5], ssh_address="private")
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+real_launch = EC2Cloud.launch
+
+def launch(self, request):
+    described = real_launch(self, request)  # the cloud started it: now the disk fills
+    size = (exp.run_path / "events.jsonl").stat().st_size
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size + 50, resource.RLIM_INFINITY))
+    return described
+
+EC2Cloud.launch = launch
+exp.provision(sys.argv[6], count=2)
+"""
+
+
+def test_an_instance_the_record_cannot_announce_is_terminated_all_the_same(tmp_path, store, ec2):
+    from tests.ec2_cloud import ACCESS_KEY, SECRET_KEY, wait_until
+
+    script = tmp_path / "full_at_launch.py"
+    script.write_text(FULL_AT_LAUNCH)
+    args = [str(store.root), ec2.url, ACCESS_KEY, SECRET_KEY, ec2.subnet, ec2.image]
+    done = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1, done.stderr
+    assert "RecordWriteFailed" in done.stderr and "instance.launched" in done.stderr
+    assert "instances terminated; the record could not say so" in done.stderr
+    found = ec2.client.describe_instances()["Reservations"]
+    states = [i["State"]["Name"] for r in found for i in r["Instances"]]
+    assert states == ["terminated"]  # the one launched; the second was never asked for
+    assert wait_until(lambda: ec2.hypervisor.running() == set())
+    assert verify(only_run(store)).state == "abandoned"
