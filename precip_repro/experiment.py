@@ -1020,6 +1020,7 @@ class Experiment:
                 self._closed = True
             self._pool.close()
             self.cloud.close()
+            session.unregister(self)
 
     def _terminate_unrecorded(self, cause: BaseException) -> None:
         # Deprovisioning failed — the record could not be written, the cloud erred, a

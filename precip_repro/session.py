@@ -13,7 +13,6 @@ import signal
 import sys
 import threading
 import types
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,7 +40,9 @@ class Session:
         self._lock = threading.RLock()
         self.run: Run | None = None
         self.redactor = Redactor()
-        self._experiments: weakref.WeakSet[Experiment] = weakref.WeakSet()
+        # Held strongly until closed: an experiment the script dropped still has instances
+        # running, and only this list can deprovision them at exit.
+        self._experiments: list[Experiment] = []
         self._exp_count = 0
         self._call_count = 0
         self.status: str | None = None
@@ -59,8 +60,14 @@ class Session:
 
     def register(self, experiment: Experiment) -> None:
         with self._lock:
-            self._experiments.add(experiment)
+            self._experiments.append(experiment)
             self._install_hooks()
+
+    def unregister(self, experiment: Experiment) -> None:
+        """Forget a closed experiment (it has nothing left to deprovision)."""
+        with self._lock:
+            if experiment in self._experiments:
+                self._experiments.remove(experiment)
 
     def restart_numbering(self) -> None:
         """Number experiments and calls from 1 again (a new run, or a playback)."""
@@ -120,7 +127,9 @@ class Session:
 
     def shutdown(self) -> str | None:
         """Deprovision every experiment's instances, then finish the run; its digest."""
-        for experiment in list(self._experiments):
+        with self._lock:
+            experiments = list(self._experiments)
+        for experiment in experiments:
             try:
                 experiment.close()
             except Exception as exc:

@@ -185,3 +185,35 @@ def test_an_instance_the_record_cannot_announce_is_terminated_all_the_same(tmp_p
     assert states == ["terminated"]  # the one launched; the second was never asked for
     assert wait_until(lambda: ec2.hypervisor.running() == set())
     assert verify(only_run(store)).state == "abandoned"
+
+
+DROPPED = """
+import sys
+from precip_repro import LocalExperiment
+
+def start():
+    exp = LocalExperiment("dropped", records=sys.argv[1])
+    exp.provision("default", count=2)
+    exp.wait()
+    exp.run([], "nohup sleep {marker} >/dev/null 2>&1 &")
+
+start()  # the script keeps no reference to its experiment, and never deprovisions
+import gc; gc.collect()
+"""
+
+
+def test_an_experiment_the_script_dropped_is_still_deprovisioned_at_exit(tmp_path, store):
+    marker = f"{os.getpid()}.1919"
+    script = tmp_path / "dropped.py"
+    script.write_text(DROPPED.format(marker=marker))
+    done = subprocess.run(
+        [sys.executable, str(script), str(store.root)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert not sleeping(marker)
+    run_dir = only_run(store)
+    assert [s for s in live_local_instances() if s.run == run_dir.name] == []
+    verdict = verify(run_dir)
+    assert (verdict.state, verdict.status) == ("intact", "ok")
+    types = [event.type for event in LogReader(run_dir / EVENTS)]
+    assert types.count("instance.terminated") == 2
