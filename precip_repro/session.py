@@ -1,7 +1,7 @@
 """The process's recording session: one run shared by every recorded experiment.
 
 A run opens with the first recorded experiment and finishes at interpreter exit (or at
-:func:`finish_run`). At exit — normal, an uncaught exception, SIGINT or SIGTERM — every
+:func:`finish_run`). At exit — normal, an uncaught exception, SIGINT, SIGTERM or SIGHUP — every
 experiment of the process deprovisions what it started, then the run finishes with status
 ``ok``, ``failed`` or ``interrupted``.
 """
@@ -174,7 +174,8 @@ class Session:
         sys.excepthook = excepthook
         if threading.current_thread() is not threading.main_thread():
             return
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        # SIGHUP too: a closed terminal or a dropped ssh session must not leave instances.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             current = signal.getsignal(signum)
             if current in (signal.SIG_DFL, signal.default_int_handler):
                 signal.signal(signum, self._on_signal(signum, current))

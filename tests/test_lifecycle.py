@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from precip_repro import verify
 from precip_repro.clouds.local import live_local_instances
 from precip_repro.record import LogReader, RunStore
@@ -50,12 +52,13 @@ def only_run(store: RunStore) -> Path:
     return run_dir
 
 
-def test_sigterm_mid_run_deprovisions_and_finishes_interrupted(tmp_path, store):
-    marker = f"{os.getpid()}.1515"
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_or_sighup_mid_run_deprovisions_and_finishes_interrupted(tmp_path, store, signum):
+    marker = f"{os.getpid()}.15{signum}"
     proc = start(tmp_path, store, marker, "time.sleep(60)")
     assert sleeping(marker)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    proc.send_signal(signum)
+    assert proc.wait(timeout=30) == 128 + signum
     assert not sleeping(marker)
     verdict = verify(only_run(store))
     assert verdict.state == "intact", verdict.reason
