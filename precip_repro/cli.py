@@ -215,9 +215,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     run_id, path, digest = record_demo(store.root)
     from precip_repro.report import write_report
 
-    verdict = verify(path)
-    report = store.root / "reports" / f"{run_id}.html"
-    write_report(path, report)
+    written = write_report(path, store.root / "reports" / f"{run_id}.html")
+    verdict, report = written.verdict, written.path
     prog = sys.argv[0] if "/" in sys.argv[0] else "precip-repro"
     print(f"recorded run {run_id}")
     print(f"  in      {path}")
@@ -344,8 +343,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     # Beside the runs, not inside one: a run's directory is its record, left as written.
     default = store.root / "reports" / f"{run_dir.name}.{fmt}"
     out = Path(args.output) if args.output else default
-    verdict = write_report(run_dir, out, fmt=fmt, vs=vs)
-    print(f"report of {run_dir.name} ({verdict.state}): {out}")
+    written = write_report(run_dir, out, fmt=fmt, vs=vs)
+    print(f"report of {run_dir.name} ({written.verdict.state}): {written.path}")
+    if vs is not None and not written.compared:
+        print(
+            f"precip-repro report: not compared with {vs.name}: an input run is not intact "
+            "(the report says which and why; `precip-repro verify` says more)",
+            file=sys.stderr,
+        )
+        return EXIT_INCOMPLETE
     return EXIT_OK
 
 

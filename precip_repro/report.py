@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
+import attrs
+
 from precip_repro.diff import DiffResult, diff_runs, render_text
 from precip_repro.exceptions import InvalidOption, RecordCorrupted
 from precip_repro.record.events import Event
@@ -24,7 +26,7 @@ from precip_repro.record.verify import Verdict, verify
 from precip_repro.runview import CallView, CommandView, RunView, load_run
 from precip_repro.timeline import format_duration
 
-__all__ = ["render_html", "render_markdown", "write_report"]
+__all__ = ["Report", "render_html", "render_markdown", "write_report"]
 
 EXCERPT: Final = 2000
 WIDTH: Final = 1000
@@ -184,7 +186,9 @@ def _command_rows(view: RunView) -> Iterator[CommandView]:
         yield from call.commands
 
 
-def render_html(view: RunView, verdict: Verdict, diff: DiffResult | None = None) -> str:
+def render_html(
+    view: RunView, verdict: Verdict, diff: DiffResult | None = None, *, not_compared: str = ""
+) -> str:
     out: list[str] = [
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
         f"<title>precip-repro run {_e(view.run)}</title><style>{_CSS}</style></head><body>",
@@ -253,11 +257,15 @@ def render_html(view: RunView, verdict: Verdict, diff: DiffResult | None = None)
         out.append(f"<h2>Compared with {_e(diff.b['run'])}: {verdict_text}</h2><pre>")
         out.append(_e("\n".join(render_text(diff))))
         out.append("</pre>")
+    if not_compared:
+        out.append(f"<h2>Not compared</h2><p class=bad>{_e(not_compared)}</p>")
     out.append("</body></html>")
     return "".join(out)
 
 
-def render_markdown(view: RunView, verdict: Verdict, diff: DiffResult | None = None) -> str:
+def render_markdown(
+    view: RunView, verdict: Verdict, diff: DiffResult | None = None, *, not_compared: str = ""
+) -> str:
     def cell(value: Any) -> str:
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
         return text.replace("|", "\\|").replace("\n", "⏎")
@@ -325,28 +333,55 @@ def render_markdown(view: RunView, verdict: Verdict, diff: DiffResult | None = N
     ]
     if diff is not None:
         out += ["", f"## Compared with {diff.b['run']}", "", "```", *render_text(diff), "```"]
+    if not_compared:
+        out += ["", "## Not compared", "", f"**{not_compared}**"]
     return "\n".join(out) + "\n"
 
 
-def write_report(run_dir: Path, out: Path, *, fmt: str = "html", vs: Path | None = None) -> Verdict:
-    """Write the report of ``run_dir`` to ``out``; return the run's verdict."""
+@attrs.frozen(kw_only=True)
+class Report:
+    """A report written: where, and the integrity of its run (and of the ``vs`` run)."""
+
+    path: Path
+    verdict: Verdict
+    vs_verdict: Verdict | None = None
+
+    @property
+    def compared(self) -> bool:
+        """Whether the ``vs`` diff is in the report (both runs intact)."""
+        return self.vs_verdict is not None and self.verdict.intact and self.vs_verdict.intact
+
+
+def write_report(run_dir: Path, out: Path, *, fmt: str = "html", vs: Path | None = None) -> Report:
+    """Write the report of ``run_dir`` to ``out`` (a file, or a directory to write
+    ``RUN.html`` / ``RUN.md`` into).
+
+    A damaged run is reported all the same, its header saying how it is damaged. With
+    ``vs``, the diff against that run is included when both runs are intact — as
+    ``precip-repro diff`` compares only intact runs; otherwise the report says why not.
+    """
     if fmt not in ("html", "md"):
         raise InvalidOption("format", fmt, ["html", "md"])
+    if out.is_dir():
+        out = out / f"{run_dir.name}.{fmt}"
     verdict = verify(run_dir)
     view = load_run(run_dir, _events_until_damage(run_dir))
     diff = None
-    if vs is not None:
-        other = verify(vs)
-        diff = diff_runs(
-            view,
-            load_run(vs, _events_until_damage(vs)),
-            digests=(verdict.digest, other.digest),
-        )
-    text = (
-        render_html(view, verdict, diff) if fmt == "html" else render_markdown(view, verdict, diff)
-    )
+    other = verify(vs) if vs is not None else None
+    not_compared = ""
+    if vs is not None and other is not None:
+        damaged = [v for v in (verdict, other) if not v.intact]
+        if damaged:
+            not_compared = (
+                "; ".join(f"run {v.run} is {v.state}, not intact: {v.reason}" for v in damaged)
+                + f" — so this run is not compared with {other.run}"
+            )
+        else:
+            diff = diff_runs(view, load_run(vs), digests=(verdict.digest, other.digest))
+    render = render_html if fmt == "html" else render_markdown
+    text = render(view, verdict, diff, not_compared=not_compared)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(out)
-    return verdict
+    return Report(path=out, verdict=verdict, vs_verdict=other)

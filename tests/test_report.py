@@ -44,7 +44,7 @@ def parse(path: Path) -> Collect:
 def test_the_html_report_holds_every_command_output_and_lane(store, tmp_path):
     run = synthetic(store)
     out = tmp_path / "r.html"
-    assert write_report(run.path, out).state == "intact"
+    assert write_report(run.path, out).verdict.state == "intact"
     page = parse(out)
     assert page.open == []  # well formed
     text = "".join(page.text)
@@ -69,7 +69,7 @@ def test_a_tampered_run_says_so_in_its_header(store, tmp_path):
     blob.chmod(0o644)
     blob.write_bytes(b"tampered")
     out = tmp_path / "r.html"
-    assert write_report(run.path, out).state == "corrupt"
+    assert write_report(run.path, out).verdict.state == "corrupt"
     page = parse(out)
     banner = next(a for tag, a in page.tags if a.get("id") == "integrity")
     assert "corrupt" in (banner.get("class") or "")
@@ -90,3 +90,25 @@ def test_a_report_with_vs_renders_the_diff_and_markdown_has_the_facts(store, tmp
     text = md.read_text()
     assert "**INTACT" in text and "worker --master" in text and "e1.p1.1" in text
     assert "<svg" not in text
+
+
+def test_report_vs_a_damaged_run_is_written_without_the_diff_and_exits_3(store, capsys):
+    a, b = synthetic(store), synthetic(store, exit_code=4)
+    log = b.path / "events.jsonl"
+    log.chmod(0o644)
+    data = bytearray(log.read_bytes())
+    data[data.index(b'"exit_code":4')] ^= 1  # '"' → '#': the line is no longer JSON
+    log.write_bytes(bytes(data))
+    code = main(["--records", str(store.root), "report", a.id, "--vs", b.id])
+    out, err = capsys.readouterr()
+    assert code == 3
+    assert f"not compared with {b.id}" in err
+    page = (store.root / "reports" / f"{a.id}.html").read_text()
+    assert str(store.root / "reports" / f"{a.id}.html") in out
+    assert f"run {b.id} is corrupt, not intact" in page and "Compared with" not in page
+
+
+def test_report_into_a_directory_writes_the_run_named_file_there(store, tmp_path):
+    run = synthetic(store)
+    written = write_report(run.path, tmp_path, fmt="md")
+    assert written.path == tmp_path / f"{run.id}.md" and written.path.is_file()
