@@ -1013,7 +1013,7 @@ class Experiment:
             if live:
                 self.deprovision([])
         except BaseException as exc:
-            self._terminate_unrecorded(exc)
+            self._terminate_after_failure(exc)
             raise
         finally:
             with self._lock:
@@ -1022,33 +1022,25 @@ class Experiment:
             self.cloud.close()
             session.unregister(self)
 
-    def _terminate_unrecorded(self, cause: BaseException) -> None:
-        # Deprovisioning failed — the record could not be written, the cloud erred, a
-        # signal came: what still runs costs money, so it is terminated anyway, once, even
-        # where the record cannot say so (gc finds such instances gone).
+    def _terminate_after_failure(self, cause: BaseException) -> None:
+        # Deprovisioning failed — the record refused its intent, the cloud erred, a signal
+        # came: what still runs costs money, so it is terminated now, recorded if the
+        # record takes it (gc finds such instances gone if not).
         with self._lock:
             left = [inst for inst in self._instances if inst.state != "terminated"]
         if not left:
             return
         ids = [inst.instance_id for inst in left]
-        log.error(
-            "deprovisioning failed; terminating without recording it",
-            exp=self.exp, instances=ids, error=str(cause),
-        )  # fmt: skip
-        for inst in left:
-            self._pool.drop(inst.instance_id)
+        log.error("deprovisioning failed; terminating what is left", exp=self.exp,
+                  instances=ids, error=str(cause))  # fmt: skip
         try:
-            self.cloud.terminate(ids)
+            self._terminate(left, self.last_call or 0)
+        except RecordError:
+            pass  # terminated all the same; _terminate said what the record lacks
         except Exception as exc:
             log.error(
                 "terminating failed too: run `precip-repro gc`", instances=ids, error=str(exc)
             )
-            return
-        with self._lock:
-            for inst in left:
-                inst.state = "terminated"
-                inst.ready = False
-            self._instances = [i for i in self._instances if i not in left]
 
     def __enter__(self) -> Experiment:
         return self

@@ -140,7 +140,8 @@ def test_a_full_disk_still_terminates_everything_and_leaves_a_recoverable_record
     assert done.returncode == 1, done.stderr
     assert "RecordWriteFailed could not write event seq" in done.stderr
     # deprovision could not record its intent: the instances are terminated all the same
-    assert "terminating without recording it" in done.stderr
+    assert "deprovisioning failed; terminating what is left" in done.stderr
+    assert "instances terminated; the record could not say so" in done.stderr
     found = ec2.client.describe_instances()["Reservations"]
     assert {i["State"]["Name"] for r in found for i in r["Instances"]} == {"terminated"}
     assert wait_until(lambda: ec2.hypervisor.running() == set())
