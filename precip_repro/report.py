@@ -18,12 +18,9 @@ from typing import Any, Final
 import attrs
 
 from precip_repro.diff import DiffResult, diff_runs, render_text
-from precip_repro.exceptions import InvalidOption, RecordCorrupted
-from precip_repro.record.events import Event
-from precip_repro.record.reader import LogReader
-from precip_repro.record.store import EVENTS
+from precip_repro.exceptions import InvalidOption
 from precip_repro.record.verify import Verdict, verify
-from precip_repro.runview import CallView, CommandView, RunView, load_run
+from precip_repro.runview import CallView, CommandView, RunView, ViewBuilder
 from precip_repro.timeline import format_duration
 
 __all__ = ["Report", "render_html", "render_markdown", "write_report"]
@@ -48,12 +45,12 @@ gap:2px 12px}dt{font-weight:bold}svg text{font:11px monospace}
 """
 
 
-def _events_until_damage(run_dir: Path) -> Iterator[Event]:
-    """The run's events up to the first damaged line (a tampered run is still shown)."""
-    try:
-        yield from LogReader(run_dir / EVENTS, run=run_dir.name)
-    except RecordCorrupted:
-        return
+def _read(run_dir: Path) -> tuple[RunView, Verdict]:
+    """The run as far as it is intact (a damaged run is still shown) and its verdict, read
+    in one pass: ``verify`` hands each intact event to the view as it checks it."""
+    builder = ViewBuilder(run_dir)
+    verdict = verify(run_dir, observe=builder.add)
+    return builder.build(), verdict
 
 
 def _e(value: Any) -> str:
@@ -364,12 +361,12 @@ def write_report(run_dir: Path, out: Path, *, fmt: str = "html", vs: Path | None
         raise InvalidOption("format", fmt, ["html", "md"])
     if out.is_dir():
         out = out / f"{run_dir.name}.{fmt}"
-    verdict = verify(run_dir)
-    view = load_run(run_dir, _events_until_damage(run_dir))
+    view, verdict = _read(run_dir)
     diff = None
-    other = verify(vs) if vs is not None else None
+    other: Verdict | None = None
     not_compared = ""
-    if vs is not None and other is not None:
+    if vs is not None:
+        other_view, other = _read(vs)
         damaged = [v for v in (verdict, other) if not v.intact]
         if damaged:
             not_compared = (
@@ -377,7 +374,7 @@ def write_report(run_dir: Path, out: Path, *, fmt: str = "html", vs: Path | None
                 + f" — so this run is not compared with {other.run}"
             )
         else:
-            diff = diff_runs(view, load_run(vs), digests=(verdict.digest, other.digest))
+            diff = diff_runs(view, other_view, digests=(verdict.digest, other.digest))
     render = render_html if fmt == "html" else render_markdown
     text = render(view, verdict, diff, not_compared=not_compared)
     out.parent.mkdir(parents=True, exist_ok=True)
