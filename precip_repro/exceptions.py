@@ -17,7 +17,8 @@ for code that does not know us::
     │   ├── UnsupportedUser (ValueError)      the instance cannot log this user in
     │   ├── CommandFailed                     non-zero exit; exit code and stderr tail
     │   ├── CommandTimeout (TimeoutError)     a command ran past its ``timeout=``
-    │   └── RemoteFileMissing (FileNotFoundError)  ``get`` of a path the instance lacks
+    │   └── TransferFailed (OSError)          a put or get failed: a directory, no permission …
+    │       └── RemoteFileMissing (FileNotFoundError)  ``get`` of a path the instance lacks
     └── RecordError                           anything about a run's record
         ├── RunNotFound (LookupError)         no run matches RUN
         │   └── AmbiguousRun                  several runs match RUN; lists them
@@ -61,6 +62,7 @@ __all__ = [
     "RunFinished",
     "RunLocked",
     "RunNotFound",
+    "TransferFailed",
     "UnrecordableValue",
     "UnsupportedUser",
     "UnsupportedVersion",
@@ -175,8 +177,14 @@ class CommandTimeout(InstanceError, TimeoutError):
     """A command ran past its ``timeout=``; it was stopped."""
 
 
-class RemoteFileMissing(InstanceError, FileNotFoundError):
-    """``get`` asked for a path the instance does not have."""
+class TransferFailed(InstanceError, OSError):
+    """A ``put`` or ``get`` failed at either end: the remote path is a directory, a side
+    may not write there, a disk is full. The message names the path and the reason."""
+
+
+class RemoteFileMissing(TransferFailed, FileNotFoundError):
+    """``get`` asked for a path the instance does not have (or ``put`` into a directory
+    that does not exist there)."""
 
 
 class RecordError(ExperimentException):

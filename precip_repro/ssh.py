@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import select
 import socket
@@ -25,9 +26,11 @@ import attrs
 import paramiko
 
 from precip_repro.exceptions import (
+    ExperimentException,
     HostKeyChanged,
     InstanceUnreachable,
     RemoteFileMissing,
+    TransferFailed,
 )
 from precip_repro.keys import fingerprint
 
@@ -98,6 +101,10 @@ class HostKeyPins:
     def get(self, instance_id: str) -> paramiko.PKey | None:
         with self._lock:
             return self._pins.get(instance_id)
+
+
+def _missing(exc: OSError) -> bool:
+    return isinstance(exc, FileNotFoundError) or exc.errno == errno.ENOENT
 
 
 class Connection:
@@ -200,17 +207,23 @@ class Connection:
                         on_chunk(chunk)  # first: a recorder hashes it while it is sent
                     dst.write(chunk)
             sftp.chmod(remote, mode)
+        except ExperimentException:
+            raise  # the recorder's own (a full disk here): not the transfer's fault
         except (paramiko.SSHException, EOFError) as exc:
             raise self._unreachable(f"the connection broke while putting {remote}: {exc}") from exc
         except OSError as exc:
-            if isinstance(exc, FileNotFoundError) or exc.errno == errno.ENOENT:
+            if _missing(exc):
                 raise RemoteFileMissing(
                     f"cannot write {remote} on instance {self.endpoint.instance_id} "
                     f"({self.endpoint.slot}): its directory does not exist",
                     instance=self.endpoint.instance_id,
                     slot=self.endpoint.slot,
                 ) from exc
-            raise
+            why = None
+            with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
+                if stat.S_ISDIR(sftp.stat(remote).st_mode or 0):
+                    why = f"it is a directory (name the file to write: {remote}/{local.name})"
+            raise self._transfer_failed(f"cannot write {remote}", exc, why=why) from exc
         return mode
 
     def get(self, remote: str, local: Path, *, on_chunk: Sink | None = None) -> int:
@@ -221,14 +234,21 @@ class Connection:
         except (paramiko.SSHException, EOFError) as exc:
             raise self._unreachable(f"the connection broke: {exc}") from exc
         except OSError as exc:
-            if isinstance(exc, FileNotFoundError) or exc.errno == errno.ENOENT:
+            if _missing(exc):
                 raise RemoteFileMissing(
                     f"{remote} does not exist on instance {self.endpoint.instance_id} "
                     f"({self.endpoint.slot})",
                     instance=self.endpoint.instance_id,
                     slot=self.endpoint.slot,
                 ) from exc
-            raise
+            raise self._transfer_failed(f"cannot read {remote}", exc) from exc
+        if stat.S_ISDIR(attributes.st_mode or 0):
+            raise self._transfer_failed(
+                f"cannot get {remote}",
+                None,
+                why="it is a directory; get copies one file (pack it first, e.g. "
+                f"run(tags, 'tar czf /tmp/out.tgz -C {remote} .'))",
+            )
         mode = stat.S_IMODE(attributes.st_mode or 0o644)
         tmp = local.with_name(f".{local.name}.precip-partial")
         try:
@@ -242,8 +262,14 @@ class Connection:
                         on_chunk(chunk)
             tmp.chmod(mode)
             tmp.replace(local)
+        except ExperimentException:
+            raise  # the recorder's own (a full disk here): not the transfer's fault
         except (paramiko.SSHException, EOFError) as exc:
             raise self._unreachable(f"the connection broke while getting {remote}: {exc}") from exc
+        except OSError as exc:
+            here = exc.filename in (str(tmp), str(local))
+            doing = f"cannot write {local} on this machine" if here else f"cannot read {remote}"
+            raise self._transfer_failed(doing, exc, local_side=here) from exc
         finally:
             tmp.unlink(missing_ok=True)
         return mode
@@ -257,6 +283,15 @@ class Connection:
                 self._sftp.close()
                 self._sftp = None
         self.transport.close()
+
+    def _transfer_failed(
+        self, doing: str, exc: OSError | None, *, local_side: bool = False, why: str | None = None
+    ) -> TransferFailed:
+        e = self.endpoint
+        if why is None:
+            why = (exc.strerror or str(exc) or type(exc).__name__) if exc is not None else "?"
+        where = "" if local_side else f" on instance {e.instance_id} ({e.slot}) as {self.user}"
+        return TransferFailed(f"{doing}{where}: {why}", instance=e.instance_id, slot=e.slot)
 
     def _unreachable(self, why: str) -> InstanceUnreachable:
         e = self.endpoint

@@ -18,6 +18,7 @@ from precip_repro import (
     InstanceUnreachable,
     LocalFileMissing,
     RemoteFileMissing,
+    TransferFailed,
     WaitTimeout,
     finish_run,
     verify,
@@ -176,6 +177,26 @@ def test_missing_files_raise_specific_errors(local_experiment, tmp_path):
     assert not (tmp_path / "out").exists()
     errors = [d["error"]["type"] for d in of_type(exp.run_path, "call.failed")]
     assert errors == ["LocalFileMissing", "RemoteFileMissing"]
+
+
+def test_a_directory_where_a_file_is_meant_fails_the_transfer_saying_so(local_experiment, tmp_path):
+    exp = local_experiment("dirs")
+    exp.provision("default")
+    exp.wait()
+    source = tmp_path / "data.txt"
+    source.write_text("data\n")
+    with pytest.raises(TransferFailed) as put:
+        exp.put([], source, "/etc")
+    assert "cannot write /etc" in str(put.value) and "it is a directory" in str(put.value)
+    assert "/etc/data.txt" in str(put.value)  # what to write instead
+    with pytest.raises(TransferFailed) as got:
+        exp.get([], "/etc", tmp_path / "etc")
+    assert "cannot get /etc" in str(got.value) and "tar czf" in str(got.value)
+    assert got.value.instance == exp.list()[0]["id"]
+    assert isinstance(got.value, OSError) and not (tmp_path / "etc").exists()
+    assert issubclass(RemoteFileMissing, TransferFailed)
+    errors = [d["error"]["type"] for d in of_type(exp.run_path, "call.failed")]
+    assert errors == ["TransferFailed", "TransferFailed"]
 
 
 def test_a_hundred_megabytes_of_output_and_binary_output_are_kept_exactly(local_experiment):
