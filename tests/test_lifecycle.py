@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from precip_repro import verify
 from precip_repro.clouds.local import live_local_instances
 from precip_repro.record import LogReader, RunStore
 from precip_repro.record.store import EVENTS
+from tests.ec2_cloud import ACCESS_KEY, SECRET_KEY, wait_until
 
 SCRIPT = """
 import sys, time
@@ -106,6 +108,19 @@ def test_sigkill_leaves_instances_gc_can_find_and_a_run_to_recover(tmp_path, sto
     assert verify(run_dir).status == "interrupted"
 
 
+def run_ec2_script(
+    tmp_path: Path, code: str, store: RunStore, ec2: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh process with argv: store, endpoint, access key, secret key,
+    subnet, image."""
+    script = tmp_path / "script.py"
+    script.write_text(code)
+    args = [str(store.root), ec2.url, ACCESS_KEY, SECRET_KEY, ec2.subnet, ec2.image]
+    return subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=120
+    )
+
+
 FULL_DISK = """
 import resource, signal, sys
 from precip_repro import EC2Experiment
@@ -129,14 +144,8 @@ def test_a_full_disk_still_terminates_everything_and_leaves_a_recoverable_record
     tmp_path, store, ec2
 ):
     from precip_repro.record import recover
-    from tests.ec2_cloud import ACCESS_KEY, SECRET_KEY, wait_until
 
-    script = tmp_path / "full.py"
-    script.write_text(FULL_DISK)
-    args = [str(store.root), ec2.url, ACCESS_KEY, SECRET_KEY, ec2.subnet, ec2.image]
-    done = subprocess.run(
-        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=120
-    )
+    done = run_ec2_script(tmp_path, FULL_DISK, store, ec2)
     assert done.returncode == 1, done.stderr
     assert "RecordWriteFailed could not write event seq" in done.stderr
     # deprovision could not record its intent: the instances are terminated all the same
@@ -173,14 +182,7 @@ exp.provision(sys.argv[6], count=2)
 
 
 def test_an_instance_the_record_cannot_announce_is_terminated_all_the_same(tmp_path, store, ec2):
-    from tests.ec2_cloud import ACCESS_KEY, SECRET_KEY, wait_until
-
-    script = tmp_path / "full_at_launch.py"
-    script.write_text(FULL_AT_LAUNCH)
-    args = [str(store.root), ec2.url, ACCESS_KEY, SECRET_KEY, ec2.subnet, ec2.image]
-    done = subprocess.run(
-        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=120
-    )
+    done = run_ec2_script(tmp_path, FULL_AT_LAUNCH, store, ec2)
     assert done.returncode == 1, done.stderr
     assert "RecordWriteFailed" in done.stderr and "instance.launched" in done.stderr
     assert "instances terminated; the record could not say so" in done.stderr
