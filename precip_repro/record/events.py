@@ -628,13 +628,14 @@ def _hash_matches(raw: bytes, claimed: object) -> bool:
     return hashlib.sha256(body).hexdigest() == claimed
 
 
-def parse_line(raw: bytes, *, line: int, run: str | None = None) -> Event:
+def parse_line(raw: bytes, *, line: int, run: str | None = None, prev: str | None = None) -> Event:
     """Parse and check one line (without its newline): canonical form, envelope and hash.
 
     Chain continuity (``seq``, ``prev``) is the reader's business: it knows the previous
     event; the content rules — each type's fields, no floats in v1 — are :func:`payload_of`'s
-    (``verify`` applies both). Raises :class:`RecordCorrupted` naming the line, or
-    :class:`UnsupportedVersion`.
+    (``verify`` applies both). ``prev``, when given, is the previous event's hash (known to
+    be sound): a line naming it needs no other check of its ``prev``. Raises
+    :class:`RecordCorrupted` naming the line, or :class:`UnsupportedVersion`.
     """
     # The common case — a sound current-version line — in as few steps as possible (reading
     # a large run spends most of its time here); anything else takes the careful path,
@@ -645,7 +646,9 @@ def parse_line(raw: bytes, *, line: int, run: str | None = None) -> Event:
     except orjson.JSONDecodeError:
         obj = None
     if type(obj) is dict and obj.keys() == _ENVELOPE_KEYS:
-        seq, ts, kind, prev, digest = obj["seq"], obj["ts"], obj["type"], obj["prev"], obj["hash"]
+        seq, ts, kind, previous, digest = (
+            obj["seq"], obj["ts"], obj["type"], obj["prev"], obj["hash"]
+        )  # fmt: skip
         if (
             type(seq) is int
             and seq >= 0
@@ -656,13 +659,13 @@ def parse_line(raw: bytes, *, line: int, run: str | None = None) -> Event:
             and type(kind) is str
             and (kind in PAYLOADS or _TYPE_RE.fullmatch(kind))
             and type(obj["data"]) is dict
-            and _is_hex64(prev)
+            and ((prev is not None and previous == prev) or _is_hex64(previous))
             # (the hash is compared with a hex digest below: it is hex if it matches)
             and orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) == raw
             and hashlib.sha256(raw[:cut] + raw[cut + _HASH_MEMBER :]).hexdigest() == digest
         ):
             return Event(
-                v=FORMAT_VERSION, seq=seq, ts=ts, type=kind, data=obj["data"], prev=prev,
+                v=FORMAT_VERSION, seq=seq, ts=ts, type=kind, data=obj["data"], prev=previous,
                 hash=digest,
             )  # fmt: skip
     return _parse_line_carefully(raw, line=line, run=run)
@@ -784,7 +787,7 @@ def payload_of(event: Event, *, run: str | None = None) -> Payload | None:
     Raises :class:`RecordCorrupted` when a known type's data lacks or mistypes a field, or
     when any event's data holds a float (v1 holds none).
     """
-    kind, data = upgraded(event)
+    kind, data = (event.type, event.data) if event.v == FORMAT_VERSION else upgraded(event)
     cls = PAYLOADS.get(kind)
     if cls is None:
         # A type this version does not know is still format v1: no floats in it either.

@@ -70,7 +70,7 @@ class LogReader:
                         )
                     self.torn = TornTail(line=lineno, offset=self.end, size=len(raw))
                     return
-                event = parse_line(raw[:-1], line=lineno, run=self.run)
+                event = parse_line(raw[:-1], line=lineno, run=self.run, prev=self.last_hash)
                 if event.seq != self.count:
                     raise RecordCorrupted(
                         f"event seq {event.seq} (line {lineno}): expected seq {self.count} — "

@@ -189,3 +189,22 @@ def test_orjson_writes_exactly_the_canonical_bytes_the_reader_relies_on(value):
     except TypeError:
         return  # integers beyond 64 bits: the reader takes the json path for those lines
     assert fast == canonical({"data": value})
+
+
+@pytest.mark.parametrize("bad_prev", ["", None, "0" * 63, "A" * 64])
+def test_a_line_whose_prev_is_not_a_hash_is_refused_whatever_prev_the_caller_expects(bad_prev):
+    # The reader passes the previous hash to skip re-checking a prev equal to it: a prev
+    # that is no hash at all must still be refused (the hash is made to match, as a forger
+    # would).
+    import hashlib
+    import json
+
+    body = {"v": 1, "seq": 1, "ts": format_ts(0), "type": "note",
+            "data": {"text": "x", "fields": {}}, "prev": bad_prev}  # fmt: skip
+    dumped = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    digest = hashlib.sha256(dumped).hexdigest()
+    cut = dumped.rfind(b',"prev":')
+    line = dumped[:cut] + f',"hash":"{digest}"'.encode() + dumped[cut:]
+    for expected in (None, GENESIS):
+        with pytest.raises(RecordCorrupted, match="'prev' is not 64 lower-case hex digits"):
+            parse_line(line, line=2, prev=expected)
