@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import secrets as token
 import shlex
 import threading
 import time
@@ -35,6 +34,7 @@ from precip_repro.exceptions import (
 )
 from precip_repro.keys import Keys, fingerprint, load_keys
 from precip_repro.logs import get_logger
+from precip_repro.normalize import temp_script_path
 from precip_repro.record.blobs import BackgroundWriter, BlobSink
 from precip_repro.record.events import (
     BlobRef,
@@ -980,7 +980,7 @@ class Experiment:
         with self._call("copy_and_run", call_args) as call:
             script = self._local_file(local_script)
             targets = self._match(tags)
-            remote = f"/tmp/precip-exec.{token.token_hex(6)}"
+            remote = temp_script_path()
             quoted = " ".join(shlex.quote(arg) for arg in arguments)
             cmd = f"{shlex.quote(remote)} {quoted}".strip()
             fan = self.parallel if parallel is None else parallel

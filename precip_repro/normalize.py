@@ -3,20 +3,33 @@
 Instance ids, addresses and hostnames are replaced by the slot they belong to (``e1.p1.0``
 and ``e1.p1.0.address`` …; an instance's short hostname, what ``hostname`` prints on a
 cloud, is the slot itself, like its id), the run id by ``{run}``, temporary paths the tool
-chose by ``{tmp}``, and timestamps by ``{timestamp}``. Diff uses it to compare runs; replay uses it
-to judge whether a step reproduced.
+chose by ``{tmp}`` (wherever they appear: they have one shape, see :func:`temp_script_path`),
+and timestamps by ``{timestamp}``. Diff uses it to compare runs; replay uses it to judge
+whether a step reproduced.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Callable
 from typing import Final
 
 from precip_repro.record.canonical import JSON
 from precip_repro.runview import RunView
 
-__all__ = ["Normalizer", "instance_names", "short_hostname"]
+__all__ = ["TEMP_PREFIX", "Normalizer", "instance_names", "short_hostname", "temp_script_path"]
+
+TEMP_PREFIX: Final = "/tmp/precip-exec."
+_TEMP: Final = re.compile(re.escape(TEMP_PREFIX) + r"[0-9a-f]{12}")
+
+
+def temp_script_path() -> str:
+    """A fresh path on an instance for ``copy_and_run``'s script. Every run's are of this
+    one shape, so they normalise to ``{tmp}`` in any text — a script printing its own
+    path (``$0``) reads the same in a rerun or a replay."""
+    return f"{TEMP_PREFIX}{secrets.token_hex(6)}"
+
 
 _TIMESTAMP: Final = re.compile(
     r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?"
@@ -91,10 +104,6 @@ class Normalizer:
                     private_hostname=inst.private_hostname,
                 )
             )
-        for call in view.calls:
-            for moved in call.files:
-                if moved.temporary:
-                    names[moved.remote_path] = "{tmp}"
         if view.run:
             names[view.run] = "{run}"
         self._compile(names)
@@ -112,21 +121,26 @@ class Normalizer:
         # Longest name first; an address must not match inside a longer one (127.0.0.4/45).
         alternatives = [_bounded(value) for value in sorted(names, key=len, reverse=True)]
         self._pattern = re.compile(
-            "|".join([*alternatives, f"(?P<timestamp>{_TIMESTAMP.pattern})"])
+            "|".join(
+                [*alternatives, f"(?P<tmp>{_TEMP.pattern})", f"(?P<timestamp>{_TIMESTAMP.pattern})"]
+            )
         )
 
     def _name(self, match: re.Match[str]) -> str:
-        if match.lastgroup == "timestamp":
-            return "{timestamp}"
+        if match.lastgroup in ("timestamp", "tmp"):
+            return f"{{{match.lastgroup}}}"
         return self.names[match.group(0)]
 
     def substitute(self, value: str, replace: Callable[[str, str], str]) -> str:
         """``value`` with each volatile value in it replaced by ``replace(value, name)``;
-        timestamps are left as they are. (Replay puts the new run's values in this way.)"""
+        timestamps and temporary paths are left as they are. (Replay puts the new run's
+        values in this way.)"""
 
         def one(match: re.Match[str]) -> str:
             found = match.group(0)
-            return found if match.lastgroup == "timestamp" else replace(found, self.names[found])
+            if match.lastgroup in ("timestamp", "tmp"):
+                return found
+            return replace(found, self.names[found])
 
         return self._pattern.sub(one, value)
 
@@ -136,6 +150,7 @@ class Normalizer:
         if (
             len(self.names) <= _QUICK_NAMES
             and not ("-" in value and ":" in value)
+            and TEMP_PREFIX not in value
             and not any(name in value for name in self.names)
         ):
             return value

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from precip_repro.normalize import Normalizer, instance_names
+from precip_repro.normalize import Normalizer, instance_names, temp_script_path
 
 EC2 = instance_names(
     "e1.p1.0",
@@ -52,8 +52,19 @@ def test_timestamps_become_one_name_and_substitute_leaves_them():
     )
 
 
+def test_the_tools_temporary_paths_become_tmp_wherever_they_appear():
+    norm = Normalizer.from_names(EC2)
+    path = temp_script_path()
+    assert path != temp_script_path()
+    text = f"{path}: 7: 2: parameter not set\n"  # a script's error naming itself ($0)
+    assert norm.text(text) == "{tmp}: 7: 2: parameter not set\n"
+    assert norm.substitute(text, lambda value, name: "X") == text  # replay keeps its own
+    assert norm.text("/tmp/precip-exec.notmine") == "/tmp/precip-exec.notmine"
+
+
 _TOKENS = st.sampled_from(
     [
+        "/tmp/precip-exec.0123456789ab",
         "i-0abc",
         "127.0.0.4",
         "127.0.0.45",

@@ -204,6 +204,26 @@ def test_a_changed_image_diverges_at_that_step_and_strict_leaves_nothing(
     assert len(events(store, replayed, "instance.terminated")) == 1
 
 
+def test_a_script_that_names_its_own_temporary_path_reproduces(
+    store, tmp_path, capsys, local_experiment
+):
+    script = write(tmp_path / "self.sh", '#!/bin/sh\necho "running $0 with $1" >&2\necho ok\n')
+    exp = local_experiment("self-naming")
+    exp.provision("default", count=2)
+    exp.wait()
+    exp.copy_and_run([], script, args=["x"])
+    exp.deprovision()
+    source = exp.run_id
+    finish_run()
+    code = replay([source, "--records", str(store.root), "--to", "local", "--max-gap", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "REPRODUCED: all 4 steps" in out
+    (replayed,) = replay_runs(store, source)
+    stderr = [c["stderr"]["text"] for c in events(store, replayed, "command.finished")]
+    assert all(text.startswith("running /tmp/precip-exec.") for text in stderr)
+
+
 def test_a_missing_secret_is_exit_2_before_provisioning(store, tmp_path, capsys, local_experiment):
     exp = local_experiment("secretive")
     exp.secret("PRECIP_TEST_TOKEN", "tok-123456")
