@@ -98,7 +98,28 @@ def _header(view: RunView, verdict: Verdict) -> list[tuple[str, str]]:
         ("script", str(started.get("script_path") or "-")),
         ("git commit", str(started.get("git_commit") or "-")),
         ("clouds", "; ".join(_clouds(view)) or "-"),
+        *_replay_header(view),
     ]
+
+
+def _replay_header(view: RunView) -> list[tuple[str, str]]:
+    source = view.started.get("replay_of")
+    if not isinstance(source, dict):
+        return []
+    steps = view.replay_steps
+    diverged = sum(step.get("verdict") != "reproduced" for step in steps)
+    return [
+        ("replay of", f"{source.get('run')} (digest {source.get('digest')})"),
+        ("verdict", f"{len(steps) - diverged} of {len(steps)} steps reproduced"
+                    + (f", {diverged} diverged" if diverged else "")),
+    ]  # fmt: skip
+
+
+def _difference(found: Any) -> str:
+    if not isinstance(found, dict):
+        return str(found)
+    where = f" {found['slot']}" if found.get("slot") else ""
+    return f"{found.get('kind')}{where}: {found.get('a')!r} → {found.get('b')!r}"
 
 
 def _integrity(verdict: Verdict) -> str:
@@ -244,7 +265,23 @@ def render_html(
                 f"<td>{moved.content.get('size')}</td>"
                 f"<td><code>{_e(moved.content.get('sha256'))}</code></td></tr>"
             )
-    out.append("</table><h2>Notes</h2><ul>")
+    out.append("</table>")
+    if view.replay_steps:
+        out.append(
+            "<h2>Replay verdicts</h2><table><tr><th>recorded call</th><th>call</th>"
+            "<th>verdict</th><th>differences</th></tr>"
+        )
+        for step in view.replay_steps:
+            ok = step.get("verdict") == "reproduced"
+            found = "<br>".join(_e(_difference(d)) for d in step.get("differences") or [])
+            out.append(
+                f"<tr><td>#{_e(step.get('source_call'))}</td>"
+                f"<td>{_e(step.get('exp'))}.{_e(step.get('method'))}</td>"
+                f"<td class={'ok' if ok else 'bad'}>{_e(step.get('verdict'))}</td>"
+                f"<td><code>{found}</code></td></tr>"
+            )
+        out.append("</table>")
+    out.append("<h2>Notes</h2><ul>")
     for _, text, fields in view.notes:
         extra = f" <code>{_e(fields)}</code>" if fields else ""
         out.append(f"<li>{_e(text)}{extra}</li>")
@@ -323,6 +360,15 @@ def render_markdown(
                 f"| {call.number} | {moved.slot} | {moved.kind} | `{cell(moved.local_path)}` | "
                 f"`{cell(moved.remote_path)}` | {moved.content.get('size')} | "
                 f"`{moved.content.get('sha256')}` |"
+            )
+    if view.replay_steps:
+        out += ["", "## Replay verdicts", "", "| recorded call | call | verdict | differences |",
+                "|---|---|---|---|"]  # fmt: skip
+        for step in view.replay_steps:
+            found = "; ".join(_difference(d) for d in step.get("differences") or [])
+            out.append(
+                f"| #{step.get('source_call')} | {step.get('exp')}.{step.get('method')} | "
+                f"{step.get('verdict')} | {cell(found)} |"
             )
     out += ["", "## Notes", ""]
     out += [

@@ -122,6 +122,8 @@ class RunView:
     events: int
     first_ns: int
     last_ns: int
+    replay_steps: list[dict[str, JSON]] = attrs.Factory(list)
+    """A replay's verdicts, one per recorded call it re-executed (``replay.step`` data)."""
 
     @property
     def call_by_number(self) -> dict[int, CallView]:
@@ -141,6 +143,7 @@ class ViewBuilder:
         self.instances: dict[str, InstanceView] = {}
         self.by_id: dict[str, InstanceView] = {}
         self.notes: list[tuple[int, str, dict[str, JSON]]] = []
+        self.replay_steps: list[dict[str, JSON]] = []
         self._strings: dict[str, str] = {}
         self._refs: dict[str, dict[str, JSON]] = {}
         self._results: dict[tuple[JSON, ...], JSON] = {}
@@ -270,6 +273,9 @@ class ViewBuilder:
                 )
             )
 
+    def _replay_step(self, now: int, data: dict[str, Any]) -> None:
+        self.replay_steps.append(data)
+
     def _note(self, now: int, data: dict[str, Any]) -> None:
         self.notes.append((now, str(data.get("text")), dict(data.get("fields") or {})))
 
@@ -311,6 +317,7 @@ class ViewBuilder:
         "file.put": _file_put,
         "file.got": _file_got,
         "note": _note,
+        "replay.step": _replay_step,
     }
 
     def build(self) -> RunView:
@@ -326,6 +333,7 @@ class ViewBuilder:
             events=self.count,
             first_ns=self.first,
             last_ns=self.last,
+            replay_steps=self.replay_steps,
         )
 
 

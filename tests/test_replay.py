@@ -202,6 +202,14 @@ def test_a_changed_image_diverges_at_that_step_and_strict_leaves_nothing(
     assert [s["verdict"] for s in steps] == ["reproduced"] * 3 + ["diverged"]  # strict: stop
     assert [s for s in live_local_instances() if s.run == replayed] == []
     assert len(events(store, replayed, "instance.terminated")) == 1
+    # The replay's own report says what it replayed and how each step went.
+    from precip_repro.report import write_report
+
+    for fmt in ("html", "md"):
+        page = write_report(store.root / replayed, tmp_path, fmt=fmt).path.read_text()
+        assert f"{source} (digest {verify(store.root / source).digest})" in page
+        assert "3 of 4 steps reproduced, 1 diverged" in page
+        assert "Replay verdicts" in page and "diverged" in page
 
 
 def test_a_script_that_names_its_own_temporary_path_reproduces(
