@@ -231,7 +231,20 @@ class RunFinished(RecordError, RuntimeError):
 class RecordWriteFailed(RecordError, OSError):
     """The operating system refused to write an event (disk full, an I/O error, a file size
     limit). What was written before stays intact: the partial line is cut off again.
-    ``seq`` is the event that was not written; ``errno`` the system's error number."""
+    ``seq`` is the event that was not written; ``errno`` the system's error number (that of
+    ``cause``, the refused write's own error)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        cause: OSError,
+        run: str | None = None,
+        seq: int | None = None,
+        path: Path | str | None = None,
+    ) -> None:
+        super().__init__(message, run=run, seq=seq, path=path)
+        self.errno = cause.errno
 
 
 class UnrecordableValue(RecordError, ValueError):

@@ -22,6 +22,9 @@ __all__ = ["TEMP_PREFIX", "Normalizer", "instance_names", "short_hostname", "tem
 
 TEMP_PREFIX: Final = "/tmp/precip-exec."
 _TEMP: Final = re.compile(re.escape(TEMP_PREFIX) + r"[0-9a-f]{12}")
+_BY_SHAPE: Final = frozenset({"tmp", "timestamp"})
+"""Pattern groups found by their shape, not by name: normalised to ``{group}``, and left
+alone by :meth:`Normalizer.substitute` (a run's own, never another run's)."""
 
 
 def temp_script_path() -> str:
@@ -127,7 +130,7 @@ class Normalizer:
         )
 
     def _name(self, match: re.Match[str]) -> str:
-        if match.lastgroup in ("timestamp", "tmp"):
+        if match.lastgroup in _BY_SHAPE:
             return f"{{{match.lastgroup}}}"
         return self.names[match.group(0)]
 
@@ -138,7 +141,7 @@ class Normalizer:
 
         def one(match: re.Match[str]) -> str:
             found = match.group(0)
-            if match.lastgroup in ("timestamp", "tmp"):
+            if match.lastgroup in _BY_SHAPE:
                 return found
             return replace(found, self.names[found])
 

@@ -174,15 +174,14 @@ class BlobSink:
 
     def _refused(self, exc: OSError) -> RecordWriteFailed:
         self.discard()  # nothing partial stays behind
-        failed = RecordWriteFailed(
+        return RecordWriteFailed(
             f"could not store a blob of run {self._store.run} in {self._store.root}: "
             f"{exc.strerror or exc}; nothing partial was kept. Free space (or fix the disk) "
             "and try again",
             run=self._store.run,
             path=self._store.root,
+            cause=exc,
         )
-        failed.errno = exc.errno
-        return failed
 
     def _write(self, data: bytes | bytearray | memoryview) -> None:
         assert self._fd is not None

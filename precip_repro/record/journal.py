@@ -173,8 +173,8 @@ class Journal:
             run=self.run,
             seq=self._seq,
             path=self.path,
+            cause=exc,
         )
-        failed.errno = exc.errno
         log.error("event not written", run=self.run, seq=self._seq, error=exc.strerror)
         return failed
 

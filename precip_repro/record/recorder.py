@@ -128,14 +128,13 @@ class Run:
             run_id, path = store.create_run_dir(name)
             journal = Journal.create(path / EVENTS, run=run_id)
         except OSError as exc:
-            failed = RecordWriteFailed(
+            raise RecordWriteFailed(
                 f"cannot start a run in the store {store.root}: {exc.strerror or exc}; give a "
                 "writable directory (records=DIR, --records DIR or $PRECIP_RECORDS), or "
                 "record=False to run without a record",
                 path=store.root,
-            )
-            failed.errno = exc.errno
-            raise failed from exc
+                cause=exc,
+            ) from exc
         run = cls(run_id, path, journal)
         script_ref = run.blobs.put_file(script) if script is not None else None
         mapping_ref = run.blobs.put_bytes(mapping) if mapping is not None else None
