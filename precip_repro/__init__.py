@@ -15,6 +15,7 @@ from precip_repro.exceptions import (
     CloudError,
     CommandFailed,
     CommandTimeout,
+    ContentWithheld,
     ExperimentException,
     HostKeyChanged,
     InstanceError,
@@ -53,7 +54,7 @@ from precip_repro.record import (
 )
 from precip_repro.record.events import ReplayOf, ReplayStep
 from precip_repro.record.recorder import tool_version as _tool_version
-from precip_repro.runview import CallView, RunView, load_run, load_verified
+from precip_repro.runview import CallView, FileView, RunView, load_run, load_verified
 from precip_repro.session import current_run, finish_run, session
 
 __version__ = _tool_version()
@@ -102,6 +103,7 @@ __all__ = [
     "CloudError",
     "CommandFailed",
     "CommandTimeout",
+    "ContentWithheld",
     "DiffResult",
     "EC2Experiment",
     "EucalyptusExperiment",
@@ -109,6 +111,7 @@ __all__ = [
     "Experiment",
     "ExperimentException",
     "FORMAT_VERSION",
+    "FileView",
     "HostKeyChanged",
     "InstanceError",
     "InstanceNotReady",

@@ -7,6 +7,7 @@ exit status. Errors are one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import logging
 import re
@@ -15,10 +16,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, NoReturn
 
+import attrs
 import structlog
 
 from precip_repro.exceptions import (
     AmbiguousRun,
+    ContentWithheld,
     ExperimentException,
     InvalidOption,
     RecordCorrupted,
@@ -28,7 +31,7 @@ from precip_repro.exceptions import (
     UnsupportedVersion,
 )
 from precip_repro.record.blobs import BlobStore
-from precip_repro.record.events import BlobRef
+from precip_repro.record.events import BlobRef, BlobWithheld
 from precip_repro.record.reader import LogReader
 from precip_repro.record.recorder import tool_version
 from precip_repro.record.store import EVENTS, OBJECTS, RunStore
@@ -186,7 +189,10 @@ def _find_ref(run_dir: Path, wanted: str) -> BlobRef:
     """The one blob reference in the run's log whose sha256 starts with ``wanted``."""
     found: dict[str, BlobRef] = {}
     for event in LogReader(run_dir / EVENTS, run=run_dir.name):
-        for ref in blob_refs(event, run=run_dir.name):
+        if event.type == BlobWithheld.TYPE and str(event.data.get("sha256")) in found:
+            sha = str(event.data["sha256"])
+            found[sha] = attrs.evolve(found[sha], withheld=str(event.data.get("reason")))
+        for ref in blob_refs(event, run=run_dir.name, withheld=True):
             if ref.sha256.startswith(wanted):
                 previous = found.get(ref.sha256)
                 if previous is None or (previous.text is None and ref.text is not None):
@@ -205,7 +211,17 @@ def _find_ref(run_dir: Path, wanted: str) -> BlobRef:
             candidates=sorted(found),
             run=run_dir.name,
         )
-    return next(iter(found.values()))
+    ref = next(iter(found.values()))
+    if ref.withheld is not None and ref.text is None:
+        raise ContentWithheld(
+            f"run {run_dir.name} keeps blob {ref.sha256} by hash only ({ref.withheld}): its "
+            "bytes were never stored, or removed when the secret was registered. Compare "
+            "your own copy with `sha256sum`",
+            run=run_dir.name,
+            blob=ref.sha256,
+            reason=ref.withheld,
+        )
+    return ref
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -363,15 +379,17 @@ def _playback(args: argparse.Namespace, store: RunStore, script: Path) -> int:
     from precip_repro.session import session
 
     ((view, _),) = _intact_views(args, args.playback)
-    playback = Playback(view)
+    playback = Playback(view, secrets=session.redactor)
     session.playback = playback
     session.restart_numbering()
     sys.argv = [str(script), *args.args]
     sys.path.insert(0, str(script.resolve().parent))
     try:
-        runpy.run_path(str(script), run_name="__main__")
-    except SystemExit:
-        pass
+        with contextlib.suppress(SystemExit):
+            runpy.run_path(str(script), run_name="__main__")
+        # What the recording process did at exit: close what the script left open.
+        for experiment in playback.experiments:
+            experiment.close()
     except BaseException as exc:
         if playback.failed is None:
             traceback.print_exc()

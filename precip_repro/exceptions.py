@@ -28,6 +28,7 @@ for code that does not know us::
         ├── UnrecordableValue (ValueError)    a float / NaN / non-JSON value, names the field
         ├── UnsupportedVersion (ValueError)   a record format this version cannot read
         ├── RecordIncomplete                  no run.finished: open, or abandoned
+        ├── ContentWithheld (LookupError)     the record keeps that content by hash only
         └── RecordCorrupted (ValueError)      a bad event, checkpoint or blob
             └── BlobCorrupted                 a blob is missing or its bytes do not hash
 
@@ -46,6 +47,7 @@ __all__ = [
     "CloudError",
     "CommandFailed",
     "CommandTimeout",
+    "ContentWithheld",
     "ExperimentException",
     "HostKeyChanged",
     "InstanceError",
@@ -263,6 +265,24 @@ class UnsupportedVersion(RecordError, ValueError):
 
 class RecordIncomplete(RecordError):
     """The run has no ``run.finished``: ``state`` is ``open`` or ``abandoned``."""
+
+
+class ContentWithheld(RecordError, LookupError):
+    """Content the record keeps by hash only (it held a registered secret) was asked for;
+    ``blob`` is its sha256, ``reason`` why it was withheld."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        blob: str,
+        reason: str,
+        run: str | None = None,
+        seq: int | None = None,
+        path: Path | str | None = None,
+    ) -> None:
+        self.reason = reason
+        super().__init__(message, run=run, seq=seq, path=path, blob=blob)
 
 
 class RecordCorrupted(RecordError, ValueError):

@@ -224,6 +224,7 @@ class Experiment:
         if session.playback is not None:
             # Answered from a recording: no cloud, no record.
             self.exp = session.next_exp()
+            session.playback.experiments.append(self)
             return
         if record:
             self._run = session.open_run(RunStore(records), name)
@@ -310,8 +311,12 @@ class Experiment:
         self._append(Note(text=session.redactor.text(text), fields=session.redactor.json(fields)))
 
     def secret(self, name: str, value: str) -> None:
-        """Register a secret: it becomes ``${secret:NAME}`` everywhere in the record."""
-        session.redactor.add(name, value)
+        """Register a secret: it becomes ``${secret:NAME}`` everywhere in the record.
+
+        Register it before using it: blobs this run stored earlier that hold the value (the
+        script itself, say) are removed and kept by hash only, but events already written
+        cannot change (a warning says when one holds it)."""
+        session.add_secret(name, value)
 
     # -- matching ---------------------------------------------------------------------------
 
@@ -813,9 +818,16 @@ class Experiment:
 
     def _local_file(self, local_path: str | Path) -> Path:
         local = Path(local_path)
+        if local.is_dir():
+            raise LocalFileMissing(
+                f"local path {local} is a directory, not a file; nothing was copied (put and "
+                "copy_and_run send one file: pack a directory with tar first)",
+                path=local,
+            )
         if not local.is_file():
             raise LocalFileMissing(
-                f"local file {local} does not exist (or is not a file); nothing was copied",
+                f"local file {local} does not exist (or is not a regular file; cwd "
+                f"{Path.cwd()}); nothing was copied",
                 path=local,
             )
         return local
@@ -837,7 +849,7 @@ class Experiment:
                 return
             assert writer is not None
             writer.close()
-            content = self._seal_file(sink, scanner, str(local))
+            content = self._seal_file(sink, scanner, f"file {local} (put)")
         self._append(
             FilePut(
                 call=call.number,
@@ -878,8 +890,7 @@ class Experiment:
             if not sink.committed:
                 sink.discard()
 
-    @staticmethod
-    def _seal_file(sink: BlobSink, scanner: SecretScanner | None, name: str) -> BlobRef:
+    def _seal_file(self, sink: BlobSink, scanner: SecretScanner | None, name: str) -> BlobRef:
         if scanner is not None and scanner.found is not None:
             log.warning(
                 "a moved file holds a registered secret: kept by hash only",
@@ -887,7 +898,10 @@ class Experiment:
                 secret=scanner.found,
             )
             return sink.withhold(f"holds secret {scanner.found}")
-        return sink.commit()
+        ref = sink.commit()
+        if self._run is not None:
+            self._run.label_blob(ref, name)
+        return ref
 
     def get(
         self,
@@ -939,7 +953,7 @@ class Experiment:
                 return
             assert writer is not None
             writer.close()
-            content = self._seal_file(sink, scanner, remote)
+            content = self._seal_file(sink, scanner, f"file {remote} (got)")
         self._append(
             FileGot(
                 call=call.number,
@@ -1005,6 +1019,9 @@ class Experiment:
 
     def close(self) -> None:
         """Deprovision everything this experiment still has running; close connections."""
+        if session.playback is not None:
+            self._close_played()
+            return
         with self._lock:
             if self._closed:
                 return
@@ -1021,6 +1038,17 @@ class Experiment:
             self._pool.close()
             self.cloud.close()
             session.unregister(self)
+
+    def _close_played(self) -> None:
+        # In playback no instance exists to tell whether closing deprovisioned when the run
+        # was recorded; the recording tells: its next call is that deprovision, or not.
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        assert session.playback is not None
+        if session.playback.is_next(self.exp, "deprovision", {"tags": []}):
+            self.deprovision([])
 
     def _terminate_after_failure(self, cause: BaseException) -> None:
         # Deprovisioning failed — the record refused its intent, the cloud erred, a signal

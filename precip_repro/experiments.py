@@ -100,8 +100,8 @@ class _EC2Compatible(Experiment):
                         "a shorter one could not be kept out of the record)"
                     ],
                 )
-        session.redactor.add("AWS_ACCESS_KEY_ID", access_key)
-        session.redactor.add("AWS_SECRET_ACCESS_KEY", secret_key)
+        session.add_secret("AWS_ACCESS_KEY_ID", access_key)
+        session.add_secret("AWS_SECRET_ACCESS_KEY", secret_key)
         cloud = EC2Cloud(
             kind=self.KIND,
             endpoint=endpoint,

@@ -13,14 +13,18 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path, PurePath
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from precip_repro import exceptions
-from precip_repro.exceptions import ExperimentException
+from precip_repro.exceptions import ContentWithheld, ExperimentException
 from precip_repro.record.blobs import BlobStore
 from precip_repro.record.events import BlobRef
+from precip_repro.record.redact import Redactor
 from precip_repro.record.store import OBJECTS
 from precip_repro.runview import CallView, RunView
+
+if TYPE_CHECKING:
+    from precip_repro.experiment import Experiment
 
 __all__ = ["Playback", "PlaybackMismatch"]
 
@@ -52,15 +56,29 @@ def _show(exp: str, method: str, args: dict[str, Any]) -> str:
 class Playback:
     """Answers an experiment script's calls from a recorded run."""
 
-    def __init__(self, view: RunView) -> None:
+    def __init__(self, view: RunView, *, secrets: Redactor | None = None) -> None:
         self.view = view
+        self.secrets = secrets if secrets is not None else Redactor()
+        """The script's registered secrets: its calls are compared (and shown) redacted, as
+        they were recorded, and the recorded outputs give them back."""
         self.blobs = BlobStore(view.path / OBJECTS, run=view.run)
         self._calls = list(view.calls)
+        self.experiments: list[Experiment] = []
+        """The script's experiments, closed when it ends (as at exit when recording)."""
         self._next = 0
         self._lock = threading.Lock()
         self.failed: PlaybackMismatch | None = None
         """The first mismatch: every later call raises it again (a script that catches it
         and carries on must not drift further from the recording)."""
+
+    def is_next(self, exp: str, method: str, args: dict[str, Any]) -> bool:
+        """Whether the recording's next call is this one (nothing is consumed)."""
+        with self._lock:
+            if self.failed is not None or self._next >= len(self._calls):
+                return False
+            call = self._calls[self._next]
+            mine = _comparable(cast(dict[str, Any], self.secrets.json(args)))
+            return (call.exp, call.method, _comparable(call.args)) == (exp, method, mine)
 
     @property
     def remaining(self) -> list[CallView]:
@@ -68,17 +86,30 @@ class Playback:
 
     def _text(self, ref: dict[str, Any]) -> str:
         if isinstance(ref.get("text"), str):
-            return str(ref["text"])
+            return self.secrets.reveal(str(ref["text"]))
         if ref.get("size") == 0:
             return ""
-        raw = self.blobs.read_bytes(BlobRef(sha256=str(ref["sha256"]), size=int(ref["size"])))
-        return raw.decode("utf-8", "replace")
+        return self.secrets.reveal(self._bytes(ref, "an output").decode("utf-8", "replace"))
+
+    def _bytes(self, ref: dict[str, Any], what: str) -> bytes:
+        if ref.get("withheld") and ref.get("text") is None:
+            raise ContentWithheld(
+                f"playback cannot give back {what}: the recording {self.view.run} keeps it by "
+                f"hash only ({ref['withheld']}, sha256 {ref['sha256']})",
+                run=self.view.run,
+                blob=str(ref["sha256"]),
+                reason=str(ref["withheld"]),
+            )
+        return self.blobs.read_bytes(
+            BlobRef(sha256=str(ref["sha256"]), size=int(ref["size"]), text=ref.get("text"))
+        )
 
     def answer(self, exp: str, method: str, args: dict[str, Any]) -> Any:
         with self._lock:
             if self.failed is not None:
                 raise self.failed
-            attempted = _show(exp, method, _comparable(args))
+            mine = _comparable(cast(dict[str, Any], self.secrets.json(args)))
+            attempted = _show(exp, method, mine)
             if self._next >= len(self._calls):
                 self.failed = PlaybackMismatch(
                     f"the recording has no call left ({len(self._calls)} were recorded); the "
@@ -90,11 +121,7 @@ class Playback:
                 raise self.failed
             call = self._calls[self._next]
             recorded = _show(call.exp, call.method, _comparable(call.args))
-            if (call.exp, call.method, _comparable(call.args)) != (
-                exp,
-                method,
-                _comparable(args),
-            ):
+            if (call.exp, call.method, _comparable(call.args)) != (exp, method, mine):
                 self.failed = PlaybackMismatch(
                     f"call #{call.number} does not match the recording:\n"
                     f"  recorded:  {recorded}\n  attempted: {attempted}",
@@ -121,14 +148,7 @@ class Playback:
                 target = (
                     wanted if single else wanted.with_name(f"{wanted.name}.{moved.instance_id}")
                 )
-                ref = moved.content
-                target.write_bytes(
-                    self.blobs.read_bytes(
-                        BlobRef(
-                            sha256=str(ref["sha256"]), size=int(ref["size"]), text=ref.get("text")
-                        )
-                    )
-                )
+                target.write_bytes(self._bytes(moved.content, f"the file {moved.remote_path}"))
             answer = None
         elif call.method in ("list", "get_public_hostnames", "get_private_hostnames"):
             answer = call.result

@@ -95,11 +95,23 @@ def _header(view: RunView, verdict: Verdict) -> list[tuple[str, str]]:
         ("tool", f"precip-repro {started.get('tool_version')}"),
         ("python", f"{started.get('python')} on {started.get('platform')}"),
         ("recorded by", f"{started.get('user')}@{started.get('host')} in {started.get('cwd')}"),
-        ("script", str(started.get("script_path") or "-")),
+        ("script", _script(started)),
         ("git commit", str(started.get("git_commit") or "-")),
         ("clouds", "; ".join(_clouds(view)) or "-"),
         *_replay_header(view),
     ]
+
+
+def _script(started: dict[str, Any]) -> str:
+    path = str(started.get("script_path") or "-")
+    ref = started.get("script")
+    if isinstance(ref, dict) and ref.get("withheld"):
+        return f"{path} (kept by hash only: {ref['withheld']})"
+    return path
+
+
+def _withheld(ref: dict[str, Any]) -> str:
+    return f" (withheld: {ref['withheld']})" if ref.get("withheld") else ""
 
 
 def _replay_header(view: RunView) -> list[tuple[str, str]]:
@@ -263,7 +275,8 @@ def render_html(
                 f"<td><code>{_e(moved.local_path)}</code></td>"
                 f"<td><code>{_e(moved.remote_path)}</code></td><td>{moved.mode:o}</td>"
                 f"<td>{moved.content.get('size')}</td>"
-                f"<td><code>{_e(moved.content.get('sha256'))}</code></td></tr>"
+                f"<td><code>{_e(moved.content.get('sha256'))}</code>"
+                f"{_e(_withheld(moved.content))}</td></tr>"
             )
     out.append("</table>")
     if view.replay_steps:
@@ -359,7 +372,7 @@ def render_markdown(
             out.append(
                 f"| {call.number} | {moved.slot} | {moved.kind} | `{cell(moved.local_path)}` | "
                 f"`{cell(moved.remote_path)}` | {moved.content.get('size')} | "
-                f"`{moved.content.get('sha256')}` |"
+                f"`{moved.content.get('sha256')}`{cell(_withheld(moved.content))} |"
             )
     if view.replay_steps:
         out += ["", "## Replay verdicts", "", "| recorded call | call | verdict | differences |",

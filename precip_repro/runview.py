@@ -146,6 +146,7 @@ class ViewBuilder:
         self.replay_steps: list[dict[str, JSON]] = []
         self._strings: dict[str, str] = {}
         self._refs: dict[str, dict[str, JSON]] = {}
+        self._withheld: dict[str, str] = {}
         self._results: dict[tuple[JSON, ...], JSON] = {}
         self.count = 0
         self.first = 0
@@ -276,6 +277,15 @@ class ViewBuilder:
     def _replay_step(self, now: int, data: dict[str, Any]) -> None:
         self.replay_steps.append(data)
 
+    def _blob_withheld(self, now: int, data: dict[str, Any]) -> None:
+        # The blob was removed after the events that refer to it were written: from here
+        # on, every reader sees those references as kept by hash only.
+        sha, reason = str(data.get("sha256")), str(data.get("reason"))
+        self._withheld[sha] = reason
+        for ref in (self._refs.get(sha), self.started.get("script")):
+            if isinstance(ref, dict) and ref.get("sha256") == sha and "text" not in ref:
+                ref["withheld"] = reason
+
     def _note(self, now: int, data: dict[str, Any]) -> None:
         self.notes.append((now, str(data.get("text")), dict(data.get("fields") or {})))
 
@@ -284,7 +294,10 @@ class ViewBuilder:
         # each distinct reference instead of one per event (a fifth of a large view).
         if not ref:
             return {}
-        found = self._refs.setdefault(str(ref.get("sha256")), ref)
+        sha = str(ref.get("sha256"))
+        if sha in self._withheld and "text" not in ref:
+            ref["withheld"] = self._withheld[sha]
+        found = self._refs.setdefault(sha, ref)
         return found if found is ref or found == ref else ref
 
     def _shared_result(self, result: JSON) -> JSON:
@@ -318,6 +331,7 @@ class ViewBuilder:
         "file.got": _file_got,
         "note": _note,
         "replay.step": _replay_step,
+        "blob.withheld": _blob_withheld,
     }
 
     def build(self) -> RunView:

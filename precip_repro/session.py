@@ -58,6 +58,16 @@ class Session:
         self.mapping: bytes | None = None
         """Take ``sys.argv[0]`` as the experiment script when it is a file."""
 
+    def add_secret(self, name: str, value: str) -> None:
+        """Register a secret: from now on it is redacted, and what the open run stored
+        before (the script, files, large outputs) is withheld if it holds the value."""
+        if not self.redactor.add(name, value):
+            return
+        with self._lock:
+            run = self.run
+        if run is not None and not run.finished:
+            run.withhold_secret(name, value)
+
     def register(self, experiment: Experiment) -> None:
         with self._lock:
             self._experiments.append(experiment)
@@ -113,6 +123,7 @@ class Session:
                 argv=self.argv,
                 replay_of=self.replay_of,
                 mapping=self.mapping,
+                secrets=self.redactor,
             )
             self._exp_count = 0
             self._call_count = 0

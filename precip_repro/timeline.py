@@ -92,6 +92,9 @@ _DESCRIBE: Final[dict[str, Callable[[dict[str, Any]], str]]] = {
         f"replay of #{d.get('source_call')} {d.get('exp')}.{d.get('method')}: {d.get('verdict')}"
         + (f" ({len(d.get('differences') or [])} differences)" if d.get("differences") else "")
     ),
+    "blob.withheld": lambda d: (
+        f"blob {str(d.get('sha256'))[:12]} removed, kept by hash only: {d.get('reason')}"
+    ),
     "note": lambda d: (
         f"note: {_short(d.get('text'))}"
         + (f" {_short(d.get('fields'), 50)}" if d.get("fields") else "")

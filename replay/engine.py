@@ -10,6 +10,7 @@ normalisation; images, types, facts and durations never change a verdict.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -29,6 +30,7 @@ from precip_repro import (
     EucalyptusExperiment,
     Experiment,
     ExperimentException,
+    FileView,
     InstanceError,
     LocalExperiment,
     NimbusExperiment,
@@ -44,7 +46,7 @@ from precip_repro import (
     short_hostname,
 )
 from replay.mapping import ReplayMapping
-from replay.plan import SECRET_RE, Step
+from replay.plan import SECRET_RE, Step, build_plan
 
 __all__ = ["CLOUDS", "Engine", "ReplayFailed", "StepVerdict"]
 
@@ -104,6 +106,11 @@ class StepVerdict:
     new_call: int | None = None
 
 
+def _sha256_of(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def _local_file(path: Path, content: bytes, mode: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
@@ -147,6 +154,8 @@ class Engine:
         self.learned: dict[str, str] = {}
         """Recorded hostname → the replay's, from the hostname calls replayed so far."""
         self.blobs = BlobStore(source.path / "objects", run=source.run)
+        self.stand_ins: dict[str, Path] = {}
+        """sha256 → the user's own copy of content the recording withheld."""
         self.verdicts: list[StepVerdict] = []
         self.cloud_failed: str | None = None
         self.run_path: Path | None = None
@@ -163,6 +172,7 @@ class Engine:
                 "of the same name to bind them again",
                 usage=True,
             )
+        self._find_withheld_content()
         for exp, kind in self.targets.items():
             if kind == "local":
                 continue
@@ -183,6 +193,45 @@ class Engine:
                     f"{exp} replays on {kind}: give its endpoint in [{exp}.cloud] or [cloud]",
                     usage=True,
                 )
+
+    def _find_withheld_content(self) -> None:
+        """Files and scripts the recording keeps by hash only (they held a secret) come from
+        the user's own copy, found by its hash where the run read it; else stop here."""
+        cwd = Path(str(self.source.started.get("cwd") or "."))
+        for step in build_plan(self.source):
+            call = step.call
+            moved = self._content_to_send(call)
+            if moved is None or not moved.content.get("withheld"):
+                continue
+            sha = str(moved.content.get("sha256"))
+            if sha in self.stand_ins:
+                continue
+            recorded = Path(moved.local_path)
+            candidates = [recorded] if recorded.is_absolute() else [cwd / recorded, recorded]
+            places = list(dict.fromkeys(place.absolute() for place in candidates))
+            for place in places:
+                with contextlib.suppress(OSError):
+                    if place.is_file() and _sha256_of(place) == sha:
+                        self.stand_ins[sha] = place
+                        break
+            else:
+                where = " or ".join(str(place) for place in places)
+                raise ReplayFailed(
+                    f"call #{call.number} {call.exp}.{call.method}: the recording keeps "
+                    f"{recorded} by hash only ({moved.content['withheld']}), and no file "
+                    f"with its sha256 {sha} is at {where}. Put the original file back there "
+                    "(or replay from the directory the run was recorded in) and try again",
+                    usage=True,
+                )
+
+    @staticmethod
+    def _content_to_send(call: CallView) -> FileView | None:
+        """The recorded file a ``put`` or ``copy_and_run`` sends, if it got that far."""
+        if call.method == "put":
+            return call.files[0] if call.files else None
+        if call.method == "copy_and_run":
+            return next((f for f in call.files if f.temporary), None)
+        return None
 
     def _make(self, exp: str) -> Experiment:
         kind = self.targets[exp]
@@ -279,7 +328,7 @@ class Engine:
 
         def bind(match: re.Match[str]) -> str:
             secret = os.environ[match.group(1)]
-            session.redactor.add(match.group(1), secret)
+            session.add_secret(match.group(1), secret)
             return secret
 
         return SECRET_RE.sub(bind, value)
@@ -287,6 +336,16 @@ class Engine:
     # -- steps ----------------------------------------------------------------------------
 
     def _blob(self, ref: dict[str, Any]) -> bytes:
+        stand_in = self.stand_ins.get(str(ref.get("sha256")))
+        if ref.get("withheld") and stand_in is not None:
+            content = stand_in.read_bytes()
+            if hashlib.sha256(content).hexdigest() != ref["sha256"]:
+                raise ReplayFailed(
+                    f"{stand_in} changed while the replay ran: it no longer has the "
+                    f"recorded sha256 {ref['sha256']}",
+                    usage=True,
+                )
+            return content
         return self.blobs.read_bytes(
             BlobRef(sha256=str(ref["sha256"]), size=int(ref["size"]), text=ref.get("text"))
         )
@@ -349,7 +408,8 @@ class Engine:
                     tags, str(args["cmd"]), user, check, timeout=timeout
                 )
             else:
-                script = next(f for f in call.files if f.temporary)
+                script = self._content_to_send(call)
+                assert script is not None  # a copy_and_run that sent nothing is not replayed
                 local = _local_file(
                     self.workdir
                     / "files"

@@ -225,3 +225,34 @@ def test_the_installed_console_script_runs(store):
     )
     assert done.returncode == 2
     assert done.stderr.startswith("precip-repro verify: error: no run 'nope'")
+
+
+def test_a_secret_written_into_the_script_keeps_the_script_by_hash_only(capsys, store, tmp_path):
+    secret = "literal-token-5150"
+    script = tmp_path / "literal.py"
+    script.write_text(
+        "from precip_repro import LocalExperiment\n"
+        "with LocalExperiment('literal') as exp:\n"
+        f"    exp.secret('TOKEN', {secret!r})\n"
+        "    exp.note('registered')\n"
+    )
+    console = Path(sys.executable).parent / "precip-repro"
+    done = subprocess.run(
+        [str(console), "--records", str(store.root), "run", str(script)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "the record keeps its hash only" in done.stderr
+    (run_dir,) = store.run_dirs()
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    sha = hashlib.sha256(script.read_bytes()).hexdigest()
+    assert cli(capsys, store, "verify", run_dir.name)[0] == 0
+    code, out, err = cli(capsys, store, "cat", run_dir.name, sha[:12])
+    assert code == 1 and out == ""
+    assert f"keeps blob {sha} by hash only (holds secret TOKEN)" in err
+    code, out, _ = cli(capsys, store, "report", run_dir.name, "--format", "md", "-o", str(tmp_path))
+    assert "kept by hash only: holds secret TOKEN" in (tmp_path / f"{run_dir.name}.md").read_text()

@@ -3,6 +3,9 @@ with real sshd answering at the instances' addresses."""
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -268,3 +271,32 @@ def test_the_hypervisor_runs_an_sshd_exactly_while_the_instance_runs(ec2):
     assert wait_until(lambda: ec2.hypervisor.running() == {instance_id})
     ec2.client.terminate_instances(InstanceIds=[instance_id])
     assert wait_until(lambda: ec2.hypervisor.running() == set())
+
+
+def test_credentials_written_into_the_script_keep_it_by_hash_only(ec2, store, tmp_path):
+    # The seed allows credentials in the script itself; the script is recorded — by hash only.
+    script = tmp_path / "literal_keys.py"
+    script.write_text(
+        "from precip_repro import EC2Experiment\n"
+        f"exp = EC2Experiment('us-east-1', {ec2.url!r}, {ACCESS_KEY!r}, {SECRET_KEY!r},\n"
+        f"                    subnet_id={ec2.subnet!r}, ssh_address='private')\n"
+        "print(exp.list())\n"
+    )
+    console = Path(sys.executable).parent / "precip-repro"
+    done = subprocess.run(
+        [str(console), "--records", str(store.root), "run", str(script)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "the experiment script holds a registered secret" in done.stderr
+    (run_dir,) = store.run_dirs()
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert SECRET_KEY.encode() not in path.read_bytes(), path
+            assert ACCESS_KEY.encode() not in path.read_bytes(), path
+    started = next(iter(LogReader(run_dir / EVENTS))).data
+    assert started["script"]["withheld"].startswith("holds secret AWS_")
+    assert started["script"]["sha256"] == hashlib.sha256(script.read_bytes()).hexdigest()
+    assert verify(run_dir).state == "intact"

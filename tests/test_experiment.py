@@ -20,11 +20,14 @@ from precip_repro import (
     RemoteFileMissing,
     TransferFailed,
     WaitTimeout,
+    diff_runs,
     finish_run,
+    load_run,
     verify,
 )
 from precip_repro.record import LogReader
 from precip_repro.record.store import EVENTS
+from precip_repro.report import write_report
 
 
 def events_of(run_path: Path) -> list[Any]:
@@ -195,8 +198,12 @@ def test_a_directory_where_a_file_is_meant_fails_the_transfer_saying_so(local_ex
     assert got.value.instance == exp.list()[0]["id"]
     assert isinstance(got.value, OSError) and not (tmp_path / "etc").exists()
     assert issubclass(RemoteFileMissing, TransferFailed)
+    with pytest.raises(LocalFileMissing) as local_dir:
+        exp.put([], tmp_path, "/tmp/somewhere")
+    assert f"local path {tmp_path} is a directory" in str(local_dir.value)
+    assert "tar" in str(local_dir.value)
     errors = [d["error"]["type"] for d in of_type(exp.run_path, "call.failed")]
-    assert errors == ["TransferFailed", "TransferFailed"]
+    assert errors == ["TransferFailed", "TransferFailed", "LocalFileMissing"]
 
 
 def test_a_hundred_megabytes_of_output_and_binary_output_are_kept_exactly(local_experiment):
@@ -381,3 +388,40 @@ def test_two_experiments_in_one_process_share_one_run(local_experiment):
         one.list()[0]["public_address"].rsplit(".", 1)[0]
         != two.list()[0]["public_address"].rsplit(".", 1)[0]
     )
+
+
+def test_a_secret_registered_late_takes_what_was_stored_before_out_of_the_store(
+    local_experiment, tmp_path, store
+):
+    exp = local_experiment("late")
+    secret = "late-token-9f8e7d"
+    exp.provision("default")
+    exp.wait()
+    local = tmp_path / "big.ini"
+    local.write_text("x" * 6000 + f"\ntoken = {secret}\n")
+    exp.put([], local, "/root/big.ini")
+    exp.run([], "cat /root/big.ini")  # > 4 KiB: kept as an object, not inline
+    exp.get([], "/root/big.ini", tmp_path / "back.ini")
+    exp.secret("API_TOKEN", secret)
+    _, outs, _ = exp.run([], "cat /root/big.ini")
+    assert outs[0].endswith(f"token = {secret}\n")  # the caller still gets the real output
+    run_path = exp.run_path
+    finish_run()
+
+    for path in run_path.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    withheld = of_type(run_path, "blob.withheld")
+    # The file put, the file got and the first output are the same bytes: one blob.
+    assert [w["sha256"] for w in withheld] == [hashlib.sha256(local.read_bytes()).hexdigest()]
+    assert verify(run_path).state == "intact"
+    view = load_run(run_path)
+    moved = [f for call in view.calls for f in call.files]
+    assert [f.content.get("withheld") for f in moved] == ["holds secret API_TOKEN"] * 2
+    first, second = (call.commands[0] for call in view.calls if call.method == "run")
+    assert first.stdout.get("withheld") == "holds secret API_TOKEN"
+    assert "withheld" not in second.stdout  # stored after: redacted, not withheld
+    assert diff_runs(view, load_run(run_path)).same
+    report = write_report(run_path, tmp_path / "late.html")
+    html = report.path.read_text()
+    assert "withheld: holds secret API_TOKEN" in html and "INTACT" in html

@@ -59,3 +59,83 @@ def test_a_script_that_stops_early_leaves_calls_unplayed(store, tmp_path, capsys
     code = main(["--records", str(store.root), "run", "--playback", run_id, str(short)])
     out = capsys.readouterr().out
     assert code == 1 and "4 recorded call(s) remain, from #2 e1.wait" in out
+
+
+def test_a_file_the_recording_kept_by_hash_only_is_a_clear_error(store, tmp_path, capsys):
+    script = tmp_path / "got_secret.py"
+    script.write_text(
+        "import os\n"
+        "from precip_repro import LocalExperiment\n"
+        "with LocalExperiment('got') as exp:\n"
+        "    token = os.environ['PRECIP_TEST_TOKEN']\n"
+        "    exp.secret('PRECIP_TEST_TOKEN', token)\n"
+        "    exp.provision('default')\n"
+        "    exp.wait()\n"
+        "    exp.run([], f'echo token={token} > /root/token.txt')\n"
+        "    exp.get([], '/root/token.txt', 'token.txt')\n"
+    )
+    env = dict(os.environ, PRECIP_RECORDS=str(store.root), PRECIP_TEST_TOKEN="tok-24680")
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = store.run_dirs()
+    os.environ["PRECIP_TEST_TOKEN"] = "tok-24680"
+    try:
+        code = main(["--records", str(store.root), "run", "--playback", run_dir.name, str(script)])
+    finally:
+        del os.environ["PRECIP_TEST_TOKEN"]
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "playback cannot give back the file /root/token.txt" in out
+    assert "keeps it by hash only (holds secret PRECIP_TEST_TOKEN" in out
+
+
+def test_a_script_using_a_secret_plays_back_and_gets_its_outputs_with_the_value(
+    store, tmp_path, capsys
+):
+    script = tmp_path / "uses_secret.py"
+    script.write_text(
+        "import os\n"
+        "from precip_repro import LocalExperiment\n"
+        "with LocalExperiment('uses') as exp:\n"
+        "    token = os.environ['PRECIP_TEST_TOKEN']\n"
+        "    exp.secret('PRECIP_TEST_TOKEN', token)\n"
+        "    exp.provision('default')\n"
+        "    exp.wait()\n"
+        "    _, outs, _ = exp.run([], f'echo token={token}')\n"
+        "    assert outs == [f'token={token}\\n'], outs\n"
+        "    print('checked', outs[0].strip() == f'token={token}')\n"
+    )
+    env = dict(os.environ, PRECIP_RECORDS=str(store.root), PRECIP_TEST_TOKEN="tok-13579")
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = store.run_dirs()
+    os.environ["PRECIP_TEST_TOKEN"] = "tok-13579"
+    try:
+        code = main(["--records", str(store.root), "run", "--playback", run_dir.name, str(script)])
+    finally:
+        del os.environ["PRECIP_TEST_TOKEN"]
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "checked True" in out and "all 4 recorded calls matched" in out
+
+
+def test_instances_a_script_leaves_running_are_deprovisioned_in_playback_as_when_recorded(
+    store, tmp_path, capsys
+):
+    script = tmp_path / "leaves_running.py"
+    script.write_text(
+        "import sys\n"
+        "from precip_repro import LocalExperiment\n"
+        "exp = LocalExperiment('left')\n"
+        "exp.provision('default')\n"
+        "exp.wait()\n"
+        "sys.exit(0)\n"
+    )
+    env = dict(os.environ, PRECIP_RECORDS=str(store.root))
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = store.run_dirs()
+    code = main(["--records", str(store.root), "run", "--playback", run_dir.name, str(script)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "all 3 recorded calls matched" in out  # provision, wait, and the deprovision at exit

@@ -374,3 +374,38 @@ def test_a_source_that_is_not_intact_is_exit_3_before_any_instance_starts(store,
     assert f"run {source} is corrupt, not intact" in err
     assert replay_runs(store, source) == []
     assert list(live_local_instances()) == []
+
+
+def test_a_file_kept_by_hash_only_is_replayed_from_the_users_copy_or_refused_first(
+    store, tmp_path, capsys, local_experiment, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PRECIP_TEST_TOKEN", "tok-7654321")
+    config = tmp_path / "config.ini"
+    config.write_text("token = tok-7654321\n")
+    exp = local_experiment("withheld")
+    exp.secret("PRECIP_TEST_TOKEN", "tok-7654321")
+    exp.provision("default")
+    exp.wait()
+    exp.put([], "config.ini", "/root/config.ini")
+    exp.run([], "sha256sum < /root/config.ini")
+    exp.deprovision()
+    source = exp.run_id
+    finish_run()
+    (put,) = events(store, source, "file.put")
+    assert put["content"]["withheld"] == "holds secret PRECIP_TEST_TOKEN"
+
+    code = replay([source, "--records", str(store.root), "--to", "local", "--max-gap", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "REPRODUCED: all 5 steps" in out
+
+    config.write_text("token = something-else\n")
+    before = {s.instance_id for s in live_local_instances()}
+    code = replay([source, "--records", str(store.root), "--to", "local", "--max-gap", "1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "call #3 e1.put: the recording keeps config.ini by hash only" in err
+    assert f"sha256 {put['content']['sha256']} is at {config}" in err
+    assert len(replay_runs(store, source)) == 1  # only the first replay's
+    assert {s.instance_id for s in live_local_instances()} == before

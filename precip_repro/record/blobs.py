@@ -8,6 +8,7 @@ then no object file is written, since the event holds the content itself.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import queue
@@ -48,6 +49,26 @@ class BlobStore:
 
     def has(self, sha256: str) -> bool:
         return self.path_for(sha256).is_file()
+
+    def objects(self) -> Iterator[tuple[str, Path]]:
+        """Every object stored: its sha256 and path (blobs still being written excluded)."""
+        if not self.root.is_dir():
+            return
+        for prefix in sorted(self.root.iterdir()):
+            if len(prefix.name) != 2 or not prefix.is_dir():
+                continue  # tmp/, where blobs are written before they are named
+            for path in sorted(prefix.iterdir()):
+                yield prefix.name + path.name, path
+
+    def remove(self, sha256: str) -> None:
+        """Delete an object for good (a blob found to hold a secret), durably."""
+        path = self.path_for(sha256)
+        path.unlink(missing_ok=True)
+        with self._lock:
+            self._unsynced = [p for p in self._unsynced if p != path]
+        _fsync_dir(path.parent)
+        with contextlib.suppress(OSError):  # not empty: other blobs share the prefix
+            path.parent.rmdir()
 
     def sink(self, *, inline: bool = False) -> BlobSink:
         """A writable sink: write chunks, then :meth:`BlobSink.commit` for the reference."""

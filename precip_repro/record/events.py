@@ -33,6 +33,7 @@ from precip_repro.record.canonical import (
 
 __all__ = [
     "BlobRef",
+    "BlobWithheld",
     "CallFailed",
     "CallFinished",
     "CallStarted",
@@ -386,6 +387,19 @@ class RunFinished(Payload):
 
 
 @attrs.frozen(kw_only=True)
+class BlobWithheld(Payload):
+    """A blob stored earlier was removed because it holds a secret registered after it was
+    stored (the experiment script with a literal key, a file moved before ``secret()``).
+    Every reference to ``sha256`` before this event is withheld from here on: ``verify``
+    excuses its absence, readers treat it as kept by hash only."""
+
+    TYPE: ClassVar[str] = "blob.withheld"
+    sha256: str = attrs.field(validator=lambda _, __, value: _check_hex64(value))
+    size: int
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
 class ReplayStep(Payload):
     """A replay's verdict on one recorded call: ``reproduced`` or ``diverged``."""
 
@@ -416,6 +430,7 @@ PAYLOADS: Final[Mapping[str, type[Payload]]] = {
         Note,
         RunFinished,
         ReplayStep,
+        BlobWithheld,
     )
 }
 """Every v1 event type and its payload class."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import json
 import os
 import platform
 import socket
@@ -35,6 +36,7 @@ from precip_repro.record.blobs import BlobSink, BlobStore
 from precip_repro.record.events import (
     RUN_STATUSES,
     BlobRef,
+    BlobWithheld,
     CallStarted,
     Event,
     InstanceLaunched,
@@ -46,6 +48,7 @@ from precip_repro.record.events import (
     unstructure,
 )
 from precip_repro.record.journal import Journal
+from precip_repro.record.redact import Redactor, SecretScanner
 from precip_repro.record.store import EVENTS, OBJECTS, Checkpoint, RunStore, write_checkpoint
 
 __all__ = ["COSTLY_METHODS", "Run", "tool_version"]
@@ -105,6 +108,8 @@ class Run:
         self._finish_lock = threading.Lock()
         self._status: str | None = None
         self._digest: str | None = None
+        self._labels: dict[str, str] = {}
+        self._withhold_lock = threading.Lock()
 
     @classmethod
     def open(
@@ -116,11 +121,13 @@ class Run:
         argv: list[str] | None = None,
         replay_of: ReplayOf | None = None,
         mapping: bytes | None = None,
+        secrets: Redactor | None = None,
     ) -> Run:
         """Create a new run in ``store`` and write its ``run.started``.
 
-        ``script`` (the experiment script) is stored as a blob; its git commit, if it is in
-        a repository, is recorded too.
+        ``script`` (the experiment script) is stored as a blob — by hash only when it holds
+        one of the ``secrets`` registered so far (credentials written into the script); its
+        git commit, if it is in a repository, is recorded too.
         """
         if not isinstance(store, RunStore):
             store = RunStore(store)
@@ -136,7 +143,7 @@ class Run:
                 cause=exc,
             ) from exc
         run = cls(run_id, path, journal)
-        script_ref = run.blobs.put_file(script) if script is not None else None
+        script_ref = run._store_script(script, secrets) if script is not None else None
         mapping_ref = run.blobs.put_bytes(mapping) if mapping is not None else None
         started = RunStarted(
             run=run_id,
@@ -161,6 +168,78 @@ class Run:
         _fsync_dir(store.root)
         log.info("run started", run=run_id, path=str(path))
         return run
+
+    def _store_script(self, script: Path, secrets: Redactor | None) -> BlobRef:
+        scanner = secrets.scanner() if secrets else None
+        with script.open("rb") as f, self.blobs.sink() as sink:
+            while chunk := f.read(1 << 20):
+                sink.write(chunk)
+                if scanner is not None:
+                    scanner.feed(chunk)
+            if scanner is not None and scanner.found is not None:
+                log.warning(
+                    "the experiment script holds a registered secret: kept by hash only",
+                    file=str(script),
+                    secret=scanner.found,
+                )
+                return sink.withhold(f"holds secret {scanner.found}")
+            ref = sink.commit()
+        self._labels[ref.sha256] = f"the experiment script {script}"
+        return ref
+
+    def label_blob(self, ref: BlobRef, what: str) -> None:
+        """Name what a stored blob holds, for the warning should it be withheld later."""
+        if ref.text is None and ref.withheld is None:
+            self._labels.setdefault(ref.sha256, what)
+
+    def withhold_secret(self, name: str, value: str) -> list[str]:
+        """A secret was registered after the run began: remove every blob already stored
+        that holds it, each announced first by a ``blob.withheld`` event (so ``verify``
+        excuses its absence). Returns the sha256 of each blob removed.
+
+        The log itself cannot change without breaking its chain: when an event already
+        holds the value (it was used before it was registered), a warning says so.
+        """
+        removed: list[str] = []
+        with self._withhold_lock:
+            if self.finished:
+                return removed
+            for sha256, path in list(self.blobs.objects()):
+                try:
+                    if SecretScanner([(name, value)]).scan(path) is None:
+                        continue
+                    size = path.stat().st_size
+                except FileNotFoundError:
+                    continue
+                # The event first: a crash after it leaves a blob too many, never one the
+                # record cannot account for.
+                self.append(
+                    BlobWithheld(sha256=sha256, size=size, reason=f"holds secret {name}"),
+                    sync=True,
+                )
+                self.blobs.remove(sha256)
+                removed.append(sha256)
+                log.warning(
+                    "a blob stored before its secret was registered was removed; "
+                    "the record keeps its hash only",
+                    run=self.id,
+                    blob=sha256,
+                    holds=self._labels.get(sha256, "content moved or printed earlier"),
+                    secret=name,
+                )
+            if self._log_holds(value):
+                log.warning(
+                    "the secret appears in events written before it was registered; a "
+                    "hash-chained log cannot be changed: treat the secret as exposed in this "
+                    "record and rotate it, and register secrets before using them",
+                    run=self.id,
+                    secret=name,
+                )
+        return removed
+
+    def _log_holds(self, value: str) -> bool:
+        escaped = json.dumps(value, ensure_ascii=False)[1:-1]
+        return SecretScanner([("", escaped)]).scan(self.path / EVENTS) is not None
 
     @property
     def digest(self) -> str:

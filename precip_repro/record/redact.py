@@ -6,7 +6,9 @@ contains a secret is kept by hash only (its blob withheld), with a warning namin
 
 from __future__ import annotations
 
+import re
 import threading
+from pathlib import Path
 from typing import Final
 
 from precip_repro.exceptions import InvalidOption
@@ -15,6 +17,8 @@ from precip_repro.record.canonical import JSON
 __all__ = ["Redactor", "SecretScanner"]
 
 MIN_SECRET: Final = 4
+_CHUNK: Final = 1 << 20
+_PLACEHOLDER: Final = re.compile(r"\$\{secret:([A-Za-z0-9_]+)\}")
 
 
 class Redactor:
@@ -24,7 +28,8 @@ class Redactor:
         self._secrets: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def add(self, name: str, value: str) -> None:
+    def add(self, name: str, value: str) -> bool:
+        """Register ``value`` as secret ``name``; False when it was registered already."""
         if not name.replace("_", "").isalnum():
             raise InvalidOption("secret name", name, ["letters, digits and _ (an env var name)"])
         if len(value) < MIN_SECRET:
@@ -37,7 +42,9 @@ class Redactor:
                 ],
             )
         with self._lock:
+            known = self._secrets.get(name) == value
             self._secrets[name] = value
+        return not known
 
     def _pairs(self) -> list[tuple[str, str]]:
         with self._lock:
@@ -53,6 +60,15 @@ class Redactor:
         for name, secret in self._pairs():
             value = value.replace(secret, f"${{secret:{name}}}")
         return value
+
+    def reveal(self, value: str) -> str:
+        """The inverse of :meth:`text` for the secrets registered: ``${secret:NAME}`` back to
+        the value (playback gives a script the outputs it would have seen)."""
+        if not self._secrets or "${secret:" not in value:
+            return value
+        with self._lock:
+            secrets = dict(self._secrets)
+        return _PLACEHOLDER.sub(lambda m: secrets.get(m.group(1), m.group(0)), value)
 
     def data(self, value: bytes) -> bytes:
         if not self._secrets:
@@ -94,3 +110,10 @@ class SecretScanner:
                 self.found = name
                 return
         self._tail = window[-self._keep :] if self._keep else b""
+
+    def scan(self, path: Path) -> str | None:
+        """Feed a whole file (in chunks); the name of the secret found in it, if any."""
+        with path.open("rb") as f:
+            while self.found is None and (chunk := f.read(_CHUNK)):
+                self.feed(chunk)
+        return self.found

@@ -37,6 +37,7 @@ from precip_repro.record.canonical import JSON
 from precip_repro.record.events import (
     RUN_STATUSES,
     BlobRef,
+    BlobWithheld,
     Event,
     Payload,
     RunFinished,
@@ -131,12 +132,13 @@ def _ref_dicts(data: JSON) -> Iterator[dict[str, Any]]:
             stack.extend(value)
 
 
-def blob_refs(event: Event, *, run: str | None = None) -> Iterator[BlobRef]:
+def blob_refs(event: Event, *, run: str | None = None, withheld: bool = False) -> Iterator[BlobRef]:
     """Every stored blob an event refers to: the typed reference fields of a type this
     version knows; anything shaped like a reference in a type it does not know (a newer
-    writer's). Raises :class:`RecordCorrupted` when a known type's data does not fit."""
+    writer's). With ``withheld``, also the references kept by hash only. Raises
+    :class:`RecordCorrupted` when a known type's data does not fit."""
     for ref in _refs(payload_of(event, run=run), event.data):
-        if ref.withheld is None:
+        if withheld or ref.withheld is None:
             yield ref  # a withheld blob was never stored: nothing to check
 
 
@@ -196,11 +198,14 @@ class _BlobChecker:
                 (seq, BlobCorrupted(f"blob could not be read: {exc}", path=exc.filename))
             )
 
-    def finish(self) -> tuple[int, BlobCorrupted] | None:
+    def finish(self, *, withheld: Iterable[str] = ()) -> tuple[int, BlobCorrupted] | None:
+        """The first failure, leaving out blobs a later ``blob.withheld`` removed."""
         while self._pending:
             self._collect()
         self._pool.shutdown()
-        return min(self.failures, key=lambda failure: failure[0]) if self.failures else None
+        excused = set(withheld)
+        failures = [failure for failure in self.failures if failure[1].blob not in excused]
+        return min(failures, key=lambda failure: failure[0]) if failures else None
 
 
 def verify(
@@ -245,6 +250,7 @@ def verify(
     )
     finished: RunFinished | None = None
     problem: RecordCorrupted | None = None
+    withheld: set[str] = set()
     try:
         for event in reader:
             if event.seq == 0:
@@ -261,6 +267,8 @@ def verify(
             if isinstance(payload, RunFinished):
                 _check_finished(event, payload, run_id)
                 finished = payload
+            elif isinstance(payload, BlobWithheld):
+                withheld.add(payload.sha256)
             if observe is not None:
                 observe(event)
             if check_blobs:
@@ -269,7 +277,7 @@ def verify(
     except RecordCorrupted as exc:
         problem = exc
     finally:
-        blob_failure = checker.finish()
+        blob_failure = checker.finish(withheld=withheld)
 
     if blob_failure is not None and (problem is None or blob_failure[0] < (problem.seq or 0)):
         seq, blob_exc = blob_failure

@@ -3,6 +3,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -105,8 +107,15 @@ def test_every_type_in_the_table_has_a_payload_class():
         "run.started", "experiment.created", "call.started", "instance.launched",
         "instance.ready", "command.finished", "file.put", "file.got",
         "instance.terminating", "instance.terminated", "call.finished", "call.failed",
-        "note", "run.finished", "replay.step",
+        "note", "run.finished", "replay.step", "blob.withheld",
     }  # fmt: skip
+
+
+def test_every_payload_type_is_documented_in_the_records_readme():
+    readme = (Path(__file__).parents[2] / "records" / "README.md").read_text()
+    rows = re.findall(r"^\| (`[a-z_.]+`(?:, `[a-z_.]+`)*) \|", readme, flags=re.MULTILINE)
+    documented = {name for row in rows for name in re.findall(r"`([a-z_.]+)`", row)}
+    assert set(PAYLOADS) <= documented, set(PAYLOADS) - documented
 
 
 @pytest.mark.parametrize("bad", [1.5, math.nan, math.inf])

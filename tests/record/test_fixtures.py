@@ -42,8 +42,17 @@ def test_a_torn_v1_sample_is_abandoned_and_recovers(tmp_path):
 
 def test_the_fixture_store_resolves_runs_by_prefix():
     store = RunStore(FIXTURES / "v1")
-    (sample,) = digests("v1")
+    (sample,) = (run_id for run_id in digests("v1") if "-sample-" in run_id)
     assert store.resolve(sample[:-5]).name == sample
+
+
+def test_a_v1_sample_with_a_blob_withheld_later_verifies_without_it():
+    (withheld,) = (run_id for run_id in digests("v1") if "-withheld-" in run_id)
+    run_dir = FIXTURES / "v1" / withheld
+    removed = [e.data["sha256"] for e in LogReader(run_dir / EVENTS) if e.type == "blob.withheld"]
+    assert len(removed) == 2  # the script and the file, both holding the secret
+    assert not any((run_dir / "objects" / sha[:2] / sha[2:]).exists() for sha in removed)
+    assert verify(run_dir).state == "intact"
 
 
 def test_older_versions_are_lifted_through_the_upgrade_chain(monkeypatch):
@@ -52,7 +61,7 @@ def test_older_versions_are_lifted_through_the_upgrade_chain(monkeypatch):
     monkeypatch.setitem(
         events_module.UPGRADES, 1, lambda kind, data: (kind, {**data, "lifted_from": 1})
     )
-    run_id = next(iter(digests("v1")))
+    run_id = min(digests("v1"))
     first = next(iter(LogReader(FIXTURES / "v1" / run_id / EVENTS)))
     kind, data = upgraded(first)
     assert kind == "run.started"

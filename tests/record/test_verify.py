@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -10,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from precip_repro.exceptions import RecordCorrupted, RecordIncomplete, RunLocked
-from precip_repro.record import Run, RunStore, recover, verify
-from precip_repro.record.events import Note
+from precip_repro.record import LogReader, Run, RunStore, recover, verify
+from precip_repro.record.events import BlobRef, FilePut, Note
 from precip_repro.record.store import CHECKPOINT, EVENTS
 from tests.helpers import record_sample_run
 
@@ -406,3 +407,76 @@ def test_a_float_with_a_correct_hash_is_still_corrupt_naming_the_event(store, ki
     assert verdict.state == "corrupt"
     assert verdict.seq == 1
     assert "float" in verdict.reason and where in verdict.reason, verdict.reason
+
+
+def _put(run: Run, content: BlobRef, name: str) -> None:
+    run.append(
+        FilePut(
+            call=1,
+            slot="e1.p1.0",
+            instance_id="i-0001",
+            user="root",
+            local_path=name,
+            remote_path=f"/tmp/{name}",
+            mode=0o644,
+            content=content,
+        )
+    )
+
+
+def test_a_blob_withheld_after_a_late_secret_is_gone_and_the_run_stays_intact(store, tmp_path):
+    secret = "late-secret-4242"
+    script = tmp_path / "experiment.py"
+    script.write_text(f"exp.secret('TOKEN', {secret!r})\n")
+    run = Run.open(store, name="late", script=script)
+    held = run.add_blob(b"x" * 5000 + f"token={secret}\n".encode())
+    clean = run.add_blob(b"y" * 5000)
+    _put(run, held, "config.ini")
+    _put(run, clean, "data.bin")
+    removed = run.withhold_secret("TOKEN", secret)
+    run.finish()
+
+    script_sha = hashlib.sha256(script.read_bytes()).hexdigest()
+    assert sorted(removed) == sorted([script_sha, held.sha256])
+    for path in run.path.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    withheld = [e.data for e in LogReader(run.path / EVENTS) if e.type == "blob.withheld"]
+    assert {w["sha256"] for w in withheld} == set(removed)
+    assert {w["reason"] for w in withheld} == {"holds secret TOKEN"}
+    assert verify(run.path).state == "intact"
+    assert run.blobs.has(clean.sha256)
+
+
+def test_a_blob_deleted_without_a_withheld_event_is_still_corrupt(store):
+    run = Run.open(store, name="late")
+    held = run.add_blob(b"x" * 5000 + b"token=late-secret-4242\n")
+    clean = run.add_blob(b"y" * 5000)
+    _put(run, held, "config.ini")
+    _put(run, clean, "data.bin")
+    run.withhold_secret("TOKEN", "late-secret-4242")
+    run.finish()
+    run.blobs.path_for(clean.sha256).unlink()
+    verdict = verify(run.path)
+    assert verdict.state == "corrupt"
+    assert verdict.blob == clean.sha256
+
+
+def test_a_secret_found_nowhere_changes_nothing(store):
+    run = Run.open(store, name="late")
+    _put(run, run.add_blob(b"y" * 5000), "data.bin")
+    before = (run.path / EVENTS).read_bytes()
+    assert run.withhold_secret("TOKEN", "appears-nowhere") == []
+    assert (run.path / EVENTS).read_bytes() == before
+    run.finish()
+    assert verify(run.path).state == "intact"
+
+
+def test_a_secret_already_in_the_log_is_warned_about(store, capsys):
+    run = Run.open(store, name="late")
+    run.append(Note(text="the token is early-secret-77"))
+    run.withhold_secret("TOKEN", "early-secret-77")
+    run.finish()
+    err = capsys.readouterr().err
+    assert "appears in events written before it was registered" in err
+    assert "rotate" in err
