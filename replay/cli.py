@@ -10,6 +10,7 @@ import argparse
 import math
 import sys
 import tempfile
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, NoReturn
@@ -40,7 +41,8 @@ exit status:
   0  every step reproduced
   1  a step diverged (each one is named, with the recorded and the new outcome)
   2  usage or mapping error (nothing was provisioned)
-  3  the source run is not intact, or the target cloud failed
+  3  the source run is not intact, the target cloud failed, or the replay stopped
+     on an internal error
   130  interrupted (Ctrl-C): instances deprovisioned, the replay run finished interrupted
 
 CLOUD is one of: local, ec2, openstack, eucalyptus, nimbus. One --to CLOUD for every
@@ -135,6 +137,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except ExperimentException as exc:
         print(f"precip-replay: the target cloud failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:
+        # A bug of ours must not pass for a divergence (exit 1): the replay did not finish.
+        traceback.print_exc()
+        print(
+            f"precip-replay: internal error ({type(exc).__name__}: {exc}); the replay stopped, "
+            "what it had provisioned was deprovisioned and its run finished as failed. "
+            "Please report this with the traceback above",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
 
 

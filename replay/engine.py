@@ -224,6 +224,19 @@ class Engine:
                     usage=True,
                 )
 
+    def _file_to_send(self, call: CallView, recorded_path: str) -> Path:
+        """The replay's own copy of what a ``put`` or ``copy_and_run`` sent, from the
+        recorded blob. When it sent nothing, what it found: no file where the recorded call
+        failed for the want of one (the replay fails the same way), else an empty one (no
+        instance matched: nothing is sent)."""
+        local = self.workdir / "files" / str(call.number) / Path(recorded_path).name
+        moved = self._content_to_send(call)
+        if moved is not None:
+            return _local_file(local, self._blob(moved.content), moved.mode)
+        if (call.error or {}).get("type") == "LocalFileMissing":
+            return local  # never written: missing here as it was then
+        return _local_file(local, b"", 0o644)
+
     @staticmethod
     def _content_to_send(call: CallView) -> FileView | None:
         """The recorded file a ``put`` or ``copy_and_run`` sends, if it got that far."""
@@ -408,28 +421,14 @@ class Engine:
                     tags, str(args["cmd"]), user, check, timeout=timeout
                 )
             else:
-                script = self._content_to_send(call)
-                assert script is not None  # a copy_and_run that sent nothing is not replayed
-                local = _local_file(
-                    self.workdir
-                    / "files"
-                    / str(call.number)
-                    / Path(str(call.args["local_script"])).name,
-                    self._blob(script.content),
-                    script.mode,
-                )
+                local = self._file_to_send(call, str(call.args["local_script"]))
                 codes, outs, errs = experiment.copy_and_run(
                     tags, local, [str(a) for a in args.get("args") or []], user, check,
                     timeout=timeout,
                 )  # fmt: skip
             return self._compare_commands(call, slots, codes, outs, errs)
         if method == "put":
-            moved = call.files[0]
-            local = _local_file(
-                self.workdir / "files" / str(call.number) / Path(moved.local_path).name,
-                self._blob(moved.content),
-                moved.mode,
-            )
+            local = self._file_to_send(call, str(call.args["local_path"]))
             experiment.put(tags, local, str(args["remote_path"]), user)
             return []
         if method == "get":

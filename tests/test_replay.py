@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import pytest
 
-from precip_repro import finish_run, verify
+from precip_repro import CommandFailed, LocalFileMissing, finish_run, verify
 from precip_repro.clouds.local import live_local_instances
 from precip_repro.record import LogReader, RunStore
 from precip_repro.record.store import EVENTS
@@ -132,7 +132,7 @@ def test_a_bad_option_is_exit_2_before_any_instance_starts(
 
 @pytest.mark.parametrize(
     "stop, status, code",
-    [(KeyboardInterrupt, "interrupted", 130), (RuntimeError, "failed", None)],
+    [(KeyboardInterrupt, "interrupted", 130), (RuntimeError, "failed", 3)],
 )
 def test_a_replay_stopped_midway_deprovisions_and_its_run_says_how_it_ended(
     store, capsys, monkeypatch, stop, status, code
@@ -148,12 +148,9 @@ def test_a_replay_stopped_midway_deprovisions_and_its_run_says_how_it_ended(
         return real_step(self, planned)
 
     monkeypatch.setattr(Engine, "_step", step)
-    if code is None:
-        with pytest.raises(stop):
-            replay([source, "--records", str(store.root), "--to", "local"])
-    else:
-        assert replay([source, "--records", str(store.root), "--to", "local"]) == code
-        assert "interrupted" in capsys.readouterr().err
+    assert replay([source, "--records", str(store.root), "--to", "local"]) == code
+    err = capsys.readouterr().err
+    assert ("interrupted" if stop is KeyboardInterrupt else "internal error (RuntimeError") in err
     (replayed,) = replay_runs(store, source)
     assert events(store, replayed, "run.finished")[0]["status"] == status
     assert len(events(store, replayed, "instance.terminated")) == 1
@@ -409,3 +406,28 @@ def test_a_file_kept_by_hash_only_is_replayed_from_the_users_copy_or_refused_fir
     assert f"sha256 {put['content']['sha256']} is at {config}" in err
     assert len(replay_runs(store, source)) == 1  # only the first replay's
     assert {s.instance_id for s in live_local_instances()} == before
+
+
+def test_calls_that_failed_or_sent_nothing_when_recorded_replay_the_same(
+    store, tmp_path, capsys, local_experiment
+):
+    exp = local_experiment("failures")
+    exp.provision("default", tags=["a"])
+    exp.wait()
+    with pytest.raises(LocalFileMissing):
+        exp.put(["a"], tmp_path / "missing.txt", "/tmp/x")
+    with pytest.raises(LocalFileMissing):
+        exp.copy_and_run(["a"], tmp_path / "nosuch.sh")
+    present = tmp_path / "present.txt"
+    present.write_text("data\n")
+    exp.put(["no-such-tag"], present, "/tmp/present.txt")  # matches nothing: sends nothing
+    with pytest.raises(CommandFailed):
+        exp.run(["a"], "exit 4")
+    exp.deprovision()
+    source = exp.run_id
+    finish_run()
+    code = replay([source, "--records", str(store.root), "--to", "local", "--max-gap", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "REPRODUCED: all 7 steps" in out
+    assert "same: no difference after normalisation" in out
