@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Final, NoReturn
 
 from precip_repro import (
+    CallView,
     ExperimentException,
     InvalidOption,
     RunNotFound,
@@ -27,7 +28,7 @@ from precip_repro import (
 )
 from replay.engine import CLOUDS, Engine, ReplayFailed
 from replay.mapping import MappingError, load_mapping
-from replay.plan import build_plan, describe, images_used, secrets_needed
+from replay.plan import build_plan, describe, images_used, interrupted_call, secrets_needed
 
 __all__ = ["main"]
 
@@ -166,6 +167,15 @@ def _workdir(out: str | None) -> Path:
     return workdir
 
 
+def _how_stopped(call: CallView) -> str:
+    error = call.error or {}
+    if error.get("type") == "KeyboardInterrupt":
+        return "by Ctrl-C"
+    if error.get("type") == "SystemExit":
+        return f"by a signal, exit status {error.get('message')}"
+    return "the recording process was killed; the run was recovered"
+
+
 def _replay(args: argparse.Namespace) -> int:
     store = RunStore(args.records)
     source_dir = store.resolve(args.run)
@@ -181,11 +191,21 @@ def _replay(args: argparse.Namespace) -> int:
     mapping.check_images(images_used(source))
     targets = _targets(args.to, sorted(source.experiments, key=lambda e: int(e[1:])))
     steps = build_plan(source)
+    stopped = interrupted_call(source)
+    cut = (
+        f"the recording was stopped during call #{stopped.number} {stopped.exp}."
+        f"{stopped.method} ({_how_stopped(stopped)}): it has no outcome to reproduce, and "
+        "the replay ends before it"
+        if stopped is not None
+        else None
+    )
     if args.dry_run:
         print(f"plan to replay {source.run} ({len(steps)} steps) on "
               + ", ".join(f"{exp}={cloud}" for exp, cloud in sorted(targets.items())))  # fmt: skip
         for line in describe(steps, mapping, args.max_gap):
             print(line)
+        if cut:
+            print(cut)
         return EXIT_REPRODUCED
     workdir = _workdir(args.out)
     engine = Engine(
@@ -200,6 +220,8 @@ def _replay(args: argparse.Namespace) -> int:
     )
     engine.check(secrets_needed(source))
     print(f"replaying {source.run} on " + ", ".join(f"{e}={c}" for e, c in sorted(targets.items())))
+    if cut:
+        print(cut)
     engine.run(steps)
     diverged = [v for v in engine.verdicts if v.verdict != "reproduced"]
     print(f"replay run {engine.run_id} — files it got are in {workdir}")
@@ -218,6 +240,7 @@ def _replay(args: argparse.Namespace) -> int:
     print(
         f"REPRODUCED: all {len(engine.verdicts)} steps"
         + (f" ({skipped} not run)" if skipped else "")
+        + (f" up to call #{stopped.number}, where the recording was stopped" if stopped else "")
     )
     return EXIT_REPRODUCED
 

@@ -11,7 +11,7 @@ import attrs
 from precip_repro import CallView, RunView
 from replay.mapping import ReplayMapping
 
-__all__ = ["Step", "build_plan", "describe", "secrets_needed"]
+__all__ = ["Step", "build_plan", "describe", "interrupted_call", "secrets_needed"]
 
 SECRET_RE: Final = re.compile(r"\$\{secret:([A-Za-z_][A-Za-z0-9_]*)\}")
 REPLAYED: Final = frozenset(
@@ -42,10 +42,28 @@ class Step:
         return self.call.number
 
 
+INTERRUPTIONS: Final = frozenset({"KeyboardInterrupt", "SystemExit"})
+"""What a call ends with when a signal (Ctrl-C, SIGTERM, SIGHUP) stopped the recording."""
+
+
+def interrupted_call(view: RunView) -> CallView | None:
+    """The call during which the recording was stopped (a signal, or the writer killed and
+    the run recovered: no outcome). It has no outcome to reproduce, and what follows it is
+    the clean-up the stop set off, so the plan ends before it."""
+    for call in view.calls:
+        stopped = call.outcome == "failed" and (call.error or {}).get("type") in INTERRUPTIONS
+        if stopped or call.outcome == "open":
+            return call
+    return None
+
+
 def build_plan(view: RunView) -> list[Step]:
     steps: list[Step] = []
     previous_end: int | None = None
+    stop = interrupted_call(view)
     for call in view.calls:
+        if call is stop:
+            break
         if call.method not in REPLAYED:
             continue
         gap = 0.0 if previous_end is None else max(0, call.start_ns - previous_end) / 1e9
