@@ -1001,7 +1001,7 @@ class Experiment:
 
             def put_one(inst: Instance) -> None:
                 self._put_one(call, inst, script, remote, user, temporary=True)
-                self._connection(inst, user).sftp().chmod(remote, 0o755)
+                self._connection(inst, user).chmod(remote, 0o755)
 
             try:
                 for _, error in fan_out(put_one, targets, parallel=fan, workers=self.max_workers):

@@ -18,7 +18,7 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -114,7 +114,8 @@ class Connection:
         self.transport = transport
         self.endpoint = endpoint
         self.user = user
-        self._sftp: paramiko.SFTPClient | None = None
+        self._idle: list[paramiko.SFTPClient] = []
+        self._closed = False
         self._lock = threading.Lock()
 
     @property
@@ -181,22 +182,48 @@ class Connection:
             duration_ns=time.monotonic_ns() - started,
         )
 
-    def sftp(self) -> paramiko.SFTPClient:
+    @contextlib.contextmanager
+    def sftp(self) -> Iterator[paramiko.SFTPClient]:
+        """An SFTP session of this connection, this thread's alone until the block ends.
+
+        paramiko's SFTPClient is not safe for concurrent requests (paramiko#1836: threads
+        sharing one deadlock), so a thread that finds every session busy opens another
+        channel on the same connection; sessions are kept for reuse.
+        """
         with self._lock:
-            if self._sftp is None:
-                try:
-                    self._sftp = paramiko.SFTPClient.from_transport(
-                        self.transport, window_size=SFTP_WINDOW, max_packet_size=PACKET
-                    )
-                except (paramiko.SSHException, OSError, EOFError) as exc:
-                    raise self._unreachable(f"SFTP is not available: {exc}") from exc
-                if self._sftp is None:  # pragma: no cover - paramiko returns None on failure
-                    raise self._unreachable("SFTP is not available")
-            return self._sftp
+            client = self._idle.pop() if self._idle else None
+        if client is None:
+            client = self._open_sftp()
+        try:
+            yield client
+        finally:
+            channel = client.get_channel()
+            with self._lock:
+                keep = not self._closed and channel is not None and not channel.closed
+                if keep:
+                    self._idle.append(client)
+            if not keep:
+                client.close()
+
+    def _open_sftp(self) -> paramiko.SFTPClient:
+        try:
+            client = paramiko.SFTPClient.from_transport(
+                self.transport, window_size=SFTP_WINDOW, max_packet_size=PACKET
+            )
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise self._unreachable(f"SFTP is not available: {exc}") from exc
+        if client is None:  # pragma: no cover - paramiko returns None on failure
+            raise self._unreachable("SFTP is not available")
+        return client
 
     def put(self, local: Path, remote: str, *, on_chunk: Sink | None = None) -> int:
         """Copy ``local`` to ``remote``, keeping its mode; return the mode."""
-        sftp = self.sftp()
+        with self.sftp() as sftp:
+            return self._put(sftp, local, remote, on_chunk)
+
+    def _put(
+        self, sftp: paramiko.SFTPClient, local: Path, remote: str, on_chunk: Sink | None
+    ) -> int:
         mode = stat.S_IMODE(local.stat().st_mode)
         try:
             with local.open("rb", buffering=0) as src, sftp.open(remote, "wb") as dst:
@@ -228,7 +255,12 @@ class Connection:
 
     def get(self, remote: str, local: Path, *, on_chunk: Sink | None = None) -> int:
         """Copy ``remote`` to ``local`` (written whole or not at all); return the mode."""
-        sftp = self.sftp()
+        with self.sftp() as sftp:
+            return self._get(sftp, remote, local, on_chunk)
+
+    def _get(
+        self, sftp: paramiko.SFTPClient, remote: str, local: Path, on_chunk: Sink | None
+    ) -> int:
         try:
             attributes = sftp.stat(remote)
         except (paramiko.SSHException, EOFError) as exc:
@@ -275,13 +307,19 @@ class Connection:
         return mode
 
     def remove(self, remote: str) -> None:
-        self.sftp().remove(remote)
+        with self.sftp() as sftp:
+            sftp.remove(remote)
+
+    def chmod(self, remote: str, mode: int) -> None:
+        with self.sftp() as sftp:
+            sftp.chmod(remote, mode)
 
     def close(self) -> None:
         with self._lock:
-            if self._sftp is not None:
-                self._sftp.close()
-                self._sftp = None
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for client in idle:
+            client.close()
         self.transport.close()
 
     def _transfer_failed(

@@ -6,6 +6,8 @@ import hashlib
 import os
 import socket
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -425,3 +427,40 @@ def test_a_secret_registered_late_takes_what_was_stored_before_out_of_the_store(
     report = write_report(run_path, tmp_path / "late.html")
     html = report.path.read_text()
     assert "withheld: holds secret API_TOKEN" in html and "INTACT" in html
+
+
+def test_threads_sharing_an_experiment_move_files_at_once_without_deadlock(
+    local_experiment, tmp_path
+):
+    exp = local_experiment("threads")
+    exp.provision("default", count=2)
+    exp.wait()
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            local = tmp_path / f"in-{i}.txt"
+            local.write_text(f"payload {i}\n" * 1000)
+            for j in range(5):
+                exp.put([], local, f"/tmp/in-{i}.txt")
+                exp.get([], f"/tmp/in-{i}.txt", tmp_path / f"out-{i}-{j}")
+                _, outs, _ = exp.run([], f"wc -l < /tmp/in-{i}.txt")
+                assert outs == ["1000\n", "1000\n"]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert not any(thread.is_alive() for thread in threads), "transfers deadlocked"
+    assert errors == []
+    for item in exp.list():
+        got = tmp_path / f"out-3-4.{item['id']}"
+        assert got.read_text() == "payload 3\n" * 1000
+    run_path = exp.run_path
+    finish_run()
+    assert len(of_type(run_path, "file.got")) == 6 * 5 * 2
+    assert verify(run_path).state == "intact"
