@@ -259,9 +259,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = _store(args)
     if args.playback:
         return _playback(args, store, script)
-    # The script's experiments record into the store this command was given.
-    os.environ["PRECIP_RECORDS"] = str(store.root)
-    session.script = script
+    # The script's experiments record into the store this command was given, wherever
+    # the script changes directory to.
+    os.environ["PRECIP_RECORDS"] = str(store.root.absolute())
+    session.script = script.absolute()
     session.argv = [str(script), *args.args]
     sys.argv = [str(script), *args.args]
     sys.path.insert(0, str(script.resolve().parent))

@@ -50,6 +50,8 @@ class Session:
         self.script: Path | None = None
         self.argv: list[str] | None = None
         self.detect_script = True
+        # Where the script is, taken before it can change directory.
+        self._argv0 = Path(sys.argv[0]).absolute() if sys.argv and sys.argv[0] else None
         self.run_name: str | None = None
         """Overrides the run's name (a replay is named after what it replays)."""
         self.replay_of: ReplayOf | None = None
@@ -107,14 +109,8 @@ class Session:
                     )
                 return self.run
             script = self.script
-            if (
-                script is None
-                and self.detect_script
-                and sys.argv
-                and sys.argv[0]
-                and Path(sys.argv[0]).is_file()
-            ):
-                script = Path(sys.argv[0])
+            if script is None and self.detect_script and self._argv0 is not None:
+                script = self._argv0 if self._argv0.is_file() else None
             run_name = self.run_name or (script.stem if script is not None else name)
             self.run = Run.open(
                 store,

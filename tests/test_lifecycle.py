@@ -223,3 +223,37 @@ def test_an_experiment_the_script_dropped_is_still_deprovisioned_at_exit(tmp_pat
     assert (verdict.state, verdict.status) == ("intact", "ok")
     types = [event.type for event in LogReader(run_dir / EVENTS)]
     assert types.count("instance.terminated") == 2
+
+
+WANDERS = """
+import os
+from precip_repro import LocalExperiment
+with LocalExperiment("wanders") as exp:  # records in ./records, relative to where it started
+    exp.provision("default")
+    exp.wait()
+    os.chdir(os.environ["ELSEWHERE"])
+    exp.run([], "head -c 10000 /dev/zero | tr '\\\\0' y")  # big enough to be a blob
+    with open("data.txt", "w") as f:
+        f.write("data\\n" * 2000)
+    exp.put([], "data.txt", "/tmp/data.txt")
+"""
+
+
+def test_a_script_that_changes_directory_keeps_its_whole_record(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "wanders.py").write_text(WANDERS)
+    env = {k: v for k, v in os.environ.items() if k != "PRECIP_RECORDS"}
+    env["ELSEWHERE"] = str(elsewhere)
+    done = subprocess.run(
+        [sys.executable, "wanders.py"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert not (elsewhere / "records").exists()
+    run_dir = only_run(RunStore(tmp_path / "records"))
+    verdict = verify(run_dir)
+    assert verdict.state == "intact", verdict.reason
+    started = next(iter(LogReader(run_dir / EVENTS))).data
+    assert started["script"] is not None and started["script_path"].endswith("wanders.py")
+    types = [event.type for event in LogReader(run_dir / EVENTS)]
+    assert "file.put" in types

@@ -142,8 +142,20 @@ class Run:
                 path=store.root,
                 cause=exc,
             ) from exc
-        run = cls(run_id, path, journal)
-        script_ref = run._store_script(script, secrets) if script is not None else None
+        # Absolute: a script that changes directory must not send blobs elsewhere.
+        run = cls(run_id, path.absolute(), journal)
+        script_ref = None
+        if script is not None:
+            try:
+                script_ref = run._store_script(script, secrets)
+            except RecordWriteFailed:
+                raise
+            except OSError as exc:  # gone or unreadable since it started: the run goes on
+                log.warning(
+                    "the experiment script could not be read; the run is recorded without it",
+                    file=str(script),
+                    error=exc.strerror or str(exc),
+                )
         mapping_ref = run.blobs.put_bytes(mapping) if mapping is not None else None
         started = RunStarted(
             run=run_id,
