@@ -16,8 +16,9 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from precip_repro import exceptions
-from precip_repro.exceptions import ContentWithheld, ExperimentException
+from precip_repro.exceptions import ContentWithheld, ExperimentException, UnrecordableValue
 from precip_repro.record.blobs import BlobStore
+from precip_repro.record.canonical import jsonable
 from precip_repro.record.events import BlobRef
 from precip_repro.record.redact import Redactor
 from precip_repro.record.store import OBJECTS
@@ -42,8 +43,14 @@ class PlaybackMismatch(ExperimentException):
 
 
 def _comparable(args: dict[str, Any]) -> dict[str, Any]:
+    # As the recorder wrote them: a float timeout is its decimal string in the record.
+    try:
+        recorded = jsonable(args)
+    except UnrecordableValue:
+        recorded = json.loads(json.dumps(args, default=str))
+    assert isinstance(recorded, dict)
     out = {}
-    for key, value in json.loads(json.dumps(args, default=str)).items():
+    for key, value in recorded.items():
         out[key] = PurePath(value).name if key in _LOCAL_PATHS and isinstance(value, str) else value
     return out
 

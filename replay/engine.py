@@ -106,6 +106,18 @@ class StepVerdict:
     new_call: int | None = None
 
 
+def _seconds(value: Any) -> Any:
+    """A recorded duration as the API takes it: a float was recorded as its decimal string
+    (the record holds no floats)."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            message = f"a recorded timeout {value!r} is not a number"
+            raise ReplayFailed(message, usage=True) from None
+    return value
+
+
 def _sha256_of(path: Path) -> str:
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
@@ -394,7 +406,7 @@ class Engine:
             )
             return []
         if method == "wait":
-            experiment.wait(tags, args.get("timeout", 600))
+            experiment.wait(tags, _seconds(args.get("timeout", 600)))
             return []
         if method == "deprovision":
             experiment.deprovision(tags)
@@ -414,7 +426,7 @@ class Engine:
             return self._compare_result(call, result)
         slots = self._matching_slots(experiment, tags)
         if method in ("run", "copy_and_run"):
-            timeout = args.get("timeout")
+            timeout = _seconds(args.get("timeout"))
             check = bool(args.get("check_exit_code", True))
             if method == "run":
                 codes, outs, errs = experiment.run(

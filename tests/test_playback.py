@@ -139,3 +139,22 @@ def test_instances_a_script_leaves_running_are_deprovisioned_in_playback_as_when
     out = capsys.readouterr().out
     assert code == 0, out
     assert "all 3 recorded calls matched" in out  # provision, wait, and the deprovision at exit
+
+
+def test_float_arguments_match_their_recorded_decimal_strings(store, tmp_path, capsys):
+    script = tmp_path / "floats.py"
+    script.write_text(
+        "from precip_repro import LocalExperiment\n"
+        "with LocalExperiment('floats') as exp:\n"
+        "    exp.provision('default')\n"
+        "    exp.wait(timeout=30.5)\n"
+        "    exp.run([], 'echo ok', timeout=2.5)\n"
+    )
+    env = dict(os.environ, PRECIP_RECORDS=str(store.root))
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = store.run_dirs()
+    code = main(["--records", str(store.root), "run", "--playback", run_dir.name, str(script)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "all 4 recorded calls matched" in out

@@ -475,3 +475,22 @@ def test_a_run_stopped_mid_call_replays_up_to_that_call(store, tmp_path, capsys,
     assert time.monotonic() - started < 20  # the interrupted `sleep 30` was not replayed
     assert f"stopped during call #4 e1.run ({how}" in out
     assert "REPRODUCED: all 3 steps up to call #4, where the recording was stopped" in out
+
+
+def test_float_timeouts_recorded_as_decimal_strings_replay_as_numbers(
+    store, tmp_path, capsys, local_experiment
+):
+    script = write(tmp_path / "job.sh", "#!/bin/sh\necho job\n")
+    exp = local_experiment("floats")
+    exp.provision("default")
+    exp.wait(timeout=30.5)
+    exp.run([], "echo ok", timeout=2.5)
+    exp.copy_and_run([], script, timeout=3.5)
+    exp.deprovision()
+    source = exp.run_id
+    finish_run()
+    assert events(store, source, "call.started")[1]["args"]["timeout"] == "30.5"
+    code = replay([source, "--records", str(store.root), "--to", "local", "--max-gap", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "REPRODUCED: all 5 steps" in out
