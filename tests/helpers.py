@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import resource
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -124,3 +126,23 @@ def file_size_limit(limit: int) -> Iterator[None]:
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, previous)
+
+
+def record_script(store: RunStore, script: Path) -> subprocess.CompletedProcess[str]:
+    """``precip-repro --records STORE run SCRIPT`` through the installed console script."""
+    console = Path(sys.executable).parent / "precip-repro"
+    return subprocess.run(
+        [str(console), "--records", str(store.root), "run", str(script)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def assert_nowhere_in(root: Path, *secrets: str) -> None:
+    """No file under ``root`` holds any of ``secrets``."""
+    for path in Path(root).rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for secret in secrets:
+                assert secret.encode() not in data, path

@@ -13,7 +13,7 @@ from precip_repro.cli import main
 from precip_repro.record import Run, RunStore
 from precip_repro.record.events import Note
 from precip_repro.record.store import EVENTS
-from tests.helpers import record_sample_run
+from tests.helpers import assert_nowhere_in, record_sample_run, record_script
 
 
 def cli(capsys, store: RunStore, *args: str) -> tuple[int, str, str]:
@@ -236,19 +236,11 @@ def test_a_secret_written_into_the_script_keeps_the_script_by_hash_only(capsys, 
         f"    exp.secret('TOKEN', {secret!r})\n"
         "    exp.note('registered')\n"
     )
-    console = Path(sys.executable).parent / "precip-repro"
-    done = subprocess.run(
-        [str(console), "--records", str(store.root), "run", str(script)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = record_script(store, script)
     assert done.returncode == 0, done.stderr
     assert "the record keeps its hash only" in done.stderr
     (run_dir,) = store.run_dirs()
-    for path in run_dir.rglob("*"):
-        if path.is_file():
-            assert secret.encode() not in path.read_bytes(), path
+    assert_nowhere_in(run_dir, secret)
     sha = hashlib.sha256(script.read_bytes()).hexdigest()
     assert cli(capsys, store, "verify", run_dir.name)[0] == 0
     code, out, err = cli(capsys, store, "cat", run_dir.name, sha[:12])

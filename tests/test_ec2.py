@@ -4,8 +4,6 @@ with real sshd answering at the instances' addresses."""
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from precip_repro.clouds.ec2 import access_key_fingerprint, parse_endpoint, pars
 from precip_repro.record import LogReader
 from precip_repro.record.store import EVENTS
 from tests.ec2_cloud import ACCESS_KEY, SECRET_KEY, wait_until
+from tests.helpers import assert_nowhere_in, record_script
 
 
 def of_type(run_path: Path, kind: str) -> list[dict[str, Any]]:
@@ -233,11 +232,7 @@ def test_the_secret_key_is_nowhere_in_store_home_or_logs(ec2, store, capfd, prec
     captured = capfd.readouterr()
     assert SECRET_KEY not in captured.out + captured.err
     for root in (run_path, precip_home):
-        for path in Path(root).rglob("*"):
-            if path.is_file():
-                data = path.read_bytes()
-                assert SECRET_KEY.encode() not in data, path
-                assert ACCESS_KEY.encode() not in data, path
+        assert_nowhere_in(root, SECRET_KEY, ACCESS_KEY)
 
 
 @pytest.mark.parametrize(
@@ -282,20 +277,11 @@ def test_credentials_written_into_the_script_keep_it_by_hash_only(ec2, store, tm
         f"                    subnet_id={ec2.subnet!r}, ssh_address='private')\n"
         "print(exp.list())\n"
     )
-    console = Path(sys.executable).parent / "precip-repro"
-    done = subprocess.run(
-        [str(console), "--records", str(store.root), "run", str(script)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = record_script(store, script)
     assert done.returncode == 0, done.stderr
     assert "the experiment script holds a registered secret" in done.stderr
     (run_dir,) = store.run_dirs()
-    for path in run_dir.rglob("*"):
-        if path.is_file():
-            assert SECRET_KEY.encode() not in path.read_bytes(), path
-            assert ACCESS_KEY.encode() not in path.read_bytes(), path
+    assert_nowhere_in(run_dir, SECRET_KEY, ACCESS_KEY)
     started = next(iter(LogReader(run_dir / EVENTS))).data
     assert started["script"]["withheld"].startswith("holds secret AWS_")
     assert started["script"]["sha256"] == hashlib.sha256(script.read_bytes()).hexdigest()

@@ -30,6 +30,7 @@ from precip_repro import (
 from precip_repro.record import LogReader
 from precip_repro.record.store import EVENTS
 from precip_repro.report import write_report
+from tests.helpers import assert_nowhere_in
 
 
 def events_of(run_path: Path) -> list[Any]:
@@ -351,9 +352,7 @@ def test_secrets_never_reach_the_store(local_experiment, tmp_path, caplog):
     exp.note(f"note mentioning {secret}")
     run_path = exp.run_path
     finish_run()
-    for path in run_path.rglob("*"):
-        if path.is_file():
-            assert secret.encode() not in path.read_bytes(), path
+    assert_nowhere_in(run_path, secret)
     command = of_type(run_path, "command.finished")[0]
     assert command["cmd"] == "echo using ${secret:API_TOKEN}"
     assert command["stdout"]["text"] == "using ${secret:API_TOKEN}\n"
@@ -410,9 +409,7 @@ def test_a_secret_registered_late_takes_what_was_stored_before_out_of_the_store(
     run_path = exp.run_path
     finish_run()
 
-    for path in run_path.rglob("*"):
-        if path.is_file():
-            assert secret.encode() not in path.read_bytes(), path
+    assert_nowhere_in(run_path, secret)
     withheld = of_type(run_path, "blob.withheld")
     # The file put, the file got and the first output are the same bytes: one blob.
     assert [w["sha256"] for w in withheld] == [hashlib.sha256(local.read_bytes()).hexdigest()]

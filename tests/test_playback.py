@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from precip_repro.cli import main
 from precip_repro.clouds.local import live_local_instances
@@ -61,29 +62,56 @@ def test_a_script_that_stops_early_leaves_calls_unplayed(store, tmp_path, capsys
     assert code == 1 and "4 recorded call(s) remain, from #2 e1.wait" in out
 
 
-def test_a_file_the_recording_kept_by_hash_only_is_a_clear_error(store, tmp_path, capsys):
-    script = tmp_path / "got_secret.py"
-    script.write_text(
-        "import os\n"
-        "from precip_repro import LocalExperiment\n"
-        "with LocalExperiment('got') as exp:\n"
-        "    token = os.environ['PRECIP_TEST_TOKEN']\n"
-        "    exp.secret('PRECIP_TEST_TOKEN', token)\n"
-        "    exp.provision('default')\n"
-        "    exp.wait()\n"
-        "    exp.run([], f'echo token={token} > /root/token.txt')\n"
-        "    exp.get([], '/root/token.txt', 'token.txt')\n"
+def record_and_play(
+    store: RunStore, tmp_path: Path, capsys: Any, name: str, code: str, **env: str
+) -> tuple[int, str]:
+    """Record ``code`` as a script (in a process of its own), then play it back here; the
+    ``env`` variables are set for both."""
+    script = tmp_path / name
+    script.write_text(code)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        env=dict(os.environ, PRECIP_RECORDS=str(store.root), **env),
+        capture_output=True,
+        cwd=tmp_path,
     )
-    env = dict(os.environ, PRECIP_RECORDS=str(store.root), PRECIP_TEST_TOKEN="tok-24680")
-    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     (run_dir,) = store.run_dirs()
-    os.environ["PRECIP_TEST_TOKEN"] = "tok-24680"
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
     try:
-        code = main(["--records", str(store.root), "run", "--playback", run_dir.name, str(script)])
+        status = main(["--records", str(store.root), "run", "--playback", run_dir.name,
+                       str(script)])  # fmt: skip
     finally:
-        del os.environ["PRECIP_TEST_TOKEN"]
-    out = capsys.readouterr().out
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return status, capsys.readouterr().out
+
+
+SECRET_SCRIPT = """\
+import os
+from precip_repro import LocalExperiment
+with LocalExperiment('secretive') as exp:
+    token = os.environ['PRECIP_TEST_TOKEN']
+    exp.secret('PRECIP_TEST_TOKEN', token)
+    exp.provision('default')
+    exp.wait()
+{body}
+"""
+
+
+def test_a_file_the_recording_kept_by_hash_only_is_a_clear_error(store, tmp_path, capsys):
+    body = (
+        "    exp.run([], f'echo token={token} > /root/token.txt')\n"
+        "    exp.get([], '/root/token.txt', 'token.txt')"
+    )
+    script = SECRET_SCRIPT.format(body=body)
+    code, out = record_and_play(
+        store, tmp_path, capsys, "got_secret.py", script, PRECIP_TEST_TOKEN="tok-24680"
+    )
     assert code == 1
     assert "playback cannot give back the file /root/token.txt" in out
     assert "keeps it by hash only (holds secret PRECIP_TEST_TOKEN" in out
@@ -92,29 +120,14 @@ def test_a_file_the_recording_kept_by_hash_only_is_a_clear_error(store, tmp_path
 def test_a_script_using_a_secret_plays_back_and_gets_its_outputs_with_the_value(
     store, tmp_path, capsys
 ):
-    script = tmp_path / "uses_secret.py"
-    script.write_text(
-        "import os\n"
-        "from precip_repro import LocalExperiment\n"
-        "with LocalExperiment('uses') as exp:\n"
-        "    token = os.environ['PRECIP_TEST_TOKEN']\n"
-        "    exp.secret('PRECIP_TEST_TOKEN', token)\n"
-        "    exp.provision('default')\n"
-        "    exp.wait()\n"
+    body = (
         "    _, outs, _ = exp.run([], f'echo token={token}')\n"
-        "    assert outs == [f'token={token}\\n'], outs\n"
-        "    print('checked', outs[0].strip() == f'token={token}')\n"
+        "    print('checked', outs == [f'token={token}\\n'])"
     )
-    env = dict(os.environ, PRECIP_RECORDS=str(store.root), PRECIP_TEST_TOKEN="tok-13579")
-    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    (run_dir,) = store.run_dirs()
-    os.environ["PRECIP_TEST_TOKEN"] = "tok-13579"
-    try:
-        code = main(["--records", str(store.root), "run", "--playback", run_dir.name, str(script)])
-    finally:
-        del os.environ["PRECIP_TEST_TOKEN"]
-    out = capsys.readouterr().out
+    script = SECRET_SCRIPT.format(body=body)
+    code, out = record_and_play(
+        store, tmp_path, capsys, "uses_secret.py", script, PRECIP_TEST_TOKEN="tok-13579"
+    )
     assert code == 0, out
     assert "checked True" in out and "all 4 recorded calls matched" in out
 
@@ -122,39 +135,33 @@ def test_a_script_using_a_secret_plays_back_and_gets_its_outputs_with_the_value(
 def test_instances_a_script_leaves_running_are_deprovisioned_in_playback_as_when_recorded(
     store, tmp_path, capsys
 ):
-    script = tmp_path / "leaves_running.py"
-    script.write_text(
+    code, out = record_and_play(
+        store,
+        tmp_path,
+        capsys,
+        "leaves_running.py",
         "import sys\n"
         "from precip_repro import LocalExperiment\n"
         "exp = LocalExperiment('left')\n"
         "exp.provision('default')\n"
         "exp.wait()\n"
-        "sys.exit(0)\n"
+        "sys.exit(0)\n",
     )
-    env = dict(os.environ, PRECIP_RECORDS=str(store.root))
-    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True)
-    assert done.returncode == 0, done.stderr
-    (run_dir,) = store.run_dirs()
-    code = main(["--records", str(store.root), "run", "--playback", run_dir.name, str(script)])
-    out = capsys.readouterr().out
     assert code == 0, out
     assert "all 3 recorded calls matched" in out  # provision, wait, and the deprovision at exit
 
 
 def test_float_arguments_match_their_recorded_decimal_strings(store, tmp_path, capsys):
-    script = tmp_path / "floats.py"
-    script.write_text(
+    code, out = record_and_play(
+        store,
+        tmp_path,
+        capsys,
+        "floats.py",
         "from precip_repro import LocalExperiment\n"
         "with LocalExperiment('floats') as exp:\n"
         "    exp.provision('default')\n"
         "    exp.wait(timeout=30.5)\n"
-        "    exp.run([], 'echo ok', timeout=2.5)\n"
+        "    exp.run([], 'echo ok', timeout=2.5)\n",
     )
-    env = dict(os.environ, PRECIP_RECORDS=str(store.root))
-    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True)
-    assert done.returncode == 0, done.stderr
-    (run_dir,) = store.run_dirs()
-    code = main(["--records", str(store.root), "run", "--playback", run_dir.name, str(script)])
-    out = capsys.readouterr().out
     assert code == 0, out
     assert "all 4 recorded calls matched" in out

@@ -40,6 +40,12 @@ def replay_runs(store: RunStore, source: str) -> list[str]:
     return [p.name for p in store.run_dirs() if p.name != source]
 
 
+def replay_locally(store: RunStore, source: str, capsys: Any) -> tuple[int, str]:
+    """``precip-replay SOURCE --to local --max-gap 1``: its exit status and output."""
+    code = replay([source, "--records", str(store.root), "--to", "local", "--max-gap", "1"])
+    return code, capsys.readouterr().out
+
+
 def write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
@@ -223,8 +229,7 @@ def test_a_script_that_names_its_own_temporary_path_reproduces(
     exp.deprovision()
     source = exp.run_id
     finish_run()
-    code = replay([source, "--records", str(store.root), "--to", "local", "--max-gap", "1"])
-    out = capsys.readouterr().out
+    code, out = replay_locally(store, source, capsys)
     assert code == 0, out
     assert "REPRODUCED: all 4 steps" in out
     (replayed,) = replay_runs(store, source)
@@ -395,8 +400,7 @@ def test_a_file_kept_by_hash_only_is_replayed_from_the_users_copy_or_refused_fir
     (put,) = events(store, source, "file.put")
     assert put["content"]["withheld"] == "holds secret PRECIP_TEST_TOKEN"
 
-    code = replay([source, "--records", str(store.root), "--to", "local", "--max-gap", "1"])
-    out = capsys.readouterr().out
+    code, out = replay_locally(store, source, capsys)
     assert code == 0, out
     assert "REPRODUCED: all 5 steps" in out
 
@@ -429,8 +433,7 @@ def test_calls_that_failed_or_sent_nothing_when_recorded_replay_the_same(
     exp.deprovision()
     source = exp.run_id
     finish_run()
-    code = replay([source, "--records", str(store.root), "--to", "local", "--max-gap", "1"])
-    out = capsys.readouterr().out
+    code, out = replay_locally(store, source, capsys)
     assert code == 0, out
     assert "REPRODUCED: all 7 steps" in out
     assert "same: no difference after normalisation" in out
@@ -469,8 +472,7 @@ def test_a_run_stopped_mid_call_replays_up_to_that_call(store, tmp_path, capsys,
         assert cli_main(["--records", str(store.root), "recover", source]) == 0
     capsys.readouterr()
     started = time.monotonic()
-    code = replay([source, "--records", str(store.root), "--to", "local", "--max-gap", "1"])
-    out = capsys.readouterr().out
+    code, out = replay_locally(store, source, capsys)
     assert code == 0, out
     assert time.monotonic() - started < 20  # the interrupted `sleep 30` was not replayed
     assert f"stopped during call #4 e1.run ({how}" in out
@@ -490,7 +492,6 @@ def test_float_timeouts_recorded_as_decimal_strings_replay_as_numbers(
     source = exp.run_id
     finish_run()
     assert events(store, source, "call.started")[1]["args"]["timeout"] == "30.5"
-    code = replay([source, "--records", str(store.root), "--to", "local", "--max-gap", "1"])
-    out = capsys.readouterr().out
+    code, out = replay_locally(store, source, capsys)
     assert code == 0, out
     assert "REPRODUCED: all 5 steps" in out

@@ -14,7 +14,7 @@ from precip_repro.exceptions import RecordCorrupted, RecordIncomplete, RunLocked
 from precip_repro.record import LogReader, Run, RunStore, recover, verify
 from precip_repro.record.events import BlobRef, FilePut, Note
 from precip_repro.record.store import CHECKPOINT, EVENTS
-from tests.helpers import record_sample_run
+from tests.helpers import assert_nowhere_in, record_sample_run
 
 
 @pytest.fixture(scope="module")
@@ -438,9 +438,7 @@ def test_a_blob_withheld_after_a_late_secret_is_gone_and_the_run_stays_intact(st
 
     script_sha = hashlib.sha256(script.read_bytes()).hexdigest()
     assert sorted(removed) == sorted([script_sha, held.sha256])
-    for path in run.path.rglob("*"):
-        if path.is_file():
-            assert secret.encode() not in path.read_bytes(), path
+    assert_nowhere_in(run.path, secret)
     withheld = [e.data for e in LogReader(run.path / EVENTS) if e.type == "blob.withheld"]
     assert {w["sha256"] for w in withheld} == set(removed)
     assert {w["reason"] for w in withheld} == {"holds secret TOKEN"}
