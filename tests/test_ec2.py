@@ -4,6 +4,7 @@ with real sshd answering at the instances' addresses."""
 from __future__ import annotations
 
 import hashlib
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,21 @@ def test_a_credential_too_short_to_keep_out_of_the_record_is_refused_naming_it(s
     assert f"{option}='<hidden>' is not valid" in str(refused.value)
     assert "abc" not in str(refused.value)
     assert list(store.run_dirs()) == []  # refused before a run was opened
+
+
+def test_an_unreachable_endpoint_is_a_cloud_error_saying_so(store):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(CloudError) as info:
+        EC2Experiment(
+            "us-east-1", f"http://127.0.0.1:{port}", ACCESS_KEY, SECRET_KEY, records=store.root
+        )
+    assert info.value.code == "EndpointUnreachable"
+    assert f"http://127.0.0.1:{port}" in str(info.value)
+    assert "check the endpoint URL" in str(info.value)
+    assert SECRET_KEY not in str(info.value)
+    finish_run()
 
 
 def test_an_unknown_image_fails_with_the_cloud_code_and_starts_nothing(ec2, store):

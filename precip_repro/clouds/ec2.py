@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, overload
 from urllib.parse import urlsplit
 
 import boto3
@@ -156,19 +156,44 @@ class EC2Cloud:
     def security_group_ids(self) -> list[str]:
         return list(self._group_ids or [])
 
-    def _call(self, operation: str, func: Callable[..., T], **params: Any) -> T:
-        """Call the API; turn its errors into :class:`CloudError` with code and request id."""
+    @overload
+    def _call(
+        self, operation: str, func: Callable[..., T], *, tolerate: None = None, **params: Any
+    ) -> T: ...
+
+    @overload
+    def _call(
+        self, operation: str, func: Callable[..., T], *, tolerate: str, **params: Any
+    ) -> T | None: ...
+
+    def _call(
+        self, operation: str, func: Callable[..., T], *, tolerate: str | None = None, **params: Any
+    ) -> T | None:
+        """Call the API; turn its errors into :class:`CloudError` with code and request id
+        (the error code ``tolerate`` returns None instead)."""
         try:
             return func(**params)
         except botocore.exceptions.ClientError as exc:
             error = exc.response.get("Error", {})
             code = error.get("Code")
+            if tolerate is not None and code == tolerate:
+                return None
             request_id = exc.response.get("ResponseMetadata", {}).get("RequestId")
             raise CloudError(
                 f"{operation} on {self._where()} failed: {code}: {error.get('Message')}"
                 + (f" (request {request_id})" if request_id else ""),
                 code=code,
                 request_id=request_id,
+            ) from None
+        except (
+            botocore.exceptions.EndpointConnectionError,
+            botocore.exceptions.ConnectTimeoutError,
+            botocore.exceptions.ReadTimeoutError,
+        ) as exc:
+            raise CloudError(
+                f"{operation} on {self._where()} failed: the endpoint cannot be reached "
+                f"({exc}); check the endpoint URL, that the cloud is up, and the network",
+                code="EndpointUnreachable",
             ) from None
         except botocore.exceptions.BotoCoreError as exc:
             raise CloudError(f"{operation} on {self._where()} failed: {exc}") from None
@@ -187,13 +212,14 @@ class EC2Cloud:
 
     def _ensure_key_pair(self, keys: Keys) -> None:
         name = keys.key_name
-        try:
-            found = self._client.describe_key_pairs(KeyNames=[name], IncludePublicKey=True)
-        except botocore.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "InvalidKeyPair.NotFound":
-                self._call("DescribeKeyPairs", _raise, exc=exc)
-            found = {"KeyPairs": []}
-        pairs = found.get("KeyPairs", [])
+        found = self._call(
+            "DescribeKeyPairs",
+            self._client.describe_key_pairs,
+            tolerate="InvalidKeyPair.NotFound",
+            KeyNames=[name],
+            IncludePublicKey=True,
+        )
+        pairs = (found or {}).get("KeyPairs", [])
         if not pairs:
             self._call(
                 "ImportKeyPair",
@@ -264,13 +290,13 @@ class EC2Cloud:
 
     def _authorize(self, group_id: str, permissions: list[dict[str, Any]]) -> None:
         for permission in permissions:
-            try:
-                self._client.authorize_security_group_ingress(
-                    GroupId=group_id, IpPermissions=[permission]
-                )
-            except botocore.exceptions.ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "InvalidPermission.Duplicate":
-                    self._call("AuthorizeSecurityGroupIngress", _raise, exc=exc)
+            self._call(
+                "AuthorizeSecurityGroupIngress",
+                self._client.authorize_security_group_ingress,
+                tolerate="InvalidPermission.Duplicate",
+                GroupId=group_id,
+                IpPermissions=[permission],
+            )
 
     def _resolve_groups(self, groups: Sequence[str]) -> list[str]:
         ids = [group for group in groups if group.startswith("sg-")]
@@ -437,7 +463,3 @@ class EC2Cloud:
 
     def close(self) -> None:
         self._client.close()
-
-
-def _raise(*, exc: BaseException) -> Any:
-    raise exc
