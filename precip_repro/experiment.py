@@ -140,6 +140,32 @@ def _as_tags(tags: Sequence[str] | str | None) -> builtins.list[str]:
     return [str(tag) for tag in tags]
 
 
+MAX_COMMAND: Final = 128 * 1024 - 1
+"""The longest command, in bytes: sshd hands it to the remote shell as one ``-c`` argument,
+and Linux refuses an argument longer than 128 KiB with its NUL (MAX_ARG_STRLEN)."""
+
+
+def _check_command(cmd: str) -> None:
+    """Refuse, before anything is sent, a command no ssh server can run as given."""
+    if "\0" in cmd:
+        raise InvalidOption(
+            "cmd",
+            "<a command holding a NUL character>",
+            ["a command without NUL characters (ssh passes it as a C string)"],
+        )
+    size = len(cmd.encode("utf-8", "surrogateescape"))
+    if size > MAX_COMMAND:
+        raise InvalidOption(
+            "cmd",
+            f"<{size} bytes>",
+            [
+                f"at most {MAX_COMMAND} bytes (the remote shell gets the command as one "
+                "argument, which Linux caps at 128 KiB): write the commands to a file and "
+                "use copy_and_run"
+            ],
+        )
+
+
 def fan_out(
     func: Callable[[T], R], items: Sequence[T], *, parallel: bool, workers: int = MAX_WORKERS
 ) -> builtins.list[tuple[R | None, BaseException | None]]:
@@ -704,6 +730,7 @@ class Experiment:
         *,
         command_for: Callable[[Instance], str] | None = None,
     ) -> builtins.list[tuple[Instance, ExecResult]]:
+        _check_command(cmd)
         fan = self.parallel if parallel is None else parallel
 
         def one(inst: Instance) -> ExecResult:

@@ -18,6 +18,7 @@ from precip_repro import (
     CommandTimeout,
     InstanceNotReady,
     InstanceUnreachable,
+    InvalidOption,
     LocalFileMissing,
     RemoteFileMissing,
     TransferFailed,
@@ -27,6 +28,7 @@ from precip_repro import (
     load_run,
     verify,
 )
+from precip_repro.experiment import MAX_COMMAND
 from precip_repro.record import LogReader
 from precip_repro.record.store import EVENTS
 from precip_repro.report import write_report
@@ -461,3 +463,17 @@ def test_threads_sharing_an_experiment_move_files_at_once_without_deadlock(
     finish_run()
     assert len(of_type(run_path, "file.got")) == 6 * 5 * 2
     assert verify(run_path).state == "intact"
+
+
+def test_a_command_no_ssh_server_can_run_is_refused_before_it_is_sent(local_experiment):
+    exp = local_experiment("odd-commands")
+    exp.provision("default")
+    exp.wait()
+    with pytest.raises(InvalidOption, match="without NUL characters"):
+        exp.run([], "echo a\0b")
+    with pytest.raises(InvalidOption, match=r"at most 131071 bytes .* copy_and_run"):
+        exp.run([], "echo " + "x" * 300_000)
+    longest = "echo " + "x" * (MAX_COMMAND - len("echo  | wc -c")) + " | wc -c"
+    assert exp.run([], longest)[1] == [f"{MAX_COMMAND - len('echo  | wc -c') + 1}\n"]
+    errors = [d["error"]["type"] for d in of_type(exp.run_path, "call.failed")]
+    assert errors == ["InvalidOption", "InvalidOption"]
