@@ -19,7 +19,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Final
 
 import attrs
@@ -280,6 +280,14 @@ class Connection:
                 None,
                 why="it is a directory; get copies one file (pack it first, e.g. "
                 f"run(tags, 'tar czf /tmp/out.tgz -C {remote} .'))",
+            )
+        if local.is_dir():
+            raise self._transfer_failed(
+                f"cannot write {local} on this machine",
+                None,
+                local_side=True,
+                why="it is a directory (name the file to write: "
+                f"{local / PurePosixPath(remote).name})",
             )
         mode = stat.S_IMODE(attributes.st_mode or 0o644)
         tmp = local.with_name(f".{local.name}.precip-partial")

@@ -203,12 +203,16 @@ def test_a_directory_where_a_file_is_meant_fails_the_transfer_saying_so(local_ex
     assert got.value.instance == exp.list()[0]["id"]
     assert isinstance(got.value, OSError) and not (tmp_path / "etc").exists()
     assert issubclass(RemoteFileMissing, TransferFailed)
+    with pytest.raises(TransferFailed) as into_dir:
+        exp.get([], "/etc/hostname", tmp_path)
+    assert f"cannot write {tmp_path} on this machine: it is a directory" in str(into_dir.value)
+    assert f"{tmp_path}/hostname" in str(into_dir.value)
     with pytest.raises(LocalFileMissing) as local_dir:
         exp.put([], tmp_path, "/tmp/somewhere")
     assert f"local path {tmp_path} is a directory" in str(local_dir.value)
     assert "tar" in str(local_dir.value)
     errors = [d["error"]["type"] for d in of_type(exp.run_path, "call.failed")]
-    assert errors == ["TransferFailed", "TransferFailed", "LocalFileMissing"]
+    assert errors == ["TransferFailed", "TransferFailed", "TransferFailed", "LocalFileMissing"]
 
 
 def test_a_hundred_megabytes_of_output_and_binary_output_are_kept_exactly(local_experiment):
