@@ -376,7 +376,7 @@ def _playback(args: argparse.Namespace, store: RunStore, script: Path) -> int:
     import runpy
     import traceback
 
-    from precip_repro.playback import Playback
+    from precip_repro.playback import Playback, RecordingStopped
     from precip_repro.session import session
 
     ((view, _),) = _intact_views(args, args.playback)
@@ -386,7 +386,7 @@ def _playback(args: argparse.Namespace, store: RunStore, script: Path) -> int:
     sys.argv = [str(script), *args.args]
     sys.path.insert(0, str(script.resolve().parent))
     try:
-        with contextlib.suppress(SystemExit):
+        with contextlib.suppress(SystemExit, RecordingStopped):
             runpy.run_path(str(script), run_name="__main__")
         # What the recording process did at exit: close what the script left open.
         for experiment in playback.experiments:
@@ -401,6 +401,13 @@ def _playback(args: argparse.Namespace, store: RunStore, script: Path) -> int:
     if playback.failed is not None:
         print(f"playback of {view.run} FAILED: {playback.failed}")
         return EXIT_BAD
+    if playback.stopped is not None:
+        call = playback.stopped
+        print(
+            f"playback of {view.run}: every call matched up to call #{call.number} "
+            f"{call.exp}.{call.method}, where the recording was stopped ({call.how_stopped()})"
+        )
+        return EXIT_OK
     if playback.remaining:
         left = playback.remaining[0]
         print(

@@ -27,7 +27,7 @@ from precip_repro.runview import CallView, RunView
 if TYPE_CHECKING:
     from precip_repro.experiment import Experiment
 
-__all__ = ["Playback", "PlaybackMismatch"]
+__all__ = ["Playback", "PlaybackMismatch", "RecordingStopped"]
 
 _LOCAL_PATHS: Final = frozenset({"local_path", "local_script"})
 
@@ -60,6 +60,16 @@ def _show(exp: str, method: str, args: dict[str, Any]) -> str:
     return f"{exp}.{method}({inner})"
 
 
+class RecordingStopped(BaseException):
+    """The script reached the call the recording was stopped in (by a signal, or the
+    writer killed): playback ends there. A ``BaseException``, as the signal was, so that a
+    script's ``except Exception`` does not carry it past the end of the recording."""
+
+    def __init__(self, call: CallView) -> None:
+        self.call = call
+        super().__init__(f"the recording was stopped during call #{call.number}")
+
+
 class Playback:
     """Answers an experiment script's calls from a recorded run."""
 
@@ -70,6 +80,8 @@ class Playback:
         they were recorded, and the recorded outputs give them back."""
         self.blobs = BlobStore(view.path / OBJECTS, run=view.run)
         self._calls = list(view.calls)
+        self.stopped: CallView | None = None
+        """The call the recording was stopped in, once the script reached it."""
         self.experiments: list[Experiment] = []
         """The script's experiments, closed when it ends (as at exit when recording)."""
         self._next = 0
@@ -81,7 +93,7 @@ class Playback:
     def is_next(self, exp: str, method: str, args: dict[str, Any]) -> bool:
         """Whether the recording's next call is this one (nothing is consumed)."""
         with self._lock:
-            if self.failed is not None or self._next >= len(self._calls):
+            if self.failed or self.stopped or self._next >= len(self._calls):
                 return False
             call = self._calls[self._next]
             mine = _comparable(cast(dict[str, Any], self.secrets.json(args)))
@@ -115,6 +127,8 @@ class Playback:
         with self._lock:
             if self.failed is not None:
                 raise self.failed
+            if self.stopped is not None:
+                raise RecordingStopped(self.stopped)
             mine = _comparable(cast(dict[str, Any], self.secrets.json(args)))
             attempted = _show(exp, method, mine)
             if self._next >= len(self._calls):
@@ -138,6 +152,10 @@ class Playback:
                 )
                 raise self.failed
             self._next += 1
+            if call.stopped:
+                # The recording ends here: the script matched it all the way.
+                self.stopped = call
+                raise RecordingStopped(call)
         return self._result(call, args)
 
     def _result(self, call: CallView, args: dict[str, Any]) -> Any:

@@ -88,6 +88,25 @@ class CallView:
     commands: list[CommandView] = attrs.Factory(list)
     files: list[FileView] = attrs.Factory(list)
 
+    @property
+    def stopped(self) -> bool:
+        """Whether the recording was stopped inside this call — a signal (Ctrl-C, SIGTERM,
+        SIGHUP) or the writer killed — so that it has no outcome of its own."""
+        kind = (self.error or {}).get("type")
+        return self.outcome == "open" or (self.outcome == "failed" and kind in INTERRUPTIONS)
+
+    def how_stopped(self) -> str:
+        kind = (self.error or {}).get("type")
+        if kind == "KeyboardInterrupt":
+            return "by Ctrl-C"
+        if kind == "SystemExit":
+            return f"by a signal, exit status {(self.error or {}).get('message')}"
+        return "the recording process was killed; the run was recovered"
+
+
+INTERRUPTIONS: Final = frozenset({"KeyboardInterrupt", "SystemExit"})
+"""What a call ends with when a signal stopped the recording process inside it."""
+
 
 @attrs.define(kw_only=True)
 class InstanceView:

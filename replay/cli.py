@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Final, NoReturn
 
 from precip_repro import (
-    CallView,
     ExperimentException,
     InvalidOption,
     RunNotFound,
@@ -167,15 +166,6 @@ def _workdir(out: str | None) -> Path:
     return workdir
 
 
-def _how_stopped(call: CallView) -> str:
-    error = call.error or {}
-    if error.get("type") == "KeyboardInterrupt":
-        return "by Ctrl-C"
-    if error.get("type") == "SystemExit":
-        return f"by a signal, exit status {error.get('message')}"
-    return "the recording process was killed; the run was recovered"
-
-
 def _replay(args: argparse.Namespace) -> int:
     store = RunStore(args.records)
     source_dir = store.resolve(args.run)
@@ -194,7 +184,7 @@ def _replay(args: argparse.Namespace) -> int:
     stopped = interrupted_call(source)
     cut = (
         f"the recording was stopped during call #{stopped.number} {stopped.exp}."
-        f"{stopped.method} ({_how_stopped(stopped)}): it has no outcome to reproduce, and "
+        f"{stopped.method} ({stopped.how_stopped()}): it has no outcome to reproduce, and "
         "the replay ends before it"
         if stopped is not None
         else None

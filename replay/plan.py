@@ -42,19 +42,11 @@ class Step:
         return self.call.number
 
 
-INTERRUPTIONS: Final = frozenset({"KeyboardInterrupt", "SystemExit"})
-"""What a call ends with when a signal (Ctrl-C, SIGTERM, SIGHUP) stopped the recording."""
-
-
 def interrupted_call(view: RunView) -> CallView | None:
     """The call during which the recording was stopped (a signal, or the writer killed and
-    the run recovered: no outcome). It has no outcome to reproduce, and what follows it is
-    the clean-up the stop set off, so the plan ends before it."""
-    for call in view.calls:
-        stopped = call.outcome == "failed" and (call.error or {}).get("type") in INTERRUPTIONS
-        if stopped or call.outcome == "open":
-            return call
-    return None
+    the run recovered). It has no outcome to reproduce, and what follows it is the clean-up
+    the stop set off, so the plan ends before it."""
+    return next((call for call in view.calls if call.stopped), None)
 
 
 def build_plan(view: RunView) -> list[Step]:

@@ -4,10 +4,12 @@ refuses writes."""
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,3 +148,40 @@ def assert_nowhere_in(root: Path, *secrets: str) -> None:
             data = path.read_bytes()
             for secret in secrets:
                 assert secret.encode() not in data, path
+
+
+STOPPED = """
+import sys
+from precip_repro import LocalExperiment
+exp = LocalExperiment("stopped")
+exp.provision("default")
+exp.wait()
+exp.run([], "echo before")
+print(exp.run_id, flush=True)
+exp.run([], "sleep 30")
+"""
+
+
+def record_stopped(store: RunStore, tmp_path: Path, sig: int) -> str:
+    """Record :data:`STOPPED` (``stopped.py`` in ``tmp_path``) and stop it with ``sig`` in
+    its call #4, ``sleep 30``; after SIGKILL, end its instance with gc and recover the run
+    (what a user does after a crash). Returns the run id."""
+    from precip_repro.cli import main
+
+    script = tmp_path / "stopped.py"
+    script.write_text(STOPPED)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PRECIP_RECORDS=str(store.root)),
+    )
+    assert proc.stdout is not None
+    run_id = proc.stdout.readline().strip()
+    time.sleep(0.3)  # inside `sleep 30` by now
+    proc.send_signal(sig)
+    proc.wait(timeout=30)
+    if sig == signal.SIGKILL:
+        assert main(["--records", str(store.root), "gc", "--terminate"]) == 0
+        assert main(["--records", str(store.root), "recover", run_id]) == 0
+    return run_id

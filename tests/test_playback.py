@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from precip_repro.cli import main
 from precip_repro.clouds.local import live_local_instances
 from precip_repro.record import RunStore
+from tests.helpers import record_stopped
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -165,3 +169,14 @@ def test_float_arguments_match_their_recorded_decimal_strings(store, tmp_path, c
     )
     assert code == 0, out
     assert "all 4 recorded calls matched" in out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_recording_stopped_mid_call_plays_back_up_to_that_call(store, tmp_path, capsys, sig):
+    run_id = record_stopped(store, tmp_path, sig)
+    capsys.readouterr()
+    code = main(["--records", str(store.root), "run", "--playback", run_id,
+                 str(tmp_path / "stopped.py")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "every call matched up to call #4 e1.run, where the recording was stopped" in out

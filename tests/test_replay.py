@@ -13,12 +13,12 @@ from typing import Any, cast
 import pytest
 
 from precip_repro import CommandFailed, LocalFileMissing, finish_run, verify
-from precip_repro.cli import main as cli_main
 from precip_repro.clouds.local import live_local_instances
 from precip_repro.record import LogReader, RunStore
 from precip_repro.record.store import EVENTS
 from replay.cli import main as replay
 from tests.ec2_cloud import ACCESS_KEY, SECRET_KEY
+from tests.helpers import record_stopped
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -439,37 +439,13 @@ def test_calls_that_failed_or_sent_nothing_when_recorded_replay_the_same(
     assert "same: no difference after normalisation" in out
 
 
-STOPPED = """
-import sys
-from precip_repro import LocalExperiment
-exp = LocalExperiment("stopped", records=sys.argv[1])
-exp.provision("default")
-exp.wait()
-exp.run([], "echo before")
-print(exp.run_id, flush=True)
-exp.run([], "sleep 30")
-"""
-
-
 @pytest.mark.parametrize(
     "sig, how",
     [(signal.SIGTERM, "by a signal, exit status 143"),
      (signal.SIGKILL, "the recording process was killed")],
 )  # fmt: skip
 def test_a_run_stopped_mid_call_replays_up_to_that_call(store, tmp_path, capsys, sig, how):
-    script = write(tmp_path / "stopped.py", STOPPED)
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(store.root)], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    source = proc.stdout.readline().strip()
-    time.sleep(0.3)  # inside `sleep 30` by now
-    proc.send_signal(sig)
-    proc.wait(timeout=30)
-    if sig == signal.SIGKILL:
-        # What a user does after a crash: the leak ledger ends the instance, recover the run.
-        assert cli_main(["--records", str(store.root), "gc", "--terminate"]) == 0
-        assert cli_main(["--records", str(store.root), "recover", source]) == 0
+    source = record_stopped(store, tmp_path, sig)
     capsys.readouterr()
     started = time.monotonic()
     code, out = replay_locally(store, source, capsys)
