@@ -610,12 +610,16 @@ class Experiment:
         tags = _as_tags(tags)
         if session.playback is not None:
             return self._played("deprovision", {"tags": tags})  # type: ignore[no-any-return]
-        with self._call("deprovision", {"tags": tags}) as call:
+        with session.shielded(), self._call("deprovision", {"tags": tags}) as call:
             targets = self._match(tags)
             self._terminate(targets, call.number)
             call.result = [inst.instance_id for inst in targets]
 
     def _terminate(self, targets: builtins.list[Instance], call: int) -> None:
+        with session.shielded():  # an impatient Ctrl-C must not stop it half-way
+            self._terminate_unshielded(targets, call)
+
+    def _terminate_unshielded(self, targets: builtins.list[Instance], call: int) -> None:
         # Termination is the one side effect that goes ahead when its intent cannot be
         # recorded (a full disk): a running instance costs money, a gap in the record is
         # said out loud (the error is raised once the instances are gone).
@@ -1053,18 +1057,19 @@ class Experiment:
             if self._closed:
                 return
             live = [inst for inst in self._instances if inst.state != "terminated"]
-        try:
-            if live:
-                self.deprovision([])
-        except BaseException as exc:
-            self._terminate_after_failure(exc)
-            raise
-        finally:
-            with self._lock:
-                self._closed = True
-            self._pool.close()
-            self.cloud.close()
-            session.unregister(self)
+        with session.shielded():
+            try:
+                if live:
+                    self.deprovision([])
+            except BaseException as exc:
+                self._terminate_after_failure(exc)
+                raise
+            finally:
+                with self._lock:
+                    self._closed = True
+                self._pool.close()
+                self.cloud.close()
+                session.unregister(self)
 
     def _close_played(self) -> None:
         # In playback no instance exists to tell whether closing deprovisioned when the run

@@ -9,13 +9,14 @@ experiment of the process deprovisions what it started, then the run finishes wi
 from __future__ import annotations
 
 import atexit
+import contextlib
 import signal
 import sys
 import threading
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from precip_repro.exceptions import RecordError
 from precip_repro.logs import get_logger
@@ -47,6 +48,9 @@ class Session:
         self._call_count = 0
         self.status: str | None = None
         self._hooks_installed = False
+        self._shield = 0
+        self._held: list[int] = []
+        self._exiting = False
         self.script: Path | None = None
         self.argv: list[str] | None = None
         self.detect_script = True
@@ -134,14 +138,42 @@ class Session:
 
     def shutdown(self) -> str | None:
         """Deprovision every experiment's instances, then finish the run; its digest."""
+        with self.shielded():
+            with self._lock:
+                experiments = list(self._experiments)
+            for experiment in experiments:
+                try:
+                    experiment.close()
+                except Exception as exc:
+                    log.error("deprovision at exit failed", error=str(exc))
+            return self.finish()
+
+    def _shutdown_at_exit(self) -> None:
+        self._exiting = True  # nothing is left to interrupt: a held signal is not raised
+        self.shutdown()
+
+    @contextlib.contextmanager
+    def shielded(self) -> Iterator[None]:
+        """Hold SIGINT, SIGTERM and SIGHUP back while instances are terminated and the run
+        finished: a second, impatient Ctrl-C must not leave instances running on the user's
+        bill, nor the run unfinished. The signal takes effect once the block is done; the
+        third one held gives up waiting."""
         with self._lock:
-            experiments = list(self._experiments)
-        for experiment in experiments:
-            try:
-                experiment.close()
-            except Exception as exc:
-                log.error("deprovision at exit failed", error=str(exc))
-        return self.finish()
+            self._shield += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._shield -= 1
+                held = self._held[0] if self._shield == 0 and self._held else None
+                if self._shield == 0:
+                    self._held = []
+            if (
+                held is not None
+                and not self._exiting
+                and threading.current_thread() is threading.main_thread()
+            ):
+                _raise_for(held)
 
     def finish(self, status: str | None = None) -> str | None:
         with self._lock:
@@ -169,7 +201,7 @@ class Session:
         if self._hooks_installed:
             return
         self._hooks_installed = True
-        atexit.register(self.shutdown)
+        atexit.register(self._shutdown_at_exit)
         previous_hook = sys.excepthook
 
         def excepthook(
@@ -190,12 +222,39 @@ class Session:
     def _on_signal(self, signum: int, previous: Any) -> Callable[[int, Any], None]:
         def handler(received: int, frame: Any) -> None:
             self.mark("interrupted")
-            if previous is signal.default_int_handler:
-                raise KeyboardInterrupt
+            with self._lock:
+                if self._shield:
+                    self._held.append(signum)
+                    held = len(self._held)
+                else:
+                    held = 0
+            if held == 1:
+                log.warning(
+                    "still deprovisioning: instances cost money until they are terminated, "
+                    "so the interruption waits until that is done (interrupt twice more to "
+                    "give up waiting, then run `precip-repro gc --terminate`)"
+                )
+            if 0 < held < _GIVE_UP:
+                return
+            if held:
+                log.error(
+                    "gave up waiting for deprovisioning: instances may still run; run "
+                    "`precip-repro gc --terminate`, then `precip-repro recover` on the run"
+                )
             # Unwind the main thread (context managers deprovision), then atexit finishes.
-            raise SystemExit(128 + signum)
+            _raise_for(signum)
 
         return handler
+
+
+_GIVE_UP: Final = 3
+"""Signals held back during clean-up before it is abandoned."""
+
+
+def _raise_for(signum: int) -> NoReturn:
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise SystemExit(128 + signum)
 
 
 session = Session()

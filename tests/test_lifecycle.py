@@ -257,3 +257,48 @@ def test_a_script_that_changes_directory_keeps_its_whole_record(tmp_path):
     assert started["script"] is not None and started["script_path"].endswith("wanders.py")
     types = [event.type for event in LogReader(run_dir / EVENTS)]
     assert "file.put" in types
+
+
+IMPATIENT = """
+import os, signal, sys, time
+from precip_repro import LocalExperiment
+exp = LocalExperiment("impatient", records=sys.argv[1])
+exp.provision("default", count=2)
+exp.wait()
+terminate = exp.cloud.terminate
+
+def pressed_while_terminating(ids):
+    for _ in range({presses}):  # Ctrl-C, again and again, while instances are terminated
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+    terminate(ids)
+
+exp.cloud.terminate = pressed_while_terminating
+try:
+    exp.deprovision()
+finally:
+    exp.cloud.terminate = terminate
+print("NOT INTERRUPTED", flush=True)
+"""
+
+
+@pytest.mark.parametrize("presses", [2, 5])
+def test_ctrl_c_while_deprovisioning_waits_until_instances_are_terminated(
+    tmp_path, store, presses
+):
+    script = tmp_path / "impatient.py"
+    script.write_text(IMPATIENT.format(presses=presses))
+    done = subprocess.run(
+        [sys.executable, str(script), str(store.root)], capture_output=True, text=True, timeout=60
+    )
+    assert "NOT INTERRUPTED" not in done.stdout  # the interruption took effect, once done
+    assert "KeyboardInterrupt" in done.stderr
+    assert "still deprovisioning: instances cost money" in done.stderr
+    if presses >= 3:
+        assert "gave up waiting for deprovisioning" in done.stderr
+    run_dir = only_run(store)
+    assert [s for s in live_local_instances() if s.run == run_dir.name] == []
+    verdict = verify(run_dir)
+    assert (verdict.state, verdict.status) == ("intact", "interrupted")
+    types = [event.type for event in LogReader(run_dir / EVENTS)]
+    assert types.count("instance.terminated") == 2
