@@ -283,9 +283,7 @@ print("NOT INTERRUPTED", flush=True)
 
 
 @pytest.mark.parametrize("presses", [2, 5])
-def test_ctrl_c_while_deprovisioning_waits_until_instances_are_terminated(
-    tmp_path, store, presses
-):
+def test_ctrl_c_while_deprovisioning_waits_until_instances_are_terminated(tmp_path, store, presses):
     script = tmp_path / "impatient.py"
     script.write_text(IMPATIENT.format(presses=presses))
     done = subprocess.run(
