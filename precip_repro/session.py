@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -168,12 +169,12 @@ class Session:
                 held = self._held[0] if self._shield == 0 and self._held else None
                 if self._shield == 0:
                     self._held = []
-            if (
-                held is not None
-                and not self._exiting
-                and threading.current_thread() is threading.main_thread()
-            ):
-                _raise_for(held)
+            if held is not None and not self._exiting:
+                if threading.current_thread() is threading.main_thread():
+                    _raise_for(held)
+                # A worker thread's clean-up held it (a replaced boot in wait()): the signal
+                # is for the main thread, which its handler interrupts now.
+                os.kill(os.getpid(), held)
 
     def finish(self, status: str | None = None) -> str | None:
         with self._lock:

@@ -1,0 +1,42 @@
+"""The process's session: signals held back while instances are terminated."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HELD_BY_A_WORKER = """
+import os, signal, sys, threading, time
+from precip_repro import LocalExperiment
+from precip_repro.session import session
+
+exp = LocalExperiment("held", records=sys.argv[1])  # installs the signal handlers
+
+def cleaning_up():  # as wait() does when it replaces an instance that did not boot
+    with session.shielded():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.3)
+        print("CLEAN-UP DONE", flush=True)
+
+worker = threading.Thread(target=cleaning_up)
+worker.start()
+try:
+    worker.join()
+    time.sleep(2)
+    print("NEVER INTERRUPTED", flush=True)
+except KeyboardInterrupt:
+    print("INTERRUPTED AFTER THE CLEAN-UP", flush=True)
+"""
+
+
+def test_a_signal_held_by_a_worker_threads_clean_up_reaches_the_main_thread_after(tmp_path):
+    script = tmp_path / "held.py"
+    script.write_text(HELD_BY_A_WORKER)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "records")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.splitlines() == ["CLEAN-UP DONE", "INTERRUPTED AFTER THE CLEAN-UP"]
+    assert "still deprovisioning" in done.stderr
