@@ -569,12 +569,13 @@ class Engine:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             raise
         finally:
-            for experiment in self.experiments.values():
-                try:
-                    experiment.close()
-                except ExperimentException as exc:
-                    self.say(f"deprovisioning failed: {exc}")
-            finish_run(status)
+            with session.shielded():  # a Ctrl-C now waits until all is deprovisioned
+                for experiment in self.experiments.values():
+                    try:
+                        experiment.close()
+                    except ExperimentException as exc:
+                        self.say(f"deprovisioning failed: {exc}")
+                finish_run(status)
             session.replay_of = session.mapping = session.run_name = None
             session.detect_script = True
 
