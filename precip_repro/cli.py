@@ -246,10 +246,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return verdict.exit_status
 
 
+def _print_script_error(exc: BaseException, script: Path) -> None:
+    """The script's traceback as Python would print it: from the script's own frame, not
+    through this command and runpy."""
+    import traceback
+
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != str(script):
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb or exc.__traceback__)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import os
     import runpy
-    import traceback
 
     from precip_repro.session import finish_run, session
 
@@ -278,8 +288,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         session.mark("interrupted")
         code = 130
-    except BaseException:
-        traceback.print_exc()
+    except BaseException as exc:
+        _print_script_error(exc, script)
         session.mark("failed")
         code = EXIT_BAD
     run = session.run
@@ -374,7 +384,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _playback(args: argparse.Namespace, store: RunStore, script: Path) -> int:
     import runpy
-    import traceback
 
     from precip_repro.playback import Playback, RecordingStopped
     from precip_repro.session import session
@@ -393,7 +402,7 @@ def _playback(args: argparse.Namespace, store: RunStore, script: Path) -> int:
             experiment.close()
     except BaseException as exc:
         if playback.failed is None:
-            traceback.print_exc()
+            _print_script_error(exc, script)
             print(f"precip-repro run --playback: the script failed: {exc}")
             return EXIT_BAD
     finally:

@@ -248,3 +248,18 @@ def test_a_secret_written_into_the_script_keeps_the_script_by_hash_only(capsys, 
     assert f"keeps blob {sha} by hash only (holds secret TOKEN)" in err
     code, out, _ = cli(capsys, store, "report", run_dir.name, "--format", "md", "-o", str(tmp_path))
     assert "kept by hash only: holds secret TOKEN" in (tmp_path / f"{run_dir.name}.md").read_text()
+
+
+def test_run_shows_a_failing_scripts_traceback_from_the_script_on(store, tmp_path):
+    script = tmp_path / "fails.py"
+    script.write_text(
+        "from precip_repro import LocalExperiment\n"
+        "exp = LocalExperiment('fails')\n"
+        "raise ValueError('boom')\n"
+    )
+    done = record_script(store, script)
+    assert done.returncode == 1
+    assert f'File "{script}", line 3, in <module>' in done.stderr
+    assert "ValueError: boom" in done.stderr
+    assert "runpy" not in done.stderr and "cli.py" not in done.stderr
+    assert "(failed)" in done.stdout
