@@ -9,6 +9,7 @@ outputs with their blobs' hashes, files moved, notes, and with ``vs`` the diff.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 from collections.abc import Iterator
@@ -436,8 +437,15 @@ def write_report(run_dir: Path, out: Path, *, fmt: str = "html", vs: Path | None
             diff = diff_runs(view, other_view, digests=(verdict.digest, other.digest))
     render = render_html if fmt == "html" else render_markdown
     text = render(view, verdict, diff, not_compared=not_compared)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OSError(
+            exc.errno, f"cannot write the report to {out}: {exc.strerror or exc}", str(out)
+        ) from None
     return Report(path=out, verdict=verdict, vs_verdict=other)

@@ -112,3 +112,14 @@ def test_report_into_a_directory_writes_the_run_named_file_there(store, tmp_path
     run = synthetic(store)
     written = write_report(run.path, tmp_path, fmt="md")
     assert written.path == tmp_path / f"{run.id}.md" and written.path.is_file()
+
+
+def test_a_report_that_cannot_be_written_says_where_and_leaves_nothing(store, tmp_path, capsys):
+    run = synthetic(store)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory\n")
+    code = main(["--records", str(store.root), "report", run.id, "-o", str(blocker / "r.html")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"cannot write the report to {blocker / 'r.html'}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "records"]
