@@ -235,7 +235,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     verdict, report = written.verdict, written.path
     prog = sys.argv[0] if "/" in sys.argv[0] else "precip-repro"
     print(f"recorded run {run_id}")
-    print(f"  in      {path}")
+    print(f"  in      {store.root / run_id}")
     print(f"  verify  {verdict.state}: {verdict.reason}")
     print(f"  digest  {digest}")
     print(f"  report  {report}")
