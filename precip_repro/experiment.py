@@ -880,7 +880,8 @@ class Experiment:
                 return
             assert writer is not None
             writer.close()
-            content = self._seal_file(sink, scanner, f"file {local} (put)")
+            assert self._run is not None
+            content = self._run.seal(sink, scanner, f"the file {local} (put)")
         self._append(
             FilePut(
                 call=call.number,
@@ -920,19 +921,6 @@ class Experiment:
                 writer.close()
             if not sink.committed:
                 sink.discard()
-
-    def _seal_file(self, sink: BlobSink, scanner: SecretScanner | None, name: str) -> BlobRef:
-        if scanner is not None and scanner.found is not None:
-            log.warning(
-                "a moved file holds a registered secret: kept by hash only",
-                file=name,
-                secret=scanner.found,
-            )
-            return sink.withhold(f"holds secret {scanner.found}")
-        ref = sink.commit()
-        if self._run is not None:
-            self._run.label_blob(ref, name)
-        return ref
 
     def get(
         self,
@@ -984,7 +972,8 @@ class Experiment:
                 return
             assert writer is not None
             writer.close()
-            content = self._seal_file(sink, scanner, f"file {remote} (got)")
+            assert self._run is not None
+            content = self._run.seal(sink, scanner, f"the file {remote} (got)")
         self._append(
             FileGot(
                 call=call.number,

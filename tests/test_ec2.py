@@ -295,7 +295,8 @@ def test_credentials_written_into_the_script_keep_it_by_hash_only(ec2, store, tm
     )
     done = record_script(store, script)
     assert done.returncode == 0, done.stderr
-    assert "the experiment script holds a registered secret" in done.stderr
+    assert "it holds a registered secret: kept by hash only" in done.stderr
+    assert f"the experiment script {script}" in done.stderr
     (run_dir,) = store.run_dirs()
     assert_nowhere_in(run_dir, SECRET_KEY, ACCESS_KEY)
     started = next(iter(LogReader(run_dir / EVENTS))).data

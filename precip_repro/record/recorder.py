@@ -188,21 +188,21 @@ class Run:
                 sink.write(chunk)
                 if scanner is not None:
                     scanner.feed(chunk)
-            if scanner is not None and scanner.found is not None:
-                log.warning(
-                    "the experiment script holds a registered secret: kept by hash only",
-                    file=str(script),
-                    secret=scanner.found,
-                )
-                return sink.withhold(f"holds secret {scanner.found}")
-            ref = sink.commit()
-        self._labels[ref.sha256] = f"the experiment script {script}"
-        return ref
+            return self.seal(sink, scanner, f"the experiment script {script}")
 
-    def label_blob(self, ref: BlobRef, what: str) -> None:
-        """Name what a stored blob holds, for the warning should it be withheld later."""
-        if ref.text is None and ref.withheld is None:
+    def seal(self, sink: BlobSink, scanner: SecretScanner | None, what: str) -> BlobRef:
+        """Finish a blob whose bytes ``scanner`` watched for secrets: stored, or — when it
+        found one — kept by hash only, with a warning naming ``what`` it is (a file, the
+        script). ``what`` is remembered for the warning should a later secret withhold it."""
+        if scanner is not None and scanner.found is not None:
+            log.warning(
+                "it holds a registered secret: kept by hash only", what=what, secret=scanner.found
+            )
+            return sink.withhold(f"holds secret {scanner.found}")
+        ref = sink.commit()
+        if ref.text is None:
             self._labels.setdefault(ref.sha256, what)
+        return ref
 
     def withhold_secret(self, name: str, value: str) -> list[str]:
         """A secret was registered after the run began: remove every blob already stored
