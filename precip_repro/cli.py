@@ -21,7 +21,6 @@ import structlog
 
 from precip_repro.exceptions import (
     AmbiguousRun,
-    ContentWithheld,
     ExperimentException,
     InvalidOption,
     RecordCorrupted,
@@ -211,17 +210,7 @@ def _find_ref(run_dir: Path, wanted: str) -> BlobRef:
             candidates=sorted(found),
             run=run_dir.name,
         )
-    ref = next(iter(found.values()))
-    if ref.withheld is not None and ref.text is None:
-        raise ContentWithheld(
-            f"run {run_dir.name} keeps blob {ref.sha256} by hash only ({ref.withheld}): its "
-            "bytes were never stored, or removed when the secret was registered. Compare "
-            "your own copy with `sha256sum`",
-            run=run_dir.name,
-            blob=ref.sha256,
-            reason=ref.withheld,
-        )
-    return ref
+    return next(iter(found.values()))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -55,6 +55,13 @@ def _comparable(args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_Key = tuple[str, str, dict[str, Any]]
+
+
+def _key(exp: str, method: str, args: dict[str, Any]) -> _Key:
+    return exp, method, _comparable(args)
+
+
 def _show(exp: str, method: str, args: dict[str, Any]) -> str:
     inner = ", ".join(f"{key}={value!r}" for key, value in sorted(args.items()))
     return f"{exp}.{method}({inner})"
@@ -90,14 +97,17 @@ class Playback:
         """The first mismatch: every later call raises it again (a script that catches it
         and carries on must not drift further from the recording)."""
 
+    def _attempt(self, exp: str, method: str, args: dict[str, Any]) -> _Key:
+        """A call the script makes, in the form it was recorded: secrets redacted."""
+        return _key(exp, method, cast(dict[str, Any], self.secrets.json(args)))
+
     def is_next(self, exp: str, method: str, args: dict[str, Any]) -> bool:
         """Whether the recording's next call is this one (nothing is consumed)."""
         with self._lock:
             if self.failed or self.stopped or self._next >= len(self._calls):
                 return False
             call = self._calls[self._next]
-            mine = _comparable(cast(dict[str, Any], self.secrets.json(args)))
-            return (call.exp, call.method, _comparable(call.args)) == (exp, method, mine)
+            return _key(call.exp, call.method, call.args) == self._attempt(exp, method, args)
 
     @property
     def remaining(self) -> list[CallView]:
@@ -111,17 +121,21 @@ class Playback:
         return self.secrets.reveal(self._bytes(ref, "an output").decode("utf-8", "replace"))
 
     def _bytes(self, ref: dict[str, Any], what: str) -> bytes:
-        if ref.get("withheld") and ref.get("text") is None:
-            raise ContentWithheld(
-                f"playback cannot give back {what}: the recording {self.view.run} keeps it by "
-                f"hash only ({ref['withheld']}, sha256 {ref['sha256']})",
-                run=self.view.run,
-                blob=str(ref["sha256"]),
-                reason=str(ref["withheld"]),
-            )
-        return self.blobs.read_bytes(
-            BlobRef(sha256=str(ref["sha256"]), size=int(ref["size"]), text=ref.get("text"))
+        blob = BlobRef(
+            sha256=str(ref["sha256"]),
+            size=int(ref["size"]),
+            text=ref.get("text"),
+            withheld=ref.get("withheld"),
         )
+        try:
+            return self.blobs.read_bytes(blob)
+        except ContentWithheld as exc:
+            raise ContentWithheld(
+                f"playback cannot give back {what}: {exc}",
+                run=exc.run,
+                blob=blob.sha256,
+                reason=exc.reason,
+            ) from None
 
     def answer(self, exp: str, method: str, args: dict[str, Any]) -> Any:
         with self._lock:
@@ -129,8 +143,8 @@ class Playback:
                 raise self.failed
             if self.stopped is not None:
                 raise RecordingStopped(self.stopped)
-            mine = _comparable(cast(dict[str, Any], self.secrets.json(args)))
-            attempted = _show(exp, method, mine)
+            attempt = self._attempt(exp, method, args)
+            attempted = _show(*attempt)
             if self._next >= len(self._calls):
                 self.failed = PlaybackMismatch(
                     f"the recording has no call left ({len(self._calls)} were recorded); the "
@@ -141,8 +155,9 @@ class Playback:
                 )
                 raise self.failed
             call = self._calls[self._next]
-            recorded = _show(call.exp, call.method, _comparable(call.args))
-            if (call.exp, call.method, _comparable(call.args)) != (exp, method, mine):
+            recording = _key(call.exp, call.method, call.args)
+            recorded = _show(*recording)
+            if recording != attempt:
                 self.failed = PlaybackMismatch(
                     f"call #{call.number} does not match the recording:\n"
                     f"  recorded:  {recorded}\n  attempted: {attempted}",

@@ -372,7 +372,12 @@ class Engine:
                 )
             return content
         return self.blobs.read_bytes(
-            BlobRef(sha256=str(ref["sha256"]), size=int(ref["size"]), text=ref.get("text"))
+            BlobRef(
+                sha256=str(ref["sha256"]),
+                size=int(ref["size"]),
+                text=ref.get("text"),
+                withheld=ref.get("withheld"),
+            )
         )
 
     def _recorded_text(self, ref: dict[str, Any]) -> str | None:

@@ -118,7 +118,7 @@ def test_a_file_the_recording_kept_by_hash_only_is_a_clear_error(store, tmp_path
     )
     assert code == 1
     assert "playback cannot give back the file /root/token.txt" in out
-    assert "keeps it by hash only (holds secret PRECIP_TEST_TOKEN" in out
+    assert "by hash only (holds secret PRECIP_TEST_TOKEN" in out
 
 
 def test_a_script_using_a_secret_plays_back_and_gets_its_outputs_with_the_value(

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final
 
-from precip_repro.exceptions import BlobCorrupted, RecordWriteFailed
+from precip_repro.exceptions import BlobCorrupted, ContentWithheld, RecordWriteFailed
 from precip_repro.record.events import INLINE_TEXT_LIMIT, BlobRef
 
 __all__ = ["CHUNK", "BackgroundWriter", "BlobSink", "BlobStore", "hash_file"]
@@ -119,7 +119,17 @@ class BlobStore:
             )
 
     def iter_verified(self, ref: BlobRef) -> Iterator[bytes]:
-        """Stream a blob's bytes, having checked them first (two reads, no memory spike)."""
+        """Stream a blob's bytes, having checked them first (two reads, no memory spike).
+        Raises :class:`ContentWithheld` for a reference kept by hash only."""
+        if ref.withheld is not None and ref.text is None:
+            raise ContentWithheld(
+                f"run {self.run} keeps blob {ref.sha256} by hash only ({ref.withheld}): its "
+                "bytes were never stored, or removed when the secret was registered. Compare "
+                "your own copy with `sha256sum`",
+                run=self.run,
+                blob=ref.sha256,
+                reason=ref.withheld,
+            )
         self.check(ref)
         if ref.text is not None:
             yield ref.text.encode("utf-8")

@@ -7,8 +7,9 @@ import tracemalloc
 
 import pytest
 
-from precip_repro.exceptions import BlobCorrupted, RecordWriteFailed
+from precip_repro.exceptions import BlobCorrupted, ContentWithheld, RecordWriteFailed
 from precip_repro.record.blobs import BlobStore
+from precip_repro.record.events import BlobRef
 from tests.helpers import file_size_limit
 
 
@@ -110,3 +111,13 @@ def test_a_refused_blob_write_names_the_run_and_leaves_nothing_partial(tmp_path)
     assert "could not store a blob of run r-1" in str(refused.value)
     assert [p for p in (tmp_path / "objects").rglob("*") if p.is_file()] == []
     assert blobs.put_bytes(b"\x00" * 50_000).size == 50_000  # room again: it works
+
+
+def test_reading_a_blob_kept_by_hash_only_says_so(tmp_path):
+    store = BlobStore(tmp_path / "objects", run="r1")
+    ref = BlobRef.of(b"x" * 5000, inline=False)
+    withheld = BlobRef(sha256=ref.sha256, size=ref.size, withheld="holds secret TOKEN")
+    with pytest.raises(ContentWithheld) as info:
+        store.read_bytes(withheld)
+    assert info.value.blob == ref.sha256 and info.value.reason == "holds secret TOKEN"
+    assert "run r1 keeps blob" in str(info.value) and "by hash only" in str(info.value)
