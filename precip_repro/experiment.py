@@ -19,6 +19,7 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
+from precip_repro import arguments
 from precip_repro.clouds.base import Cloud, CloudInstance, LaunchRequest
 from precip_repro.exceptions import (
     CloudError,
@@ -132,14 +133,6 @@ class _Call:
         self.result: Any = None
 
 
-def _as_tags(tags: Sequence[str] | str | None) -> builtins.list[str]:
-    if tags is None:
-        return []
-    if isinstance(tags, str):
-        return [tags]
-    return [str(tag) for tag in tags]
-
-
 MAX_COMMAND: Final = 128 * 1024 - 1
 """The longest command, in bytes: sshd hands it to the remote shell as one ``-c`` argument,
 and Linux refuses an argument longer than 128 KiB with its NUL (MAX_ARG_STRLEN)."""
@@ -225,10 +218,13 @@ class Experiment:
         boot_max_tries: int = 1,
         keys: Keys | None = None,
     ) -> None:
-        if ssh_address not in SSH_ADDRESSES:
-            raise InvalidOption("ssh_address", ssh_address, SSH_ADDRESSES)
-        if boot_max_tries < 1:
-            raise InvalidOption("boot_max_tries", boot_max_tries, ["an integer of at least 1"])
+        ssh_address = arguments.one_of("ssh_address", ssh_address, SSH_ADDRESSES)
+        boot_max_tries = arguments.count("boot_max_tries", boot_max_tries)
+        max_workers = arguments.count("max_workers", max_workers)
+        connect_timeout = arguments.seconds("connect_timeout", connect_timeout)
+        boot_timeout = arguments.seconds("boot_timeout", boot_timeout, optional=True)
+        if name is not None:
+            name = arguments.text("name", name)
         self.boot_timeout = boot_timeout
         self.boot_max_tries = boot_max_tries
         self.name = name
@@ -387,7 +383,10 @@ class Experiment:
         tags: Sequence[str] | None = None,
     ) -> None:
         """Start ``count`` instances of ``image_id``; does not wait for them to boot."""
-        user_tags = _as_tags(tags)
+        user_tags = arguments.tags(tags)
+        image_id = arguments.image(image_id)
+        instance_type = arguments.text("instance_type", instance_type)
+        count = arguments.count("count", count)
         args = {
             "image_id": image_id,
             "instance_type": instance_type,
@@ -397,8 +396,6 @@ class Experiment:
         if session.playback is not None:
             return self._played("provision", args)  # type: ignore[no-any-return]
         with self._call("provision", args) as call:
-            if count < 1:
-                raise InvalidOption("count", count, ["an integer of at least 1"])
             with self._lock:
                 self._provisions += 1
                 k = self._provisions
@@ -451,7 +448,8 @@ class Experiment:
 
     def wait(self, tags: Sequence[str] | None = None, timeout: float = 600) -> None:
         """Block until the matching instances run and accept ssh; raise on timeout."""
-        tags = _as_tags(tags)
+        tags = arguments.tags(tags)
+        timeout = arguments.seconds("timeout", timeout, zero=True)
         if session.playback is not None:
             return self._played("wait", {"tags": tags, "timeout": timeout})  # type: ignore[no-any-return]
         with self._call("wait", {"tags": tags, "timeout": timeout}) as call:
@@ -586,6 +584,9 @@ class Experiment:
     def open_port(self, port: int, protocol: str = "tcp", cidr: str = "0.0.0.0/0") -> None:
         """Open ``protocol``/``port`` to ``cidr`` for the experiment's instances (what the seed
         told users to do by hand in the cloud's console). Local instances need nothing."""
+        port = arguments.port(port)
+        protocol = arguments.one_of("protocol", protocol, arguments.PROTOCOLS)
+        cidr = arguments.cidr(cidr)
         args = {"port": port, "protocol": protocol, "cidr": cidr}
         if session.playback is not None:
             return self._played("open_port", args)  # type: ignore[no-any-return]
@@ -607,7 +608,7 @@ class Experiment:
 
     def deprovision(self, tags: Sequence[str] | None = None) -> None:
         """Terminate the matching instances."""
-        tags = _as_tags(tags)
+        tags = arguments.tags(tags)
         if session.playback is not None:
             return self._played("deprovision", {"tags": tags})  # type: ignore[no-any-return]
         with session.shielded(), self._call("deprovision", {"tags": tags}) as call:
@@ -669,7 +670,7 @@ class Experiment:
 
     def list(self, tags: Sequence[str] | None = None) -> builtins.list[dict[str, Any]]:
         """The matching instances as dicts (``id``, addresses, ``tags``, ``slot`` …)."""
-        tags = _as_tags(tags)
+        tags = arguments.tags(tags)
         if session.playback is not None:
             return self._played("list", {"tags": tags})  # type: ignore[no-any-return]
         with self._call("list", {"tags": tags}) as call:
@@ -684,7 +685,7 @@ class Experiment:
         return self._hostnames("private", tags)
 
     def _hostnames(self, which: str, tags: Sequence[str] | None) -> builtins.list[str | None]:
-        method, tags = f"get_{which}_hostnames", _as_tags(tags)
+        method, tags = f"get_{which}_hostnames", arguments.tags(tags)
         if session.playback is not None:
             return self._played(method, {"tags": tags})  # type: ignore[no-any-return]
         with self._call(method, {"tags": tags}) as call:
@@ -705,7 +706,10 @@ class Experiment:
         parallel: bool | None = None,
     ) -> tuple[builtins.list[int | None], builtins.list[str], builtins.list[str]]:
         """Run ``cmd`` on the matching instances; ``(exit_codes, stdouts, stderrs)``."""
-        tags = _as_tags(tags)
+        tags = arguments.tags(tags)
+        cmd = arguments.command(cmd)
+        user = arguments.text("user", user)
+        timeout = arguments.seconds("timeout", timeout, optional=True)
         args = {
             "tags": tags,
             "cmd": cmd,
@@ -823,7 +827,10 @@ class Experiment:
         parallel: bool | None = None,
     ) -> None:
         """Copy a local file to ``remote_path`` on the matching instances (mode kept)."""
-        tags = _as_tags(tags)
+        tags = arguments.tags(tags)
+        local_path = arguments.path("local_path", local_path)
+        remote_path = arguments.text("remote_path", remote_path)
+        user = arguments.text("user", user)
         args = {
             "tags": tags,
             "local_path": str(local_path),
@@ -933,7 +940,10 @@ class Experiment:
     ) -> None:
         """Copy ``remote_path`` from the matching instances to ``local_path`` (with
         ``.<instance id>`` appended unless exactly one instance matched)."""
-        tags = _as_tags(tags)
+        tags = arguments.tags(tags)
+        remote_path = arguments.text("remote_path", remote_path)
+        local_path = arguments.path("local_path", local_path)
+        user = arguments.text("user", user)
         args = {
             "tags": tags,
             "remote_path": remote_path,
@@ -999,12 +1009,15 @@ class Experiment:
         parallel: bool | None = None,
     ) -> tuple[builtins.list[int | None], builtins.list[str], builtins.list[str]]:
         """Copy a script to a temporary path, run it with shell-quoted ``args``, remove it."""
-        tags = _as_tags(tags)
-        arguments = [str(arg) for arg in (args or [])]
+        tags = arguments.tags(tags)
+        local_script = arguments.path("local_script", local_script)
+        script_args = arguments.script_args(args)
+        user = arguments.text("user", user)
+        timeout = arguments.seconds("timeout", timeout, optional=True)
         call_args = {
             "tags": tags,
             "local_script": str(local_script),
-            "args": arguments,
+            "args": script_args,
             "user": user,
             "check_exit_code": check_exit_code,
             "timeout": timeout,
@@ -1015,7 +1028,7 @@ class Experiment:
             script = self._local_file(local_script)
             targets = self._match(tags)
             remote = temp_script_path()
-            quoted = " ".join(shlex.quote(arg) for arg in arguments)
+            quoted = " ".join(shlex.quote(arg) for arg in script_args)
             cmd = f"{shlex.quote(remote)} {quoted}".strip()
             fan = self.parallel if parallel is None else parallel
 

@@ -312,8 +312,6 @@ class EC2Cloud:
 
     def open_port(self, port: int, protocol: str, cidr: str) -> list[str]:
         """Allow ``protocol``/``port`` from ``cidr`` in the experiment's security groups."""
-        if protocol not in ("tcp", "udp"):
-            raise InvalidOption("protocol", protocol, ["tcp", "udp"])
         groups = self._group_ids or []
         for group_id in groups:
             self._authorize(

@@ -30,14 +30,14 @@ class Redactor:
 
     def add(self, name: str, value: str) -> bool:
         """Register ``value`` as secret ``name``; False when it was registered already."""
-        if not name.replace("_", "").isalnum():
+        if not isinstance(name, str) or not name.replace("_", "").isalnum():
             raise InvalidOption("secret name", name, ["letters, digits and _ (an env var name)"])
-        if len(value) < MIN_SECRET:
+        if not isinstance(value, str) or len(value) < MIN_SECRET:
             raise InvalidOption(
                 "secret value",
                 "<hidden>",
                 [
-                    f"at least {MIN_SECRET} characters (shorter "
+                    f"a string of at least {MIN_SECRET} characters (shorter "
                     "values would be replaced all over the record)"
                 ],
             )
