@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import math
 import shlex
 import threading
 import time
@@ -446,15 +447,16 @@ class Experiment:
                 raise
             call.result = [inst.instance_id for inst in started]
 
-    def wait(self, tags: Sequence[str] | None = None, timeout: float = 600) -> None:
-        """Block until the matching instances run and accept ssh; raise on timeout."""
+    def wait(self, tags: Sequence[str] | None = None, timeout: float | None = 600) -> None:
+        """Block until the matching instances run and accept ssh; raise on timeout
+        (``timeout=None`` waits as long as it takes; 0 checks once)."""
         tags = arguments.tags(tags)
-        timeout = arguments.seconds("timeout", timeout, zero=True)
+        timeout = arguments.seconds("timeout", timeout, optional=True, zero=True)
         if session.playback is not None:
             return self._played("wait", {"tags": tags, "timeout": timeout})  # type: ignore[no-any-return]
         with self._call("wait", {"tags": tags, "timeout": timeout}) as call:
             targets = [inst for inst in self._match(tags) if not inst.ready]
-            deadline = time.monotonic() + timeout
+            deadline = time.monotonic() + (math.inf if timeout is None else timeout)
             outcomes = fan_out(
                 lambda inst: self._await_ready(inst, deadline, call.number),
                 targets,

@@ -140,3 +140,10 @@ def test_options_of_an_experiment_are_checked_when_it_is_made(local_experiment):
         local_experiment("options", boot_max_tries=0)
     with pytest.raises(InvalidOption, match="connect_timeout='10'"):
         local_experiment("options", connect_timeout="10")
+
+
+def test_wait_without_a_limit_waits_until_the_instances_are_ready(local_experiment):
+    exp = local_experiment("no-limit")
+    exp.provision("default")
+    exp.wait(timeout=None)
+    assert exp.run([], "echo up")[1] == ["up\n"]
