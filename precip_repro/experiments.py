@@ -61,6 +61,21 @@ class LocalExperiment(Experiment):
             keys=load_keys(),
         )
 
+    @staticmethod
+    def image_problem(image_id: str) -> str | None:
+        """Why this cloud cannot start ``image_id`` (``"default"`` or a directory), or None."""
+        from precip_repro.clouds.local import image_problem
+
+        return image_problem(image_id)
+
+    @staticmethod
+    def names_local_image(image_id: str) -> bool:
+        """Whether ``image_id`` looks like a local cloud's image (``"default"`` or a path),
+        which no EC2-style cloud has."""
+        from precip_repro.clouds.local import is_local_image
+
+        return is_local_image(image_id)
+
 
 class _EC2Compatible(Experiment):
     KIND = "ec2"

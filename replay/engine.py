@@ -46,7 +46,7 @@ from precip_repro import (
     short_hostname,
 )
 from replay.mapping import ReplayMapping
-from replay.plan import SECRET_RE, Step, build_plan
+from replay.plan import SECRET_RE, Step, build_plan, images_used
 
 __all__ = ["CLOUDS", "Engine", "ReplayFailed", "StepVerdict"]
 
@@ -175,6 +175,32 @@ class Engine:
 
     # -- set-up ---------------------------------------------------------------------------
 
+    def _check_images(self) -> None:
+        # The cloud would refuse these only once provisioning started (and other
+        # experiments' instances with it): a run recorded on one kind of cloud and replayed
+        # on another without a mapping names images the target has never heard of.
+        for exp, images in sorted(images_used(self.source).items()):
+            kind = self.targets[exp]
+            for image in sorted(images):
+                mapped = self.mapping.image(exp, image)
+                shown = repr(mapped) if mapped == image else f"{mapped!r} (mapped from {image!r})"
+                if kind == "local":
+                    problem = LocalExperiment.image_problem(mapped)
+                    if problem is not None and mapped != image:
+                        problem += f" (it is what {image!r} maps to)"
+                    fix = "'default' or an image directory"
+                elif LocalExperiment.names_local_image(mapped):
+                    problem = f"image {shown} is a local cloud's"
+                    fix = f"an image id of the {kind} cloud"
+                else:
+                    continue
+                if problem is not None:
+                    raise ReplayFailed(
+                        f"{exp} replays on {kind}: {problem}; map it to {fix} under [images] "
+                        f'(or [{exp}.images]) of --map, e.g. "{image}" = "…"',
+                        usage=True,
+                    )
+
     def check(self, secrets: set[str]) -> None:
         """Everything that can be checked before anything is provisioned."""
         missing = sorted(name for name in secrets if name not in os.environ)
@@ -185,6 +211,7 @@ class Engine:
                 usage=True,
             )
         self._find_withheld_content()
+        self._check_images()
         for exp, kind in self.targets.items():
             if kind == "local":
                 continue

@@ -100,6 +100,29 @@ def test_an_unmapped_image_is_exit_2_before_any_instance_starts(store, tmp_path,
 
 
 @pytest.mark.parametrize(
+    "target, text, message",
+    [
+        ("ec2", None, "e1 replays on ec2: image 'default' is a local cloud's; map it to an "
+         "image id of the ec2 cloud"),
+        ("local", '[images]\n"default" = "ami-12345678"\n', "e1 replays on local: image "
+         "'ami-12345678' is neither 'default' nor a directory"),
+    ],
+)  # fmt: skip
+def test_an_image_the_target_cloud_cannot_have_is_exit_2_before_any_instance_starts(
+    store, tmp_path, capsys, target, text, message
+):
+    source = record_example("hello_world.py", store)
+    options = ["--map", str(write(tmp_path / "map.toml", text))] if text else []
+    before = {s.instance_id for s in live_local_instances()}
+    code = replay([source, "--records", str(store.root), "--to", target, *options])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert replay_runs(store, source) == []
+    assert {s.instance_id for s in live_local_instances()} == before
+
+
+@pytest.mark.parametrize(
     "text, message",
     [
         ('[images]\n"default" = \n', "line 2"),

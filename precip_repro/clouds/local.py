@@ -291,6 +291,22 @@ def terminate_local(state: LocalInstanceState, home: Path) -> None:
     shutil.rmtree(state.path(home), ignore_errors=True)
 
 
+def image_problem(image_id: str) -> str | None:
+    """Why the local cloud cannot start ``image_id``, or None when it can."""
+    if image_id == "default" or Path(image_id).expanduser().is_dir():
+        return None
+    return (
+        f"image {image_id!r} is neither 'default' nor a directory; a local image is a "
+        "directory whose tree is layered over the instance's view"
+    )
+
+
+def is_local_image(image_id: str) -> bool:
+    """Whether ``image_id`` names a local cloud's image (no EC2-style cloud has one so
+    named): ``default`` or a path."""
+    return image_id == "default" or "/" in image_id or image_id.startswith("~")
+
+
 def image_digest(image: Path) -> str:
     """A digest of a directory tree: paths, modes, file contents and link targets."""
     outer = hashlib.sha256()
@@ -467,14 +483,10 @@ class LocalCloud:
         image = None
         digest = None
         if request.image_id != "default":
-            image = Path(request.image_id).expanduser()
-            if not image.is_dir():
-                raise CloudError(
-                    f"image {request.image_id!r} is neither 'default' nor a directory; a local "
-                    "image is a directory whose tree is layered over the instance's view",
-                    code="InvalidAMIID.NotFound",
-                )
-            image = image.resolve()
+            problem = image_problem(request.image_id)
+            if problem is not None:
+                raise CloudError(problem, code="InvalidAMIID.NotFound")
+            image = Path(request.image_id).expanduser().resolve()
             digest = image_digest(image)
         instance_id = "i-" + secrets.token_hex(8)
         address = self._next_address()
