@@ -412,40 +412,49 @@ class Experiment:
                         instance_type=instance_type,
                         tags=tuple(user_tags),
                     )
-                    described = self.cloud.launch(request)
-                    inst = Instance(
-                        slot=slot,
-                        instance_id=described.instance_id,
-                        image_id=image_id,
-                        instance_type=instance_type,
-                        tags=["precip", described.instance_id, slot, *user_tags],
-                        image_digest=described.image_digest,
-                        request=request,
-                    )
-                    inst.update(described)
+                    # Shielded until the instance is known: a Ctrl-C in the middle of the
+                    # launch request would leave an instance running that nothing terminates.
                     # Known before it is recorded: should the record refuse the event, the
                     # instance is still terminated below, not left running unseen.
-                    with self._lock:
-                        self._instances.append(inst)
-                    started.append(inst)
-                    self._append(
-                        InstanceLaunched(
-                            call=call.number,
-                            exp=self.exp,
-                            slot=slot,
-                            instance_id=inst.instance_id,
-                            image_id=image_id,
-                            instance_type=instance_type,
-                            tags=list(inst.tags),
-                            image_digest=inst.image_digest,
+                    with session.shielded("launching an instance"):
+                        inst = self._launched(self.cloud.launch(request), request, user_tags)
+                        with self._lock:
+                            self._instances.append(inst)
+                        started.append(inst)
+                        self._append(
+                            InstanceLaunched(
+                                call=call.number,
+                                exp=self.exp,
+                                slot=slot,
+                                instance_id=inst.instance_id,
+                                image_id=image_id,
+                                instance_type=instance_type,
+                                tags=list(inst.tags),
+                                image_digest=inst.image_digest,
+                            )
                         )
-                    )
             except BaseException:
                 # A partly failed provision leaves nothing running.
                 if started:
                     self._terminate(started, call.number)
                 raise
             call.result = [inst.instance_id for inst in started]
+
+    @staticmethod
+    def _launched(
+        described: CloudInstance, request: LaunchRequest, user_tags: builtins.list[str]
+    ) -> Instance:
+        inst = Instance(
+            slot=request.slot,
+            instance_id=described.instance_id,
+            image_id=request.image_id,
+            instance_type=request.instance_type,
+            tags=["precip", described.instance_id, request.slot, *user_tags],
+            image_digest=described.image_digest,
+            request=request,
+        )
+        inst.update(described)
+        return inst
 
     def wait(self, tags: Sequence[str] | None = None, timeout: float | None = 600) -> None:
         """Block until the matching instances run and accept ssh; raise on timeout
@@ -503,7 +512,10 @@ class Experiment:
             if now + delay > attempt_deadline and attempt_deadline < deadline:
                 if inst.tries < self.boot_max_tries:
                     # The instance did not come up in time: replace it; the slot stays.
-                    self._replace(inst, call, why=why)
+                    # Shielded: a Ctrl-C while the replacement is launched would let the
+                    # main thread deprovision the old id and leave the new one running.
+                    with session.shielded("replacing an instance that did not boot"):
+                        self._replace(inst, call, why=why)
                     attempt_deadline = self._attempt_deadline(deadline)
                     delay = 0.02
                     continue

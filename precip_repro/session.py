@@ -49,7 +49,7 @@ class Session:
         self._call_count = 0
         self.status: str | None = None
         self._hooks_installed = False
-        self._shield = 0
+        self._shield: list[str] = []  # what each shielded block is doing, innermost last
         self._held: list[int] = []
         self._exiting = False
         self.script: Path | None = None
@@ -154,20 +154,21 @@ class Session:
         self.shutdown()
 
     @contextlib.contextmanager
-    def shielded(self) -> Iterator[None]:
-        """Hold SIGINT, SIGTERM and SIGHUP back while instances are terminated and the run
-        finished: a second, impatient Ctrl-C must not leave instances running on the user's
-        bill, nor the run unfinished. The signal takes effect once the block is done; the
-        third one held gives up waiting."""
+    def shielded(self, doing: str = "deprovisioning") -> Iterator[None]:
+        """Hold SIGINT, SIGTERM and SIGHUP back while instances are launched or terminated
+        and the run finished: a Ctrl-C must not leave an instance running on the user's bill
+        unknown (its launch cut off before the cloud said which) or untermintated, nor the
+        run unfinished. The signal takes effect once the block is done; the third one held
+        gives up waiting. ``doing`` is what the warning says is going on."""
         with self._lock:
-            self._shield += 1
+            self._shield.append(doing)
         try:
             yield
         finally:
             with self._lock:
-                self._shield -= 1
-                held = self._held[0] if self._shield == 0 and self._held else None
-                if self._shield == 0:
+                self._shield.pop()
+                held = self._held[0] if not self._shield and self._held else None
+                if not self._shield:
                     self._held = []
             if held is not None and not self._exiting:
                 if threading.current_thread() is threading.main_thread():
@@ -224,16 +225,17 @@ class Session:
         def handler(received: int, frame: Any) -> None:
             self.mark("interrupted")
             with self._lock:
-                if self._shield:
+                doing = self._shield[-1] if self._shield else None
+                if doing is not None:
                     self._held.append(signum)
                     held = len(self._held)
                 else:
                     held = 0
             if held == 1:
                 log.warning(
-                    "still deprovisioning: instances cost money until they are terminated, "
-                    "so the interruption waits until that is done (interrupt twice more to "
-                    "give up waiting, then run `precip-repro gc --terminate`)"
+                    f"still {doing}: instances cost money until they are terminated, so the "
+                    "interruption waits until that is done (interrupt twice more to give up "
+                    "waiting, then run `precip-repro gc --terminate`)"
                 )
             if 0 < held < _GIVE_UP:
                 return

@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import botocore.exceptions
 import pytest
 
 from precip_repro import (
@@ -179,6 +180,28 @@ def test_a_failure_in_the_middle_of_provisioning_terminates_what_started(ec2, st
     assert live(ec2) == []
     terminated = [d["instance_id"] for d in of_type(exp.run_path, "instance.terminated")]
     assert terminated == launched
+    exp.close()
+    finish_run()
+
+
+def test_an_instance_started_by_a_launch_whose_answer_was_lost_is_found_and_terminated(
+    ec2, store, capfd
+):
+    exp = make("ec2", ec2, store)
+    started: list[str] = []
+
+    def answer_lost(parsed: dict[str, Any], **_: Any) -> None:
+        started.append(parsed["Instances"][0]["InstanceId"])
+        raise botocore.exceptions.ReadTimeoutError(endpoint_url=ec2.url)
+
+    exp.cloud.client.meta.events.register("after-call.ec2.RunInstances", answer_lost)
+    with pytest.raises(CloudError) as info:
+        exp.provision(ec2.image)
+    assert info.value.code == "EndpointUnreachable"
+    assert len(started) == 1  # the cloud did start it
+    assert live(ec2) == []
+    assert "the launch failed, yet the cloud started the instance" in capfd.readouterr().err
+    assert of_type(exp.run_path, "instance.launched") == []
     exp.close()
     finish_run()
 

@@ -300,3 +300,40 @@ def test_ctrl_c_while_deprovisioning_waits_until_instances_are_terminated(tmp_pa
     assert (verdict.state, verdict.status) == ("intact", "interrupted")
     types = [event.type for event in LogReader(run_dir / EVENTS)]
     assert types.count("instance.terminated") == 2
+
+
+PRESSED_WHILE_LAUNCHING = """
+import os, signal, sys
+from precip_repro import LocalExperiment
+
+exp = LocalExperiment("launching", records=sys.argv[1])
+launch = exp.cloud.launch
+
+def pressed_while_launching(request):  # Ctrl-C before the answer says which instance started
+    started = launch(request)
+    os.kill(os.getpid(), signal.SIGINT)
+    return started
+
+exp.cloud.launch = pressed_while_launching
+exp.provision("default", count=3)
+print("NOT INTERRUPTED", flush=True)
+"""
+
+
+def test_ctrl_c_while_an_instance_is_launched_waits_for_it_then_terminates_it(tmp_path, store):
+    script = tmp_path / "launching.py"
+    script.write_text(PRESSED_WHILE_LAUNCHING)
+    done = subprocess.run(
+        [sys.executable, str(script), str(store.root)], capture_output=True, text=True, timeout=60
+    )
+    assert "NOT INTERRUPTED" not in done.stdout
+    assert "still launching an instance: instances cost money" in done.stderr
+    run_dir = only_run(store)
+    assert [s for s in live_local_instances() if s.run == run_dir.name] == []
+    verdict = verify(run_dir)
+    assert (verdict.state, verdict.status) == ("intact", "interrupted")
+    events = list(LogReader(run_dir / EVENTS))
+    launched = [e.data["instance_id"] for e in events if e.type == "instance.launched"]
+    terminated = [e.data["instance_id"] for e in events if e.type == "instance.terminated"]
+    assert len(launched) == 1  # the interruption took effect once the first was known
+    assert terminated == launched

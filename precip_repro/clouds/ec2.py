@@ -358,8 +358,42 @@ class EC2Cloud:
             params["SubnetId"] = self.subnet_id
         if self.placement:
             params["Placement"] = {"AvailabilityZone": self.placement}
-        found = self._call("RunInstances", self._client.run_instances, **params)
+        try:
+            found = self._call("RunInstances", self._client.run_instances, **params)
+        except CloudError as exc:
+            self._sweep(request, exc)
+            raise
         return self._instance(found["Instances"][0])
+
+    def _sweep(self, request: LaunchRequest, failure: CloudError) -> None:
+        """Terminate what a failed RunInstances started anyway: an answer lost on the way
+        back (after botocore's retries, which reuse the request's idempotency token) leaves
+        an instance running that no id names, found here by its run and slot tags."""
+        if not request.run:
+            return  # an unrecorded experiment's tags name no run: they would match others'
+        try:
+            ghosts = [
+                inst.instance_id
+                for inst, _ in self.tagged_instances(
+                    {"precip:run": request.run, "precip:slot": request.slot}
+                )
+            ]
+            if ghosts:
+                log.warning(
+                    "the launch failed, yet the cloud started the instance: terminating it",
+                    slot=request.slot,
+                    instances=ghosts,
+                    error=failure.code,
+                )
+                self.terminate(ghosts)
+        except CloudError as exc:
+            log.warning(
+                "the launch failed, and the cloud could not be asked whether it started the "
+                "instance anyway: once it answers, run `precip-repro gc --cloud "
+                f"{self.endpoint or f'https://ec2.{self.region}.amazonaws.com'}`",
+                slot=request.slot,
+                error=str(exc),
+            )
 
     @staticmethod
     def _instance(data: dict[str, Any]) -> CloudInstance:
@@ -386,21 +420,26 @@ class EC2Cloud:
             for data in reservation.get("Instances", []):
                 yield self._instance(data)
 
-    def tagged_instances(self) -> list[tuple[CloudInstance, dict[str, str]]]:
-        """Every live instance on this cloud tagged ``precip:run``, with its tags."""
-        found = self._call(
-            "DescribeInstances",
-            self._client.describe_instances,
-            Filters=[
-                {"Name": "tag-key", "Values": ["precip:run"]},
-                {"Name": "instance-state-name", "Values": ["pending", "running", "stopped"]},
-            ],
+    def tagged_instances(
+        self, tags: dict[str, str] | None = None
+    ) -> list[tuple[CloudInstance, dict[str, str]]]:
+        """Every live instance on this cloud tagged ``precip:run`` (and ``tags``), with its
+        tags: every page of the answer (a busy account has more than one)."""
+        filters = [
+            {"Name": "tag-key", "Values": ["precip:run"]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopped"]},
+            *({"Name": f"tag:{key}", "Values": [value]} for key, value in (tags or {}).items()),
+        ]
+        paginator = self._client.get_paginator("describe_instances")
+        pages = self._call(
+            "DescribeInstances", lambda **p: list(paginator.paginate(**p)), Filters=filters
         )
         out = []
-        for reservation in found.get("Reservations", []):
-            for data in reservation.get("Instances", []):
-                tags = {tag["Key"]: tag["Value"] for tag in data.get("Tags", [])}
-                out.append((self._instance(data), tags))
+        for page in pages:
+            for reservation in page.get("Reservations", []):
+                for data in reservation.get("Instances", []):
+                    found = {tag["Key"]: tag["Value"] for tag in data.get("Tags", [])}
+                    out.append((self._instance(data), found))
         return out
 
     def assign_public_address(self, instance_id: str) -> str:
