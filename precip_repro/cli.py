@@ -40,6 +40,7 @@ from precip_repro.timeline import format_duration, timeline
 
 if TYPE_CHECKING:
     from precip_repro.clouds.ec2 import EC2Cloud
+    from precip_repro.gc import Leak
     from precip_repro.runview import RunView
 
 __all__ = ["main"]
@@ -417,6 +418,13 @@ def _playback(args: argparse.Namespace, store: RunStore, script: Path) -> int:
     return EXIT_OK
 
 
+def _leaks_counted(leaks: Sequence[Leak]) -> str:
+    instances = sum(1 for leak in leaks if leak.kind == "instance")
+    addresses = len(leaks) - instances
+    parts = [f"{instances} instance(s)"] if instances or not addresses else []
+    return " and ".join([*parts, *([f"{addresses} floating address(es)"] if addresses else [])])
+
+
 def _gc_clouds(args: argparse.Namespace) -> list[EC2Cloud]:
     import os
 
@@ -455,6 +463,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
         print("nothing leaks: every instance the record and the clouds know of is terminated")
         return EXIT_OK
     print(f"{'INSTANCE':<20} {'CLOUD':<10} {'RUN':<40} {'SLOT':<9} {'ADDRESS':<15} {'AGE':>8}")
+    # A floating address shows its allocation id where an instance shows its id.
     for leak in leaks:
         age = format_duration(int(leak.age_s * 1e9)) if leak.age_s is not None else "-"
         print(
@@ -463,15 +472,19 @@ def cmd_gc(args: argparse.Namespace) -> int:
         )
         print(f"    {leak.reason} (run {leak.run_state})")
     if not args.terminate:
-        print(f"{len(leaks)} instance(s) leak; `precip-repro gc --terminate` ends them")
+        print(f"{_leaks_counted(leaks)} leak; `precip-repro gc --terminate` ends them")
         return EXIT_BAD
     run = gc.terminate(store, leaks, runs, clouds=clouds)
-    ended = sum(1 for leak in leaks if leak.actionable)
+    ended = [leak for leak in leaks if leak.actionable]
     if run is not None:
-        print(f"terminated {ended} instance(s); recorded in run {run.id} (digest {run.digest})")
-    untouched = len(leaks) - ended
+        addresses = sum(1 for leak in ended if leak.kind == "address")
+        done = f"terminated {len(ended) - addresses} instance(s)" + (
+            f" and released {addresses} floating address(es)" if addresses else ""
+        )
+        print(f"{done}; recorded in run {run.id} (digest {run.digest})")
+    untouched = [leak for leak in leaks if not leak.actionable]
     if untouched:
-        print(f"{untouched} instance(s) not touched (see why above)")
+        print(f"{_leaks_counted(untouched)} not touched (see why above)")
         return EXIT_BAD
     return EXIT_OK
 

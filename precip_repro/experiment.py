@@ -479,10 +479,12 @@ class Experiment:
                 for _, error in late:
                     if not isinstance(error, WaitTimeout | InstanceError | CloudError):
                         raise error
+                if len(late) == 1 and not isinstance(late[0][1], WaitTimeout):
+                    raise late[0][1]  # a cloud's refusal, with its code: no timeout to report
                 details = "; ".join(f"{inst.slot} {inst.instance_id}: {err}" for inst, err in late)
+                within = f" within {timeout} s" if timeout is not None else ""
                 raise WaitTimeout(
-                    f"{len(late)} of {len(targets)} instances were not ready within {timeout} s: "
-                    f"{details}",
+                    f"{len(late)} of {len(targets)} instances were not ready{within}: {details}",
                     late=[inst.instance_id for inst, _ in late],
                 )
             call.result = [inst.instance_id for inst in targets]
@@ -559,7 +561,7 @@ class Experiment:
         assign = getattr(self.cloud, "assign_public_address", None)
         if assign is None:
             return
-        inst.public_address = assign(inst.instance_id)
+        inst.public_address = assign(inst.instance_id, run=self.run_id or "", slot=inst.slot)
         inst.public_hostname = inst.public_hostname or inst.public_address
 
     def _replace(self, inst: Instance, call: int, *, why: str) -> None:

@@ -59,9 +59,11 @@ class RunInfo:
 
 @attrs.frozen(kw_only=True)
 class Leak:
-    """One instance that is still running and that no live process will deprovision."""
+    """One instance that is still running, or one floating address still allocated, that
+    no live process will deprovision or release."""
 
     instance_id: str
+    """The instance's id; for an address, what releases it (its allocation id)."""
     cloud: str
     run: str | None
     run_state: str
@@ -71,6 +73,8 @@ class Leak:
     reason: str
     actionable: bool
     """False when gc will not touch it (its run is unknown here, or no cloud was given)."""
+    kind: str = "instance"
+    """``instance``, or ``address`` for a floating address (it costs money unattached)."""
 
 
 def _process_alive(pid: int) -> bool:
@@ -240,7 +244,33 @@ def collect(
                 ),
                 actionable=info is not None,
             )
-    return sorted(leaks.values(), key=lambda leak: (leak.run or "", leak.slot or "")), runs
+        for floating in cloud.tagged_addresses():
+            run_id = floating.tags.get("precip:run")
+            info = runs.get(run_id or "")
+            if info is not None and info.state == "open":
+                continue
+            held = f", still associated with {floating.instance_id}" if floating.instance_id else ""
+            leaks[floating.handle] = Leak(
+                instance_id=floating.handle,
+                cloud=label,
+                run=run_id,
+                run_state=info.state if info else "not in this store",
+                slot=floating.tags.get("precip:slot"),
+                address=floating.address,
+                age_s=None,
+                reason=(
+                    f"floating address tagged with run {run_id}, which is {info.state}{held}"
+                    if info
+                    else f"floating address tagged with run {run_id}, unknown to this store: "
+                    "not touched"
+                ),
+                actionable=info is not None,
+                kind="address",
+            )
+    # Instances first: an address is released once the instance holding it is terminated.
+    return sorted(
+        leaks.values(), key=lambda leak: (leak.kind != "instance", leak.run or "", leak.slot or "")
+    ), runs
 
 
 def terminate(
@@ -264,6 +294,22 @@ def terminate(
         for leak in targets:
             info = runs.get(leak.run or "")
             acted[leak.run or "?"] = info.digest if info else None
+            if leak.kind == "address":
+                run.append(
+                    Note(
+                        text=f"gc releases floating address {leak.address}: {leak.reason}",
+                        fields={
+                            "run": leak.run,
+                            "digest": info.digest if info else None,
+                            "address": leak.address,
+                            "allocation": leak.instance_id,
+                            "slot": leak.slot,
+                            "cloud": leak.cloud,
+                        },
+                    )
+                )
+                by_label[leak.cloud].release_address(leak.instance_id)
+                continue
             run.append(
                 Note(
                     text=f"gc terminates {leak.instance_id}: {leak.reason}",

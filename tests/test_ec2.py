@@ -234,6 +234,24 @@ def test_an_instance_without_a_public_address_gets_a_floating_one(ec2, store):
     finish_run()
 
 
+def test_a_floating_address_that_cannot_be_associated_is_released_at_once(ec2, store):
+    exp = make("ec2", ec2, store, ssh_address="public", floating_addresses=[ec2.floating])
+
+    def refused(**_: Any) -> None:
+        error = {"Error": {"Code": "Gateway.NotAttached", "Message": "no internet gateway"}}
+        raise botocore.exceptions.ClientError(error, "AssociateAddress")
+
+    exp.cloud.client.meta.events.register("before-call.ec2.AssociateAddress", refused)
+    exp.provision(ec2.image)
+    with pytest.raises(CloudError) as info:
+        exp.wait(timeout=60)
+    assert info.value.code == "Gateway.NotAttached"
+    assert ec2.client.describe_addresses()["Addresses"] == []
+    exp.close()
+    assert live(ec2) == []
+    finish_run()
+
+
 def test_the_two_cloud_example_records_an_ec2_and_a_local_experiment_in_one_run(ec2, store):
     cloud = make("ec2", ec2, store)
     local = LocalExperiment("local-side", records=store.root)

@@ -116,6 +116,41 @@ def test_gc_finds_and_ends_ec2_instances_of_a_killed_process(tmp_path, store, ca
     assert {n["fields"].get("run") for n in gc_run_notes(store)[:-1]} == {run_id}
 
 
+EC2_FLOATING = """
+import sys
+from precip_repro import EC2Experiment
+exp = EC2Experiment("us-east-1", sys.argv[2], sys.argv[3], sys.argv[4], "doomed",
+                    records=sys.argv[1], subnet_id=sys.argv[5], floating_addresses=[sys.argv[7]])
+exp.provision(sys.argv[6])
+exp.wait(timeout=60)
+print(exp.run_id, flush=True)
+import time; time.sleep(60)
+"""
+
+
+def test_gc_releases_the_floating_address_of_a_killed_process_after_its_instance(
+    tmp_path, store, capsys, ec2
+):
+    args = [str(store.root), ec2.url, ACCESS_KEY, SECRET_KEY, ec2.subnet, ec2.image, ec2.floating]
+    run_id = killed(tmp_path, EC2_FLOATING, *args)
+    (allocated,) = ec2.client.describe_addresses()["Addresses"]
+    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = ACCESS_KEY, SECRET_KEY
+    try:
+        code, out = gc_cli(capsys, store, "--cloud", ec2.url)
+        assert code == 1
+        assert allocated["AllocationId"] in out and ec2.floating in out
+        assert f"floating address tagged with run {run_id}, which is abandoned, still " in out
+        assert "1 instance(s) and 1 floating address(es) leak" in out
+        code, out = gc_cli(capsys, store, "--cloud", ec2.url, "--terminate")
+        assert code == 0, out
+        assert "terminated 1 instance(s) and released 1 floating address(es)" in out
+    finally:
+        del os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
+    assert ec2.client.describe_addresses()["Addresses"] == []
+    released = [n["fields"] for n in gc_run_notes(store) if "allocation" in n["fields"]]
+    assert [(n["run"], n["address"]) for n in released] == [(run_id, ec2.floating)]
+
+
 def test_gc_ends_tagged_instances_of_finished_runs_and_leaves_unknown_ones(store, capsys, ec2):
     from precip_repro.record import Run
 

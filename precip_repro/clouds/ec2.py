@@ -8,6 +8,7 @@ log lines or exception messages.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import re
 import threading
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final, TypeVar, overload
 from urllib.parse import urlsplit
 
+import attrs
 import boto3
 import botocore.config
 import botocore.exceptions
@@ -81,6 +83,18 @@ def _key_fingerprints(keys: Keys) -> set[str]:
         base64.b64encode(sha.digest()).decode().rstrip("="),
         keys.fingerprint,
     }
+
+
+@attrs.frozen(kw_only=True)
+class FloatingAddress:
+    """A floating (elastic) address a precip run allocated."""
+
+    handle: str
+    """Its allocation id, or the address where the cloud gives none: what releases it."""
+    address: str
+    instance_id: str | None
+    """The instance it is associated with, if any."""
+    tags: dict[str, str]
 
 
 class EC2Cloud:
@@ -442,23 +456,36 @@ class EC2Cloud:
                     out.append((self._instance(data), found))
         return out
 
-    def assign_public_address(self, instance_id: str) -> str:
-        """Allocate a floating address and associate it (as the original did for OpenStack)."""
+    def assign_public_address(self, instance_id: str, *, run: str = "", slot: str = "") -> str:
+        """Allocate a floating address and associate it (as the original did for OpenStack).
+
+        The address is tagged with the run and slot, as instances are: an address left
+        allocated by a killed process costs money too, and gc finds it by these tags."""
         with self._lock:
             wanted = self._floating.pop(0) if self._floating else None
         params: dict[str, Any] = {"Domain": "vpc"}
         if wanted:
             params["Address"] = wanted
+        if run:
+            tags = [{"Key": "precip:run", "Value": run}, {"Key": "precip:slot", "Value": slot}]
+            params["TagSpecifications"] = [{"ResourceType": "elastic-ip", "Tags": tags}]
         allocated = self._call("AllocateAddress", self._client.allocate_address, **params)
         allocation = allocated.get("AllocationId")
+        handle: str = allocation or allocated["PublicIp"]
         associate: dict[str, Any] = {"InstanceId": instance_id}
         if allocation:
             associate["AllocationId"] = allocation
         else:
             associate["PublicIp"] = allocated["PublicIp"]
-        self._call("AssociateAddress", self._client.associate_address, **associate)
+        try:
+            self._call("AssociateAddress", self._client.associate_address, **associate)
+        except BaseException:
+            # Allocated but not associated: nothing would release it at termination.
+            with contextlib.suppress(CloudError):
+                self.release_address(handle)
+            raise
         with self._lock:
-            self._allocations[instance_id] = allocation or allocated["PublicIp"]
+            self._allocations[instance_id] = handle
         address: str = allocated["PublicIp"]
         log.info("floating address associated", instance=instance_id, address=address)
         return address
@@ -489,14 +516,33 @@ class EC2Cloud:
         for instance_id in ids:
             with self._lock:
                 allocation = self._allocations.pop(instance_id, None)
-            if allocation is None:
-                continue
-            params = (
-                {"AllocationId": allocation}
-                if allocation.startswith("eipalloc-")
-                else {"PublicIp": allocation}
+            if allocation is not None:
+                self.release_address(allocation)
+
+    def release_address(self, handle: str) -> None:
+        """Release a floating address: its allocation id, or its address where the cloud
+        gives no allocation ids."""
+        params = (
+            {"AllocationId": handle} if handle.startswith("eipalloc-") else {"PublicIp": handle}
+        )
+        self._call("ReleaseAddress", self._client.release_address, **params)
+
+    def tagged_addresses(self) -> list[FloatingAddress]:
+        """Every floating address on this cloud tagged ``precip:run``."""
+        found = self._call(
+            "DescribeAddresses",
+            self._client.describe_addresses,
+            Filters=[{"Name": "tag-key", "Values": ["precip:run"]}],
+        )
+        return [
+            FloatingAddress(
+                handle=data.get("AllocationId") or data["PublicIp"],
+                address=data["PublicIp"],
+                instance_id=data.get("InstanceId") or None,
+                tags={tag["Key"]: tag["Value"] for tag in data.get("Tags", [])},
             )
-            self._call("ReleaseAddress", self._client.release_address, **params)
+            for data in found.get("Addresses", [])
+        ]
 
     def close(self) -> None:
         self._client.close()
