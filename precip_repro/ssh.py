@@ -107,6 +107,17 @@ def _missing(exc: OSError) -> bool:
     return isinstance(exc, FileNotFoundError) or exc.errno == errno.ENOENT
 
 
+def sftp_path(remote: str) -> str:
+    """The path SFTP is given for a remote path as a user writes it: SFTP expands no ``~``,
+    but starts relative paths in the login's home directory, so ``~/x`` is ``x`` (what scp
+    makes of it)."""
+    if remote == "~":
+        return "."
+    if remote.startswith("~/"):
+        return remote[2:].lstrip("/") or "."
+    return remote
+
+
 class Connection:
     """A logged-in ssh connection to one instance as one user."""
 
@@ -217,7 +228,8 @@ class Connection:
         return client
 
     def put(self, local: Path, remote: str, *, on_chunk: Sink | None = None) -> int:
-        """Copy ``local`` to ``remote``, keeping its mode; return the mode."""
+        """Copy ``local`` to ``remote``, keeping its mode; return the mode. A relative
+        ``remote`` (``~/x`` too) is in the login's home directory, as scp has it."""
         with self.sftp() as sftp:
             return self._put(sftp, local, remote, on_chunk)
 
@@ -225,15 +237,16 @@ class Connection:
         self, sftp: paramiko.SFTPClient, local: Path, remote: str, on_chunk: Sink | None
     ) -> int:
         mode = stat.S_IMODE(local.stat().st_mode)
+        path = sftp_path(remote)
         try:
-            with local.open("rb", buffering=0) as src, sftp.open(remote, "wb") as dst:
+            with local.open("rb", buffering=0) as src, sftp.open(path, "wb") as dst:
                 dst.MAX_REQUEST_SIZE = REQUEST
                 dst.set_pipelined(True)
                 while chunk := src.read(CHUNK):
                     if on_chunk:
                         on_chunk(chunk)  # first: a recorder hashes it while it is sent
                     dst.write(chunk)
-            sftp.chmod(remote, mode)
+            sftp.chmod(path, mode)
         except ExperimentException:
             raise  # the recorder's own (a full disk here): not the transfer's fault
         except (paramiko.SSHException, EOFError) as exc:
@@ -248,21 +261,23 @@ class Connection:
                 ) from exc
             why = None
             with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
-                if stat.S_ISDIR(sftp.stat(remote).st_mode or 0):
+                if stat.S_ISDIR(sftp.stat(path).st_mode or 0):
                     why = f"it is a directory (name the file to write: {remote}/{local.name})"
             raise self._transfer_failed(f"cannot write {remote}", exc, why=why) from exc
         return mode
 
     def get(self, remote: str, local: Path, *, on_chunk: Sink | None = None) -> int:
-        """Copy ``remote`` to ``local`` (written whole or not at all); return the mode."""
+        """Copy ``remote`` to ``local`` (written whole or not at all); return the mode.
+        A relative ``remote`` (``~/x`` too) is in the login's home directory."""
         with self.sftp() as sftp:
             return self._get(sftp, remote, local, on_chunk)
 
     def _get(
         self, sftp: paramiko.SFTPClient, remote: str, local: Path, on_chunk: Sink | None
     ) -> int:
+        path = sftp_path(remote)
         try:
-            attributes = sftp.stat(remote)
+            attributes = sftp.stat(path)
         except (paramiko.SSHException, EOFError) as exc:
             raise self._unreachable(f"the connection broke: {exc}") from exc
         except OSError as exc:
@@ -292,7 +307,7 @@ class Connection:
         mode = stat.S_IMODE(attributes.st_mode or 0o644)
         tmp = local.with_name(f".{local.name}.precip-partial")
         try:
-            with sftp.open(remote, "rb") as src, tmp.open("wb", buffering=0) as dst:
+            with sftp.open(path, "rb") as src, tmp.open("wb", buffering=0) as dst:
                 src.MAX_REQUEST_SIZE = REQUEST
                 src.prefetch(attributes.st_size, max_concurrent_requests=PREFETCH)
                 # Reading whole requests avoids re-joining prefetched pieces.

@@ -481,3 +481,22 @@ def test_a_command_no_ssh_server_can_run_is_refused_before_it_is_sent(local_expe
     assert exp.run([], longest)[1] == [f"{MAX_COMMAND - len('echo  | wc -c') + 1}\n"]
     errors = [d["error"]["type"] for d in of_type(exp.run_path, "call.failed")]
     assert errors == ["InvalidOption", "InvalidOption"]
+
+
+def test_a_remote_path_under_tilde_or_relative_is_in_the_users_home_as_scp_has_it(
+    local_experiment, tmp_path
+):
+    exp = local_experiment("home-paths")
+    exp.provision("default")
+    exp.wait()
+    source = tmp_path / "data.txt"
+    source.write_text("in the home directory\n")
+    exp.put([], source, "~/data.txt")
+    exp.put([], source, "relative.txt")
+    assert exp.run([], "cat /root/data.txt /root/relative.txt")[1] == [
+        "in the home directory\n" * 2
+    ]
+    exp.get([], "~/data.txt", tmp_path / "back.txt")
+    assert (tmp_path / "back.txt").read_text() == "in the home directory\n"
+    puts = of_type(exp.run_path, "file.put")
+    assert [p["remote_path"] for p in puts] == ["~/data.txt", "relative.txt"]
