@@ -500,3 +500,14 @@ def test_a_remote_path_under_tilde_or_relative_is_in_the_users_home_as_scp_has_i
     assert (tmp_path / "back.txt").read_text() == "in the home directory\n"
     puts = of_type(exp.run_path, "file.put")
     assert [p["remote_path"] for p in puts] == ["~/data.txt", "relative.txt"]
+
+
+def test_an_instance_resolves_its_own_hostname_as_a_clouds_dns_would(local_experiment):
+    exp = local_experiment("own-name")
+    exp.provision("default")
+    exp.wait()
+    (address,) = exp.get_private_hostnames()
+    (out,) = exp.run([], "hostname -f; getent hosts $(hostname)")[1]
+    name, resolved = out.splitlines()
+    assert name == exp.list()[0]["id"]
+    assert resolved.split() == [address, name]

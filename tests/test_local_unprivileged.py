@@ -27,7 +27,7 @@ exp = LocalExperiment("unprivileged", records=work + "/records")
 exp.provision("default", count=2)
 exp.wait()
 result = {}
-_, result["who"], _ = exp.run([], "whoami; hostname")
+_, result["who"], _ = exp.run([], "whoami; hostname -f")
 for i, item in enumerate(exp.list()):
     exp.run([item["id"]], f"echo {i} > /etc/precip-marker; mkdir -p /etc/app")
     exp.run([item["id"]], f"echo {i} > /etc/app/conf")

@@ -73,11 +73,11 @@ POOL: Final = ipaddress.IPv4Network("127.128.0.0/9")
 BOOT_TIMEOUT: Final = 20.0
 
 # Run by `unshare` inside the instance's new namespaces. Arguments: mode (root|user),
-# state dir, hostname, image dir or "", then the lines of the sshd config are written by
+# state dir, hostname, image dir or "", address; then the lines of the sshd config are written by
 # Python beforehand. Every path is absolute.
 _SETUP: Final = r"""
 set -eu
-mode=$1 state=$2 name=$3 image=$4
+mode=$1 state=$2 name=$3 image=$4 address=$5
 root=$state/root layers=$state/layers
 mount --make-rprivate /
 mount -t tmpfs -o mode=755 precip-root "$root"
@@ -129,6 +129,11 @@ hostname "$name"
 # owned by an unmapped user), but they can be replaced.
 rm -f "$root/etc/hostname"
 echo "$name" > "$root/etc/hostname"
+# A cloud's DNS resolves an instance's own name (`hostname -f`, servers that look up their
+# own address, such as Condor's, need it); here /etc/hosts does.
+hosts=$(cat "$root/etc/hosts" 2>/dev/null || true)
+rm -f "$root/etc/hosts"
+printf '%s\n%s\t%s\n' "$hosts" "$address" "$name" > "$root/etc/hosts"
 if [ -d /etc/skel ]; then cp -R /etc/skel/. "$root/root/"; fi
 chmod 700 "$root/root"
 mkdir -p "$root/etc/ssh" "$root/root/.ssh"
@@ -524,6 +529,7 @@ class LocalCloud:
             str(state_dir),
             instance_id,
             str(image or ""),
+            address,
         ]
         with log_path.open("wb") as log_file:
             proc = subprocess.Popen(
