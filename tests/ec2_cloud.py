@@ -150,7 +150,7 @@ class Hypervisor:
         with boot_log.open("wb") as log_file:
             machine = subprocess.Popen(
                 ["unshare", "-m", "-p", "-u", "--fork", "--kill-child", "/bin/sh",
-                 str(state / "setup.sh"), "root", str(state), hostname, ""],
+                 str(state / "setup.sh"), "root", str(state), hostname, "", address],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
