@@ -7,6 +7,7 @@ for code that does not know us::
     ExperimentException
     ├── InvalidOption (ValueError)            a bad option; lists the valid ones
     ├── LocalFileMissing (FileNotFoundError)  a local file to put or run is not there
+    ├── ExperimentClosed (RuntimeError)       the experiment was closed; make a new one
     ├── CloudError                            the cloud refused or failed; ``code``, ``request_id``
     │   └── LocalCloudUnavailable             this machine cannot run local instances (and why)
     ├── InstanceError                         about one instance: ``instance``, ``slot``
@@ -48,6 +49,7 @@ __all__ = [
     "CommandFailed",
     "CommandTimeout",
     "ContentWithheld",
+    "ExperimentClosed",
     "ExperimentException",
     "HostKeyChanged",
     "InstanceError",
@@ -95,6 +97,14 @@ class LocalFileMissing(ExperimentException, FileNotFoundError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class ExperimentClosed(ExperimentException, RuntimeError):
+    """An experiment was used after ``close()`` (or its ``with`` block) ended it."""
+
+    def __init__(self, message: str, *, exp: str) -> None:
+        self.exp = exp
+        super().__init__(message)
 
 
 class CloudError(ExperimentException):

@@ -26,6 +26,7 @@ from precip_repro.exceptions import (
     CloudError,
     CommandFailed,
     CommandTimeout,
+    ExperimentClosed,
     HostKeyChanged,
     InstanceError,
     InstanceNotReady,
@@ -279,6 +280,15 @@ class Experiment:
     def run_path(self) -> Path | None:
         return self._run.path if self._run is not None else None
 
+    def _check_open(self, method: str) -> None:
+        if self._closed:
+            raise ExperimentClosed(
+                f"experiment {self.exp}{f' ({self.name})' if self.name else ''} is closed: "
+                f"close() or the end of its `with` block deprovisioned it, so {method}() would "
+                "start or use what nothing deprovisions any more; make a new experiment",
+                exp=self.exp,
+            )
+
     def _append(self, payload: Payload) -> None:
         if self._run is not None:
             self._run.append(payload)
@@ -388,6 +398,7 @@ class Experiment:
         image_id = arguments.image(image_id)
         instance_type = arguments.text("instance_type", instance_type)
         count = arguments.count("count", count)
+        self._check_open("provision")
         args = {
             "image_id": image_id,
             "instance_type": instance_type,
@@ -461,6 +472,7 @@ class Experiment:
         (``timeout=None`` waits as long as it takes; 0 checks once)."""
         tags = arguments.tags(tags)
         timeout = arguments.seconds("timeout", timeout, optional=True, zero=True)
+        self._check_open("wait")
         if session.playback is not None:
             return self._played("wait", {"tags": tags, "timeout": timeout})  # type: ignore[no-any-return]
         with self._call("wait", {"tags": tags, "timeout": timeout}) as call:
@@ -603,6 +615,7 @@ class Experiment:
         port = arguments.port(port)
         protocol = arguments.one_of("protocol", protocol, arguments.PROTOCOLS)
         cidr = arguments.cidr(cidr)
+        self._check_open("open_port")
         args = {"port": port, "protocol": protocol, "cidr": cidr}
         if session.playback is not None:
             return self._played("open_port", args)  # type: ignore[no-any-return]
@@ -726,6 +739,7 @@ class Experiment:
         cmd = arguments.command(cmd)
         user = arguments.text("user", user)
         timeout = arguments.seconds("timeout", timeout, optional=True)
+        self._check_open("run")
         args = {
             "tags": tags,
             "cmd": cmd,
@@ -847,6 +861,7 @@ class Experiment:
         local_path = arguments.path("local_path", local_path)
         remote_path = arguments.text("remote_path", remote_path)
         user = arguments.text("user", user)
+        self._check_open("put")
         args = {
             "tags": tags,
             "local_path": str(local_path),
@@ -960,6 +975,7 @@ class Experiment:
         remote_path = arguments.text("remote_path", remote_path)
         local_path = arguments.path("local_path", local_path)
         user = arguments.text("user", user)
+        self._check_open("get")
         args = {
             "tags": tags,
             "remote_path": remote_path,
@@ -1030,6 +1046,7 @@ class Experiment:
         script_args = arguments.script_args(args)
         user = arguments.text("user", user)
         timeout = arguments.seconds("timeout", timeout, optional=True)
+        self._check_open("copy_and_run")
         call_args = {
             "tags": tags,
             "local_script": str(local_script),

@@ -511,3 +511,26 @@ def test_an_instance_resolves_its_own_hostname_as_a_clouds_dns_would(local_exper
     name, resolved = out.splitlines()
     assert name == exp.list()[0]["id"]
     assert resolved.split() == [address, name]
+
+
+def test_a_closed_experiment_refuses_to_start_or_use_anything(local_experiment):
+    from precip_repro import ExperimentClosed
+
+    exp = local_experiment("closed")
+    with exp:
+        exp.provision("default")
+        exp.wait()
+    for method, call in [
+        ("provision", lambda: exp.provision("default")),
+        ("wait", lambda: exp.wait()),
+        ("run", lambda: exp.run([], "true")),
+        ("put", lambda: exp.put([], "/etc/hostname", "/tmp/x")),
+        ("get", lambda: exp.get([], "/etc/hostname", "x")),
+        ("copy_and_run", lambda: exp.copy_and_run([], "/bin/true")),
+        ("open_port", lambda: exp.open_port(80)),
+    ]:
+        with pytest.raises(ExperimentClosed, match=rf"e1 .* closed: .* so {method}\(\) would"):
+            call()
+    exp.deprovision()  # what a seed script's `finally:` does after the with block: harmless
+    assert exp.list() == []
+    assert [d["method"] for d in of_type(exp.run_path, "call.started")].count("provision") == 1
