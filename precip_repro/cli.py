@@ -272,15 +272,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     except SystemExit as exc:
         if exc.code not in (None, 0):
             session.mark(
-                "interrupted" if isinstance(exc.code, int) and exc.code > 128 else "failed"
+                "interrupted" if isinstance(exc.code, int) and exc.code > 128 else "failed", exc
             )
             code = exc.code if isinstance(exc.code, int) else EXIT_BAD
-    except KeyboardInterrupt:
-        session.mark("interrupted")
+            if not isinstance(exc.code, int):
+                print(exc.code, file=sys.stderr)  # as Python prints sys.exit("message")
+    except KeyboardInterrupt as exc:
+        session.mark("interrupted", exc)
         code = 130
     except BaseException as exc:
         _print_script_error(exc, script)
-        session.mark("failed")
+        session.mark("failed", exc)
         code = EXIT_BAD
     run = session.run
     digest = finish_run()

@@ -1147,7 +1147,8 @@ class Experiment:
         tb: TracebackType | None,
     ) -> None:
         if exc_type is not None:
-            session.mark("interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed")
+            interrupted = issubclass(exc_type, KeyboardInterrupt)
+            session.mark("interrupted" if interrupted else "failed", exc)
         self.close()
 
     def __repr__(self) -> str:

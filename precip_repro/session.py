@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from precip_repro.exceptions import RecordError
 from precip_repro.logs import get_logger
-from precip_repro.record.events import ReplayOf
+from precip_repro.record.canonical import jsonable
+from precip_repro.record.events import Note, ReplayOf
 from precip_repro.record.recorder import Run
 from precip_repro.record.redact import Redactor
 from precip_repro.record.store import RunStore
@@ -48,6 +49,10 @@ class Session:
         self._exp_count = 0
         self._call_count = 0
         self.status: str | None = None
+        self._ending: tuple[str, dict[str, Any]] | None = None
+        """Why the process is ending other than ``ok``: a note's text and fields, written
+        into the run when it finishes (a signal handler must not write the log itself: it
+        may have interrupted a write holding the log's lock)."""
         self._hooks_installed = False
         self._shield: list[str] = []  # what each shielded block is doing, innermost last
         self._held: list[int] = []
@@ -131,15 +136,32 @@ class Session:
             self.status = None
             return self.run
 
-    def mark(self, status: str) -> None:
-        """Remember how the process is ending (``failed`` or ``interrupted``)."""
+    def mark(self, status: str, why: BaseException | int | None = None) -> None:
+        """Remember how the process is ending (``failed`` or ``interrupted``), and why: the
+        exception or the signal number, the first of which the run's record will say."""
         with self._lock:
             if self.status != "interrupted":
                 self.status = status
+            if why is not None and self._ending is None:
+                self._ending = ending_note(why, self.script or self._argv0)
+
+    def _note_ending(self) -> None:
+        with self._lock:
+            ending, run = self._ending, self.run
+        if ending is None or run is None or run.finished:
+            return
+        text, fields = ending
+        try:
+            run.append(
+                Note(text=self.redactor.text(text), fields=self.redactor.json(jsonable(fields)))
+            )
+        except RecordError as exc:
+            log.error("why the run ended could not be recorded", error=str(exc))
 
     def shutdown(self) -> str | None:
         """Deprovision every experiment's instances, then finish the run; its digest."""
         with self.shielded():
+            self._note_ending()
             with self._lock:
                 experiments = list(self._experiments)
             for experiment in experiments:
@@ -209,7 +231,7 @@ class Session:
         def excepthook(
             kind: type[BaseException], value: BaseException, tb: types.TracebackType | None
         ) -> None:
-            self.mark("interrupted" if issubclass(kind, KeyboardInterrupt) else "failed")
+            self.mark("interrupted" if issubclass(kind, KeyboardInterrupt) else "failed", value)
             previous_hook(kind, value, tb)
 
         sys.excepthook = excepthook
@@ -223,7 +245,7 @@ class Session:
 
     def _on_signal(self, signum: int, previous: Any) -> Callable[[int, Any], None]:
         def handler(received: int, frame: Any) -> None:
-            self.mark("interrupted")
+            self.mark("interrupted", received)
             with self._lock:
                 doing = self._shield[-1] if self._shield else None
                 if doing is not None:
@@ -261,6 +283,45 @@ def _raise_for(signum: int) -> NoReturn:
 
 
 session = Session()
+
+
+def ending_note(why: BaseException | int, script: Path | None) -> tuple[str, dict[str, Any]]:
+    """A note's text and fields saying why a run did not end ``ok``: the signal, the exit
+    status, or the uncaught exception and the line of the script it came through."""
+    if isinstance(why, int):
+        name = signal.Signals(why).name
+        return f"interrupted by {name}", {"signal": name}
+    if isinstance(why, SystemExit):
+        if isinstance(why.code, int) or why.code is None:
+            return f"the script exited with status {why.code or 0}", {"exit_status": why.code}
+        return f"the script exited: {why.code}", {"exit_status": 1, "message": str(why.code)}
+    if isinstance(why, KeyboardInterrupt):
+        return "interrupted by SIGINT (Ctrl-C)", {"signal": "SIGINT"}
+    fields: dict[str, Any] = {"error": {"type": type(why).__name__, "message": str(why)}}
+    at = _script_line(why, script)
+    if at is not None:
+        fields["at"] = at
+    where = f" (at {at})" if at else ""
+    return f"the script ended with an uncaught {type(why).__name__}{where}: {why}", fields
+
+
+def _script_line(exc: BaseException, script: Path | None) -> str | None:
+    """``file:line`` where the exception left the user's code: the last frame it passed
+    through in the script, or else in any file outside precip-repro and the installed
+    Python (a helper module of the script's)."""
+    ours = str(Path(__file__).resolve().parent)
+    installed = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
+    in_script = in_user_code = None
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        at = f"{Path(filename).name}:{tb.tb_lineno}"
+        if script is not None and filename == str(script):
+            in_script = at
+        elif not filename.startswith((ours, "<", *installed)):
+            in_user_code = at
+        tb = tb.tb_next
+    return in_script or in_user_code
 
 
 def current_run() -> Run | None:

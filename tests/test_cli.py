@@ -6,11 +6,12 @@ import hashlib
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from precip_repro.cli import main
-from precip_repro.record import Run, RunStore
+from precip_repro.record import LogReader, Run, RunStore
 from precip_repro.record.events import Note
 from precip_repro.record.store import EVENTS
 from tests.helpers import assert_nowhere_in, record_sample_run, record_script
@@ -263,3 +264,37 @@ def test_run_shows_a_failing_scripts_traceback_from_the_script_on(store, tmp_pat
     assert "ValueError: boom" in done.stderr
     assert "runpy" not in done.stderr and "cli.py" not in done.stderr
     assert "(failed)" in done.stdout
+
+
+def only_notes(store: RunStore) -> list[dict[str, Any]]:
+    (run_dir,) = store.run_dirs()
+    return [event.data for event in LogReader(run_dir / EVENTS) if event.type == "note"]
+
+
+@pytest.mark.parametrize(
+    "ending, code, text, fields",
+    [
+        ("raise ValueError('boom ' + token)", 1,
+         "the script ended with an uncaught ValueError (at ends.py:5): boom ${secret:TOKEN}",
+         {"error": {"type": "ValueError", "message": "boom ${secret:TOKEN}"}, "at": "ends.py:5"}),
+        ("sys.exit(3)", 3, "the script exited with status 3", {"exit_status": 3}),
+        ("sys.exit('gave up')", 1, "the script exited: gave up",
+         {"exit_status": 1, "message": "gave up"}),
+        ("os.kill(os.getpid(), signal.SIGTERM)", 143, "interrupted by SIGTERM",
+         {"signal": "SIGTERM"}),
+    ],
+)  # fmt: skip
+def test_a_run_that_does_not_end_ok_records_why(store, tmp_path, ending, code, text, fields):
+    script = tmp_path / "ends.py"
+    script.write_text(
+        "import os, signal, sys\n"
+        "from precip_repro import LocalExperiment\n"
+        "exp = LocalExperiment('ends')\n"
+        "token = 'tok-' + '1234'; exp.secret('TOKEN', token)\n"
+        f"{ending}\n"
+    )
+    done = record_script(store, script)
+    assert done.returncode == code, done.stderr
+    assert only_notes(store) == [{"text": text, "fields": fields}]
+    if code == 1 and "exit" in ending:
+        assert "gave up" in done.stderr  # printed as Python prints it

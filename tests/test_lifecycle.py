@@ -65,8 +65,12 @@ def test_sigterm_or_sighup_mid_run_deprovisions_and_finishes_interrupted(tmp_pat
     verdict = verify(only_run(store))
     assert verdict.state == "intact", verdict.reason
     assert verdict.status == "interrupted"
-    types = [event.type for event in LogReader(only_run(store) / EVENTS)]
-    assert types.count("instance.terminated") == 2
+    events = list(LogReader(only_run(store) / EVENTS))
+    assert [e.type for e in events].count("instance.terminated") == 2
+    name = signal.Signals(signum).name
+    assert [e.data for e in events if e.type == "note"] == [
+        {"text": f"interrupted by {name}", "fields": {"signal": name}}
+    ]
 
 
 def test_sigint_mid_run_is_interrupted_too(tmp_path, store):
@@ -85,6 +89,17 @@ def test_an_uncaught_exception_deprovisions_and_finishes_failed(tmp_path, store)
     assert not sleeping(marker)
     verdict = verify(only_run(store))
     assert (verdict.state, verdict.status) == ("intact", "failed")
+    notes = [e.data for e in LogReader(only_run(store) / EVENTS) if e.type == "note"]
+    assert notes == [
+        {
+            "text": "the script ended with an uncaught RuntimeError (at victim.py:9): "
+            "experiment bug",
+            "fields": {
+                "error": {"type": "RuntimeError", "message": "experiment bug"},
+                "at": "victim.py:9",
+            },
+        }
+    ]
 
 
 def test_sigkill_leaves_instances_gc_can_find_and_a_run_to_recover(tmp_path, store):
