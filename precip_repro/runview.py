@@ -143,6 +143,8 @@ class RunView:
     last_ns: int
     replay_steps: list[dict[str, JSON]] = attrs.Factory(list)
     """A replay's verdicts, one per recorded call it re-executed (``replay.step`` data)."""
+    ending: str | None = None
+    """Why the run did not end ``ok``, as the note the tool writes then says."""
 
     @property
     def call_by_number(self) -> dict[int, CallView]:
@@ -162,6 +164,8 @@ class ViewBuilder:
         self.instances: dict[str, InstanceView] = {}
         self.by_id: dict[str, InstanceView] = {}
         self.notes: list[tuple[int, str, dict[str, JSON]]] = []
+        self.ending: str | None = None
+        """Why the run did not end ``ok``, as the tool's own note says."""
         self.replay_steps: list[dict[str, JSON]] = []
         self._strings: dict[str, str] = {}
         self._refs: dict[str, dict[str, JSON]] = {}
@@ -306,7 +310,10 @@ class ViewBuilder:
                 ref["withheld"] = reason
 
     def _note(self, now: int, data: dict[str, Any]) -> None:
-        self.notes.append((now, str(data.get("text")), dict(data.get("fields") or {})))
+        fields = dict(data.get("fields") or {})
+        self.notes.append((now, str(data.get("text")), fields))
+        if "ended" in fields:
+            self.ending = str(data.get("text"))
 
     def _shared_ref(self, ref: dict[str, JSON] | None) -> dict[str, JSON]:
         # Most commands print nothing on stderr, many print the same line: one dict for
@@ -367,6 +374,7 @@ class ViewBuilder:
             first_ns=self.first,
             last_ns=self.last,
             replay_steps=self.replay_steps,
+            ending=self.ending,
         )
 
 

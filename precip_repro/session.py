@@ -147,10 +147,12 @@ class Session:
 
     def _note_ending(self) -> None:
         with self._lock:
-            ending, run = self._ending, self.run
+            ending, run, status = self._ending, self.run, self.status
         if ending is None or run is None or run.finished:
             return
         text, fields = ending
+        # "ended" tells this note from the script's own: the report's header shows it.
+        fields = {"ended": status, **fields}
         try:
             run.append(
                 Note(text=self.redactor.text(text), fields=self.redactor.json(jsonable(fields)))

@@ -276,12 +276,14 @@ def only_notes(store: RunStore) -> list[dict[str, Any]]:
     [
         ("raise ValueError('boom ' + token)", 1,
          "the script ended with an uncaught ValueError (at ends.py:5): boom ${secret:TOKEN}",
-         {"error": {"type": "ValueError", "message": "boom ${secret:TOKEN}"}, "at": "ends.py:5"}),
-        ("sys.exit(3)", 3, "the script exited with status 3", {"exit_status": 3}),
+         {"ended": "failed", "error": {"type": "ValueError", "message": "boom ${secret:TOKEN}"},
+          "at": "ends.py:5"}),
+        ("sys.exit(3)", 3, "the script exited with status 3",
+         {"ended": "failed", "exit_status": 3}),
         ("sys.exit('gave up')", 1, "the script exited: gave up",
-         {"exit_status": 1, "message": "gave up"}),
+         {"ended": "failed", "exit_status": 1, "message": "gave up"}),
         ("os.kill(os.getpid(), signal.SIGTERM)", 143, "interrupted by SIGTERM",
-         {"signal": "SIGTERM"}),
+         {"ended": "interrupted", "signal": "SIGTERM"}),
     ],
 )  # fmt: skip
 def test_a_run_that_does_not_end_ok_records_why(store, tmp_path, ending, code, text, fields):
@@ -296,5 +298,8 @@ def test_a_run_that_does_not_end_ok_records_why(store, tmp_path, ending, code, t
     done = record_script(store, script)
     assert done.returncode == code, done.stderr
     assert only_notes(store) == [{"text": text, "fields": fields}]
+    assert main(["--records", str(store.root), "report", "latest", "--format", "md",
+                 "-o", str(tmp_path / "r.md")]) == 0  # fmt: skip
+    assert f"{fields['ended']}: {text}" in (tmp_path / "r.md").read_text()
     if code == 1 and "exit" in ending:
         assert "gave up" in done.stderr  # printed as Python prints it

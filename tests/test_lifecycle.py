@@ -69,7 +69,7 @@ def test_sigterm_or_sighup_mid_run_deprovisions_and_finishes_interrupted(tmp_pat
     assert [e.type for e in events].count("instance.terminated") == 2
     name = signal.Signals(signum).name
     assert [e.data for e in events if e.type == "note"] == [
-        {"text": f"interrupted by {name}", "fields": {"signal": name}}
+        {"text": f"interrupted by {name}", "fields": {"ended": "interrupted", "signal": name}}
     ]
 
 
@@ -95,6 +95,7 @@ def test_an_uncaught_exception_deprovisions_and_finishes_failed(tmp_path, store)
             "text": "the script ended with an uncaught RuntimeError (at victim.py:9): "
             "experiment bug",
             "fields": {
+                "ended": "failed",
                 "error": {"type": "RuntimeError", "message": "experiment bug"},
                 "at": "victim.py:9",
             },
