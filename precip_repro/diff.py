@@ -14,14 +14,17 @@ The ``--json`` form (``DiffResult.to_json``) is stable, format version 1::
                 "differences": [DIFFERENCE, ...]}],
      "only_in_a": [{"call": N, "exp": E, "method": M, "args": {...}}],
      "only_in_b": [...],
-     "instances": [{"slot": S, "differences": [DIFFERENCE, ...]}]}
+     "instances": [{"slot": S, "differences": [DIFFERENCE, ...]}],
+     "run": [DIFFERENCE, ...]}
 
 A DIFFERENCE is ``{"kind": K, "a": VALUE, "b": VALUE}`` plus, where they apply, ``"slot"``,
 ``"name"`` (an argument or fact), ``"diff"`` (unified text diff) and ``"a_sha256"`` /
 ``"b_sha256"``. Kinds: ``args``, ``command``, ``outcome``, ``exit_code``, ``stdout``,
 ``stderr``, ``file``, ``result``, ``duration``, ``command_missing``, ``file_missing`` (in a
 step); ``image``, ``image_digest``, ``instance_type``, ``fact``, ``instance_missing`` (in an
-instance).
+instance); ``status`` (how the run ended, and why when not ``ok``: ``"failed: the script
+ended with an uncaught …"``) and ``note`` (the script's notes, compared in order; a
+missing one is null, ``name`` is its number) for the whole run.
 """
 
 from __future__ import annotations
@@ -71,6 +74,8 @@ class DiffResult:
     only_in_a: list[dict[str, Any]]
     only_in_b: list[dict[str, Any]]
     instances: list[dict[str, Any]]
+    run: list[dict[str, Any]] = attrs.Factory(list)
+    """How the runs ended and the script's notes (empty when not compared)."""
 
     @property
     def same(self) -> bool:
@@ -79,6 +84,7 @@ class DiffResult:
             or self.only_in_a
             or self.only_in_b
             or self.instances
+            or self.run
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -91,6 +97,7 @@ class DiffResult:
             "only_in_a": self.only_in_a,
             "only_in_b": self.only_in_b,
             "instances": self.instances,
+            "run": self.run,
         }
 
 
@@ -299,6 +306,32 @@ def _compare_instances(a: _Side, b: _Side) -> Iterator[dict[str, Any]]:
             yield {"slot": slot, "differences": differences}
 
 
+def _ended(side: _Side) -> str:
+    status = str((side.view.finished or {}).get("status", "not finished"))
+    ending = side.view.ending
+    return f"{status}: {side.norm.text(ending)}" if ending and status != "ok" else status
+
+
+def _notes(side: _Side) -> list[dict[str, JSON]]:
+    return [
+        {"text": side.norm.text(text), "fields": side.norm.json(fields)}
+        for _, text, fields in side.view.notes
+        if "ended" not in fields  # the tool's own, which _ended() compares
+    ]
+
+
+def _compare_run(a: _Side, b: _Side) -> Iterator[dict[str, Any]]:
+    ended_a, ended_b = _ended(a), _ended(b)
+    if ended_a != ended_b:
+        yield {"kind": "status", "a": ended_a, "b": ended_b}
+    notes_a, notes_b = _notes(a), _notes(b)
+    for number in range(max(len(notes_a), len(notes_b))):
+        note_a = notes_a[number] if number < len(notes_a) else None
+        note_b = notes_b[number] if number < len(notes_b) else None
+        if note_a != note_b:
+            yield {"kind": "note", "name": f"#{number + 1}", "a": note_a, "b": note_b}
+
+
 def _call_summary(side: _Side, call: CallView) -> dict[str, Any]:
     return {
         "call": call.number,
@@ -339,9 +372,12 @@ def diff_runs(
     *,
     tolerance: float = 0.5,
     digests: tuple[str | None, str | None] = (None, None),
+    whole_run: bool = True,
 ) -> DiffResult:
     """Compare two runs; ``tolerance`` is the relative duration change reported (0.5 =
-    ±50 %), differences under a second are never reported."""
+    ±50 %), differences under a second are never reported. ``whole_run=False`` leaves out
+    how the runs ended and the script's notes (a replay has neither: it re-executes calls,
+    not the script)."""
     side_a, side_b = _Side(a), _Side(b)
     keys_a = [side_a.key(call) for call in a.calls]
     keys_b = [side_b.key(call) for call in b.calls]
@@ -371,6 +407,7 @@ def diff_runs(
         only_in_a=only_a,
         only_in_b=only_b,
         instances=list(_compare_instances(side_a, side_b)),
+        run=list(_compare_run(side_a, side_b)) if whole_run else [],
     )
 
 
@@ -401,6 +438,11 @@ def render_text(result: DiffResult) -> Iterator[str]:
     for label, calls in (("only in a", result.only_in_a), ("only in b", result.only_in_b)):
         for call in calls:
             yield f"{label}: #{call['call']} {call['exp']}.{call['method']}({_value(call['args'])})"
+    for found in result.run:
+        name = f" {found['name']}" if found.get("name") else ""
+        yield f"run {found['kind']}{name}:"
+        yield f"    a: {_value(found['a'])}"
+        yield f"    b: {_value(found['b'])}"
     for instance in result.instances:
         yield f"instance {instance['slot']}:"
         for found in instance["differences"]:

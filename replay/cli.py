@@ -217,7 +217,7 @@ def _replay(args: argparse.Namespace) -> int:
     print(f"replay run {engine.run_id} — files it got are in {workdir}")
     if engine.run_path is not None:
         print("diff of the recorded run and the replay:")
-        for line in render_text(diff_runs(source, load_run(engine.run_path))):
+        for line in render_text(diff_runs(source, load_run(engine.run_path), whole_run=False)):
             print(f"  {line}")
     if engine.cloud_failed:
         print(f"the target cloud failed at {engine.cloud_failed}")

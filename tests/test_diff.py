@@ -21,6 +21,7 @@ from precip_repro.record.events import (
     FilePut,
     InstanceLaunched,
     InstanceReady,
+    Note,
 )
 from precip_repro.runview import load_run
 
@@ -92,7 +93,13 @@ def synthetic(store: RunStore, **change: Any) -> Run:
             )
         )  # fmt: skip
     run.append(CallFinished(call=number, result={"exit_codes": [0, 0]}, duration_ns=3))
-    run.finish()
+    note = change.get("note", {"text": "joined", "fields": {"worker": ids[1], "took_s": "1.5"}})
+    if note is not None:
+        run.append(Note(text=note["text"], fields=note["fields"]))
+    if "ended" in change:
+        status, why = change["ended"]
+        run.append(Note(text=why, fields={"ended": status}))
+    run.finish(change["ended"][0] if "ended" in change else "ok")
     return run
 
 
@@ -104,6 +111,7 @@ def kinds(store: RunStore, a: Run, b: Run) -> set[tuple[str, ...]]:
     found |= {("only_in_a", c["method"]) for c in result.only_in_a}
     found |= {("only_in_b", c["method"]) for c in result.only_in_b}
     found |= {("instance", d["kind"]) for i in result.instances for d in i["differences"]}
+    found |= {("run", d["kind"]) for d in result.run}
     return found
 
 
@@ -128,6 +136,9 @@ def test_a_run_diffed_with_itself_reports_nothing(store, capsys):
         ({"cpus": 8}, {("instance", "fact")}),
         ({"extra_list": True}, {("only_in_b", "list")}),
         ({"drop_put": True}, {("only_in_b", "put")}),
+        ({"note": {"text": "joined", "fields": {"took_s": "9.5"}}}, {("run", "note")}),
+        ({"note": None}, {("run", "note")}),
+        ({"ended": ("failed", "the script exited with status 3")}, {("run", "status")}),
     ],
 )
 def test_each_change_is_reported_and_nothing_else(store, change, expected):
@@ -150,6 +161,33 @@ def test_an_extra_call_in_the_middle_shifts_no_other_step(store):
     assert all(not s.differences for s in result.steps)
 
 
+def test_how_a_run_ended_and_its_notes_are_compared_after_normalisation(store, capsys):
+    ok = synthetic(store)
+    failed = synthetic(store, ended=("failed", "the script ended with an uncaught KeyError: x"))
+    interrupted = synthetic(store, ended=("interrupted", "interrupted by SIGTERM"))
+    again = synthetic(store, ended=("failed", "the script ended with an uncaught KeyError: x"))
+    assert diff_runs(load_run(failed.path), load_run(again.path)).same  # same reason, ids apart
+    result = diff_runs(load_run(failed.path), load_run(interrupted.path))
+    assert result.run == [
+        {
+            "kind": "status",
+            "a": "failed: the script ended with an uncaught KeyError: x",
+            "b": "interrupted: interrupted by SIGTERM",
+        }
+    ]
+    assert main(["--records", str(store.root), "diff", ok.id, failed.id]) == 1
+    assert "run status:\n    a: ok\n    b: failed: the script ended" in capsys.readouterr().out
+    quiet = synthetic(store, note={"text": "joined", "fields": {"worker": "x", "took_s": "9"}})
+    (found,) = diff_runs(load_run(ok.path), load_run(quiet.path)).run
+    assert found["name"] == "#1"
+    assert found["a"] == {"text": "joined", "fields": {"worker": "{e1.p1.1}", "took_s": "1.5"}}
+
+
+def test_replay_leaves_how_the_run_ended_and_notes_out_of_its_diff(store):
+    a, b = synthetic(store), synthetic(store, note=None, ended=("failed", "exit 3"))
+    assert diff_runs(load_run(a.path), load_run(b.path), whole_run=False).same
+
+
 def test_a_changed_output_shows_a_unified_diff_of_normalised_text(store):
     a, b = synthetic(store), synthetic(store, stdout="refused {addr}\n")
     result = diff_runs(load_run(a.path), load_run(b.path))
@@ -170,6 +208,7 @@ def test_json_output_is_the_documented_structure_and_exit_1(store, capsys):
     assert step["method"] == "run"
     assert step["differences"] == [{"kind": "exit_code", "slot": "e1.p1.1", "a": 0, "b": 3}]
     assert result["only_in_a"] == result["only_in_b"] == result["instances"] == []
+    assert result["run"] == []
 
 
 def test_a_run_that_is_not_intact_exits_3(store, capsys):
