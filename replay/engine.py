@@ -45,12 +45,17 @@ from precip_repro import (
     session,
     short_hostname,
 )
+from precip_repro.logs import get_logger
 from replay.mapping import ReplayMapping
 from replay.plan import SECRET_RE, Step, build_plan, images_used
 
 __all__ = ["CLOUDS", "Engine", "ReplayFailed", "StepVerdict"]
 
 CLOUDS: Final = ("local", "ec2", "openstack", "eucalyptus", "nimbus")
+REMAP_LIMIT: Final = 16 << 20
+"""Text files up to this size that a put sends have source instances' values remapped."""
+
+log = get_logger(__name__)
 _HOST_NAMES: Final = re.compile(
     r"\{(e\d+\.p\d+\.\d+)\.(?:address|public_address|private_address|public_hostname"
     r"|private_hostname)\}"
@@ -271,10 +276,26 @@ class Engine:
         local = self.workdir / "files" / str(call.number) / Path(recorded_path).name
         moved = self._content_to_send(call)
         if moved is not None:
-            return _local_file(local, self._blob(moved.content), moved.mode)
+            return _local_file(local, self._remapped(call, self._blob(moved.content)), moved.mode)
         if (call.error or {}).get("type") == "LocalFileMissing":
             return local  # never written: missing here as it was then
         return _local_file(local, b"", 0o644)
+
+    def _remapped(self, call: CallView, content: bytes) -> bytes:
+        """A text file that names source instances (a master's address written into a
+        worker's configuration) names the same slots' replay instances instead, as the
+        arguments and commands do; binary and large files are sent as recorded."""
+        if len(content) > REMAP_LIMIT:
+            return content
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError:
+            return content
+        remapped = self._substitute(text, self._inverse())
+        if remapped == text:
+            return content
+        log.info("source instances named in the file remapped", call=call.number)
+        return remapped.encode("utf-8")
 
     @staticmethod
     def _content_to_send(call: CallView) -> FileView | None:
@@ -359,6 +380,17 @@ class Engine:
             return [self._remap(item, inverse) for item in value]
         if not isinstance(value, str):
             return value
+        return SECRET_RE.sub(self._bind, self._substitute(value, inverse))
+
+    @staticmethod
+    def _bind(match: re.Match[str]) -> str:
+        secret = os.environ[match.group(1)]
+        session.add_secret(match.group(1), secret)
+        return secret
+
+    def _substitute(self, value: str, inverse: dict[str, str]) -> str:
+        """Every source instance's id, address or hostname in ``value`` → the value of the
+        replay's instance in the same slot (where it has one yet)."""
 
         def resolve(old: str, name: str) -> str:
             if old in self.learned:
@@ -376,14 +408,7 @@ class Engine:
                     return inverse[key]
             return old
 
-        value = self.source_norm.substitute(value, resolve)
-
-        def bind(match: re.Match[str]) -> str:
-            secret = os.environ[match.group(1)]
-            session.add_secret(match.group(1), secret)
-            return secret
-
-        return SECRET_RE.sub(bind, value)
+        return self.source_norm.substitute(value, resolve)
 
     # -- steps ----------------------------------------------------------------------------
 

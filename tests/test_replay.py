@@ -494,3 +494,33 @@ def test_float_timeouts_recorded_as_decimal_strings_replay_as_numbers(
     code, out = replay_locally(store, source, capsys)
     assert code == 0, out
     assert "REPRODUCED: all 5 steps" in out
+
+
+def test_a_file_naming_a_source_instance_is_sent_naming_the_replays_instance(
+    store, tmp_path, capsys, local_experiment
+):
+    exp = local_experiment("config-file")
+    exp.provision("default", tags=["master"])
+    exp.provision("default", tags=["worker"])
+    exp.wait()
+    (master,) = exp.get_private_hostnames(["master"])
+    config = tmp_path / "worker.conf"
+    config.write_text(f"MASTER = {master}\n")  # as a script writes a worker's configuration
+    exp.put(["worker"], config, "/etc/worker.conf")
+    exp.run(["worker"], "cat /etc/worker.conf")
+    exp.deprovision()
+    source = exp.run_id
+    finish_run()
+    config.write_text("MASTER = changed on disk since\n")  # the replay sends the record's
+
+    code, out = replay_locally(store, source, capsys)
+    assert code == 0, out
+    (replayed,) = replay_runs(store, source)
+    (new_master,) = [
+        e["private_address"]
+        for e in events(store, replayed, "instance.ready")
+        if e["slot"] == "e1.p1.0"
+    ]
+    assert new_master != master
+    (ran,) = [e for e in events(store, replayed, "command.finished") if "worker" in e["cmd"]]
+    assert ran["stdout"]["text"] == f"MASTER = {new_master}\n"
