@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import math
+import re
 import shlex
 import threading
 import time
@@ -33,6 +34,7 @@ from precip_repro.exceptions import (
     InvalidOption,
     LocalFileMissing,
     RecordError,
+    UnsupportedUser,
     WaitTimeout,
 )
 from precip_repro.keys import Keys, fingerprint, load_keys
@@ -80,6 +82,9 @@ _FACTS_CMD: Final = (
     'if [ -r /etc/os-release ]; then . /etc/os-release; echo "os=$PRETTY_NAME"; fi; '
     'echo "hostname=$(hostname)"'
 )
+_LOGIN_REFUSED: Final = re.compile(r"Please login as the user \W?(?P<user>[\w.-]+)")
+"""What many cloud images' root ``authorized_keys`` print (``command="echo 'Please login as
+the user \"ubuntu\" rather than the user \"root\".'; … exit 142"``) instead of a shell."""
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -515,9 +520,9 @@ class Experiment:
                 try:
                     self._ensure_address(inst)
                     conn = self._pool.connection(self._endpoint(inst), self._login("root"))
-                    facts = self._facts(conn)
+                    facts = self._facts(conn, inst, "root")
                     break
-                except HostKeyChanged:
+                except (HostKeyChanged, UnsupportedUser):
                     raise
                 except (InstanceError, OSError) as exc:
                     last = exc
@@ -624,8 +629,19 @@ class Experiment:
             call.result = opener(port, protocol, cidr) if opener is not None else []
 
     @staticmethod
-    def _facts(conn: Connection) -> dict[str, Any]:
+    def _facts(conn: Connection, inst: Instance, user: str) -> dict[str, Any]:
         result = conn.exec(_FACTS_CMD, timeout=30)
+        said = (result.stdout + result.stderr).decode("utf-8", "replace")
+        refused = _LOGIN_REFUSED.search(said) if b"uname=" not in result.stdout else None
+        if refused is not None:
+            raise UnsupportedUser(
+                f"instance {inst.instance_id} ({inst.slot}) lets {user} log in but runs no "
+                f"command for it: its image says {said.strip().splitlines()[0]!r}. The seed "
+                f"runs everything as {user}: use an image that allows it (or whose cloud-init "
+                "user data sets disable_root: false); replays can map users in [users]",
+                instance=inst.instance_id,
+                slot=inst.slot,
+            )
         facts: dict[str, Any] = {}
         for line in result.stdout.decode("utf-8", "replace").splitlines():
             key, _, value = line.partition("=")

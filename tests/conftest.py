@@ -99,7 +99,12 @@ def ec2(moto_endpoint: Any, ec2_network: str, tmp_path: Path) -> Iterator[Any]:
         for image in client.describe_images(Owners=["amazon"])["Images"]
         if image.get("Platform") != "windows"
     ]
-    hypervisor = Hypervisor(client, tmp_path / "hypervisor", silent_images={images[1]})
+    hypervisor = Hypervisor(
+        client,
+        tmp_path / "hypervisor",
+        silent_images={images[1]},
+        root_refusing_images=frozenset({images[3]}),
+    )
     yield SimpleNamespace(
         url=moto_endpoint.url,
         client=client,
@@ -110,6 +115,7 @@ def ec2(moto_endpoint: Any, ec2_network: str, tmp_path: Path) -> Iterator[Any]:
         image=images[0],
         other_image=images[2],
         silent_image=images[1],
+        root_refusing_image=images[3],
         hypervisor=hypervisor,
     )
     hypervisor.stop()

@@ -79,10 +79,20 @@ class Hypervisor:
     every instance by its private DNS name, as EC2's resolver would.
     """
 
-    def __init__(self, client: Any, workdir: Path, *, silent_images: set[str]) -> None:
+    def __init__(
+        self,
+        client: Any,
+        workdir: Path,
+        *,
+        silent_images: set[str],
+        root_refusing_images: frozenset[str] = frozenset(),
+    ) -> None:
         self.client = client
         self.workdir = workdir
         self.silent_images = silent_images
+        # Images whose root key runs only the notice Ubuntu's and Amazon Linux's cloud-init
+        # put there (`disable_root: true`), as many clouds' stock images do.
+        self.root_refusing_images = root_refusing_images
         self._machines: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
         self._names: dict[str, str] = {}
         self._hosts = workdir / "hosts"
@@ -138,7 +148,14 @@ class Hypervisor:
         (state / "host_key").write_bytes(pem)
         (state / "host_key").chmod(0o600)
         pair = self.client.describe_key_pairs(KeyNames=[data["KeyName"]], IncludePublicKey=True)
-        (state / "authorized_keys").write_text(pair["KeyPairs"][0]["PublicKey"] + "\n")
+        key = pair["KeyPairs"][0]["PublicKey"]
+        if data["ImageId"] in self.root_refusing_images:
+            key = (
+                'no-port-forwarding,no-agent-forwarding,no-X11-forwarding,command="echo '
+                '\'Please login as the user \\"ubuntu\\" rather than the user \\"root\\".\';'
+                'echo;sleep 1;exit 142" ' + key
+            )
+        (state / "authorized_keys").write_text(key + "\n")
         (state / "setup.sh").write_text(_SETUP)
         config = _sshd_config(
             address=address, port=22, state=state, root_mode=True,

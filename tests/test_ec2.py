@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from precip_repro import (
     LocalExperiment,
     NimbusExperiment,
     OpenStackExperiment,
+    UnsupportedUser,
     WaitTimeout,
     finish_run,
     verify,
@@ -203,6 +205,22 @@ def test_an_instance_started_by_a_launch_whose_answer_was_lost_is_found_and_term
     assert "the launch failed, yet the cloud started the instance" in capfd.readouterr().err
     assert of_type(exp.run_path, "instance.launched") == []
     exp.close()
+    finish_run()
+
+
+def test_an_image_that_refuses_root_is_a_clear_error_at_wait_not_a_riddle_later(ec2, store):
+    exp = make("ec2", ec2, store)
+    exp.provision(ec2.root_refusing_image)
+    started = time.monotonic()
+    with pytest.raises(UnsupportedUser) as info:
+        exp.wait(timeout=60)
+    assert time.monotonic() - started < 30  # at once, not at the timeout
+    message = str(info.value)
+    assert "lets root log in but runs no command for it" in message
+    assert 'says \'Please login as the user "ubuntu" rather than the user "root".\'' in message
+    assert "disable_root: false" in message
+    exp.close()
+    assert live(ec2) == []
     finish_run()
 
 
