@@ -520,7 +520,7 @@ def test_a_closed_experiment_refuses_to_start_or_use_anything(local_experiment):
     with exp:
         exp.provision("default")
         exp.wait()
-    for method, call in [
+    calls: list[tuple[str, Any]] = [
         ("provision", lambda: exp.provision("default")),
         ("wait", lambda: exp.wait()),
         ("run", lambda: exp.run([], "true")),
@@ -528,7 +528,8 @@ def test_a_closed_experiment_refuses_to_start_or_use_anything(local_experiment):
         ("get", lambda: exp.get([], "/etc/hostname", "x")),
         ("copy_and_run", lambda: exp.copy_and_run([], "/bin/true")),
         ("open_port", lambda: exp.open_port(80)),
-    ]:
+    ]
+    for method, call in calls:
         with pytest.raises(ExperimentClosed, match=rf"e1 .* closed: .* so {method}\(\) would"):
             call()
     exp.deprovision()  # what a seed script's `finally:` does after the with block: harmless
