@@ -75,6 +75,8 @@ SSH_ADDRESSES: Final = ("public", "private")
 _EMPTY: Final = BlobRef.of(b"")
 MAX_WORKERS: Final = 32
 STDERR_TAIL: Final = 400
+NO_EXIT_STATUS: Final = -1
+"""The exit code of a command whose session ended without one (paramiko's, as the seed's)."""
 _FACTS_CMD: Final = (
     'echo "uname=$(uname -srvmo 2>/dev/null || uname -a)"; '
     'echo "cpus=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)"; '
@@ -819,8 +821,14 @@ class Experiment:
                 )
             if check_exit_code and result.exit_code != 0:
                 tail = result.stderr.decode("utf-8", "replace")[-STDERR_TAIL:]
+                exited = (
+                    f"exited {result.exit_code}"
+                    if result.exit_code not in (None, NO_EXIT_STATUS)
+                    else f"ended without an exit status ({NO_EXIT_STATUS}: killed by a signal, "
+                    "or its session was ended)"
+                )
                 raise CommandFailed(
-                    f"{cmd!r} exited {result.exit_code} on instance {inst.instance_id} "
+                    f"{cmd!r} {exited} on instance {inst.instance_id} "
                     f"({inst.slot}); stderr ends: {tail.strip() or '(empty)'}",
                     instance=inst.instance_id,
                     slot=inst.slot,

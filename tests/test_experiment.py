@@ -535,3 +535,13 @@ def test_a_closed_experiment_refuses_to_start_or_use_anything(local_experiment):
     exp.deprovision()  # what a seed script's `finally:` does after the with block: harmless
     assert exp.list() == []
     assert [d["method"] for d in of_type(exp.run_path, "call.started")].count("provision") == 1
+
+
+def test_a_command_killed_without_an_exit_status_says_so(local_experiment):
+    exp = local_experiment("killed")
+    exp.provision("default")
+    exp.wait()
+    assert exp.run([], "kill -9 $$", check_exit_code=False)[0] == [-1]
+    with pytest.raises(CommandFailed, match=r"ended without an exit status \(-1: killed by"):
+        exp.run([], "kill -9 $$")
+    assert exp.run([], "echo still here")[1] == ["still here\n"]
