@@ -64,6 +64,16 @@ def test_ls_puts_a_foreign_directory_by_age_and_calls_a_non_event_log_unreadable
     assert store.resolve("latest") == run.path
 
 
+def test_latest_is_the_run_started_last_even_within_the_same_second(capsys, store):
+    first = Run.open(store, name="zzz-first")  # its name sorts after the second's
+    second = Run.open(store, name="aaa-second")
+    for run in (first, second):
+        run.finish()
+    assert store.resolve("latest") == second.path
+    lines = cli(capsys, store, "ls")[1].splitlines()
+    assert [line.split()[0] for line in lines[1:3]] == [second.id, first.id]
+
+
 def test_ls_of_an_empty_store_says_so(capsys, store):
     assert cli(capsys, store, "ls")[:2] == (0, f"no runs in {store.root}\n")
 

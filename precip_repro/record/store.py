@@ -59,16 +59,34 @@ def slug(name: str | None) -> str:
 _ID_STAMP: Final = re.compile(r"\d{8}T\d{6}Z-")
 
 
-def _age_key(run_dir: Path) -> str:
-    # Run ids begin with their start time; for any other name the log's last change stands
+_TS: Final = re.compile(rb'"ts":"([^"]{1,40})"')
+
+
+def _started_ts(run_dir: Path) -> bytes:
+    """The first event's timestamp (microseconds), read from the log's first line; empty
+    when it cannot be read. The top-level ``ts`` is the line's last one: keys are sorted
+    and only ``type`` and ``v`` follow it."""
+    try:
+        with (run_dir / EVENTS).open("rb") as log:
+            first = log.readline(1 << 20)
+    except OSError:
+        return b""
+    found = _TS.findall(first)
+    return found[-1] if found else b""
+
+
+def _age_key(run_dir: Path) -> tuple[str, bytes, str]:
+    # Run ids begin with their start time, to the second; two runs started within the same
+    # second are ordered by their first event's microseconds (their ids' random suffixes
+    # would make "latest" a coin toss). For any other name the log's last change stands
     # in, so that "latest" never means "a directory whose name sorts after the digits".
     if _ID_STAMP.match(run_dir.name):
-        return run_dir.name
+        return run_dir.name[:16], _started_ts(run_dir), run_dir.name
     try:
         mtime = (run_dir / EVENTS).stat().st_mtime
     except OSError:
         mtime = 0.0
-    return time.strftime("%Y%m%dT%H%M%SZ-", time.gmtime(mtime)) + run_dir.name
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(mtime)), b"", run_dir.name
 
 
 def new_run_id(name: str | None, *, now_ns: int | None = None) -> str:
