@@ -206,9 +206,10 @@ class RunStore:
                     run=spec,
                     path=as_path,
                 )
+        plain = spec and "/" not in spec and spec not in (".", "..", "latest")
+        if plain and (self.root / spec / EVENTS).is_file():
+            return self.root / spec  # an exact id: no need to list (and order) every run
         runs = [path.name for path in self.run_dirs()]
-        if spec in runs:
-            return self.root / spec
         if spec == "latest":
             if not runs:
                 raise RunNotFound(f"the store {self.root} holds no runs yet", run=spec)
