@@ -45,7 +45,6 @@ from precip_repro import (
     session,
     short_hostname,
 )
-from precip_repro.logs import get_logger
 from replay.mapping import ReplayMapping
 from replay.plan import SECRET_RE, Step, build_plan, images_used
 
@@ -54,8 +53,6 @@ __all__ = ["CLOUDS", "Engine", "ReplayFailed", "StepVerdict"]
 CLOUDS: Final = ("local", "ec2", "openstack", "eucalyptus", "nimbus")
 REMAP_LIMIT: Final = 16 << 20
 """Text files up to this size that a put sends have source instances' values remapped."""
-
-log = get_logger(__name__)
 _HOST_NAMES: Final = re.compile(
     r"\{(e\d+\.p\d+\.\d+)\.(?:address|public_address|private_address|public_hostname"
     r"|private_hostname)\}"
@@ -276,12 +273,12 @@ class Engine:
         local = self.workdir / "files" / str(call.number) / Path(recorded_path).name
         moved = self._content_to_send(call)
         if moved is not None:
-            return _local_file(local, self._remapped(call, self._blob(moved.content)), moved.mode)
+            return _local_file(local, self._remapped(self._blob(moved.content)), moved.mode)
         if (call.error or {}).get("type") == "LocalFileMissing":
             return local  # never written: missing here as it was then
         return _local_file(local, b"", 0o644)
 
-    def _remapped(self, call: CallView, content: bytes) -> bytes:
+    def _remapped(self, content: bytes) -> bytes:
         """A text file that names source instances (a master's address written into a
         worker's configuration) names the same slots' replay instances instead, as the
         arguments and commands do; binary and large files are sent as recorded."""
@@ -292,10 +289,7 @@ class Engine:
         except UnicodeDecodeError:
             return content
         remapped = self._substitute(text, self._inverse())
-        if remapped == text:
-            return content
-        log.info("source instances named in the file remapped", call=call.number)
-        return remapped.encode("utf-8")
+        return content if remapped == text else remapped.encode("utf-8")
 
     @staticmethod
     def _content_to_send(call: CallView) -> FileView | None:
