@@ -329,6 +329,15 @@ def test_an_availability_zone_stands_for_its_region():
     assert parse_region("eu-central-1a") == ("eu-central-1", "eu-central-1a")
 
 
+def test_a_private_clouds_own_region_name_is_taken_and_a_malformed_one_refused():
+    assert parse_region("RegionOne") == ("RegionOne", None)
+    for bad in ("", "us west", None, "-east"):
+        with pytest.raises(InvalidOption, match="a region such as us-east-1"):
+            parse_region(bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidOption, match="endpoint=5"):
+        parse_endpoint(5)  # type: ignore[arg-type]
+
+
 def test_the_hypervisor_runs_an_sshd_exactly_while_the_instance_runs(ec2):
     from precip_repro.keys import load_keys
 

@@ -38,7 +38,9 @@ KINDS: Final = ("ec2", "openstack", "eucalyptus", "nimbus")
 SECURITY_GROUP: Final = "precip"
 TERMINATE_TIMEOUT: Final = 600.0
 _ZONE_RE: Final = re.compile(r"([a-z]{2}(?:-[a-z]+)+-\d+)([a-z])")
-_REGION_RE: Final = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d+")
+_REGION_RE: Final = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
+"""What botocore takes as a region name (a host label: private clouds name theirs freely,
+``RegionOne`` say)."""
 MAX_USER_TAGS: Final = 40
 
 
@@ -48,6 +50,8 @@ def parse_endpoint(endpoint: str) -> str:
     ``ec2.us-west-2.amazonaws.com`` → ``https://ec2.us-west-2.amazonaws.com``; a URL with a
     scheme, port and path (``http://host:8773/services/Cloud``) is kept as it is.
     """
+    if not isinstance(endpoint, str):
+        raise InvalidOption("endpoint", endpoint, ["a host name or an http(s) URL"])
     endpoint = endpoint.strip()
     if not endpoint:
         raise InvalidOption("endpoint", endpoint, ["a host name or an http(s) URL"])
@@ -62,6 +66,15 @@ def parse_endpoint(endpoint: str) -> str:
 def parse_region(region: str) -> tuple[str, str | None]:
     """A region, or an availability zone standing for one: ``us-west-2c`` → (``us-west-2``,
     placement ``us-west-2c``)."""
+    if not isinstance(region, str) or not _REGION_RE.fullmatch(region):
+        raise InvalidOption(
+            "region",
+            region,
+            [
+                "a region such as us-east-1 (letters, digits and -)",
+                "an availability zone such as us-west-2c",
+            ],
+        )
     zone = _ZONE_RE.fullmatch(region)
     if zone:
         return zone.group(1), region
