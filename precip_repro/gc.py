@@ -294,34 +294,31 @@ def terminate(
         for leak in targets:
             info = runs.get(leak.run or "")
             acted[leak.run or "?"] = info.digest if info else None
-            if leak.kind == "address":
-                run.append(
-                    Note(
-                        text=f"gc releases floating address {leak.address}: {leak.reason}",
-                        fields={
-                            "run": leak.run,
-                            "digest": info.digest if info else None,
-                            "address": leak.address,
-                            "allocation": leak.instance_id,
-                            "slot": leak.slot,
-                            "cloud": leak.cloud,
-                        },
-                    )
-                )
-                by_label[leak.cloud].release_address(leak.instance_id)
-                continue
+            what = (
+                f"releases floating address {leak.address}"
+                if leak.kind == "address"
+                else f"terminates {leak.instance_id}"
+            )
+            names = (
+                {"address": leak.address, "allocation": leak.instance_id}
+                if leak.kind == "address"
+                else {"instance_id": leak.instance_id}
+            )
             run.append(
                 Note(
-                    text=f"gc terminates {leak.instance_id}: {leak.reason}",
+                    text=f"gc {what}: {leak.reason}",
                     fields={
                         "run": leak.run,
                         "digest": info.digest if info else None,
-                        "instance_id": leak.instance_id,
+                        **names,
                         "slot": leak.slot,
                         "cloud": leak.cloud,
                     },
                 )
             )
+            if leak.kind == "address":
+                by_label[leak.cloud].release_address(leak.instance_id)
+                continue
             slot = leak.slot or "?"
             run.append(InstanceTerminating(slot=slot, instance_id=leak.instance_id))
             if leak.cloud == "local":
