@@ -7,7 +7,6 @@ exit status. Errors are one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import logging
 import re
@@ -270,19 +269,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         runpy.run_path(str(script), run_name="__main__")
     except SystemExit as exc:
+        session.mark_ending(exc)
         if exc.code not in (None, 0):
-            session.mark(
-                "interrupted" if isinstance(exc.code, int) and exc.code > 128 else "failed", exc
-            )
             code = exc.code if isinstance(exc.code, int) else EXIT_BAD
             if not isinstance(exc.code, int):
                 print(exc.code, file=sys.stderr)  # as Python prints sys.exit("message")
     except KeyboardInterrupt as exc:
-        session.mark("interrupted", exc)
+        session.mark_ending(exc)
         code = 130
     except BaseException as exc:
         _print_script_error(exc, script)
-        session.mark("failed", exc)
+        session.mark_ending(exc)
         code = EXIT_BAD
     run = session.run
     digest = finish_run()
@@ -386,19 +383,29 @@ def _playback(args: argparse.Namespace, store: RunStore, script: Path) -> int:
     session.restart_numbering()
     sys.argv = [str(script), *args.args]
     sys.path.insert(0, str(script.resolve().parent))
+    status = str((view.finished or {}).get("status", "unfinished"))
+    recorded = f"the recording ended {status}" + (f" ({view.ending})" if view.ending else "")
+    exited: SystemExit | None = None
     try:
-        with contextlib.suppress(SystemExit, RecordingStopped):
+        try:
             runpy.run_path(str(script), run_name="__main__")
+        except RecordingStopped:
+            pass
+        except SystemExit as exc:
+            exited = exc if exc.code not in (None, 0) else None
         # What the recording process did at exit: close what the script left open.
         for experiment in playback.experiments:
             experiment.close()
     except BaseException as exc:
         if playback.failed is None:
             _print_script_error(exc, script)
-            print(f"precip-repro run --playback: the script failed: {exc}")
+            print(f"precip-repro run --playback: the script failed: {exc}; {recorded}")
             return EXIT_BAD
     finally:
         session.playback = None
+    if exited is not None and playback.failed is None:
+        print(f"playback of {view.run}: the script exited with {exited.code!r}; {recorded}")
+        return exited.code if isinstance(exited.code, int) else EXIT_BAD
     if playback.failed is not None:
         print(f"playback of {view.run} FAILED: {playback.failed}")
         return EXIT_BAD

@@ -1170,9 +1170,8 @@ class Experiment:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is not None:
-            interrupted = issubclass(exc_type, KeyboardInterrupt)
-            session.mark("interrupted" if interrupted else "failed", exc)
+        if exc is not None:
+            session.mark_ending(exc)
         self.close()
 
     def __repr__(self) -> str:

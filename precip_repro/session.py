@@ -136,6 +136,13 @@ class Session:
             self.status = None
             return self.run
 
+    def mark_ending(self, exc: BaseException) -> None:
+        """Remember how an exception ends the process: ``sys.exit(0)`` is no failure, an
+        exit status past 128 (a signal's, by the shells' convention) an interruption."""
+        status = ending_status(exc)
+        if status is not None:
+            self.mark(status, exc)
+
     def mark(self, status: str, why: BaseException | int | None = None) -> None:
         """Remember how the process is ending (``failed`` or ``interrupted``), and why: the
         exception or the signal number, the first of which the run's record will say."""
@@ -233,10 +240,19 @@ class Session:
         def excepthook(
             kind: type[BaseException], value: BaseException, tb: types.TracebackType | None
         ) -> None:
-            self.mark("interrupted" if issubclass(kind, KeyboardInterrupt) else "failed", value)
+            self.mark_ending(value)
             previous_hook(kind, value, tb)
 
         sys.excepthook = excepthook
+        # A SystemExit never reaches the excepthook, and atexit cannot see the exit status:
+        # without this, a script's sys.exit(3) would leave its run recorded as ok.
+        previous_exit = sys.exit
+
+        def exit(status: str | int | None = None) -> NoReturn:
+            self.mark_ending(SystemExit(status))
+            previous_exit(status)
+
+        sys.exit = exit
         if threading.current_thread() is not threading.main_thread():
             return
         # SIGHUP too: a closed terminal or a dropped ssh session must not leave instances.
@@ -285,6 +301,17 @@ def _raise_for(signum: int) -> NoReturn:
 
 
 session = Session()
+
+
+def ending_status(exc: BaseException) -> str | None:
+    """The run status an exception ending the process means, or None (a clean exit)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, SystemExit):
+        if exc.code is None or exc.code == 0:
+            return None
+        return "interrupted" if isinstance(exc.code, int) and exc.code > 128 else "failed"
+    return "failed"
 
 
 def ending_note(why: BaseException | int, script: Path | None) -> tuple[str, dict[str, Any]]:

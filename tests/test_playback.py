@@ -180,3 +180,29 @@ def test_a_recording_stopped_mid_call_plays_back_up_to_that_call(store, tmp_path
     out = capsys.readouterr().out
     assert code == 0, out
     assert "every call matched up to call #4 e1.run, where the recording was stopped" in out
+
+
+def test_a_script_that_exits_non_zero_in_playback_says_how_the_recording_ended(
+    store, tmp_path, capsys
+):
+    script = tmp_path / "exits.py"
+    script.write_text(
+        "import sys\n"
+        "from precip_repro import LocalExperiment\n"
+        "exp = LocalExperiment('exits')\n"
+        "exp.provision('default')\n"
+        "exp.wait()\n"
+        "codes, _, _ = exp.run([], 'exit 5', check_exit_code=False)\n"
+        "sys.exit(codes[0] - 2)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        env=dict(os.environ, PRECIP_RECORDS=str(store.root)),
+        capture_output=True,
+    )
+    assert done.returncode == 3
+    (run_dir,) = store.run_dirs()
+    status = main(["--records", str(store.root), "run", "--playback", run_dir.name, str(script)])
+    assert status == 3
+    out = capsys.readouterr().out
+    assert "the script exited with 3; the recording ended failed (the script exited with " in out

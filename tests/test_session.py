@@ -40,3 +40,42 @@ def test_a_signal_held_by_a_worker_threads_clean_up_reaches_the_main_thread_afte
     )
     assert done.stdout.splitlines() == ["CLEAN-UP DONE", "INTERRUPTED AFTER THE CLEAN-UP"]
     assert "still deprovisioning" in done.stderr
+
+
+EXITING = """
+import sys
+from precip_repro import LocalExperiment
+exp = LocalExperiment("exiting", records=sys.argv[1])
+exp.provision("default")
+if sys.argv[2] == "inside":
+    with exp:
+        sys.exit({code})
+sys.exit({code})
+"""
+
+
+def test_sys_exit_of_a_script_run_directly_decides_how_its_run_ends(tmp_path):
+    from precip_repro import verify
+    from precip_repro.record import LogReader
+    from precip_repro.record.store import EVENTS, RunStore
+
+    for code, status, notes, where in (
+        (0, "ok", [], "inside"),
+        (0, "ok", [], "outside"),
+        (3, "failed", [{"ended": "failed", "exit_status": 3}], "outside"),
+        (3, "failed", [{"ended": "failed", "exit_status": 3}], "inside"),
+        (130, "interrupted", [{"ended": "interrupted", "exit_status": 130}], "outside"),
+    ):
+        store = RunStore(tmp_path / f"records-{code}-{where}")
+        script = tmp_path / f"exiting_{code}.py"
+        script.write_text(EXITING.format(code=code))
+        done = subprocess.run(
+            [sys.executable, str(script), str(store.root), where],
+            capture_output=True,
+            timeout=60,
+        )
+        assert done.returncode == code
+        (run_dir,) = store.run_dirs()
+        assert verify(run_dir).status == status
+        found = [e.data["fields"] for e in LogReader(run_dir / EVENTS) if e.type == "note"]
+        assert found == notes
