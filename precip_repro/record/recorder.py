@@ -21,6 +21,7 @@ import getpass
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -142,40 +143,56 @@ class Run:
                 path=store.root,
                 cause=exc,
             ) from exc
-        # Absolute: a script that changes directory must not send blobs elsewhere.
-        run = cls(run_id, path.absolute(), journal)
-        script_ref = None
-        if script is not None:
-            try:
-                script_ref = run._store_script(script, secrets)
-            except RecordWriteFailed:
-                raise
-            except OSError as exc:  # gone or unreadable since it started: the run goes on
-                log.warning(
-                    "the experiment script could not be read; the run is recorded without it",
-                    file=str(script),
-                    error=exc.strerror or str(exc),
-                )
-        mapping_ref = run.blobs.put_bytes(mapping) if mapping is not None else None
-        started = RunStarted(
-            run=run_id,
-            tool_version=tool_version(),
-            python=platform.python_version(),
-            platform=platform.platform(),
-            host=socket.gethostname(),
-            user=getpass.getuser(),
-            argv=list(sys.argv if argv is None else argv),
-            cwd=str(Path.cwd()),
-            script=script_ref,
-            script_path=str(script) if script is not None else None,
-            git_commit=_git_commit((script or Path.cwd()).resolve().parent)
-            if script is not None
-            else _git_commit(Path.cwd()),
-            replay_of=replay_of,
-            mapping=mapping_ref,
-        )
-        run._started_ns = time.monotonic_ns()
-        run.append(started)
+        try:
+            # Absolute: a script that changes directory must not send blobs elsewhere.
+            run = cls(run_id, path.absolute(), journal)
+            script_ref = None
+            if script is not None:
+                try:
+                    script_ref = run._store_script(script, secrets)
+                except RecordWriteFailed:
+                    raise
+                except OSError as exc:  # gone or unreadable since it started: the run goes on
+                    log.warning(
+                        "the experiment script could not be read; the run is recorded without it",
+                        file=str(script),
+                        error=exc.strerror or str(exc),
+                    )
+            mapping_ref = run.blobs.put_bytes(mapping) if mapping is not None else None
+            started = RunStarted(
+                run=run_id,
+                tool_version=tool_version(),
+                python=platform.python_version(),
+                platform=platform.platform(),
+                host=socket.gethostname(),
+                user=getpass.getuser(),
+                argv=list(sys.argv if argv is None else argv),
+                cwd=str(Path.cwd()),
+                script=script_ref,
+                script_path=str(script) if script is not None else None,
+                git_commit=_git_commit((script or Path.cwd()).resolve().parent)
+                if script is not None
+                else _git_commit(Path.cwd()),
+                replay_of=replay_of,
+                mapping=mapping_ref,
+            )
+            run._started_ns = time.monotonic_ns()
+            run.append(started)
+        except BaseException as exc:
+            # Not one event was written: a directory with an empty log would only stand
+            # in `ls` as an abandoned run that recover cannot finish.
+            journal.close()
+            shutil.rmtree(path, ignore_errors=True)
+            if isinstance(exc, RecordWriteFailed):
+                raise RecordWriteFailed(
+                    f"cannot start a run in the store {store.root}: {exc} (nothing of the "
+                    "run was kept)",
+                    path=store.root,
+                    cause=exc.__cause__
+                    if isinstance(exc.__cause__, OSError)
+                    else OSError(exc.errno, str(exc)),
+                ) from exc
+            raise
         _fsync_dir(path)
         _fsync_dir(store.root)
         log.info("run started", run=run_id, path=str(path))
