@@ -9,6 +9,7 @@ experiment of the process deprovisions what it started, then the run finishes wi
 from __future__ import annotations
 
 import atexit
+import builtins
 import contextlib
 import os
 import signal
@@ -230,6 +231,9 @@ class Session:
             log.info("run recorded", run=run.id, status=run.status, digest=digest)
             return digest
 
+    def _watching_exit(self, exit: Callable[..., Any]) -> _WatchedExit:
+        return _WatchedExit(exit, self.mark_ending)
+
     def _install_hooks(self) -> None:
         if self._hooks_installed:
             return
@@ -245,14 +249,14 @@ class Session:
 
         sys.excepthook = excepthook
         # A SystemExit never reaches the excepthook, and atexit cannot see the exit status:
-        # without this, a script's sys.exit(3) would leave its run recorded as ok.
-        previous_exit = sys.exit
-
-        def exit(status: str | int | None = None) -> NoReturn:
-            self.mark_ending(SystemExit(status))
-            previous_exit(status)
-
-        sys.exit = exit
+        # without this, a script's sys.exit(3) — or exit(3), the site builtin — would leave
+        # its run recorded as ok. (A bare `raise SystemExit(3)` outside an experiment's
+        # with block still goes unseen.)
+        sys.exit = self._watching_exit(sys.exit)
+        for name in ("exit", "quit"):
+            builtin = getattr(builtins, name, None)
+            if builtin is not None:
+                setattr(builtins, name, self._watching_exit(builtin))
         if threading.current_thread() is not threading.main_thread():
             return
         # SIGHUP too: a closed terminal or a dropped ssh session must not leave instances.
@@ -301,6 +305,23 @@ def _raise_for(signum: int) -> NoReturn:
 
 
 session = Session()
+
+
+class _WatchedExit:
+    """``sys.exit`` (or the ``exit`` builtin) noting the status for the run first; its repr
+    is the original's, which the interactive prompt shows for a bare ``exit``."""
+
+    def __init__(self, exit: Callable[..., Any], note: Callable[[BaseException], None]) -> None:
+        self._exit = exit
+        self._note = note
+
+    def __call__(self, status: str | int | None = None) -> NoReturn:
+        self._note(SystemExit(status))
+        self._exit(status)
+        raise SystemExit(status)  # pragma: no cover - the original raised already
+
+    def __repr__(self) -> str:
+        return repr(self._exit)
 
 
 def ending_status(exc: BaseException) -> str | None:

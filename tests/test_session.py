@@ -50,6 +50,8 @@ exp.provision("default")
 if sys.argv[2] == "inside":
     with exp:
         sys.exit({code})
+if sys.argv[2] == "builtin":
+    exit({code})
 sys.exit({code})
 """
 
@@ -64,6 +66,7 @@ def test_sys_exit_of_a_script_run_directly_decides_how_its_run_ends(tmp_path):
         (0, "ok", [], "outside"),
         (3, "failed", [{"ended": "failed", "exit_status": 3}], "outside"),
         (3, "failed", [{"ended": "failed", "exit_status": 3}], "inside"),
+        (3, "failed", [{"ended": "failed", "exit_status": 3}], "builtin"),
         (130, "interrupted", [{"ended": "interrupted", "exit_status": 130}], "outside"),
     ):
         store = RunStore(tmp_path / f"records-{code}-{where}")
