@@ -189,7 +189,7 @@ class Session:
     def shielded(self, doing: str = "deprovisioning") -> Iterator[None]:
         """Hold SIGINT, SIGTERM and SIGHUP back while instances are launched or terminated
         and the run finished: a Ctrl-C must not leave an instance running on the user's bill
-        unknown (its launch cut off before the cloud said which) or untermintated, nor the
+        unknown (its launch cut off before the cloud said which) or unterminated, nor the
         run unfinished. The signal takes effect once the block is done; the third one held
         gives up waiting. ``doing`` is what the warning says is going on."""
         with self._lock:
@@ -231,9 +231,6 @@ class Session:
             log.info("run recorded", run=run.id, status=run.status, digest=digest)
             return digest
 
-    def _watching_exit(self, exit: Callable[..., Any]) -> _WatchedExit:
-        return _WatchedExit(exit, self.mark_ending)
-
     def _install_hooks(self) -> None:
         if self._hooks_installed:
             return
@@ -252,11 +249,11 @@ class Session:
         # without this, a script's sys.exit(3) — or exit(3), the site builtin — would leave
         # its run recorded as ok. (A bare `raise SystemExit(3)` outside an experiment's
         # with block still goes unseen.)
-        sys.exit = self._watching_exit(sys.exit)
+        sys.exit = _WatchedExit(sys.exit, self.mark_ending)
         for name in ("exit", "quit"):
             builtin = getattr(builtins, name, None)
             if builtin is not None:
-                setattr(builtins, name, self._watching_exit(builtin))
+                setattr(builtins, name, _WatchedExit(builtin, self.mark_ending))
         if threading.current_thread() is not threading.main_thread():
             return
         # SIGHUP too: a closed terminal or a dropped ssh session must not leave instances.
@@ -316,7 +313,8 @@ class _WatchedExit:
         self._note = note
 
     def __call__(self, status: str | int | None = None) -> NoReturn:
-        self._note(SystemExit(status))
+        if threading.current_thread() is threading.main_thread():  # elsewhere it ends a thread
+            self._note(SystemExit(status))
         self._exit(status)
         raise SystemExit(status)  # pragma: no cover - the original raised already
 
