@@ -306,22 +306,16 @@ def _compare_instances(a: _Side, b: _Side) -> Iterator[dict[str, Any]]:
             yield {"slot": slot, "differences": differences}
 
 
-def _ended(side: _Side) -> str:
-    status = str((side.view.finished or {}).get("status", "not finished"))
-    ending = side.view.ending
-    return f"{status}: {side.norm.text(ending)}" if ending and status != "ok" else status
-
-
 def _notes(side: _Side) -> list[dict[str, JSON]]:
     return [
         {"text": side.norm.text(text), "fields": side.norm.json(fields)}
         for _, text, fields in side.view.notes
-        if "ended" not in fields  # the tool's own, which _ended() compares
+        if "ended" not in fields  # the tool's own, compared as the run's `ended`
     ]
 
 
 def _compare_run(a: _Side, b: _Side) -> Iterator[dict[str, Any]]:
-    ended_a, ended_b = _ended(a), _ended(b)
+    ended_a, ended_b = a.norm.text(a.view.ended), b.norm.text(b.view.ended)
     if ended_a != ended_b:
         yield {"kind": "status", "a": ended_a, "b": ended_b}
     notes_a, notes_b = _notes(a), _notes(b)

@@ -86,11 +86,10 @@ def _outcomes(call: CallView) -> str:
 
 def _header(view: RunView, verdict: Verdict) -> list[tuple[str, str]]:
     started = view.started
-    finished = view.finished or {}
     return [
         ("run", view.run),
         ("digest", verdict.digest or "-"),
-        ("status", _status(finished, view.ending)),
+        ("status", view.ended),
         ("events", str(view.events)),
         ("duration", format_duration(view.last_ns - view.first_ns)),
         ("tool", f"precip-repro {started.get('tool_version')}"),
@@ -101,11 +100,6 @@ def _header(view: RunView, verdict: Verdict) -> list[tuple[str, str]]:
         ("clouds", "; ".join(_clouds(view)) or "-"),
         *_replay_header(view),
     ]
-
-
-def _status(finished: dict[str, Any], ending: str | None) -> str:
-    status = str(finished.get("status", "not finished"))
-    return f"{status}: {ending}" if ending and status != "ok" else status
 
 
 def _script(started: dict[str, Any]) -> str:

@@ -147,6 +147,12 @@ class RunView:
     """Why the run did not end ``ok``, as the note the tool writes then says."""
 
     @property
+    def ended(self) -> str:
+        """How the run ended: its status, and why when not ``ok`` and the record says."""
+        status = str((self.finished or {}).get("status", "not finished"))
+        return f"{status}: {self.ending}" if self.ending and status != "ok" else status
+
+    @property
     def call_by_number(self) -> dict[int, CallView]:
         return {call.number: call for call in self.calls}
 
