@@ -70,21 +70,16 @@ def seconds(option: str, value: object, *, optional: bool = False, zero: bool = 
 
 
 def image(value: object) -> str:
-    if isinstance(value, os.PathLike):
-        value = os.fsdecode(value)
-    if not isinstance(value, str) or not value:
-        raise InvalidOption(
-            "image_id", value, ["an image id (on the local cloud: 'default' or a directory)"]
-        )
-    return value
+    """An image id; on the local cloud a directory, which may come as a path object."""
+    return path("image_id", value, "an image id (on the local cloud: 'default' or a directory)")
 
 
-def path(option: str, value: object) -> str:
+def path(option: str, value: object, valid: str = "a path (str or pathlib.Path)") -> str:
     """A local path given as a string or a path object, returned as a string."""
     if isinstance(value, os.PathLike):
         value = os.fsdecode(value)
     if not isinstance(value, str) or not value:
-        raise InvalidOption(option, value, ["a path (str or pathlib.Path)"])
+        raise InvalidOption(option, value, [valid])
     return value
 
 
