@@ -212,6 +212,11 @@ def _replay(args: argparse.Namespace) -> int:
     print(f"replaying {source.run} on " + ", ".join(f"{e}={c}" for e, c in sorted(targets.items())))
     if cut:
         print(cut)
+    if source.ending:
+        print(
+            f"the recording ended {source.ended}; the replay re-executes its calls, not the "
+            "script, so that ending is not replayed"
+        )
     engine.run(steps)
     diverged = [v for v in engine.verdicts if v.verdict != "reproduced"]
     print(f"replay run {engine.run_id} — files it got are in {workdir}")

@@ -524,3 +524,24 @@ def test_a_file_naming_a_source_instance_is_sent_naming_the_replays_instance(
     assert new_master != master
     (ran,) = [e for e in events(store, replayed, "command.finished") if "worker" in e["cmd"]]
     assert ran["stdout"]["text"] == f"MASTER = {new_master}\n"
+
+
+def test_a_replay_says_how_the_recording_ended_when_its_script_failed(store, capsys):
+    script_failed = """
+import sys
+from precip_repro import LocalExperiment
+exp = LocalExperiment("fails-after")
+exp.provision("default")
+exp.wait()
+exp.run([], "echo done")
+sys.exit(3)
+"""
+    env = dict(os.environ, PRECIP_RECORDS=str(store.root))
+    done = subprocess.run([sys.executable, "-c", script_failed], env=env, capture_output=True)
+    assert done.returncode == 3
+    (source,) = [p.name for p in store.run_dirs()]
+    code, out = replay_locally(store, source, capsys)
+    assert code == 0, out
+    assert (
+        "the recording ended failed: the script exited with status 3; the replay re-executes" in out
+    )
