@@ -53,8 +53,10 @@ from precip_repro.record import (
     recover,
     verify,
 )
+from precip_repro.record.blobs import hash_file
 from precip_repro.record.events import ReplayOf, ReplayStep
 from precip_repro.record.recorder import tool_version as _tool_version
+from precip_repro.record.redact import SECRET_PLACEHOLDER
 from precip_repro.runview import CallView, FileView, RunView, load_run, load_verified
 from precip_repro.session import current_run, finish_run, session
 
@@ -140,6 +142,7 @@ __all__ = [
     "RunNotFound",
     "RunStore",
     "RunView",
+    "SECRET_PLACEHOLDER",
     "TransferFailed",
     "UnrecordableValue",
     "UnsupportedUser",
@@ -150,6 +153,7 @@ __all__ = [
     "current_run",
     "diff_runs",
     "finish_run",
+    "hash_file",
     "instance_names",
     "load_run",
     "load_verified",

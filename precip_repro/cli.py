@@ -383,8 +383,7 @@ def _playback(args: argparse.Namespace, store: RunStore, script: Path) -> int:
     session.restart_numbering()
     sys.argv = [str(script), *args.args]
     sys.path.insert(0, str(script.resolve().parent))
-    status = str((view.finished or {}).get("status", "unfinished"))
-    recorded = f"the recording ended {status}" + (f" ({view.ending})" if view.ending else "")
+    recorded = f"the recording ended {view.ended}"
     exited: SystemExit | None = None
     try:
         try:

@@ -84,7 +84,7 @@ _FACTS_CMD: Final = (
     'if [ -r /etc/os-release ]; then . /etc/os-release; echo "os=$PRETTY_NAME"; fi; '
     'echo "hostname=$(hostname)"'
 )
-_LOGIN_REFUSED: Final = re.compile(r"Please login as the user \W?(?P<user>[\w.-]+)")
+_LOGIN_REFUSED: Final = re.compile(r"Please login as the user \W?[\w.-]+")
 """What many cloud images' root ``authorized_keys`` print (``command="echo 'Please login as
 the user \"ubuntu\" rather than the user \"root\".'; … exit 142"``) instead of a shell."""
 

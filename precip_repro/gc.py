@@ -150,6 +150,11 @@ def _ledger(store: RunStore, runs: dict[str, RunInfo]) -> list[_Launched]:
     return out
 
 
+def _label(kind: str, endpoint: str | None, region: str | None) -> str:
+    """How a leak names its cloud, and how terminate() finds the cloud again by it."""
+    return f"{kind} {endpoint or 'AWS'} ({region})"
+
+
 def _cloud_key(endpoint: str | None, region: str | None) -> tuple[str | None, str | None]:
     return (parse_endpoint(endpoint) if endpoint else None, region)
 
@@ -189,7 +194,7 @@ def collect(
         if item.instance_id in leaks or item.cloud_kind == "local":
             continue  # local instances that still run were found above
         cloud = by_cloud.get(_cloud_key(item.endpoint, item.region))
-        label = f"{item.cloud_kind} {item.endpoint or 'AWS'} ({item.region})"
+        label = _label(item.cloud_kind, item.endpoint, item.region)
         if cloud is None:
             leaks[item.instance_id] = Leak(
                 instance_id=item.instance_id,
@@ -221,7 +226,7 @@ def collect(
         )
 
     for cloud in clouds:
-        label = f"{cloud.kind} {cloud.endpoint or 'AWS'} ({cloud.region})"
+        label = _label(cloud.kind, cloud.endpoint, cloud.region)
         for inst, tags in cloud.tagged_instances():
             if inst.instance_id in leaks:
                 continue
@@ -286,7 +291,7 @@ def terminate(
     targets = [leak for leak in leaks if leak.actionable]
     if not targets:
         return None
-    by_label = {f"{c.kind} {c.endpoint or 'AWS'} ({c.region})": c for c in clouds}
+    by_label = {_label(c.kind, c.endpoint, c.region): c for c in clouds}
     local_states = {state.instance_id: state for state in live_local_instances(home)}
     run = Run.open(store, name="gc", argv=["precip-repro", "gc", "--terminate"])
     acted: dict[str, str | None] = {}

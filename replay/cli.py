@@ -208,7 +208,7 @@ def _replay(args: argparse.Namespace) -> int:
         max_gap=args.max_gap,
         strict=args.strict,
     )
-    engine.check(secrets_needed(source))
+    engine.check(secrets_needed(source), steps)
     print(f"replaying {source.run} on " + ", ".join(f"{e}={c}" for e, c in sorted(targets.items())))
     if cut:
         print(cut)

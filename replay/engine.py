@@ -22,6 +22,7 @@ from typing import Any, Final
 import attrs
 
 from precip_repro import (
+    SECRET_PLACEHOLDER,
     BlobRef,
     BlobStore,
     CallView,
@@ -41,12 +42,13 @@ from precip_repro import (
     RunView,
     current_run,
     finish_run,
+    hash_file,
     instance_names,
     session,
     short_hostname,
 )
 from replay.mapping import ReplayMapping
-from replay.plan import SECRET_RE, Step, build_plan, images_used
+from replay.plan import Step, images_used
 
 __all__ = ["CLOUDS", "Engine", "ReplayFailed", "StepVerdict"]
 
@@ -118,11 +120,6 @@ def _seconds(value: Any) -> Any:
             message = f"a recorded timeout {value!r} is not a number"
             raise ReplayFailed(message, usage=True) from None
     return value
-
-
-def _sha256_of(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _local_file(path: Path, content: bytes, mode: int) -> Path:
@@ -203,8 +200,9 @@ class Engine:
                         usage=True,
                     )
 
-    def check(self, secrets: set[str]) -> None:
-        """Everything that can be checked before anything is provisioned."""
+    def check(self, secrets: set[str], steps: list[Step]) -> None:
+        """Everything that can be checked before ``steps`` are replayed and anything is
+        provisioned."""
         missing = sorted(name for name in secrets if name not in os.environ)
         if missing:
             raise ReplayFailed(
@@ -212,7 +210,7 @@ class Engine:
                 "of the same name to bind them again",
                 usage=True,
             )
-        self._find_withheld_content()
+        self._find_withheld_content(steps)
         self._check_images()
         for exp, kind in self.targets.items():
             if kind == "local":
@@ -235,11 +233,11 @@ class Engine:
                     usage=True,
                 )
 
-    def _find_withheld_content(self) -> None:
+    def _find_withheld_content(self, steps: list[Step]) -> None:
         """Files and scripts the recording keeps by hash only (they held a secret) come from
         the user's own copy, found by its hash where the run read it; else stop here."""
         cwd = Path(str(self.source.started.get("cwd") or "."))
-        for step in build_plan(self.source):
+        for step in steps:
             call = step.call
             moved = self._content_to_send(call)
             if moved is None or not moved.content.get("withheld"):
@@ -252,7 +250,7 @@ class Engine:
             places = list(dict.fromkeys(place.absolute() for place in candidates))
             for place in places:
                 with contextlib.suppress(OSError):
-                    if place.is_file() and _sha256_of(place) == sha:
+                    if place.is_file() and hash_file(place)[0] == sha:
                         self.stand_ins[sha] = place
                         break
             else:
@@ -374,7 +372,7 @@ class Engine:
             return [self._remap(item, inverse) for item in value]
         if not isinstance(value, str):
             return value
-        return SECRET_RE.sub(self._bind, self._substitute(value, inverse))
+        return SECRET_PLACEHOLDER.sub(self._bind, self._substitute(value, inverse))
 
     @staticmethod
     def _bind(match: re.Match[str]) -> str:

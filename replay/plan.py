@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Final
 
 import attrs
 
-from precip_repro import CallView, RunView
+from precip_repro import SECRET_PLACEHOLDER, CallView, RunView
 from replay.mapping import ReplayMapping
 
 __all__ = ["Step", "build_plan", "describe", "interrupted_call", "secrets_needed"]
 
-SECRET_RE: Final = re.compile(r"\$\{secret:([A-Za-z_][A-Za-z0-9_]*)\}")
 REPLAYED: Final = frozenset(
     {
         "provision",
@@ -75,7 +73,7 @@ def images_used(view: RunView) -> dict[str, set[str]]:
 def secrets_needed(view: RunView) -> set[str]:
     found: set[str] = set()
     for call in view.calls:
-        found |= set(SECRET_RE.findall(repr(call.args)))
+        found |= set(SECRET_PLACEHOLDER.findall(repr(call.args)))
     return found
 
 

@@ -205,4 +205,4 @@ def test_a_script_that_exits_non_zero_in_playback_says_how_the_recording_ended(
     status = main(["--records", str(store.root), "run", "--playback", run_dir.name, str(script)])
     assert status == 3
     out = capsys.readouterr().out
-    assert "the script exited with 3; the recording ended failed (the script exited with " in out
+    assert "the script exited with 3; the recording ended failed: the script exited with " in out

@@ -14,11 +14,12 @@ from typing import Final
 from precip_repro.exceptions import InvalidOption
 from precip_repro.record.canonical import JSON
 
-__all__ = ["Redactor", "SecretScanner"]
+__all__ = ["SECRET_PLACEHOLDER", "Redactor", "SecretScanner"]
 
 MIN_SECRET: Final = 4
 _CHUNK: Final = 1 << 20
-_PLACEHOLDER: Final = re.compile(r"\$\{secret:([A-Za-z0-9_]+)\}")
+SECRET_PLACEHOLDER: Final = re.compile(r"\$\{secret:([A-Za-z0-9_]+)\}")
+"""``${secret:NAME}``, what the record holds in place of a secret; group 1 is NAME."""
 
 
 class Redactor:
@@ -68,7 +69,7 @@ class Redactor:
             return value
         with self._lock:
             secrets = dict(self._secrets)
-        return _PLACEHOLDER.sub(lambda m: secrets.get(m.group(1), m.group(0)), value)
+        return SECRET_PLACEHOLDER.sub(lambda m: secrets.get(m.group(1), m.group(0)), value)
 
     def data(self, value: bytes) -> bytes:
         if not self._secrets:
