@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import math
+import os
 import re
 import shlex
 import threading
@@ -246,6 +247,7 @@ class Experiment:
         self._instances: builtins.list[Instance] = []
         self._provisions = 0
         self._closed = False
+        self._pid = os.getpid()
         self._pool = SshPool(self.keys.pkey, connect_timeout=connect_timeout)
         self._record = record
         self._run: Run | None = None
@@ -296,6 +298,17 @@ class Experiment:
                 exp=self.exp,
             )
 
+    def _check_process(self, method: str) -> None:
+        if os.getpid() != self._pid:
+            raise ExperimentClosed(
+                f"experiment {self.exp}{f' ({self.name})' if self.name else ''} belongs to "
+                f"process {self._pid}; this process ({os.getpid()}) is a fork of it (os.fork, "
+                f"multiprocessing) and shares neither its ssh connections nor its record, so "
+                f"{method}() is refused here: call it from process {self._pid}, or make a new "
+                "experiment in this process",
+                exp=self.exp,
+            )
+
     def _append(self, payload: Payload) -> None:
         if self._run is not None:
             self._run.append(payload)
@@ -317,6 +330,7 @@ class Experiment:
 
     @contextlib.contextmanager
     def _call(self, method: str, args: dict[str, Any]) -> Iterator[_Call]:
+        self._check_process(method)
         call = _Call(session.next_call() if self._run is not None else 0)
         self.last_call = call.number
         started = time.monotonic_ns()
@@ -1108,7 +1122,12 @@ class Experiment:
     # -- lifetime ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Deprovision everything this experiment still has running; close connections."""
+        """Deprovision everything this experiment still has running; close connections.
+
+        In a forked child (the end of a ``with`` block the fork inherited) it does nothing:
+        the instances are the parent's."""
+        if os.getpid() != self._pid:
+            return
         if session.playback is not None:
             self._close_played()
             return

@@ -55,6 +55,8 @@ class Session:
         into the run when it finishes (a signal handler must not write the log itself: it
         may have interrupted a write holding the log's lock)."""
         self._hooks_installed = False
+        self._signals_replaced: dict[int, Any] = {}
+        """The handlers ours replaced, by signal: a forked child gets them back."""
         self._shield: list[str] = []  # what each shielded block is doing, innermost last
         self._held: list[int] = []
         self._exiting = False
@@ -85,6 +87,7 @@ class Session:
         with self._lock:
             self._experiments.append(experiment)
             self._install_hooks()
+            self._install_signal_handlers()
 
     def unregister(self, experiment: Experiment) -> None:
         """Forget a closed experiment (it has nothing left to deprovision)."""
@@ -254,13 +257,36 @@ class Session:
             builtin = getattr(builtins, name, None)
             if builtin is not None:
                 setattr(builtins, name, _WatchedExit(builtin, self.mark_ending))
-        if threading.current_thread() is not threading.main_thread():
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
+        self._install_signal_handlers()
+
+    def _install_signal_handlers(self) -> None:
+        if self._signals_replaced or threading.current_thread() is not threading.main_thread():
             return
         # SIGHUP too: a closed terminal or a dropped ssh session must not leave instances.
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             current = signal.getsignal(signum)
             if current in (signal.SIG_DFL, signal.default_int_handler):
                 signal.signal(signum, self._on_signal(signum, current))
+                self._signals_replaced[signum] = current
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child (os.fork, a multiprocessing worker) owns none of the parent's
+        instances and must not write into its run: were it to deprovision at its exit, or
+        on the SIGTERM that ends a Pool's workers, the parent's instances would be
+        terminated under it and the parent's log would get a second writer. The child
+        starts with no run and no experiments (it may record a run of its own)."""
+        self._lock = threading.RLock()  # a parent's thread may have held it at the fork
+        self.run = None
+        self._experiments = []
+        self.status = None
+        self._ending = None
+        self._shield = []
+        self._held = []
+        for signum, previous in self._signals_replaced.items():
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signum, previous)
+        self._signals_replaced = {}
 
     def _on_signal(self, signum: int, previous: Any) -> Callable[[int, Any], None]:
         def handler(received: int, frame: Any) -> None:

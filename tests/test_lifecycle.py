@@ -353,3 +353,56 @@ def test_ctrl_c_while_an_instance_is_launched_waits_for_it_then_terminates_it(tm
     terminated = [e.data["instance_id"] for e in events if e.type == "instance.terminated"]
     assert len(launched) == 1  # the interruption took effect once the first was known
     assert terminated == launched
+
+
+FORKS = """
+import multiprocessing, os, signal, sys, time
+from precip_repro import ExperimentClosed, LocalExperiment, RunLocked
+
+def square(x):
+    return x * x
+
+with LocalExperiment("forks", records=sys.argv[1]) as exp:
+    exp.provision("default", count=2)
+    exp.wait()
+    exp.run([], "nohup sleep {marker} >/dev/null 2>&1 &")
+    with multiprocessing.get_context("fork").Pool(2) as pool:  # its exit SIGTERMs workers
+        assert pool.map(square, range(4)) == [0, 1, 4, 9]
+    child = os.fork()
+    if child == 0:
+        refused = []
+        try:
+            exp.run([], "echo from the child")
+        except ExperimentClosed as exc:
+            refused.append(str(exc))
+        try:
+            exp.note("from the child")
+        except RunLocked as exc:
+            refused.append(str(exc))
+        print("REFUSED", *refused, sep="\\n", flush=True)
+        sys.exit(0)  # through the with block and atexit, as a naive child would
+    os.waitpid(child, 0)
+    code, out, err = exp.run([], "pgrep -c -f 'sleep {marker}'")
+    print("SLEEPERS", code, out, flush=True)
+"""
+
+
+def test_a_forked_child_neither_deprovisions_nor_writes_into_the_parents_run(tmp_path, store):
+    marker = f"{os.getpid()}.2020"
+    script = tmp_path / "forks.py"
+    script.write_text(FORKS.format(marker=marker))
+    done = subprocess.run(
+        [sys.executable, str(script), str(store.root)], capture_output=True, text=True, timeout=90
+    )
+    assert done.returncode == 0, done.stderr
+    refused = done.stdout.split("REFUSED\n")[1].split("SLEEPERS")[0]
+    assert "is a fork of it" in refused and "run() is refused here" in refused
+    assert "cannot append to its log" in refused
+    assert "SLEEPERS [0, 0] ['1\\n', '1\\n']" in done.stdout  # both instances outlived the fork
+    assert not sleeping(marker)
+    run_dir = only_run(store)
+    verdict = verify(run_dir)
+    assert (verdict.state, verdict.status) == ("intact", "ok"), verdict.reason
+    events = list(LogReader(run_dir / EVENTS))
+    assert [e.type for e in events].count("instance.terminated") == 2
+    assert not [e for e in events if e.type == "note"]

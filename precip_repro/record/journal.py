@@ -73,6 +73,9 @@ class Journal:
         self._closed_reason: str | None = None
         self._end = os.fstat(fd).st_size
         """Where the last complete event ends: a failed write is cut back to here."""
+        self._pid = os.getpid()
+        """The writing process: a fork of it shares the descriptor and the lock, not the
+        right to append (the two would interleave their seqs and break the chain)."""
 
     @classmethod
     def create(cls, path: Path, *, run: str) -> Journal:
@@ -131,6 +134,8 @@ class Journal:
         final: bool = False,
     ) -> Event:
         """Seal and write one event; fsync it when ``sync``. ``final`` closes the journal."""
+        # Before the lock: a thread of the parent may have held it when the process forked.
+        self._refuse_fork()
         with self._lock:
             if self._fd is None or self._closed_reason is not None:
                 raise RunFinished(
@@ -154,6 +159,16 @@ class Journal:
             if final:
                 self._closed_reason = "finished"
             return event
+
+    def _refuse_fork(self) -> None:
+        if os.getpid() != self._pid:
+            raise RunLocked(
+                f"run {self.run} is written by process {self._pid}; this process "
+                f"({os.getpid()}) is a fork of it (os.fork, multiprocessing) and cannot append "
+                "to its log: record from the process that opened the run",
+                run=self.run,
+                path=self.path,
+            )
 
     def _write_failed(self, exc: OSError, type: str) -> RecordWriteFailed:
         # A partial line would make every later event unreadable: cut it off, so the log
@@ -179,6 +194,7 @@ class Journal:
         return failed
 
     def sync(self) -> None:
+        self._refuse_fork()
         with self._lock:
             if self._fd is not None:
                 os.fsync(self._fd)

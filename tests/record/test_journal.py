@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import subprocess
 import sys
 import threading
@@ -51,6 +52,24 @@ def test_a_second_writer_in_another_process_is_refused(store):
         run.finish()
     # Once the first writer is gone the lock is free again (recover may take it).
     Journal.acquire(run.path / EVENTS, run=run.id).close()
+
+
+def test_a_forked_child_cannot_append_to_its_parents_run(store):
+    # It inherits the descriptor and the lock: only the writer's pid tells them apart.
+    run = Run.open(store, name="one")
+    child = os.fork()
+    if child == 0:
+        try:
+            run.append(Note(text="from the child", fields={}))
+        except RunLocked as exc:
+            os._exit(7 if "is a fork of it" in str(exc) else 8)
+        os._exit(9)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 7
+    run.append(Note(text="from the parent", fields={}))
+    run.finish()
+    verdict = verify(run.path)
+    assert (verdict.state, verdict.events) == ("intact", 3)
 
 
 def test_appends_from_many_threads_form_one_unbroken_chain(store):
