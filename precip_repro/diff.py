@@ -423,7 +423,13 @@ def render_text(result: DiffResult) -> Iterator[str]:
         yield f"step a#{step.a_call} / b#{step.b_call}: {step.exp}.{step.method}"
         for found in step.differences:
             where = " ".join(str(found[k]) for k in ("slot", "name") if found.get(k))
-            yield f"  {found['kind']}{' ' + where if where else ''}: "
+            if found["kind"] in ("command_missing", "file_missing"):
+                kind = found["kind"].removesuffix("_missing")
+                side = "a" if found["a"] is not None else "b"
+                what = "" if kind == "file" else f": {_value(found[side])}"  # file: its name
+                yield f"  {kind} {where}: only in {side}{what}"
+                continue
+            yield f"  {found['kind']}{' ' + where if where else ''}:"
             yield f"    a: {_value(found['a'])}"
             yield f"    b: {_value(found['b'])}"
             if found.get("diff"):
@@ -440,5 +446,8 @@ def render_text(result: DiffResult) -> Iterator[str]:
     for instance in result.instances:
         yield f"instance {instance['slot']}:"
         for found in instance["differences"]:
+            if found["kind"] == "instance_missing":
+                yield f"  only in {'a' if found['a'] else 'b'}"
+                continue
             name = f" {found['name']}" if found.get("name") else ""
             yield f"  {found['kind']}{name}: {_value(found['a'])} → {_value(found['b'])}"

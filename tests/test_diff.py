@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from precip_repro.cli import main
-from precip_repro.diff import diff_runs
+from precip_repro.diff import diff_runs, render_text
 from precip_repro.record import Run, RunStore
 from precip_repro.record.events import (
     CallFinished,
@@ -28,9 +28,9 @@ from precip_repro.runview import load_run
 
 def synthetic(store: RunStore, **change: Any) -> Run:
     """A run of a small experiment; every volatile value (ids, addresses, temp paths) fresh."""
-    ids = [f"i-{secrets.token_hex(8)}" for _ in range(2)]
+    ids = [f"i-{secrets.token_hex(8)}" for _ in range(change.get("instances", 2))]
     block = f"127.{secrets.randbelow(100) + 128}.{secrets.randbelow(250)}"
-    addrs = [f"{block}.2", f"{block}.3"]
+    addrs = [f"{block}.{index + 2}" for index in range(len(ids))]
     run = Run.open(store, name="synthetic")
     run.append(ExperimentCreated(exp="e1", name="synthetic", cloud=CloudInfo(kind="local")))
     call = 0
@@ -43,7 +43,7 @@ def synthetic(store: RunStore, **change: Any) -> Run:
 
     image = change.get("image", "default")
     itype = change.get("instance_type", "m1.small")
-    number = started("provision", {"image_id": image, "instance_type": itype, "count": 2})
+    number = started("provision", {"image_id": image, "instance_type": itype, "count": len(ids)})
     for index, instance_id in enumerate(ids):
         run.append(
             InstanceLaunched(
@@ -92,7 +92,7 @@ def synthetic(store: RunStore, **change: Any) -> Run:
                 stderr=run.add_blob(b"", inline=True), duration_ns=2_000_000,
             )
         )  # fmt: skip
-    run.append(CallFinished(call=number, result={"exit_codes": [0, 0]}, duration_ns=3))
+    run.append(CallFinished(call=number, result={"exit_codes": [0] * len(ids)}, duration_ns=3))
     note = change.get("note", {"text": "joined", "fields": {"worker": ids[1], "took_s": "1.5"}})
     if note is not None:
         run.append(Note(text=note["text"], fields=note["fields"]))
@@ -186,6 +186,14 @@ def test_how_a_run_ended_and_its_notes_are_compared_after_normalisation(store, c
 def test_replay_leaves_how_the_run_ended_and_notes_out_of_its_diff(store):
     a, b = synthetic(store), synthetic(store, note=None, ended=("failed", "exit 3"))
     assert diff_runs(load_run(a.path), load_run(b.path), whole_run=False).same
+
+
+def test_what_one_run_has_and_the_other_lacks_reads_as_only_in_that_run(store):
+    a, b = synthetic(store), synthetic(store, instances=3)
+    text = list(render_text(diff_runs(load_run(a.path), load_run(b.path))))
+    assert "  command e1.p1.2: only in b: worker --master {e1.p1.0.address}" in text
+    assert "  file e1.p1.2 /srv/d: only in b" in text
+    assert text[-2:] == ["instance e1.p1.2:", "  only in b"]
 
 
 def test_a_changed_output_shows_a_unified_diff_of_normalised_text(store):
