@@ -33,6 +33,7 @@ from precip_repro import (
     ExperimentException,
     FileView,
     InstanceError,
+    InvalidOption,
     LocalExperiment,
     NimbusExperiment,
     Normalizer,
@@ -210,6 +211,16 @@ class Engine:
                 "of the same name to bind them again",
                 usage=True,
             )
+        for name in sorted(secrets):
+            # Bound now, before any output: the replay's record, its verdicts and what it
+            # prints say ${secret:NAME} where the new run shows the value again.
+            try:
+                session.add_secret(name, os.environ[name])
+            except InvalidOption as exc:
+                raise ReplayFailed(
+                    f"the environment variable {name} cannot bind the run's secret {name}: {exc}",
+                    usage=True,
+                ) from None
         self._find_withheld_content(steps)
         self._check_images()
         for exp, kind in self.targets.items():
@@ -514,6 +525,7 @@ class Engine:
                 )
                 continue
             code, out, err = new[command.slot]
+            out, err = session.redactor.text(out), session.redactor.text(err)
             if code != command.exit_code:
                 found.append(
                     {"kind": "exit_code", "slot": command.slot, "a": command.exit_code, "b": code}
@@ -570,7 +582,7 @@ class Engine:
     def _compare_result(self, call: CallView, result: Any) -> list[dict[str, Any]]:
         target_norm = Normalizer.from_names(self._target_names())
         recorded = self.source_norm.json(call.result)
-        now = target_norm.json(result)
+        now = target_norm.json(session.redactor.json(result))
         if call.method == "list":
             # Mapped images and types, and how each cloud addresses an instance, are facts
             # of the target: they never change a verdict.

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from typing import Final
+from typing import Any, Final
 
 import attrs
 
-from precip_repro import SECRET_PLACEHOLDER, CallView, RunView
+from precip_repro import SECRET_PLACEHOLDER, BlobRef, BlobStore, CallView, RunView
 from replay.mapping import ReplayMapping
 
 __all__ = ["Step", "build_plan", "describe", "interrupted_call", "secrets_needed"]
@@ -70,10 +71,40 @@ def images_used(view: RunView) -> dict[str, set[str]]:
     return used
 
 
+_PLACEHOLDER_BYTES: Final = re.compile(SECRET_PLACEHOLDER.pattern.encode())
+_OVERLAP: Final = 256
+"""Bytes of one chunk kept for the next: a placeholder cut in two is still found."""
+
+
 def secrets_needed(view: RunView) -> set[str]:
+    """The names of the secrets the recording redacted — in arguments, results, errors,
+    notes and command outputs (inline or stored). Each must be bound again: a secret used
+    only where the script read it on an instance (a command printing a key file) would
+    otherwise reach the replay's own record in clear."""
     found: set[str] = set()
+    blobs = BlobStore(view.path / "objects", run=view.run)
     for call in view.calls:
-        found |= set(SECRET_PLACEHOLDER.findall(repr(call.args)))
+        found |= set(SECRET_PLACEHOLDER.findall(repr((call.args, call.result, call.error))))
+        for command in call.commands:
+            for ref in (command.stdout, command.stderr):
+                found |= _placeholders(blobs, ref)
+    for _, text, fields in view.notes:
+        found |= set(SECRET_PLACEHOLDER.findall(repr((text, fields))))
+    return found
+
+
+def _placeholders(blobs: BlobStore, ref: dict[str, Any]) -> set[str]:
+    if isinstance(ref.get("text"), str):
+        return set(SECRET_PLACEHOLDER.findall(str(ref["text"])))
+    if ref.get("withheld") or not ref.get("size"):
+        return set()
+    found: set[str] = set()
+    tail = b""
+    blob = BlobRef(sha256=str(ref["sha256"]), size=int(ref["size"]))
+    for chunk in blobs.iter_verified(blob):
+        window = tail + chunk
+        found |= {name.decode() for name in _PLACEHOLDER_BYTES.findall(window)}
+        tail = window[-_OVERLAP:]
     return found
 
 

@@ -18,7 +18,7 @@ from precip_repro.record import LogReader, RunStore
 from precip_repro.record.store import EVENTS
 from replay.cli import main as replay
 from tests.ec2_cloud import ACCESS_KEY, SECRET_KEY
-from tests.helpers import record_stopped
+from tests.helpers import assert_nowhere_in, record_stopped
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -277,6 +277,49 @@ def test_a_missing_secret_is_exit_2_before_provisioning(store, tmp_path, capsys,
         assert replay([source, "--records", str(store.root), "--to", "local"]) == 0
     finally:
         del os.environ["PRECIP_TEST_TOKEN"]
+
+
+READS_A_KEY = """
+import sys
+from precip_repro import LocalExperiment
+with LocalExperiment("reads-a-key") as exp:
+    exp.secret("PRECIP_TEST_KEY", sys.argv[2])
+    exp.provision(sys.argv[1])
+    exp.wait()
+    exp.run([], "cat /etc/test-key")  # inline output
+    exp.run([], "head -c 5000 /dev/zero | tr '\\\\0' x; cat /etc/test-key")  # a stored blob
+"""
+
+
+def test_a_secret_only_in_recorded_output_must_be_bound_and_stays_out_of_the_replay(
+    store, tmp_path, capsys
+):
+    value = f"key-{os.getpid()}-{time.monotonic_ns()}"
+    image = tmp_path / "image"
+    (image / "etc").mkdir(parents=True)
+    (image / "etc" / "test-key").write_text(value + "\n")
+    script = write(tmp_path / "reads_a_key.py", READS_A_KEY)
+    env = dict(os.environ, PRECIP_RECORDS=str(store.root))
+    done = subprocess.run(
+        [sys.executable, str(script), str(image), value], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    (source,) = [p.name for p in store.run_dirs()]
+    outputs = [c["stdout"] for c in events(store, source, "command.finished")]
+    assert outputs[0]["text"] == "${secret:PRECIP_TEST_KEY}\n" and "text" not in outputs[1]
+    os.environ.pop("PRECIP_TEST_KEY", None)
+    assert replay([source, "--records", str(store.root), "--to", "local"]) == 2
+    assert "PRECIP_TEST_KEY" in capsys.readouterr().err
+    assert replay_runs(store, source) == []
+    os.environ["PRECIP_TEST_KEY"] = value
+    try:
+        code, out = replay_locally(store, source, capsys)
+    finally:
+        del os.environ["PRECIP_TEST_KEY"]
+    assert code == 0, out
+    assert value not in out
+    (replayed,) = replay_runs(store, source)
+    assert_nowhere_in(store.root / replayed, value)
 
 
 def test_the_pool_replays_on_ec2_with_mapped_image_and_type_and_workers_reach_the_new_master(
