@@ -56,7 +56,8 @@ exit status:
      for diff: the runs differ; for gc: instances still leak
   2  usage error: bad arguments, no such run, an ambiguous prefix, an unreadable format
   3  incomplete: the run is open (being written) or abandoned (run `recover`);
-     for diff and report --vs: an input run is not intact
+     for diff and report --vs: an input run is not intact;
+     for gc: nothing found to leak, but a --cloud could not be checked
 
 RUN is a run directory, a run id, `latest`, or a unique prefix of an id, looked up in
 --records DIR (default: $PRECIP_RECORDS, else ./records).
@@ -466,7 +467,16 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
     store = _store(args)
     clouds = _gc_clouds(args)
-    leaks, runs = gc.collect(store, clouds=clouds)
+    collected = gc.collect(store, clouds=clouds)
+    leaks, runs = collected.leaks, collected.runs
+    for label, why in collected.unchecked.items():
+        print(f"precip-repro gc: could not check {label}: {why}", file=sys.stderr)
+    if not leaks and collected.unchecked:
+        print(
+            "no leak found, but not every cloud could be checked (above): "
+            "run gc again once it answers"
+        )
+        return EXIT_INCOMPLETE
     if not leaks:
         print("nothing leaks: every instance the record and the clouds know of is terminated")
         return EXIT_OK

@@ -22,12 +22,14 @@ from pathlib import Path
 
 import attrs
 
+from precip_repro.clouds.base import CloudInstance
 from precip_repro.clouds.ec2 import EC2Cloud, parse_endpoint
 from precip_repro.clouds.local import (
     LocalInstanceState,
     live_local_instances,
     terminate_local,
 )
+from precip_repro.exceptions import CloudError
 from precip_repro.keys import precip_home
 from precip_repro.logs import get_logger
 from precip_repro.record.events import (
@@ -42,7 +44,7 @@ from precip_repro.record.recorder import Run
 from precip_repro.record.store import EVENTS, RunStore
 from precip_repro.record.verify import verify
 
-__all__ = ["Leak", "RunInfo", "collect", "terminate"]
+__all__ = ["Collected", "Leak", "RunInfo", "collect", "terminate"]
 
 log = get_logger(__name__)
 
@@ -159,13 +161,27 @@ def _cloud_key(endpoint: str | None, region: str | None) -> tuple[str | None, st
     return (parse_endpoint(endpoint) if endpoint else None, region)
 
 
+@attrs.frozen(kw_only=True)
+class Collected:
+    """What ``collect`` found."""
+
+    leaks: list[Leak]
+    """Instances first: an address is released once the instance holding it is ended."""
+    runs: dict[str, RunInfo]
+    unchecked: dict[str, str]
+    """Clouds that could not be asked (their label → why): what the record says they
+    run is listed as not checked, and instances only their tags would show are unknown."""
+
+
 def collect(
     store: RunStore, *, clouds: Sequence[EC2Cloud] = (), home: Path | None = None
-) -> tuple[list[Leak], dict[str, RunInfo]]:
-    """Every leaked instance, and what gc knows of the store's runs."""
+) -> Collected:
+    """Every leaked instance, what gc knows of the store's runs, and the clouds it could
+    not check — one cloud that cannot be reached hides nothing the others show."""
     home = home or precip_home()
     runs = _runs(store)
     leaks: dict[str, Leak] = {}
+    unchecked: dict[str, str] = {}
 
     for state in live_local_instances(home):
         info = runs.get(state.run)
@@ -195,7 +211,18 @@ def collect(
             continue  # local instances that still run were found above
         cloud = by_cloud.get(_cloud_key(item.endpoint, item.region))
         label = _label(item.cloud_kind, item.endpoint, item.region)
-        if cloud is None:
+        found = None
+        if cloud is not None and _cloud_label(cloud) not in unchecked:
+            try:
+                found = _described(cloud, item.instance_id)
+            except CloudError as exc:
+                unchecked[_cloud_label(cloud)] = str(exc)
+        if cloud is None or _cloud_label(cloud) in unchecked:
+            why = (
+                f"pass --cloud {item.endpoint or ''} to check and terminate it"
+                if cloud is None
+                else "asking its cloud failed (why is below); run gc again once it answers"
+            )
             leaks[item.instance_id] = Leak(
                 instance_id=item.instance_id,
                 cloud=label,
@@ -204,13 +231,10 @@ def collect(
                 slot=item.slot,
                 address=None,
                 age_s=_ts_age(item.ts),
-                reason="launched and never terminated in its run; not checked: pass "
-                f"--cloud {item.endpoint or ''} to check and terminate it",
+                reason=f"launched and never terminated in its run; not checked: {why}",
                 actionable=False,
             )
             continue
-        described = {inst.instance_id: inst for inst in cloud.describe([item.instance_id])}
-        found = described.get(item.instance_id)
         if found is None or found.state in ("terminated", "shutting-down"):
             continue
         leaks[item.instance_id] = Leak(
@@ -226,8 +250,16 @@ def collect(
         )
 
     for cloud in clouds:
-        label = _label(cloud.kind, cloud.endpoint, cloud.region)
-        for inst, tags in cloud.tagged_instances():
+        label = _cloud_label(cloud)
+        if label in unchecked:
+            continue
+        try:
+            tagged = cloud.tagged_instances()
+            addresses = cloud.tagged_addresses()
+        except CloudError as exc:
+            unchecked[label] = str(exc)
+            continue
+        for inst, tags in tagged:
             if inst.instance_id in leaks:
                 continue
             run_id = tags.get("precip:run")
@@ -249,7 +281,7 @@ def collect(
                 ),
                 actionable=info is not None,
             )
-        for floating in cloud.tagged_addresses():
+        for floating in addresses:
             run_id = floating.tags.get("precip:run")
             info = runs.get(run_id or "")
             if info is not None and info.state == "open":
@@ -272,10 +304,20 @@ def collect(
                 actionable=info is not None,
                 kind="address",
             )
-    # Instances first: an address is released once the instance holding it is terminated.
-    return sorted(
+    ordered = sorted(
         leaks.values(), key=lambda leak: (leak.kind != "instance", leak.run or "", leak.slot or "")
-    ), runs
+    )
+    return Collected(leaks=ordered, runs=runs, unchecked=unchecked)
+
+
+def _cloud_label(cloud: EC2Cloud) -> str:
+    return _label(cloud.kind, cloud.endpoint, cloud.region)
+
+
+def _described(cloud: EC2Cloud, instance_id: str) -> CloudInstance | None:
+    """The cloud's description of one instance; None when it no longer knows it."""
+    described = {inst.instance_id: inst for inst in cloud.describe([instance_id])}
+    return described.get(instance_id)
 
 
 def terminate(
@@ -291,7 +333,7 @@ def terminate(
     targets = [leak for leak in leaks if leak.actionable]
     if not targets:
         return None
-    by_label = {_label(c.kind, c.endpoint, c.region): c for c in clouds}
+    by_label = {_cloud_label(c): c for c in clouds}
     local_states = {state.instance_id: state for state in live_local_instances(home)}
     run = Run.open(store, name="gc", argv=["precip-repro", "gc", "--terminate"])
     acted: dict[str, str | None] = {}

@@ -3,17 +3,20 @@ it left are found — locally and on an EC2 endpoint — and ended, in a run of 
 
 from __future__ import annotations
 
+import http.server
 import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 from precip_repro import verify
 from precip_repro.cli import main
 from precip_repro.clouds.local import live_local_instances
-from precip_repro.record import LogReader, RunStore
+from precip_repro.record import LogReader, Run, RunStore
+from precip_repro.record.events import CloudInfo, ExperimentCreated, InstanceLaunched
 from precip_repro.record.store import EVENTS
 from tests.ec2_cloud import ACCESS_KEY, SECRET_KEY, wait_until
 
@@ -190,3 +193,59 @@ def test_gc_without_credentials_for_a_cloud_is_a_usage_error(store, capsys):
     code = main(["--records", str(store.root), "gc", "--cloud", "http://127.0.0.1:1"])
     assert code == 2
     assert "AWS_ACCESS_KEY_ID" in capsys.readouterr().err
+
+
+class _RefusesCredentials(http.server.BaseHTTPRequestHandler):
+    """An EC2 endpoint that refuses every request, as one given the wrong keys does."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = (
+            b"<Response><Errors><Error><Code>AuthFailure</Code><Message>AWS was not able to "
+            b"validate the provided access credentials</Message></Error></Errors>"
+            b"<RequestID>req-gc-1</RequestID></Response>"
+        )
+        self.send_response(401)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_cloud_that_cannot_be_checked_hides_no_other_leak_and_is_named(tmp_path, store, capsys):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RefusesCredentials)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    abandoned = Run.open(store, name="left-on-ec2")
+    abandoned.append(
+        ExperimentCreated(
+            exp="e1", name=None, cloud=CloudInfo(kind="ec2", endpoint=url, region="us-east-1")
+        )
+    )
+    abandoned.append(
+        InstanceLaunched(
+            call=1, exp="e1", slot="e1.p1.0", instance_id="i-0123456789abcdef0",
+            image_id="ami-12345678", instance_type="m1.small", tags=["precip"],
+        )
+    )  # fmt: skip
+    abandoned.close()
+    local_run = killed(tmp_path, LOCAL, str(store.root))
+    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = ACCESS_KEY, SECRET_KEY
+    try:
+        code = main(["--records", str(store.root), "gc", "--cloud", url, "--terminate"])
+        out, err = capsys.readouterr()
+        assert code == 1, out + err
+        assert f"could not check ec2 {url} (us-east-1)" in err and "AuthFailure" in err
+        assert "i-0123456789abcdef0" in out and "asking its cloud failed" in out
+        assert "terminated 2 instance(s)" in out  # the local leaks were still found and ended
+        assert [s for s in live_local_instances() if s.run == local_run] == []
+        empty = RunStore(tmp_path / "empty")
+        code = main(["--records", str(empty.root), "gc", "--cloud", url])
+        out, err = capsys.readouterr()
+        assert code == 3 and "not every cloud could be checked" in out
+        assert "nothing leaks" not in out
+    finally:
+        del os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
+        server.shutdown()
