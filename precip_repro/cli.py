@@ -492,8 +492,11 @@ def cmd_gc(args: argparse.Namespace) -> int:
     if not args.terminate:
         print(f"{_leaks_counted(leaks)} leak; `precip-repro gc --terminate` ends them")
         return EXIT_BAD
-    run = gc.terminate(store, leaks, runs, clouds=clouds)
-    ended = [leak for leak in leaks if leak.actionable]
+    outcome = gc.terminate(store, leaks, runs, clouds=clouds)
+    run = outcome.run
+    for handle, why in outcome.failed.items():
+        print(f"precip-repro gc: could not end {handle}: {why}", file=sys.stderr)
+    ended = [leak for leak in leaks if leak.actionable and leak.instance_id not in outcome.failed]
     if run is not None:
         addresses = sum(1 for leak in ended if leak.kind == "address")
         done = f"terminated {len(ended) - addresses} instance(s)" + (
@@ -503,8 +506,10 @@ def cmd_gc(args: argparse.Namespace) -> int:
     untouched = [leak for leak in leaks if not leak.actionable]
     if untouched:
         print(f"{_leaks_counted(untouched)} not touched (see why above)")
-        return EXIT_BAD
-    return EXIT_OK
+    refused = [leak for leak in leaks if leak.instance_id in outcome.failed]
+    if refused:
+        print(f"{_leaks_counted(refused)} could not be ended (see why above): run gc again")
+    return EXIT_BAD if untouched or refused else EXIT_OK
 
 
 # --- plumbing ------------------------------------------------------------------------------

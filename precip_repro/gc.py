@@ -44,7 +44,7 @@ from precip_repro.record.recorder import Run
 from precip_repro.record.store import EVENTS, RunStore
 from precip_repro.record.verify import verify
 
-__all__ = ["Collected", "Leak", "RunInfo", "collect", "terminate"]
+__all__ = ["Collected", "Ended", "Leak", "RunInfo", "collect", "terminate"]
 
 log = get_logger(__name__)
 
@@ -327,12 +327,14 @@ def terminate(
     *,
     clouds: Sequence[EC2Cloud] = (),
     home: Path | None = None,
-) -> Run | None:
-    """End the actionable leaks; record what was done in a run of gc's own."""
+) -> Ended:
+    """End the actionable leaks; record what was done in a run of gc's own. A leak its
+    cloud refuses to end is recorded and reported, and the others are still ended."""
     home = home or precip_home()
     targets = [leak for leak in leaks if leak.actionable]
+    failed: dict[str, str] = {}
     if not targets:
-        return None
+        return Ended(run=None, failed=failed)
     by_label = {_cloud_label(c): c for c in clouds}
     local_states = {state.instance_id: state for state in live_local_instances(home)}
     run = Run.open(store, name="gc", argv=["precip-repro", "gc", "--terminate"])
@@ -363,17 +365,27 @@ def terminate(
                     },
                 )
             )
-            if leak.kind == "address":
-                by_label[leak.cloud].release_address(leak.instance_id)
-                continue
             slot = leak.slot or "?"
-            run.append(InstanceTerminating(slot=slot, instance_id=leak.instance_id))
-            if leak.cloud == "local":
-                state: LocalInstanceState | None = local_states.get(leak.instance_id)
-                if state is not None:
-                    terminate_local(state, home)
-            else:
-                by_label[leak.cloud].terminate([leak.instance_id])
+            try:
+                if leak.kind == "address":
+                    by_label[leak.cloud].release_address(leak.instance_id)
+                    continue
+                run.append(InstanceTerminating(slot=slot, instance_id=leak.instance_id))
+                if leak.cloud == "local":
+                    state: LocalInstanceState | None = local_states.get(leak.instance_id)
+                    if state is not None:
+                        terminate_local(state, home)
+                else:
+                    by_label[leak.cloud].terminate([leak.instance_id])
+            except CloudError as exc:
+                failed[leak.instance_id] = str(exc)
+                run.append(
+                    Note(
+                        text=f"gc could not end {leak.instance_id}: {exc}",
+                        fields={"run": leak.run, "instance_id": leak.instance_id, "slot": slot},
+                    )
+                )
+                continue
             run.append(InstanceTerminated(slot=slot, instance_id=leak.instance_id))
         run.append(
             Note(
@@ -381,4 +393,13 @@ def terminate(
                 fields={"runs": [{"run": r, "digest": d} for r, d in sorted(acted.items())]},
             )
         )
-    return run
+    return Ended(run=run, failed=failed)
+
+
+@attrs.frozen(kw_only=True)
+class Ended:
+    """What ``terminate`` did: its run (None when nothing was to be ended) and the leaks
+    whose cloud refused (instance or allocation id → why)."""
+
+    run: Run | None
+    failed: dict[str, str]

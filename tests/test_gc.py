@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -196,16 +197,30 @@ def test_gc_without_credentials_for_a_cloud_is_a_usage_error(store, capsys):
 
 
 class _RefusesCredentials(http.server.BaseHTTPRequestHandler):
-    """An EC2 endpoint that refuses every request, as one given the wrong keys does."""
+    """An EC2 endpoint that refuses every request, as one given the wrong keys does; given
+    an ``upstream``, it forwards every request but those holding all of ``refused``."""
+
+    upstream: str | None = None
+    refused: tuple[bytes, ...] = ()
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        body = (
-            b"<Response><Errors><Error><Code>AuthFailure</Code><Message>AWS was not able to "
-            b"validate the provided access credentials</Message></Error></Errors>"
-            b"<RequestID>req-gc-1</RequestID></Response>"
-        )
-        self.send_response(401)
+        request = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.upstream is not None and not all(part in request for part in self.refused):
+            forwarded = urllib.request.Request(
+                self.upstream + self.path, data=request, headers=dict(self.headers)
+            )
+            with urllib.request.urlopen(forwarded) as answer:
+                status, body = answer.status, answer.read()
+        else:
+            status, body = (
+                401,
+                (
+                    b"<Response><Errors><Error><Code>AuthFailure</Code><Message>AWS was not able "
+                    b"to validate the provided access credentials</Message></Error></Errors>"
+                    b"<RequestID>req-gc-1</RequestID></Response>"
+                ),
+            )
+        self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -214,9 +229,14 @@ class _RefusesCredentials(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_a_cloud_that_cannot_be_checked_hides_no_other_leak_and_is_named(tmp_path, store, capsys):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RefusesCredentials)
+def serve(handler: type[http.server.BaseHTTPRequestHandler]) -> http.server.ThreadingHTTPServer:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_a_cloud_that_cannot_be_checked_hides_no_other_leak_and_is_named(tmp_path, store, capsys):
+    server = serve(_RefusesCredentials)
     url = f"http://127.0.0.1:{server.server_address[1]}"
     abandoned = Run.open(store, name="left-on-ec2")
     abandoned.append(
@@ -249,3 +269,35 @@ def test_a_cloud_that_cannot_be_checked_hides_no_other_leak_and_is_named(tmp_pat
     finally:
         del os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
         server.shutdown()
+
+
+def test_an_instance_its_cloud_refuses_to_end_is_reported_and_the_others_still_end(
+    store, capsys, ec2
+):
+    with Run.open(store, name="finished") as finished:
+        pass
+    launched = ec2.client.run_instances(
+        ImageId=ec2.image, MinCount=2, MaxCount=2, SubnetId=ec2.subnet,
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": "precip:run", "Value": finished.id}]}
+        ],
+    )  # fmt: skip
+    kept, ended = sorted(i["InstanceId"] for i in launched["Instances"])
+    handler = type("RefusesOne", (_RefusesCredentials,), {"upstream": ec2.url})
+    handler.refused = (b"Action=TerminateInstances", kept.encode())
+    server = serve(handler)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = ACCESS_KEY, SECRET_KEY
+    try:
+        code = main(["--records", str(store.root), "gc", "--cloud", url, "--terminate"])
+        out, err = capsys.readouterr()
+    finally:
+        del os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
+        server.shutdown()
+    assert code == 1, out + err
+    assert f"could not end {kept}" in err and "AuthFailure" in err
+    assert "terminated 1 instance(s)" in out and "1 instance(s) could not be ended" in out
+    found = ec2.client.describe_instances(InstanceIds=[kept, ended])["Reservations"]
+    states = {i["InstanceId"]: i["State"]["Name"] for r in found for i in r["Instances"]}
+    assert states == {kept: "running", ended: "terminated"}
+    assert any(f"gc could not end {kept}" in n["text"] for n in gc_run_notes(store))
