@@ -283,9 +283,12 @@ def test_an_instance_its_cloud_refuses_to_end_is_reported_and_the_others_still_e
         ],
     )  # fmt: skip
     kept, ended = sorted(i["InstanceId"] for i in launched["Instances"])
-    handler = type("RefusesOne", (_RefusesCredentials,), {"upstream": ec2.url})
-    handler.refused = (b"Action=TerminateInstances", kept.encode())
-    server = serve(handler)
+
+    class RefusesOne(_RefusesCredentials):
+        upstream = ec2.url
+        refused = (b"Action=TerminateInstances", kept.encode())
+
+    server = serve(RefusesOne)
     url = f"http://127.0.0.1:{server.server_address[1]}"
     os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = ACCESS_KEY, SECRET_KEY
     try:
