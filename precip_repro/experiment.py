@@ -110,6 +110,7 @@ class Instance:
     image_digest: str | None = None
     request: LaunchRequest | None = None
     tries: int = 1
+    state_reason: str | None = None
 
     def matches(self, tags: Sequence[str]) -> bool:
         return all(tag in self.tags for tag in tags)
@@ -133,6 +134,7 @@ class Instance:
         self.public_hostname = described.public_hostname
         self.private_hostname = described.private_hostname
         self.ssh_port = described.ssh_port
+        self.state_reason = described.state_reason
 
 
 class _Call:
@@ -530,8 +532,21 @@ class Experiment:
             described = self.cloud.describe([inst.instance_id])
             if described:
                 inst.update(described[0])
-            if inst.state == "terminated":
-                raise CloudError(f"instance {inst.instance_id} ({inst.slot}) ended while booting")
+            if inst.state in ("terminated", "shutting-down"):
+                # The cloud (or something else) ended it: waiting longer cannot help.
+                why = f"it ended while it booted: {inst.state_reason or inst.state}"
+                if inst.tries < self.boot_max_tries:
+                    with session.shielded("replacing an instance that ended while it booted"):
+                        self._replace(inst, call, why=why)
+                    attempt_deadline = self._attempt_deadline(deadline)
+                    delay = 0.02
+                    continue
+                ended = inst.instance_id
+                self._terminate([inst], call)  # the record says it is gone; gc need not ask
+                raise CloudError(
+                    f"instance {ended} ({inst.slot}): {why}"
+                    + (f" ({inst.tries} tries)" if inst.tries > 1 else "")
+                )
             if inst.state == "running":
                 try:
                     self._ensure_address(inst)

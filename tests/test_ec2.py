@@ -239,6 +239,32 @@ def test_a_boot_that_never_answers_is_replaced_then_times_out_leaving_nothing(ec
     finish_run()
 
 
+def test_an_instance_the_cloud_ends_while_it_boots_is_replaced_or_reported_at_once(ec2, store):
+    exp = make("ec2", ec2, store, boot_max_tries=2)
+    exp.provision(ec2.image, count=2)
+    first = exp.list()[0]["id"]
+    ec2.client.terminate_instances(InstanceIds=[first])  # ended before it ever answered
+    exp.wait(timeout=60)
+    assert [i["slot"] for i in exp.list()] == ["e1.p1.0", "e1.p1.1"]
+    assert first not in {i["id"] for i in exp.list()}
+    assert exp.run(["e1.p1.0"], "echo replaced")[1] == ["replaced\n"]
+    exp.close()
+    finish_run()
+
+    exp = make("ec2", ec2, store, boot_max_tries=1)  # said at once, with the cloud's reason
+    exp.provision(ec2.image)
+    (doomed,) = [i["id"] for i in exp.list()]
+    ec2.client.terminate_instances(InstanceIds=[doomed])
+    started = time.monotonic()
+    with pytest.raises(CloudError, match=r"ended while it booted: .*[Uu]ser initiated"):
+        exp.wait(timeout=60)
+    assert time.monotonic() - started < 10
+    assert [d["instance_id"] for d in of_type(exp.run_path, "instance.terminated")] == [doomed]
+    assert exp.list() == []
+    exp.close()
+    finish_run()
+
+
 def test_an_instance_without_a_public_address_gets_a_floating_one(ec2, store):
     exp = make("ec2", ec2, store, ssh_address="public", floating_addresses=[ec2.floating])
     exp.provision(ec2.image)

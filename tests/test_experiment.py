@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from precip_repro import (
+    CloudError,
     CommandFailed,
     CommandTimeout,
     InstanceNotReady,
@@ -28,6 +30,7 @@ from precip_repro import (
     load_run,
     verify,
 )
+from precip_repro.clouds.local import live_local_instances
 from precip_repro.experiment import MAX_COMMAND
 from precip_repro.record import LogReader
 from precip_repro.record.store import EVENTS
@@ -249,6 +252,34 @@ def test_using_an_instance_before_wait_is_a_clear_error(local_experiment):
     exp.provision("default")
     with pytest.raises(InstanceNotReady, match="call wait"):
         exp.run([], "true")
+
+
+def test_a_local_instance_that_dies_before_wait_is_replaced_or_reported_with_its_last_words(
+    local_experiment,
+):
+    exp = local_experiment("dies", boot_max_tries=2)
+    exp.provision("default")
+    (first,) = [i["id"] for i in exp.list()]
+    (state,) = [s for s in live_local_instances() if s.instance_id == first]
+    os.kill(state.launcher_pid, signal.SIGKILL)  # the instance's init: all of it ends
+    exp.wait(timeout=30)
+    (now,) = exp.list()
+    assert now["slot"] == "e1.p1.0" and now["id"] != first
+    assert exp.run([], "echo alive")[1] == ["alive\n"]
+    exp.deprovision()
+
+    exp.provision("default", tags=["second"])
+    (doomed,) = [i["id"] for i in exp.list(["second"])]
+    exp.boot_max_tries = 1
+    (state,) = [s for s in live_local_instances() if s.instance_id == doomed]
+    os.kill(state.launcher_pid, signal.SIGKILL)
+    with pytest.raises(
+        CloudError, match=f"{doomed} \\(e1.p2.0\\): it ended while it booted: its processes ended"
+    ):
+        exp.wait(timeout=30)
+    assert exp.list() == []
+    terminated = [d["instance_id"] for d in of_type(exp.run_path, "instance.terminated")]
+    assert terminated[-1] == doomed
 
 
 def test_wait_times_out_naming_the_late_instance(local_experiment):

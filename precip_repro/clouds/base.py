@@ -43,6 +43,8 @@ class CloudInstance:
     private_hostname: str | None = None
     ssh_port: int = 22
     image_digest: str | None = None
+    state_reason: str | None = None
+    """Why the cloud ended it, where it says (EC2's ``StateReason``)."""
 
 
 class Cloud(Protocol):

@@ -434,6 +434,7 @@ class EC2Cloud:
             private_address=data.get("PrivateIpAddress") or None,
             public_hostname=data.get("PublicDnsName") or data.get("PublicIpAddress") or None,
             private_hostname=data.get("PrivateDnsName") or data.get("PrivateIpAddress") or None,
+            state_reason=data.get("StateReason", {}).get("Message") or None,
         )
 
     def describe(self, instance_ids: Sequence[str]) -> list[CloudInstance]:

@@ -71,6 +71,8 @@ SFTP_SERVER: Final = Path("/usr/lib/openssh/sftp-server")
 OVERLAID: Final = ("usr", "etc", "opt", "var", "root", "home", "srv")
 POOL: Final = ipaddress.IPv4Network("127.128.0.0/9")
 BOOT_TIMEOUT: Final = 20.0
+_READY: Final = "precip-instance-ready"
+"""What the set-up script says in its log once the instance is up."""
 
 # Run by `unshare` inside the instance's new namespaces. Arguments: mode (root|user),
 # state dir, hostname, image dir or "", address; then the lines of the sshd config are written by
@@ -571,7 +573,7 @@ class LocalCloud:
         self, state: LocalInstanceState, proc: subprocess.Popen[bytes], log_path: Path
     ) -> None:
         deadline = time.monotonic() + BOOT_TIMEOUT
-        marker = b"precip-instance-ready"
+        marker = _READY.encode()
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 tail = log_path.read_bytes().decode(errors="replace").strip().splitlines()[-5:]
@@ -627,7 +629,19 @@ class LocalCloud:
             private_hostname=state.address,
             ssh_port=state.port,
             image_digest=state.image_digest,
+            state_reason=None if running else self._last_words(state),
         )
+
+    def _last_words(self, state: LocalInstanceState) -> str:
+        """What an instance that ended said last (its sshd's log): why it ended."""
+        directory = state.path(self.home)
+        for name in ("sshd.log", "boot.log"):
+            with contextlib.suppress(OSError):
+                lines = (directory / name).read_bytes().decode(errors="replace").split("\n")
+                said = [s for line in lines if (s := line.strip()) and s != _READY]
+                if said:
+                    return f"its processes ended; {name} last said: {said[-1][:300]}"
+        return "its processes ended without a word (killed?)"
 
     def describe(self, instance_ids: Sequence[str]) -> list[CloudInstance]:
         with self._lock:
