@@ -167,7 +167,9 @@ class UnsupportedUser(InstanceError, ValueError):
 
 
 class CommandFailed(InstanceError):
-    """A command exited non-zero with ``check_exit_code``."""
+    """A command exited non-zero with ``check_exit_code``: ``instance`` is the first in
+    instance order, ``failed`` every instance of the call that failed (id → exit code; in
+    parallel all of them ran, in turn the call stopped at the first)."""
 
     def __init__(
         self,
@@ -178,10 +180,12 @@ class CommandFailed(InstanceError):
         cmd: str,
         exit_code: int,
         stderr_tail: str,
+        failed: dict[str, int | None] | None = None,
     ) -> None:
         self.cmd = cmd
         self.exit_code = exit_code
         self.stderr_tail = stderr_tail
+        self.failed = failed if failed is not None else {instance: exit_code}
         super().__init__(message, instance=instance, slot=slot)
 
 

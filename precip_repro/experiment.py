@@ -835,6 +835,11 @@ class Experiment:
                 outcomes.append((result, None))
                 if check_exit_code and result.exit_code != 0:
                     break  # the seed stops at the first failure when running in turn
+        failed = {
+            inst.instance_id: outcome.exit_code
+            for inst, (outcome, _) in zip(targets, outcomes, strict=False)
+            if check_exit_code and outcome is not None and outcome.exit_code != 0
+        }
         done: builtins.list[tuple[Instance, ExecResult]] = []
         for inst, (outcome, error) in zip(targets, outcomes, strict=False):
             if error is not None:
@@ -856,14 +861,22 @@ class Experiment:
                     else f"ended without an exit status ({NO_EXIT_STATUS}: killed by a signal, "
                     "or its session was ended)"
                 )
+                # In parallel every instance ran: say which others failed too.
+                others = [
+                    f"{other.instance_id} ({other.slot}) exited {failed[other.instance_id]}"
+                    for other in targets
+                    if other is not inst and other.instance_id in failed
+                ]
+                also = f"; {len(others)} more failed too: {', '.join(others)}" if others else ""
                 raise CommandFailed(
                     f"{cmd!r} {exited} on instance {inst.instance_id} "
-                    f"({inst.slot}); stderr ends: {tail.strip() or '(empty)'}",
+                    f"({inst.slot}); stderr ends: {tail.strip() or '(empty)'}{also}",
                     instance=inst.instance_id,
                     slot=inst.slot,
                     cmd=cmd,
                     exit_code=result.exit_code if result.exit_code is not None else -1,
                     stderr_tail=tail,
+                    failed=failed,
                 )
             done.append((inst, result))
         return done

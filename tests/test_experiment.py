@@ -175,6 +175,21 @@ def test_a_failing_command_raises_with_instance_exit_code_and_stderr(local_exper
     assert calls.count(failed[0]["call"]) == 1
 
 
+def test_a_parallel_failure_names_every_instance_that_failed(local_experiment):
+    exp = local_experiment("fails-in-parallel")
+    exp.provision("default", count=3)
+    exp.wait()
+    ok, bad, worse = [i["id"] for i in exp.list()]
+    with pytest.raises(CommandFailed) as info:
+        exp.run([], f'[ "$(hostname)" = {ok} ] || exit 2', parallel=True)
+    assert info.value.instance == bad
+    assert info.value.failed == {bad: 2, worse: 2}
+    assert f"1 more failed too: {worse} (e1.p1.2) exited 2" in str(info.value)
+    with pytest.raises(CommandFailed) as info:
+        exp.run([], f'[ "$(hostname)" = {ok} ] || exit 2')  # in turn: it stops at the first
+    assert info.value.failed == {bad: 2} and "more failed" not in str(info.value)
+
+
 def test_missing_files_raise_specific_errors(local_experiment, tmp_path):
     exp = local_experiment("files")
     exp.provision("default")
