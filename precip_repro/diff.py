@@ -23,8 +23,9 @@ A DIFFERENCE is ``{"kind": K, "a": VALUE, "b": VALUE}`` plus, where they apply, 
 ``stderr``, ``file``, ``result``, ``duration``, ``command_missing``, ``file_missing`` (in a
 step); ``image``, ``image_digest``, ``instance_type``, ``fact``, ``instance_missing`` (in an
 instance); ``status`` (how the run ended, and why when not ``ok``: ``"failed: the script
-ended with an uncaught …"``) and ``note`` (the script's notes, compared in order; a
-missing one is null, ``name`` is its number) for the whole run.
+ended with an uncaught …"``), ``script`` (its source), ``module`` (the source of one of the
+script's own modules, ``name`` its name; a missing one is null) and ``note`` (the script's
+notes, compared in order; a missing one is null, ``name`` is its number) for the whole run.
 """
 
 from __future__ import annotations
@@ -318,12 +319,32 @@ def _compare_run(a: _Side, b: _Side) -> Iterator[dict[str, Any]]:
     ended_a, ended_b = a.norm.text(a.view.ended), b.norm.text(b.view.ended)
     if ended_a != ended_b:
         yield {"kind": "status", "a": ended_a, "b": ended_b}
+    script_a, script_b = a.view.started.get("script"), b.view.started.get("script")
+    if isinstance(script_a, dict) and isinstance(script_b, dict):
+        found = _content_difference("script", a, b, script_a, script_b)
+        if found is not None:
+            yield found
+    modules_a, modules_b = a.view.modules, b.view.modules
+    for name in sorted(modules_a.keys() | modules_b.keys()):
+        one, other = modules_a.get(name), modules_b.get(name)
+        if one is None or other is None:
+            yield {"kind": "module", "name": name, "a": one and one.get("path"),
+                   "b": other and other.get("path")}  # fmt: skip
+            continue
+        found = _content_difference("module", a, b, _ref(one), _ref(other))
+        if found is not None:
+            yield {**found, "name": name}
     notes_a, notes_b = _notes(a), _notes(b)
     for number in range(max(len(notes_a), len(notes_b))):
         note_a = notes_a[number] if number < len(notes_a) else None
         note_b = notes_b[number] if number < len(notes_b) else None
         if note_a != note_b:
             yield {"kind": "note", "name": f"#{number + 1}", "a": note_a, "b": note_b}
+
+
+def _ref(module: dict[str, JSON]) -> dict[str, JSON]:
+    content = module.get("content")
+    return content if isinstance(content, dict) else {}
 
 
 def _call_summary(side: _Side, call: CallView) -> dict[str, Any]:
@@ -441,6 +462,9 @@ def render_text(result: DiffResult) -> Iterator[str]:
     for found in result.run:
         name = f" {found['name']}" if found.get("name") else ""
         yield f"run {found['kind']}{name}:"
+        if found.get("diff"):  # a source: its lines that changed say it best
+            yield from (f"    {line}" for line in str(found["diff"]).splitlines())
+            continue
         yield f"    a: {_value(found['a'])}"
         yield f"    b: {_value(found['b'])}"
     for instance in result.instances:

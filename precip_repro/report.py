@@ -96,6 +96,7 @@ def _header(view: RunView, verdict: Verdict) -> list[tuple[str, str]]:
         ("python", f"{started.get('python')} on {started.get('platform')}"),
         ("recorded by", f"{started.get('user')}@{started.get('host')} in {started.get('cwd')}"),
         ("script", _script(started)),
+        *([("modules", _modules(view))] if view.modules else []),
         ("git commit", str(started.get("git_commit") or "-")),
         ("clouds", "; ".join(_clouds(view)) or "-"),
         *_replay_header(view),
@@ -108,6 +109,17 @@ def _script(started: dict[str, Any]) -> str:
     if isinstance(ref, dict) and ref.get("withheld"):
         return f"{path} (kept by hash only: {ref['withheld']})"
     return path
+
+
+def _modules(view: RunView) -> str:
+    """The script's own modules, each with its source's hash (the source is in the store:
+    ``precip-repro cat RUN SHA256``)."""
+    shown = []
+    for name, module in sorted(view.modules.items()):
+        ref = module.get("content")
+        ref = ref if isinstance(ref, dict) else {}
+        shown.append(f"{name} ({module.get('path')}, sha256 {ref.get('sha256')}{_withheld(ref)})")
+    return "; ".join(shown)
 
 
 def _withheld(ref: dict[str, Any]) -> str:

@@ -145,6 +145,8 @@ class RunView:
     """A replay's verdicts, one per recorded call it re-executed (``replay.step`` data)."""
     ending: str | None = None
     """Why the run did not end ``ok``, as the note the tool writes then says."""
+    modules: dict[str, dict[str, JSON]] = attrs.Factory(dict)
+    """The script's own modules by name: ``path`` and ``content`` (a blob reference)."""
 
     @property
     def ended(self) -> str:
@@ -173,6 +175,7 @@ class ViewBuilder:
         self.ending: str | None = None
         """Why the run did not end ``ok``, as the tool's own note says."""
         self.replay_steps: list[dict[str, JSON]] = []
+        self.modules: dict[str, dict[str, JSON]] = {}
         self._strings: dict[str, str] = {}
         self._refs: dict[str, dict[str, JSON]] = {}
         self._withheld: dict[str, str] = {}
@@ -303,6 +306,12 @@ class ViewBuilder:
                 )
             )
 
+    def _module_loaded(self, now: int, data: dict[str, Any]) -> None:
+        self.modules[str(data.get("name"))] = {
+            "path": data.get("path"),
+            "content": self._shared_ref(data.get("content")),
+        }
+
     def _replay_step(self, now: int, data: dict[str, Any]) -> None:
         self.replay_steps.append(data)
 
@@ -364,6 +373,7 @@ class ViewBuilder:
         "note": _note,
         "replay.step": _replay_step,
         "blob.withheld": _blob_withheld,
+        "module.loaded": _module_loaded,
     }
 
     def build(self) -> RunView:
@@ -381,6 +391,7 @@ class ViewBuilder:
             last_ns=self.last,
             replay_steps=self.replay_steps,
             ending=self.ending,
+            modules=self.modules,
         )
 
 

@@ -71,6 +71,8 @@ class Session:
         self.playback: Playback | None = None
         """Set by ``precip-repro run --playback``: calls are answered from a recording."""
         self.mapping: bytes | None = None
+        self._script_of_run: Path | None = None
+        self._modules_recorded: set[str] = set()
         """Take ``sys.argv[0]`` as the experiment script when it is a file."""
 
     def add_secret(self, name: str, value: str) -> None:
@@ -135,10 +137,28 @@ class Session:
                 mapping=self.mapping,
                 secrets=self.redactor,
             )
+            self._script_of_run = script
+            self._modules_recorded = set()
+            self._record_modules(self.run)
             self._exp_count = 0
             self._call_count = 0
             self.status = None
             return self.run
+
+    def _record_modules(self, run: Run) -> None:
+        """Record the script's own modules imported so far and not recorded yet."""
+        if self._script_of_run is None or self.playback is not None:
+            return
+        for name, path in local_modules(self._script_of_run):
+            if str(path) in self._modules_recorded:
+                continue
+            self._modules_recorded.add(str(path))
+            try:
+                run.add_module(name, path, self.redactor)
+            except RecordError as exc:
+                log.error("a module of the script could not be recorded", module=name,
+                          error=str(exc))  # fmt: skip
+                return
 
     def mark_ending(self, exc: BaseException) -> None:
         """Remember how an exception ends the process: ``sys.exit(0)`` is no failure, an
@@ -219,6 +239,7 @@ class Session:
                 return None
             if run.finished:
                 return run.digest
+            self._record_modules(run)  # those imported since the run began
             try:
                 digest = run.finish(status or self.status or "ok")
             except (RecordError, OSError) as exc:
@@ -328,6 +349,30 @@ def _raise_for(signum: int) -> NoReturn:
 
 
 session = Session()
+
+
+def local_modules(script: Path) -> list[tuple[str, Path]]:
+    """The modules loaded from files beside ``script`` or below its directory (the
+    experiment's own: ``from helper import …``), by name — not the script itself, not
+    precip-repro, nor anything installed in the interpreter's prefix (a virtualenv kept
+    in the project's directory included)."""
+    script = script.resolve()
+    home = script.parent
+    prefixes = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    found: dict[str, Path] = {}
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if not isinstance(file, str) or name == "__main__":
+            continue
+        if name.partition(".")[0] in ("precip_repro", "replay"):
+            continue
+        path = Path(file).resolve()
+        if path.suffix != ".py" or path == script or not path.is_relative_to(home):
+            continue
+        if "site-packages" in path.parts or any(path.is_relative_to(p) for p in prefixes):
+            continue
+        found[name] = path
+    return sorted(found.items())
 
 
 class _WatchedExit:

@@ -92,6 +92,11 @@ _DESCRIBE: Final[dict[str, Callable[[dict[str, Any]], str]]] = {
         f"replay of #{d.get('source_call')} {d.get('exp')}.{d.get('method')}: {d.get('verdict')}"
         + (f" ({len(d.get('differences') or [])} differences)" if d.get("differences") else "")
     ),
+    "module.loaded": lambda d: (
+        f"module {d.get('name')} from {d.get('path')} "
+        f"({(d.get('content') or {}).get('size', '?')} bytes, "
+        f"sha256 {str((d.get('content') or {}).get('sha256', '?'))[:12]})"
+    ),
     "blob.withheld": lambda d: (
         f"blob {str(d.get('sha256'))[:12]} removed, kept by hash only: {d.get('reason')}"
     ),

@@ -50,6 +50,7 @@ __all__ = [
     "InstanceReady",
     "InstanceTerminated",
     "InstanceTerminating",
+    "ModuleLoaded",
     "Note",
     "PAYLOADS",
     "Payload",
@@ -400,6 +401,19 @@ class BlobWithheld(Payload):
 
 
 @attrs.frozen(kw_only=True)
+class ModuleLoaded(Payload):
+    """A Python module of the experiment's own — a file beside the script that it imported
+    (``from helper import …``) — with its source: what ran is the script and these. Written
+    after ``run.started`` for the modules imported by then, and before ``run.finished`` for
+    those imported later."""
+
+    TYPE: ClassVar[str] = "module.loaded"
+    name: str
+    path: str
+    content: BlobRef
+
+
+@attrs.frozen(kw_only=True)
 class ReplayStep(Payload):
     """A replay's verdict on one recorded call: ``reproduced`` or ``diverged``."""
 
@@ -431,6 +445,7 @@ PAYLOADS: Final[Mapping[str, type[Payload]]] = {
         RunFinished,
         ReplayStep,
         BlobWithheld,
+        ModuleLoaded,
     )
 }
 """Every v1 event type and its payload class."""

@@ -42,6 +42,7 @@ from precip_repro.record.events import (
     Event,
     InstanceLaunched,
     InstanceTerminating,
+    ModuleLoaded,
     Payload,
     ReplayOf,
     RunFinished,
@@ -198,14 +199,30 @@ class Run:
         log.info("run started", run=run_id, path=str(path))
         return run
 
-    def _store_script(self, script: Path, secrets: Redactor | None) -> BlobRef:
+    def _store_script(
+        self, script: Path, secrets: Redactor | None, what: str = "the experiment script"
+    ) -> BlobRef:
         scanner = secrets.scanner() if secrets else None
         with script.open("rb") as f, self.blobs.sink() as sink:
             while chunk := f.read(1 << 20):
                 sink.write(chunk)
                 if scanner is not None:
                     scanner.feed(chunk)
-            return self.seal(sink, scanner, f"the experiment script {script}")
+            return self.seal(sink, scanner, f"{what} {script}")
+
+    def add_module(self, name: str, path: Path, secrets: Redactor | None = None) -> None:
+        """Record a module of the experiment's own and its source (kept by hash only when
+        it holds a registered secret). A file that cannot be read is skipped, said in the
+        log: the run goes on."""
+        try:
+            content = self._store_script(path, secrets, what=f"module {name}")
+        except RecordWriteFailed:
+            raise
+        except OSError as exc:
+            log.warning("a module's source could not be read", module=name, file=str(path),
+                        error=exc.strerror or str(exc))  # fmt: skip
+            return
+        self.append(ModuleLoaded(name=name, path=str(path), content=content))
 
     def seal(self, sink: BlobSink, scanner: SecretScanner | None, what: str) -> BlobRef:
         """Finish a blob whose bytes ``scanner`` watched for secrets: stored, or — when it
