@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 HELD_BY_A_WORKER = """
 import os, signal, sys, threading, time
@@ -110,7 +111,7 @@ def test_a_runs_record_holds_the_scripts_own_modules_and_diff_names_a_changed_on
     (project / "vendored_keyholder.py").write_text("KEY = 'key-in-a-module-0042'\n")
     (project / "main.py").write_text(USES_ITS_OWN_MODULES)
     records = tmp_path / "records"
-    runs = []
+    runs: list[Path] = []
     for greeting in ("hello", "hullo"):
         (project / "helper.py").write_text(f"GREETING = {greeting!r}\n")
         done = subprocess.run(
