@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from precip_repro.exceptions import ExperimentException
 from precip_repro.logs import get_logger
 
-__all__ = ["Keys", "fingerprint", "load_keys", "precip_home"]
+__all__ = ["Keys", "ensure_home", "fingerprint", "load_keys", "precip_home"]
 
 log = get_logger(__name__)
 
@@ -30,6 +30,19 @@ def precip_home() -> Path:
     """``PRECIP_HOME`` if set, else ``~/.precip``."""
     env = os.environ.get("PRECIP_HOME")
     return Path(env) if env else Path.home() / ".precip"
+
+
+def ensure_home(home: Path) -> Path:
+    """Create the precip home, readable by its owner only: it holds the private key and
+    the local instances' host keys. One others could list (made by hand, or by an older
+    version) is closed, said in the log."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    status = home.stat()
+    if status.st_mode & 0o077 and status.st_uid == os.getuid():
+        home.chmod(0o700)
+        log.warning("precip home was open to others; now only its owner may enter it",
+                    path=str(home), was=oct(status.st_mode & 0o777))  # fmt: skip
+    return home
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -61,7 +74,7 @@ def load_keys(home: Path | None = None) -> Keys:
     """Load the keys in ``home`` (default :func:`precip_home`), creating them if missing."""
     home = home or precip_home()
     try:
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        ensure_home(home)
         account_file = home / "account_id"
         if not account_file.exists():
             _write_private(account_file, uuid.uuid4().hex.encode() + b"\n", mode=0o644)

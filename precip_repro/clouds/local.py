@@ -58,7 +58,7 @@ from precip_repro.exceptions import (
     LocalCloudUnavailable,
     UnsupportedUser,
 )
-from precip_repro.keys import Keys, precip_home
+from precip_repro.keys import Keys, ensure_home, precip_home
 from precip_repro.logs import get_logger
 from precip_repro.record.events import CloudInfo
 
@@ -387,7 +387,7 @@ class LocalCloud:
     # -- set-up --------------------------------------------------------------------------
 
     def _claim_block(self, wanted: str | None) -> ipaddress.IPv4Network:
-        blocks = self.home / "local" / "blocks"
+        blocks = ensure_home(self.home) / "local" / "blocks"
         blocks.mkdir(parents=True, exist_ok=True)
         if wanted is not None:
             network = _parse_block(wanted)
