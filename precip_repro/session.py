@@ -126,7 +126,7 @@ class Session:
                 return self.run
             script = self.script
             if script is None and self.detect_script and self._argv0 is not None:
-                script = self._argv0 if self._argv0.is_file() else None
+                script = self._argv0 if _is_users_script(self._argv0) else None
             run_name = self.run_name or (script.stem if script is not None else name)
             self.run = Run.open(
                 store,
@@ -351,6 +351,23 @@ def _raise_for(signum: int) -> NoReturn:
 session = Session()
 
 
+def _installed(path: Path) -> bool:
+    """Whether ``path`` belongs to the interpreter's installation (a virtualenv included)."""
+    prefixes = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    return (
+        "site-packages" in path.parts
+        or "dist-packages" in path.parts
+        or any(path.is_relative_to(p) for p in prefixes)
+    )
+
+
+def _is_users_script(argv0: Path) -> bool:
+    """Whether the program that runs is the user's experiment script — not an installed
+    tool that runs their code (a notebook's ``ipykernel_launcher.py``, pytest, IPython):
+    recording that as "the script" would mislead whoever reads the record."""
+    return argv0.is_file() and not _installed(argv0.resolve())
+
+
 def local_modules(script: Path) -> list[tuple[str, Path]]:
     """The modules loaded from files beside ``script`` or below its directory (the
     experiment's own: ``from helper import …``), by name — not the script itself, not
@@ -358,7 +375,6 @@ def local_modules(script: Path) -> list[tuple[str, Path]]:
     in the project's directory included)."""
     script = script.resolve()
     home = script.parent
-    prefixes = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
     found: dict[str, Path] = {}
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None)
@@ -369,7 +385,7 @@ def local_modules(script: Path) -> list[tuple[str, Path]]:
         path = Path(file).resolve()
         if path.suffix != ".py" or path == script or not path.is_relative_to(home):
             continue
-        if "site-packages" in path.parts or any(path.is_relative_to(p) for p in prefixes):
+        if _installed(path):
             continue
         found[name] = path
     return sorted(found.items())

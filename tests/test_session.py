@@ -136,3 +136,26 @@ def test_a_runs_record_holds_the_scripts_own_modules_and_diff_names_a_changed_on
     assert "run module helper:" in text
     assert "-GREETING = 'hello'" in text and "+GREETING = 'hullo'" in text
     assert "analysis" not in text and "run script" not in text
+
+
+def test_an_installed_launcher_running_the_users_code_is_not_recorded_as_their_script(tmp_path):
+    from precip_repro.record import LogReader
+    from precip_repro.record.store import EVENTS
+
+    # As a notebook runs: the program is ipykernel's launcher, the experiment is the user's.
+    launcher = tmp_path / "venv" / "lib" / "site-packages" / "ipykernel_launcher.py"
+    launcher.parent.mkdir(parents=True)
+    launcher.write_text(
+        "import sys\n"
+        "from precip_repro import LocalExperiment\n"
+        "LocalExperiment('in-a-notebook', records=sys.argv[1]).close()\n"
+    )
+    records = tmp_path / "records"
+    done = subprocess.run(
+        [sys.executable, str(launcher), str(records)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    (run,) = records.iterdir()
+    assert "-in-a-notebook-" in run.name
+    started = next(iter(LogReader(run / EVENTS))).data
+    assert started["script"] is None and started["script_path"] is None
