@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Final
+from typing import Any, Final
 
 import attrs
 import paramiko
@@ -118,6 +118,33 @@ def sftp_path(remote: str) -> str:
     return remote
 
 
+def _exec_with_stdin_closed(chan: paramiko.Channel, cmd: str) -> None:
+    """``exec`` ``cmd`` on ``chan`` with its stdin closed (EOF sent with the request).
+
+    ``exec_command()`` then ``shutdown_write()`` races paramiko's transport thread
+    (paramiko#1115, #1705, still open): a quick command's CLOSE can arrive between them,
+    the transport thread answers with its own CLOSE, our EOF follows it onto the wire, and
+    sshd drops the whole connection — every other session on it too ("ieof packet referred
+    to nonexistent channel"; threads sharing an experiment saw it under load). Here the
+    EOF is sent right behind the request while the channel's lock is held, so no CLOSE for
+    it can be sent in between: the server cannot end a command it has not yet been asked
+    to run, and nothing else needs that lock before the request is answered."""
+    request = paramiko.Message()
+    request.add_byte(paramiko.common.cMSG_CHANNEL_REQUEST)
+    request.add_int(chan.remote_chanid)
+    request.add_string("exec")
+    request.add_boolean(True)
+    request.add_string(cmd)
+    transport: Any = chan.transport
+    with chan.lock:
+        chan._event_pending()  # type: ignore[attr-defined]
+        transport._send_user_message(request)
+        eof = chan._send_eof()  # type: ignore[attr-defined]
+        if eof is not None:
+            transport._send_user_message(eof)
+    chan._wait_for_event()  # type: ignore[attr-defined]
+
+
 class Connection:
     """A logged-in ssh connection to one instance as one user."""
 
@@ -150,8 +177,7 @@ class Connection:
             raise self._unreachable(f"could not open a session: {exc}") from exc
         out, err = bytearray(), bytearray()
         try:
-            chan.exec_command(cmd)
-            chan.shutdown_write()
+            _exec_with_stdin_closed(chan, cmd)
             ready = chan.fileno()
             while True:
                 while chan.recv_ready():
