@@ -535,11 +535,8 @@ class Experiment:
             if inst.state in ("terminated", "shutting-down"):
                 # The cloud (or something else) ended it: waiting longer cannot help.
                 why = f"it ended while it booted: {inst.state_reason or inst.state}"
-                if inst.tries < self.boot_max_tries:
-                    with session.shielded("replacing an instance that ended while it booted"):
-                        self._replace(inst, call, why=why)
-                    attempt_deadline = self._attempt_deadline(deadline)
-                    delay = 0.02
+                if self._replaced(inst, call, why, "an instance that ended while it booted"):
+                    attempt_deadline, delay = self._attempt_deadline(deadline), 0.02
                     continue
                 ended = inst.instance_id
                 self._terminate([inst], call)  # the record says it is gone; gc need not ask
@@ -560,14 +557,8 @@ class Experiment:
             now = time.monotonic()
             why = f"last attempt: {last}" if last else f"state {inst.state}"
             if now + delay > attempt_deadline and attempt_deadline < deadline:
-                if inst.tries < self.boot_max_tries:
-                    # The instance did not come up in time: replace it; the slot stays.
-                    # Shielded: a Ctrl-C while the replacement is launched would let the
-                    # main thread deprovision the old id and leave the new one running.
-                    with session.shielded("replacing an instance that did not boot"):
-                        self._replace(inst, call, why=why)
-                    attempt_deadline = self._attempt_deadline(deadline)
-                    delay = 0.02
+                if self._replaced(inst, call, why, "an instance that did not boot"):
+                    attempt_deadline, delay = self._attempt_deadline(deadline), 0.02
                     continue
                 # Out of tries: an instance that never booted only costs money.
                 late = inst.instance_id
@@ -596,6 +587,16 @@ class Experiment:
                 facts=facts,
             )
         )
+
+    def _replaced(self, inst: Instance, call: int, why: str, what: str) -> bool:
+        """Replace ``inst`` — ``what`` it is, for the log — while it has tries left; its slot
+        stays. Shielded: a Ctrl-C while the replacement is launched would let the main
+        thread deprovision the old id and leave the new one running."""
+        if inst.tries >= self.boot_max_tries:
+            return False
+        with session.shielded(f"replacing {what}"):
+            self._replace(inst, call, why=why)
+        return True
 
     def _attempt_deadline(self, deadline: float) -> float:
         if self.boot_timeout is None:

@@ -9,8 +9,9 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from precip_repro.record import Run, RunStore
@@ -185,3 +186,24 @@ def record_stopped(store: RunStore, tmp_path: Path, sig: int) -> str:
         assert main(["--records", str(store.root), "gc", "--terminate"]) == 0
         assert main(["--records", str(store.root), "recover", run_id]) == 0
     return run_id
+
+
+def in_threads(*work: Callable[[], object], timeout: float = 60) -> list[BaseException]:
+    """Run each callable in a thread of its own, all at once; what they raised. Fails the
+    test when one is still running after ``timeout`` (a deadlock)."""
+    errors: list[BaseException] = []
+
+    def guarded(one: Callable[[], object]) -> None:
+        try:
+            one()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(one,), daemon=True) for one in work]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert not any(thread.is_alive() for thread in threads), "threads deadlocked"
+    return errors

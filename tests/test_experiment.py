@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import signal
 import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from precip_repro.experiment import MAX_COMMAND
 from precip_repro.record import LogReader
 from precip_repro.record.store import EVENTS
 from precip_repro.report import write_report
-from tests.helpers import assert_nowhere_in
+from tests.helpers import assert_nowhere_in, in_threads
 
 
 def events_of(run_path: Path) -> list[Any]:
@@ -339,9 +339,6 @@ def test_an_unreachable_instance_raises_and_the_call_fails(local_experiment):
 
 
 def test_a_changed_host_key_is_refused(local_experiment, tmp_path):
-    import signal
-    import time
-
     from precip_repro import HostKeyChanged
     from precip_repro.clouds.local import LocalInstanceState
     from precip_repro.keys import precip_home
@@ -484,27 +481,17 @@ def test_threads_sharing_an_experiment_move_files_at_once_without_deadlock(
     exp = local_experiment("threads")
     exp.provision("default", count=2)
     exp.wait()
-    errors: list[BaseException] = []
 
     def work(i: int) -> None:
-        try:
-            local = tmp_path / f"in-{i}.txt"
-            local.write_text(f"payload {i}\n" * 1000)
-            for j in range(5):
-                exp.put([], local, f"/tmp/in-{i}.txt")
-                exp.get([], f"/tmp/in-{i}.txt", tmp_path / f"out-{i}-{j}")
-                _, outs, _ = exp.run([], f"wc -l < /tmp/in-{i}.txt")
-                assert outs == ["1000\n", "1000\n"]
-        except BaseException as exc:
-            errors.append(exc)
+        local = tmp_path / f"in-{i}.txt"
+        local.write_text(f"payload {i}\n" * 1000)
+        for j in range(5):
+            exp.put([], local, f"/tmp/in-{i}.txt")
+            exp.get([], f"/tmp/in-{i}.txt", tmp_path / f"out-{i}-{j}")
+            _, outs, _ = exp.run([], f"wc -l < /tmp/in-{i}.txt")
+            assert outs == ["1000\n", "1000\n"]
 
-    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 60
-    for thread in threads:
-        thread.join(timeout=max(0.0, deadline - time.monotonic()))
-    assert not any(thread.is_alive() for thread in threads), "transfers deadlocked"
+    errors = in_threads(*(functools.partial(work, i) for i in range(6)))
     assert errors == []
     for item in exp.list():
         got = tmp_path / f"out-3-4.{item['id']}"

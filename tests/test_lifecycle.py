@@ -45,6 +45,17 @@ def start(tmp_path: Path, store: RunStore, marker: str, tail: str) -> subprocess
     return proc
 
 
+def run_to_end(tmp_path: Path, store: RunStore, code: str) -> subprocess.CompletedProcess[str]:
+    """Run the script ``code`` recording into ``store``; it must exit 0."""
+    script = tmp_path / "script.py"
+    script.write_text(code)
+    done = subprocess.run(
+        [sys.executable, str(script), str(store.root)], capture_output=True, text=True, timeout=90
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def sleeping(marker: str) -> bool:
     return subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True).returncode == 0
 
@@ -226,12 +237,7 @@ import gc; gc.collect()
 
 def test_an_experiment_the_script_dropped_is_still_deprovisioned_at_exit(tmp_path, store):
     marker = f"{os.getpid()}.1919"
-    script = tmp_path / "dropped.py"
-    script.write_text(DROPPED.format(marker=marker))
-    done = subprocess.run(
-        [sys.executable, str(script), str(store.root)], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
+    run_to_end(tmp_path, store, DROPPED.format(marker=marker))
     assert not sleeping(marker)
     run_dir = only_run(store)
     assert [s for s in live_local_instances() if s.run == run_dir.name] == []
@@ -389,12 +395,7 @@ with LocalExperiment("forks", records=sys.argv[1]) as exp:
 
 def test_a_forked_child_neither_deprovisions_nor_writes_into_the_parents_run(tmp_path, store):
     marker = f"{os.getpid()}.2020"
-    script = tmp_path / "forks.py"
-    script.write_text(FORKS.format(marker=marker))
-    done = subprocess.run(
-        [sys.executable, str(script), str(store.root)], capture_output=True, text=True, timeout=90
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_to_end(tmp_path, store, FORKS.format(marker=marker))
     refused = done.stdout.split("REFUSED\n")[1].split("SLEEPERS")[0]
     assert "is a fork of it" in refused and "run() is refused here" in refused
     assert "cannot append to its log" in refused

@@ -3,9 +3,8 @@ commands on a connection shared by many threads never make sshd drop it."""
 
 from __future__ import annotations
 
-import threading
-
 from precip_repro import CommandTimeout
+from tests.helpers import in_threads
 
 
 def test_a_command_reading_stdin_sees_it_closed_at_once(local_experiment):
@@ -29,27 +28,13 @@ def test_quick_commands_from_many_threads_share_a_connection_without_it_dropping
     exp.wait()
     data = tmp_path / "data"
     data.write_bytes(b"x" * 100_000)
-    errors: list[BaseException] = []
 
     def quick() -> None:
-        try:
-            for _ in range(40):
-                assert exp.run([], "true")[0] == [0]
-        except BaseException as exc:
-            errors.append(exc)
+        for _ in range(40):
+            assert exp.run([], "true")[0] == [0]
 
     def moving() -> None:
-        try:
-            for n in range(20):
-                exp.put([], data, f"/tmp/data-{n}")
-        except BaseException as exc:
-            errors.append(exc)
+        for n in range(20):
+            exp.put([], data, f"/tmp/data-{n}")
 
-    threads = [threading.Thread(target=quick) for _ in range(8)]
-    threads.append(threading.Thread(target=moving))
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads)
-    assert errors == []
+    assert in_threads(*[quick] * 8, moving, timeout=120) == []
