@@ -17,7 +17,7 @@ for code that does not know us::
     │   ├── HostKeyChanged                    the host key differs from the one pinned
     │   ├── UnsupportedUser (ValueError)      the instance cannot log this user in
     │   ├── CommandFailed                     non-zero exit; exit code and stderr tail
-    │   ├── CommandTimeout (TimeoutError)     a command ran past its ``timeout=``
+    │   ├── CommandTimeout (TimeoutError)     a command ran past its ``timeout=``; ended
     │   └── TransferFailed (OSError)          a put or get failed: a directory, no permission …
     │       └── RemoteFileMissing (FileNotFoundError)  ``get`` of a path the instance lacks
     └── RecordError                           anything about a run's record
@@ -190,7 +190,8 @@ class CommandFailed(InstanceError):
 
 
 class CommandTimeout(InstanceError, TimeoutError):
-    """A command ran past its ``timeout=``; it was stopped."""
+    """A command ran past its ``timeout=``; it was ended on the instance with everything
+    it started (the message says when that was not possible)."""
 
 
 class TransferFailed(InstanceError, OSError):

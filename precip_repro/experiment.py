@@ -848,9 +848,15 @@ class Experiment:
             assert outcome is not None
             result = outcome
             if result.timed_out:
+                fate = (
+                    "could not be ended there: it may still be running until the instance "
+                    "is deprovisioned"
+                    if result.still_running
+                    else "was ended, with everything it started there"
+                )
                 raise CommandTimeout(
                     f"{cmd!r} on instance {inst.instance_id} ({inst.slot}) ran past its timeout "
-                    f"of {timeout} s and was stopped",
+                    f"of {timeout} s and {fate}",
                     instance=inst.instance_id,
                     slot=inst.slot,
                 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import secrets
 import select
 import socket
 import stat
@@ -28,13 +29,17 @@ import paramiko
 from precip_repro.exceptions import (
     ExperimentException,
     HostKeyChanged,
+    InstanceError,
     InstanceUnreachable,
     RemoteFileMissing,
     TransferFailed,
 )
 from precip_repro.keys import fingerprint
+from precip_repro.logs import get_logger
 
 __all__ = ["Connection", "Endpoint", "ExecResult", "HostKeyPins", "SshPool"]
+
+log = get_logger(__name__)
 
 Sink = Callable[[bytes], None]
 
@@ -73,6 +78,9 @@ class ExecResult:
     stderr: bytes = attrs.field(repr=False)
     duration_ns: int
     timed_out: bool = False
+    still_running: bool = False
+    """Timed out, and what it started could not be ended on the instance (no ``pgrep``
+    there, or the instance did not answer): it may still be running."""
 
 
 class HostKeyPins:
@@ -145,6 +153,28 @@ def _exec_with_stdin_closed(chan: paramiko.Channel, cmd: str) -> None:
     chan._wait_for_event()  # type: ignore[attr-defined]
 
 
+_MARK: Final = "PRECIP_EXEC"
+_MAX_ARGUMENT: Final = 131071
+"""The longest command the remote shell can be given (Linux's MAX_ARG_STRLEN - 1)."""
+_END_MARKED: Final = r"""
+t='PRECIP_EXEC=TOKEN'
+marked() { grep -lsxzF "$t" /proc/[0-9]*/environ | cut -d/ -f3; }
+pids=$(marked)
+[ -z "$pids" ] && exit 0
+kill -TERM $pids 2>/dev/null
+for i in 1 2 3 4 5 6 7 8 9 10; do
+  [ -z "$(marked)" ] && exit 0
+  sleep 0.2
+done
+kill -KILL $(marked) 2>/dev/null
+sleep 0.2
+[ -z "$(marked)" ]
+"""
+"""Ends a timed-out command and all it started: every process whose environment holds
+its mark (inherited by children, kept across exec — the shell may exec the command in its
+place — and by daemons that leave the session), TERM first, KILL two seconds later."""
+
+
 class Connection:
     """A logged-in ssh connection to one instance as one user."""
 
@@ -168,16 +198,25 @@ class Connection:
         on_stdout: Sink | None = None,
         on_stderr: Sink | None = None,
     ) -> ExecResult:
-        """Run ``cmd``; return its exit code and exact output. No pty, stdin closed."""
+        """Run ``cmd``; return its exit code and exact output. No pty, stdin closed.
+
+        Past ``timeout`` the command is ended on the instance, with all it started there
+        (closing the channel alone would leave it running): it runs behind an
+        ``export PRECIP_EXEC=TOKEN;``, a mark its processes inherit, for a second session
+        to find them by."""
         started = time.monotonic_ns()
         deadline = None if timeout is None else time.monotonic() + timeout
+        token = secrets.token_hex(8) if timeout is not None else None
+        sent = f"export {_MARK}={token}; {cmd}" if token is not None else cmd
+        if len(sent.encode()) > _MAX_ARGUMENT:  # no room for the mark: it cannot be found
+            token, sent = None, cmd
         try:
             chan = self.transport.open_session(timeout=30)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise self._unreachable(f"could not open a session: {exc}") from exc
         out, err = bytearray(), bytearray()
         try:
-            _exec_with_stdin_closed(chan, cmd)
+            _exec_with_stdin_closed(chan, sent)
             ready = chan.fileno()
             while True:
                 while chan.recv_ready():
@@ -196,11 +235,11 @@ class Connection:
                     break
                 wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
                 if wait <= 0:
-                    return self._stopped(out, err, started)
+                    return self._stopped(out, err, started, token)
                 select.select([ready], [], [], wait)
             while not chan.exit_status_ready():
                 if deadline is not None and time.monotonic() > deadline:
-                    return self._stopped(out, err, started)
+                    return self._stopped(out, err, started, token)
                 if chan.closed:
                     break
                 chan.status_event.wait(0.5)
@@ -388,15 +427,29 @@ class Connection:
             slot=e.slot,
         )
 
-    @staticmethod
-    def _stopped(out: bytearray, err: bytearray, started: int) -> ExecResult:
+    def _stopped(
+        self, out: bytearray, err: bytearray, started: int, token: str | None
+    ) -> ExecResult:
+        duration = time.monotonic_ns() - started
+        ended = token is not None and self._end_marked(token)
         return ExecResult(
             exit_code=None,
             stdout=bytes(out),
             stderr=bytes(err),
-            duration_ns=time.monotonic_ns() - started,
+            duration_ns=duration,
             timed_out=True,
+            still_running=not ended,
         )
+
+    def _end_marked(self, token: str) -> bool:
+        """End the marked command and everything it started on the instance: TERM, then
+        KILL two seconds later. True when nothing of it is left."""
+        try:
+            done = self.exec(_END_MARKED.replace("TOKEN", token))
+        except InstanceError as exc:
+            log.warning("a timed-out command could not be ended", error=str(exc))
+            return False
+        return done.exit_code == 0
 
 
 class SshPool:

@@ -21,7 +21,7 @@ USER = "precip-test"
 
 SCRIPT = r"""
 import json, subprocess, sys
-from precip_repro import LocalExperiment, UnsupportedUser, verify, finish_run
+from precip_repro import CommandTimeout, LocalExperiment, UnsupportedUser, verify, finish_run
 work = sys.argv[1]
 exp = LocalExperiment("unprivileged", records=work + "/records")
 exp.provision("default", count=2)
@@ -41,6 +41,11 @@ try:
     exp.run([], "true", user="wf")
 except UnsupportedUser as exc:
     result["other_user"] = str(exc)
+try:
+    exp.run([], "sleep 2626.26", timeout=0.5)
+except CommandTimeout as exc:
+    result["timeout"] = str(exc)
+_, result["sleeping_past_timeout"], _ = exp.run([], "pgrep -c -f 'sleep 262[6]'", False)
 exp.run([], "nohup sleep 2727.27 >/dev/null 2>&1 &")
 result["sleeping_before"] = subprocess.run(["pgrep", "-f", "sleep 2727.27"]).returncode == 0
 result["ids"] = [item["id"] for item in exp.list()]
@@ -96,5 +101,7 @@ def test_the_local_cloud_works_for_an_ordinary_user(unprivileged):
     assert result["put"] == ["payload\n", "payload\n"]
     assert result["got"] == "payload\n"
     assert "logging in as 'wf' is not possible" in result["other_user"]
+    assert "was ended, with everything it started there" in result["timeout"]
+    assert result["sleeping_past_timeout"] == ["0\n", "0\n"]
     assert result["sleeping_before"] and not result["sleeping_after"]
     assert result["verify"] == "intact"

@@ -3,7 +3,9 @@ commands on a connection shared by many threads never make sshd drop it."""
 
 from __future__ import annotations
 
-from precip_repro import CommandTimeout
+import pytest
+
+from precip_repro import CommandTimeout, ssh
 from tests.helpers import in_threads
 
 
@@ -38,3 +40,24 @@ def test_quick_commands_from_many_threads_share_a_connection_without_it_dropping
             exp.put([], data, f"/tmp/data-{n}")
 
     assert in_threads(*[quick] * 8, moving, timeout=120) == []
+
+
+def test_a_timed_out_command_is_ended_on_the_instance_with_all_it_started(local_experiment):
+    exp = local_experiment("ends")
+    exp.provision("default")
+    exp.wait()
+    started = "trap '' TERM; setsid sleep 2828 >/dev/null 2>&1 & exec sleep 2929"
+    with pytest.raises(CommandTimeout, match="was ended, with everything it started there"):
+        exp.run([], started, timeout=0.5)  # one ignores TERM, one left the session
+    assert exp.run([], "pgrep -c -f 'sleep 2[89]2[89]'", check_exit_code=False)[1] == ["0\n"]
+
+
+def test_a_timed_out_command_that_cannot_be_ended_says_it_may_still_run(
+    local_experiment, monkeypatch
+):
+    exp = local_experiment("lingers")
+    exp.provision("default")
+    exp.wait()
+    monkeypatch.setattr(ssh, "_END_MARKED", "exit 1")  # as where it cannot be found or ended
+    with pytest.raises(CommandTimeout, match="could not be ended there: it may still be"):
+        exp.run([], "sleep 3030", timeout=0.5)
