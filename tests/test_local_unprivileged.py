@@ -45,7 +45,8 @@ try:
     exp.run([], "sleep 2626.26", timeout=0.5)
 except CommandTimeout as exc:
     result["timeout"] = str(exc)
-_, result["sleeping_past_timeout"], _ = exp.run([], "pgrep -c -f 'sleep 262[6]'", False)
+left = exp.run([], "pgrep -c -f 'sleep 262[6]'", check_exit_code=False)
+result["sleeping_past_timeout"] = left[1]
 exp.run([], "nohup sleep 2727.27 >/dev/null 2>&1 &")
 result["sleeping_before"] = subprocess.run(["pgrep", "-f", "sleep 2727.27"]).returncode == 0
 result["ids"] = [item["id"] for item in exp.list()]
