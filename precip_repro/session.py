@@ -27,6 +27,7 @@ from precip_repro.record.events import Note, ReplayOf
 from precip_repro.record.recorder import Run
 from precip_repro.record.redact import Redactor
 from precip_repro.record.store import RunStore
+from precip_repro.sources import is_users_script, local_modules
 
 if TYPE_CHECKING:
     from precip_repro.experiment import Experiment
@@ -63,6 +64,7 @@ class Session:
         self.script: Path | None = None
         self.argv: list[str] | None = None
         self.detect_script = True
+        """Take ``sys.argv[0]`` as the experiment script when it is the user's file."""
         # Where the script is, taken before it can change directory.
         self._argv0 = Path(sys.argv[0]).absolute() if sys.argv and sys.argv[0] else None
         self.run_name: str | None = None
@@ -71,9 +73,10 @@ class Session:
         self.playback: Playback | None = None
         """Set by ``precip-repro run --playback``: calls are answered from a recording."""
         self.mapping: bytes | None = None
+        """A replay's mapping file, stored with its run."""
         self._script_of_run: Path | None = None
         self._modules_recorded: set[str] = set()
-        """Take ``sys.argv[0]`` as the experiment script when it is a file."""
+        """The script's own modules recorded in the open run, by path."""
 
     def add_secret(self, name: str, value: str) -> None:
         """Register a secret: from now on it is redacted, and what the open run stored
@@ -126,7 +129,7 @@ class Session:
                 return self.run
             script = self.script
             if script is None and self.detect_script and self._argv0 is not None:
-                script = self._argv0 if _is_users_script(self._argv0) else None
+                script = self._argv0 if is_users_script(self._argv0) else None
             run_name = self.run_name or (script.stem if script is not None else name)
             self.run = Run.open(
                 store,
@@ -349,46 +352,6 @@ def _raise_for(signum: int) -> NoReturn:
 
 
 session = Session()
-
-
-def _installed(path: Path) -> bool:
-    """Whether ``path`` belongs to the interpreter's installation (a virtualenv included)."""
-    prefixes = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-    return (
-        "site-packages" in path.parts
-        or "dist-packages" in path.parts
-        or any(path.is_relative_to(p) for p in prefixes)
-    )
-
-
-def _is_users_script(argv0: Path) -> bool:
-    """Whether the program that runs is the user's experiment script — not an installed
-    tool that runs their code (a notebook's ``ipykernel_launcher.py``, pytest, IPython):
-    recording that as "the script" would mislead whoever reads the record."""
-    return argv0.is_file() and not _installed(argv0.resolve())
-
-
-def local_modules(script: Path) -> list[tuple[str, Path]]:
-    """The modules loaded from files beside ``script`` or below its directory (the
-    experiment's own: ``from helper import …``), by name — not the script itself, not
-    precip-repro, nor anything installed in the interpreter's prefix (a virtualenv kept
-    in the project's directory included)."""
-    script = script.resolve()
-    home = script.parent
-    found: dict[str, Path] = {}
-    for name, module in list(sys.modules.items()):
-        file = getattr(module, "__file__", None)
-        if not isinstance(file, str) or name == "__main__":
-            continue
-        if name.partition(".")[0] in ("precip_repro", "replay"):
-            continue
-        path = Path(file).resolve()
-        if path.suffix != ".py" or path == script or not path.is_relative_to(home):
-            continue
-        if _installed(path):
-            continue
-        found[name] = path
-    return sorted(found.items())
 
 
 class _WatchedExit:
