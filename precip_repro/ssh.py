@@ -79,8 +79,8 @@ class ExecResult:
     duration_ns: int
     timed_out: bool = False
     still_running: bool = False
-    """Timed out, and what it started could not be ended on the instance (no ``pgrep``
-    there, or the instance did not answer): it may still be running."""
+    """Timed out, and what it started could not be ended on the instance (no GNU grep or
+    ``/proc`` there, or the instance did not answer): it may still be running."""
 
 
 class HostKeyPins:
@@ -154,6 +154,8 @@ def _exec_with_stdin_closed(chan: paramiko.Channel, cmd: str) -> None:
 
 
 _MARK: Final = "PRECIP_EXEC"
+_END_TIMEOUT: Final = 30.0
+"""How long ending a timed-out command may take (it needs about two seconds)."""
 _MAX_ARGUMENT: Final = 131071
 """The longest command the remote shell can be given (Linux's MAX_ARG_STRLEN - 1)."""
 _END_MARKED: Final = r"""
@@ -197,6 +199,7 @@ class Connection:
         timeout: float | None = None,
         on_stdout: Sink | None = None,
         on_stderr: Sink | None = None,
+        end_on_timeout: bool = True,
     ) -> ExecResult:
         """Run ``cmd``; return its exit code and exact output. No pty, stdin closed.
 
@@ -206,7 +209,7 @@ class Connection:
         to find them by."""
         started = time.monotonic_ns()
         deadline = None if timeout is None else time.monotonic() + timeout
-        token = secrets.token_hex(8) if timeout is not None else None
+        token = secrets.token_hex(8) if timeout is not None and end_on_timeout else None
         sent = f"export {_MARK}={token}; {cmd}" if token is not None else cmd
         if len(sent.encode()) > _MAX_ARGUMENT:  # no room for the mark: it cannot be found
             token, sent = None, cmd
@@ -445,11 +448,13 @@ class Connection:
         """End the marked command and everything it started on the instance: TERM, then
         KILL two seconds later. True when nothing of it is left."""
         try:
-            done = self.exec(_END_MARKED.replace("TOKEN", token))
+            done = self.exec(
+                _END_MARKED.replace("TOKEN", token), timeout=_END_TIMEOUT, end_on_timeout=False
+            )
         except InstanceError as exc:
             log.warning("a timed-out command could not be ended", error=str(exc))
             return False
-        return done.exit_code == 0
+        return done.exit_code == 0 and not done.timed_out
 
 
 class SshPool:
