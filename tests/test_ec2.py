@@ -14,6 +14,7 @@ import pytest
 
 from precip_repro import (
     CloudError,
+    CommandTimeout,
     EC2Experiment,
     EucalyptusExperiment,
     InvalidOption,
@@ -261,6 +262,17 @@ def test_an_instance_the_cloud_ends_while_it_boots_is_replaced_or_reported_at_on
     assert time.monotonic() - started < 10
     assert [d["instance_id"] for d in of_type(exp.run_path, "instance.terminated")] == [doomed]
     assert exp.list() == []
+    exp.close()
+    finish_run()
+
+
+def test_a_command_past_its_timeout_is_ended_on_an_ec2_instance(ec2, store):
+    exp = make("ec2", ec2, store)
+    exp.provision(ec2.image)
+    exp.wait(timeout=60)
+    with pytest.raises(CommandTimeout, match="was ended, with everything it started"):
+        exp.run([], "sleep 3131 & sleep 3132", timeout=0.5)
+    assert exp.run([], "pgrep -c -f 'sleep 313[12]'", check_exit_code=False)[1] == ["0\n"]
     exp.close()
     finish_run()
 
