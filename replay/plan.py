@@ -83,11 +83,14 @@ def secrets_needed(view: RunView) -> set[str]:
     otherwise reach the replay's own record in clear."""
     found: set[str] = set()
     blobs = BlobStore(view.path / "objects", run=view.run)
+    scanned: set[str] = set()  # the same output (every instance's "ok") is read once
     for call in view.calls:
         found |= set(SECRET_PLACEHOLDER.findall(repr((call.args, call.result, call.error))))
         for command in call.commands:
             for ref in (command.stdout, command.stderr):
-                found |= _placeholders(blobs, ref)
+                if ref.get("sha256") not in scanned:
+                    scanned.add(str(ref.get("sha256")))
+                    found |= _placeholders(blobs, ref)
     for _, text, fields in view.notes:
         found |= set(SECRET_PLACEHOLDER.findall(repr((text, fields))))
     return found
