@@ -28,6 +28,18 @@ __all__ = ["Journal", "is_locked"]
 
 log = get_logger(__name__)
 
+_process = os.getpid()
+"""This process's id, kept current across forks: asking the kernel at every append would
+cost the hot path a system call."""
+
+
+def _forked() -> None:
+    global _process
+    _process = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
 
 def _lock(fd: int, path: Path, run: str | None, *, exclusive: bool = True) -> None:
     try:
@@ -73,7 +85,7 @@ class Journal:
         self._closed_reason: str | None = None
         self._end = os.fstat(fd).st_size
         """Where the last complete event ends: a failed write is cut back to here."""
-        self._pid = os.getpid()
+        self._pid = _process
         """The writing process: a fork of it shares the descriptor and the lock, not the
         right to append (the two would interleave their seqs and break the chain)."""
 
@@ -161,7 +173,7 @@ class Journal:
             return event
 
     def _refuse_fork(self) -> None:
-        if os.getpid() != self._pid:
+        if _process != self._pid:
             raise RunLocked(
                 f"run {self.run} is written by process {self._pid}; this process "
                 f"({os.getpid()}) is a fork of it (os.fork, multiprocessing) and cannot append "
