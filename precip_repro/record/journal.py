@@ -14,15 +14,22 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import threading
 import time
 from pathlib import Path
 
-from precip_repro.exceptions import RecordWriteFailed, RunFinished, RunLocked
+from precip_repro.exceptions import (
+    RecordWriteFailed,
+    RunFinished,
+    RunLocked,
+    UnrecordableValue,
+)
 from precip_repro.logs import get_logger
 from precip_repro.record.canonical import JSON
 from precip_repro.record.events import GENESIS, Event, format_ts, seal
+from precip_repro.record.reader import MAX_LINE
 
 __all__ = ["Journal", "is_locked"]
 
@@ -159,6 +166,8 @@ class Journal:
             event, line = seal(
                 seq=self._seq, ts=format_ts(time.time_ns()), type=type, data=data, prev=self._prev
             )
+            if len(line) > MAX_LINE:
+                raise self._too_large(type, data, len(line))
             try:
                 _write_all(self._fd, line)
                 if sync:
@@ -171,6 +180,20 @@ class Journal:
             if final:
                 self._closed_reason = "finished"
             return event
+
+    def _too_large(self, type: str, data: dict[str, JSON], size: int) -> UnrecordableValue:
+        # Written, it would make the log unreadable from here on (readers refuse longer
+        # lines: a line that long is no event but damage): refused, nothing written.
+        field = max(data, key=lambda key: len(json.dumps(data[key], ensure_ascii=False)))
+        return UnrecordableValue(
+            f"{type} of run {self.run} would be {size:,} bytes, past the {MAX_LINE:,} an "
+            f"event may hold (its field {field!r} is the bulk of it); nothing was written. "
+            "Keep large data in a file — put() stores its bytes in the run's blob store — "
+            "and note where it is instead",
+            field=field,
+            run=self.run,
+            seq=self._seq,
+        )
 
     def _refuse_fork(self) -> None:
         if _process != self._pid:

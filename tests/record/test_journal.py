@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from precip_repro.exceptions import RecordWriteFailed, RunFinished, RunLocked
+from precip_repro.exceptions import (
+    RecordWriteFailed,
+    RunFinished,
+    RunLocked,
+    UnrecordableValue,
+)
 from precip_repro.record import Run, recover, verify
 from precip_repro.record.events import CallStarted, Note
 from precip_repro.record.journal import Journal
@@ -67,6 +72,23 @@ def test_a_forked_child_cannot_append_to_its_parents_run(store):
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 7
     run.append(Note(text="from the parent", fields={}))
+    run.finish()
+    verdict = verify(run.path)
+    assert (verdict.state, verdict.events) == ("intact", 3)
+
+
+def test_an_event_longer_than_a_reader_accepts_is_refused_and_nothing_written(store, monkeypatch):
+    from precip_repro.record import journal, reader
+
+    assert journal.MAX_LINE is reader.MAX_LINE  # type: ignore[attr-defined]  # the same limit
+    monkeypatch.setattr(journal, "MAX_LINE", 2000)
+    run = Run.open(store, name="big-note")
+    before = (run.path / EVENTS).read_bytes()
+    with pytest.raises(UnrecordableValue, match="past the 2,000 an event may hold") as info:
+        run.append(Note(text="x" * 5000, fields={"small": 1}))
+    assert info.value.field == "text" and info.value.seq == 1
+    assert (run.path / EVENTS).read_bytes() == before
+    run.append(Note(text="small enough", fields={}))
     run.finish()
     verdict = verify(run.path)
     assert (verdict.state, verdict.events) == ("intact", 3)
