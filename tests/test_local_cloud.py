@@ -86,3 +86,15 @@ def test_an_unknown_image_is_a_clear_error(local_experiment):
     with pytest.raises(CloudError, match="neither 'default' nor a directory"):
         exp.provision("/no/such/image")
     assert exp.list() == []
+
+
+def test_a_full_address_block_says_why_and_how_to_get_a_larger_one(local_experiment):
+    exp = local_experiment("sweep", address_block="127.151.9.0/28")
+    for _ in range(13):  # .2 to .14: an address per instance for the whole run
+        exp.provision("default")
+        exp.deprovision()
+    with pytest.raises(CloudError, match=r"full: .* all its 13 addresses") as info:
+        exp.provision("default")
+    assert info.value.code == "AddressBlockFull"
+    assert "address_block='127.151.0.0/20'" in str(info.value)
+    assert exp.list() == []

@@ -479,7 +479,15 @@ class LocalCloud:
         with self._lock:
             while True:
                 if self._next_host >= self.block.num_addresses - 1:
-                    raise CloudError(f"address block {self.block} is full")
+                    bigger = ipaddress.IPv4Network(f"{self.block.network_address}/20", False)
+                    raise CloudError(
+                        f"address block {self.block} is full: this local cloud has given "
+                        f"out all its {self.block.num_addresses - 3} addresses, one per instance "
+                        "for the whole run (terminated ones included), so that the record "
+                        "tells instances apart; for more instances give a larger block, "
+                        f"e.g. LocalExperiment(address_block={str(bigger)!r})",
+                        code="AddressBlockFull",
+                    )
                 address = str(self.block.network_address + self._next_host)
                 self._next_host += 1
                 return address
