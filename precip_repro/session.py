@@ -314,7 +314,10 @@ class Session:
 
     def _on_signal(self, signum: int, previous: Any) -> Callable[[int, Any], None]:
         def handler(received: int, frame: Any) -> None:
-            self.mark("interrupted", received)
+            # At a prompt or in a notebook, Ctrl-C stops a line or a cell and the session
+            # goes on: the run is not over, and not interrupted (the shield still holds).
+            if not (received == signal.SIGINT and _interactive()):
+                self.mark("interrupted", received)
             with self._lock:
                 doing = self._shield[-1] if self._shield else None
                 if doing is not None:
@@ -339,6 +342,11 @@ class Session:
             _raise_for(signum)
 
         return handler
+
+
+def _interactive() -> bool:
+    """An interactive prompt (``python -i``, the REPL) or a notebook's kernel."""
+    return bool(sys.flags.interactive) or hasattr(sys, "ps1") or "ipykernel" in sys.modules
 
 
 _GIVE_UP: Final = 3

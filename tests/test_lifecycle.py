@@ -407,3 +407,33 @@ def test_a_forked_child_neither_deprovisions_nor_writes_into_the_parents_run(tmp
     events = list(LogReader(run_dir / EVENTS))
     assert [e.type for e in events].count("instance.terminated") == 2
     assert not [e for e in events if e.type == "note"]
+
+
+AT_A_PROMPT = """
+import os, signal, sys, time
+from precip_repro import LocalExperiment
+exp = LocalExperiment("at-a-prompt", records=sys.argv[1])
+exp.provision("default")
+exp.wait()
+try:
+    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C on a line that takes long
+    time.sleep(5)
+except KeyboardInterrupt:
+    print("LINE STOPPED", flush=True)
+exp.run([], "echo the session goes on")
+"""
+
+
+def test_ctrl_c_at_an_interactive_prompt_stops_the_line_not_the_run(tmp_path, store):
+    script = tmp_path / "prompt.py"
+    script.write_text(AT_A_PROMPT)
+    done = subprocess.run(  # -i: the prompt after the script; its stdin ends at once
+        [sys.executable, "-i", str(script), str(store.root)],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "LINE STOPPED" in done.stdout
+    verdict = verify(only_run(store))
+    assert (verdict.state, verdict.status) == ("intact", "ok"), verdict.reason
+    types = [e.type for e in LogReader(only_run(store) / EVENTS)]
+    assert types.count("command.finished") == 1 and types.count("instance.terminated") == 1
