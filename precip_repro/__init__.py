@@ -57,7 +57,14 @@ from precip_repro.record.blobs import hash_file
 from precip_repro.record.events import ReplayOf, ReplayStep
 from precip_repro.record.recorder import tool_version as _tool_version
 from precip_repro.record.redact import SECRET_PLACEHOLDER
-from precip_repro.runview import CallView, FileView, RunView, load_run, load_verified
+from precip_repro.runview import (
+    CallView,
+    FileView,
+    ModuleView,
+    RunView,
+    load_run,
+    load_verified,
+)
 from precip_repro.session import current_run, finish_run, session
 
 __version__ = _tool_version()
@@ -125,6 +132,7 @@ __all__ = [
     "LocalExperiment",
     "LocalFileMissing",
     "LogReader",
+    "ModuleView",
     "NimbusExperiment",
     "Normalizer",
     "OpenStackExperiment",

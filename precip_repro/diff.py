@@ -328,10 +328,10 @@ def _compare_run(a: _Side, b: _Side) -> Iterator[dict[str, Any]]:
     for name in sorted(modules_a.keys() | modules_b.keys()):
         one, other = modules_a.get(name), modules_b.get(name)
         if one is None or other is None:
-            yield {"kind": "module", "name": name, "a": one and one.get("path"),
-                   "b": other and other.get("path")}  # fmt: skip
+            yield {"kind": "module", "name": name, "a": one and one.path,
+                   "b": other and other.path}  # fmt: skip
             continue
-        found = _content_difference("module", a, b, _ref(one), _ref(other))
+        found = _content_difference("module", a, b, one.content, other.content)
         if found is not None:
             yield {**found, "name": name}
     notes_a, notes_b = _notes(a), _notes(b)
@@ -340,11 +340,6 @@ def _compare_run(a: _Side, b: _Side) -> Iterator[dict[str, Any]]:
         note_b = notes_b[number] if number < len(notes_b) else None
         if note_a != note_b:
             yield {"kind": "note", "name": f"#{number + 1}", "a": note_a, "b": note_b}
-
-
-def _ref(module: dict[str, JSON]) -> dict[str, JSON]:
-    content = module.get("content")
-    return content if isinstance(content, dict) else {}
 
 
 def _call_summary(side: _Side, call: CallView) -> dict[str, Any]:

@@ -114,12 +114,10 @@ def _script(started: dict[str, Any]) -> str:
 def _modules(view: RunView) -> str:
     """The script's own modules, each with its source's hash (the source is in the store:
     ``precip-repro cat RUN SHA256``)."""
-    shown = []
-    for name, module in sorted(view.modules.items()):
-        ref = module.get("content")
-        ref = ref if isinstance(ref, dict) else {}
-        shown.append(f"{name} ({module.get('path')}, sha256 {ref.get('sha256')}{_withheld(ref)})")
-    return "; ".join(shown)
+    return "; ".join(
+        f"{name} ({module.path}, sha256 {module.content.get('sha256')}{_withheld(module.content)})"
+        for name, module in sorted(view.modules.items())
+    )
 
 
 def _withheld(ref: dict[str, Any]) -> str:

@@ -30,6 +30,7 @@ __all__ = [
     "CommandView",
     "FileView",
     "InstanceView",
+    "ModuleView",
     "RunView",
     "load_run",
     "load_verified",
@@ -71,6 +72,15 @@ class FileView:
     content: dict[str, JSON]
     temporary: bool
     at_ns: int
+
+
+@attrs.define(kw_only=True)
+class ModuleView:
+    """One of the script's own modules: where it was and its source (a blob reference)."""
+
+    name: str
+    path: str
+    content: dict[str, JSON]
 
 
 @attrs.define(kw_only=True)
@@ -145,8 +155,8 @@ class RunView:
     """A replay's verdicts, one per recorded call it re-executed (``replay.step`` data)."""
     ending: str | None = None
     """Why the run did not end ``ok``, as the note the tool writes then says."""
-    modules: dict[str, dict[str, JSON]] = attrs.Factory(dict)
-    """The script's own modules by name: ``path`` and ``content`` (a blob reference)."""
+    modules: dict[str, ModuleView] = attrs.Factory(dict)
+    """The script's own modules by name."""
 
     @property
     def ended(self) -> str:
@@ -175,7 +185,7 @@ class ViewBuilder:
         self.ending: str | None = None
         """Why the run did not end ``ok``, as the tool's own note says."""
         self.replay_steps: list[dict[str, JSON]] = []
-        self.modules: dict[str, dict[str, JSON]] = {}
+        self.modules: dict[str, ModuleView] = {}
         self._strings: dict[str, str] = {}
         self._refs: dict[str, dict[str, JSON]] = {}
         self._withheld: dict[str, str] = {}
@@ -307,10 +317,10 @@ class ViewBuilder:
             )
 
     def _module_loaded(self, now: int, data: dict[str, Any]) -> None:
-        self.modules[str(data.get("name"))] = {
-            "path": data.get("path"),
-            "content": self._shared_ref(data.get("content")),
-        }
+        name = str(data.get("name"))
+        self.modules[name] = ModuleView(
+            name=name, path=str(data.get("path")), content=self._shared_ref(data.get("content"))
+        )
 
     def _replay_step(self, now: int, data: dict[str, Any]) -> None:
         self.replay_steps.append(data)

@@ -150,7 +150,7 @@ class Run:
             script_ref = None
             if script is not None:
                 try:
-                    script_ref = run._store_script(script, secrets)
+                    script_ref = run._store_source(script, secrets)
                 except RecordWriteFailed:
                     raise
                 except OSError as exc:  # gone or unreadable since it started: the run goes on
@@ -199,7 +199,7 @@ class Run:
         log.info("run started", run=run_id, path=str(path))
         return run
 
-    def _store_script(
+    def _store_source(
         self, script: Path, secrets: Redactor | None, what: str = "the experiment script"
     ) -> BlobRef:
         scanner = secrets.scanner() if secrets else None
@@ -215,7 +215,7 @@ class Run:
         it holds a registered secret). A file that cannot be read is skipped, said in the
         log: the run goes on."""
         try:
-            content = self._store_script(path, secrets, what=f"module {name}")
+            content = self._store_source(path, secrets, what=f"module {name}")
         except RecordWriteFailed:
             raise
         except OSError as exc:
