@@ -446,11 +446,11 @@ def render_text(result: DiffResult) -> Iterator[str]:
                 yield f"  {kind} {where}: only in {side}{what}"
                 continue
             yield f"  {found['kind']}{' ' + where if where else ''}:"
+            if found.get("diff"):  # text: its changed lines say it once, indented as a block
+                yield from (f"    {line}" for line in str(found["diff"]).splitlines())
+                continue
             yield f"    a: {_value(found['a'])}"
             yield f"    b: {_value(found['b'])}"
-            if found.get("diff"):
-                for line in str(found["diff"]).splitlines():
-                    yield f"    {line}"
     for label, calls in (("only in a", result.only_in_a), ("only in b", result.only_in_b)):
         for call in calls:
             yield f"{label}: #{call['call']} {call['exp']}.{call['method']}({_value(call['args'])})"

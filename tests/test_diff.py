@@ -203,6 +203,15 @@ def test_a_changed_output_shows_a_unified_diff_of_normalised_text(store):
     assert found["slot"] == "e1.p1.1"
     assert "-joined {e1.p1.0.address}" in found["diff"]
     assert "+refused {e1.p1.0.address}" in found["diff"]
+    text = list(render_text(result))
+    at = text.index("  stdout e1.p1.1:")
+    assert text[at + 1 : at + 6] == [
+        "    --- a",
+        "    +++ b",
+        "    @@ -1 +1 @@",
+        "    -joined {e1.p1.0.address}",
+        "    +refused {e1.p1.0.address}",
+    ]  # the changed lines once, never the whole texts again with their line breaks
 
 
 def test_json_output_is_the_documented_structure_and_exit_1(store, capsys):
