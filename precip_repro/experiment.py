@@ -111,6 +111,8 @@ class Instance:
     request: LaunchRequest | None = None
     tries: int = 1
     state_reason: str | None = None
+    listed: bool = False
+    """Whether the cloud has listed it yet: a new id may be unknown for a few seconds."""
 
     def matches(self, tags: Sequence[str]) -> bool:
         return all(tag in self.tags for tag in tags)
@@ -532,6 +534,9 @@ class Experiment:
             described = self.cloud.describe([inst.instance_id])
             if described:
                 inst.update(described[0])
+                inst.listed = True
+            elif inst.listed:  # listed before, unknown now: the cloud deleted it
+                inst.state, inst.state_reason = "terminated", "its cloud no longer lists it"
             if inst.state in ("terminated", "shutting-down"):
                 # The cloud (or something else) ended it: waiting longer cannot help.
                 why = f"it ended while it booted: {inst.state_reason or inst.state}"
@@ -631,6 +636,7 @@ class Experiment:
         inst.instance_id = described.instance_id
         inst.tags = [described.instance_id if tag == old else tag for tag in inst.tags]
         inst.tries += 1
+        inst.listed = False
         inst.public_address = inst.private_address = None
         inst.update(described)
         self._append(

@@ -117,5 +117,6 @@ def ec2(moto_endpoint: Any, ec2_network: str, tmp_path: Path) -> Iterator[Any]:
         silent_image=images[1],
         root_refusing_image=images[3],
         hypervisor=hypervisor,
+        forget=moto_endpoint.forget,
     )
     hypervisor.stop()

@@ -65,6 +65,18 @@ class MotoEndpoint:
         with urllib.request.urlopen(request, timeout=10):
             pass
 
+    def forget(self, instance_id: str, region: str = "us-east-1") -> None:
+        """Make the cloud forget an instance, as AWS does an hour after its termination and
+        OpenStack when it deletes one: every call naming its id then answers
+        ``InvalidInstanceID.NotFound``. (The server runs in this process: its backend is
+        at hand.)"""
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.ec2.models import ec2_backends
+
+        backend = ec2_backends[DEFAULT_ACCOUNT_ID][region]
+        for reservation in backend.reservations.values():
+            reservation.instances = [i for i in reservation.instances if i.id != instance_id]
+
     def stop(self) -> None:
         self._server.stop()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from precip_repro import (
     finish_run,
     verify,
 )
+from precip_repro.clouds import ec2 as ec2_module
 from precip_repro.clouds.ec2 import access_key_fingerprint, parse_endpoint, parse_region
 from precip_repro.record import LogReader
 from precip_repro.record.store import EVENTS
@@ -262,6 +264,40 @@ def test_an_instance_the_cloud_ends_while_it_boots_is_replaced_or_reported_at_on
     assert time.monotonic() - started < 10
     assert [d["instance_id"] for d in of_type(exp.run_path, "instance.terminated")] == [doomed]
     assert exp.list() == []
+    exp.close()
+    finish_run()
+
+
+def test_an_instance_its_cloud_forgot_keeps_no_other_running_at_deprovision(
+    ec2, store, monkeypatch
+):
+    monkeypatch.setattr(ec2_module, "UNKNOWN_GRACE", 0.5, raising=False)
+    exp = make("ec2", ec2, store)
+    exp.provision(ec2.image, count=3)
+    exp.wait(timeout=60)
+    forgotten, *others = [i["id"] for i in exp.list()]
+    ec2.forget(forgotten)  # deleted by the cloud: every call naming it says NotFound
+    exp.deprovision()  # one unknown id must not make TerminateInstances refuse the others
+    assert live(ec2) == []
+    terminated = of_type(exp.run_path, "instance.terminated")
+    assert sorted(d["instance_id"] for d in terminated) == sorted([forgotten, *others])
+    exp.close()
+    finish_run()
+
+
+def test_an_instance_its_cloud_deletes_while_it_boots_is_reported_not_waited_for(
+    ec2, store, monkeypatch
+):
+    monkeypatch.setattr(ec2_module, "UNKNOWN_GRACE", 0.5, raising=False)
+    exp = make("ec2", ec2, store, boot_max_tries=1)
+    exp.provision(ec2.silent_image)
+    (doomed,) = [i["id"] for i in exp.list()]
+    threading.Timer(1.0, ec2.forget, [doomed]).start()  # listed first, then deleted
+    started = time.monotonic()
+    with pytest.raises(CloudError, match=f"{doomed} .*its cloud no longer lists it"):
+        exp.wait(timeout=60)
+    assert time.monotonic() - started < 10
+    assert [d["instance_id"] for d in of_type(exp.run_path, "instance.terminated")] == [doomed]
     exp.close()
     finish_run()
 

@@ -120,6 +120,36 @@ def test_gc_finds_and_ends_ec2_instances_of_a_killed_process(tmp_path, store, ca
     assert {n["fields"].get("run") for n in gc_run_notes(store)[:-1]} == {run_id}
 
 
+def test_an_instance_its_cloud_forgot_is_no_leak_and_hides_none(tmp_path, store, capsys, ec2):
+    args = [str(store.root), ec2.url, ACCESS_KEY, SECRET_KEY, ec2.subnet, ec2.image]
+    run_id = killed(tmp_path, EC2, *args)
+    gone, left = [d["instance_id"] for d in instances_launched(store, run_id)]
+    ec2.forget(gone)  # ended by hand and purged, as AWS does an hour after termination
+
+    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = ACCESS_KEY, SECRET_KEY
+    try:
+        code, out = gc_cli(capsys, store, "--cloud", ec2.url)
+        assert code == 1, out  # the other still leaks; the cloud was checked
+        assert left in out and gone not in out and "not checked" not in out
+        code, out = gc_cli(capsys, store, "--cloud", ec2.url, "--terminate")
+        assert code == 0, out
+    finally:
+        del os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
+    assert live_on(ec2) == []
+
+
+def instances_launched(store: RunStore, run_id: str) -> list[dict[str, Any]]:
+    events = LogReader(store.root / run_id / EVENTS)
+    return [e.data for e in events if e.type == "instance.launched"]
+
+
+def live_on(ec2: Any) -> list[str]:
+    found = ec2.client.describe_instances()["Reservations"]
+    return [
+        i["InstanceId"] for r in found for i in r["Instances"] if i["State"]["Name"] != "terminated"
+    ]
+
+
 EC2_FLOATING = """
 import sys
 from precip_repro import EC2Experiment

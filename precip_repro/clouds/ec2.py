@@ -13,7 +13,7 @@ import hashlib
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar, overload
 from urllib.parse import urlsplit
 
@@ -37,6 +37,12 @@ T = TypeVar("T")
 KINDS: Final = ("ec2", "openstack", "eucalyptus", "nimbus")
 SECURITY_GROUP: Final = "precip"
 TERMINATE_TIMEOUT: Final = 600.0
+NOT_FOUND: Final = "InvalidInstanceID.NotFound"
+UNKNOWN_GRACE: Final = 15.0
+"""Seconds an instance id the cloud does not know is asked about again before it is taken
+as gone: AWS may not know an id RunInstances just returned for a few seconds."""
+DESCRIBE_BATCH: Final = 200
+"""Instance ids per DescribeInstances filter (EC2 takes at most 200 values in one)."""
 _ZONE_RE: Final = re.compile(r"([a-z]{2}(?:-[a-z]+)+-\d+)([a-z])")
 _REGION_RE: Final = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
 """What botocore takes as a region name (a host label: private clouds name theirs freely,
@@ -438,15 +444,25 @@ class EC2Cloud:
         )
 
     def describe(self, instance_ids: Sequence[str]) -> list[CloudInstance]:
-        if not instance_ids:
-            return []
-        return list(self._describe(list(instance_ids)))
-
-    def _describe(self, ids: list[str]) -> Iterator[CloudInstance]:
-        found = self._call("DescribeInstances", self._client.describe_instances, InstanceIds=ids)
-        for reservation in found.get("Reservations", []):
-            for data in reservation.get("Instances", []):
-                yield self._instance(data)
+        """The instances of ``instance_ids`` the cloud knows. Asked by filter, not by id:
+        DescribeInstances refuses a whole list for one id it does not know — not yet (AWS
+        is eventually consistent) or no longer (gone an hour after termination; deleted by
+        OpenStack) — and a caller must still learn about the others."""
+        ids = list(dict.fromkeys(instance_ids))
+        paginator = self._client.get_paginator("describe_instances")
+        out: list[CloudInstance] = []
+        for start in range(0, len(ids), DESCRIBE_BATCH):
+            filters = [{"Name": "instance-id", "Values": ids[start : start + DESCRIBE_BATCH]}]
+            pages = self._call(
+                "DescribeInstances", lambda **p: list(paginator.paginate(**p)), Filters=filters
+            )
+            out += (
+                self._instance(data)
+                for page in pages
+                for reservation in page.get("Reservations", [])
+                for data in reservation.get("Instances", [])
+            )
+        return out
 
     def tagged_instances(
         self, tags: dict[str, str] | None = None
@@ -508,11 +524,11 @@ class EC2Cloud:
         ids = list(instance_ids)
         if not ids:
             return
-        self._call("TerminateInstances", self._client.terminate_instances, InstanceIds=ids)
+        known = self._request_termination(ids)
         deadline = time.monotonic() + TERMINATE_TIMEOUT
         delay = 0.05
-        while True:
-            states = {inst.instance_id: inst.state for inst in self.describe(ids)}
+        while known:
+            states = {inst.instance_id: inst.state for inst in self.describe(known)}
             if all(state == "terminated" for state in states.values()):
                 break
             if time.monotonic() > deadline:
@@ -525,6 +541,48 @@ class EC2Cloud:
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
         self._release(ids)
+
+    def _request_termination(self, ids: list[str]) -> list[str]:
+        """Ask the cloud to end ``ids``; return those it knows. TerminateInstances refuses
+        a whole list for one id it does not know, so then each is asked alone — one
+        unknown id must not leave the others running — and an unknown one again for
+        :data:`UNKNOWN_GRACE` s (AWS may not know a new id yet) before it is taken as gone:
+        an instance the cloud does not know costs nothing."""
+        try:
+            self._call("TerminateInstances", self._client.terminate_instances, InstanceIds=ids)
+            return ids
+        except CloudError as exc:
+            if exc.code != NOT_FOUND:
+                raise
+        known: list[str] = []
+        unknown = ids
+        deadline = time.monotonic() + UNKNOWN_GRACE
+        delay = 0.5
+        while True:
+            asked = [(instance_id, self._terminate_one(instance_id)) for instance_id in unknown]
+            known += [instance_id for instance_id, found in asked if found]
+            unknown = [instance_id for instance_id, found in asked if not found]
+            if not unknown or time.monotonic() + delay > deadline:
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        if unknown:
+            log.warning(
+                "the cloud does not know these instances (gone already?): nothing to terminate",
+                instances=unknown,
+                cloud=self._where(),
+            )
+        return known
+
+    def _terminate_one(self, instance_id: str) -> bool:
+        """Ask the cloud to end one instance; False when it does not know the id."""
+        found = self._call(
+            "TerminateInstances",
+            self._client.terminate_instances,
+            tolerate=NOT_FOUND,
+            InstanceIds=[instance_id],
+        )
+        return found is not None
 
     def _release(self, ids: list[str]) -> None:
         for instance_id in ids:
