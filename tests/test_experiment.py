@@ -411,6 +411,23 @@ def test_secrets_never_reach_the_store(local_experiment, tmp_path, caplog):
     assert verify(run_path).state == "intact"
 
 
+def test_a_secret_name_registered_again_with_another_value_still_hides_the_first(
+    local_experiment,
+):
+    exp = local_experiment("rotated")  # a rotated token; two clouds' AWS_SECRET_ACCESS_KEY
+    exp.secret("TOKEN", "first-token-value")
+    exp.secret("TOKEN", "second-token-value")
+    exp.provision("default")
+    exp.wait()
+    exp.run([], "echo first-token-value second-token-value")
+    run_path = exp.run_path
+    finish_run()
+    assert_nowhere_in(run_path, "first-token-value")
+    assert_nowhere_in(run_path, "second-token-value")
+    (command,) = of_type(run_path, "command.finished")
+    assert command["cmd"] == "echo ${secret:TOKEN} ${secret:TOKEN}"
+
+
 def test_record_false_writes_nothing(store):
     from precip_repro import LocalExperiment
 

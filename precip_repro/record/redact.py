@@ -27,6 +27,10 @@ class Redactor:
 
     def __init__(self) -> None:
         self._secrets: dict[str, str] = {}
+        """The value of each name: the latest registered (what playback reveals)."""
+        self._names: dict[str, str] = {}
+        """Every value ever registered, with its name: a name registered again with another
+        value (a rotated token, a second cloud's credentials) still hides the first."""
         self._lock = threading.Lock()
 
     def add(self, name: str, value: str) -> bool:
@@ -43,14 +47,16 @@ class Redactor:
                 ],
             )
         with self._lock:
-            known = self._secrets.get(name) == value
+            known = self._names.get(value) == name
             self._secrets[name] = value
+            self._names.setdefault(value, name)
         return not known
 
     def _pairs(self) -> list[tuple[str, str]]:
         with self._lock:
             # Longest first, so a secret that contains another is replaced whole.
-            return sorted(self._secrets.items(), key=lambda item: -len(item[1]))
+            pairs = [(name, value) for value, name in self._names.items()]
+        return sorted(pairs, key=lambda item: -len(item[1]))
 
     def __bool__(self) -> bool:
         return bool(self._secrets)
