@@ -70,7 +70,7 @@ class MotoEndpoint:
         OpenStack when it deletes one: every call naming its id then answers
         ``InvalidInstanceID.NotFound``. (The server runs in this process: its backend is
         at hand.)"""
-        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.core.models import DEFAULT_ACCOUNT_ID
         from moto.ec2.models import ec2_backends
 
         backend = ec2_backends[DEFAULT_ACCOUNT_ID][region]
