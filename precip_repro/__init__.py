@@ -65,7 +65,7 @@ from precip_repro.runview import (
     load_run,
     load_verified,
 )
-from precip_repro.session import current_run, finish_run, session
+from precip_repro.session import current_run, finish_run, register_secret, session
 
 __version__ = _tool_version()
 
@@ -166,6 +166,7 @@ __all__ = [
     "load_run",
     "load_verified",
     "recover",
+    "register_secret",
     "render_text",
     "session",
     "short_hostname",

@@ -25,7 +25,7 @@ from precip_repro.logs import get_logger
 from precip_repro.record.canonical import jsonable
 from precip_repro.record.events import Note, ReplayOf
 from precip_repro.record.recorder import Run
-from precip_repro.record.redact import Redactor
+from precip_repro.record.redact import Redactor, credential_variables
 from precip_repro.record.store import RunStore
 from precip_repro.sources import is_users_script, local_modules
 
@@ -131,6 +131,11 @@ class Session:
             if script is None and self.detect_script and self._argv0 is not None:
                 script = self._argv0 if is_users_script(self._argv0) else None
             run_name = self.run_name or (script.stem if script is not None else name)
+            found = credential_variables(os.environ)
+            for variable, value in found.items():
+                self.redactor.add(variable, value)
+            if found:
+                log.debug("credentials of the environment are secrets", names=sorted(found))
             self.run = Run.open(
                 store,
                 name=run_name,
@@ -433,6 +438,14 @@ def _script_line(exc: BaseException, script: Path | None) -> str | None:
 def current_run() -> Run | None:
     """The run this process records into, if one is open."""
     return session.run
+
+
+def register_secret(name: str, value: str) -> None:
+    """Register a secret for this process: it becomes ``${secret:NAME}`` everywhere in the
+    record (a replay binds it again from ``$NAME``). Before the first experiment, it is
+    hidden from the very first event too (the command line, say, when it came from there);
+    later, :meth:`Experiment.secret` does the same."""
+    session.add_secret(name, value)
 
 
 def finish_run(status: str | None = None) -> str | None:

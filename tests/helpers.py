@@ -131,11 +131,12 @@ def file_size_limit(limit: int) -> Iterator[None]:
         signal.signal(signal.SIGXFSZ, previous)
 
 
-def record_script(store: RunStore, script: Path) -> subprocess.CompletedProcess[str]:
-    """``precip-repro --records STORE run SCRIPT`` through the installed console script."""
+def record_script(store: RunStore, script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``precip-repro --records STORE run SCRIPT ARGS…`` through the installed console
+    script."""
     console = Path(sys.executable).parent / "precip-repro"
     return subprocess.run(
-        [str(console), "--records", str(store.root), "run", str(script)],
+        [str(console), "--records", str(store.root), "run", str(script), *args],
         capture_output=True,
         text=True,
         check=False,

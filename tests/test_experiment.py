@@ -35,7 +35,7 @@ from precip_repro.experiment import MAX_COMMAND
 from precip_repro.record import LogReader
 from precip_repro.record.store import EVENTS
 from precip_repro.report import write_report
-from tests.helpers import assert_nowhere_in, in_threads
+from tests.helpers import assert_nowhere_in, in_threads, record_script
 
 
 def events_of(run_path: Path) -> list[Any]:
@@ -426,6 +426,52 @@ def test_a_secret_name_registered_again_with_another_value_still_hides_the_first
     assert_nowhere_in(run_path, "second-token-value")
     (command,) = of_type(run_path, "command.finished")
     assert command["cmd"] == "echo ${secret:TOKEN} ${secret:TOKEN}"
+
+
+def test_credentials_in_the_environment_are_secrets_without_being_told(
+    local_experiment, monkeypatch
+):
+    credentials = {
+        "WANDB_API_KEY": "wandb-0123456789abcdef",
+        "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+    }
+    for name, value in credentials.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("RETRY_TOKEN", "1")  # too short to be a credential: a flag
+    exp = local_experiment("env")
+    exp.provision("default")
+    exp.wait()
+    exp.run([], "echo {WANDB_API_KEY} {AWS_SECRET_ACCESS_KEY} 1".format(**credentials))
+    run_path = exp.run_path
+    finish_run()
+    assert_nowhere_in(run_path, *credentials.values())
+    (command,) = of_type(run_path, "command.finished")
+    assert command["cmd"] == "echo ${secret:WANDB_API_KEY} ${secret:AWS_SECRET_ACCESS_KEY} 1"
+
+
+REGISTERED_FIRST = """
+import sys
+from precip_repro import LocalExperiment, register_secret
+register_secret("TOKEN", sys.argv[1])  # before the run starts: its command line too
+exp = LocalExperiment()
+exp.provision("default")
+exp.wait()
+exp.run([], "echo " + sys.argv[1])
+"""
+
+
+def test_a_secret_registered_before_the_first_experiment_is_hidden_from_the_command_line(
+    store, tmp_path
+):
+    script = tmp_path / "token.py"
+    script.write_text(REGISTERED_FIRST)
+    done = record_script(store, script, "argv-token-4f3e2d")
+    assert done.returncode == 0, done.stderr
+    assert "appears in events written before" not in done.stderr
+    (run_path,) = store.run_dirs()
+    assert_nowhere_in(run_path, "argv-token-4f3e2d")
+    started = of_type(run_path, "run.started")[0]
+    assert started["argv"][-1] == "${secret:TOKEN}"
 
 
 def test_record_false_writes_nothing(store):

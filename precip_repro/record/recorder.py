@@ -167,7 +167,10 @@ class Run:
                 platform=platform.platform(),
                 host=socket.gethostname(),
                 user=getpass.getuser(),
-                argv=list(sys.argv if argv is None else argv),
+                argv=[
+                    secrets.text(arg) if secrets else arg
+                    for arg in (sys.argv if argv is None else argv)
+                ],
                 cwd=str(Path.cwd()),
                 script=script_ref,
                 script_path=str(script) if script is not None else None,

@@ -8,15 +8,33 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
 from precip_repro.exceptions import InvalidOption
 from precip_repro.record.canonical import JSON
 
-__all__ = ["SECRET_PLACEHOLDER", "Redactor", "SecretScanner"]
+__all__ = ["SECRET_PLACEHOLDER", "Redactor", "SecretScanner", "credential_variables"]
 
 MIN_SECRET: Final = 4
+MIN_ENV_SECRET: Final = 8
+"""Shortest value of a credential variable taken as a secret: a short one (``FOO_TOKEN=1``)
+is more likely a flag, and would be replaced all over the record."""
+CREDENTIAL_NAMES: Final = frozenset(
+    {
+        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN", "EC2_ACCESS_KEY", "EC2_SECRET_KEY", "OS_PASSWORD", "OS_TOKEN",
+        "OS_APPLICATION_CREDENTIAL_SECRET", "AZURE_CLIENT_SECRET", "AZURE_STORAGE_KEY",
+        "GOOGLE_API_KEY", "PASSWORD", "TOKEN", "SECRET", "API_KEY",
+    }
+)  # fmt: skip
+"""Environment variables that hold cloud (and service) credentials."""
+CREDENTIAL_SUFFIXES: Final = (
+    "_SECRET", "_SECRET_KEY", "_SECRET_ACCESS_KEY", "_PASSWORD", "_PASSWD", "_TOKEN",
+    "_API_KEY", "_APIKEY", "_ACCESS_KEY", "_PRIVATE_KEY",
+)  # fmt: skip
+"""…and the name endings that say so (``WANDB_API_KEY``, ``HF_TOKEN``, ``CI_JOB_TOKEN``)."""
 _CHUNK: Final = 1 << 20
 SECRET_PLACEHOLDER: Final = re.compile(r"\$\{secret:([A-Za-z0-9_]+)\}")
 """``${secret:NAME}``, what the record holds in place of a secret; group 1 is NAME."""
@@ -124,3 +142,18 @@ class SecretScanner:
             while self.found is None and (chunk := f.read(_CHUNK)):
                 self.feed(chunk)
         return self.found
+
+
+def credential_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """The credentials in an environment, by variable name: the recognisable cloud keys a
+    run redacts without being told (a script that passes ``$AWS_SECRET_ACCESS_KEY`` or
+    ``$WANDB_API_KEY`` into a command must not write it into the record). A replay binds
+    each again from the variable of the same name."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if (name in CREDENTIAL_NAMES or name.endswith(CREDENTIAL_SUFFIXES))
+        and len(value) >= MIN_ENV_SECRET
+        and not value.isdigit()
+        and name.replace("_", "").isalnum()
+    }
