@@ -192,7 +192,7 @@ def _replay(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"plan to replay {source.run} ({len(steps)} steps) on "
               + ", ".join(f"{exp}={cloud}" for exp, cloud in sorted(targets.items())))  # fmt: skip
-        for line in describe(steps, mapping, args.max_gap):
+        for line in describe(source, steps, mapping, args.max_gap):
             print(line)
         if cut:
             print(cut)

@@ -8,7 +8,7 @@ from typing import Any, Final
 
 import attrs
 
-from precip_repro import SECRET_PLACEHOLDER, BlobRef, BlobStore, CallView, RunView
+from precip_repro import SECRET_PLACEHOLDER, BlobRef, BlobStore, CallView, Normalizer, RunView
 from replay.mapping import ReplayMapping
 
 __all__ = ["Step", "build_plan", "describe", "interrupted_call", "secrets_needed"]
@@ -111,11 +111,18 @@ def _placeholders(blobs: BlobStore, ref: dict[str, Any]) -> set[str]:
     return found
 
 
-def describe(steps: list[Step], mapping: ReplayMapping, max_gap: float) -> Iterator[str]:
-    """The plan as lines, with mapped values: what ``--dry-run`` prints."""
+def describe(
+    view: RunView, steps: list[Step], mapping: ReplayMapping, max_gap: float
+) -> Iterator[str]:
+    """The plan as lines, with mapped values: what ``--dry-run`` prints. Values learned
+    from earlier results (ids, addresses, hostnames) are shown as what the replay fills in
+    — ``{e1.p1.0.private_address}``, not the recorded instance's address."""
+    norm = Normalizer(view)
+    learned = False
     for step in steps:
         call = step.call
-        args = dict(call.args)
+        args = norm.json(dict(call.args))
+        assert isinstance(args, dict)
         if call.method == "provision":
             args["image_id"] = mapping.image(call.exp, str(args.get("image_id")))
             args["instance_type"] = mapping.instance_type(call.exp, str(args.get("instance_type")))
@@ -125,3 +132,6 @@ def describe(steps: list[Step], mapping: ReplayMapping, max_gap: float) -> Itera
             yield f"  (wait {min(step.gap_s, max_gap):.1f} s; recorded {step.gap_s:.1f} s)"
         shown = ", ".join(f"{key}={value!r}" for key, value in args.items())
         yield f"#{call.number} {call.exp}.{call.method}({shown})"
+        learned = learned or args != call.args
+    if learned:
+        yield "({e1.p1.0…} and the like: that instance's value in the replay, learned as it runs)"

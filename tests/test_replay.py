@@ -203,6 +203,24 @@ def test_dry_run_prints_the_plan_with_mapped_values(store, tmp_path, capsys):
     assert replay_runs(store, source) == []
 
 
+def test_dry_run_shows_values_learned_from_earlier_results_as_the_slots_they_come_from(
+    store, capsys, local_experiment
+):
+    exp = local_experiment("learned")
+    exp.provision("default", count=2)
+    exp.wait()
+    master = exp.get_private_hostnames()[0]
+    exp.run(["e1.p1.1"], f"echo joining {master}")
+    source = exp.run_id
+    finish_run()
+    code = replay([source, "--records", str(store.root), "--to", "local", "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "cmd='echo joining {e1.p1.0.address}'" in out  # not the recorded master's
+    assert master not in out
+    assert out.rstrip().endswith("that instance's value in the replay, learned as it runs)")
+
+
 def test_a_changed_image_diverges_at_that_step_and_strict_leaves_nothing(
     store, tmp_path, capsys, local_experiment
 ):
