@@ -24,6 +24,7 @@ import attrs
 
 from precip_repro import arguments
 from precip_repro.clouds.base import Cloud, CloudInstance, LaunchRequest
+from precip_repro.clouds.board import StateBoard
 from precip_repro.exceptions import (
     CloudError,
     CommandFailed,
@@ -113,6 +114,9 @@ class Instance:
     state_reason: str | None = None
     listed: bool = False
     """Whether the cloud has listed it yet: a new id may be unknown for a few seconds."""
+    floating_address: str | None = None
+    """The floating address we gave it: a description from before that lacks it must not
+    take it away (and get it a second one)."""
 
     def matches(self, tags: Sequence[str]) -> bool:
         return all(tag in self.tags for tag in tags)
@@ -131,9 +135,9 @@ class Instance:
 
     def update(self, described: CloudInstance) -> None:
         self.state = described.state
-        self.public_address = described.public_address
+        self.public_address = described.public_address or self.floating_address
         self.private_address = described.private_address
-        self.public_hostname = described.public_hostname
+        self.public_hostname = described.public_hostname or self.floating_address
         self.private_hostname = described.private_hostname
         self.ssh_port = described.ssh_port
         self.state_reason = described.state_reason
@@ -503,8 +507,9 @@ class Experiment:
         with self._call("wait", {"tags": tags, "timeout": timeout}) as call:
             targets = [inst for inst in self._match(tags) if not inst.ready]
             deadline = time.monotonic() + (math.inf if timeout is None else timeout)
+            board = StateBoard(self.cloud, [inst.instance_id for inst in targets])
             outcomes = fan_out(
-                lambda inst: self._await_ready(inst, deadline, call.number),
+                lambda inst: self._await_ready(inst, deadline, call.number, board),
                 targets,
                 parallel=True,
                 workers=self.max_workers,
@@ -526,14 +531,26 @@ class Experiment:
                 )
             call.result = [inst.instance_id for inst in targets]
 
-    def _await_ready(self, inst: Instance, deadline: float, call: int) -> None:
+    def _await_ready(self, inst: Instance, deadline: float, call: int, board: StateBoard) -> None:
+        try:
+            self._await_ready_on(inst, deadline, call, board)
+        finally:
+            board.forget(inst.instance_id)
+
+    def _await_ready_on(
+        self, inst: Instance, deadline: float, call: int, board: StateBoard
+    ) -> None:
         delay = 0.02
         last: Exception | None = None
         attempt_deadline = self._attempt_deadline(deadline)
+        watched = inst.instance_id
         while True:
-            described = self.cloud.describe([inst.instance_id])
-            if described:
-                inst.update(described[0])
+            if inst.instance_id != watched:  # replaced: ask about the new one only
+                board.forget(watched)
+                watched = inst.instance_id
+            described = board.describe(inst.instance_id)
+            if described is not None:
+                inst.update(described)
                 inst.listed = True
             elif inst.listed:  # listed before, unknown now: the cloud deleted it
                 inst.state, inst.state_reason = "terminated", "its cloud no longer lists it"
@@ -616,6 +633,7 @@ class Experiment:
         if assign is None:
             return
         inst.public_address = assign(inst.instance_id, run=self.run_id or "", slot=inst.slot)
+        inst.floating_address = inst.public_address
         inst.public_hostname = inst.public_hostname or inst.public_address
 
     def _replace(self, inst: Instance, call: int, *, why: str) -> None:
@@ -637,7 +655,7 @@ class Experiment:
         inst.tags = [described.instance_id if tag == old else tag for tag in inst.tags]
         inst.tries += 1
         inst.listed = False
-        inst.public_address = inst.private_address = None
+        inst.public_address = inst.private_address = inst.floating_address = None
         inst.update(described)
         self._append(
             InstanceLaunched(

@@ -27,6 +27,7 @@ from precip_repro import (
     finish_run,
     verify,
 )
+from precip_repro.clouds import board
 from precip_repro.clouds import ec2 as ec2_module
 from precip_repro.clouds.ec2 import access_key_fingerprint, parse_endpoint, parse_region
 from precip_repro.record import LogReader
@@ -298,6 +299,23 @@ def test_an_instance_its_cloud_deletes_while_it_boots_is_reported_not_waited_for
         exp.wait(timeout=60)
     assert time.monotonic() - started < 10
     assert [d["instance_id"] for d in of_type(exp.run_path, "instance.terminated")] == [doomed]
+    exp.close()
+    finish_run()
+
+
+def test_wait_asks_the_cloud_about_all_its_instances_at_once_not_each_alone(ec2, store):
+    exp = make("ec2", ec2, store)
+    exp.provision(ec2.image, count=8)
+    asked: list[list[str]] = []
+    exp.cloud.client.meta.events.register(
+        "before-parameter-build.ec2.DescribeInstances",
+        lambda params, **_: asked.append(params["Filters"][0]["Values"]),
+    )
+    started = time.monotonic()
+    exp.wait(timeout=60)
+    took = time.monotonic() - started
+    assert sorted(asked[0]) == sorted(i["id"] for i in exp.list())
+    assert len(asked) <= 2 + took / board.PERIOD  # one call for all, at most every PERIOD s
     exp.close()
     finish_run()
 
