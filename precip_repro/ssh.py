@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import secrets
 import select
 import socket
@@ -40,6 +41,11 @@ from precip_repro.logs import get_logger
 __all__ = ["Connection", "Endpoint", "ExecResult", "HostKeyPins", "SshPool"]
 
 log = get_logger(__name__)
+
+HELD_OUTPUT_WARNING: Final = 5.0
+"""Seconds after a command's exit while a background process it started keeps its output
+open (``nohup server &``: without a terminal, nohup leaves output where it was) before a
+warning says why run() has not returned (OpenSSH's ssh waits the same way)."""
 
 Sink = Callable[[bytes], None]
 
@@ -221,6 +227,7 @@ class Connection:
         try:
             _exec_with_stdin_closed(chan, sent)
             ready = chan.fileno()
+            exited: float | None = None  # when the exit status came, while output is open
             while True:
                 while chan.recv_ready():
                     data = chan.recv(CHUNK)
@@ -236,6 +243,19 @@ class Connection:
                     break
                 if chan.closed and not chan.recv_ready() and not chan.recv_stderr_ready():
                     break
+                if exited is None and chan.exit_status_ready():
+                    exited = time.monotonic()
+                elif exited is not None and time.monotonic() - exited > HELD_OUTPUT_WARNING:
+                    exited = math.inf  # said once
+                    e = self.endpoint
+                    log.warning(
+                        "the command exited, but a process it started in the background "
+                        "still holds its output: run() returns when that process ends; "
+                        "send its output elsewhere to return at once (`… > log 2>&1 &`)",
+                        instance=e.instance_id,
+                        slot=e.slot,
+                        exit_code=chan.recv_exit_status(),
+                    )
                 wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
                 if wait <= 0:
                     return self._stopped(out, err, started, token)

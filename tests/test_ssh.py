@@ -3,6 +3,8 @@ commands on a connection shared by many threads never make sshd drop it."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from precip_repro import CommandTimeout, ssh
@@ -61,3 +63,21 @@ def test_a_timed_out_command_that_cannot_be_ended_says_it_may_still_run(
     monkeypatch.setattr(ssh, "_END_MARKED", "exit 1")  # as where it cannot be found or ended
     with pytest.raises(CommandTimeout, match="could not be ended there: it may still be"):
         exp.run([], "sleep 3030", timeout=0.5)
+
+
+def test_a_background_process_holding_the_output_is_waited_for_and_said_why(
+    local_experiment, monkeypatch, capsys
+):
+    monkeypatch.setattr(ssh, "HELD_OUTPUT_WARNING", 0.5, raising=False)
+    exp = local_experiment("held")
+    exp.provision("default")
+    exp.wait()
+    started = time.monotonic()
+    codes, outs, _ = exp.run([], "sleep 2 & echo started")  # the sleep holds stdout
+    assert time.monotonic() - started >= 2  # as OpenSSH's ssh: the output ends with it
+    assert (codes, outs) == ([0], ["started\n"])
+    err = capsys.readouterr().err
+    assert "a process it started in the background still holds its output" in err
+    assert exp.list()[0]["id"] in err
+    exp.run([], "sleep 2 > /dev/null 2>&1 & echo at once")  # its output elsewhere: no word
+    assert "background" not in capsys.readouterr().err
