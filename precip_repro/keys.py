@@ -89,15 +89,14 @@ def load_keys(home: Path | None = None) -> Keys:
                 serialization.NoEncryption(),
             )
             _write_private(private, pem, mode=0o600)
+        if private.stat().st_mode & 0o077:
+            private.chmod(0o600)
+        pkey = _private_key(private)
         if not public.exists():
-            pkey = paramiko.Ed25519Key.from_private_key_file(str(private))
             line = f"{pkey.get_name()} {pkey.get_base64()}".encode()
             _write_private(public, line + f" precip_{account_id}\n".encode(), mode=0o644)
             log.info("keypair created", path=str(private))
-        if private.stat().st_mode & 0o077:
-            private.chmod(0o600)
-        pkey = paramiko.Ed25519Key.from_private_key_file(str(private))
-    except (OSError, paramiko.SSHException) as exc:
+    except OSError as exc:
         raise ExperimentException(
             f"cannot use the precip keys in {home}: {exc}; fix the permissions or point "
             "PRECIP_HOME at a writable directory"
@@ -109,6 +108,20 @@ def load_keys(home: Path | None = None) -> Keys:
         public_key=f"{pkey.get_name()} {pkey.get_base64()}",
         pkey=pkey,
     )
+
+
+def _private_key(path: Path) -> paramiko.PKey:
+    """The private key in ``path``, of whatever type: ours are Ed25519, but a home made by
+    the original precip holds an RSA key (from ssh-keygen) that its clouds already know."""
+    try:
+        return paramiko.PKey.from_path(path)
+    except (paramiko.SSHException, ValueError, TypeError) as exc:
+        # An encrypted key: cryptography's TypeError; an unknown format: SSHException.
+        raise ExperimentException(
+            f"cannot use the private key {path}: {exc}; precip-repro logs in with an RSA, "
+            "ECDSA or Ed25519 key without a passphrase. Move that file away (with its .pub) "
+            "to have a new key made, or point PRECIP_HOME elsewhere"
+        ) from exc
 
 
 def _write_private(path: Path, content: bytes, *, mode: int) -> None:

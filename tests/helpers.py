@@ -14,6 +14,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from precip_repro.record import Run, RunStore
 from precip_repro.record.events import (
     CallFailed,
@@ -208,3 +211,20 @@ def in_threads(*work: Callable[[], object], timeout: float = 60) -> list[BaseExc
         thread.join(timeout=max(0.0, deadline - time.monotonic()))
     assert not any(thread.is_alive() for thread in threads), "threads deadlocked"
     return errors
+
+
+def original_precip_home(home: Path, *, encrypted: bool = False) -> str:
+    """A home as the original precip left it: an account id and an RSA key in PEM form
+    (``ssh-keygen -m PEM``), without a ``.pub`` beside it. Its key's PEM."""
+    home.mkdir(mode=0o700)
+    (home / "account_id").write_text("0123456789abcdef0123456789abcdef\n")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.BestAvailableEncryption(b"pw") if encrypted else serialization.NoEncryption(),
+    )
+    private = home / "precip_0123456789abcdef0123456789abcdef"
+    private.write_bytes(pem)
+    private.chmod(0o600)
+    return pem.decode()

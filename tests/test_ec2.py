@@ -33,7 +33,7 @@ from precip_repro.clouds.ec2 import access_key_fingerprint, parse_endpoint, pars
 from precip_repro.record import LogReader
 from precip_repro.record.store import EVENTS
 from tests.ec2_cloud import ACCESS_KEY, SECRET_KEY, wait_until
-from tests.helpers import assert_nowhere_in, record_script
+from tests.helpers import assert_nowhere_in, original_precip_home, record_script
 
 
 def of_type(run_path: Path, kind: str) -> list[dict[str, Any]]:
@@ -111,6 +111,24 @@ def test_cloud_set_up_is_idempotent_and_opens_ports(ec2, store):
     assert of_type(first.run_path, "call.started")[-1]["method"] == "open_port"
     first.close()
     second.close()
+    finish_run()
+
+
+def test_the_original_precips_rsa_key_is_imported_recognised_and_logs_in(
+    ec2, store, tmp_path, monkeypatch
+):
+    home = tmp_path / "old-home"
+    original_precip_home(home)
+    monkeypatch.setenv("PRECIP_HOME", str(home))
+    exp = make("ec2", ec2, store)
+    (pair,) = ec2.client.describe_key_pairs()["KeyPairs"]
+    assert pair["KeyName"] == "precip_0123456789abcdef0123456789abcdef"
+    again = make("ec2", ec2, store)  # the pair exists: recognised as this key, not refused
+    exp.provision(ec2.image)
+    exp.wait(timeout=60)
+    assert exp.run([], "echo in")[1] == ["in\n"]
+    exp.close()
+    again.close()
     finish_run()
 
 
