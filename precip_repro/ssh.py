@@ -350,7 +350,8 @@ class Connection:
             why = None
             with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
                 if stat.S_ISDIR(sftp.stat(path).st_mode or 0):
-                    why = f"it is a directory (name the file to write: {remote}/{local.name})"
+                    inside = f"{remote.rstrip('/')}/{local.name}"
+                    why = f"it is a directory (name the file to write: {inside})"
             raise self._transfer_failed(f"cannot write {remote}", exc, why=why) from exc
         return mode
 

@@ -215,6 +215,8 @@ def test_a_directory_where_a_file_is_meant_fails_the_transfer_saying_so(local_ex
         exp.put([], source, "/etc")
     assert "cannot write /etc" in str(put.value) and "it is a directory" in str(put.value)
     assert "/etc/data.txt" in str(put.value)  # what to write instead
+    with pytest.raises(TransferFailed, match=r"name the file to write: /etc/data\.txt\)"):
+        exp.put([], source, "/etc/")  # not /etc//data.txt
     with pytest.raises(TransferFailed) as got:
         exp.get([], "/etc", tmp_path / "etc")
     assert "cannot get /etc" in str(got.value) and "tar czf" in str(got.value)
@@ -230,7 +232,7 @@ def test_a_directory_where_a_file_is_meant_fails_the_transfer_saying_so(local_ex
     assert f"local path {tmp_path} is a directory" in str(local_dir.value)
     assert "tar" in str(local_dir.value)
     errors = [d["error"]["type"] for d in of_type(exp.run_path, "call.failed")]
-    assert errors == ["TransferFailed", "TransferFailed", "TransferFailed", "LocalFileMissing"]
+    assert errors == ["TransferFailed"] * 4 + ["LocalFileMissing"]
 
 
 def test_a_hundred_megabytes_of_output_and_binary_output_are_kept_exactly(local_experiment):
