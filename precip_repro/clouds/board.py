@@ -37,8 +37,6 @@ class StateBoard:
         self._asked: set[str] = set()
         self._found: dict[str, CloudInstance] = {}
         self._at = -math.inf
-        self.calls = 0
-        """How many times the cloud was asked."""
 
     def describe(self, instance_id: str) -> CloudInstance | None:
         """What the cloud said about ``instance_id`` at most ``period`` s ago (asking it
@@ -48,7 +46,6 @@ class StateBoard:
             self._watched.setdefault(instance_id)
             if instance_id not in self._asked or time.monotonic() - self._at >= self._period:
                 ids = list(self._watched)
-                self.calls += 1
                 found = self._cloud.describe(ids)
                 self._found = {inst.instance_id: inst for inst in found}
                 self._asked = set(ids)
