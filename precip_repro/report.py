@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import attrs
 
+from precip_repro import mdtext
 from precip_repro.diff import DiffResult, diff_runs, render_text
 from precip_repro.exceptions import InvalidOption
 from precip_repro.record.verify import Verdict, verify
@@ -324,11 +325,12 @@ def render_markdown(
     view: RunView, verdict: Verdict, diff: DiffResult | None = None, *, not_compared: str = ""
 ) -> str:
     def cell(value: Any) -> str:
+        """A value in a table cell, as code: recorded text shown as it is."""
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-        return text.replace("|", "\\|").replace("\n", "⏎")
+        return mdtext.code(text, in_table=True)
 
-    out = [f"# Run {view.run}", "", f"**{_integrity(verdict)}**", ""]
-    out += [f"- **{label}**: `{value}`" for label, value in _header(view, verdict)]
+    out = [f"# Run {view.run}", "", f"**{mdtext.prose(_integrity(verdict))}**", ""]
+    out += [f"- **{label}**: {mdtext.code(str(value))}" for label, value in _header(view, verdict)]
     out += [
         "",
         "## Instances",
@@ -352,38 +354,38 @@ def render_markdown(
     for call in view.calls:
         outcome = call.outcome + (f": {call.error.get('type')}" if call.error else "")
         out.append(
-            f"| {call.number} | {call.exp}.{call.method} | `{cell(call.args)}` | {outcome} | "
-            f"{format_duration(call.duration_ns)} | {cell(_outcomes(call))} |"
+            f"| {call.number} | {call.exp}.{call.method} | {cell(call.args)} | "
+            f"{mdtext.prose(outcome)} | {format_duration(call.duration_ns)} | "
+            f"{mdtext.prose(_outcomes(call))} |"
         )
     out += ["", "## Commands and outputs", ""]
     for command in _command_rows(view):
         out += [
-            f"### #{command.call} {command.slot}: `{cell(command.cmd)}` → exit "
+            f"### #{command.call} {command.slot}: {mdtext.code(command.cmd)} → exit "
             f"{command.exit_code} in {format_duration(command.duration_ns)}",
             "",
             f"stdout (sha256 `{command.stdout.get('sha256')}`):",
-            "```",
-            _excerpt(command.stdout),
-            "```",
+            *mdtext.fenced(_excerpt(command.stdout)),
             f"stderr (sha256 `{command.stderr.get('sha256')}`):",
-            "```",
-            _excerpt(command.stderr),
-            "```",
+            *mdtext.fenced(_excerpt(command.stderr)),
             "",
         ]
-    out += [
-        "## Files moved",
-        "",
-        "| # | instance | way | local | remote | size | sha256 |",
-        "|---|---|---|---|---|---|---|",
+    out += ["## Files moved", ""]
+    moved_rows = [
+        f"| {call.number} | {moved.slot} | {moved.kind} | {cell(moved.local_path)} | "
+        f"{cell(moved.remote_path)} | {moved.content.get('size')} | "
+        f"`{moved.content.get('sha256')}`{mdtext.prose(_withheld(moved.content))} |"
+        for call in view.calls
+        for moved in call.files
     ]
-    for call in view.calls:
-        for moved in call.files:
-            out.append(
-                f"| {call.number} | {moved.slot} | {moved.kind} | `{cell(moved.local_path)}` | "
-                f"`{cell(moved.remote_path)}` | {moved.content.get('size')} | "
-                f"`{moved.content.get('sha256')}`{cell(_withheld(moved.content))} |"
-            )
+    if moved_rows:
+        out += [
+            "| # | instance | way | local | remote | size | sha256 |",
+            "|---|---|---|---|---|---|---|",
+            *moved_rows,
+        ]
+    else:
+        out.append("(none)")
     if view.replay_steps:
         out += ["", "## Replay verdicts", "", "| recorded call | call | verdict | differences |",
                 "|---|---|---|---|"]  # fmt: skip
@@ -391,16 +393,23 @@ def render_markdown(
             found = "; ".join(_difference(d) for d in step.get("differences") or [])
             out.append(
                 f"| #{step.get('source_call')} | {step.get('exp')}.{step.get('method')} | "
-                f"{step.get('verdict')} | {cell(found)} |"
+                f"{step.get('verdict')} | {mdtext.prose(found)} |"
             )
     out += ["", "## Notes", ""]
     out += [
-        f"- {text}" + (f" `{cell(fields)}`" if fields else "") for _, text, fields in view.notes
-    ]
+        f"- {mdtext.prose(text)}"
+        + (f" {mdtext.code(json.dumps(fields, sort_keys=True))}" if fields else "")
+        for _, text, fields in view.notes
+    ] or ["(none)"]
     if diff is not None:
-        out += ["", f"## Compared with {diff.b['run']}", "", "```", *render_text(diff), "```"]
+        out += [
+            "",
+            f"## Compared with {diff.b['run']}",
+            "",
+            *mdtext.fenced("\n".join(render_text(diff))),
+        ]
     if not_compared:
-        out += ["", "## Not compared", "", f"**{not_compared}**"]
+        out += ["", "## Not compared", "", f"**{mdtext.prose(not_compared)}**"]
     return "\n".join(out) + "\n"
 
 

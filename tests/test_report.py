@@ -5,6 +5,9 @@ from __future__ import annotations
 from html.parser import HTMLParser
 from pathlib import Path
 
+from markdown_it import MarkdownIt
+
+from precip_repro import finish_run
 from precip_repro.cli import main
 from precip_repro.report import write_report
 from precip_repro.runview import load_run
@@ -61,6 +64,45 @@ def test_the_html_report_holds_every_command_output_and_lane(store, tmp_path):
     source = out.read_text()
     assert "http://" not in source.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "<script" not in source and "<link" not in source  # nothing fetched
+
+
+def test_the_markdown_report_shows_commands_outputs_and_notes_as_written(
+    local_experiment, tmp_path
+):
+    exp = local_experiment("markup")
+    exp.provision("default")
+    exp.wait()
+    commands = [
+        "printf '%s\\n' '```' '| a | b |' '<script>x</script>'",
+        "echo 'x`y' | tr x z",
+        "echo '# not a heading' >&2",
+    ]
+    for cmd in commands:
+        exp.run([], cmd)
+    exp.note("# *results* | <b>bold</b>", cells="a|b")
+    run_path = exp.run_path
+    finish_run()
+    out = tmp_path / "r.md"
+    write_report(run_path, out, fmt="md")
+    tokens = MarkdownIt("commonmark").enable("table").parse(out.read_text())
+
+    headings = [
+        tokens[i + 1] for i, t in enumerate(tokens) if t.type == "heading_open" and t.tag == "h3"
+    ]
+    shown = [c.content for h in headings for c in h.children or [] if c.type == "code_inline"]
+    assert shown == commands
+    fences = [t.content for t in tokens if t.type == "fence"]
+    view = load_run(run_path)
+    for command in (c for call in view.calls for c in call.commands):
+        assert f"{command.stdout.get('text') or '(empty)'}\n" in fences
+        assert f"{command.stderr.get('text') or '(empty)'}\n" in fences
+    rows = [t for t in tokens if t.type == "tr_open"]
+    assert len(rows) == 1 + 1 + 1 + len(view.calls)  # instances and calls tables, rows whole
+    (note,) = [t for t in tokens if t.type == "bullet_list_open"][-1:]
+    items = tokens[tokens.index(note) :]
+    text = next(t for t in items if t.type == "inline")
+    assert text.children and text.children[0].content.rstrip() == "# *results* | <b>bold</b>"
+    assert not any(c.type.endswith("_open") or c.type == "html_inline" for c in text.children)
 
 
 def test_a_tampered_run_says_so_in_its_header(store, tmp_path):

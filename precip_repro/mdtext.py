@@ -1,0 +1,52 @@
+"""Markdown that shows recorded text as it is: a command, an output or a note holds
+whatever the experiment wrote — backticks, pipes, ```` ``` ````, ``<script>`` — and must
+neither end the code span or fence around it, split a table row, nor turn into markup.
+(CommonMark rules, and GitHub's for tables.)
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+__all__ = ["code", "fenced", "prose"]
+
+_BACKTICKS: Final = re.compile(r"`+")
+_INLINE: Final = re.compile(r"([\\`*_\[\]<>|~&])")
+"""What is markup anywhere in a line (links need ``[``; ``!``, ``(`` are harmless without)."""
+_LEADING: Final = re.compile(r"^(\s*\d*)([#>+\-.)])")
+"""What is markup at the start of a line (a heading, a quote, a list)."""
+
+
+def _longest_backticks(text: str) -> int:
+    return max((len(run) for run in _BACKTICKS.findall(text)), default=0)
+
+
+def code(text: str, *, in_table: bool = False) -> str:
+    """An inline code span holding ``text``: fenced by more backticks than any run inside,
+    line breaks shown as ⏎, and ``|`` escaped where a table would split on it. Empty text
+    (no code span can hold it) is ``(empty)``."""
+    if not text:
+        return "(empty)"
+    text = text.replace("\n", "⏎")
+    if in_table:
+        text = text.replace("|", "\\|")
+    fence = "`" * (_longest_backticks(text) + 1)
+    # CommonMark strips one space from each end when both have one: pad to keep them.
+    spaced = text[:1] == " " and text[-1:] == " " and bool(text.strip())
+    pad = " " if text.startswith("`") or text.endswith("`") or spaced else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def fenced(text: str) -> list[str]:
+    """A fenced code block holding ``text`` (as lines): its fence longer than any run of
+    backticks inside, so that no line of it closes the block."""
+    fence = "`" * max(3, _longest_backticks(text) + 1)
+    return [fence, text, fence]
+
+
+def prose(text: str) -> str:
+    """``text`` as plain words: every character Markdown would read as markup escaped (and
+    ``|``, so it also fits a table cell), line breaks shown as ⏎."""
+    escaped = _INLINE.sub(r"\\\1", text.replace("\n", " ⏎ "))
+    return _LEADING.sub(lambda m: f"{m.group(1)}\\{m.group(2)}", escaped)
