@@ -255,7 +255,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     script = Path(args.script)
     if not script.is_file():
-        raise _Usage(f"script {script} does not exist")
+        what = "is a directory, not a Python file" if script.is_dir() else "does not exist"
+        raise _Usage(f"script {script} {what}")
     store = _store(args)
     if args.playback:
         return _playback(args, store, script)

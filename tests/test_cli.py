@@ -313,3 +313,11 @@ def test_a_run_that_does_not_end_ok_records_why(store, tmp_path, ending, code, t
     assert f"{fields['ended']}: {text}" in (tmp_path / "r.md").read_text()
     if code == 1 and "exit" in ending:
         assert "gave up" in done.stderr  # printed as Python prints it
+
+
+def test_run_of_a_missing_script_or_a_directory_says_which_is_wrong(capsys, store, tmp_path):
+    code, _, err = cli(capsys, store, "run", str(tmp_path / "gone.py"))
+    assert code == 2 and f"script {tmp_path / 'gone.py'} does not exist" in err
+    code, _, err = cli(capsys, store, "run", str(tmp_path))
+    assert code == 2 and f"script {tmp_path} is a directory, not a Python file" in err
+    assert not store.root.exists() or store.run_dirs() == []
