@@ -354,7 +354,10 @@ class Experiment:
                 CallFailed(
                     call=call.number,
                     error=ErrorInfo(
-                        type=type(exc).__name__, message=session.redactor.text(str(exc))
+                        type=type(exc).__name__,
+                        message=session.redactor.text(str(exc)),
+                        instance=exc.instance if isinstance(exc, InstanceError) else None,
+                        slot=exc.slot if isinstance(exc, InstanceError) else None,
                     ),
                     duration_ns=time.monotonic_ns() - started,
                 )

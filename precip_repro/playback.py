@@ -10,13 +10,19 @@ files, a call that failed raises the exception it raised then.
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from precip_repro import exceptions
-from precip_repro.exceptions import ContentWithheld, ExperimentException, UnrecordableValue
+from precip_repro.exceptions import (
+    CommandFailed,
+    ContentWithheld,
+    ExperimentException,
+    UnrecordableValue,
+)
 from precip_repro.record.blobs import BlobStore
 from precip_repro.record.canonical import jsonable
 from precip_repro.record.events import BlobRef
@@ -195,12 +201,51 @@ class Playback:
         else:
             answer = None
         if call.outcome == "failed" and call.error:
-            kind = getattr(exceptions, str(call.error.get("type")), None)
-            message = f"(played back) {call.error.get('message')}"
-            if isinstance(kind, type) and issubclass(kind, ExperimentException):
-                try:
-                    raise kind(message)
-                except TypeError:
-                    pass
-            raise ExperimentException(f"{call.error.get('type')}: {message}")
+            raise self._error(call, str(call.error.get("type")), str(call.error.get("message")))
         return answer
+
+    def _error(self, call: CallView, kind_name: str, recorded: str) -> ExperimentException:
+        """The exception the call raised when it was recorded, of its class — a script's
+        ``except CommandFailed`` must catch it in playback too — with the attributes the
+        recording holds (a CommandFailed's instance, exit code, stderr tail …)."""
+        message = f"(played back) {self.secrets.reveal(recorded)}"
+        kind = getattr(exceptions, kind_name, None)
+        if not (isinstance(kind, type) and issubclass(kind, ExperimentException)):
+            return ExperimentException(f"{kind_name}: {message}")  # not ours: its name kept
+        if kind is CommandFailed:
+            from precip_repro.experiment import NO_EXIT_STATUS, STDERR_TAIL
+
+            order = list(self.view.instances)  # the exception names the first in this order
+            failed = sorted(
+                (c for c in call.commands if c.exit_code != 0),
+                key=lambda c: order.index(c.slot) if c.slot in order else len(order),
+            )
+            if failed:
+                first = failed[0]
+                return CommandFailed(
+                    message,
+                    instance=first.instance_id,
+                    slot=first.slot,
+                    cmd=self.secrets.reveal(first.cmd),
+                    exit_code=first.exit_code if first.exit_code is not None else NO_EXIT_STATUS,
+                    stderr_tail=self._text(first.stderr)[-STDERR_TAIL:],
+                    failed={c.instance_id: c.exit_code for c in failed},
+                )
+        # Other classes take their context as keyword arguments: the instance and slot the
+        # recording names (None in runs recorded before it did), the rest None.
+        assert call.error is not None
+        parameters = inspect.signature(kind).parameters
+        context: dict[str, Any] = {
+            name: None
+            for name, p in parameters.items()
+            if p.kind is p.KEYWORD_ONLY and p.default is p.empty
+        }
+        for name in ("instance", "slot"):
+            if name in parameters:
+                context[name] = call.error.get(name)
+        try:
+            return kind(message, **context)
+        except TypeError:  # another shape of constructor (InvalidOption): the class kept
+            error = kind.__new__(kind)
+            Exception.__init__(error, message)
+            return error

@@ -95,6 +95,31 @@ def record_and_play(
     return status, capsys.readouterr().out
 
 
+CATCHING_SCRIPT = """\
+from precip_repro import CommandFailed, LocalExperiment, RemoteFileMissing
+exp = LocalExperiment("catching")
+exp.provision("default", count=2)
+exp.wait()
+try:
+    exp.run([], "echo oops >&2; exit 3", parallel=True)
+except CommandFailed as failed:
+    print("caught", failed.exit_code, failed.slot, failed.stderr_tail.strip(), len(failed.failed))
+try:
+    exp.get(["e1.p1.0"], "/no/such/file", "got")
+except RemoteFileMissing as missing:
+    print("missing", missing.slot)
+exp.deprovision()
+"""
+
+
+def test_the_exceptions_a_script_catches_are_played_back_of_their_class(store, tmp_path, capsys):
+    status, out = record_and_play(store, tmp_path, capsys, "catching.py", CATCHING_SCRIPT)
+    assert status == 0, out
+    assert "caught 3 e1.p1.0 oops 2" in out  # what the recorded run printed, attributes too
+    assert "missing e1.p1.0" in out
+    assert "all 5 recorded calls matched" in out
+
+
 SECRET_SCRIPT = """\
 import os
 from precip_repro import LocalExperiment

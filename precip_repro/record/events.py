@@ -141,10 +141,13 @@ class CloudInfo:
 
 @attrs.frozen(kw_only=True)
 class ErrorInfo:
-    """An exception as recorded: its class name and message."""
+    """An exception as recorded: its class name and message, and for an error about one
+    instance (an ``InstanceError``) that instance's id and slot."""
 
     type: str
     message: str
+    instance: str | None = None
+    slot: str | None = None
 
 
 _READING: Final = contextvars.ContextVar("precip_record_reading", default=False)
