@@ -380,6 +380,7 @@ def _playback(args: argparse.Namespace, store: RunStore, script: Path) -> int:
     from precip_repro.session import session
 
     ((view, _),) = _intact_views(args, args.playback)
+    session.add_environment_credentials()  # as when recorded: outputs get their values
     playback = Playback(view, secrets=session.redactor)
     session.playback = playback
     session.restart_numbering()

@@ -88,6 +88,15 @@ class Session:
         if run is not None and not run.finished:
             run.withhold_secret(name, value)
 
+    def add_environment_credentials(self) -> None:
+        """Register the credentials in this process's environment as secrets (the
+        recognisable cloud keys: see :func:`credential_variables`)."""
+        found = credential_variables(os.environ)
+        for variable, value in found.items():
+            self.redactor.add(variable, value)
+        if found:
+            log.debug("credentials of the environment are secrets", names=sorted(found))
+
     def register(self, experiment: Experiment) -> None:
         with self._lock:
             self._experiments.append(experiment)
@@ -131,11 +140,7 @@ class Session:
             if script is None and self.detect_script and self._argv0 is not None:
                 script = self._argv0 if is_users_script(self._argv0) else None
             run_name = self.run_name or (script.stem if script is not None else name)
-            found = credential_variables(os.environ)
-            for variable, value in found.items():
-                self.redactor.add(variable, value)
-            if found:
-                log.debug("credentials of the environment are secrets", names=sorted(found))
+            self.add_environment_credentials()
             self.run = Run.open(
                 store,
                 name=run_name,

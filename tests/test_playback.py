@@ -120,6 +120,28 @@ def test_the_exceptions_a_script_catches_are_played_back_of_their_class(store, t
     assert "all 5 recorded calls matched" in out
 
 
+ENV_CREDENTIAL_SCRIPT = """\
+import os
+from precip_repro import LocalExperiment
+exp = LocalExperiment("env")
+exp.provision("default")
+exp.wait()
+print(exp.run([], "echo key=" + os.environ["WANDB_API_KEY"])[1][0], end="")
+exp.deprovision()
+"""
+
+
+def test_a_script_passing_a_credential_of_its_environment_plays_back_with_its_value(
+    store, tmp_path, capsys
+):
+    status, out = record_and_play(
+        store, tmp_path, capsys, "env.py", ENV_CREDENTIAL_SCRIPT, WANDB_API_KEY="wandb-5e6f7a8b9c"
+    )
+    assert status == 0, out
+    assert "key=wandb-5e6f7a8b9c\n" in out  # the value, as the recorded run printed it
+    assert "all 4 recorded calls matched" in out
+
+
 SECRET_SCRIPT = """\
 import os
 from precip_repro import LocalExperiment
