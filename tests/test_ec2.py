@@ -132,6 +132,34 @@ def test_the_original_precips_rsa_key_is_imported_recognised_and_logs_in(
     finish_run()
 
 
+def test_a_security_group_that_does_not_exist_is_named_before_anything_starts(ec2, store):
+    with pytest.raises(CloudError, match=r"security group\(s\) 'experiment-sg' not found") as e:
+        make("ec2", ec2, store, security_groups=["experiment-sg"])
+    assert e.value.code == "InvalidGroup.NotFound"
+    assert live(ec2) == []
+
+
+def test_own_security_groups_that_let_no_ssh_in_are_warned_about(ec2, store, capsys):
+    closed = ec2.client.create_security_group(
+        GroupName="closed", Description="nothing in", VpcId=ec2.vpc
+    )["GroupId"]
+    exp = make("ec2", ec2, store, security_groups=["closed"])
+    assert "none of the security groups lets ssh (tcp/22) in" in capsys.readouterr().err
+    ec2.client.authorize_security_group_ingress(
+        GroupId=closed,
+        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 0, "ToPort": 1023,
+                        "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}],
+    )  # fmt: skip
+    again = make("ec2", ec2, store, security_groups=[closed])
+    assert "lets ssh" not in capsys.readouterr().err
+    exp.provision(ec2.image)  # a warning, not a refusal: the instances use that group
+    (instance,) = ec2.client.describe_instances()["Reservations"][0]["Instances"]
+    assert [g["GroupId"] for g in instance["SecurityGroups"]] == [closed]
+    exp.close()
+    again.close()
+    finish_run()
+
+
 def test_a_key_pair_with_another_key_is_a_clear_error(ec2, store):
     from precip_repro.keys import load_keys
 

@@ -104,6 +104,14 @@ def _key_fingerprints(keys: Keys) -> set[str]:
     }
 
 
+def _allows_ssh(rule: dict[str, Any]) -> bool:
+    """Whether an ingress rule lets tcp/22 in (from anywhere it names)."""
+    if str(rule.get("IpProtocol")) not in ("-1", "tcp", "6"):
+        return False
+    low, high = rule.get("FromPort"), rule.get("ToPort")
+    return low is None or low == -1 or int(low) <= 22 <= int(high if high is not None else low)
+
+
 @attrs.frozen(kw_only=True)
 class FloatingAddress:
     """A floating (elastic) address a precip run allocated."""
@@ -332,16 +340,44 @@ class EC2Cloud:
             )
 
     def _resolve_groups(self, groups: Sequence[str]) -> list[str]:
+        """The ids of the user's security groups (given by id or name, names looked up in
+        the subnet's VPC); a name the cloud does not have is an error now, not instances
+        that boot into a default group ssh cannot reach. Warns when none allows ssh."""
         ids = [group for group in groups if group.startswith("sg-")]
         names = [group for group in groups if not group.startswith("sg-")]
         if names:
+            filters = [{"Name": "group-name", "Values": names}]
+            vpc = self._vpc_id()
+            if vpc:
+                filters.append({"Name": "vpc-id", "Values": [vpc]})
             found = self._call(
-                "DescribeSecurityGroups",
-                self._client.describe_security_groups,
-                Filters=[{"Name": "group-name", "Values": names}],
-            )
-            ids += [group["GroupId"] for group in found.get("SecurityGroups", [])]
+                "DescribeSecurityGroups", self._client.describe_security_groups, Filters=filters
+            ).get("SecurityGroups", [])
+            by_name = {group["GroupName"]: group["GroupId"] for group in found}
+            missing = [name for name in names if name not in by_name]
+            if missing:
+                raise CloudError(
+                    f"security group(s) {', '.join(map(repr, missing))} not found on "
+                    f"{self._where()}{f' in {vpc}' if vpc else ''}; give an existing group's "
+                    "name or id in security_groups=, or leave it out for precip's own group",
+                    code="InvalidGroup.NotFound",
+                )
+            ids += [by_name[name] for name in names]
+        self._warn_without_ssh(ids)
         return ids
+
+    def _warn_without_ssh(self, group_ids: list[str]) -> None:
+        described = self._call(
+            "DescribeSecurityGroups", self._client.describe_security_groups, GroupIds=group_ids
+        ).get("SecurityGroups", [])
+        if any(_allows_ssh(rule) for group in described for rule in group["IpPermissions"]):
+            return
+        log.warning(
+            "none of the security groups lets ssh (tcp/22) in: wait() will not log in unless "
+            "something else does; allow it in a group, or call open_port(22, cidr=…)",
+            groups=group_ids,
+            cloud=self._where(),
+        )
 
     def open_port(self, port: int, protocol: str, cidr: str) -> list[str]:
         """Allow ``protocol``/``port`` from ``cidr`` in the experiment's security groups."""
