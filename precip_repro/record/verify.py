@@ -338,7 +338,8 @@ def verify(
             **base,
             **found,
             state="intact",
-            reason=f"{reader.count} events, {checker.checked} blobs, "
+            reason=f"{reader.count} events, {checker.checked} "
+            f"blob{'' if checker.checked == 1 else 's'}, "
             f"status {finished.status if finished else '?'}",
         )
     if locked:

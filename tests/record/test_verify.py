@@ -49,6 +49,16 @@ def test_a_finished_run_is_intact_with_its_digest(pristine):
     assert verdict.status == "ok"
     assert verdict.blobs_checked == 3  # script object, binary stderr object, inline stdout
     assert verify(pristine, digest=verdict.digest).state == "intact"
+    assert verdict.reason == f"{verdict.events} events, 3 blobs, status ok"
+
+
+def test_one_blob_is_counted_as_one_blob(tmp_path):
+    with Run.open(RunStore(tmp_path), name="one") as run:
+        content = run.add_blob(b"only one")
+        put = FilePut(call=1, slot="e1.p1.0", instance_id="i-1", user="root",
+                      local_path="a", remote_path="/a", mode=0o644, content=content)  # fmt: skip
+        run.append(put)
+    assert verify(run.path).reason.endswith(" events, 1 blob, status ok")
 
 
 def test_a_wrong_digest_is_reported_corrupt(pristine):
