@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import boto3
 import botocore.exceptions
 import pytest
 
@@ -92,6 +93,37 @@ def test_each_cloud_runs_the_whole_api_and_is_recorded(kind, ec2, store, tmp_pat
     }
     tags = ec2.client.describe_tags(Filters=[{"Name": "key", "Values": ["precip:slot"]}])
     assert sorted(tag["Value"] for tag in tags["Tags"]) == ["e1.p1.0", "e1.p1.1"]
+
+
+@pytest.fixture
+def requests_sent() -> Any:
+    """Every EC2 request the clients made from now on, as (operation, parameters)."""
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    def note(params: dict[str, Any], model: Any, **_: Any) -> None:
+        sent.append((model.name, dict(params)))
+
+    events = boto3._get_default_session().events  # new clients copy its handlers
+    events.register("provide-client-params.ec2", note, unique_id="precip-test-requests")
+    yield sent
+    events.unregister("provide-client-params.ec2", unique_id="precip-test-requests")
+
+
+@pytest.mark.parametrize("kind", ["openstack", "eucalyptus", "nimbus"])
+def test_the_seeds_older_clouds_get_no_parameter_their_apis_lack(kind, ec2, store, requests_sent):
+    exp = make(kind, ec2, store)
+    again = make(kind, ec2, store)  # the key pair is recognised by its fingerprint alone
+    exp.provision(ec2.image, count=2)
+    exp.wait(timeout=60)
+    exp.deprovision()
+    newer = {"TagSpecifications", "IncludePublicKey"}  # AWS's since 2017 and 2021
+    assert [(op, newer & set(params)) for op, params in requests_sent if newer & set(params)] == []
+    assert "RunInstances" in {op for op, _ in requests_sent}
+    tags = ec2.client.describe_tags(Filters=[{"Name": "key", "Values": ["precip:slot"]}])
+    assert sorted(tag["Value"] for tag in tags["Tags"]) == ["e1.p1.0", "e1.p1.1"]  # CreateTags
+    exp.close()
+    again.close()
+    finish_run()
 
 
 def test_cloud_set_up_is_idempotent_and_opens_ports(ec2, store):

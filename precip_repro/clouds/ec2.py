@@ -21,6 +21,7 @@ import attrs
 import boto3
 import botocore.config
 import botocore.exceptions
+from cryptography.hazmat.primitives import serialization
 
 from precip_repro.clouds.base import CloudInstance, LaunchRequest
 from precip_repro.exceptions import CloudError, InvalidOption
@@ -93,15 +94,23 @@ def access_key_fingerprint(access_key: str) -> str:
 
 
 def _key_fingerprints(keys: Keys) -> set[str]:
-    blob = keys.pkey.asbytes()
-    md5 = hashlib.md5(blob, usedforsecurity=False).hexdigest()
-    sha = hashlib.sha256(blob)
-    return {
-        ":".join(md5[i : i + 2] for i in range(0, len(md5), 2)),
-        ":".join(sha.hexdigest()[i : i + 2] for i in range(0, 64, 2)),
-        base64.b64encode(sha.digest()).decode().rstrip("="),
-        keys.fingerprint,
-    }
+    """Every form a cloud gives an imported key's fingerprint in: MD5 or SHA-256, of the
+    key's ssh wire form (OpenStack, OpenSSH) or of its DER form (AWS for RSA keys), as
+    colon-separated hex or base64 (AWS for Ed25519 keys)."""
+    wire = keys.pkey.asbytes()
+    der = serialization.load_ssh_public_key(keys.public_key.encode()).public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    found = {keys.fingerprint}
+    for data in (wire, der):
+        for digest in (
+            hashlib.md5(data, usedforsecurity=False).digest(),
+            hashlib.sha256(data).digest(),
+        ):
+            found.add(":".join(f"{byte:02x}" for byte in digest))
+            found.add(base64.b64encode(digest).decode())
+            found.add(base64.b64encode(digest).decode().rstrip("="))
+    return found
 
 
 def _allows_ssh(rule: dict[str, Any]) -> bool:
@@ -144,6 +153,12 @@ class EC2Cloud:
         if kind not in KINDS:
             raise InvalidOption("kind", kind, KINDS)
         self.kind = kind
+        # AWS has taken tags in the requests that create resources (TagSpecifications) and
+        # DescribeKeyPairs' IncludePublicKey since 2017 and 2021; the EC2 APIs of OpenStack,
+        # Eucalyptus and Nimbus predate them (OpenStack ec2-api's run_instances has no such
+        # parameter, and an unknown one fails the request): there, an instance is tagged by
+        # CreateTags after its launch and a key pair recognised by its fingerprint.
+        self.modern = kind == "ec2"
         self.endpoint = parse_endpoint(endpoint) if endpoint else None
         self.region, self.placement = parse_region(region)
         self.subnet_id = subnet_id
@@ -258,7 +273,7 @@ class EC2Cloud:
             self._client.describe_key_pairs,
             tolerate="InvalidKeyPair.NotFound",
             KeyNames=[name],
-            IncludePublicKey=True,
+            **({"IncludePublicKey": True} if self.modern else {}),
         )
         pairs = (found or {}).get("KeyPairs", [])
         if not pairs:
@@ -417,8 +432,9 @@ class EC2Cloud:
             "InstanceType": request.instance_type,
             "MinCount": 1,
             "MaxCount": 1,
-            "TagSpecifications": [{"ResourceType": "instance", "Tags": tags}],
         }
+        if self.modern:
+            params["TagSpecifications"] = [{"ResourceType": "instance", "Tags": tags}]
         if self.key_name:
             params["KeyName"] = self.key_name
         if self._group_ids:
@@ -432,7 +448,24 @@ class EC2Cloud:
         except CloudError as exc:
             self._sweep(request, exc)
             raise
-        return self._instance(found["Instances"][0])
+        instance = self._instance(found["Instances"][0])
+        if not self.modern:
+            self._tag(instance.instance_id, tags)
+        return instance
+
+    def _tag(self, instance_id: str, tags: list[dict[str, str]]) -> None:
+        """Tag an instance after its launch, where the launch cannot: the tags are for gc and
+        the cloud's console, so a cloud that refuses them is warned about, not fatal (the
+        record still names the instance)."""
+        try:
+            self._call("CreateTags", self._client.create_tags, Resources=[instance_id], Tags=tags)
+        except CloudError as exc:
+            log.warning(
+                "the cloud would not tag the instance: `precip-repro gc --cloud` cannot find "
+                "it by its tags, only through the record",
+                instance=instance_id,
+                error=str(exc),
+            )
 
     def _sweep(self, request: LaunchRequest, failure: CloudError) -> None:
         """Terminate what a failed RunInstances started anyway: an answer lost on the way
@@ -498,7 +531,8 @@ class EC2Cloud:
                 for reservation in page.get("Reservations", [])
                 for data in reservation.get("Instances", [])
             )
-        return out
+        wanted = set(ids)  # a cloud that ignores a filter it lacks answers with every instance
+        return [inst for inst in out if inst.instance_id in wanted]
 
     def tagged_instances(
         self, tags: dict[str, str] | None = None
@@ -532,7 +566,7 @@ class EC2Cloud:
         params: dict[str, Any] = {"Domain": "vpc"}
         if wanted:
             params["Address"] = wanted
-        if run:
+        if run and self.modern:  # elsewhere untagged: gc finds it through its instance
             tags = [{"Key": "precip:run", "Value": run}, {"Key": "precip:slot", "Value": slot}]
             params["TagSpecifications"] = [{"ResourceType": "elastic-ip", "Tags": tags}]
         allocated = self._call("AllocateAddress", self._client.allocate_address, **params)
