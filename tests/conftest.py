@@ -120,3 +120,19 @@ def ec2(moto_endpoint: Any, ec2_network: str, tmp_path: Path) -> Iterator[Any]:
         forget=moto_endpoint.forget,
     )
     hypervisor.stop()
+
+
+@pytest.fixture
+def requests_sent() -> Any:
+    """Every EC2 request the clients made from now on, as (operation, parameters)."""
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    def note(params: dict[str, Any], model: Any, **_: Any) -> None:
+        sent.append((model.name, dict(params)))
+
+    import boto3
+
+    events = boto3._get_default_session().events  # new clients copy its handlers
+    events.register("provide-client-params.ec2", note, unique_id="precip-test-requests")
+    yield sent
+    events.unregister("provide-client-params.ec2", unique_id="precip-test-requests")

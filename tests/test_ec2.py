@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import botocore.exceptions
 import pytest
 
@@ -93,20 +92,6 @@ def test_each_cloud_runs_the_whole_api_and_is_recorded(kind, ec2, store, tmp_pat
     }
     tags = ec2.client.describe_tags(Filters=[{"Name": "key", "Values": ["precip:slot"]}])
     assert sorted(tag["Value"] for tag in tags["Tags"]) == ["e1.p1.0", "e1.p1.1"]
-
-
-@pytest.fixture
-def requests_sent() -> Any:
-    """Every EC2 request the clients made from now on, as (operation, parameters)."""
-    sent: list[tuple[str, dict[str, Any]]] = []
-
-    def note(params: dict[str, Any], model: Any, **_: Any) -> None:
-        sent.append((model.name, dict(params)))
-
-    events = boto3._get_default_session().events  # new clients copy its handlers
-    events.register("provide-client-params.ec2", note, unique_id="precip-test-requests")
-    yield sent
-    events.unregister("provide-client-params.ec2", unique_id="precip-test-requests")
 
 
 @pytest.mark.parametrize("kind", ["openstack", "eucalyptus", "nimbus"])

@@ -138,6 +138,18 @@ def test_an_instance_its_cloud_forgot_is_no_leak_and_hides_none(tmp_path, store,
     assert live_on(ec2) == []
 
 
+def test_gc_asks_an_older_cloud_for_no_tagged_addresses_it_cannot_have(
+    store, capsys, ec2, requests_sent
+):
+    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = ACCESS_KEY, SECRET_KEY
+    try:
+        code, out = gc_cli(capsys, store, "--cloud", f"openstack={ec2.url}")
+    finally:
+        del os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
+    assert code == 0, out
+    assert [op for op, _ in requests_sent] == ["DescribeInstances"]
+
+
 def instances_launched(store: RunStore, run_id: str) -> list[dict[str, Any]]:
     events = LogReader(store.root / run_id / EVENTS)
     return [e.data for e in events if e.type == "instance.launched"]

@@ -670,7 +670,10 @@ class EC2Cloud:
         self._call("ReleaseAddress", self._client.release_address, **params)
 
     def tagged_addresses(self) -> list[FloatingAddress]:
-        """Every floating address on this cloud tagged ``precip:run``."""
+        """Every floating address on this cloud tagged ``precip:run`` (none where addresses
+        are not tagged: the older clouds)."""
+        if not self.modern:
+            return []
         found = self._call(
             "DescribeAddresses",
             self._client.describe_addresses,
