@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import math
 import secrets
 import select
 import socket
@@ -227,7 +226,8 @@ class Connection:
         try:
             _exec_with_stdin_closed(chan, sent)
             ready = chan.fileno()
-            exited: float | None = None  # when the exit status came, while output is open
+            exited: float | None = None  # when the exit status came, the output still open
+            warned = False
             while True:
                 while chan.recv_ready():
                     data = chan.recv(CHUNK)
@@ -243,22 +243,16 @@ class Connection:
                     break
                 if chan.closed and not chan.recv_ready() and not chan.recv_stderr_ready():
                     break
-                if exited is None and chan.exit_status_ready():
-                    exited = time.monotonic()
-                elif exited is not None and time.monotonic() - exited > HELD_OUTPUT_WARNING:
-                    exited = math.inf  # said once
-                    e = self.endpoint
-                    log.warning(
-                        "the command exited, but a process it started in the background "
-                        "still holds its output: run() returns when that process ends; "
-                        "send its output elsewhere to return at once (`… > log 2>&1 &`)",
-                        instance=e.instance_id,
-                        slot=e.slot,
-                        exit_code=chan.recv_exit_status(),
-                    )
+                if not warned and chan.exit_status_ready():
+                    exited = exited or time.monotonic()
+                    if time.monotonic() - exited > HELD_OUTPUT_WARNING:
+                        warned = True
+                        self._warn_held_output(chan.recv_exit_status())
                 wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
                 if wait <= 0:
                     return self._stopped(out, err, started, token)
+                if exited is not None and not warned:  # wake up in time to say so
+                    wait = max(0.0, min(wait, exited + HELD_OUTPUT_WARNING - time.monotonic()))
                 select.select([ready], [], [], wait)
             while not chan.exit_status_ready():
                 if deadline is not None and time.monotonic() > deadline:
@@ -442,6 +436,16 @@ class Connection:
             why = (exc.strerror or str(exc) or type(exc).__name__) if exc is not None else "?"
         where = "" if local_side else f" on instance {e.instance_id} ({e.slot}) as {self.user}"
         return TransferFailed(f"{doing}{where}: {why}", instance=e.instance_id, slot=e.slot)
+
+    def _warn_held_output(self, exit_code: int) -> None:
+        log.warning(
+            "the command exited, but a process it started in the background still holds "
+            "its output: run() returns when that process ends; send its output elsewhere "
+            "to return at once (`… > log 2>&1 &`)",
+            instance=self.endpoint.instance_id,
+            slot=self.endpoint.slot,
+            exit_code=exit_code,
+        )
 
     def _unreachable(self, why: str) -> InstanceUnreachable:
         e = self.endpoint

@@ -73,8 +73,8 @@ def test_a_background_process_holding_the_output_is_waited_for_and_said_why(
     exp.provision("default")
     exp.wait()
     started = time.monotonic()
-    codes, outs, _ = exp.run([], "sleep 2 & echo started")  # the sleep holds stdout
-    assert time.monotonic() - started >= 2  # as OpenSSH's ssh: the output ends with it
+    codes, outs, _ = exp.run([], "sleep 3 & echo started")  # the sleep holds stdout
+    assert time.monotonic() - started >= 3  # as OpenSSH's ssh: the output ends with it
     assert (codes, outs) == ([0], ["started\n"])
     err = capsys.readouterr().err
     assert "a process it started in the background still holds its output" in err
