@@ -76,6 +76,8 @@ R = TypeVar("R")
 SSH_ADDRESSES: Final = ("public", "private")
 _EMPTY: Final = BlobRef.of(b"")
 MAX_WORKERS: Final = 32
+ENDED_WHILE_BOOTING: Final = frozenset({"terminated", "shutting-down", "stopping", "stopped"})
+"""States from which an instance wait() awaits will never become ready."""
 STDERR_TAIL: Final = 400
 NO_EXIT_STATUS: Final = -1
 """The exit code of a command whose session ended without one (paramiko's, as the seed's)."""
@@ -557,9 +559,11 @@ class Experiment:
                 inst.listed = True
             elif inst.listed:  # listed before, unknown now: the cloud deleted it
                 inst.state, inst.state_reason = "terminated", "its cloud no longer lists it"
-            if inst.state in ("terminated", "shutting-down"):
-                # The cloud (or something else) ended it: waiting longer cannot help.
-                why = f"it ended while it booted: {inst.state_reason or inst.state}"
+            if inst.state in ENDED_WHILE_BOOTING:
+                # The cloud (or something else) ended or stopped it: waiting cannot help (no
+                # call starts a stopped instance again; terminating it ends its disk's cost).
+                stopped = "" if inst.state in ("terminated", "shutting-down") else "stopped: "
+                why = f"it ended while it booted: {stopped}{inst.state_reason or inst.state}"
                 if self._replaced(inst, call, why, "an instance that ended while it booted"):
                     attempt_deadline, delay = self._attempt_deadline(deadline), 0.02
                     continue

@@ -383,6 +383,22 @@ def test_wait_asks_the_cloud_about_all_its_instances_at_once_not_each_alone(ec2,
     finish_run()
 
 
+def test_an_instance_stopped_while_it_boots_is_replaced_not_waited_for(ec2, store):
+    exp = make("ec2", ec2, store, boot_max_tries=2)
+    exp.provision(ec2.image)
+    (stopped,) = [i["id"] for i in exp.list()]
+    ec2.client.stop_instances(InstanceIds=[stopped])  # its image shut itself down, say
+    started = time.monotonic()
+    exp.wait(timeout=60)
+    assert time.monotonic() - started < 10  # not its boot_timeout (900 s)
+    (replacement,) = [i["id"] for i in exp.list()]
+    assert replacement != stopped and exp.run([], "echo up")[1] == ["up\n"]
+    state = ec2.client.describe_instances(InstanceIds=[stopped])["Reservations"][0]
+    assert state["Instances"][0]["State"]["Name"] == "terminated"  # its disk costs nothing
+    exp.close()
+    finish_run()
+
+
 def test_a_command_past_its_timeout_is_ended_on_an_ec2_instance(ec2, store):
     exp = make("ec2", ec2, store)
     exp.provision(ec2.image)
