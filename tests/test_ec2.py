@@ -183,8 +183,29 @@ def test_a_key_pair_with_another_key_is_a_clear_error(ec2, store):
     name = load_keys().key_name
     other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDCkh0M1H5yJtG0e2zG0q7yQ2l1h5mJv5m0u6h6y3o7D x"
     ec2.client.import_key_pair(KeyName=name, PublicKeyMaterial=other.encode())
-    with pytest.raises(CloudError, match=f"key pair '{name}' already exists .* another key"):
+    with pytest.raises(CloudError, match=f"key pair '{name}' on .* holds another key"):
         make("ec2", ec2, store)
+    finish_run()
+
+
+@pytest.mark.parametrize("kind", ["ec2", "openstack"])  # by public key / by fingerprint
+def test_a_key_name_given_must_hold_the_key_precip_logs_in_with(kind, ec2, store):
+    from precip_repro.keys import load_keys
+
+    keys = load_keys()
+    ec2.client.create_key_pair(KeyName="made-by-the-cloud")
+    with pytest.raises(CloudError, match=r"'made-by-the-cloud' on .* holds another key") as e:
+        make(kind, ec2, store, key_name="made-by-the-cloud")
+    assert keys.fingerprint in str(e.value) and e.value.code == "KeyPairMismatch"
+    with pytest.raises(CloudError, match="key pair 'missing' not found on") as e:
+        make(kind, ec2, store, key_name="missing")
+    assert e.value.code == "InvalidKeyPair.NotFound"
+    assert live(ec2) == []  # refused before anything started
+    ec2.client.import_key_pair(KeyName="mine", PublicKeyMaterial=keys.public_key.encode())
+    exp = make(kind, ec2, store, key_name="mine")  # a pair of the user's holding this key
+    exp.provision(ec2.image)
+    exp.wait(timeout=60)
+    exp.close()
     finish_run()
 
 

@@ -260,14 +260,18 @@ class EC2Cloud:
         self._keys = keys
         if self.key_name is None:
             self.key_name = keys.key_name
-            self._ensure_key_pair(keys)
+            self._ensure_key_pair(keys, keys.key_name, own=True)
+        else:  # the user's pair: instances would refuse a login with another key
+            self._ensure_key_pair(keys, self.key_name, own=False)
         if self.security_groups is None:
             self._group_ids = [self._ensure_security_group()]
         else:
             self._group_ids = self._resolve_groups(self.security_groups)
 
-    def _ensure_key_pair(self, keys: Keys) -> None:
-        name = keys.key_name
+    def _ensure_key_pair(self, keys: Keys, name: str, *, own: bool) -> None:
+        """Make sure key pair ``name`` holds the key precip-repro logs in with: import it
+        under precip's ``own`` name where missing, and refuse a pair holding another key
+        before any instance starts (their boot tries would be spent on refused logins)."""
         found = self._call(
             "DescribeKeyPairs",
             self._client.describe_key_pairs,
@@ -276,6 +280,13 @@ class EC2Cloud:
             **({"IncludePublicKey": True} if self.modern else {}),
         )
         pairs = (found or {}).get("KeyPairs", [])
+        if not pairs and not own:
+            raise CloudError(
+                f"key pair {name!r} not found on {self._where()}; import "
+                f"{keys.private_key_path}.pub under that name, or leave key_name= out for "
+                "precip's own pair",
+                code="InvalidKeyPair.NotFound",
+            )
         if not pairs:
             self._call(
                 "ImportKeyPair",
@@ -292,11 +303,12 @@ class EC2Cloud:
         else:
             same = pair.get("KeyFingerprint") in _key_fingerprints(keys)
         if not same:
+            what = "Delete that key pair, or pass" if own else "Pass"
             raise CloudError(
-                f"key pair {name!r} already exists on {self._where()} with another key "
-                f"(fingerprint {pair.get('KeyFingerprint')}); precip-repro logs in with "
-                f"{keys.private_key_path}. Delete that key pair, or pass key_name= of a pair "
-                "holding this key",
+                f"key pair {name!r} on {self._where()} holds another key (fingerprint "
+                f"{pair.get('KeyFingerprint')}) than the one precip-repro logs in with "
+                f"({keys.private_key_path}, {keys.fingerprint}). {what} key_name= of a pair "
+                "holding that key" + ("" if own else ", or leave it out for precip's own pair"),
                 code="KeyPairMismatch",
             )
 
