@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import attrs
 import paramiko
@@ -182,8 +182,24 @@ its mark (inherited by children, kept across exec — the shell may exec the com
 place — and by daemons that leave the session), TERM first, KILL two seconds later."""
 
 
+MAX_SESSIONS: Final = 10
+"""Sessions (channels) sshd allows on one connection: OpenSSH's default ``MaxSessions``,
+which stock cloud images keep. One more is refused ("administratively prohibited")."""
+
+
+SESSION_RETRY: Final = 5.0
+"""Seconds a session sshd refuses is asked for again (see ``Connection._refused_again``)."""
+
+T = TypeVar("T")
+
+
 class Connection:
-    """A logged-in ssh connection to one instance as one user."""
+    """A logged-in ssh connection to one instance as one user.
+
+    Its sessions are counted, so that threads sharing it never open more than sshd allows:
+    a command or transfer beyond that waits for one to end (an idle SFTP session is closed
+    to make room), and one session is kept for ending a timed-out command.
+    """
 
     def __init__(self, transport: paramiko.Transport, endpoint: Endpoint, user: str) -> None:
         self.transport = transport
@@ -192,6 +208,32 @@ class Connection:
         self._idle: list[paramiko.SFTPClient] = []
         self._closed = False
         self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(MAX_SESSIONS - 1)
+        self._ending = threading.Lock()  # the session kept for ending timed-out commands
+
+    @contextlib.contextmanager
+    def _session_slot(self, *, ending: bool = False) -> Iterator[None]:
+        """Hold one of the sessions sshd allows for the block (``ending``: the one kept
+        for ending timed-out commands)."""
+        if ending:
+            with self._ending:
+                yield
+            return
+        self._acquire_slot()
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    def _acquire_slot(self) -> None:
+        while not self._slots.acquire(blocking=False):
+            with self._lock:
+                idle = self._idle.pop() if self._idle else None
+            if idle is not None:  # an idle SFTP session holds a slot: close it for room
+                idle.close()
+                self._slots.release()
+            elif self._slots.acquire(timeout=1.0):
+                return
 
     @property
     def active(self) -> bool:
@@ -218,8 +260,21 @@ class Connection:
         sent = f"export {_MARK}={token}; {cmd}" if token is not None else cmd
         if len(sent.encode()) > _MAX_ARGUMENT:  # no room for the mark: it cannot be found
             token, sent = None, cmd
+        with self._session_slot(ending=not end_on_timeout):
+            return self._exec(cmd, sent, started, deadline, token, on_stdout, on_stderr)
+
+    def _exec(
+        self,
+        cmd: str,
+        sent: str,
+        started: int,
+        deadline: float | None,
+        token: str | None,
+        on_stdout: Sink | None,
+        on_stderr: Sink | None,
+    ) -> ExecResult:
         try:
-            chan = self.transport.open_session(timeout=30)
+            chan = self._refused_again(lambda: self.transport.open_session(timeout=30))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise self._unreachable(f"could not open a session: {exc}") from exc
         out, err = bytearray(), bytearray()
@@ -285,8 +340,13 @@ class Connection:
         """
         with self._lock:
             client = self._idle.pop() if self._idle else None
-        if client is None:
-            client = self._open_sftp()
+        if client is None:  # a new session: it holds a slot until it is closed
+            self._acquire_slot()
+            try:
+                client = self._open_sftp()
+            except BaseException:
+                self._slots.release()
+                raise
         try:
             yield client
         finally:
@@ -297,11 +357,34 @@ class Connection:
                     self._idle.append(client)
             if not keep:
                 client.close()
+                self._slots.release()
+
+    def _refused_again(self, open_channel: Callable[[], T]) -> T:
+        """Open a channel, asking again for a few seconds while sshd refuses it: a session
+        just closed here is freed there only once sshd has read the close, so a new one
+        can arrive first and find every session still taken. (paramiko keeps the refusal
+        per connection, so a thread opening another channel may take it: this thread then
+        sees "Unable to open channel." alone.)"""
+        delay = 0.02
+        deadline = time.monotonic() + SESSION_RETRY
+        while True:
+            try:
+                return open_channel()
+            except paramiko.SSHException as exc:
+                refused = isinstance(exc, paramiko.ChannelException) or (
+                    str(exc) == "Unable to open channel." and self.transport.is_active()
+                )
+                if not refused or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
 
     def _open_sftp(self) -> paramiko.SFTPClient:
         try:
-            client = paramiko.SFTPClient.from_transport(
-                self.transport, window_size=SFTP_WINDOW, max_packet_size=PACKET
+            client = self._refused_again(
+                lambda: paramiko.SFTPClient.from_transport(
+                    self.transport, window_size=SFTP_WINDOW, max_packet_size=PACKET
+                )
             )
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise self._unreachable(f"SFTP is not available: {exc}") from exc

@@ -81,3 +81,24 @@ def test_a_background_process_holding_the_output_is_waited_for_and_said_why(
     assert exp.list()[0]["id"] in err
     exp.run([], "sleep 2 > /dev/null 2>&1 & echo at once")  # its output elsewhere: no word
     assert "background" not in capsys.readouterr().err
+
+
+def test_more_threads_than_sshd_allows_sessions_share_an_instance_without_refusals(
+    local_experiment, tmp_path
+):
+    exp = local_experiment("sessions")
+    exp.provision("default")
+    exp.wait()
+    data = tmp_path / "data"
+    data.write_bytes(b"x" * 10_000)
+    outputs: list[str] = []
+
+    def command(n: int) -> None:
+        outputs.append(exp.run([], f"sleep 0.5; echo {n}")[1][0])
+
+    def transfer(n: int) -> None:
+        exp.put([], data, f"/tmp/data-{n}")
+
+    work = [lambda n=n: command(n) for n in range(16)] + [lambda n=n: transfer(n) for n in range(8)]
+    assert in_threads(*work, timeout=120) == []  # sshd allows 10 sessions on a connection
+    assert sorted(outputs) == sorted(f"{n}\n" for n in range(16))

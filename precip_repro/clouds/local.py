@@ -175,7 +175,7 @@ def _sshd_config(
         "KbdInteractiveAuthentication no",
         "PubkeyAuthentication yes",
         "MaxStartups 200",
-        "MaxSessions 100",
+        "MaxSessions 10",  # sshd's default, as on a stock cloud image
         "UseDNS no",
         "PrintMotd no",
         "PrintLastLog no",
