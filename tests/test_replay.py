@@ -375,7 +375,8 @@ def test_the_pool_replays_on_ec2_with_mapped_image_and_type_and_workers_reach_th
     assert all(master.split(".")[0] in line for line in joined)  # the master's own hostname
 
 
-def test_a_two_cloud_run_replays_with_one_target_per_experiment(store, tmp_path, capsys, ec2):
+@pytest.mark.parametrize("kind", ["ec2", "openstack"])  # the seed's pair: EC2 and FutureGrid
+def test_a_two_cloud_run_replays_with_one_target_per_experiment(kind, store, tmp_path, capsys, ec2):
     source = record_example("multicloud.py", store)
     mapping = write(
         tmp_path / "map.toml",
@@ -387,7 +388,7 @@ def test_a_two_cloud_run_replays_with_one_target_per_experiment(store, tmp_path,
     os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = ACCESS_KEY, SECRET_KEY
     try:
         code = replay([source, "--records", str(store.root), "--to", "e1=local",
-                       "--to", "e2=ec2", "--map", str(mapping), "--max-gap", "1"])  # fmt: skip
+                       "--to", f"e2={kind}", "--map", str(mapping), "--max-gap", "1"])  # fmt: skip
     finally:
         del os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
     out = capsys.readouterr().out
@@ -397,7 +398,7 @@ def test_a_two_cloud_run_replays_with_one_target_per_experiment(store, tmp_path,
     assert out.count("reproduced") == 8
     (replayed,) = replay_runs(store, source)
     kinds = [d["cloud"]["kind"] for d in events(store, replayed, "experiment.created")]
-    assert kinds == ["local", "ec2"]
+    assert kinds == ["local", kind]
 
 
 def _remapping_engine(store: RunStore, tmp_path: Path, target_slot: dict[str, Any]) -> Any:
