@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -228,3 +229,11 @@ def original_precip_home(home: Path, *, encrypted: bool = False) -> str:
     private.write_bytes(pem)
     private.chmod(0o600)
     return pem.decode()
+
+
+def ready(local_experiment: Callable[..., Any], name: str, count: int = 1) -> Any:
+    """A LocalExperiment named ``name`` with ``count`` instances provisioned and ready."""
+    exp = local_experiment(name)
+    exp.provision("default", count=count)
+    exp.wait()
+    return exp

@@ -35,7 +35,7 @@ from precip_repro.experiment import MAX_COMMAND
 from precip_repro.record import LogReader
 from precip_repro.record.store import EVENTS
 from precip_repro.report import write_report
-from tests.helpers import assert_nowhere_in, in_threads, record_script
+from tests.helpers import assert_nowhere_in, in_threads, ready, record_script
 
 
 def events_of(run_path: Path) -> list[Any]:
@@ -129,9 +129,7 @@ def test_the_same_path_on_three_instances_stays_private_to_each(local_experiment
 
 
 def test_deprovision_ends_every_process_the_instance_started(local_experiment):
-    exp = local_experiment("nohup")
-    exp.provision("default")
-    exp.wait()
+    exp = ready(local_experiment, "nohup")
     marker = f"{os.getpid()}.4242"
     exp.run([], f"nohup sleep {marker} >/dev/null 2>&1 &")
     assert subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True).returncode == 0
@@ -191,9 +189,7 @@ def test_a_parallel_failure_names_every_instance_that_failed(local_experiment):
 
 
 def test_missing_files_raise_specific_errors(local_experiment, tmp_path):
-    exp = local_experiment("files")
-    exp.provision("default")
-    exp.wait()
+    exp = ready(local_experiment, "files")
     with pytest.raises(LocalFileMissing) as local:
         exp.put([], tmp_path / "nope.txt", "/tmp/nope.txt")
     assert isinstance(local.value, FileNotFoundError) and "nope.txt" in str(local.value)
@@ -206,9 +202,7 @@ def test_missing_files_raise_specific_errors(local_experiment, tmp_path):
 
 
 def test_a_directory_where_a_file_is_meant_fails_the_transfer_saying_so(local_experiment, tmp_path):
-    exp = local_experiment("dirs")
-    exp.provision("default")
-    exp.wait()
+    exp = ready(local_experiment, "dirs")
     source = tmp_path / "data.txt"
     source.write_text("data\n")
     with pytest.raises(TransferFailed) as put:
@@ -236,9 +230,7 @@ def test_a_directory_where_a_file_is_meant_fails_the_transfer_saying_so(local_ex
 
 
 def test_a_hundred_megabytes_of_output_and_binary_output_are_kept_exactly(local_experiment):
-    exp = local_experiment("big")
-    exp.provision("default")
-    exp.wait()
+    exp = ready(local_experiment, "big")
     cmd = "head -c 100000000 /dev/zero | tr '\\0' x; head -c 3000000 /dev/zero >&2"
     codes, outs, errs = exp.run([], cmd)
     assert codes == [0] and len(outs[0]) == 100_000_000 and len(errs[0]) == 3_000_000
@@ -254,9 +246,7 @@ def test_a_hundred_megabytes_of_output_and_binary_output_are_kept_exactly(local_
 
 
 def test_a_command_timeout_stops_it_and_records_no_exit_code(local_experiment):
-    exp = local_experiment("timeout")
-    exp.provision("default")
-    exp.wait()
+    exp = ready(local_experiment, "timeout")
     with pytest.raises(CommandTimeout):
         exp.run([], "echo started; sleep 30", timeout=0.5)
     finished = of_type(exp.run_path, "command.finished")[-1]
@@ -327,9 +317,7 @@ def test_an_unreachable_instance_raises_and_the_call_fails(local_experiment):
     from precip_repro.clouds.local import LocalInstanceState
     from precip_repro.keys import precip_home
 
-    exp = local_experiment("gone")
-    exp.provision("default")
-    exp.wait()
+    exp = ready(local_experiment, "gone")
     instance_id = exp.list()[0]["id"]
     state = LocalInstanceState.load(precip_home() / "local" / "instances" / instance_id)
     assert state.init_pid is not None
@@ -345,9 +333,7 @@ def test_a_changed_host_key_is_refused(local_experiment, tmp_path):
     from precip_repro.clouds.local import LocalInstanceState
     from precip_repro.keys import precip_home
 
-    exp = local_experiment("impostor")
-    exp.provision("default")
-    exp.wait()
+    exp = ready(local_experiment, "impostor")
     item = exp.list()[0]
     state = LocalInstanceState.load(precip_home() / "local" / "instances" / item["id"])
     assert state.init_pid is not None
@@ -440,9 +426,7 @@ def test_credentials_in_the_environment_are_secrets_without_being_told(
     for name, value in credentials.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("RETRY_TOKEN", "1")  # too short to be a credential: a flag
-    exp = local_experiment("env")
-    exp.provision("default")
-    exp.wait()
+    exp = ready(local_experiment, "env")
     exp.run([], "echo {WANDB_API_KEY} {AWS_SECRET_ACCESS_KEY} 1".format(**credentials))
     run_path = exp.run_path
     finish_run()
@@ -568,9 +552,7 @@ def test_threads_sharing_an_experiment_move_files_at_once_without_deadlock(
 
 
 def test_a_command_no_ssh_server_can_run_is_refused_before_it_is_sent(local_experiment):
-    exp = local_experiment("odd-commands")
-    exp.provision("default")
-    exp.wait()
+    exp = ready(local_experiment, "odd-commands")
     with pytest.raises(InvalidOption, match="without NUL characters"):
         exp.run([], "echo a\0b")
     with pytest.raises(InvalidOption, match=r"at most 131071 bytes .* copy_and_run"):
@@ -584,9 +566,7 @@ def test_a_command_no_ssh_server_can_run_is_refused_before_it_is_sent(local_expe
 def test_a_remote_path_under_tilde_or_relative_is_in_the_users_home_as_scp_has_it(
     local_experiment, tmp_path
 ):
-    exp = local_experiment("home-paths")
-    exp.provision("default")
-    exp.wait()
+    exp = ready(local_experiment, "home-paths")
     source = tmp_path / "data.txt"
     source.write_text("in the home directory\n")
     exp.put([], source, "~/data.txt")
@@ -601,9 +581,7 @@ def test_a_remote_path_under_tilde_or_relative_is_in_the_users_home_as_scp_has_i
 
 
 def test_an_instance_resolves_its_own_hostname_as_a_clouds_dns_would(local_experiment):
-    exp = local_experiment("own-name")
-    exp.provision("default")
-    exp.wait()
+    exp = ready(local_experiment, "own-name")
     (address,) = exp.get_private_hostnames()
     (out,) = exp.run([], "hostname -f; getent hosts $(hostname)")[1]
     name, resolved = out.splitlines()
@@ -636,9 +614,7 @@ def test_a_closed_experiment_refuses_to_start_or_use_anything(local_experiment):
 
 
 def test_a_command_killed_without_an_exit_status_says_so(local_experiment):
-    exp = local_experiment("killed")
-    exp.provision("default")
-    exp.wait()
+    exp = ready(local_experiment, "killed")
     assert exp.run([], "kill -9 $$", check_exit_code=False)[0] == [-1]
     with pytest.raises(CommandFailed, match=r"ended without an exit status \(-1: killed by"):
         exp.run([], "kill -9 $$")

@@ -11,6 +11,7 @@ from precip_repro import finish_run
 from precip_repro.cli import main
 from precip_repro.report import write_report
 from precip_repro.runview import load_run
+from tests.helpers import ready
 from tests.test_diff import synthetic
 
 
@@ -69,9 +70,7 @@ def test_the_html_report_holds_every_command_output_and_lane(store, tmp_path):
 def test_the_markdown_report_shows_commands_outputs_and_notes_as_written(
     local_experiment, tmp_path
 ):
-    exp = local_experiment("markup")
-    exp.provision("default")
-    exp.wait()
+    exp = ready(local_experiment, "markup")
     commands = [
         "printf '%s\\n' '```' '| a | b |' '<script>x</script>'",
         "echo 'x`y' | tr x z",

@@ -8,13 +8,11 @@ import time
 import pytest
 
 from precip_repro import CommandTimeout, ssh
-from tests.helpers import in_threads
+from tests.helpers import in_threads, ready
 
 
 def test_a_command_reading_stdin_sees_it_closed_at_once(local_experiment):
-    exp = local_experiment("stdin")
-    exp.provision("default")
-    exp.wait()
+    exp = ready(local_experiment, "stdin")
     try:
         codes, outs, _ = exp.run([], "cat; echo read-to-the-end", timeout=10)
     except CommandTimeout as exc:  # stdin left open: cat waits for ever
@@ -27,9 +25,7 @@ def test_quick_commands_from_many_threads_share_a_connection_without_it_dropping
 ):
     # An EOF sent after paramiko answered the server's CLOSE made sshd drop the connection
     # with every session on it (paramiko#1115): the quicker the command, the likelier.
-    exp = local_experiment("quick")
-    exp.provision("default")
-    exp.wait()
+    exp = ready(local_experiment, "quick")
     data = tmp_path / "data"
     data.write_bytes(b"x" * 100_000)
 
@@ -45,9 +41,7 @@ def test_quick_commands_from_many_threads_share_a_connection_without_it_dropping
 
 
 def test_a_timed_out_command_is_ended_on_the_instance_with_all_it_started(local_experiment):
-    exp = local_experiment("ends")
-    exp.provision("default")
-    exp.wait()
+    exp = ready(local_experiment, "ends")
     started = "trap '' TERM; setsid sleep 2828 >/dev/null 2>&1 & exec sleep 2929"
     with pytest.raises(CommandTimeout, match="was ended, with everything it started there"):
         exp.run([], started, timeout=0.5)  # one ignores TERM, one left the session
@@ -57,9 +51,7 @@ def test_a_timed_out_command_is_ended_on_the_instance_with_all_it_started(local_
 def test_a_timed_out_command_that_cannot_be_ended_says_it_may_still_run(
     local_experiment, monkeypatch
 ):
-    exp = local_experiment("lingers")
-    exp.provision("default")
-    exp.wait()
+    exp = ready(local_experiment, "lingers")
     monkeypatch.setattr(ssh, "_END_MARKED", "exit 1")  # as where it cannot be found or ended
     with pytest.raises(CommandTimeout, match="could not be ended there: it may still be"):
         exp.run([], "sleep 3030", timeout=0.5)
@@ -69,9 +61,7 @@ def test_a_background_process_holding_the_output_is_waited_for_and_said_why(
     local_experiment, monkeypatch, capsys
 ):
     monkeypatch.setattr(ssh, "HELD_OUTPUT_WARNING", 0.5, raising=False)
-    exp = local_experiment("held")
-    exp.provision("default")
-    exp.wait()
+    exp = ready(local_experiment, "held")
     started = time.monotonic()
     codes, outs, _ = exp.run([], "sleep 3 & echo started")  # the sleep holds stdout
     assert time.monotonic() - started >= 3  # as OpenSSH's ssh: the output ends with it
@@ -86,19 +76,12 @@ def test_a_background_process_holding_the_output_is_waited_for_and_said_why(
 def test_more_threads_than_sshd_allows_sessions_share_an_instance_without_refusals(
     local_experiment, tmp_path
 ):
-    exp = local_experiment("sessions")
-    exp.provision("default")
-    exp.wait()
-    data = tmp_path / "data"
-    data.write_bytes(b"x" * 10_000)
+    exp = ready(local_experiment, "sessions")
+    (data := tmp_path / "data").write_bytes(b"x" * 10_000)
     outputs: list[str] = []
-
-    def command(n: int) -> None:
-        outputs.append(exp.run([], f"sleep 0.5; echo {n}")[1][0])
-
-    def transfer(n: int) -> None:
-        exp.put([], data, f"/tmp/data-{n}")
-
-    work = [lambda n=n: command(n) for n in range(16)] + [lambda n=n: transfer(n) for n in range(8)]
+    work = [
+        *(lambda n=n: outputs.append(exp.run([], f"sleep 0.5; echo {n}")[1][0]) for n in range(16)),
+        *(lambda n=n: exp.put([], data, f"/tmp/data-{n}") for n in range(8)),
+    ]
     assert in_threads(*work, timeout=120) == []  # sshd allows 10 sessions on a connection
     assert sorted(outputs) == sorted(f"{n}\n" for n in range(16))
