@@ -13,6 +13,7 @@ for code that does not know us::
     ├── InstanceError                         about one instance: ``instance``, ``slot``
     │   ├── InstanceNotReady                  used before ``wait()`` made it reachable
     │   ├── InstanceUnreachable (ConnectionError)  ssh could not connect or log in
+    │   │   └── LoginRefused                  sshd answered and refused the key for the user
     │   ├── WaitTimeout (TimeoutError)        ``wait()`` ran out of time; lists who was late
     │   ├── HostKeyChanged                    the host key differs from the one pinned
     │   ├── UnsupportedUser (ValueError)      the instance cannot log this user in
@@ -58,6 +59,7 @@ __all__ = [
     "InvalidOption",
     "LocalCloudUnavailable",
     "LocalFileMissing",
+    "LoginRefused",
     "RecordCorrupted",
     "RecordError",
     "RecordIncomplete",
@@ -148,6 +150,11 @@ class InstanceNotReady(InstanceError):
 
 class InstanceUnreachable(InstanceError, ConnectionError):
     """ssh could not connect to, or log in on, the instance."""
+
+
+class LoginRefused(InstanceUnreachable):
+    """sshd answered and refused the key for the user: the user does not exist there, or
+    lacks precip's public key in its ``authorized_keys``."""
 
 
 class WaitTimeout(InstanceError, TimeoutError):

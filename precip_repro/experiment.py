@@ -35,6 +35,7 @@ from precip_repro.exceptions import (
     InstanceNotReady,
     InvalidOption,
     LocalFileMissing,
+    LoginRefused,
     RecordError,
     UnsupportedUser,
     WaitTimeout,
@@ -76,6 +77,10 @@ R = TypeVar("R")
 SSH_ADDRESSES: Final = ("public", "private")
 _EMPTY: Final = BlobRef.of(b"")
 MAX_WORKERS: Final = 32
+LOGIN_GRACE: Final = 60.0
+"""Seconds sshd may refuse the key, without a break, before wait() gives up on the instance
+(no new one would do better): long enough for an image that starts sshd before it has
+installed the key."""
 ENDED_WHILE_BOOTING: Final = frozenset({"terminated", "shutting-down", "stopping", "stopped"})
 """States from which an instance wait() awaits will never become ready."""
 STDERR_TAIL: Final = 400
@@ -549,10 +554,11 @@ class Experiment:
         last: Exception | None = None
         attempt_deadline = self._attempt_deadline(deadline)
         watched = inst.instance_id
+        refused_since: float | None = None  # since when sshd has refused the key, unbroken
         while True:
             if inst.instance_id != watched:  # replaced: ask about the new one only
                 board.forget(watched)
-                watched = inst.instance_id
+                watched, refused_since = inst.instance_id, None
             described = board.describe(inst.instance_id)
             if described is not None:
                 inst.update(described)
@@ -581,8 +587,13 @@ class Experiment:
                     break
                 except (HostKeyChanged, UnsupportedUser):
                     raise
-                except (InstanceError, OSError) as exc:
+                except LoginRefused as exc:
                     last = exc
+                    refused_since = refused_since or time.monotonic()
+                    if time.monotonic() - refused_since > LOGIN_GRACE:
+                        raise self._refuses_root(inst) from exc
+                except (InstanceError, OSError) as exc:
+                    last, refused_since = exc, None
             now = time.monotonic()
             why = f"last attempt: {last}" if last else f"state {inst.state}"
             if now + delay > attempt_deadline and attempt_deadline < deadline:
@@ -690,6 +701,18 @@ class Experiment:
         with self._call("open_port", args) as call:
             opener = getattr(self.cloud, "open_port", None)
             call.result = opener(port, protocol, cidr) if opener is not None else []
+
+    def _refuses_root(self, inst: Instance) -> UnsupportedUser:
+        return UnsupportedUser(
+            f"instance {inst.instance_id} ({inst.slot}) answers ssh but has refused the key "
+            f"for {self._login('root')} for {LOGIN_GRACE:.0f} s: its image lets no such login "
+            f"with a key (sshd's PermitRootLogin, or nothing installs the key pair "
+            f"{getattr(self.cloud, 'key_name', None) or self.keys.key_name!r}). A new "
+            "instance of it would refuse too: use an image that allows it; replays can map "
+            "users in [users]",
+            instance=inst.instance_id,
+            slot=inst.slot,
+        )
 
     @staticmethod
     def _facts(conn: Connection, inst: Instance, user: str) -> dict[str, Any]:

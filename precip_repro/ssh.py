@@ -31,6 +31,7 @@ from precip_repro.exceptions import (
     HostKeyChanged,
     InstanceError,
     InstanceUnreachable,
+    LoginRefused,
     RemoteFileMissing,
     TransferFailed,
 )
@@ -619,7 +620,7 @@ class SshPool:
             transport.auth_publickey(user, self.pkey)
         except paramiko.AuthenticationException as exc:
             transport.close()
-            raise InstanceUnreachable(
+            raise LoginRefused(
                 f"{where}: login as {user!r} was refused ({exc}); the user may not exist "
                 "there, or lacks the precip public key in its authorized_keys",
                 instance=endpoint.instance_id,

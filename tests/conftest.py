@@ -104,6 +104,7 @@ def ec2(moto_endpoint: Any, ec2_network: str, tmp_path: Path) -> Iterator[Any]:
         tmp_path / "hypervisor",
         silent_images={images[1]},
         root_refusing_images=frozenset({images[3]}),
+        keyless_images=frozenset({images[4]}),
     )
     yield SimpleNamespace(
         url=moto_endpoint.url,
@@ -116,6 +117,7 @@ def ec2(moto_endpoint: Any, ec2_network: str, tmp_path: Path) -> Iterator[Any]:
         other_image=images[2],
         silent_image=images[1],
         root_refusing_image=images[3],
+        keyless_image=images[4],
         hypervisor=hypervisor,
         forget=moto_endpoint.forget,
     )

@@ -98,6 +98,7 @@ class Hypervisor:
         *,
         silent_images: set[str],
         root_refusing_images: frozenset[str] = frozenset(),
+        keyless_images: frozenset[str] = frozenset(),
     ) -> None:
         self.client = client
         self.workdir = workdir
@@ -105,6 +106,8 @@ class Hypervisor:
         # Images whose root key runs only the notice Ubuntu's and Amazon Linux's cloud-init
         # put there (`disable_root: true`), as many clouds' stock images do.
         self.root_refusing_images = root_refusing_images
+        # Images that install no key for root (sshd's PermitRootLogin, no cloud-init).
+        self.keyless_images = keyless_images
         self._machines: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
         self._names: dict[str, str] = {}
         self._hosts = workdir / "hosts"
@@ -167,6 +170,8 @@ class Hypervisor:
                 '\'Please login as the user \\"ubuntu\\" rather than the user \\"root\\".\';'
                 'echo;sleep 1;exit 142" ' + key
             )
+        if data["ImageId"] in self.keyless_images:
+            key = ""
         (state / "authorized_keys").write_text(key + "\n")
         (state / "setup.sh").write_text(_SETUP)
         config = _sshd_config(

@@ -24,6 +24,7 @@ from precip_repro import (
     OpenStackExperiment,
     UnsupportedUser,
     WaitTimeout,
+    experiment,
     finish_run,
     verify,
 )
@@ -307,6 +308,22 @@ def test_an_image_that_refuses_root_is_a_clear_error_at_wait_not_a_riddle_later(
     assert "lets root log in but runs no command for it" in message
     assert 'says \'Please login as the user "ubuntu" rather than the user "root".\'' in message
     assert "disable_root: false" in message
+    exp.close()
+    assert live(ec2) == []
+    finish_run()
+
+
+def test_an_image_whose_sshd_refuses_the_key_is_a_clear_error_not_three_boot_tries(
+    ec2, store, monkeypatch
+):
+    monkeypatch.setattr(experiment, "LOGIN_GRACE", 2.0, raising=False)
+    exp = make("ec2", ec2, store)  # boot_timeout 900 s, boot_max_tries 3
+    exp.provision(ec2.keyless_image)
+    started = time.monotonic()
+    with pytest.raises(UnsupportedUser, match=r"answers ssh but has refused the key for root"):
+        exp.wait(timeout=60)
+    assert time.monotonic() - started < 15
+    assert len(of_type(exp.run_path, "instance.launched")) == 1  # no new one: it would refuse
     exp.close()
     assert live(ec2) == []
     finish_run()
