@@ -566,19 +566,9 @@ class Experiment:
             elif inst.listed:  # listed before, unknown now: the cloud deleted it
                 inst.state, inst.state_reason = "terminated", "its cloud no longer lists it"
             if inst.state in ENDED_WHILE_BOOTING:
-                # The cloud (or something else) ended or stopped it: waiting cannot help (no
-                # call starts a stopped instance again; terminating it ends its disk's cost).
-                stopped = "" if inst.state in ("terminated", "shutting-down") else "stopped: "
-                why = f"it ended while it booted: {stopped}{inst.state_reason or inst.state}"
-                if self._replaced(inst, call, why, "an instance that ended while it booted"):
-                    attempt_deadline, delay = self._attempt_deadline(deadline), 0.02
-                    continue
-                ended = inst.instance_id
-                self._terminate([inst], call)  # the record says it is gone; gc need not ask
-                raise CloudError(
-                    f"instance {ended} ({inst.slot}): {why}"
-                    + (f" ({inst.tries} tries)" if inst.tries > 1 else "")
-                )
+                self._replace_ended(inst, call)
+                attempt_deadline, delay = self._attempt_deadline(deadline), 0.02
+                continue
             if inst.state == "running":
                 try:
                     self._ensure_address(inst)
@@ -701,6 +691,21 @@ class Experiment:
         with self._call("open_port", args) as call:
             opener = getattr(self.cloud, "open_port", None)
             call.result = opener(port, protocol, cidr) if opener is not None else []
+
+    def _replace_ended(self, inst: Instance, call: int) -> None:
+        """Replace an instance the cloud (or something else) ended or stopped while it
+        booted — waiting cannot help: no call starts a stopped instance again, and
+        terminating it ends its disk's cost — or, out of tries, terminate it and raise."""
+        stopped = "" if inst.state in ("terminated", "shutting-down") else "stopped: "
+        why = f"it ended while it booted: {stopped}{inst.state_reason or inst.state}"
+        if self._replaced(inst, call, why, "an instance that ended while it booted"):
+            return
+        ended = inst.instance_id
+        self._terminate([inst], call)  # the record says it is gone; gc need not ask
+        raise CloudError(
+            f"instance {ended} ({inst.slot}): {why}"
+            + (f" ({inst.tries} tries)" if inst.tries > 1 else "")
+        )
 
     def _refuses_root(self, inst: Instance) -> UnsupportedUser:
         return UnsupportedUser(

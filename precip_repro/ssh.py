@@ -261,6 +261,7 @@ class Connection:
         sent = f"export {_MARK}={token}; {cmd}" if token is not None else cmd
         if len(sent.encode()) > _MAX_ARGUMENT:  # no room for the mark: it cannot be found
             token, sent = None, cmd
+        # Only _end_marked runs with end_on_timeout=False: it takes the session kept for it.
         with self._session_slot(ending=not end_on_timeout):
             return self._exec(cmd, sent, started, deadline, token, on_stdout, on_stderr)
 
