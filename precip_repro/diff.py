@@ -449,8 +449,9 @@ def render_text(result: DiffResult) -> Iterator[str]:
             if found.get("diff"):  # text: its changed lines say it once, indented as a block
                 yield from (f"    {line}" for line in str(found["diff"]).splitlines())
                 continue
-            yield f"    a: {_value(found['a'])}"
-            yield f"    b: {_value(found['b'])}"
+            for side in ("a", "b"):  # binary content of one size: its hash tells them apart
+                sha = found.get(f"{side}_sha256")
+                yield f"    {side}: {_value(found[side])}" + (f", sha256 {sha}" if sha else "")
     for label, calls in (("only in a", result.only_in_a), ("only in b", result.only_in_b)):
         for call in calls:
             yield f"{label}: #{call['call']} {call['exp']}.{call['method']}({_value(call['args'])})"

@@ -268,6 +268,9 @@ class Experiment:
         self._run: Run | None = None
         self.last_call: int | None = None
         """The number of the last call this experiment recorded."""
+        self.last_commands: dict[str, CommandFinished] = {}
+        """The commands of the last call, by slot, as recorded: their exact output is known
+        by its blob's hash, where the ``str`` a call returns has lost undecodable bytes."""
         self.exp = "e0"
         if session.playback is not None:
             # Answered from a recording: no cloud, no record.
@@ -348,6 +351,7 @@ class Experiment:
         self._check_process(method)
         call = _Call(session.next_call() if self._run is not None else 0)
         self.last_call = call.number
+        self.last_commands = {}
         started = time.monotonic_ns()
         self._append(
             CallStarted(
@@ -952,19 +956,19 @@ class Experiment:
     ) -> ExecResult:
         conn = self._connection(inst, user)
         result = conn.exec(cmd, timeout=timeout)
-        self._append(
-            CommandFinished(
-                call=call.number,
-                slot=inst.slot,
-                instance_id=inst.instance_id,
-                user=user,
-                cmd=session.redactor.text(cmd),
-                exit_code=result.exit_code,
-                stdout=self._output(result.stdout),
-                stderr=self._output(result.stderr),
-                duration_ns=result.duration_ns,
-            )
+        finished = CommandFinished(
+            call=call.number,
+            slot=inst.slot,
+            instance_id=inst.instance_id,
+            user=user,
+            cmd=session.redactor.text(cmd),
+            exit_code=result.exit_code,
+            stdout=self._output(result.stdout),
+            stderr=self._output(result.stderr),
+            duration_ns=result.duration_ns,
         )
+        self._append(finished)
+        self.last_commands[inst.slot] = finished
         return result
 
     @staticmethod

@@ -34,9 +34,22 @@ def temp_script_path() -> str:
     return f"{TEMP_PREFIX}{secrets.token_hex(6)}"
 
 
+_MONTH: Final = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_WEEKDAY: Final = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
 _TIMESTAMP: Final = re.compile(
+    # ISO 8601 / RFC 3339 (Python, journald, most logs)
     r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?"
+    # date(1) and ctime ("Wed Nov 25 14:19:16 UTC 2026"), ls -l and syslog ("Nov 25
+    # 14:19"): a zone only with the year after it, so the next word is never taken
+    rf"|(?<!\w)(?:{_WEEKDAY} )?{_MONTH} +\d{{1,2}} \d\d:\d\d(?::\d\d)?"
+    r"(?:(?: [A-Z]{2,5})? \d{4})?"
+    # RFC 2822 (date -R, mail and HTTP headers: "Wed, 25 Nov 2026 14:19:16 +0000")
+    rf"|(?<!\w)(?:{_WEEKDAY}, )?\d{{1,2}} {_MONTH} \d{{4}} \d\d:\d\d(?::\d\d)?"
+    r"(?: (?:[+-]\d{4}|GMT|UTC))?"
 )
+_MONTH_DAY: Final = re.compile(_MONTH + r" +\d")
+"""Whether a text may hold a timestamp with a month's name, found faster than by the whole
+pattern."""
 
 
 _QUICK_NAMES: Final = 16
@@ -152,7 +165,7 @@ class Normalizer:
         # pattern can (with many names the pattern alone is cheaper).
         if (
             len(self.names) <= _QUICK_NAMES
-            and not ("-" in value and ":" in value)
+            and (":" not in value or ("-" not in value and not _MONTH_DAY.search(value)))
             and TEMP_PREFIX not in value
             and not any(name in value for name in self.names)
         ):

@@ -123,6 +123,10 @@ def _seconds(value: Any) -> Any:
     return value
 
 
+def _bytes_label(ref: dict[str, Any]) -> str:
+    return f"{ref.get('size')} bytes, sha256 {str(ref.get('sha256'))[:12]}…"
+
+
 def _local_file(path: Path, content: bytes, mode: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
@@ -507,7 +511,10 @@ class Engine:
             target = (
                 self.workdir / "got" / str(call.number) / Path(str(call.args["local_path"])).name
             )
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if (call.error or {}).get("type") != "LocalFileMissing":
+                # Where the recorded get found no directory to write into, neither does
+                # this one: it fails the same way.
+                target.parent.mkdir(parents=True, exist_ok=True)
             experiment.get(tags, str(args["remote_path"]), target, user)
             return self._compare_files(call, slots, target)
         raise ReplayFailed(f"call #{call.number}: {method} cannot be replayed", usage=True)
@@ -517,6 +524,7 @@ class Engine:
     ) -> list[dict[str, Any]]:
         target_norm = Normalizer.from_names(self._target_names())
         new = {slot: (codes[i], outs[i], errs[i]) for i, slot in enumerate(slots)}
+        exact = self.experiments[call.exp].last_commands
         found: list[dict[str, Any]] = []
         for command in call.commands:
             if command.slot not in new:
@@ -533,19 +541,23 @@ class Engine:
             for stream, text in (("stdout", out), ("stderr", err)):
                 ref = getattr(command, stream)
                 recorded = self._recorded_text(ref)
-                if recorded is None:
-                    same = hashlib.sha256(text.encode()).hexdigest() == ref.get("sha256")
-                else:
-                    same = _coarse(recorded) == _coarse(target_norm.text(text))
-                if not same:
-                    found.append(
-                        {
-                            "kind": stream,
-                            "slot": command.slot,
-                            "a": recorded if recorded is not None else f"{ref.get('size')} bytes",
-                            "b": target_norm.text(text),
-                        }
-                    )
+                if recorded is not None:
+                    if _coarse(recorded) != _coarse(target_norm.text(text)):
+                        found.append({"kind": stream, "slot": command.slot, "a": recorded,
+                                      "b": target_norm.text(text)})  # fmt: skip
+                    continue
+                # Binary or large output: compared byte for byte by the hashes of the two
+                # records (the returned str has lost what was not UTF-8).
+                mine = exact.get(command.slot)
+                now = (
+                    attrs.asdict(getattr(mine, stream))
+                    if mine is not None
+                    else {"sha256": hashlib.sha256(text.encode()).hexdigest(),
+                          "size": len(text.encode())}
+                )  # fmt: skip
+                if now["sha256"] != ref.get("sha256"):
+                    found.append({"kind": stream, "slot": command.slot, "a": _bytes_label(ref),
+                                  "b": _bytes_label(now)})  # fmt: skip
         return found
 
     def _compare_files(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -50,6 +51,24 @@ def test_timestamps_become_one_name_and_substitute_leaves_them():
     assert norm.substitute(text, lambda value, name: name.upper()) == (
         "at 2026-11-25T05:57:22.038214Z on {E1.P1.0.PRIVATE_ADDRESS}"
     )
+
+
+@pytest.mark.parametrize(
+    "printed, normalised",
+    [
+        ("Wed Nov 25 14:19:16 UTC 2026\n", "{timestamp}\n"),  # date
+        ("Wed Nov  5 14:19:16 2026 ok", "{timestamp} ok"),  # ctime
+        ("-rw-r--r-- 1 root 9 Nov 25 14:19 /x\n", "-rw-r--r-- 1 root 9 {timestamp} /x\n"),
+        ("Nov  5 14:19:16 host sshd[41]: up", "{timestamp} host sshd[41]: up"),  # syslog
+        ("Wed, 25 Nov 2026 14:19:16 +0000", "{timestamp}"),  # date -R
+        ("Nov 25 14:19 UTC", "{timestamp} UTC"),  # a zone is taken only with a year after it
+        ("-rw-r--r-- 1 root 9 Nov 25  2025 old\n", "-rw-r--r-- 1 root 9 Nov 25  2025 old\n"),
+        ("Novel 25 12:00, ratio 3:4", "Novel 25 12:00, ratio 3:4"),
+    ],
+)  # fmt: skip
+def test_clock_times_in_the_forms_common_tools_print_are_timestamps(printed, normalised):
+    assert Normalizer.from_names(EC2).text(printed) == normalised
+    assert Normalizer.from_names({}).text(printed) == normalised  # the quick path too
 
 
 def test_the_tools_temporary_paths_become_tmp_wherever_they_appear():

@@ -515,12 +515,14 @@ def test_calls_that_failed_or_sent_nothing_when_recorded_replay_the_same(
     exp.put(["no-such-tag"], present, "/tmp/present.txt")  # matches nothing: sends nothing
     with pytest.raises(CommandFailed):
         exp.run(["a"], "exit 4")
+    with pytest.raises(LocalFileMissing):  # no such local directory: the replay has none either
+        exp.get(["a"], "/etc/hostname", tmp_path / "no" / "such" / "hostname")
     exp.deprovision()
     source = exp.run_id
     finish_run()
     code, out = replay_locally(store, source, capsys)
     assert code == 0, out
-    assert "REPRODUCED: all 7 steps" in out
+    assert "REPRODUCED: all 8 steps" in out
     assert "same: no difference after normalisation" in out
 
 
@@ -607,3 +609,25 @@ sys.exit(3)
     assert (
         "the recording ended failed: the script exited with status 3; the replay re-executes" in out
     )
+
+
+def test_binary_output_and_the_clocks_it_prints_reproduce_and_changed_bytes_are_named(
+    store, tmp_path, capsys, local_experiment
+):
+    exp = local_experiment("binary")
+    exp.provision("default")
+    exp.wait()
+    exp.run([], "printf 'ok \\377\\376\\n'; printf '\\000\\001' >&2")  # not UTF-8
+    exp.run([], "date; date -R; touch /tmp/f; ls -l /tmp/f")
+    exp.run([], "head -c 32 /dev/urandom")
+    exp.deprovision()
+    source = exp.run_id
+    finish_run()
+    recorded = events(store, source, "command.finished")
+    assert "text" not in recorded[0]["stdout"]  # kept as bytes, not as text
+    code, out = replay_locally(store, source, capsys)
+    assert code == 1, out
+    assert "DIVERGED at 1 step(s): #5 e1.run 'head -c 32 /dev/urandom'" in out
+    changed = recorded[2]["stdout"]["sha256"]
+    assert f"stdout e1.p1.0: '32 bytes, sha256 {changed[:12]}…' → '32 bytes, sha256 " in out
+    assert f"      a: 32 bytes, sha256 {changed}\n      b: 32 bytes, sha256 " in out  # the diff
