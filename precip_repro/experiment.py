@@ -16,7 +16,7 @@ import shlex
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
@@ -37,6 +37,7 @@ from precip_repro.exceptions import (
     LocalFileMissing,
     LoginRefused,
     RecordError,
+    TransferFailed,
     UnsupportedUser,
     WaitTimeout,
 )
@@ -1123,6 +1124,21 @@ class Experiment:
         with self._call("get", args) as call:
             targets = self._match(tags)
             base = Path(local_path)
+            inside = base / PurePosixPath(remote_path).name
+            if base.is_dir():
+                # Not left to each transfer: with several instances the seed's ".<id>"
+                # files would land beside the directory, where nobody looks for them.
+                raise TransferFailed(
+                    f"cannot write {base} on this machine: it is a directory (name the file to "
+                    f"write: {inside}; with several instances, .<instance id> is appended)"
+                )
+            if local_path.endswith(os.sep):
+                what = "is not a directory" if base.exists() else "does not exist"
+                raise LocalFileMissing(
+                    f"local directory {base} {what}; create it before get(), and name the file "
+                    f"to write in it ({inside})",
+                    path=base,
+                )
             if not base.parent.is_dir():
                 raise LocalFileMissing(
                     f"local directory {base.parent} does not exist; create it before get()",

@@ -511,10 +511,13 @@ class Engine:
             target = (
                 self.workdir / "got" / str(call.number) / Path(str(call.args["local_path"])).name
             )
-            if (call.error or {}).get("type") != "LocalFileMissing":
+            error = call.error or {}
+            if error.get("type") != "LocalFileMissing":
                 # Where the recorded get found no directory to write into, neither does
                 # this one: it fails the same way.
                 target.parent.mkdir(parents=True, exist_ok=True)
+            if error.get("type") == "TransferFailed" and not error.get("instance"):
+                target.mkdir()  # it was told to write over a directory of this machine
             experiment.get(tags, str(args["remote_path"]), target, user)
             return self._compare_files(call, slots, target)
         raise ReplayFailed(f"call #{call.number}: {method} cannot be replayed", usage=True)

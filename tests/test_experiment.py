@@ -229,6 +229,23 @@ def test_a_directory_where_a_file_is_meant_fails_the_transfer_saying_so(local_ex
     assert errors == ["TransferFailed"] * 4 + ["LocalFileMissing"]
 
 
+def test_get_into_a_directory_is_refused_before_any_transfer_also_with_several_instances(
+    local_experiment, tmp_path
+):
+    exp = ready(local_experiment, "gets", count=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(TransferFailed) as into_dir:
+        exp.get([], "/etc/hostname", out)  # would have been out.<id> files beside it
+    assert f"name the file to write: {out}/hostname;" in str(into_dir.value)
+    with pytest.raises(LocalFileMissing) as slash:
+        exp.get([], "/etc/hostname", f"{out}/new/")  # a directory meant, none there
+    assert f"local directory {out}/new does not exist" in str(slash.value)
+    assert f"({out}/new/hostname)" in str(slash.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "records"]
+    assert list(out.iterdir()) == []
+
+
 def test_a_hundred_megabytes_of_output_and_binary_output_are_kept_exactly(local_experiment):
     exp = ready(local_experiment, "big")
     cmd = "head -c 100000000 /dev/zero | tr '\\0' x; head -c 3000000 /dev/zero >&2"

@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import pytest
 
-from precip_repro import CommandFailed, LocalFileMissing, finish_run, verify
+from precip_repro import CommandFailed, LocalFileMissing, TransferFailed, finish_run, verify
 from precip_repro.clouds.local import live_local_instances
 from precip_repro.record import LogReader, RunStore
 from precip_repro.record.store import EVENTS
@@ -517,12 +517,14 @@ def test_calls_that_failed_or_sent_nothing_when_recorded_replay_the_same(
         exp.run(["a"], "exit 4")
     with pytest.raises(LocalFileMissing):  # no such local directory: the replay has none either
         exp.get(["a"], "/etc/hostname", tmp_path / "no" / "such" / "hostname")
+    with pytest.raises(TransferFailed):  # a directory of this machine: nor in the replay
+        exp.get(["a"], "/etc/hostname", tmp_path)
     exp.deprovision()
     source = exp.run_id
     finish_run()
     code, out = replay_locally(store, source, capsys)
     assert code == 0, out
-    assert "REPRODUCED: all 8 steps" in out
+    assert "REPRODUCED: all 9 steps" in out
     assert "same: no difference after normalisation" in out
 
 
