@@ -190,14 +190,15 @@ def collect(
             continue  # a live experiment is using it
         if info is None and owner_alive:
             continue  # another store's live experiment
-        reason = "its recording process is gone"
+        reason = "its recording process is gone" if state.run else "its process is gone"
         if owner_alive and info is not None:
             reason = f"its run is {info.state}"
+        unrecorded = "unrecorded: record=False"
         leaks[state.instance_id] = Leak(
             instance_id=state.instance_id,
             cloud="local",
             run=state.run or None,
-            run_state=info.state if info else "not in this store",
+            run_state=info.state if info else "not in this store" if state.run else unrecorded,
             slot=state.slot,
             address=state.address,
             age_s=(time.time_ns() - state.started_ns) / 1e9 if state.started_ns else None,

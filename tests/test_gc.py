@@ -100,6 +100,18 @@ def test_gc_finds_and_ends_local_instances_of_a_killed_process(tmp_path, store, 
     assert gc_cli(capsys, store)[0] == 0
 
 
+def test_gc_ends_unrecorded_local_instances_of_a_killed_process_saying_they_were(
+    tmp_path, store, capsys
+):
+    killed(tmp_path, LOCAL.replace("records=sys.argv[1]", "record=False").replace(
+        "print(exp.run_id", "print(exp.list()[0]['id']"))  # fmt: skip
+    code, out = gc_cli(capsys, store)
+    assert code == 1
+    assert "its process is gone (run unrecorded: record=False)" in out
+    assert "terminated 2 instance(s)" in gc_cli(capsys, store, "--terminate")[1]
+    assert gc_cli(capsys, store)[0] == 0
+
+
 def test_gc_finds_and_ends_ec2_instances_of_a_killed_process(tmp_path, store, capsys, ec2):
     args = [str(store.root), ec2.url, ACCESS_KEY, SECRET_KEY, ec2.subnet, ec2.image]
     run_id = killed(tmp_path, EC2, *args)
