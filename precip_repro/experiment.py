@@ -63,10 +63,9 @@ from precip_repro.record.events import (
     Payload,
 )
 from precip_repro.record.recorder import Run
-from precip_repro.record.redact import SecretScanner
 from precip_repro.record.store import RunStore
 from precip_repro.session import session
-from precip_repro.ssh import Connection, Endpoint, ExecResult, SshPool
+from precip_repro.ssh import Connection, Endpoint, ExecResult, Sink, SshPool
 
 __all__ = ["Experiment", "Instance", "fan_out"]
 
@@ -1049,14 +1048,11 @@ class Experiment:
         temporary: bool = False,
     ) -> None:
         conn = self._connection(inst, user)
-        with self._recording_transfer() as (sink, scanner, writer):
-            mode = conn.put(local, remote, on_chunk=writer.write if writer else None)
-            if sink is None:
-                return
-            assert writer is not None
-            writer.close()
-            assert self._run is not None
-            content = self._run.seal(sink, scanner, f"the file {local} (put)")
+        mode, content = self._recorded_transfer(
+            lambda on_chunk: conn.put(local, remote, on_chunk=on_chunk), f"the file {local} (put)"
+        )
+        if content is None:
+            return
         self._append(
             FilePut(
                 call=call.number,
@@ -1071,16 +1067,15 @@ class Experiment:
             )
         )
 
-    @contextlib.contextmanager
-    def _recording_transfer(
-        self,
-    ) -> Iterator[tuple[BlobSink | None, SecretScanner | None, BackgroundWriter | None]]:
-        """A blob sink (None when not recording), a secret scanner, and a writer that feeds
-        both on a thread of their own while the transfer runs."""
+    def _recorded_transfer(
+        self, transfer: Callable[[Sink | None], int], what: str
+    ) -> tuple[int, BlobRef | None]:
+        """Run ``transfer`` (given where to send each chunk; it returns the file's mode)
+        and, when recording, keep what moved as a blob: hashed, scanned for secrets and
+        written on a thread of its own while the transfer runs."""
         sink = self._file_sink()
         if sink is None:
-            yield None, None, None
-            return
+            return transfer(None), None
         scanner = session.redactor.scanner() if session.redactor else None
 
         def consume(chunk: bytes) -> None:
@@ -1090,7 +1085,10 @@ class Experiment:
 
         writer = BackgroundWriter(consume)
         try:
-            yield sink, scanner, writer
+            mode = transfer(writer.write)
+            writer.close()
+            assert self._run is not None
+            return mode, self._run.seal(sink, scanner, what)
         finally:
             with contextlib.suppress(BaseException):
                 writer.close()
@@ -1160,14 +1158,11 @@ class Experiment:
 
     def _get_one(self, call: _Call, inst: Instance, remote: str, local: Path, user: str) -> None:
         conn = self._connection(inst, user)
-        with self._recording_transfer() as (sink, scanner, writer):
-            mode = conn.get(remote, local, on_chunk=writer.write if writer else None)
-            if sink is None:
-                return
-            assert writer is not None
-            writer.close()
-            assert self._run is not None
-            content = self._run.seal(sink, scanner, f"the file {remote} (got)")
+        mode, content = self._recorded_transfer(
+            lambda on_chunk: conn.get(remote, local, on_chunk=on_chunk), f"the file {remote} (got)"
+        )
+        if content is None:
+            return
         self._append(
             FileGot(
                 call=call.number,
