@@ -43,6 +43,7 @@ bench: $(STAMP) $(SSHD)
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/sftp.py
 	$(BIN)/python bench/diff.py
+	$(BIN)/python bench/provision.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

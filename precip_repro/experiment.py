@@ -43,7 +43,7 @@ from precip_repro.exceptions import (
 )
 from precip_repro.keys import Keys, fingerprint, load_keys
 from precip_repro.logs import get_logger
-from precip_repro.normalize import temp_script_path
+from precip_repro.normalize import slot_order, temp_script_path
 from precip_repro.record.blobs import BackgroundWriter, BlobSink
 from precip_repro.record.events import (
     BlobRef,
@@ -454,32 +454,39 @@ class Experiment:
             with self._lock:
                 self._provisions += 1
                 k = self._provisions
+            requests = [
+                LaunchRequest(
+                    run=self.run_id or "",
+                    exp=self.exp,
+                    slot=f"{self.exp}.p{k}.{index}",
+                    image_id=image_id,
+                    instance_type=instance_type,
+                    tags=tuple(user_tags),
+                )
+                for index in range(count)
+            ]
             started: builtins.list[Instance] = []
-            try:
-                for index in range(count):
-                    slot = f"{self.exp}.p{k}.{index}"
-                    request = LaunchRequest(
-                        run=self.run_id or "",
-                        exp=self.exp,
-                        slot=slot,
-                        image_id=image_id,
-                        instance_type=instance_type,
-                        tags=tuple(user_tags),
-                    )
+            failed = threading.Event()
+
+            def launch(request: LaunchRequest) -> Instance | None:
+                if failed.is_set() or session.signal_held:
+                    return None  # the provision is failing or stopping: start no more
+                try:
                     # Shielded until the instance is known: a Ctrl-C in the middle of the
-                    # launch request would leave an instance running that nothing terminates.
-                    # Known before it is recorded: should the record refuse the event, the
-                    # instance is still terminated below, not left running unseen.
+                    # launch request would leave an instance running that nothing
+                    # terminates. Known before it is recorded: should the record refuse the
+                    # event, the instance is still terminated below, not left unseen.
                     with session.shielded("launching an instance"):
-                        inst = self._launched(self.cloud.launch(request), request, user_tags)
+                        described = self.cloud.launch(request)
+                        inst = self._launched(described, request, user_tags)
                         with self._lock:
                             self._instances.append(inst)
-                        started.append(inst)
+                            started.append(inst)
                         self._append(
                             InstanceLaunched(
                                 call=call.number,
                                 exp=self.exp,
-                                slot=slot,
+                                slot=request.slot,
                                 instance_id=inst.instance_id,
                                 image_id=image_id,
                                 instance_type=instance_type,
@@ -487,12 +494,30 @@ class Experiment:
                                 image_digest=inst.image_digest,
                             )
                         )
+                except BaseException:
+                    failed.set()
+                    raise
+                return inst
+
+            try:
+                # Launches overlap where the cloud takes them so (an EC2 API answers each
+                # in a second or so: a hundred in turn took minutes); the whole is shielded
+                # so that a signal waits for those under way, then ends them all below.
+                with session.shielded("launching instances"):
+                    outcomes = fan_out(
+                        launch, requests, parallel=True, workers=self.cloud.launch_workers
+                    )
+                for _, error in outcomes:
+                    if error is not None:
+                        raise error
             except BaseException:
                 # A partly failed provision leaves nothing running.
                 if started:
                     self._terminate(started, call.number)
                 raise
-            call.result = [inst.instance_id for inst in started]
+            with self._lock:  # in slot order, as launched in turn
+                self._instances.sort(key=lambda inst: slot_order(inst.slot))
+            call.result = [inst.instance_id for inst, _ in outcomes if inst is not None]
 
     @staticmethod
     def _launched(

@@ -18,6 +18,7 @@ import attrs
 import orjson
 
 from precip_repro.logs import get_logger
+from precip_repro.normalize import slot_order
 from precip_repro.record.canonical import JSON
 from precip_repro.record.events import FORMAT_VERSION, Event, parse_ts, upgraded
 from precip_repro.record.reader import LogReader
@@ -394,7 +395,7 @@ class ViewBuilder:
             finished=self.finished,
             experiments=self.experiments,
             calls=[self.calls[number] for number in sorted(self.calls)],
-            instances=self.instances,
+            instances=dict(sorted(self.instances.items(), key=lambda item: slot_order(item[0]))),
             notes=self.notes,
             events=self.count,
             first_ns=self.first,

@@ -245,6 +245,12 @@ class Session:
                 # is for the main thread, which its handler interrupts now.
                 os.kill(os.getpid(), held)
 
+    @property
+    def signal_held(self) -> bool:
+        """Whether a signal waits for a shielded block to end (the work under way
+        finishes; nothing new should start)."""
+        return bool(self._held)
+
     def finish(self, status: str | None = None) -> str | None:
         with self._lock:
             run = self.run

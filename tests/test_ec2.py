@@ -4,6 +4,7 @@ with real sshd answering at the instances' addresses."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import socket
 import threading
 import time
@@ -69,7 +70,8 @@ def test_each_cloud_runs_the_whole_api_and_is_recorded(kind, ec2, store, tmp_pat
         exp.provision(ec2.image, instance_type="t2.micro", count=2, tags=["workers"])
         exp.wait(timeout=60)
         listed = exp.list()
-        assert [item["private_address"] for item in listed] == [ec2.host(4), ec2.host(5)]
+        # launched at once: which slot the cloud gives which address is its choice
+        assert sorted(item["private_address"] for item in listed) == [ec2.host(4), ec2.host(5)]
         codes, outs, _ = exp.run(["workers"], "echo hello")
         assert (codes, outs) == ([0, 0], ["hello\n", "hello\n"])
         local = tmp_path / "input.txt"
@@ -255,22 +257,60 @@ def test_an_unknown_image_fails_with_the_cloud_code_and_starts_nothing(ec2, stor
 def test_a_failure_in_the_middle_of_provisioning_terminates_what_started(ec2, store):
     exp = make("ec2", ec2, store)
     launched: list[str] = []
+    requests = itertools.count()
+
+    def third_asks_for_no_image(params: dict[str, Any], **_: Any) -> None:
+        if next(requests) == 2:  # launches overlap: those before and after it may start
+            params["ImageId"] = "ami-00000000"
 
     def after_run_instances(parsed: dict[str, Any], **_: Any) -> None:
-        if "Instances" not in parsed:
-            return  # the failing call
-        launched.append(parsed["Instances"][0]["InstanceId"])
-        if len(launched) == 2:  # the security group disappears before the third launch
-            for group in exp.cloud.security_group_ids:
-                ec2.client.delete_security_group(GroupId=group)
+        if "Instances" in parsed:
+            launched.append(parsed["Instances"][0]["InstanceId"])
 
-    exp.cloud.client.meta.events.register("after-call.ec2.RunInstances", after_run_instances)
+    events = exp.cloud.client.meta.events
+    events.register("before-parameter-build.ec2.RunInstances", third_asks_for_no_image)
+    events.register("after-call.ec2.RunInstances", after_run_instances)
     with pytest.raises(CloudError) as info:
-        exp.provision(ec2.image, count=3)
-    assert info.value.code == "InvalidGroup.NotFound"
+        exp.provision(ec2.image, count=6)
+    assert info.value.code == "InvalidAMIID.NotFound"
     assert live(ec2) == []
+    assert len(launched) >= 2  # the first two at least were under way
     terminated = [d["instance_id"] for d in of_type(exp.run_path, "instance.terminated")]
-    assert terminated == launched
+    assert sorted(terminated) == sorted(launched)
+    exp.close()
+    finish_run()
+
+
+def test_launches_of_one_provision_overlap_and_keep_their_slots_in_order(ec2, store):
+    exp = make("ec2", ec2, store)
+    in_flight = peak = 0
+    lock = threading.Lock()
+
+    def begin(**_: Any) -> None:
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        time.sleep(0.2)  # as a real cloud takes its time to answer
+
+    def end(**_: Any) -> None:
+        nonlocal in_flight
+        with lock:
+            in_flight -= 1
+
+    events = exp.cloud.client.meta.events
+    events.register("before-call.ec2.RunInstances", begin)
+    events.register("after-call.ec2.RunInstances", end)
+    exp.provision(ec2.image, count=12, tags=["w"])
+    assert peak > 1
+    result = of_type(exp.run_path, "call.finished")[-1]["result"]
+    listed = exp.list()
+    assert [i["slot"] for i in listed] == [f"e1.p1.{n}" for n in range(12)]
+    launched = {d["slot"]: d["instance_id"] for d in of_type(exp.run_path, "instance.launched")}
+    assert [launched[i["slot"]] for i in listed] == [i["id"] for i in listed]
+    assert result == [i["id"] for i in listed]
+    exp.deprovision()
+    assert live(ec2) == []
     exp.close()
     finish_run()
 

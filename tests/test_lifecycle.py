@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from precip_repro import verify
-from precip_repro.clouds.local import live_local_instances
+from precip_repro.clouds.local import LocalCloud, live_local_instances
 from precip_repro.record import LogReader, RunStore
 from precip_repro.record.store import EVENTS
 from tests.ec2_cloud import ACCESS_KEY, SECRET_KEY, wait_until
@@ -215,7 +215,8 @@ def test_an_instance_the_record_cannot_announce_is_terminated_all_the_same(tmp_p
     assert "instances terminated; the record could not say so" in done.stderr
     found = ec2.client.describe_instances()["Reservations"]
     states = [i["State"]["Name"] for r in found for i in r["Instances"]]
-    assert states == ["terminated"]  # the one launched; the second was never asked for
+    # the one launched, and the other when its launch was under way at once: no more
+    assert states and set(states) == {"terminated"} and len(states) <= 2
     assert wait_until(lambda: ec2.hypervisor.running() == set())
     assert verify(only_run(store)).state == "abandoned"
 
@@ -337,7 +338,7 @@ def pressed_while_launching(request):  # Ctrl-C before the answer says which ins
     return started
 
 exp.cloud.launch = pressed_while_launching
-exp.provision("default", count=3)
+exp.provision("default", count=8)
 print("NOT INTERRUPTED", flush=True)
 """
 
@@ -357,8 +358,9 @@ def test_ctrl_c_while_an_instance_is_launched_waits_for_it_then_terminates_it(tm
     events = list(LogReader(run_dir / EVENTS))
     launched = [e.data["instance_id"] for e in events if e.type == "instance.launched"]
     terminated = [e.data["instance_id"] for e in events if e.type == "instance.terminated"]
-    assert len(launched) == 1  # the interruption took effect once the first was known
-    assert terminated == launched
+    # The interruption took effect once the launches under way were known: none started later.
+    assert 1 <= len(launched) <= LocalCloud.launch_workers < 8
+    assert sorted(terminated) == sorted(launched)
 
 
 FORKS = """

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from precip_repro.record import RunStore
+from precip_repro.record import Run, RunStore
+from precip_repro.record.events import InstanceLaunched
 from precip_repro.runview import load_run, load_verified
 from tests.test_diff import synthetic
 
@@ -148,3 +149,17 @@ def test_equal_references_and_results_are_read_into_one_object_each():
     assert three.commands[0].stderr == withheld  # same hash, other fields: its own
     assert one.result is two.result
     assert three.result == {"exit_codes": [[0]]}  # unhashable codes: kept as read
+
+
+def test_instances_come_in_slot_order_whatever_order_overlapping_launches_were_recorded_in(
+    store,
+):
+    recorded = ["e1.p1.1", "e1.p1.10", "e2.p1.0", "e1.p1.0", "e1.p2.0", "e1.p1.2"]
+    with Run.open(store, name="overlap") as run:
+        for n, slot in enumerate(recorded):
+            run.append(InstanceLaunched(call=1, exp=slot.split(".")[0], slot=slot,
+                                        instance_id=f"i-{n}", image_id="default",
+                                        instance_type="m1.small", tags=[]))  # fmt: skip
+    view = load_run(run.path)
+    in_turn = ["e1.p1.0", "e1.p1.1", "e1.p1.2", "e1.p1.10", "e1.p2.0", "e2.p1.0"]
+    assert list(view.instances) == in_turn

@@ -51,6 +51,8 @@ class Cloud(Protocol):
     """Create, describe, terminate; and the set-up they need (keys, security group)."""
 
     kind: str
+    launch_workers: int
+    """How many :meth:`launch` calls may run at once."""
 
     def info(self) -> CloudInfo:
         """Where this cloud is, for the record: never credentials."""

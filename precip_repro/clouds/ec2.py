@@ -40,6 +40,9 @@ SECURITY_GROUP: Final = "precip"
 TERMINATE_TIMEOUT: Final = 600.0
 NOT_FOUND: Final = "InvalidInstanceID.NotFound"
 UNKNOWN_GRACE: Final = 15.0
+LAUNCH_WORKERS: Final = 8
+"""RunInstances requests in flight at once for one provision (botocore pools 10
+connections; EC2's RunInstances throttling bucket holds far more)."""
 """Seconds an instance id the cloud does not know is asked about again before it is taken
 as gone: AWS may not know an id RunInstances just returned for a few seconds."""
 DESCRIBE_BATCH: Final = 200
@@ -153,6 +156,7 @@ class EC2Cloud:
         if kind not in KINDS:
             raise InvalidOption("kind", kind, KINDS)
         self.kind = kind
+        self.launch_workers = LAUNCH_WORKERS
         # AWS has taken tags in the requests that create resources (TagSpecifications) and
         # DescribeKeyPairs' IncludePublicKey since 2017 and 2021; the EC2 APIs of OpenStack,
         # Eucalyptus and Nimbus predate them (OpenStack ec2-api's run_instances has no such

@@ -365,6 +365,8 @@ class LocalCloud:
     """Instances as namespaced sshd processes on loopback addresses of one block."""
 
     kind = "local"
+    launch_workers = 4
+    """A launch mostly waits for its instance to boot: 40 took 2.5 s in turn, 1.3 s so."""
 
     def __init__(
         self, *, address_block: str | None = None, home: Path | None = None, port: int | None = None
