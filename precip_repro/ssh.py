@@ -47,6 +47,14 @@ HELD_OUTPUT_WARNING: Final = 5.0
 open (``nohup server &``: without a terminal, nohup leaves output where it was) before a
 warning says why run() has not returned (OpenSSH's ssh waits the same way)."""
 
+ALIVE_INTERVAL: Final = 15.0
+ALIVE_TIMEOUT: Final = 45.0
+"""Every ALIVE_INTERVAL seconds each connection asks sshd for a sign of life (as OpenSSH's
+``ServerAliveInterval``); one left unanswered for ALIVE_TIMEOUT is closed, so that what
+waits on it — a command without a timeout, a transfer — fails as unreachable, naming the
+instance, instead of hanging until TCP gives up (a quarter of an hour) or for ever (an
+instance that hangs or is stopped while its kernel still acknowledges)."""
+
 Sink = Callable[[bytes], None]
 
 CHUNK: Final = 1 << 20
@@ -211,6 +219,9 @@ class Connection:
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(MAX_SESSIONS - 1)
         self._ending = threading.Lock()  # the session kept for ending timed-out commands
+        self._asked: float | None = None  # when the sign of life not yet given was asked
+        self.lost: str | None = None
+        """Why this connection was closed as dead, when it was."""
 
     @contextlib.contextmanager
     def _session_slot(self, *, ending: bool = False) -> Iterator[None]:
@@ -317,10 +328,15 @@ class Connection:
                 if chan.closed:
                     break
                 chan.status_event.wait(0.5)
-            if not chan.exit_status_ready() and not self.transport.is_active():
+            # paramiko calls a closed channel's exit status ready, and -1: sshd sent one only
+            # where it is another number.
+            received = chan.exit_status_ready() and chan.recv_exit_status() != -1
+            if not received and not self.transport.is_active():
                 raise self._unreachable(f"the connection was lost while running {cmd!r}")
             # No exit status on a live connection: the command died of a signal.
             exit_code = chan.recv_exit_status() if chan.exit_status_ready() else None
+        except InstanceUnreachable:
+            raise
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise self._unreachable(f"the connection broke while running {cmd!r}: {exc}") from exc
         finally:
@@ -505,6 +521,30 @@ class Connection:
         with self.sftp() as sftp:
             sftp.chmod(remote, mode)
 
+    def probe(self) -> None:
+        """Ask sshd for a sign of life, unless the last question is still unanswered: then,
+        past ALIVE_TIMEOUT, close the connection as dead (its channels end at once)."""
+        asked = self._asked
+        if asked is not None:
+            if time.monotonic() - asked > ALIVE_TIMEOUT and self.transport.is_active():
+                self.lost = (
+                    f"it answered nothing for {ALIVE_TIMEOUT:.0f} s: the instance may have "
+                    "crashed, hung or been stopped, or its network failed"
+                )
+                log.warning("an instance stopped answering", instance=self.endpoint.instance_id,
+                            slot=self.endpoint.slot, user=self.user)  # fmt: skip
+                self.transport.close()
+            return
+        self._asked = time.monotonic()
+
+        def ask() -> None:
+            # An unknown global request: sshd answers it with a refusal, a sign of life.
+            with contextlib.suppress(Exception):
+                self.transport.global_request("keepalive@openssh.com", wait=True)
+            self._asked = None
+
+        threading.Thread(target=ask, daemon=True, name="precip-alive").start()
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -534,6 +574,8 @@ class Connection:
 
     def _unreachable(self, why: str) -> InstanceUnreachable:
         e = self.endpoint
+        if self.lost:
+            why = f"{why} ({self.lost})"
         return InstanceUnreachable(
             f"instance {e.instance_id} ({e.slot}) at {e.host}:{e.port} as {self.user}: {why}",
             instance=e.instance_id,
@@ -579,6 +621,16 @@ class SshPool:
         self._connections: dict[tuple[str, str], Connection] = {}
         self._lock = threading.Lock()
         self._connecting: dict[tuple[str, str], threading.Lock] = {}
+        self._closing = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def _watch(self) -> None:
+        """One thread for the pool: every connection is asked for a sign of life."""
+        while not self._closing.wait(ALIVE_INTERVAL):
+            with self._lock:
+                conns = list(self._connections.values())
+            for conn in conns:
+                conn.probe()
 
     def connection(self, endpoint: Endpoint, user: str) -> Connection:
         key = (endpoint.instance_id, user)
@@ -594,6 +646,11 @@ class SshPool:
             conn = self._connect(endpoint, user)
             with self._lock:
                 self._connections[key] = conn
+                if self._watcher is None and not self._closing.is_set():
+                    self._watcher = threading.Thread(
+                        target=self._watch, daemon=True, name="precip-alive-watch"
+                    )
+                    self._watcher.start()
             return conn
 
     def _connect(self, endpoint: Endpoint, user: str) -> Connection:
@@ -637,7 +694,6 @@ class SshPool:
         except BaseException:
             transport.close()
             raise
-        transport.set_keepalive(30)
         return Connection(transport, endpoint, user)
 
     def drop(self, instance_id: str) -> None:
@@ -649,6 +705,7 @@ class SshPool:
             conn.close()
 
     def close(self) -> None:
+        self._closing.set()
         with self._lock:
             conns = list(self._connections.values())
             self._connections.clear()

@@ -3,11 +3,16 @@ commands on a connection shared by many threads never make sshd drop it."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from precip_repro import CommandTimeout, ssh
+from precip_repro import CommandTimeout, InstanceUnreachable, ssh
 from tests.helpers import in_threads, ready
 
 
@@ -85,3 +90,57 @@ def test_more_threads_than_sshd_allows_sessions_share_an_instance_without_refusa
     ]
     assert in_threads(*work, timeout=120) == []  # sshd allows 10 sessions on a connection
     assert sorted(outputs) == sorted(f"{n}\n" for n in range(16))
+
+
+def _tree(pid: int) -> list[int]:
+    """A process and all its descendants."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            children = Path(f"/proc/{current}/task/{current}/children").read_text()
+            todo += [int(child) for child in children.split()]
+    return found
+
+
+def test_an_instance_that_stops_answering_fails_a_command_without_timeout_naming_it(
+    local_experiment, monkeypatch
+):
+    monkeypatch.setattr(ssh, "ALIVE_INTERVAL", 0.2)
+    monkeypatch.setattr(ssh, "ALIVE_TIMEOUT", 1.5)
+    exp = ready(local_experiment, "frozen")
+    (inst,) = exp.list()
+    frozen = _tree(exp.cloud._states[inst["id"]].launcher_pid)
+    errors: list[BaseException] = []
+
+    def long_command() -> None:
+        try:
+            exp.run([], "sleep 600")  # no timeout: only the dead connection can end it
+        except BaseException as exc:
+            errors.append(exc)
+
+    started = time.monotonic()
+    worker = threading.Thread(target=long_command)
+    worker.start()
+    time.sleep(0.5)
+    try:
+        for pid in frozen:  # the whole instance hangs: its sshd answers nothing
+            os.kill(pid, signal.SIGSTOP)
+        worker.join(timeout=30)
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    assert not worker.is_alive()
+    assert time.monotonic() - started < 15
+    (error,) = errors
+    assert isinstance(error, InstanceUnreachable)
+    assert error.instance == inst["id"] and inst["slot"] in str(error)
+    assert "it answered nothing for 2 s" in str(error)
+
+
+def test_a_connection_lost_mid_command_is_unreachable_not_a_failed_command(local_experiment):
+    exp = ready(local_experiment, "dropped")
+    with pytest.raises(InstanceUnreachable, match="the connection was lost while running"):
+        exp.run([], "kill -9 $PPID; sleep 5")  # its sshd session ends: the connection with it
+    assert exp.run([], "echo again")[1] == ["again\n"]  # a new connection
