@@ -289,7 +289,7 @@ class Connection:
         try:
             chan = self._refused_again(lambda: self.transport.open_session(timeout=30))
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise self._unreachable(f"could not open a session: {exc}") from exc
+            raise self._unreachable("could not open a session", exc) from exc
         out, err = bytearray(), bytearray()
         try:
             _exec_with_stdin_closed(chan, sent)
@@ -338,7 +338,7 @@ class Connection:
         except InstanceUnreachable:
             raise
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise self._unreachable(f"the connection broke while running {cmd!r}: {exc}") from exc
+            raise self._unreachable(f"the connection broke while running {cmd!r}", exc) from exc
         finally:
             chan.close()
         return ExecResult(
@@ -405,7 +405,7 @@ class Connection:
                 )
             )
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise self._unreachable(f"SFTP is not available: {exc}") from exc
+            raise self._unreachable("SFTP is not available", exc) from exc
         if client is None:  # pragma: no cover - paramiko returns None on failure
             raise self._unreachable("SFTP is not available")
         return client
@@ -433,7 +433,7 @@ class Connection:
         except ExperimentException:
             raise  # the recorder's own (a full disk here): not the transfer's fault
         except (paramiko.SSHException, EOFError) as exc:
-            raise self._unreachable(f"the connection broke while putting {remote}: {exc}") from exc
+            raise self._unreachable(f"the connection broke while putting {remote}", exc) from exc
         except OSError as exc:
             if _missing(exc):
                 raise RemoteFileMissing(
@@ -463,7 +463,7 @@ class Connection:
         try:
             attributes = sftp.stat(path)
         except (paramiko.SSHException, EOFError) as exc:
-            raise self._unreachable(f"the connection broke: {exc}") from exc
+            raise self._unreachable("the connection broke", exc) from exc
         except OSError as exc:
             if _missing(exc):
                 raise RemoteFileMissing(
@@ -504,7 +504,7 @@ class Connection:
         except ExperimentException:
             raise  # the recorder's own (a full disk here): not the transfer's fault
         except (paramiko.SSHException, EOFError) as exc:
-            raise self._unreachable(f"the connection broke while getting {remote}: {exc}") from exc
+            raise self._unreachable(f"the connection broke while getting {remote}", exc) from exc
         except OSError as exc:
             here = exc.filename in (str(tmp), str(local))
             doing = f"cannot write {local} on this machine" if here else f"cannot read {remote}"
@@ -572,10 +572,12 @@ class Connection:
             exit_code=exit_code,
         )
 
-    def _unreachable(self, why: str) -> InstanceUnreachable:
+    def _unreachable(self, why: str, exc: BaseException | None = None) -> InstanceUnreachable:
         e = self.endpoint
-        if self.lost:
+        if self.lost:  # what closed it says more than the error it left behind
             why = f"{why} ({self.lost})"
+        elif exc is not None:
+            why = f"{why}: {str(exc) or type(exc).__name__}"
         return InstanceUnreachable(
             f"instance {e.instance_id} ({e.slot}) at {e.host}:{e.port} as {self.user}: {why}",
             instance=e.instance_id,

@@ -104,8 +104,9 @@ def _tree(pid: int) -> list[int]:
     return found
 
 
-def test_an_instance_that_stops_answering_fails_a_command_without_timeout_naming_it(
-    local_experiment, monkeypatch
+@pytest.mark.parametrize("call", ["a command", "a transfer"])
+def test_an_instance_that_stops_answering_fails_what_waits_on_it_naming_it(
+    call, local_experiment, monkeypatch, tmp_path
 ):
     monkeypatch.setattr(ssh, "ALIVE_INTERVAL", 0.2)
     monkeypatch.setattr(ssh, "ALIVE_TIMEOUT", 1.5)
@@ -113,10 +114,16 @@ def test_an_instance_that_stops_answering_fails_a_command_without_timeout_naming
     (inst,) = exp.list()
     frozen = _tree(exp.cloud._states[inst["id"]].launcher_pid)
     errors: list[BaseException] = []
+    data = tmp_path / "data"
+    data.write_bytes(b"x" * 1_000_000)
 
     def long_command() -> None:
         try:
-            exp.run([], "sleep 600")  # no timeout: only the dead connection can end it
+            if call == "a command":
+                exp.run([], "sleep 600")  # no timeout: only the dead connection can end it
+            else:
+                time.sleep(1)  # the instance is frozen by now
+                exp.put([], data, "/tmp/data")
         except BaseException as exc:
             errors.append(exc)
 
