@@ -1101,7 +1101,7 @@ class Experiment:
         sink = self._file_sink()
         if sink is None:
             return transfer(None), None
-        scanner = session.redactor.scanner() if session.redactor else None
+        scanner = session.redactor.scanner()
 
         def consume(chunk: bytes) -> None:
             sink.write(chunk)

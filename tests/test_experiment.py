@@ -416,6 +416,32 @@ def test_secrets_never_reach_the_store(local_experiment, tmp_path, caplog):
     assert verify(run_path).state == "intact"
 
 
+def test_private_keys_moved_or_printed_never_reach_the_store(local_experiment, tmp_path):
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+    body = key.read_text().splitlines()[1]  # a line of the key itself
+    exp = ready(local_experiment, "keys")
+    exp.put([], key, "/root/.ssh/id_ed25519")  # for the instance to reach others, say
+    exp.get([], "/root/.ssh/id_ed25519", tmp_path / "back")
+    _, outs, _ = exp.run([], "cat /root/.ssh/id_ed25519; head -2 /root/.ssh/id_ed25519")
+    assert body in outs[0]  # the caller still sees it
+    exp.put([], key.with_suffix(".pub"), "/root/.ssh/id_ed25519.pub")  # a public one is no secret
+    run_path = exp.run_path
+    finish_run()
+    assert_nowhere_in(run_path, body)
+    moved = [(e["content"].get("withheld"), e["remote_path"]) for e in
+             of_type(run_path, "file.put") + of_type(run_path, "file.got")]  # fmt: skip
+    assert sorted(moved, key=str) == sorted([
+        ("holds a private key", "/root/.ssh/id_ed25519"),
+        ("holds a private key", "/root/.ssh/id_ed25519"),
+        (None, "/root/.ssh/id_ed25519.pub"),
+    ], key=str)  # fmt: skip
+    text = of_type(run_path, "command.finished")[0]["stdout"]["text"]
+    armour = "-----BEGIN OPENSSH PRIVATE KEY-----\n${private key withheld}\n"
+    assert text.count(armour) == 2 and text.count("-----END OPENSSH PRIVATE KEY-----") == 2
+    assert verify(run_path).state == "intact"
+
+
 def test_a_secret_name_registered_again_with_another_value_still_hides_the_first(
     local_experiment,
 ):

@@ -154,7 +154,9 @@ with LocalExperiment('secretive') as exp:
 """
 
 
-def test_a_file_the_recording_kept_by_hash_only_is_a_clear_error(store, tmp_path, capsys):
+def test_a_file_got_holding_a_secret_plays_back_from_the_copy_the_get_wrote(
+    store, tmp_path, capsys
+):
     body = (
         "    exp.run([], f'echo token={token} > /root/token.txt')\n"
         "    exp.get([], '/root/token.txt', 'token.txt')"
@@ -163,9 +165,8 @@ def test_a_file_the_recording_kept_by_hash_only_is_a_clear_error(store, tmp_path
     code, out = record_and_play(
         store, tmp_path, capsys, "got_secret.py", script, PRECIP_TEST_TOKEN="tok-24680"
     )
-    assert code == 1
-    assert "playback cannot give back the file /root/token.txt" in out
-    assert "by hash only (holds secret PRECIP_TEST_TOKEN" in out
+    assert code == 0, out  # kept by hash only in the record, and still here, unchanged
+    assert (tmp_path / "token.txt").read_text() == "token=tok-24680\n"
 
 
 def test_a_script_using_a_secret_plays_back_and_gets_its_outputs_with_the_value(
@@ -253,3 +254,33 @@ def test_a_script_that_exits_non_zero_in_playback_says_how_the_recording_ended(
     assert status == 3
     out = capsys.readouterr().out
     assert "the script exited with 3; the recording ended failed: the script exited with " in out
+
+
+KEY_SCRIPT = """\
+from precip_repro import LocalExperiment
+exp = LocalExperiment("keys")
+exp.provision("default")
+exp.wait()
+exp.put([], "id_ed25519", "/root/.ssh/id_ed25519")
+exp.get([], "/root/.ssh/id_ed25519", "back")
+print(open("back").read().splitlines()[0])
+exp.deprovision()
+"""
+
+
+def test_a_file_kept_by_hash_only_plays_back_from_the_copy_the_run_moved(store, tmp_path, capsys):
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+    status, out = record_and_play(store, tmp_path, capsys, "keys.py", KEY_SCRIPT)
+    assert status == 0, out
+    assert "-----BEGIN OPENSSH PRIVATE KEY-----" in out  # the file got, given back
+    assert (tmp_path / "back").read_bytes() == key.read_bytes()
+    (run_dir,) = store.run_dirs()
+    key.unlink()
+    (tmp_path / "back").unlink()
+    status = main(["--records", str(store.root), "run", "--playback", run_dir.name,
+                   str(tmp_path / "keys.py")])  # fmt: skip
+    assert status == 1
+    err = capsys.readouterr().err
+    assert f"(nor is it at {key} or {tmp_path / 'back'} any more)" in err
+    assert "by hash only (holds a private key)" in err

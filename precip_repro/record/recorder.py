@@ -205,7 +205,7 @@ class Run:
     def _store_source(
         self, script: Path, secrets: Redactor | None, what: str = "the experiment script"
     ) -> BlobRef:
-        scanner = secrets.scanner() if secrets else None
+        scanner = secrets.scanner() if secrets is not None else None
         with script.open("rb") as f, self.blobs.sink() as sink:
             while chunk := f.read(1 << 20):
                 sink.write(chunk)
@@ -232,10 +232,8 @@ class Run:
         found one — kept by hash only, with a warning naming ``what`` it is (a file, the
         script). ``what`` is remembered for the warning should a later secret withhold it."""
         if scanner is not None and scanner.found is not None:
-            log.warning(
-                "it holds a registered secret: kept by hash only", what=what, secret=scanner.found
-            )
-            return sink.withhold(f"holds secret {scanner.found}")
+            log.warning(f"it {scanner.reason}: kept by hash only", what=what)
+            return sink.withhold(scanner.reason)
         ref = sink.commit()
         if ref.text is None:
             self._labels.setdefault(ref.sha256, what)

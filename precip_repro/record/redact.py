@@ -1,7 +1,9 @@
-"""Secrets never reach the store: registered values become ``${secret:NAME}``.
+"""Secrets never reach the store: registered values become ``${secret:NAME}``, and the
+body of a private key in an output becomes ``${private key withheld}``.
 
 Commands, arguments and outputs are redacted; moved files are never altered — a file that
-contains a secret is kept by hash only (its blob withheld), with a warning naming it.
+contains a secret or a private key is kept by hash only (its blob withheld), with a warning
+naming it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from typing import Final
 from precip_repro.exceptions import InvalidOption
 from precip_repro.record.canonical import JSON
 
-__all__ = ["SECRET_PLACEHOLDER", "Redactor", "SecretScanner", "credential_variables"]
+__all__ = [
+    "KEY_PLACEHOLDER",
+    "PRIVATE_KEY",
+    "SECRET_PLACEHOLDER",
+    "Redactor",
+    "SecretScanner",
+    "credential_variables",
+]
 
 MIN_SECRET: Final = 4
 MIN_ENV_SECRET: Final = 8
@@ -38,6 +47,16 @@ CREDENTIAL_SUFFIXES: Final = (
 _CHUNK: Final = 1 << 20
 SECRET_PLACEHOLDER: Final = re.compile(r"\$\{secret:([A-Za-z0-9_]+)\}")
 """``${secret:NAME}``, what the record holds in place of a secret; group 1 is NAME."""
+PRIVATE_KEY: Final = "a private key"
+"""What the scanner says it found in a file holding a private key (PEM, OpenSSH, PGP or
+PuTTY): a key is a secret nobody registers, so it is recognised by its armour."""
+_KEY_MARKERS: Final = (b"PRIVATE KEY-----", b"PRIVATE KEY BLOCK-----", b"PuTTY-User-Key-File-")
+_KEY_ARMOUR: Final = rb"-----BEGIN ([A-Z0-9 ]*?)PRIVATE KEY((?: BLOCK)?)-----"
+_PRIVATE_KEY_BLOCK: Final = re.compile(
+    _KEY_ARMOUR + rb".*?(?:-----END \1PRIVATE KEY\2-----|\Z)", re.DOTALL
+)
+KEY_PLACEHOLDER: Final = "${private key withheld}"
+"""What command output holds in place of a private key's body (its armour lines stay)."""
 
 
 class Redactor:
@@ -80,6 +99,10 @@ class Redactor:
         return bool(self._secrets)
 
     def text(self, value: str) -> str:
+        if "PRIVATE KEY" in value:
+            value = _without_keys(value.encode("utf-8", "surrogateescape")).decode(
+                "utf-8", "surrogateescape"
+            )
         if not self._secrets:
             return value
         for name, secret in self._pairs():
@@ -96,6 +119,8 @@ class Redactor:
         return SECRET_PLACEHOLDER.sub(lambda m: secrets.get(m.group(1), m.group(0)), value)
 
     def data(self, value: bytes) -> bytes:
+        if b"PRIVATE KEY" in value:
+            value = _without_keys(value)
         if not self._secrets:
             return value
         for name, secret in self._pairs():
@@ -117,24 +142,46 @@ class Redactor:
         return SecretScanner(self._pairs())
 
 
+def _without_keys(value: bytes) -> bytes:
+    """``value`` with the body of each private key in it replaced (to its end, where the
+    output was cut short of the key's last line)."""
+
+    def withheld(found: re.Match[bytes]) -> bytes:
+        kind = found.group(1) + b"PRIVATE KEY" + found.group(2)
+        return b"-----BEGIN %s-----\n%s\n-----END %s-----" % (kind, KEY_PLACEHOLDER.encode(), kind)
+
+    return _PRIVATE_KEY_BLOCK.sub(withheld, value)
+
+
 class SecretScanner:
-    """Watches a stream of chunks for any registered secret, across chunk boundaries."""
+    """Watches a stream of chunks for any registered secret, or a private key, across
+    chunk boundaries."""
 
     def __init__(self, pairs: list[tuple[str, str]]) -> None:
         self._pairs = [(name, secret.encode()) for name, secret in pairs]
-        self._keep = max((len(secret) for _, secret in self._pairs), default=1) - 1
+        longest = max(len(s) for s in [*(s for _, s in self._pairs), *_KEY_MARKERS])
+        self._keep = longest - 1
         self._tail = b""
         self.found: str | None = None
+        """The name of the secret found, or :data:`PRIVATE_KEY`."""
+
+    @property
+    def reason(self) -> str:
+        """Why the blob is withheld, as ``blob.withheld`` and the blob's ref say."""
+        return f"holds {PRIVATE_KEY}" if self.found == PRIVATE_KEY else f"holds secret {self.found}"
 
     def feed(self, chunk: bytes) -> None:
-        if self.found is not None or not self._pairs:
+        if self.found is not None:
             return
         window = self._tail + chunk
+        if any(marker in window for marker in _KEY_MARKERS):
+            self.found = PRIVATE_KEY
+            return
         for name, secret in self._pairs:
             if secret in window:
                 self.found = name
                 return
-        self._tail = window[-self._keep :] if self._keep else b""
+        self._tail = window[-self._keep :]
 
     def scan(self, path: Path) -> str | None:
         """Feed a whole file (in chunks); the name of the secret found in it, if any."""

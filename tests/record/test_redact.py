@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from precip_repro.record.redact import Redactor, credential_variables
+from precip_repro.record.redact import PRIVATE_KEY, Redactor, credential_variables
 
 # Values and names from alphabets apart, so that no placeholder can spell a value.
 VALUES = st.text(alphabet="ABCDEF0123456789", min_size=4, max_size=12)
@@ -55,3 +55,36 @@ def test_the_credentials_of_an_environment_are_found_by_their_names():
         "DB_PASSWORD",
         "HF_TOKEN",
     ]
+
+
+KINDS = st.sampled_from(["", "RSA ", "EC ", "OPENSSH ", "ENCRYPTED ", "DSA "])
+BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+BODY = st.lists(st.text(alphabet=BASE64, min_size=8, max_size=64), min_size=1, max_size=5)
+
+
+@given(KINDS, BODY, FILLER, FILLER, st.booleans())
+def test_a_private_key_in_output_keeps_its_armour_and_loses_its_body(
+    kind, body, before, after, cut
+):
+    block = f"-----BEGIN {kind}PRIVATE KEY-----\n" + "\n".join(body) + "\n"
+    if not cut:  # `head -3 id_rsa` cuts it short of its last line: hidden all the same
+        block += f"-----END {kind}PRIVATE KEY-----"
+    text = before + block + ("" if cut else after)
+    hidden = Redactor().text(text)
+    for line in body:
+        assert line not in hidden
+    assert f"-----BEGIN {kind}PRIVATE KEY-----\n${{private key withheld}}\n" in hidden
+    assert hidden.startswith(before) and hidden.endswith("" if cut else after)
+    assert Redactor().data(text.encode()) == hidden.encode()
+
+
+@given(KINDS, BODY, st.integers(min_value=1, max_value=200))
+def test_a_file_holding_a_private_key_is_found_across_chunk_boundaries(kind, body, size):
+    content = ("x" * 50 + f"-----BEGIN {kind}PRIVATE KEY-----\n" + "\n".join(body)).encode()
+    scanner = Redactor().scanner()
+    for start in range(0, len(content), size):
+        scanner.feed(content[start : start + size])
+    assert scanner.found == PRIVATE_KEY and scanner.reason == "holds a private key"
+    clean = Redactor().scanner()
+    clean.feed(b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 a public key is no secret\n")
+    assert clean.found is None
