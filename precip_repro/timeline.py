@@ -35,7 +35,8 @@ def _output(ref: Any) -> str:
         return "?"
     if isinstance(ref.get("text"), str):
         return _short(ref["text"], 40) if ref["text"] else "(empty)"
-    return f"{ref.get('size', '?')} bytes, blob {str(ref.get('sha256', '?'))[:12]}"
+    kept = f", kept by hash only: {ref['withheld']}" if ref.get("withheld") else ""
+    return f"{ref.get('size', '?')} bytes, blob {str(ref.get('sha256', '?'))[:12]}{kept}"
 
 
 def _args(args: Any) -> str:

@@ -30,6 +30,7 @@ from precip_repro import (
     load_run,
     verify,
 )
+from precip_repro.cli import main as cli_main
 from precip_repro.clouds.local import live_local_instances
 from precip_repro.experiment import MAX_COMMAND
 from precip_repro.record import LogReader
@@ -416,7 +417,7 @@ def test_secrets_never_reach_the_store(local_experiment, tmp_path, caplog):
     assert verify(run_path).state == "intact"
 
 
-def test_private_keys_moved_or_printed_never_reach_the_store(local_experiment, tmp_path):
+def test_private_keys_moved_or_printed_never_reach_the_store(local_experiment, tmp_path, capsys):
     key = tmp_path / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
     body = key.read_text().splitlines()[1]  # a line of the key itself
@@ -440,6 +441,8 @@ def test_private_keys_moved_or_printed_never_reach_the_store(local_experiment, t
     armour = "-----BEGIN OPENSSH PRIVATE KEY-----\n${private key withheld}\n"
     assert text.count(armour) == 2 and text.count("-----END OPENSSH PRIVATE KEY-----") == 2
     assert verify(run_path).state == "intact"
+    assert cli_main(["show", str(run_path)]) == 0
+    assert capsys.readouterr().out.count("kept by hash only: holds a private key)") == 2
 
 
 def test_a_secret_name_registered_again_with_another_value_still_hides_the_first(
