@@ -33,6 +33,7 @@ from precip_repro.exceptions import (
     HostKeyChanged,
     InstanceError,
     InstanceNotReady,
+    InstanceUnreachable,
     InvalidOption,
     LocalFileMissing,
     LoginRefused,
@@ -423,6 +424,39 @@ class Experiment:
                 slot=inst.slot,
             )
         return self._pool.connection(self._endpoint(inst), self._login(user))
+
+    @contextlib.contextmanager
+    def _reaching(self, inst: Instance) -> Iterator[None]:
+        """An instance that cannot be reached is asked after at its cloud: one the cloud
+        ended (a spot reclaim, a crash, gc from another terminal) is said to be gone."""
+        try:
+            yield
+        except InstanceUnreachable as exc:
+            if isinstance(exc, LoginRefused):
+                raise
+            gone = self._gone(inst)
+            if gone is None:
+                raise
+            raise InstanceUnreachable(
+                f"{exc}; {gone}", instance=inst.instance_id, slot=inst.slot
+            ) from exc
+
+    def _gone(self, inst: Instance) -> str | None:
+        """Why the cloud says the instance is gone; None when it says it runs (or cannot
+        say)."""
+        try:
+            found = {d.instance_id: d for d in self.cloud.describe([inst.instance_id])}
+        except CloudError:
+            return None
+        described = found.get(inst.instance_id)
+        if described is not None and described.state in ("pending", "running"):
+            return None
+        state = described.state if described is not None else "unknown to it"
+        reason = described.state_reason if described is not None else None
+        return (
+            f"the cloud says the instance is {state}{f' ({reason})' if reason else ''}: it "
+            "is gone with all that ran on it; provision another to go on"
+        )
 
     def _login(self, user: str) -> str:
         return self.cloud.ssh_user(user)
@@ -979,8 +1013,8 @@ class Experiment:
     def _exec(
         self, call: _Call, inst: Instance, cmd: str, user: str, timeout: float | None
     ) -> ExecResult:
-        conn = self._connection(inst, user)
-        result = conn.exec(cmd, timeout=timeout)
+        with self._reaching(inst):
+            result = self._connection(inst, user).exec(cmd, timeout=timeout)
         finished = CommandFinished(
             call=call.number,
             slot=inst.slot,
@@ -1072,10 +1106,12 @@ class Experiment:
         *,
         temporary: bool = False,
     ) -> None:
-        conn = self._connection(inst, user)
-        mode, content = self._recorded_transfer(
-            lambda on_chunk: conn.put(local, remote, on_chunk=on_chunk), f"the file {local} (put)"
-        )
+        with self._reaching(inst):
+            conn = self._connection(inst, user)
+            mode, content = self._recorded_transfer(
+                lambda on_chunk: conn.put(local, remote, on_chunk=on_chunk),
+                f"the file {local} (put)",
+            )
         if content is None:
             return
         self._append(
@@ -1182,10 +1218,12 @@ class Experiment:
             call.result = [path for path, _ in outcomes]
 
     def _get_one(self, call: _Call, inst: Instance, remote: str, local: Path, user: str) -> None:
-        conn = self._connection(inst, user)
-        mode, content = self._recorded_transfer(
-            lambda on_chunk: conn.get(remote, local, on_chunk=on_chunk), f"the file {remote} (got)"
-        )
+        with self._reaching(inst):
+            conn = self._connection(inst, user)
+            mode, content = self._recorded_transfer(
+                lambda on_chunk: conn.get(remote, local, on_chunk=on_chunk),
+                f"the file {remote} (got)",
+            )
         if content is None:
             return
         self._append(

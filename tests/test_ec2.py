@@ -19,6 +19,7 @@ from precip_repro import (
     CommandTimeout,
     EC2Experiment,
     EucalyptusExperiment,
+    InstanceUnreachable,
     InvalidOption,
     LocalExperiment,
     NimbusExperiment,
@@ -620,3 +621,22 @@ def test_credentials_written_into_the_script_keep_it_by_hash_only(ec2, store, tm
     assert started["script"]["withheld"].startswith("holds secret AWS_")
     assert started["script"]["sha256"] == hashlib.sha256(script.read_bytes()).hexdigest()
     assert verify(run_dir).state == "intact"
+
+
+def test_an_instance_its_cloud_ended_behind_the_scripts_back_is_said_to_be_gone(ec2, store):
+    exp = make("ec2", ec2, store)
+    exp.provision(ec2.image, count=2)
+    exp.wait(timeout=60)
+    gone, kept = exp.list()
+    ec2.client.terminate_instances(InstanceIds=[gone["id"]])  # a spot reclaim, say
+    assert wait_until(lambda: gone["id"] not in ec2.hypervisor.running())
+    with pytest.raises(InstanceUnreachable) as info:
+        exp.run([], "hostname", parallel=True)
+    assert info.value.instance == gone["id"] and info.value.slot == gone["slot"]
+    assert "the cloud says the instance is terminated" in str(info.value)
+    assert "provision another to go on" in str(info.value)
+    assert exp.run([kept["slot"]], "echo fine")[1] == ["fine\n"]
+    exp.deprovision()
+    assert live(ec2) == []
+    exp.close()
+    finish_run()
