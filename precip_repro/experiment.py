@@ -1106,12 +1106,12 @@ class Experiment:
         *,
         temporary: bool = False,
     ) -> None:
-        with self._reaching(inst):
-            conn = self._connection(inst, user)
-            mode, content = self._recorded_transfer(
-                lambda on_chunk: conn.put(local, remote, on_chunk=on_chunk),
-                f"the file {local} (put)",
-            )
+        mode, content = self._recorded_transfer(
+            inst,
+            user,
+            lambda conn, on_chunk: conn.put(local, remote, on_chunk=on_chunk),
+            f"the file {local} (put)",
+        )
         if content is None:
             return
         self._append(
@@ -1129,11 +1129,22 @@ class Experiment:
         )
 
     def _recorded_transfer(
+        self,
+        inst: Instance,
+        user: str,
+        transfer: Callable[[Connection, Sink | None], int],
+        what: str,
+    ) -> tuple[int, BlobRef | None]:
+        """Run ``transfer`` on a connection to ``inst`` (given where to send each chunk; it
+        returns the file's mode) and, when recording, keep what moved as a blob: hashed,
+        scanned for secrets and written on a thread of its own while the transfer runs."""
+        with self._reaching(inst):
+            conn = self._connection(inst, user)
+            return self._kept(lambda on_chunk: transfer(conn, on_chunk), what)
+
+    def _kept(
         self, transfer: Callable[[Sink | None], int], what: str
     ) -> tuple[int, BlobRef | None]:
-        """Run ``transfer`` (given where to send each chunk; it returns the file's mode)
-        and, when recording, keep what moved as a blob: hashed, scanned for secrets and
-        written on a thread of its own while the transfer runs."""
         sink = self._file_sink()
         if sink is None:
             return transfer(None), None
@@ -1218,12 +1229,12 @@ class Experiment:
             call.result = [path for path, _ in outcomes]
 
     def _get_one(self, call: _Call, inst: Instance, remote: str, local: Path, user: str) -> None:
-        with self._reaching(inst):
-            conn = self._connection(inst, user)
-            mode, content = self._recorded_transfer(
-                lambda on_chunk: conn.get(remote, local, on_chunk=on_chunk),
-                f"the file {remote} (got)",
-            )
+        mode, content = self._recorded_transfer(
+            inst,
+            user,
+            lambda conn, on_chunk: conn.get(remote, local, on_chunk=on_chunk),
+            f"the file {remote} (got)",
+        )
         if content is None:
             return
         self._append(
