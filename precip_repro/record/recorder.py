@@ -50,7 +50,7 @@ from precip_repro.record.events import (
     unstructure,
 )
 from precip_repro.record.journal import Journal
-from precip_repro.record.redact import Redactor, SecretScanner
+from precip_repro.record.redact import PRIVATE_KEY, Redactor, SecretScanner
 from precip_repro.record.store import EVENTS, OBJECTS, Checkpoint, RunStore, write_checkpoint
 
 __all__ = ["COSTLY_METHODS", "Run", "tool_version"]
@@ -232,7 +232,14 @@ class Run:
         found one — kept by hash only, with a warning naming ``what`` it is (a file, the
         script). ``what`` is remembered for the warning should a later secret withhold it."""
         if scanner is not None and scanner.found is not None:
-            log.warning(f"it {scanner.reason}: kept by hash only", what=what)
+            if scanner.found == PRIVATE_KEY:
+                log.warning("it holds a private key: kept by hash only", what=what)
+            else:
+                log.warning(
+                    "it holds a registered secret: kept by hash only",
+                    what=what,
+                    secret=scanner.found,
+                )
             return sink.withhold(scanner.reason)
         ref = sink.commit()
         if ref.text is None:
