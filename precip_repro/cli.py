@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -629,6 +630,14 @@ def _exit_for(exc: ExperimentException) -> int:
     return EXIT_BAD
 
 
+def quiet_stdout() -> None:
+    """Send what is still to be written to stdout nowhere: its reader is gone, and Python
+    would otherwise complain of the broken pipe when it flushes at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -640,7 +649,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ExperimentException as exc:
         print(f"precip-repro {args.command}: error: {exc}", file=sys.stderr)
         return _exit_for(exc)
-    except BrokenPipeError:
+    except BrokenPipeError:  # piped into `head`: the reader has had enough
+        quiet_stdout()
         return EXIT_OK
     except OSError as exc:
         print(f"precip-repro {args.command}: error: {exc}", file=sys.stderr)

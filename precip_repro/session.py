@@ -187,7 +187,8 @@ class Session:
             if self.status != "interrupted":
                 self.status = status
             if why is not None and self._ending is None:
-                self._ending = ending_note(why, self.script or self._argv0)
+                subject = "the replay" if self.replay_of is not None else "the script"
+                self._ending = ending_note(why, self.script or self._argv0, subject=subject)
 
     def _note_ending(self) -> None:
         with self._lock:
@@ -407,7 +408,9 @@ def ending_status(exc: BaseException) -> str | None:
     return "failed"
 
 
-def ending_note(why: BaseException | int, script: Path | None) -> tuple[str, dict[str, Any]]:
+def ending_note(
+    why: BaseException | int, script: Path | None, *, subject: str = "the script"
+) -> tuple[str, dict[str, Any]]:
     """A note's text and fields saying why a run did not end ``ok``: the signal, the exit
     status, or the uncaught exception and the line of the script it came through."""
     if isinstance(why, int):
@@ -424,7 +427,7 @@ def ending_note(why: BaseException | int, script: Path | None) -> tuple[str, dic
     if at is not None:
         fields["at"] = at
     where = f" (at {at})" if at else ""
-    return f"the script ended with an uncaught {type(why).__name__}{where}: {why}", fields
+    return f"{subject} ended with an uncaught {type(why).__name__}{where}: {why}", fields
 
 
 def _script_line(exc: BaseException, script: Path | None) -> str | None:

@@ -7,6 +7,7 @@ it to the engine; exit statuses are in ``--help``.
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from precip_repro import (
     load_verified,
     render_text,
 )
+from precip_repro.cli import quiet_stdout
 from replay.engine import CLOUDS, Engine, ReplayFailed
 from replay.mapping import MappingError, load_mapping
 from replay.plan import build_plan, describe, images_used, interrupted_call, secrets_needed
@@ -117,8 +119,15 @@ def _max_gap(text: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)  # each step as it is done, through `tee` too
     try:
         return _replay(args)
+    except BrokenPipeError:
+        # Output piped into `head` and the like: the reader has had enough. A replay under
+        # way stopped there (and deprovisioned); a plan printed is complete enough.
+        quiet_stdout()
+        return EXIT_REPRODUCED if args.dry_run else EXIT_FAILED
     except KeyboardInterrupt:
         print(
             "precip-replay: interrupted (what it had provisioned was deprovisioned, and a "

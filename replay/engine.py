@@ -641,8 +641,9 @@ class Engine:
                     status = "failed" if self.cloud_failed else "ok"
                     break
         except BaseException as exc:
-            # Whatever stopped the replay, the run says so: it did not finish "ok".
+            # Whatever stopped the replay, the run says so: it did not finish "ok", and why.
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            session.mark(status, exc)
             raise
         finally:
             with session.shielded():  # a Ctrl-C now waits until all is deprovisioned

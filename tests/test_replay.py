@@ -633,3 +633,26 @@ def test_binary_output_and_the_clocks_it_prints_reproduce_and_changed_bytes_are_
     changed = recorded[2]["stdout"]["sha256"]
     assert f"stdout e1.p1.0: '32 bytes, sha256 {changed[:12]}…' → '32 bytes, sha256 " in out
     assert f"      a: 32 bytes, sha256 {changed}\n      b: 32 bytes, sha256 " in out  # the diff
+
+
+def test_output_piped_into_head_ends_a_plan_quietly_and_a_replay_deprovisioned_saying_why(
+    store, tmp_path
+):
+    source = record_example("hello_world.py", store)
+    env = dict(os.environ, PRECIP_RECORDS=str(store.root))
+    replay_cli = [sys.executable, "-c", "import sys; from replay.cli import main; sys.exit(main())"]
+    for extra, status in ((["--dry-run"], 0), ([], 3)):
+        head = subprocess.Popen(["head", "-n", "1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        done = subprocess.run([*replay_cli, source, "--to", "local", "--max-gap", "0", *extra],
+                              stdout=head.stdin, stderr=subprocess.PIPE, text=True, env=env,
+                              cwd=Path(__file__).parent.parent)  # fmt: skip
+        assert head.stdin is not None and head.stdout is not None
+        head.stdin.close()
+        assert head.stdout.read().decode().startswith(("plan to replay", "replaying"))
+        head.wait()
+        assert done.returncode == status, done.stderr
+        assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+    (replayed,) = replay_runs(store, source)
+    assert [s for s in live_local_instances() if s.run == replayed] == []
+    (ending,) = [n for n in events(store, replayed, "note") if "ended" in n["fields"]]
+    assert ending["text"].startswith("the replay ended with an uncaught BrokenPipeError")
