@@ -187,7 +187,7 @@ def _replay(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     mapping = load_mapping(Path(args.map) if args.map else None)
-    mapping.check_images(images_used(source))
+    mapping.check_images(images_used(source), source.experiments)
     targets = _targets(args.to, sorted(source.experiments, key=lambda e: int(e[1:])))
     steps = build_plan(source)
     stopped = interrupted_call(source)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -111,10 +111,20 @@ class ReplayMapping:
     def cloud(self, exp: str) -> dict[str, Any]:
         return dict(self._table(exp, "cloud"))
 
-    def check_images(self, used: Mapping[str, set[str]]) -> None:
-        """With a mapping file, every image each experiment used must be mapped."""
+    def check_images(self, used: Mapping[str, set[str]], experiments: Iterable[str] = ()) -> None:
+        """With a mapping file, every image each experiment used must be mapped, and every
+        experiment it maps must be one of the run's (a mapping meant for ``e2`` given as
+        ``[e3]`` would leave e2 mapped by the top tables alone, unsaid)."""
         if not self.given:
             return
+        known = {*used, *experiments}
+        for exp in sorted(set(self.per_exp) - known):
+            raise MappingError(
+                f"[{exp}] maps an experiment the run does not have (it has "
+                f"{', '.join(sorted(known, key=lambda e: int(e[1:])))})",
+                path=self.path,
+                line=_line_of(self.text, exp, None),
+            )
         missing = [
             f"{image!r} (used by {exp})"
             for exp, images in sorted(used.items())

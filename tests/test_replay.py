@@ -129,8 +129,10 @@ def test_an_image_the_target_cloud_cannot_have_is_exit_2_before_any_instance_sta
         ('[images]\n"default" = "default"\n[imagez]\n"a" = "b"\n', "unknown key 'imagez'"),
         ('[images]\n"default" = "default"\n[cloud]\nendpiont = "x"\n', "line 4"),
         ('[images]\n"default" = 3\n', "must map to a string"),
+        ('[images]\n"default" = "default"\n\n[e2.images]\n"default" = "x"\n',
+         "line 4: [e2] maps an experiment the run does not have (it has e1)"),
     ],
-)
+)  # fmt: skip
 def test_a_bad_mapping_names_the_key_and_line(store, tmp_path, capsys, text, message):
     source = record_example("hello_world.py", store)
     mapping = write(tmp_path / "map.toml", text)
