@@ -88,3 +88,19 @@ def test_a_file_holding_a_private_key_is_found_across_chunk_boundaries(kind, bod
     clean = Redactor().scanner()
     clean.feed(b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 a public key is no secret\n")
     assert clean.found is None
+    putty = Redactor().scanner()
+    content = b"PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\n"
+    for start in range(0, len(content), size):
+        putty.feed(content[start : start + size])
+    assert putty.found == PRIVATE_KEY
+
+
+@given(VALUES, FILLER, FILLER, st.integers(min_value=1, max_value=30))
+def test_a_registered_secret_is_found_in_a_stream_whatever_its_chunks(secret, before, after, size):
+    redactor = Redactor()
+    redactor.add("X", secret)
+    content = (before + secret + after).encode()
+    scanner = redactor.scanner()
+    for start in range(0, len(content), size):
+        scanner.feed(content[start : start + size])
+    assert scanner.found == "X" and scanner.reason == "holds secret X"
