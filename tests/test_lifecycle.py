@@ -363,6 +363,39 @@ def test_ctrl_c_while_an_instance_is_launched_waits_for_it_then_terminates_it(tm
     assert sorted(terminated) == sorted(launched)
 
 
+CTRL_C_WHILE_EC2_LAUNCHES = """
+import os, signal, sys, threading, time
+from precip_repro import EC2Experiment
+exp = EC2Experiment("us-east-1", sys.argv[2], sys.argv[3], sys.argv[4], "hurried",
+                    records=sys.argv[1], subnet_id=sys.argv[5], ssh_address="private")
+
+def slow(**_):
+    time.sleep(0.5)  # as EC2 takes its time to answer
+
+exp.cloud.client.meta.events.register("before-call.ec2.RunInstances", slow)
+threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()  # Ctrl-C mid-launch
+exp.provision(sys.argv[6], count=20)
+print("NOT INTERRUPTED", flush=True)
+"""
+
+
+def test_ctrl_c_while_ec2_launches_overlap_ends_every_instance_they_started(tmp_path, store, ec2):
+    done = run_ec2_script(tmp_path, CTRL_C_WHILE_EC2_LAUNCHES, store, ec2)
+    assert "NOT INTERRUPTED" not in done.stdout
+    assert "still launching" in done.stderr
+    found = ec2.client.describe_instances()["Reservations"]
+    states = [i["State"]["Name"] for r in found for i in r["Instances"]]
+    assert 0 < len(states) <= 8  # those under way, and no launch begun after the Ctrl-C
+    assert set(states) == {"terminated"}
+    run_dir = only_run(store)
+    verdict = verify(run_dir)
+    assert (verdict.state, verdict.status) == ("intact", "interrupted")
+    events = list(LogReader(run_dir / EVENTS))
+    launched = sorted(e.data["instance_id"] for e in events if e.type == "instance.launched")
+    terminated = sorted(e.data["instance_id"] for e in events if e.type == "instance.terminated")
+    assert launched == terminated and len(launched) == len(states)
+
+
 FORKS = """
 import multiprocessing, os, signal, sys, time
 from precip_repro import ExperimentClosed, LocalExperiment, RunLocked
