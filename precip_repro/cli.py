@@ -334,7 +334,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
     from precip_repro.diff import DiffResult, diff_runs, render_text
 
-    if args.tolerance < 0:
+    if not args.tolerance >= 0:  # nan too: it would silently compare no duration
         raise _Usage(f"--tolerance must be a percentage of at least 0, not {args.tolerance}")
     compared: list[DiffResult] = []
 

@@ -175,6 +175,8 @@ def test_cat_writes_a_blob_and_refuses_a_corrupted_one(capsysbinary, store):
         (["verify", "2026"], "matches 2 runs"),
         (["cat", "latest", "zz"], "not a sha256"),
         (["cat", "latest", "0000"], "refers to no blob 0000"),
+        (["diff", "latest", "latest", "--tolerance", "nan"], "--tolerance must be a percentage"),
+        (["diff", "latest", "latest", "--tolerance", "-1"], "--tolerance must be a percentage"),
     ],
 )
 def test_bad_input_gets_one_line_and_exit_2(capsys, store, args, message):
