@@ -18,6 +18,8 @@ from tests.helpers import assert_nowhere_in, record_sample_run, record_script
 
 
 def cli(capsys, store: RunStore, *args: str) -> tuple[int, str, str]:
+    """The command's exit status and output: what was printed before it is not its own."""
+    capsys.readouterr()
     code = main(["--records", str(store.root), *args])
     out, err = capsys.readouterr()
     return code, out, err
