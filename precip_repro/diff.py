@@ -39,7 +39,7 @@ from typing import Any, Final
 import attrs
 import orjson
 
-from precip_repro.normalize import Normalizer
+from precip_repro.normalize import Normalizer, slot_order
 from precip_repro.record.blobs import BlobStore
 from precip_repro.record.canonical import JSON
 from precip_repro.record.events import BlobRef
@@ -232,7 +232,9 @@ def _compare_step(
         if result_a != result_b:
             yield {"kind": "result", "a": result_a, "b": result_b}
     commands_a, commands_b = _commands(ca), _commands(cb)
-    for key in sorted(commands_a.keys() | commands_b.keys()):
+    for key in sorted(
+        commands_a.keys() | commands_b.keys(), key=lambda k: (slot_order(k[0]), k[1])
+    ):
         slot = key[0]
         one, other = commands_a.get(key), commands_b.get(key)
         if one is None or other is None:
@@ -257,7 +259,7 @@ def _compare_step(
             if found is not None:
                 yield {**found, "slot": slot}
     files_a, files_b = _files(a, ca), _files(b, cb)
-    for where in sorted(set(files_a) | set(files_b)):
+    for where in sorted(set(files_a) | set(files_b), key=lambda w: (slot_order(w[0]), w[1:])):
         one_file, other_file = files_a.get(where), files_b.get(where)
         if one_file is None or other_file is None:
             yield {
@@ -282,7 +284,7 @@ def _compare_step(
 
 
 def _compare_instances(a: _Side, b: _Side) -> Iterator[dict[str, Any]]:
-    slots = sorted(set(a.view.instances) | set(b.view.instances))
+    slots = sorted(set(a.view.instances) | set(b.view.instances), key=slot_order)
     for slot in slots:
         one, other = a.view.instances.get(slot), b.view.instances.get(slot)
         differences: list[dict[str, Any]] = []

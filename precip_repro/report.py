@@ -72,7 +72,7 @@ def _excerpt(ref: dict[str, Any]) -> str:
 
 def _clouds(view: RunView) -> list[str]:
     out = []
-    for exp, data in sorted(view.experiments.items()):
+    for exp, data in sorted(view.experiments.items(), key=lambda item: (len(item[0]), item[0])):
         cloud = data.get("cloud") or {}
         where = " ".join(str(cloud.get(k)) for k in ("endpoint", "region") if cloud.get(k))
         out.append(f"{exp} {data.get('name') or ''} on {cloud.get('kind')} {where}".strip())
@@ -154,7 +154,7 @@ def _integrity(verdict: Verdict) -> str:
 
 
 def _timeline_svg(view: RunView) -> str:
-    slots = sorted(view.instances)
+    slots = list(view.instances)  # in slot order (e1.p1.2 before e1.p1.10)
     start, end = view.first_ns, max(view.last_ns, view.first_ns + 1)
     scale = WIDTH / (end - start)
     height = LANE * max(len(slots), 1) + 30
@@ -338,7 +338,7 @@ def render_markdown(
         "| slot | instance | image | type | ready | facts |",
         "|---|---|---|---|---|---|",
     ]
-    for slot, inst in sorted(view.instances.items()):
+    for slot, inst in view.instances.items():
         boot = format_duration((inst.ready_ns or inst.launched_ns) - inst.launched_ns)
         out.append(
             f"| {slot} | {', '.join(inst.instance_ids)} | {cell(inst.image_id)} | "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -164,3 +165,14 @@ def test_a_report_that_cannot_be_written_says_where_and_leaves_nothing(store, tm
     assert code == 1
     assert f"cannot write the report to {blocker / 'r.html'}" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "records"]
+
+
+def test_lanes_and_rows_come_in_slot_order_past_ten_instances(store, local_experiment, tmp_path):
+    exp = ready(local_experiment, "many", count=12)
+    exp.run([], "true")
+    run_path = exp.run_path
+    finish_run()
+    for fmt in ("html", "md"):
+        text = write_report(run_path, tmp_path / f"r.{fmt}", fmt=fmt).path.read_text()
+        firsts = list(dict.fromkeys(re.findall(r"e1\.p1\.(\d+)", text)))
+        assert firsts == [str(n) for n in range(12)], fmt  # e1.p1.2 before e1.p1.10
