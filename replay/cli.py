@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import io
 import math
+import os
 import sys
 import tempfile
 import traceback
@@ -26,7 +27,6 @@ from precip_repro import (
     load_verified,
     render_text,
 )
-from precip_repro.cli import quiet_stdout
 from replay.engine import CLOUDS, Engine, ReplayFailed
 from replay.mapping import MappingError, load_mapping
 from replay.plan import build_plan, describe, images_used, interrupted_call, secrets_needed
@@ -126,7 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # Output piped into `head` and the like: the reader has had enough. A replay under
         # way stopped there (and deprovisioned); a plan printed is complete enough.
-        quiet_stdout()
+        devnull = os.open(os.devnull, os.O_WRONLY)  # Python would complain of it at exit
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
         return EXIT_REPRODUCED if args.dry_run else EXIT_FAILED
     except KeyboardInterrupt:
         print(
