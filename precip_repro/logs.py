@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from typing import Any
 
 import structlog
@@ -47,6 +48,15 @@ class _Logger:
 
     def error(self, event: str, **fields: Any) -> None:
         self._bound().error(event, logger=self._name, **fields)
+
+    def from_signal_handler(self, level: str, event: str, **fields: Any) -> None:
+        """Log from a signal handler: on a thread of its own, once the line the handler
+        interrupted is written. (The handler runs in the main thread, between any two of
+        its bytecodes: in the middle of a log line, logging again there would wait for ever
+        on the output's lock that the interrupted line holds.)"""
+        threading.Thread(
+            target=getattr(self, level), args=(event,), kwargs=fields, name="precip-signal-log"
+        ).start()
 
 
 def get_logger(name: str) -> _Logger:

@@ -24,6 +24,7 @@ from precip_repro.exceptions import RecordError
 from precip_repro.logs import get_logger
 from precip_repro.record.canonical import jsonable
 from precip_repro.record.events import Note, ReplayOf
+from precip_repro.record.journal import WRITING
 from precip_repro.record.recorder import Run
 from precip_repro.record.redact import Redactor, credential_variables
 from precip_repro.record.store import RunStore
@@ -343,18 +344,23 @@ class Session:
                 else:
                     held = 0
             if held == 1:
-                log.warning(
+                log.from_signal_handler(
+                    "warning",
                     f"still {doing}: instances cost money until they are terminated, so the "
                     "interruption waits until that is done (interrupt twice more to give up "
-                    "waiting, then run `precip-repro gc --terminate`)"
+                    "waiting, then run `precip-repro gc --terminate`)",
                 )
             if 0 < held < _GIVE_UP:
                 return
             if held:
-                log.error(
+                log.from_signal_handler(
+                    "error",
                     "gave up waiting for deprovisioning: instances may still run; run "
-                    "`precip-repro gc --terminate`, then `precip-repro recover` on the run"
+                    "`precip-repro gc --terminate`, then `precip-repro recover` on the run",
                 )
+            if WRITING.active:  # not in the middle of an event's line: once it is whole
+                WRITING.defer(lambda: _raise_for(signum))
+                return
             # Unwind the main thread (context managers deprovision), then atexit finishes.
             _raise_for(signum)
 

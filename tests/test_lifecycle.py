@@ -332,9 +332,13 @@ from precip_repro import LocalExperiment
 exp = LocalExperiment("launching", records=sys.argv[1])
 launch = exp.cloud.launch
 
+pressed = []
+
 def pressed_while_launching(request):  # Ctrl-C before the answer says which instance started
     started = launch(request)
-    os.kill(os.getpid(), signal.SIGINT)
+    if not pressed:  # once: launches overlap, and a third Ctrl-C would give up waiting
+        pressed.append(request.slot)
+        os.kill(os.getpid(), signal.SIGINT)
     return started
 
 exp.cloud.launch = pressed_while_launching
@@ -394,6 +398,78 @@ def test_ctrl_c_while_ec2_launches_overlap_ends_every_instance_they_started(tmp_
     launched = sorted(e.data["instance_id"] for e in events if e.type == "instance.launched")
     terminated = sorted(e.data["instance_id"] for e in events if e.type == "instance.terminated")
     assert launched == terminated and len(launched) == len(states)
+
+
+CTRL_C_MID_LINE = """
+import os, signal, sys
+from precip_repro import LocalExperiment
+from precip_repro.record import journal
+exp = LocalExperiment("torn", records=sys.argv[1])
+exp.provision("default")
+exp.wait()
+write_all = journal._write_all
+
+def half_then_ctrl_c(fd, data):
+    if b'"command.finished"' not in data:
+        return write_all(fd, data)
+    write_all(fd, data[: len(data) // 2])
+    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C with half the event's line written
+    write_all(fd, data[len(data) // 2 :])
+
+journal._write_all = half_then_ctrl_c
+exp.run([], "echo hi")
+print("NOT INTERRUPTED", flush=True)
+"""
+
+
+def test_ctrl_c_in_the_middle_of_an_events_line_takes_effect_once_it_is_whole(tmp_path, store):
+    script = tmp_path / "torn.py"
+    script.write_text(CTRL_C_MID_LINE)
+    done = subprocess.run(
+        [sys.executable, str(script), str(store.root)], capture_output=True, text=True, timeout=60
+    )
+    assert "NOT INTERRUPTED" not in done.stdout and "KeyboardInterrupt" in done.stderr
+    run_dir = only_run(store)
+    verdict = verify(run_dir)
+    assert (verdict.state, verdict.status) == ("intact", "interrupted"), verdict.reason
+    types = [event.type for event in LogReader(run_dir / EVENTS)]
+    assert "command.finished" in types and types.count("instance.terminated") == 1
+
+
+CTRL_C_MID_LOG_LINE = """
+import os, signal, sys
+from precip_repro import LocalExperiment, session
+from precip_repro.logs import get_logger
+
+class Stderr:  # Ctrl-C while a log line is being written, once
+    def __init__(self, real):
+        self.real, self.pressed = real, False
+    def write(self, text):
+        if not self.pressed:
+            self.pressed = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return self.real.write(text)
+    def flush(self):
+        self.real.flush()
+
+exp = LocalExperiment("logging", records=sys.argv[1])
+exp.provision("default")
+sys.stderr = Stderr(sys.stderr)
+with session.shielded("saying something"):  # the handler then says why it waits
+    get_logger("script").warning("a line being written")
+print("NOT INTERRUPTED", flush=True)
+"""
+
+
+def test_ctrl_c_in_the_middle_of_a_log_line_neither_hangs_nor_loses_its_warning(tmp_path, store):
+    script = tmp_path / "chatty.py"  # not logging.py: that would shadow the standard module
+    script.write_text(CTRL_C_MID_LOG_LINE)
+    done = subprocess.run(
+        [sys.executable, str(script), str(store.root)], capture_output=True, text=True, timeout=30
+    )
+    assert "NOT INTERRUPTED" not in done.stdout and "KeyboardInterrupt" in done.stderr
+    assert "still saying something: instances cost money" in done.stderr
+    assert verify(only_run(store)).status == "interrupted"
 
 
 FORKS = """

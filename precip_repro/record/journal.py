@@ -12,13 +12,16 @@ lock to tell an ``open`` run from an ``abandoned`` one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Final
 
 from precip_repro.exceptions import (
     RecordWriteFailed,
@@ -31,7 +34,7 @@ from precip_repro.record.canonical import JSON
 from precip_repro.record.events import GENESIS, Event, format_ts, seal
 from precip_repro.record.reader import MAX_LINE
 
-__all__ = ["Journal", "is_locked"]
+__all__ = ["WRITING", "Journal", "is_locked"]
 
 log = get_logger(__name__)
 
@@ -168,17 +171,18 @@ class Journal:
             )
             if len(line) > MAX_LINE:
                 raise self._too_large(type, data, len(line))
-            try:
-                _write_all(self._fd, line)
-                if sync:
-                    os.fsync(self._fd)
-            except OSError as exc:
-                raise self._write_failed(exc, type) from exc
-            self._end += len(line)
-            self._seq += 1
-            self._prev = event.hash
-            if final:
-                self._closed_reason = "finished"
+            with WRITING.section():
+                try:
+                    _write_all(self._fd, line)
+                    if sync:
+                        os.fsync(self._fd)
+                except OSError as exc:
+                    raise self._write_failed(exc, type) from exc
+                self._end += len(line)
+                self._seq += 1
+                self._prev = event.hash
+                if final:
+                    self._closed_reason = "finished"
             return event
 
     def _too_large(self, type: str, data: dict[str, JSON], size: int) -> UnrecordableValue:
@@ -241,6 +245,40 @@ class Journal:
                 os.close(self._fd)
                 self._fd = None
                 self._closed_reason = self._closed_reason or "closed"
+
+
+class _Writing:
+    """Whether the main thread is between writing an event's line and counting it.
+
+    A signal handler runs in the main thread, between any two of its bytecodes; one that
+    raised (KeyboardInterrupt) in there would leave a line written, or half of it, that the
+    journal never counted: the next event would repeat its seq, and the log be corrupt. So
+    a handler that is about to raise asks here first, and hands its raising over
+    (:meth:`defer`), to be done the moment the event is whole."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self._deferred: Callable[[], None] | None = None
+
+    def defer(self, action: Callable[[], None]) -> None:
+        self._deferred = action
+
+    @contextlib.contextmanager
+    def section(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # a signal handler never runs in another thread
+            return
+        self.active = True
+        try:
+            yield
+        finally:
+            self.active = False
+            deferred, self._deferred = self._deferred, None
+            if deferred is not None:
+                deferred()
+
+
+WRITING: Final = _Writing()
 
 
 def _write_all(fd: int, data: bytes) -> None:
