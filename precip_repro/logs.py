@@ -9,13 +9,14 @@ to stderr, at INFO and above.
 from __future__ import annotations
 
 import logging
+import queue
 import sys
 import threading
 from typing import Any
 
 import structlog
 
-__all__ = ["get_logger"]
+__all__ = ["get_logger", "prepare_signal_logging"]
 
 
 class _Logger:
@@ -50,13 +51,33 @@ class _Logger:
         self._bound().error(event, logger=self._name, **fields)
 
     def from_signal_handler(self, level: str, event: str, **fields: Any) -> None:
-        """Log from a signal handler: on a thread of its own, once the line the handler
-        interrupted is written. (The handler runs in the main thread, between any two of
-        its bytecodes: in the middle of a log line, logging again there would wait for ever
-        on the output's lock that the interrupted line holds.)"""
-        threading.Thread(
-            target=getattr(self, level), args=(event,), kwargs=fields, name="precip-signal-log"
-        ).start()
+        """Log from a signal handler: handed to a thread of its own (started beforehand by
+        :func:`prepare_signal_logging`), which writes it once the line the handler
+        interrupted is written. The handler runs in the main thread between any two of its
+        bytecodes: logging, or starting a thread, there could wait for ever on a lock the
+        interrupted code holds; a SimpleQueue's put is safe there."""
+        _signal_lines.put((self, level, event, fields))
+
+
+_signal_lines: queue.SimpleQueue[tuple[_Logger, str, str, dict[str, Any]]] = queue.SimpleQueue()
+_signal_writer: threading.Thread | None = None
+
+
+def _write_signal_lines() -> None:
+    while True:
+        logger, level, event, fields = _signal_lines.get()
+        getattr(logger, level)(event, **fields)
+
+
+def prepare_signal_logging() -> None:
+    """Start the thread that writes what signal handlers log (where handlers are
+    installed, never in one)."""
+    global _signal_writer
+    if _signal_writer is None or not _signal_writer.is_alive():
+        _signal_writer = threading.Thread(
+            target=_write_signal_lines, daemon=True, name="precip-signal-log"
+        )
+        _signal_writer.start()
 
 
 def get_logger(name: str) -> _Logger:

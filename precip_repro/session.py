@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from precip_repro.exceptions import RecordError
-from precip_repro.logs import get_logger
+from precip_repro.logs import get_logger, prepare_signal_logging
 from precip_repro.record.canonical import jsonable
 from precip_repro.record.events import Note, ReplayOf
 from precip_repro.record.journal import WRITING
@@ -305,6 +305,7 @@ class Session:
     def _install_signal_handlers(self) -> None:
         if self._signals_replaced or threading.current_thread() is not threading.main_thread():
             return
+        prepare_signal_logging()
         # SIGHUP too: a closed terminal or a dropped ssh session must not leave instances.
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             current = signal.getsignal(signum)
