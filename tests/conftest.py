@@ -23,6 +23,17 @@ def precip_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     patch.undo()
 
 
+@pytest.fixture(autouse=True)
+def nothing_left_in_the_working_directory() -> Iterator[None]:
+    """A test writes under its tmp_path: a file left in the directory pytest runs in (the
+    checkout) would end up committed — a test's key file once was."""
+    before = {path.name for path in Path.cwd().iterdir()}
+    yield
+    now = {path.name for path in Path.cwd().iterdir()}
+    left = {name for name in now - before if not name.startswith(".")}  # tools' caches
+    assert not left, f"the test left {sorted(left)} in {Path.cwd()}"
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> RunStore:
     return RunStore(tmp_path / "records")

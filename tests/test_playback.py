@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -84,8 +85,9 @@ def record_and_play(
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     try:
-        status = main(["--records", str(store.root), "run", "--playback", run_dir.name,
-                       str(script)])  # fmt: skip
+        with contextlib.chdir(tmp_path):  # where the recording ran: its relative paths there
+            status = main(["--records", str(store.root), "run", "--playback", run_dir.name,
+                           str(script)])  # fmt: skip
     finally:
         for key, value in saved.items():
             if value is None:
@@ -278,8 +280,9 @@ def test_a_file_kept_by_hash_only_plays_back_from_the_copy_the_run_moved(store, 
     (run_dir,) = store.run_dirs()
     key.unlink()
     (tmp_path / "back").unlink()
-    status = main(["--records", str(store.root), "run", "--playback", run_dir.name,
-                   str(tmp_path / "keys.py")])  # fmt: skip
+    with contextlib.chdir(tmp_path):
+        status = main(["--records", str(store.root), "run", "--playback", run_dir.name,
+                       str(tmp_path / "keys.py")])  # fmt: skip
     assert status == 1
     err = capsys.readouterr().err
     assert f"(nor is it at {key} or {tmp_path / 'back'} any more)" in err
