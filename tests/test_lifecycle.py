@@ -45,13 +45,23 @@ def start(tmp_path: Path, store: RunStore, marker: str, tail: str) -> subprocess
     return proc
 
 
+def run_script(
+    tmp_path: Path, store: RunStore, code: str, name: str = "script.py", timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    """Run the script ``code`` (saved as ``name``) recording into ``store``, to its end."""
+    script = tmp_path / name
+    script.write_text(code)
+    return subprocess.run(
+        [sys.executable, str(script), str(store.root)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def run_to_end(tmp_path: Path, store: RunStore, code: str) -> subprocess.CompletedProcess[str]:
     """Run the script ``code`` recording into ``store``; it must exit 0."""
-    script = tmp_path / "script.py"
-    script.write_text(code)
-    done = subprocess.run(
-        [sys.executable, str(script), str(store.root)], capture_output=True, text=True, timeout=90
-    )
+    done = run_script(tmp_path, store, code)
     assert done.returncode == 0, done.stderr
     return done
 
@@ -307,11 +317,7 @@ print("NOT INTERRUPTED", flush=True)
 
 @pytest.mark.parametrize("presses", [2, 5])
 def test_ctrl_c_while_deprovisioning_waits_until_instances_are_terminated(tmp_path, store, presses):
-    script = tmp_path / "impatient.py"
-    script.write_text(IMPATIENT.format(presses=presses))
-    done = subprocess.run(
-        [sys.executable, str(script), str(store.root)], capture_output=True, text=True, timeout=60
-    )
+    done = run_script(tmp_path, store, IMPATIENT.format(presses=presses), timeout=60)
     assert "NOT INTERRUPTED" not in done.stdout  # the interruption took effect, once done
     assert "KeyboardInterrupt" in done.stderr
     assert "still deprovisioning: instances cost money" in done.stderr
@@ -348,11 +354,7 @@ print("NOT INTERRUPTED", flush=True)
 
 
 def test_ctrl_c_while_an_instance_is_launched_waits_for_it_then_terminates_it(tmp_path, store):
-    script = tmp_path / "launching.py"
-    script.write_text(PRESSED_WHILE_LAUNCHING)
-    done = subprocess.run(
-        [sys.executable, str(script), str(store.root)], capture_output=True, text=True, timeout=60
-    )
+    done = run_script(tmp_path, store, PRESSED_WHILE_LAUNCHING, timeout=60)
     assert "NOT INTERRUPTED" not in done.stdout
     assert "still launching an instance: instances cost money" in done.stderr
     run_dir = only_run(store)
@@ -423,11 +425,7 @@ print("NOT INTERRUPTED", flush=True)
 
 
 def test_ctrl_c_in_the_middle_of_an_events_line_takes_effect_once_it_is_whole(tmp_path, store):
-    script = tmp_path / "torn.py"
-    script.write_text(CTRL_C_MID_LINE)
-    done = subprocess.run(
-        [sys.executable, str(script), str(store.root)], capture_output=True, text=True, timeout=60
-    )
+    done = run_script(tmp_path, store, CTRL_C_MID_LINE, timeout=60)
     assert "NOT INTERRUPTED" not in done.stdout and "KeyboardInterrupt" in done.stderr
     run_dir = only_run(store)
     verdict = verify(run_dir)
@@ -462,11 +460,7 @@ print("NOT INTERRUPTED", flush=True)
 
 
 def test_ctrl_c_in_the_middle_of_a_log_line_neither_hangs_nor_loses_its_warning(tmp_path, store):
-    script = tmp_path / "chatty.py"  # not logging.py: that would shadow the standard module
-    script.write_text(CTRL_C_MID_LOG_LINE)
-    done = subprocess.run(
-        [sys.executable, str(script), str(store.root)], capture_output=True, text=True, timeout=30
-    )
+    done = run_script(tmp_path, store, CTRL_C_MID_LOG_LINE, timeout=30)  # hung, it times out
     assert "NOT INTERRUPTED" not in done.stdout and "KeyboardInterrupt" in done.stderr
     assert "still saying something: instances cost money" in done.stderr
     assert verify(only_run(store)).status == "interrupted"
