@@ -506,32 +506,10 @@ class Experiment:
                 if failed.is_set() or session.signal_held:
                     return None  # the provision is failing or stopping: start no more
                 try:
-                    # Shielded until the instance is known: a Ctrl-C in the middle of the
-                    # launch request would leave an instance running that nothing
-                    # terminates. Known before it is recorded: should the record refuse the
-                    # event, the instance is still terminated below, not left unseen.
-                    with session.shielded("launching an instance"):
-                        described = self.cloud.launch(request)
-                        inst = self._launched(described, request, user_tags)
-                        with self._lock:
-                            self._instances.append(inst)
-                            started.append(inst)
-                        self._append(
-                            InstanceLaunched(
-                                call=call.number,
-                                exp=self.exp,
-                                slot=request.slot,
-                                instance_id=inst.instance_id,
-                                image_id=image_id,
-                                instance_type=instance_type,
-                                tags=list(inst.tags),
-                                image_digest=inst.image_digest,
-                            )
-                        )
+                    return self._launch(call, request, user_tags, started)
                 except BaseException:
                     failed.set()
                     raise
-                return inst
 
             try:
                 # Launches overlap where the cloud takes them so (an EC2 API answers each
@@ -552,6 +530,38 @@ class Experiment:
             with self._lock:  # in slot order, as launched in turn
                 self._instances.sort(key=lambda inst: slot_order(inst.slot))
             call.result = [inst.instance_id for inst, _ in outcomes if inst is not None]
+
+    def _launch(
+        self,
+        call: _Call,
+        request: LaunchRequest,
+        user_tags: builtins.list[str],
+        started: builtins.list[Instance],
+    ) -> Instance:
+        """Launch one instance, known to this experiment (and in ``started``) before its
+        launch is recorded."""
+        # Shielded until the instance is known: a Ctrl-C in the middle of the launch request
+        # would leave an instance running that nothing terminates. Known before it is
+        # recorded: should the record refuse the event, the instance is still terminated
+        # by the provision, not left running unseen.
+        with session.shielded("launching an instance"):
+            inst = self._launched(self.cloud.launch(request), request, user_tags)
+            with self._lock:
+                self._instances.append(inst)
+                started.append(inst)
+            self._append(
+                InstanceLaunched(
+                    call=call.number,
+                    exp=self.exp,
+                    slot=request.slot,
+                    instance_id=inst.instance_id,
+                    image_id=request.image_id,
+                    instance_type=request.instance_type,
+                    tags=list(inst.tags),
+                    image_digest=inst.image_digest,
+                )
+            )
+        return inst
 
     @staticmethod
     def _launched(
