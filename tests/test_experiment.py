@@ -665,3 +665,34 @@ def test_a_command_killed_without_an_exit_status_says_so(local_experiment):
     with pytest.raises(CommandFailed, match=r"ended without an exit status \(-1: killed by"):
         exp.run([], "kill -9 $$")
     assert exp.run([], "echo still here")[1] == ["still here\n"]
+
+
+def test_a_file_put_to_several_instances_is_stored_once_and_checked_per_instance(
+    local_experiment, tmp_path, monkeypatch
+):
+    exp = ready(local_experiment, "fan-put", count=3)
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"x" * 3_000_000)
+    exp.put([], data, "/tmp/data.bin", parallel=True)
+    keep_local = exp._keep_local
+
+    def changed_once_stored(local):  # the file changes after it was stored, before it is sent
+        kept = keep_local(local)
+        local.write_bytes(b"y" * 3_000_000)
+        return kept
+
+    monkeypatch.setattr(exp, "_keep_local", changed_once_stored)
+    exp.put([], data, "/tmp/data2.bin")
+    run_path = exp.run_path
+    finish_run()
+    puts = of_type(run_path, "file.put")
+    first, second = puts[:3], puts[3:]
+    stored = hashlib.sha256(b"x" * 3_000_000).hexdigest()
+    assert [p["content"]["sha256"] for p in first] == [stored] * 3
+    assert all(not p["content"].get("withheld") for p in first)
+    sent = hashlib.sha256(b"y" * 3_000_000).hexdigest()
+    assert [(p["content"]["sha256"], p["content"]["withheld"]) for p in second] == [
+        (sent, "the file changed while it was sent: these bytes were not kept")
+    ] * 3
+    verdict = verify(run_path)
+    assert verdict.state == "intact" and verdict.blobs_checked == 1  # the file, stored once
