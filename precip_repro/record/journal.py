@@ -12,14 +12,13 @@ lock to tell an ``open`` run from an ``abandoned`` one.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -171,18 +170,23 @@ class Journal:
             )
             if len(line) > MAX_LINE:
                 raise self._too_large(type, data, len(line))
-            with WRITING.section():
-                try:
-                    _write_all(self._fd, line)
-                    if sync:
-                        os.fsync(self._fd)
-                except OSError as exc:
-                    raise self._write_failed(exc, type) from exc
+            # Not a context manager: this is the hot path of every event.
+            main = WRITING.enter()
+            try:
+                _write_all(self._fd, line)
+                if sync:
+                    os.fsync(self._fd)
+            except OSError as exc:
+                raise self._write_failed(exc, type) from exc
+            else:
                 self._end += len(line)
                 self._seq += 1
                 self._prev = event.hash
                 if final:
                     self._closed_reason = "finished"
+            finally:
+                if main:
+                    WRITING.leave()
             return event
 
     def _too_large(self, type: str, data: dict[str, JSON], size: int) -> UnrecordableValue:
@@ -263,19 +267,18 @@ class _Writing:
     def defer(self, action: Callable[[], None]) -> None:
         self._deferred = action
 
-    @contextlib.contextmanager
-    def section(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield  # a signal handler never runs in another thread
-            return
+    def enter(self) -> bool:
+        """Mark the start of a write; whether it is the main thread's (then ``leave``)."""
+        if threading.get_ident() != threading.main_thread().ident:
+            return False  # a signal handler never runs in another thread
         self.active = True
-        try:
-            yield
-        finally:
-            self.active = False
-            deferred, self._deferred = self._deferred, None
-            if deferred is not None:
-                deferred()
+        return True
+
+    def leave(self) -> None:
+        self.active = False
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None:
+            deferred()
 
 
 WRITING: Final = _Writing()
