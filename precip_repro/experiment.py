@@ -46,7 +46,7 @@ from precip_repro.exceptions import (
 from precip_repro.keys import Keys, fingerprint, load_keys
 from precip_repro.logs import get_logger
 from precip_repro.normalize import slot_order, temp_script_path
-from precip_repro.record.blobs import BackgroundWriter, BlobSink
+from precip_repro.record.blobs import CHUNK, BackgroundWriter, BlobSink
 from precip_repro.record.events import (
     BlobRef,
     CallFailed,
@@ -67,7 +67,7 @@ from precip_repro.record.events import (
 from precip_repro.record.recorder import Run
 from precip_repro.record.store import RunStore
 from precip_repro.session import session
-from precip_repro.ssh import Connection, Endpoint, ExecResult, Sink, SshPool
+from precip_repro.ssh import MAX_COMMAND, Connection, Endpoint, ExecResult, Sink, SshPool
 
 __all__ = ["Experiment", "Instance", "fan_out"]
 
@@ -160,14 +160,9 @@ class _Call:
         self.result: Any = None
 
 
-CHUNK: Final = 1 << 20
 CHANGED_WHILE_SENT: Final = "the file changed while it was sent: these bytes were not kept"
 """Why a file put to several instances is kept by hash only for one of them: it is stored
 once, and what reached that instance was not what was stored."""
-
-MAX_COMMAND: Final = 128 * 1024 - 1
-"""The longest command, in bytes: sshd hands it to the remote shell as one ``-c`` argument,
-and Linux refuses an argument longer than 128 KiB with its NUL (MAX_ARG_STRLEN)."""
 
 
 def _check_command(cmd: str) -> None:

@@ -10,8 +10,6 @@ files, a call that failed raises the exception it raised then.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import inspect
 import json
 import threading
@@ -25,6 +23,7 @@ from precip_repro.exceptions import (
     ExperimentException,
     UnrecordableValue,
 )
+from precip_repro.normalize import slot_order
 from precip_repro.record.blobs import BlobStore
 from precip_repro.record.canonical import jsonable
 from precip_repro.record.events import BlobRef
@@ -138,34 +137,18 @@ class Playback:
         try:
             return self.blobs.read_bytes(blob)
         except ContentWithheld as exc:
-            copy, looked = self._local_copy(blob.sha256)
+            # From the local file the run moved, where it still holds those bytes.
+            copy, looked = self.view.local_copy(blob.sha256)
             if copy is not None:
-                return copy
-            where = f" (nor is it at {' or '.join(looked)} any more)" if looked else ""
+                return copy.read_bytes()
+            places = " or ".join(str(place) for place in looked)
+            where = f" (nor is it at {places} any more)" if looked else ""
             raise ContentWithheld(
                 f"playback cannot give back {what}{where}: {exc}",
                 run=exc.run,
                 blob=blob.sha256,
                 reason=exc.reason,
             ) from None
-
-    def _local_copy(self, sha256: str) -> tuple[bytes | None, list[str]]:
-        """Content the recording keeps by hash only (it held a secret or a private key), from
-        a file of this machine that the run moved and that still has it: the one a ``put``
-        read, or a ``get`` wrote."""
-        cwd = Path(str(self.view.started.get("cwd") or "."))
-        looked: list[str] = []
-        for call in self.view.calls:
-            for moved in call.files:
-                place = cwd / moved.local_path  # an absolute local_path stays itself
-                if moved.content.get("sha256") != sha256 or str(place) in looked:
-                    continue
-                looked.append(str(place))
-                with contextlib.suppress(OSError):
-                    content = place.read_bytes()
-                    if hashlib.sha256(content).hexdigest() == sha256:
-                        return content, looked
-        return None, looked
 
     def answer(self, exp: str, method: str, args: dict[str, Any]) -> Any:
         with self._lock:
@@ -239,10 +222,9 @@ class Playback:
         if kind is CommandFailed:
             from precip_repro.experiment import NO_EXIT_STATUS, STDERR_TAIL
 
-            order = list(self.view.instances)  # the exception names the first in this order
+            # The exception names the first to fail in slot order.
             failed = sorted(
-                (c for c in call.commands if c.exit_code != 0),
-                key=lambda c: order.index(c.slot) if c.slot in order else len(order),
+                (c for c in call.commands if c.exit_code != 0), key=lambda c: slot_order(c.slot)
             )
             if failed:
                 first = failed[0]

@@ -19,6 +19,7 @@ import orjson
 
 from precip_repro.logs import get_logger
 from precip_repro.normalize import slot_order
+from precip_repro.record.blobs import hash_file
 from precip_repro.record.canonical import JSON
 from precip_repro.record.events import FORMAT_VERSION, Event, parse_ts, upgraded
 from precip_repro.record.reader import LogReader
@@ -168,6 +169,29 @@ class RunView:
     @property
     def call_by_number(self) -> dict[int, CallView]:
         return {call.number: call for call in self.calls}
+
+    def local_copy(self, sha256: str) -> tuple[Path | None, list[Path]]:
+        """A file of this machine holding content the run moved and keeps by hash only (it
+        held a secret or a private key): where a ``put`` read it or a ``get`` wrote it (a
+        relative path from the run's directory, then from this one), checked by its hash.
+        Also every place looked at, for saying where it was not."""
+        cwd = Path(str(self.started.get("cwd") or "."))
+        looked: list[Path] = []
+        for call in self.calls:
+            for moved in call.files:
+                if moved.content.get("sha256") != sha256:
+                    continue
+                for place in (
+                    (cwd / moved.local_path).absolute(),
+                    Path(moved.local_path).absolute(),
+                ):
+                    if place in looked:
+                        continue
+                    looked.append(place)
+                    with contextlib.suppress(OSError):
+                        if place.is_file() and hash_file(place)[0] == sha256:
+                            return place, looked
+        return None, looked
 
 
 class ViewBuilder:

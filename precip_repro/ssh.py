@@ -38,7 +38,7 @@ from precip_repro.exceptions import (
 from precip_repro.keys import fingerprint
 from precip_repro.logs import get_logger
 
-__all__ = ["Connection", "Endpoint", "ExecResult", "HostKeyPins", "SshPool"]
+__all__ = ["MAX_COMMAND", "Connection", "Endpoint", "ExecResult", "HostKeyPins", "SshPool"]
 
 log = get_logger(__name__)
 
@@ -170,8 +170,9 @@ def _exec_with_stdin_closed(chan: paramiko.Channel, cmd: str) -> None:
 _MARK: Final = "PRECIP_EXEC"
 _END_TIMEOUT: Final = 30.0
 """How long ending a timed-out command may take (it needs about two seconds)."""
-_MAX_ARGUMENT: Final = 131071
-"""The longest command the remote shell can be given (Linux's MAX_ARG_STRLEN - 1)."""
+MAX_COMMAND: Final = 128 * 1024 - 1
+"""The longest command, in bytes: sshd hands it to the remote shell as one ``-c`` argument,
+and Linux refuses an argument longer than 128 KiB with its NUL (MAX_ARG_STRLEN)."""
 _END_MARKED: Final = r"""
 t='PRECIP_EXEC=TOKEN'
 marked() { grep -lsxzF "$t" /proc/[0-9]*/environ | cut -d/ -f3; }
@@ -270,7 +271,7 @@ class Connection:
         deadline = None if timeout is None else time.monotonic() + timeout
         token = secrets.token_hex(8) if timeout is not None and end_on_timeout else None
         sent = f"export {_MARK}={token}; {cmd}" if token is not None else cmd
-        if len(sent.encode()) > _MAX_ARGUMENT:  # no room for the mark: it cannot be found
+        if len(sent.encode()) > MAX_COMMAND:  # no room for the mark: it cannot be found
             token, sent = None, cmd
         # Only _end_marked runs with end_on_timeout=False: it takes the session kept for it.
         with self._session_slot(ending=not end_on_timeout):

@@ -10,7 +10,6 @@ normalisation; images, types, facts and durations never change a verdict.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
@@ -43,7 +42,6 @@ from precip_repro import (
     RunView,
     current_run,
     finish_run,
-    hash_file,
     instance_names,
     session,
     short_hostname,
@@ -249,9 +247,9 @@ class Engine:
                 )
 
     def _find_withheld_content(self, steps: list[Step]) -> None:
-        """Files and scripts the recording keeps by hash only (they held a secret) come from
-        the user's own copy, found by its hash where the run read it; else stop here."""
-        cwd = Path(str(self.source.started.get("cwd") or "."))
+        """Files and scripts the recording keeps by hash only (they held a secret or a
+        private key) come from the user's own copy, found by its hash where the run moved
+        it; else stop here."""
         for step in steps:
             call = step.call
             moved = self._content_to_send(call)
@@ -261,15 +259,11 @@ class Engine:
             if sha in self.stand_ins:
                 continue
             recorded = Path(moved.local_path)
-            candidates = [recorded] if recorded.is_absolute() else [cwd / recorded, recorded]
-            places = list(dict.fromkeys(place.absolute() for place in candidates))
-            for place in places:
-                with contextlib.suppress(OSError):
-                    if place.is_file() and hash_file(place)[0] == sha:
-                        self.stand_ins[sha] = place
-                        break
+            place, looked = self.source.local_copy(sha)
+            if place is not None:
+                self.stand_ins[sha] = place
             else:
-                where = " or ".join(str(place) for place in places)
+                where = " or ".join(str(place) for place in looked)
                 raise ReplayFailed(
                     f"call #{call.number} {call.exp}.{call.method}: the recording keeps "
                     f"{recorded} by hash only ({moved.content['withheld']}), and no file "

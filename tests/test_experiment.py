@@ -32,10 +32,10 @@ from precip_repro import (
 )
 from precip_repro.cli import main as cli_main
 from precip_repro.clouds.local import live_local_instances
-from precip_repro.experiment import MAX_COMMAND
 from precip_repro.record import LogReader
 from precip_repro.record.store import EVENTS
 from precip_repro.report import write_report
+from precip_repro.ssh import MAX_COMMAND
 from tests.helpers import assert_nowhere_in, in_threads, ready, record_script
 
 
