@@ -126,6 +126,9 @@ class Instance:
     floating_address: str | None = None
     """The floating address we gave it: a description from before that lacks it must not
     take it away (and get it a second one)."""
+    gone: str | None = None
+    """Why the cloud says this instance ended after it was ready: nothing reaches it again,
+    so calls on it fail at once, and ``wait()`` says so rather than call it ready."""
 
     def matches(self, tags: Sequence[str]) -> bool:
         return all(tag in self.tags for tag in tags)
@@ -429,35 +432,45 @@ class Experiment:
     @contextlib.contextmanager
     def _reaching(self, inst: Instance) -> Iterator[None]:
         """An instance that cannot be reached is asked after at its cloud: one the cloud
-        ended (a spot reclaim, a crash, gc from another terminal) is said to be gone."""
+        ended (a spot reclaim, a crash, gc from another terminal) is said to be gone, and
+        stays so for later calls."""
+        if inst.gone is not None:
+            raise InstanceUnreachable(
+                f"instance {inst.instance_id} ({inst.slot}): {inst.gone}",
+                instance=inst.instance_id,
+                slot=inst.slot,
+            )
         try:
             yield
         except InstanceUnreachable as exc:
             if isinstance(exc, LoginRefused):
                 raise
-            gone = self._gone(inst)
-            if gone is None:
+            self._ask_if_gone([inst])
+            if inst.gone is None:
                 raise
             raise InstanceUnreachable(
-                f"{exc}; {gone}", instance=inst.instance_id, slot=inst.slot
+                f"{exc}; {inst.gone}", instance=inst.instance_id, slot=inst.slot
             ) from exc
 
-    def _gone(self, inst: Instance) -> str | None:
-        """Why the cloud says the instance is gone; None when it says it runs (or cannot
-        say)."""
+    def _ask_if_gone(self, instances: builtins.list[Instance]) -> None:
+        """Mark the instances the cloud says ended (it cannot say: none)."""
         try:
-            found = {d.instance_id: d for d in self.cloud.describe([inst.instance_id])}
+            found = {
+                d.instance_id: d for d in self.cloud.describe([i.instance_id for i in instances])
+            }
         except CloudError:
-            return None
-        described = found.get(inst.instance_id)
-        if described is not None and described.state in ("pending", "running"):
-            return None
-        state = described.state if described is not None else "unknown to it"
-        reason = described.state_reason if described is not None else None
-        return (
-            f"the cloud says the instance is {state}{f' ({reason})' if reason else ''}: it "
-            "is gone with all that ran on it; provision another to go on"
-        )
+            return
+        for inst in instances:
+            described = found.get(inst.instance_id)
+            if described is not None and described.state in ("pending", "running"):
+                continue
+            inst.state = described.state if described is not None else "unknown to its cloud"
+            inst.state_reason = described.state_reason if described is not None else None
+            reason = f" ({inst.state_reason})" if inst.state_reason else ""
+            inst.gone = (
+                f"the cloud says the instance is {inst.state}{reason}: it is gone with all "
+                "that ran on it; provision another to go on"
+            )
 
     def _login(self, user: str) -> str:
         return self.cloud.ssh_user(user)
@@ -589,7 +602,9 @@ class Experiment:
         if session.playback is not None:
             return self._played("wait", {"tags": tags, "timeout": timeout})  # type: ignore[no-any-return]
         with self._call("wait", {"tags": tags, "timeout": timeout}) as call:
-            targets = [inst for inst in self._match(tags) if not inst.ready]
+            matched = self._match(tags)
+            self._check_still_there([inst for inst in matched if inst.ready], len(matched))
+            targets = [inst for inst in matched if not inst.ready]
             deadline = time.monotonic() + (math.inf if timeout is None else timeout)
             board = StateBoard(self.cloud, [inst.instance_id for inst in targets])
             outcomes = fan_out(
@@ -614,6 +629,21 @@ class Experiment:
                     late=[inst.instance_id for inst, _ in late],
                 )
             call.result = [inst.instance_id for inst in targets]
+
+    def _check_still_there(self, ready: builtins.list[Instance], of: int) -> None:
+        """Ready once is not ready now: an instance that ended since (a crash, a spot
+        reclaim) will never answer again, and ``wait()`` must not return as if it would."""
+        if ready:
+            self._ask_if_gone([inst for inst in ready if inst.gone is None])
+        gone = [inst for inst in ready if inst.gone is not None]
+        if gone:
+            raise InstanceUnreachable(
+                f"{len(gone)} of {of} instances ended after they were ready, and "
+                "wait() cannot bring them back: "
+                + "; ".join(f"{i.slot} {i.instance_id}: {i.gone}" for i in gone),
+                instance=gone[0].instance_id,
+                slot=gone[0].slot,
+            )
 
     def _await_ready(self, inst: Instance, deadline: float, call: int, board: StateBoard) -> None:
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import secrets
 import select
 import socket
@@ -41,6 +42,12 @@ from precip_repro.logs import get_logger
 __all__ = ["MAX_COMMAND", "Connection", "Endpoint", "ExecResult", "HostKeyPins", "SshPool"]
 
 log = get_logger(__name__)
+
+# paramiko logs what its transport thread meets ("Socket exception: Connection reset by
+# peer") through logging. In a script that configured none, logging's last-resort handler
+# would print it bare on stderr, beside our own error naming the instance; a NullHandler
+# keeps it out, and an application's own handlers still get it (propagation is unchanged).
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 HELD_OUTPUT_WARNING: Final = 5.0
 """Seconds after a command's exit while a background process it started keeps its output

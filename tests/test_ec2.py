@@ -636,6 +636,9 @@ def test_an_instance_its_cloud_ended_behind_the_scripts_back_is_said_to_be_gone(
     assert "the cloud says the instance is terminated" in str(info.value)
     assert "provision another to go on" in str(info.value)
     assert exp.run([kept["slot"]], "echo fine")[1] == ["fine\n"]
+    assert [d["state"] for d in exp.list()] == ["terminated", "running"]
+    with pytest.raises(InstanceUnreachable, match="1 of 2 instances ended after"):
+        exp.wait(timeout=5)
     exp.deprovision()
     assert live(ec2) == []
     exp.close()

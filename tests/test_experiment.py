@@ -36,6 +36,7 @@ from precip_repro.record import LogReader
 from precip_repro.record.store import EVENTS
 from precip_repro.report import write_report
 from precip_repro.ssh import MAX_COMMAND
+from tests.ec2_cloud import wait_until
 from tests.helpers import assert_nowhere_in, in_threads, ready, record_script
 
 
@@ -344,6 +345,32 @@ def test_an_unreachable_instance_raises_and_the_call_fails(local_experiment):
         exp.run([], "true")
     assert info.value.instance == instance_id
     assert of_type(exp.run_path, "call.failed")[-1]["error"]["type"] == "InstanceUnreachable"
+
+
+def test_an_instance_that_ended_after_it_was_ready_is_gone_for_list_run_and_wait(
+    local_experiment,
+):
+    from precip_repro.clouds.local import LocalInstanceState
+    from precip_repro.keys import precip_home
+
+    exp = ready(local_experiment, "ended", count=2)
+    ended, kept = exp.list()
+    state = LocalInstanceState.load(precip_home() / "local" / "instances" / ended["id"])
+    assert state.init_pid is not None
+    os.kill(state.init_pid, signal.SIGKILL)  # a crash
+    assert wait_until(lambda: exp.cloud.describe([ended["id"]])[0].state == "terminated")
+    with pytest.raises(InstanceUnreachable) as first:
+        exp.run([], "true")
+    assert first.value.instance == ended["id"] and "is gone" in str(first.value)
+    assert [d["state"] for d in exp.list()] == ["terminated", "running"]
+    with pytest.raises(InstanceUnreachable) as again:  # known gone: no connection tried
+        exp.put([ended["slot"]], __file__, "/tmp/x.py")
+    assert str(again.value).startswith(f"instance {ended['id']} ({ended['slot']}): the cloud")
+    with pytest.raises(InstanceUnreachable, match="1 of 2 instances ended after") as waited:
+        exp.wait(timeout=5)
+    assert waited.value.slot == ended["slot"]
+    assert exp.run([kept["slot"]], "echo fine")[1] == ["fine\n"]
+    assert exp.wait([kept["slot"]], timeout=5) is None
 
 
 def test_a_changed_host_key_is_refused(local_experiment, tmp_path):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -151,3 +153,17 @@ def test_a_connection_lost_mid_command_is_unreachable_not_a_failed_command(local
     with pytest.raises(InstanceUnreachable, match="the connection was lost while running"):
         exp.run([], "kill -9 $PPID; sleep 5")  # its sshd session ends: the connection with it
     assert exp.run([], "echo again")[1] == ["again\n"]  # a new connection
+
+
+def test_paramikos_own_log_lines_stay_out_of_a_script_without_logging_set_up():
+    # "Socket exception: Connection reset by peer" from paramiko's transport thread, printed
+    # bare by logging's last resort beside our error that names the instance.
+    code = (
+        "import logging\n"
+        "from precip_repro import LocalExperiment\n"
+        "logging.getLogger('paramiko.transport').error('Socket exception: reset (104)')\n"
+        "logging.getLogger('elsewhere').error('still shown')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "Socket exception" not in done.stderr
+    assert "still shown" in done.stderr

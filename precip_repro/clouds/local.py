@@ -625,8 +625,12 @@ class LocalCloud:
             self._sshd_procs[state.instance_id] = sshd
 
     def _describe_one(self, state: LocalInstanceState) -> CloudInstance:
-        running = _alive(state.launcher_pid, state.instance_id) and (
-            self.root_mode or _alive(state.sshd_pid)
+        # The launcher outlives the namespace's init by a moment: a crashed instance
+        # must not be described as running in between.
+        running = (
+            _alive(state.launcher_pid, state.instance_id)
+            and (state.init_pid is None or _alive(state.init_pid))
+            and (self.root_mode or _alive(state.sshd_pid))
         )
         return CloudInstance(
             instance_id=state.instance_id,
