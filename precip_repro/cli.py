@@ -25,6 +25,7 @@ from precip_repro.exceptions import (
     InvalidOption,
     RecordCorrupted,
     RecordIncomplete,
+    RecordWriteFailed,
     RunLocked,
     RunNotFound,
     UnsupportedVersion,
@@ -58,6 +59,7 @@ exit status:
   2  usage error: bad arguments, no such run, an ambiguous prefix, an unreadable format
   3  incomplete: the run is open (being written) or abandoned (run `recover`);
      for diff and report --vs: an input run is not intact;
+     for recover: the run could not be written (read-only?) and stays as it was;
      for gc: nothing found to leak, but a --cloud could not be checked
 
 RUN is a run directory, a run id, `latest`, or a unique prefix of an id, looked up in
@@ -156,7 +158,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_recover(args: argparse.Namespace) -> int:
     run_dir = _resolve(args)
-    done = recover(run_dir)
+    try:
+        done = recover(run_dir)
+    except RecordWriteFailed as exc:
+        print(f"precip-repro recover: error: {exc}", file=sys.stderr)
+        return EXIT_INCOMPLETE  # nothing was written: the run is as incomplete as it was
     if done.action == "nothing":
         print(f"{done.run}: already finished and intact; nothing to do")
     elif done.action == "checkpoint":

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +149,47 @@ def test_recover_finishes_an_abandoned_run(capsys, store):
     assert cli(capsys, store, "verify", run.id)[0] == 0
     code, out, _ = cli(capsys, store, "recover", run.id)
     assert code == 0 and "nothing to do" in out
+
+
+@contextlib.contextmanager
+def read_only(directory: Path) -> Iterator[None]:
+    """``directory`` as a reviewer's read-only copy: a read-only bind mount as root (root
+    writes through file modes), the modes alone otherwise."""
+    if os.geteuid() != 0:
+        modes = {p: p.stat().st_mode for p in [directory, *directory.rglob("*")]}
+        for path, mode in modes.items():
+            path.chmod(mode & ~0o222)
+        try:
+            yield
+        finally:
+            for path, mode in modes.items():
+                path.chmod(mode)
+        return
+    subprocess.run(["mount", "--bind", directory, directory], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", directory], check=True)
+        yield
+    finally:
+        subprocess.run(["umount", directory], check=True)
+
+
+def test_recover_of_a_read_only_run_says_so_and_changes_nothing(capsys, store):
+    finished = record_sample_run(store, name="finished")
+    torn = Run.open(store, name="torn")
+    torn.append(Note(text="before the crash"))
+    torn.close()
+    with (torn.path / EVENTS).open("ab") as f:
+        f.write(b'{"data":')
+    before = (torn.path / EVENTS).read_bytes()
+    with read_only(store.root):
+        code, out, _ = cli(capsys, store, "recover", finished.id)
+        assert code == 0 and "already finished and intact; nothing to do" in out
+        code, _, err = cli(capsys, store, "recover", torn.id)
+    assert code == 3
+    assert f"cannot open {torn.path / EVENTS} for writing to recover run {torn.id}" in err
+    assert "nothing was changed" in err and "recover the copy" in err
+    assert (torn.path / EVENTS).read_bytes() == before
+    assert cli(capsys, store, "recover", torn.id)[0] == 0  # writable again: it recovers
 
 
 def test_cat_writes_a_blob_and_refuses_a_corrupted_one(capsysbinary, store):

@@ -29,7 +29,9 @@ import attrs
 from precip_repro.exceptions import (
     BlobCorrupted,
     RecordCorrupted,
+    RecordError,
     RecordIncomplete,
+    RecordWriteFailed,
 )
 from precip_repro.logs import get_logger
 from precip_repro.record.blobs import BlobStore
@@ -445,7 +447,26 @@ def recover(run_dir: Path) -> Recovery:
     events_path = run_dir / EVENTS
     if not events_path.is_file():
         raise RecordCorrupted(f"{events_path} is missing: nothing to recover", path=events_path)
-    journal = Journal.acquire(events_path, run=run_dir.name)
+    try:
+        journal = Journal.acquire(events_path, run=run_dir.name)
+    except RecordError:
+        raise
+    except OSError as exc:
+        # A reviewer's read-only copy: a finished run needs nothing written.
+        verdict = verify(run_dir)
+        if verdict.state == "intact":
+            assert verdict.digest is not None
+            return Recovery(
+                action="nothing", run=verdict.run, digest=verdict.digest, events=verdict.events
+            )
+        raise RecordWriteFailed(
+            f"cannot open {events_path} for writing to recover run {verdict.run} "
+            f"({verdict.state}): {exc.strerror or exc}; nothing was changed. Recover a "
+            "writable copy instead (cp -a the run directory, then recover the copy)",
+            cause=exc,
+            run=verdict.run,
+            path=events_path,
+        ) from exc
     try:
         verdict = verify(run_dir, _ignore_lock=True)
         if verdict.state == "intact":
