@@ -368,7 +368,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     # Beside the runs, not inside one: a run's directory is its record, left as written.
     default = store.root / "reports" / f"{run_dir.name}.{fmt}"
     out = Path(args.output) if args.output else default
-    written = write_report(run_dir, out, fmt=fmt, vs=vs)
+    try:
+        written = write_report(run_dir, out, fmt=fmt, vs=vs)
+    except OSError as exc:
+        if exc.filename != str(out):
+            raise
+        where = "another file" if args.output else "where, with -o FILE"
+        print(f"precip-repro report: error: {exc.strerror}; choose {where}", file=sys.stderr)
+        return EXIT_BAD
     print(f"report of {run_dir.name} ({written.verdict.state}): {written.path}")
     if vs is not None and not written.compared:
         print(

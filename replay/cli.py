@@ -78,7 +78,11 @@ def _parser() -> argparse.ArgumentParser:
         "--max-gap", type=_max_gap, default=60.0, metavar="SECONDS",
         help="longest recorded pause honoured between calls (default 60)",
     )  # fmt: skip
-    parser.add_argument("--records", metavar="DIR", help="store of runs (default ./records)")
+    parser.add_argument(
+        "--records", metavar="DIR",
+        help="store where RUN is looked up and the replay is recorded (default: "
+        "$PRECIP_RECORDS, else ./records)",
+    )  # fmt: skip
     parser.add_argument(
         "--out", metavar="DIR", help="where files the replay gets are written (default: temp)"
     )
@@ -161,20 +165,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def _writable(directory: Path) -> str | None:
+    """Why nothing can be written in ``directory`` (made if missing); None when it can."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=directory).close()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 def _workdir(out: str | None) -> Path:
     if out is None:
         return Path(tempfile.mkdtemp(prefix="precip-replay-"))
     # Checked before anything is provisioned: a `get` late in the replay must not be the
     # first to find that its files have nowhere to go.
     workdir = Path(out)
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=workdir).close()
-    except OSError as exc:
-        raise ReplayFailed(
-            f"--out {out}: cannot write files there ({exc.strerror or exc})", usage=True
-        ) from None
+    if (why := _writable(workdir)) is not None:
+        raise ReplayFailed(f"--out {out}: cannot write files there ({why})", usage=True)
     return workdir
+
+
+def _check_records(store: RunStore, source_dir: Path) -> None:
+    """The replay records into the store its source was found in: a reviewer's read-only
+    archive must be named as a directory, with a store of the replay's own."""
+    if (why := _writable(store.root)) is not None:
+        raise ReplayFailed(
+            f"--records {store.root}: cannot record the replay there ({why}); name the "
+            f"source run by its directory and give the replay a store of its own: "
+            f"precip-replay {source_dir} --records DIR …",
+            usage=True,
+        )
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -208,6 +229,7 @@ def _replay(args: argparse.Namespace) -> int:
         if cut:
             print(cut)
         return EXIT_REPRODUCED
+    _check_records(store, source_dir)
     workdir = _workdir(args.out)
     engine = Engine(
         source,

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +14,7 @@ from precip_repro.cli import main
 from precip_repro.record import LogReader, Run, RunStore
 from precip_repro.record.events import Note
 from precip_repro.record.store import EVENTS
-from tests.helpers import assert_nowhere_in, record_sample_run, record_script
+from tests.helpers import assert_nowhere_in, read_only, record_sample_run, record_script
 
 
 def cli(capsys, store: RunStore, *args: str) -> tuple[int, str, str]:
@@ -151,28 +148,6 @@ def test_recover_finishes_an_abandoned_run(capsys, store):
     assert code == 0 and "nothing to do" in out
 
 
-@contextlib.contextmanager
-def read_only(directory: Path) -> Iterator[None]:
-    """``directory`` as a reviewer's read-only copy: a read-only bind mount as root (root
-    writes through file modes), the modes alone otherwise."""
-    if os.geteuid() != 0:
-        modes = {p: p.stat().st_mode for p in [directory, *directory.rglob("*")]}
-        for path, mode in modes.items():
-            path.chmod(mode & ~0o222)
-        try:
-            yield
-        finally:
-            for path, mode in modes.items():
-                path.chmod(mode)
-        return
-    subprocess.run(["mount", "--bind", directory, directory], check=True)
-    try:
-        subprocess.run(["mount", "-o", "remount,ro,bind", directory], check=True)
-        yield
-    finally:
-        subprocess.run(["umount", directory], check=True)
-
-
 def test_recover_of_a_read_only_run_says_so_and_changes_nothing(capsys, store):
     finished = record_sample_run(store, name="finished")
     torn = Run.open(store, name="torn")
@@ -190,6 +165,18 @@ def test_recover_of_a_read_only_run_says_so_and_changes_nothing(capsys, store):
     assert "nothing was changed" in err and "recover the copy" in err
     assert (torn.path / EVENTS).read_bytes() == before
     assert cli(capsys, store, "recover", torn.id)[0] == 0  # writable again: it recovers
+
+
+def test_a_report_that_cannot_be_written_says_where_and_how_to_choose(capsys, store, tmp_path):
+    run = record_sample_run(store)
+    with read_only(store.root):
+        code, _, err = cli(capsys, store, "report", run.id)
+        assert code == 1
+        default = store.root / "reports" / f"{run.id}.html"
+        assert f"cannot write the report to {default}: Read-only file system" in err
+        assert "choose where, with -o FILE" in err and "Errno" not in err
+        code, out, _ = cli(capsys, store, "report", run.id, "-o", str(tmp_path / "r.html"))
+    assert code == 0 and str(tmp_path / "r.html") in out
 
 
 def test_cat_writes_a_blob_and_refuses_a_corrupted_one(capsysbinary, store):

@@ -18,7 +18,7 @@ from precip_repro.record import LogReader, RunStore
 from precip_repro.record.store import EVENTS
 from replay.cli import main as replay
 from tests.ec2_cloud import ACCESS_KEY, SECRET_KEY
-from tests.helpers import assert_nowhere_in, record_stopped
+from tests.helpers import assert_nowhere_in, read_only, record_stopped
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -658,3 +658,22 @@ def test_output_piped_into_head_ends_a_plan_quietly_and_a_replay_deprovisioned_s
     assert [s for s in live_local_instances() if s.run == replayed] == []
     (ending,) = [n for n in events(store, replayed, "note") if "ended" in n["fields"]]
     assert ending["text"].startswith("the replay ended with an uncaught BrokenPipeError")
+
+
+def test_a_read_only_store_is_refused_before_anything_starts_saying_how_to_replay_it(
+    store, tmp_path, capsys
+):
+    source = record_example("hello_world.py", store)
+    before = {s.instance_id for s in live_local_instances()}
+    with read_only(store.root):
+        code = replay([source, "--records", str(store.root), "--to", "local", "--max-gap", "1"])
+        err = capsys.readouterr().err
+        assert code == 2
+        assert f"--records {store.root}: cannot record the replay there" in err
+        assert f"precip-replay {store.root / source} --records DIR" in err
+        assert {s.instance_id for s in live_local_instances()} == before
+        mine = RunStore(tmp_path / "mine")
+        code = replay([str(store.root / source), "--records", str(mine.root), "--to", "local",
+                       "--max-gap", "1"])  # fmt: skip
+    assert code == 0, capsys.readouterr().out
+    assert replay_runs(store, source) == [] and len(list(mine.run_dirs())) == 1
