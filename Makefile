@@ -19,6 +19,16 @@ $(SSHD):
 		exit 1; \
 	fi
 
+# The tests' stock cloud images give their default user sudo, as cloud-init does.
+SUDO := /usr/bin/sudo
+$(SUDO):
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sudo; \
+	else \
+		echo "precip-repro's tests need sudo (the Debian package sudo), installed as root" >&2; \
+		exit 1; \
+	fi
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
@@ -33,7 +43,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint $(SSHD)
+test: lint $(SSHD) $(SUDO)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP) $(SSHD)

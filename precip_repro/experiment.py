@@ -95,7 +95,7 @@ _FACTS_CMD: Final = (
     'if [ -r /etc/os-release ]; then . /etc/os-release; echo "os=$PRETTY_NAME"; fi; '
     'echo "hostname=$(hostname)"'
 )
-_LOGIN_REFUSED: Final = re.compile(r"Please login as the user \W?[\w.-]+")
+_LOGIN_REFUSED: Final = re.compile(r"Please login as the user \W?([\w.-]+)")
 """What many cloud images' root ``authorized_keys`` print (``command="echo 'Please login as
 the user \"ubuntu\" rather than the user \"root\".'; … exit 142"``) instead of a shell."""
 
@@ -247,8 +247,13 @@ class Experiment:
         boot_timeout: float | None = None,
         boot_max_tries: int = 1,
         keys: Keys | None = None,
+        login_user: str = "root",
     ) -> None:
         ssh_address = arguments.one_of("ssh_address", ssh_address, SSH_ADDRESSES)
+        self.login_user = arguments.text("login_user", login_user)
+        """The account ssh logs in as. Root by default (the seed's); another (``ubuntu``,
+        ``ec2-user``: today's images refuse root) makes every call as another user —
+        the seed's ``user="root"`` included — go through that account's sudo."""
         boot_max_tries = arguments.count("boot_max_tries", boot_max_tries)
         max_workers = arguments.count("max_workers", max_workers)
         connect_timeout = arguments.seconds("connect_timeout", connect_timeout)
@@ -293,6 +298,7 @@ class Experiment:
                 name=name,
                 cloud=cloud.info(),
                 key_fingerprint=self.keys.fingerprint,
+                login_user=None if self.login_user == "root" else self.login_user,
             )
         )
 
@@ -427,7 +433,12 @@ class Experiment:
                 instance=inst.instance_id,
                 slot=inst.slot,
             )
-        return self._pool.connection(self._endpoint(inst), self._login(user))
+        if self.login_user == "root" or user == self.login_user:
+            # The seed's way: a login as the user itself (root, or `wf` given root's keys).
+            return self._pool.connection(self._endpoint(inst), self._login(user))
+        return self._pool.connection(
+            self._endpoint(inst), self._login(self.login_user), become=user
+        )
 
     @contextlib.contextmanager
     def _reaching(self, inst: Instance) -> Iterator[None]:
@@ -676,8 +687,11 @@ class Experiment:
             if inst.state == "running":
                 try:
                     self._ensure_address(inst)
-                    conn = self._pool.connection(self._endpoint(inst), self._login("root"))
-                    facts = self._facts(conn, inst, "root")
+                    login = self._login(self.login_user)
+                    conn = self._pool.connection(self._endpoint(inst), login)
+                    facts = self._facts(conn, inst, self.login_user)
+                    if self.login_user != "root":
+                        self._check_sudo(conn, inst)
                     break
                 except (HostKeyChanged, UnsupportedUser):
                     raise
@@ -812,13 +826,19 @@ class Experiment:
         )
 
     def _refuses_root(self, inst: Instance) -> UnsupportedUser:
+        login = self._login(self.login_user)
+        other = (
+            "; or, for an image that lets another account in with sudo (ubuntu, ec2-user …), "
+            "login_user= names it"
+            if self.login_user == "root"
+            else ""
+        )
         return UnsupportedUser(
             f"instance {inst.instance_id} ({inst.slot}) answers ssh but has refused the key "
-            f"for {self._login('root')} for {LOGIN_GRACE:.0f} s: its image lets no such login "
+            f"for {login} for {LOGIN_GRACE:.0f} s: its image lets no such login "
             f"with a key (sshd's PermitRootLogin, or nothing installs the key pair "
             f"{getattr(self.cloud, 'key_name', None) or self.keys.key_name!r}). A new "
-            "instance of it would refuse too: use an image that allows it; replays can map "
-            "users in [users]",
+            f"instance of it would refuse too: use an image that allows it{other}",
             instance=inst.instance_id,
             slot=inst.slot,
         )
@@ -831,9 +851,10 @@ class Experiment:
         if refused is not None:
             raise UnsupportedUser(
                 f"instance {inst.instance_id} ({inst.slot}) lets {user} log in but runs no "
-                f"command for it: its image says {said.strip().splitlines()[0]!r}. The seed "
-                f"runs everything as {user}: use an image that allows it (or whose cloud-init "
-                "user data sets disable_root: false); replays can map users in [users]",
+                f"command for it: its image says {said.strip().splitlines()[0]!r}. Log in as "
+                f"that user: login_user={refused.group(1)!r} (calls as {user} then go through "
+                "its sudo), or use an image that allows it (cloud-init user data "
+                "disable_root: false)",
                 instance=inst.instance_id,
                 slot=inst.slot,
             )
@@ -845,6 +866,21 @@ class Experiment:
             elif key:
                 facts[key] = value
         return facts
+
+    def _check_sudo(self, conn: Connection, inst: Instance) -> None:
+        """Calls as root (the seed's default) go through the login's sudo: it must not ask
+        for a password, or each of them would fail on it later."""
+        result = conn.exec("sudo -n true", timeout=30)
+        if result.exit_code != 0:
+            said = result.stderr.decode("utf-8", "replace").strip() or f"exit {result.exit_code}"
+            raise UnsupportedUser(
+                f"instance {inst.instance_id} ({inst.slot}) lets {self.login_user} log in, "
+                f"but {self.login_user} cannot use sudo without a password ({said}): calls "
+                "as any other user (root, the seed's default) need it. Use an image whose "
+                f"{self.login_user} has passwordless sudo, as cloud images' default user does",
+                instance=inst.instance_id,
+                slot=inst.slot,
+            )
 
     def deprovision(self, tags: Sequence[str] | None = None) -> None:
         """Terminate the matching instances."""

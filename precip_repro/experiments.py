@@ -100,6 +100,7 @@ class _EC2Compatible(Experiment):
         parallel: bool,
         max_workers: int,
         connect_timeout: float,
+        login_user: str,
     ) -> None:
         from precip_repro.clouds.ec2 import EC2Cloud
 
@@ -141,6 +142,7 @@ class _EC2Compatible(Experiment):
             boot_timeout=boot_timeout,
             boot_max_tries=boot_max_tries,
             keys=load_keys(),
+            login_user=login_user,
         )
 
     def __repr__(self) -> str:
@@ -175,6 +177,7 @@ class EC2Experiment(_EC2Compatible):
         parallel: bool = False,
         max_workers: int = MAX_WORKERS,
         connect_timeout: float = 10.0,
+        login_user: str = "root",
     ) -> None:
         super().__init__(
             region,
@@ -194,6 +197,7 @@ class EC2Experiment(_EC2Compatible):
             parallel=parallel,
             max_workers=max_workers,
             connect_timeout=connect_timeout,
+            login_user=login_user,
         )
 
 
@@ -222,6 +226,7 @@ class _EndpointCloud(_EC2Compatible):
         parallel: bool = False,
         max_workers: int = MAX_WORKERS,
         connect_timeout: float = 10.0,
+        login_user: str = "root",
     ) -> None:
         super().__init__(
             region,
@@ -241,6 +246,7 @@ class _EndpointCloud(_EC2Compatible):
             parallel=parallel,
             max_workers=max_workers,
             connect_timeout=connect_timeout,
+            login_user=login_user,
         )
 
 

@@ -16,6 +16,7 @@ import errno
 import logging
 import secrets
 import select
+import shlex
 import socket
 import stat
 import threading
@@ -207,21 +208,62 @@ which stock cloud images keep. One more is refused ("administratively prohibited
 SESSION_RETRY: Final = 5.0
 """Seconds a session sshd refuses is asked for again (see ``Connection._refused_again``)."""
 
+SFTP_SERVERS: Final = (
+    "/usr/lib/openssh/sftp-server",  # Debian, Ubuntu
+    "/usr/libexec/openssh/sftp-server",  # Amazon Linux, RHEL, Fedora
+    "/usr/lib/ssh/sftp-server",  # Arch, SUSE
+    "/usr/libexec/sftp-server",
+    "/usr/lib/sftp-server",
+)
+"""Where images keep OpenSSH's sftp-server, run through sudo for a transfer as another
+user than the login (sshd's own ``Subsystem sftp`` runs as the login)."""
+
+_IN_LOGIN_SHELL: Final = (
+    'cd 2>/dev/null; s=$(getent passwd "$(id -un)" | cut -d: -f7); exec "${s:-/bin/sh}" -c "$1"'
+)
+_SFTP_SERVER: Final = (
+    "cd 2>/dev/null; for p in "
+    + " ".join(SFTP_SERVERS)
+    + '; do [ -x "$p" ] && exec "$p"; done; '
+    + f'echo "no sftp-server in any of {", ".join(SFTP_SERVERS)}" >&2; exit 127'
+)
+
+
+def through_sudo(user: str, script: str, *args: str) -> str:
+    """The command line that runs the shell ``script`` as ``user`` through sudo, never
+    asking for a password, where a login as ``user`` would be: its HOME, its home as the
+    working directory (``_IN_LOGIN_SHELL`` adds its login shell, as sshd runs a command)."""
+    quoted = " ".join(shlex.quote(arg) for arg in ("precip", *args))
+    return f"sudo -n -H -u {shlex.quote(user)} -- /bin/sh -c {shlex.quote(script)} {quoted}"
+
+
 T = TypeVar("T")
 
 
 class Connection:
-    """A logged-in ssh connection to one instance as one user.
+    """A logged-in ssh connection to one instance as one user — or, with ``become``, as
+    the login ``user`` acting as ``become`` through sudo: every command and transfer on it
+    runs as ``become``.
 
     Its sessions are counted, so that threads sharing it never open more than sshd allows:
     a command or transfer beyond that waits for one to end (an idle SFTP session is closed
     to make room), and one session is kept for ending a timed-out command.
     """
 
-    def __init__(self, transport: paramiko.Transport, endpoint: Endpoint, user: str) -> None:
+    def __init__(
+        self,
+        transport: paramiko.Transport,
+        endpoint: Endpoint,
+        user: str,
+        *,
+        become: str | None = None,
+    ) -> None:
         self.transport = transport
         self.endpoint = endpoint
         self.user = user
+        self.become = become
+        self.who = user if become is None else f"{become} (sudo from {user})"
+        """Whom its commands run as, for messages."""
         self._idle: list[paramiko.SFTPClient] = []
         self._closed = False
         self._lock = threading.Lock()
@@ -277,12 +319,16 @@ class Connection:
         started = time.monotonic_ns()
         deadline = None if timeout is None else time.monotonic() + timeout
         token = secrets.token_hex(8) if timeout is not None and end_on_timeout else None
-        sent = f"export {_MARK}={token}; {cmd}" if token is not None else cmd
+        sent = self._as_become(f"export {_MARK}={token}; {cmd}" if token is not None else cmd)
         if len(sent.encode()) > MAX_COMMAND:  # no room for the mark: it cannot be found
-            token, sent = None, cmd
+            token, sent = None, self._as_become(cmd)
         # Only _end_marked runs with end_on_timeout=False: it takes the session kept for it.
         with self._session_slot(ending=not end_on_timeout):
             return self._exec(cmd, sent, started, deadline, token, on_stdout, on_stderr)
+
+    def _as_become(self, cmd: str) -> str:
+        # The mark goes inside: sudo starts the command with an environment of its own.
+        return cmd if self.become is None else through_sudo(self.become, _IN_LOGIN_SHELL, cmd)
 
     def _exec(
         self,
@@ -406,6 +452,8 @@ class Connection:
                 delay = min(delay * 2, 0.5)
 
     def _open_sftp(self) -> paramiko.SFTPClient:
+        if self.become is not None:
+            return self._open_sftp_through_sudo(self.become)
         try:
             client = self._refused_again(
                 lambda: paramiko.SFTPClient.from_transport(
@@ -417,6 +465,35 @@ class Connection:
         if client is None:  # pragma: no cover - paramiko returns None on failure
             raise self._unreachable("SFTP is not available")
         return client
+
+    def _open_sftp_through_sudo(self, user: str) -> paramiko.SFTPClient:
+        """An SFTP session served by sftp-server run as ``user`` through sudo."""
+        try:
+            chan = self._refused_again(
+                lambda: self.transport.open_session(
+                    window_size=SFTP_WINDOW, max_packet_size=PACKET, timeout=30
+                )
+            )
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise self._unreachable("could not open a session", exc) from exc
+        try:
+            chan.exec_command(through_sudo(user, _SFTP_SERVER))
+            return paramiko.SFTPClient(chan)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            said = b""
+            with contextlib.suppress(Exception):
+                while chan.recv_stderr_ready():
+                    said += chan.recv_stderr(4096)
+            chan.close()
+            if not self.transport.is_active():
+                raise self._unreachable("SFTP is not available", exc) from exc
+            e = self.endpoint
+            raise TransferFailed(
+                f"instance {e.instance_id} ({e.slot}): no SFTP session as {self.who}: "
+                f"{said.decode(errors='replace').strip() or exc or type(exc).__name__}",
+                instance=e.instance_id,
+                slot=e.slot,
+            ) from exc
 
     def put(self, local: Path, remote: str, *, on_chunk: Sink | None = None) -> int:
         """Copy ``local`` to ``remote``, keeping its mode; return the mode. A relative
@@ -540,7 +617,7 @@ class Connection:
                     "crashed, hung or been stopped, or its network failed"
                 )
                 log.warning("an instance stopped answering", instance=self.endpoint.instance_id,
-                            slot=self.endpoint.slot, user=self.user)  # fmt: skip
+                            slot=self.endpoint.slot, user=self.who)  # fmt: skip
                 self.transport.close()
             return
         self._asked = time.monotonic()
@@ -567,7 +644,7 @@ class Connection:
         e = self.endpoint
         if why is None:
             why = (exc.strerror or str(exc) or type(exc).__name__) if exc is not None else "?"
-        where = "" if local_side else f" on instance {e.instance_id} ({e.slot}) as {self.user}"
+        where = "" if local_side else f" on instance {e.instance_id} ({e.slot}) as {self.who}"
         return TransferFailed(f"{doing}{where}: {why}", instance=e.instance_id, slot=e.slot)
 
     def _warn_held_output(self, exit_code: int) -> None:
@@ -587,7 +664,7 @@ class Connection:
         elif exc is not None:
             why = f"{why}: {str(exc) or type(exc).__name__}"
         return InstanceUnreachable(
-            f"instance {e.instance_id} ({e.slot}) at {e.host}:{e.port} as {self.user}: {why}",
+            f"instance {e.instance_id} ({e.slot}) at {e.host}:{e.port} as {self.who}: {why}",
             instance=e.instance_id,
             slot=e.slot,
         )
@@ -628,9 +705,9 @@ class SshPool:
         self.pkey = pkey
         self.pins = pins or HostKeyPins()
         self.connect_timeout = connect_timeout
-        self._connections: dict[tuple[str, str], Connection] = {}
+        self._connections: dict[tuple[str, str, str | None], Connection] = {}
         self._lock = threading.Lock()
-        self._connecting: dict[tuple[str, str], threading.Lock] = {}
+        self._connecting: dict[tuple[str, str, str | None], threading.Lock] = {}
         self._closing = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -642,8 +719,10 @@ class SshPool:
             for conn in conns:
                 conn.probe()
 
-    def connection(self, endpoint: Endpoint, user: str) -> Connection:
-        key = (endpoint.instance_id, user)
+    def connection(self, endpoint: Endpoint, user: str, *, become: str | None = None) -> Connection:
+        """A connection logged in as ``user`` (acting as ``become`` through sudo, if
+        given)."""
+        key = (endpoint.instance_id, user, become)
         with self._lock:
             gate = self._connecting.setdefault(key, threading.Lock())
         with gate:
@@ -653,7 +732,7 @@ class SshPool:
                 return existing
             if existing is not None:
                 existing.close()
-            conn = self._connect(endpoint, user)
+            conn = self._connect(endpoint, user, become)
             with self._lock:
                 self._connections[key] = conn
                 if self._watcher is None and not self._closing.is_set():
@@ -663,7 +742,7 @@ class SshPool:
                     self._watcher.start()
             return conn
 
-    def _connect(self, endpoint: Endpoint, user: str) -> Connection:
+    def _connect(self, endpoint: Endpoint, user: str, become: str | None) -> Connection:
         where = (
             f"instance {endpoint.instance_id} ({endpoint.slot}) at {endpoint.host}:{endpoint.port}"
         )
@@ -704,7 +783,7 @@ class SshPool:
         except BaseException:
             transport.close()
             raise
-        return Connection(transport, endpoint, user)
+        return Connection(transport, endpoint, user, become=become)
 
     def drop(self, instance_id: str) -> None:
         """Close every connection to an instance (it is being terminated)."""

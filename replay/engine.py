@@ -325,7 +325,7 @@ class Engine:
         options: dict[str, Any] = {
             key: cloud[key]
             for key in ("subnet_id", "security_groups", "key_name", "ssh_address",
-                        "floating_addresses")
+                        "login_user", "floating_addresses")
             if key in cloud
         }  # fmt: skip
         options.update(common)

@@ -19,6 +19,7 @@
     secret_key_env = "AWS_SECRET_ACCESS_KEY"
     subnet_id = "subnet-0123"
     ssh_address = "private"
+    login_user = "ubuntu"        # an image that refuses root: root's calls go through sudo
 
 A ``[cloud]`` table at the top level applies to every experiment. Errors name the key and
 its line, and come before anything is provisioned.
@@ -48,6 +49,7 @@ CLOUD_KEYS: Final = (
     "security_groups",
     "key_name",
     "ssh_address",
+    "login_user",
     "floating_addresses",
     "address_block",
     "boot_timeout",

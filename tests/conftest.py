@@ -116,6 +116,7 @@ def ec2(moto_endpoint: Any, ec2_network: str, tmp_path: Path) -> Iterator[Any]:
         silent_images={images[1]},
         root_refusing_images=frozenset({images[3]}),
         keyless_images=frozenset({images[4]}),
+        sudoless_images=frozenset({images[5]}),
     )
     yield SimpleNamespace(
         url=moto_endpoint.url,
@@ -129,6 +130,7 @@ def ec2(moto_endpoint: Any, ec2_network: str, tmp_path: Path) -> Iterator[Any]:
         silent_image=images[1],
         root_refusing_image=images[3],
         keyless_image=images[4],
+        sudoless_image=images[5],
         hypervisor=hypervisor,
         forget=moto_endpoint.forget,
     )

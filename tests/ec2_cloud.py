@@ -99,6 +99,7 @@ class Hypervisor:
         silent_images: set[str],
         root_refusing_images: frozenset[str] = frozenset(),
         keyless_images: frozenset[str] = frozenset(),
+        sudoless_images: frozenset[str] = frozenset(),
     ) -> None:
         self.client = client
         self.workdir = workdir
@@ -108,6 +109,9 @@ class Hypervisor:
         self.root_refusing_images = root_refusing_images
         # Images that install no key for root (sshd's PermitRootLogin, no cloud-init).
         self.keyless_images = keyless_images
+        # Root-refusing images whose `ubuntu` has no sudo rights (the others give it
+        # passwordless sudo, as cloud-init does for an image's default user).
+        self.sudoless_images = sudoless_images
         self._machines: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
         self._names: dict[str, str] = {}
         self._hosts = workdir / "hosts"
@@ -163,8 +167,9 @@ class Hypervisor:
         (state / "host_key").write_bytes(pem)
         (state / "host_key").chmod(0o600)
         pair = self.client.describe_key_pairs(KeyNames=[data["KeyName"]], IncludePublicKey=True)
-        key = pair["KeyPairs"][0]["PublicKey"]
-        if data["ImageId"] in self.root_refusing_images:
+        key = user_key = pair["KeyPairs"][0]["PublicKey"]
+        refusing = data["ImageId"] in self.root_refusing_images | self.sudoless_images
+        if refusing:
             key = (
                 'no-port-forwarding,no-agent-forwarding,no-X11-forwarding,command="echo '
                 '\'Please login as the user \\"ubuntu\\" rather than the user \\"root\\".\';'
@@ -198,9 +203,30 @@ class Hypervisor:
                      str(self._hosts), str(state / "root" / "etc" / "hosts")],
                     check=True, capture_output=True,
                 )  # fmt: skip
+                if refusing:
+                    self._add_default_user(
+                        init[0], state, user_key, sudo=data["ImageId"] not in self.sudoless_images
+                    )
                 return
             time.sleep(0.01)
         raise RuntimeError(f"machine for {instance_id} did not boot: {boot_log.read_text()}")
+
+    @staticmethod
+    def _add_default_user(init: int, state: Path, key: str, *, sudo: bool) -> None:
+        """What cloud-init does for a stock image's default user: `ubuntu`, holding the key
+        pair's key, with passwordless sudo (unless ``sudo`` is False)."""
+        script = (
+            "set -e; useradd -m -s /bin/bash ubuntu; install -d -m 700 -o ubuntu "
+            "/home/ubuntu/.ssh; printf '%s\\n' \"$1\" > /home/ubuntu/.ssh/authorized_keys; "
+            "chown ubuntu /home/ubuntu/.ssh/authorized_keys"
+            + ("; echo 'ubuntu ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/90-cloud-init-users"
+               if sudo else "")
+        )  # fmt: skip
+        subprocess.run(
+            ["nsenter", "-t", str(init), "-m", "--", "chroot", str(state / "root"),
+             "/bin/sh", "-c", script, "sh", key],
+            check=True, capture_output=True,
+        )  # fmt: skip
 
     def _halt(self, key: tuple[str, str]) -> None:
         machine = self._machines.pop(key)

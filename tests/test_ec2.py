@@ -348,7 +348,58 @@ def test_an_image_that_refuses_root_is_a_clear_error_at_wait_not_a_riddle_later(
     message = str(info.value)
     assert "lets root log in but runs no command for it" in message
     assert 'says \'Please login as the user "ubuntu" rather than the user "root".\'' in message
-    assert "disable_root: false" in message
+    assert "login_user='ubuntu'" in message and "disable_root: false" in message
+    exp.close()
+    assert live(ec2) == []
+    finish_run()
+
+
+def test_a_stock_image_runs_the_seeds_root_calls_through_its_default_users_sudo(
+    ec2, store, tmp_path
+):
+    exp = make("ec2", ec2, store, login_user="ubuntu")
+    exp.provision(ec2.root_refusing_image)
+    exp.wait(timeout=60)
+
+    def run(cmd: str, **options: Any) -> str:
+        return str(exp.run([], cmd, **options)[1][0])
+
+    said = run("id -un; echo $HOME; pwd; [[ -n $BASH ]] && echo bash")  # root's login shell
+    assert said == "root\n/root\n/root\nbash\n"
+    assert run("id -un; pwd", user="ubuntu") == "ubuntu\n/home/ubuntu\n"
+    secret = tmp_path / "secret.conf"
+    secret.write_text("root only\n")
+    secret.chmod(0o640)
+    exp.put([], secret, "/root/secret.conf")  # as root: /root is not ubuntu's to write
+    exp.put([], secret, "~/home.conf")  # ~ is root's home, as for a login as root
+    assert run("stat -c '%U %a %n' /root/secret.conf /root/home.conf") == (
+        "root 640 /root/secret.conf\nroot 640 /root/home.conf\n"
+    )
+    exp.get([], "/etc/shadow", tmp_path / "shadow")  # readable by root alone
+    assert (tmp_path / "shadow").read_text() == run("cat /etc/shadow")
+    run("adduser --disabled-password --gecos '' wf > /dev/null")
+    assert run("id -un; pwd", user="wf") == "wf\n/home/wf\n"  # no key of its own needed
+    with pytest.raises(CommandTimeout):
+        exp.run([], "sleep 300 & sleep 301", timeout=1)
+    assert run("pgrep -f 'sleep 30[01]' || echo none") == "none\n"  # ended as root
+    (created,) = of_type(exp.run_path, "experiment.created")
+    assert created["login_user"] == "ubuntu"
+    users = {e["user"] for e in of_type(exp.run_path, "command.finished")}
+    assert users == {"root", "ubuntu", "wf"}
+    exp.close()
+    assert live(ec2) == []
+    finish_run()
+
+
+def test_a_default_user_without_passwordless_sudo_is_a_clear_error_at_wait(ec2, store):
+    exp = make("ec2", ec2, store, login_user="ubuntu")
+    exp.provision(ec2.sudoless_image)
+    with pytest.raises(UnsupportedUser) as info:
+        exp.wait(timeout=60)
+    message = str(info.value)
+    assert "lets ubuntu log in, but ubuntu cannot use sudo without a password" in message
+    assert "sudo:" in message  # what sudo said
+    assert info.value.instance == exp.list()[0]["id"]
     exp.close()
     assert live(ec2) == []
     finish_run()

@@ -342,16 +342,19 @@ def test_a_secret_only_in_recorded_output_must_be_bound_and_stays_out_of_the_rep
     assert_nowhere_in(store.root / replayed, value)
 
 
+@pytest.mark.parametrize("stock", [False, True], ids=["root-login", "stock-image-sudo"])
 def test_the_pool_replays_on_ec2_with_mapped_image_and_type_and_workers_reach_the_new_master(
-    store, tmp_path, capsys, ec2
+    stock, store, tmp_path, capsys, ec2
 ):
+    # A stock image refuses root: its default user logs in and root's calls go through sudo.
+    image = ec2.root_refusing_image if stock else ec2.image
     source = record_example("condor_pool.py", store)
     mapping = write(
         tmp_path / "map.toml",
-        f'[images]\n"default" = "{ec2.image}"\n[instance_types]\n"m1.large" = "t3.nano"\n'
+        f'[images]\n"default" = "{image}"\n[instance_types]\n"m1.large" = "t3.nano"\n'
         f'[cloud]\nendpoint = "{ec2.url}"\nregion = "us-east-1"\nsubnet_id = "{ec2.subnet}"\n'
         'ssh_address = "private"\naccess_key_env = "PRECIP_TEST_ACCESS"\n'
-        'secret_key_env = "PRECIP_TEST_SECRET"\n',
+        'secret_key_env = "PRECIP_TEST_SECRET"\n' + ('login_user = "ubuntu"\n' if stock else ""),
     )
     os.environ["PRECIP_TEST_ACCESS"], os.environ["PRECIP_TEST_SECRET"] = ACCESS_KEY, SECRET_KEY
     try:
@@ -364,7 +367,7 @@ def test_the_pool_replays_on_ec2_with_mapped_image_and_type_and_workers_reach_th
     assert "REPRODUCED: all 8 steps" in out
     found = ec2.client.describe_instances()["Reservations"]
     instances = [i for r in found for i in r["Instances"]]
-    assert [(i["ImageId"], i["InstanceType"]) for i in instances] == [(ec2.image, "t3.nano")] * 3
+    assert [(i["ImageId"], i["InstanceType"]) for i in instances] == [(image, "t3.nano")] * 3
     assert {i["State"]["Name"] for i in instances} == {"terminated"}
     (new,) = replay_runs(store, source)
     ready = {d["slot"]: d for d in events(store, new, "instance.ready")}

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Final, TypeVar
 import attrs
 import cattrs
 import orjson
-from cattrs.gen import make_dict_unstructure_fn
+from cattrs.gen import make_dict_unstructure_fn, override
 
 from precip_repro.exceptions import RecordCorrupted, UnrecordableValue, UnsupportedVersion
 from precip_repro.record.canonical import (
@@ -262,6 +262,9 @@ class ExperimentCreated(Payload):
     name: str | None
     cloud: CloudInfo
     key_fingerprint: str | None = None
+    login_user: str | None = None
+    """The account ssh logged in as when not root (calls as others went through its
+    sudo); absent for root."""
 
 
 @attrs.frozen(kw_only=True)
@@ -505,6 +508,13 @@ def _make_converter(*, detailed: bool = True) -> cattrs.Converter:
         conv.register_structure_hook(kind | None, _strict_optional(kind))
     conv.register_unstructure_hook(
         BlobRef, make_dict_unstructure_fn(BlobRef, conv, _cattrs_omit_if_default=True)
+    )
+    # Added after v1's first records: absent unless set, so they read and hash as before.
+    conv.register_unstructure_hook(
+        ExperimentCreated,
+        make_dict_unstructure_fn(
+            ExperimentCreated, conv, login_user=override(omit_if_default=True)
+        ),
     )
     return conv
 
