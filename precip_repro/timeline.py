@@ -54,6 +54,7 @@ _DESCRIBE: Final[dict[str, Callable[[dict[str, Any]], str]]] = {
     "experiment.created": lambda d: (
         f"{d.get('exp')} created on {(d.get('cloud') or {}).get('kind')}"
         + (f" ({d['name']})" if d.get("name") else "")
+        + (f", logging in as {d['login_user']} (sudo for others)" if d.get("login_user") else "")
     ),
     "call.started": lambda d: (
         f"#{d.get('call')} {d.get('exp')}.{d.get('method')}({_args(d.get('args'))})"
