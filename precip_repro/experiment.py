@@ -690,9 +690,15 @@ class Experiment:
                     login = self._login(self.login_user)
                     conn = self._pool.connection(self._endpoint(inst), login)
                     facts = self._facts(conn, inst, self.login_user)
-                    if self.login_user != "root":
-                        self._check_sudo(conn, inst)
-                    break
+                    sudo = self._sudo_refused(conn, inst)
+                    if sudo is None:
+                        break
+                    # cloud-init may install the key before the sudoers line: a while
+                    # to settle, as for a refused key.
+                    last = sudo
+                    refused_since = refused_since or time.monotonic()
+                    if time.monotonic() - refused_since > LOGIN_GRACE:
+                        raise sudo
                 except (HostKeyChanged, UnsupportedUser):
                     raise
                 except LoginRefused as exc:
@@ -867,13 +873,15 @@ class Experiment:
                 facts[key] = value
         return facts
 
-    def _check_sudo(self, conn: Connection, inst: Instance) -> None:
-        """Calls as root (the seed's default) go through the login's sudo: it must not ask
-        for a password, or each of them would fail on it later."""
+    def _sudo_refused(self, conn: Connection, inst: Instance) -> UnsupportedUser | None:
+        """With a login other than root, calls as root (the seed's default) go through its
+        sudo: why it would fail each of them (it asks for a password), or None."""
+        if self.login_user == "root":
+            return None
         result = conn.exec("sudo -n true", timeout=30)
         if result.exit_code != 0:
             said = result.stderr.decode("utf-8", "replace").strip() or f"exit {result.exit_code}"
-            raise UnsupportedUser(
+            return UnsupportedUser(
                 f"instance {inst.instance_id} ({inst.slot}) lets {self.login_user} log in, "
                 f"but {self.login_user} cannot use sudo without a password ({said}): calls "
                 "as any other user (root, the seed's default) need it. Use an image whose "
@@ -881,6 +889,7 @@ class Experiment:
                 instance=inst.instance_id,
                 slot=inst.slot,
             )
+        return None
 
     def deprovision(self, tags: Sequence[str] | None = None) -> None:
         """Terminate the matching instances."""

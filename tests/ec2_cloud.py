@@ -216,11 +216,12 @@ class Hypervisor:
         """What cloud-init does for a stock image's default user: `ubuntu`, holding the key
         pair's key, with passwordless sudo (unless ``sudo`` is False)."""
         script = (
-            "set -e; useradd -m -s /bin/bash ubuntu; install -d -m 700 -o ubuntu "
-            "/home/ubuntu/.ssh; printf '%s\\n' \"$1\" > /home/ubuntu/.ssh/authorized_keys; "
-            "chown ubuntu /home/ubuntu/.ssh/authorized_keys"
-            + ("; echo 'ubuntu ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/90-cloud-init-users"
+            "set -e; useradd -m -s /bin/bash ubuntu; "
+            + ("echo 'ubuntu ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/90-cloud-init-users; "
                if sudo else "")
+            + "install -d -m 700 -o ubuntu /home/ubuntu/.ssh; "
+            "printf '%s\\n' \"$1\" > /home/ubuntu/.ssh/authorized_keys; "
+            "chown ubuntu /home/ubuntu/.ssh/authorized_keys"
         )  # fmt: skip
         subprocess.run(
             ["nsenter", "-t", str(init), "-m", "--", "chroot", str(state / "root"),

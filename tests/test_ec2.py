@@ -394,11 +394,14 @@ def test_a_stock_image_runs_the_seeds_root_calls_through_its_default_users_sudo(
     finish_run()
 
 
-def test_a_default_user_without_passwordless_sudo_is_a_clear_error_at_wait(ec2, store):
+def test_a_default_user_without_passwordless_sudo_is_a_clear_error_at_wait(ec2, store, monkeypatch):
+    monkeypatch.setattr(experiment, "LOGIN_GRACE", 2.0, raising=False)
     exp = make("ec2", ec2, store, login_user="ubuntu")
     exp.provision(ec2.sudoless_image)
+    started = time.monotonic()
     with pytest.raises(UnsupportedUser) as info:
         exp.wait(timeout=60)
+    assert 2.0 < time.monotonic() - started < 30  # given time to settle, not the timeout
     message = str(info.value)
     assert "lets ubuntu log in, but ubuntu cannot use sudo without a password" in message
     assert "sudo:" in message  # what sudo said
