@@ -1171,7 +1171,7 @@ class Experiment:
             call.result = [inst.instance_id for inst in targets]
 
     def _local_file(self, local_path: str | Path) -> Path:
-        local = Path(local_path)
+        local = Path(local_path).expanduser()  # `~/data.csv` is what a shell would send
         if local.is_dir():
             raise LocalFileMissing(
                 f"local path {local} is a directory, not a file; nothing was copied (put and "
@@ -1320,7 +1320,7 @@ class Experiment:
             return self._played("get", args)  # type: ignore[no-any-return]
         with self._call("get", args) as call:
             targets = self._match(tags)
-            base = Path(local_path)
+            base = Path(local_path).expanduser()  # `~/results/out` as a shell has it
             inside = base / PurePosixPath(remote_path).name
             if base.is_dir():
                 # Not left to each transfer: with several instances the seed's ".<id>"

@@ -195,7 +195,7 @@ class Playback:
                 [self._text(c.stderr) for c in commands],
             )
         elif call.method == "get":
-            wanted = Path(str(args["local_path"]))
+            wanted = Path(str(args["local_path"])).expanduser()  # as the recording had it
             single = len(call.files) == 1
             for moved in call.files:
                 target = (

@@ -248,6 +248,29 @@ def test_get_into_a_directory_is_refused_before_any_transfer_also_with_several_i
     assert list(out.iterdir()) == []
 
 
+def test_local_paths_starting_with_a_tilde_are_in_the_home_directory(
+    local_experiment, tmp_path, monkeypatch
+):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    (home / "data.txt").write_text("from home\n")
+    (home / "job.sh").write_text("#!/bin/sh\necho job ran\n")
+    exp = ready(local_experiment, "tilde", count=2)
+    exp.put([], "~/data.txt", "/tmp/data.txt")
+    assert exp.run([], "cat /tmp/data.txt")[1] == ["from home\n"] * 2
+    assert exp.copy_and_run([], "~/job.sh")[1] == ["job ran\n"] * 2
+    exp.get([], "/tmp/data.txt", "~/back")
+    backs = sorted(f"back.{d['id']}" for d in exp.list())
+    assert sorted(p.name for p in home.iterdir()) == sorted(["data.txt", "job.sh", *backs])
+    assert not (Path.cwd() / "~").exists()
+    got = sorted(Path(d["local_path"]).name for d in of_type(exp.run_path, "file.got"))
+    assert got == backs  # the file events say where the files really are
+    assert {str(Path(d["local_path"]).parent) for d in of_type(exp.run_path, "file.got")} == {
+        str(home)
+    }
+
+
 def test_a_hundred_megabytes_of_output_and_binary_output_are_kept_exactly(local_experiment):
     exp = ready(local_experiment, "big")
     cmd = "head -c 100000000 /dev/zero | tr '\\0' x; head -c 3000000 /dev/zero >&2"

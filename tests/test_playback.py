@@ -171,6 +171,28 @@ def test_a_file_got_holding_a_secret_plays_back_from_the_copy_the_get_wrote(
     assert (tmp_path / "token.txt").read_text() == "token=tok-24680\n"
 
 
+def test_a_get_into_the_home_directory_plays_back_there(store, tmp_path, capsys):
+    home = tmp_path / "home"
+    home.mkdir()
+    script = (
+        "import os\n"
+        "from precip_repro import LocalExperiment\n"
+        "exp = LocalExperiment('home')\n"
+        "exp.provision('default')\n"
+        "exp.wait()\n"
+        "exp.run([], 'echo results > /tmp/r.txt')\n"
+        "target = os.path.expanduser('~/r.txt')\n"
+        "if os.path.exists(target):\n"
+        "    os.remove(target)\n"
+        "exp.get([], '/tmp/r.txt', '~/r.txt')\n"
+        "print('got', open(target).read().strip())\n"
+    )
+    code, out = record_and_play(store, tmp_path, capsys, "home.py", script, HOME=str(home))
+    assert code == 0, out
+    assert "got results" in out and (home / "r.txt").read_text() == "results\n"
+    assert not (tmp_path / "~").exists()
+
+
 def test_a_script_using_a_secret_plays_back_and_gets_its_outputs_with_the_value(
     store, tmp_path, capsys
 ):
