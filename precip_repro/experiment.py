@@ -456,7 +456,8 @@ class Experiment:
         except InstanceUnreachable as exc:
             if isinstance(exc, LoginRefused):
                 raise
-            self._ask_if_gone([inst])
+            if inst.gone is None:
+                self._ask_if_gone([inst])
             if inst.gone is None:
                 raise
             raise InstanceUnreachable(
@@ -919,11 +920,20 @@ class Experiment:
                 except RecordError as exc:
                     refused = exc
 
+        known = [inst.gone for inst in targets]
         for inst in targets:
             record(InstanceTerminating(slot=inst.slot, instance_id=inst.instance_id, call=call))
+            # Before its connections drop: a thread of the script's own still using one
+            # must learn why it broke, not that the cloud no longer knows the instance.
+            inst.gone = inst.gone or f"this experiment terminated it (deprovision, call #{call})"
             self._pool.drop(inst.instance_id)
         if targets:
-            self.cloud.terminate([inst.instance_id for inst in targets])
+            try:
+                self.cloud.terminate([inst.instance_id for inst in targets])
+            except BaseException:
+                for inst, gone in zip(targets, known, strict=True):
+                    inst.gone = gone  # not terminated after all
+                raise
         for inst in targets:
             inst.state = "terminated"
             inst.ready = False

@@ -396,6 +396,19 @@ def test_an_instance_that_ended_after_it_was_ready_is_gone_for_list_run_and_wait
     assert exp.wait([kept["slot"]], timeout=5) is None
 
 
+def test_a_command_whose_instance_the_script_deprovisions_meanwhile_says_so(local_experiment):
+    exp = ready(local_experiment, "deprovisioned-under")
+
+    def deprovision_soon() -> None:
+        time.sleep(1.0)  # the command below is running by then
+        exp.deprovision()
+
+    (error,) = in_threads(lambda: exp.run([], "sleep 30"), deprovision_soon)
+    assert isinstance(error, InstanceUnreachable)
+    assert "this experiment terminated it (deprovision, call #4)" in str(error)
+    assert "unknown to its cloud" not in str(error)
+
+
 def test_a_changed_host_key_is_refused(local_experiment, tmp_path):
     from precip_repro import HostKeyChanged
     from precip_repro.clouds.local import LocalInstanceState
