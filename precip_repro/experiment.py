@@ -127,8 +127,9 @@ class Instance:
     """The floating address we gave it: a description from before that lacks it must not
     take it away (and get it a second one)."""
     gone: str | None = None
-    """Why the cloud says this instance ended after it was ready: nothing reaches it again,
-    so calls on it fail at once, and ``wait()`` says so rather than call it ready."""
+    """Why nothing reaches this instance again — its cloud says it ended after it was
+    ready, or this experiment is terminating it: calls on it fail at once saying so, and
+    ``wait()`` does rather than call it ready."""
 
     def matches(self, tags: Sequence[str]) -> bool:
         return all(tag in self.tags for tag in tags)
