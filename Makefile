@@ -54,6 +54,7 @@ bench: $(STAMP) $(SSHD)
 	$(BIN)/python bench/sftp.py
 	$(BIN)/python bench/diff.py
 	$(BIN)/python bench/provision.py
+	$(BIN)/python bench/sudo.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
