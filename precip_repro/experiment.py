@@ -31,6 +31,7 @@ from precip_repro.exceptions import (
     CommandFailed,
     CommandTimeout,
     ExperimentClosed,
+    ExperimentException,
     HostKeyChanged,
     InstanceError,
     InstanceNotReady,
@@ -373,12 +374,18 @@ class Experiment:
         try:
             yield call
         except BaseException as exc:
+            message = session.redactor.text(str(exc))
+            if isinstance(exc, ExperimentException) and message != str(exc):
+                # Its message reaches terminals, CI logs and bug reports: a registered
+                # secret in a command or its stderr stays hidden there as in the record
+                # (attributes such as ``stderr_tail`` keep what happened, for code).
+                exc.args = (message,)
             self._append(
                 CallFailed(
                     call=call.number,
                     error=ErrorInfo(
                         type=type(exc).__name__,
-                        message=session.redactor.text(str(exc)),
+                        message=message,
                         instance=exc.instance if isinstance(exc, InstanceError) else None,
                         slot=exc.slot if isinstance(exc, InstanceError) else None,
                     ),

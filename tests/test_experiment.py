@@ -480,6 +480,24 @@ def test_secrets_never_reach_the_store(local_experiment, tmp_path, caplog):
     assert verify(run_path).state == "intact"
 
 
+def test_an_error_message_hides_a_registered_secret_while_its_attributes_keep_it(
+    local_experiment,
+):
+    # Messages reach terminals, CI logs and bug reports; a traceback prints them whole.
+    exp = ready(local_experiment, "secret-errors")
+    secret = "s3cr3t-token-value-456"
+    exp.secret("API_TOKEN", secret)
+    with pytest.raises(CommandFailed) as failed:
+        exp.run([], f"echo denied for {secret} >&2; exit 7  # {secret}")
+    assert secret not in str(failed.value)
+    assert "denied for ${secret:API_TOKEN}" in str(failed.value)
+    assert "# ${secret:API_TOKEN}' exited 7" in str(failed.value)
+    assert secret in failed.value.stderr_tail and secret in failed.value.cmd  # for code
+    with pytest.raises(CommandTimeout) as late:
+        exp.run([], f"sleep 5 # {secret}", timeout=0.5)
+    assert secret not in str(late.value) and "${secret:API_TOKEN}" in str(late.value)
+
+
 def test_private_keys_moved_or_printed_never_reach_the_store(local_experiment, tmp_path, capsys):
     key = tmp_path / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
