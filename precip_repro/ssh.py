@@ -750,6 +750,14 @@ class SshPool:
             sock = socket.create_connection(
                 (endpoint.host, endpoint.port), timeout=self.connect_timeout
             )
+        except TimeoutError as exc:
+            raise InstanceUnreachable(
+                f"{where}: cannot connect (nothing answered within {self.connect_timeout:g} s: "
+                f"the instance is not up yet, or a security group or firewall drops tcp/"
+                f"{endpoint.port} from this machine)",
+                instance=endpoint.instance_id,
+                slot=endpoint.slot,
+            ) from exc
         except OSError as exc:
             raise InstanceUnreachable(
                 f"{where}: cannot connect ({exc.strerror or exc})",

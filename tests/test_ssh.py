@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -167,3 +168,26 @@ def test_paramikos_own_log_lines_stay_out_of_a_script_without_logging_set_up():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "Socket exception" not in done.stderr
     assert "still shown" in done.stderr
+
+
+def test_a_connection_nothing_answers_says_what_may_drop_it():
+    import paramiko
+
+    # A listener whose backlog is full drops new SYNs, as a security group does.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    held = socket.create_connection(("127.0.0.1", port))
+    pool = ssh.SshPool(paramiko.RSAKey.generate(1024), connect_timeout=0.5)
+    endpoint = ssh.Endpoint(instance_id="i-0dropped", slot="e1.p1.0", host="127.0.0.1", port=port)
+    try:
+        with pytest.raises(InstanceUnreachable) as info:
+            pool.connection(endpoint, "root")
+    finally:
+        held.close()
+        listener.close()
+        pool.close()
+    assert info.value.instance == "i-0dropped"
+    assert "nothing answered within 0.5 s" in str(info.value)
+    assert f"a security group or firewall drops tcp/{port} from this machine" in str(info.value)
