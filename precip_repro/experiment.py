@@ -842,18 +842,21 @@ class Experiment:
 
     def _refuses_root(self, inst: Instance) -> UnsupportedUser:
         login = self._login(self.login_user)
-        other = (
-            "; or, for an image that lets another account in with sudo (ubuntu, ec2-user …), "
-            "login_user= names it"
-            if self.login_user == "root"
-            else ""
-        )
+        pair = getattr(self.cloud, "key_name", None) or self.keys.key_name
+        if self.login_user == "root":
+            why = f"sshd's PermitRootLogin, or nothing installs the key pair {pair!r}"
+            other = (
+                "; or, for an image that lets another account in with sudo (ubuntu, "
+                "ec2-user …), login_user= names it"
+            )
+        else:
+            why = f"no user {login!r} there, or nothing installs the key pair {pair!r} for it"
+            other = f" (its default user, if not {login!r}: ubuntu, ec2-user, debian …)"
         return UnsupportedUser(
             f"instance {inst.instance_id} ({inst.slot}) answers ssh but has refused the key "
-            f"for {login} for {LOGIN_GRACE:.0f} s: its image lets no such login "
-            f"with a key (sshd's PermitRootLogin, or nothing installs the key pair "
-            f"{getattr(self.cloud, 'key_name', None) or self.keys.key_name!r}). A new "
-            f"instance of it would refuse too: use an image that allows it{other}",
+            f"for {login} for {LOGIN_GRACE:.0f} s: its image lets no such login with a key "
+            f"({why}). A new instance of it would refuse too: use an image that allows it"
+            f"{other}",
             instance=inst.instance_id,
             slot=inst.slot,
         )

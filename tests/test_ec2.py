@@ -427,6 +427,23 @@ def test_an_image_whose_sshd_refuses_the_key_is_a_clear_error_not_three_boot_tri
     finish_run()
 
 
+def test_a_login_user_the_image_lacks_is_named_with_the_usual_default_users(
+    ec2, store, monkeypatch
+):
+    monkeypatch.setattr(experiment, "LOGIN_GRACE", 2.0, raising=False)
+    exp = make("ec2", ec2, store, login_user="ec2-user")  # the image's user is ubuntu
+    exp.provision(ec2.root_refusing_image)
+    with pytest.raises(UnsupportedUser) as info:
+        exp.wait(timeout=60)
+    message = str(info.value)
+    assert "has refused the key for ec2-user" in message
+    assert "no user 'ec2-user' there, or nothing installs the key pair" in message
+    assert "ubuntu, ec2-user, debian" in message and "PermitRootLogin" not in message
+    exp.close()
+    assert live(ec2) == []
+    finish_run()
+
+
 def test_a_boot_that_never_answers_is_replaced_then_times_out_leaving_nothing(ec2, store):
     exp = make("ec2", ec2, store, boot_timeout=1.0, boot_max_tries=2, connect_timeout=0.5)
     exp.provision(ec2.silent_image)
