@@ -191,6 +191,25 @@ def _check_command(cmd: str) -> None:
         )
 
 
+def _check_line_endings(script: Path) -> None:
+    """A script saved on Windows (CRLF) fails on every instance with a riddle —
+    ``/bin/bash^M: bad interpreter``, ``$'\\r': command not found`` — after it was sent:
+    refused before, saying why. Its bytes are not changed behind the user's back."""
+    with script.open("rb") as f:
+        first = f.readline(4096)
+    if first.endswith(b"\r\n"):
+        shown = first[:-2].decode("utf-8", "replace")
+        raise InvalidOption(
+            "local_script",
+            str(script),
+            [
+                "a script whose lines end in LF, as Unix has them (this one's first line, "
+                f"{shown!r}, ends in CRLF, Windows' line ending: the instance would look for "
+                f"{shown.removeprefix('#!').strip()!r} + '\\r'); convert it: dos2unix {script}"
+            ],
+        )
+
+
 def fan_out(
     func: Callable[[T], R], items: Sequence[T], *, parallel: bool, workers: int = MAX_WORKERS
 ) -> builtins.list[tuple[R | None, BaseException | None]]:
@@ -1428,6 +1447,7 @@ class Experiment:
             return self._played("copy_and_run", call_args)  # type: ignore[no-any-return]
         with self._call("copy_and_run", call_args) as call:
             script = self._local_file(local_script)
+            _check_line_endings(script)
             targets = self._match(tags)
             remote = temp_script_path()
             quoted = " ".join(shlex.quote(arg) for arg in script_args)

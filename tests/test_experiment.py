@@ -271,6 +271,22 @@ def test_local_paths_starting_with_a_tilde_are_in_the_home_directory(
     }
 
 
+def test_a_script_saved_with_windows_line_endings_is_refused_before_it_is_sent(
+    local_experiment, tmp_path
+):
+    exp = ready(local_experiment, "crlf")
+    script = tmp_path / "setup.sh"
+    script.write_bytes(b"#!/bin/bash\r\necho configured\r\n")
+    with pytest.raises(InvalidOption) as info:
+        exp.copy_and_run([], script)
+    assert "ends in CRLF" in str(info.value) and f"dos2unix {script}" in str(info.value)
+    assert "'/bin/bash' + '\\r'" in str(info.value)
+    assert exp.run([], "ls /tmp")[1] == [""]  # nothing was sent
+    assert of_type(exp.run_path, "call.failed")[-1]["error"]["type"] == "InvalidOption"
+    script.write_bytes(b"#!/bin/bash\necho configured\n")
+    assert exp.copy_and_run([], script)[1] == ["configured\n"]
+
+
 def test_a_hundred_megabytes_of_output_and_binary_output_are_kept_exactly(local_experiment):
     exp = ready(local_experiment, "big")
     cmd = "head -c 100000000 /dev/zero | tr '\\0' x; head -c 3000000 /dev/zero >&2"
