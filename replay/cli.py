@@ -28,7 +28,7 @@ from precip_repro import (
     render_text,
 )
 from replay.engine import CLOUDS, Engine, ReplayFailed
-from replay.mapping import MappingError, load_mapping
+from replay.mapping import MappingError, ReplayMapping, load_mapping
 from replay.plan import build_plan, describe, images_used, interrupted_call, secrets_needed
 
 __all__ = ["main"]
@@ -165,6 +165,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def _on(targets: dict[str, str], mapping: ReplayMapping) -> str:
+    """Each experiment's target cloud, and the account ssh logs in as where not root."""
+    shown = []
+    for exp, cloud in sorted(targets.items()):
+        login = mapping.cloud(exp).get("login_user")
+        shown.append(f"{exp}={cloud}" + (f" (logging in as {login})" if login else ""))
+    return ", ".join(shown)
+
+
 def _writable(directory: Path) -> str | None:
     """Why nothing can be written in ``directory`` (made if missing); None when it can."""
     try:
@@ -222,8 +231,7 @@ def _replay(args: argparse.Namespace) -> int:
         else None
     )
     if args.dry_run:
-        print(f"plan to replay {source.run} ({len(steps)} steps) on "
-              + ", ".join(f"{exp}={cloud}" for exp, cloud in sorted(targets.items())))  # fmt: skip
+        print(f"plan to replay {source.run} ({len(steps)} steps) on {_on(targets, mapping)}")
         for line in describe(source, steps, mapping, args.max_gap):
             print(line)
         if cut:
@@ -242,7 +250,7 @@ def _replay(args: argparse.Namespace) -> int:
         strict=args.strict,
     )
     engine.check(secrets_needed(source), steps)
-    print(f"replaying {source.run} on " + ", ".join(f"{e}={c}" for e, c in sorted(targets.items())))
+    print(f"replaying {source.run} on {_on(targets, mapping)}")
     if cut:
         print(cut)
     if source.ending:

@@ -365,6 +365,7 @@ def test_the_pool_replays_on_ec2_with_mapped_image_and_type_and_workers_reach_th
     out = capsys.readouterr().out
     assert code == 0, out
     assert "REPRODUCED: all 8 steps" in out
+    assert ("on e1=ec2 (logging in as ubuntu)" in out) is stock
     found = ec2.client.describe_instances()["Reservations"]
     instances = [i for r in found for i in r["Instances"]]
     assert [(i["ImageId"], i["InstanceType"]) for i in instances] == [(image, "t3.nano")] * 3
