@@ -75,7 +75,8 @@ def _clouds(view: RunView) -> list[str]:
     for exp, data in sorted(view.experiments.items(), key=lambda item: (len(item[0]), item[0])):
         cloud = data.get("cloud") or {}
         where = " ".join(str(cloud.get(k)) for k in ("endpoint", "region") if cloud.get(k))
-        out.append(f"{exp} {data.get('name') or ''} on {cloud.get('kind')} {where}".strip())
+        login = f" (logging in as {data['login_user']})" if data.get("login_user") else ""
+        out.append(f"{exp} {data.get('name') or ''} on {cloud.get('kind')} {where}".strip() + login)
     return out
 
 

@@ -35,6 +35,7 @@ from precip_repro.clouds import ec2 as ec2_module
 from precip_repro.clouds.ec2 import access_key_fingerprint, parse_endpoint, parse_region
 from precip_repro.record import LogReader
 from precip_repro.record.store import EVENTS
+from precip_repro.report import write_report
 from precip_repro.timeline import timeline
 from tests.ec2_cloud import ACCESS_KEY, SECRET_KEY, wait_until
 from tests.helpers import assert_nowhere_in, original_precip_home, record_script
@@ -387,6 +388,8 @@ def test_a_stock_image_runs_the_seeds_root_calls_through_its_default_users_sudo(
     assert created["login_user"] == "ubuntu"
     shown = "\n".join(timeline(LogReader(exp.run_path / EVENTS)))
     assert "e1 created on ec2 (ec2-test), logging in as ubuntu (sudo for others)" in shown
+    report = write_report(exp.run_path, tmp_path / "report.md", fmt="md")
+    assert "(logging in as ubuntu)" in report.path.read_text()
     users = {e["user"] for e in of_type(exp.run_path, "command.finished")}
     assert users == {"root", "ubuntu", "wf"}
     exp.close()
