@@ -483,33 +483,42 @@ class Experiment:
         except InstanceUnreachable as exc:
             if isinstance(exc, LoginRefused):
                 raise
-            if inst.gone is None:
-                self._ask_if_gone([inst])
-            if inst.gone is None:
+            said = self._ask_if_gone([inst]) if inst.gone is None else {}
+            why = inst.gone or said.get(inst.instance_id)
+            if why is None:
                 raise
             raise InstanceUnreachable(
-                f"{exc}; {inst.gone}", instance=inst.instance_id, slot=inst.slot
+                f"{exc}; {why}", instance=inst.instance_id, slot=inst.slot
             ) from exc
 
-    def _ask_if_gone(self, instances: builtins.list[Instance]) -> None:
-        """Mark the instances the cloud says ended (it cannot say: none)."""
+    def _ask_if_gone(self, instances: builtins.list[Instance]) -> dict[str, str]:
+        """What the cloud says of the instances it does not call running, by id (nothing
+        when it cannot say). One it says ended is marked gone for good; one it does not
+        list is only said to be: a listing can lag, and the next call asks again."""
         try:
             found = {
                 d.instance_id: d for d in self.cloud.describe([i.instance_id for i in instances])
             }
         except CloudError:
-            return
+            return {}
+        said: dict[str, str] = {}
         for inst in instances:
             described = found.get(inst.instance_id)
-            if described is not None and described.state in ("pending", "running"):
+            if described is None:
+                said[inst.instance_id] = (
+                    "its cloud does not list the instance: it may be gone with all that ran "
+                    "on it (provision another to go on)"
+                )
                 continue
-            inst.state = described.state if described is not None else "unknown to its cloud"
-            inst.state_reason = described.state_reason if described is not None else None
+            if described.state in ("pending", "running"):
+                continue
+            inst.state, inst.state_reason = described.state, described.state_reason
             reason = f" ({inst.state_reason})" if inst.state_reason else ""
-            inst.gone = (
+            inst.gone = said[inst.instance_id] = (
                 f"the cloud says the instance is {inst.state}{reason}: it is gone with all "
                 "that ran on it; provision another to go on"
             )
+        return said
 
     def _login(self, user: str) -> str:
         return self.cloud.ssh_user(user)

@@ -412,6 +412,16 @@ def test_an_instance_that_ended_after_it_was_ready_is_gone_for_list_run_and_wait
     assert exp.wait([kept["slot"]], timeout=5) is None
 
 
+def test_an_instance_its_cloud_does_not_list_for_a_while_is_not_given_up(
+    local_experiment, monkeypatch
+):
+    exp = ready(local_experiment, "lagging")
+    monkeypatch.setattr(exp.cloud, "describe", lambda ids: [])  # a listing that lags
+    assert exp.wait(timeout=5) is None  # not listed is no proof that it ended
+    assert exp.list()[0]["state"] == "running"
+    assert exp.run([], "echo still here")[1] == ["still here\n"]
+
+
 def test_a_command_whose_instance_the_script_deprovisions_meanwhile_says_so(local_experiment):
     exp = ready(local_experiment, "deprovisioned-under")
 
