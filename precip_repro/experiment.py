@@ -85,6 +85,8 @@ LOGIN_GRACE: Final = 60.0
 (no new one would do better): long enough for an image that starts sshd before it has
 installed the key."""
 ENDED_WHILE_BOOTING: Final = frozenset({"terminated", "shutting-down", "stopping", "stopped"})
+ENDED_FOR_GOOD: Final = frozenset({"terminated", "shutting-down"})
+"""States no instance comes back from (a stopped one can be started again)."""
 """States from which an instance wait() awaits will never become ready."""
 STDERR_TAIL: Final = 400
 NO_EXIT_STATUS: Final = -1
@@ -514,10 +516,16 @@ class Experiment:
                 continue
             inst.state, inst.state_reason = described.state, described.state_reason
             reason = f" ({inst.state_reason})" if inst.state_reason else ""
-            inst.gone = said[inst.instance_id] = (
-                f"the cloud says the instance is {inst.state}{reason}: it is gone with all "
-                "that ran on it; provision another to go on"
-            )
+            if inst.state in ENDED_FOR_GOOD:
+                inst.gone = said[inst.instance_id] = (
+                    f"the cloud says the instance is {inst.state}{reason}: it is gone with all "
+                    "that ran on it; provision another to go on"
+                )
+            else:  # stopped (a spot stop, the console): it may be started again
+                said[inst.instance_id] = (
+                    f"the cloud says the instance is {inst.state}{reason}: what ran on it has "
+                    "ended; start it again at the cloud, or provision another to go on"
+                )
         return said
 
     def _login(self, user: str) -> str:

@@ -700,6 +700,24 @@ def test_credentials_written_into_the_script_keep_it_by_hash_only(ec2, store, tm
     assert verify(run_dir).state == "intact"
 
 
+def test_an_instance_stopped_behind_the_scripts_back_is_said_to_be_stopped_not_gone(ec2, store):
+    exp = make("ec2", ec2, store)
+    exp.provision(ec2.image)
+    exp.wait(timeout=60)
+    (stopped,) = exp.list()
+    ec2.client.stop_instances(InstanceIds=[stopped["id"]])  # a spot stop, the console
+    assert wait_until(lambda: stopped["id"] not in ec2.hypervisor.running())
+    for _ in range(2):  # asked again each time: it may be started again
+        with pytest.raises(InstanceUnreachable) as info:
+            exp.run([], "hostname")
+        assert "the cloud says the instance is stopped" in str(info.value)
+        assert "start it again at the cloud, or provision another" in str(info.value)
+    assert exp.list()[0]["state"] == "stopped"
+    exp.close()
+    assert live(ec2) == []
+    finish_run()
+
+
 def test_an_instance_its_cloud_ended_behind_the_scripts_back_is_said_to_be_gone(ec2, store):
     exp = make("ec2", ec2, store)
     exp.provision(ec2.image, count=2)
