@@ -169,7 +169,7 @@ def _on(targets: dict[str, str], mapping: ReplayMapping) -> str:
     """Each experiment's target cloud, and the account ssh logs in as where not root."""
     shown = []
     for exp, cloud in sorted(targets.items()):
-        login = mapping.cloud(exp).get("login_user")
+        login = mapping.cloud(exp).get("login_user") if cloud != "local" else None
         shown.append(f"{exp}={cloud}" + (f" (logging in as {login})" if login else ""))
     return ", ".join(shown)
 
