@@ -85,9 +85,9 @@ LOGIN_GRACE: Final = 60.0
 (no new one would do better): long enough for an image that starts sshd before it has
 installed the key."""
 ENDED_WHILE_BOOTING: Final = frozenset({"terminated", "shutting-down", "stopping", "stopped"})
+"""States from which an instance wait() awaits will never become ready."""
 ENDED_FOR_GOOD: Final = frozenset({"terminated", "shutting-down"})
 """States no instance comes back from (a stopped one can be started again)."""
-"""States from which an instance wait() awaits will never become ready."""
 STDERR_TAIL: Final = 400
 NO_EXIT_STATUS: Final = -1
 """The exit code of a command whose session ended without one (paramiko's, as the seed's)."""
@@ -750,7 +750,7 @@ class Experiment:
                     last = exc
                     refused_since = refused_since or time.monotonic()
                     if time.monotonic() - refused_since > LOGIN_GRACE:
-                        raise self._refuses_root(inst) from exc
+                        raise self._refuses_login(inst) from exc
                 except (InstanceError, OSError) as exc:
                     last, refused_since = exc, None
             now = time.monotonic()
@@ -876,7 +876,7 @@ class Experiment:
             + (f" ({inst.tries} tries)" if inst.tries > 1 else "")
         )
 
-    def _refuses_root(self, inst: Instance) -> UnsupportedUser:
+    def _refuses_login(self, inst: Instance) -> UnsupportedUser:
         login = self._login(self.login_user)
         pair = getattr(self.cloud, "key_name", None) or self.keys.key_name
         if self.login_user == "root":
