@@ -437,6 +437,11 @@ class Recovery:
     torn_tail: BlobRef | None = None
 
 
+def _nothing_to_do(verdict: Verdict) -> Recovery:
+    assert verdict.digest is not None
+    return Recovery(action="nothing", run=verdict.run, digest=verdict.digest, events=verdict.events)
+
+
 def recover(run_dir: Path) -> Recovery:
     """Finish an abandoned run: save a torn tail as a blob, cut it off, append
     ``run.finished`` with status ``interrupted``, write the checkpoint.
@@ -455,10 +460,7 @@ def recover(run_dir: Path) -> Recovery:
         # A reviewer's read-only copy: a finished run needs nothing written.
         verdict = verify(run_dir)
         if verdict.state == "intact":
-            assert verdict.digest is not None
-            return Recovery(
-                action="nothing", run=verdict.run, digest=verdict.digest, events=verdict.events
-            )
+            return _nothing_to_do(verdict)
         raise RecordWriteFailed(
             f"cannot open {events_path} for writing to recover run {verdict.run} "
             f"({verdict.state}): {exc.strerror or exc}; nothing was changed. Recover a "
@@ -470,10 +472,7 @@ def recover(run_dir: Path) -> Recovery:
     try:
         verdict = verify(run_dir, _ignore_lock=True)
         if verdict.state == "intact":
-            assert verdict.digest is not None
-            return Recovery(
-                action="nothing", run=verdict.run, digest=verdict.digest, events=verdict.events
-            )
+            return _nothing_to_do(verdict)
         if verdict.state == "corrupt":
             raise RecordCorrupted(
                 f"run {verdict.run} is corrupt, not abandoned — recover changes nothing: "
