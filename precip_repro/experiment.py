@@ -133,6 +133,10 @@ class Instance:
     """Why nothing reaches this instance again — its cloud says it ended after it was
     ready, or this experiment is terminating it: calls on it fail at once saying so, and
     ``wait()`` does rather than call it ready."""
+    stopped: str | None = None
+    """What the cloud said when it stopped this instance after it was ready (a spot stop,
+    the console): not ready again until ``wait()`` finds it running and answering — the
+    same instance, its disk and host key kept, never replaced by a new one."""
 
     def matches(self, tags: Sequence[str]) -> bool:
         return all(tag in self.tags for tag in tags)
@@ -480,6 +484,8 @@ class Experiment:
                 instance=inst.instance_id,
                 slot=inst.slot,
             )
+        if inst.stopped is not None:
+            self._check_started_again(inst)
         try:
             yield
         except InstanceUnreachable as exc:
@@ -522,11 +528,32 @@ class Experiment:
                     "that ran on it; provision another to go on"
                 )
             else:  # stopped (a spot stop, the console): it may be started again
-                said[inst.instance_id] = (
+                inst.stopped = said[inst.instance_id] = (
                     f"the cloud says the instance is {inst.state}{reason}: what ran on it has "
-                    "ended; start it again at the cloud, or provision another to go on"
+                    "ended; start it again at the cloud and call wait(), or provision another "
+                    "to go on"
                 )
+                inst.ready = False
+                self._pool.drop(inst.instance_id)  # its sessions died with it
         return said
+
+    def _check_started_again(self, inst: Instance) -> None:
+        """A call on an instance that stopped after it was ready: asked after again, since
+        it may have been started at the cloud since — then ``wait()`` is what it needs."""
+        said = self._ask_if_gone([inst])
+        why = inst.gone or said.get(inst.instance_id)
+        if why is not None:
+            raise InstanceUnreachable(
+                f"instance {inst.instance_id} ({inst.slot}): {why}",
+                instance=inst.instance_id,
+                slot=inst.slot,
+            )
+        raise InstanceNotReady(
+            f"instance {inst.instance_id} ({inst.slot}) was stopped at its cloud and has been "
+            "started again: call wait() to have it answer again, then go on",
+            instance=inst.instance_id,
+            slot=inst.slot,
+        )
 
     def _login(self, user: str) -> str:
         return self.cloud.ssh_user(user)
@@ -725,7 +752,21 @@ class Experiment:
                 inst.listed = True
             elif inst.listed:  # listed before, unknown now: the cloud deleted it
                 inst.state, inst.state_reason = "terminated", "its cloud no longer lists it"
-            if inst.state in ENDED_WHILE_BOOTING:
+            if inst.stopped is not None:
+                # Ready before: what it holds is the script's, so it is waited for, never
+                # replaced — unless it ended for good while stopped.
+                if inst.state in ENDED_FOR_GOOD:
+                    reason = f" ({inst.state_reason})" if inst.state_reason else ""
+                    inst.gone = (
+                        f"it stopped after it was ready, then the cloud says it is {inst.state}"
+                        f"{reason}: it is gone with all that ran on it; provision another to go on"
+                    )
+                    raise InstanceUnreachable(
+                        f"instance {inst.instance_id} ({inst.slot}): {inst.gone}",
+                        instance=inst.instance_id,
+                        slot=inst.slot,
+                    )
+            elif inst.state in ENDED_WHILE_BOOTING:
                 self._replace_ended(inst, call)
                 attempt_deadline, delay = self._attempt_deadline(deadline), 0.02
                 continue
@@ -755,7 +796,13 @@ class Experiment:
                     last, refused_since = exc, None
             now = time.monotonic()
             why = f"last attempt: {last}" if last else f"state {inst.state}"
-            if now + delay > attempt_deadline and attempt_deadline < deadline:
+            if inst.stopped is not None and inst.state != "running":
+                why = f"the cloud says it is {inst.state} since it was ready: start it again there"
+            if (
+                now + delay > attempt_deadline
+                and attempt_deadline < deadline
+                and inst.stopped is None
+            ):
                 if self._replaced(inst, call, why, "an instance that did not boot"):
                     attempt_deadline, delay = self._attempt_deadline(deadline), 0.02
                     continue
@@ -773,7 +820,7 @@ class Experiment:
             delay = min(delay * 2, 1.0)
         pinned = self._pool.pins.get(inst.instance_id)
         inst.host_key = fingerprint(pinned) if pinned is not None else None
-        inst.ready = True
+        inst.ready, inst.stopped = True, None
         self._append(
             InstanceReady(
                 slot=inst.slot,

@@ -131,6 +131,8 @@ class Normalizer:
     def __init__(self, view: RunView) -> None:
         names: dict[str, str] = {}
         for slot, inst in view.instances.items():
+            for earlier in inst.earlier_addresses:
+                names.update(instance_names(slot, [], **earlier))
             names.update(
                 instance_names(
                     slot,

@@ -120,6 +120,9 @@ INTERRUPTIONS: Final = frozenset({"KeyboardInterrupt", "SystemExit"})
 """What a call ends with when a signal stopped the recording process inside it."""
 
 
+ADDRESS_KEYS: Final = ("public_address", "private_address", "public_hostname", "private_hostname")
+
+
 @attrs.define(kw_only=True)
 class InstanceView:
     slot: str
@@ -138,6 +141,10 @@ class InstanceView:
     private_hostname: str | None = None
     host_key: str | None = None
     facts: dict[str, JSON] = attrs.Factory(dict)
+    earlier_addresses: list[dict[str, str | None]] = attrs.Factory(list)
+    """Addresses and hostnames it had before it was ready again (stopped and started at its
+    cloud, it may come back at another public address): outputs from before still name
+    them."""
 
 
 @attrs.define(kw_only=True)
@@ -285,7 +292,10 @@ class ViewBuilder:
     def _instance_ready(self, now: int, data: dict[str, Any]) -> None:
         ready = self.by_id.get(str(data.get("instance_id")))
         if ready is not None:
-            ready.ready_ns = now
+            if ready.ready_ns is not None:  # ready again: its boot stays the first one
+                ready.earlier_addresses.append({key: getattr(ready, key) for key in ADDRESS_KEYS})
+            else:
+                ready.ready_ns = now
             ready.public_address = data.get("public_address")
             ready.private_address = data.get("private_address")
             ready.public_hostname = data.get("public_hostname")

@@ -161,11 +161,12 @@ class Hypervisor:
     def _start(self, data: dict[str, Any], address: str) -> None:
         instance_id = data["InstanceId"]
         state = self.workdir / f"{instance_id}-{address}"
-        (state / "root").mkdir(parents=True)
-        (state / "layers").mkdir()
-        pem, _ = _host_key()
-        (state / "host_key").write_bytes(pem)
-        (state / "host_key").chmod(0o600)
+        if not (state / "host_key").exists():  # else an instance started again: same disk
+            (state / "root").mkdir(parents=True)
+            (state / "layers").mkdir()
+            pem, _ = _host_key()
+            (state / "host_key").write_bytes(pem)
+            (state / "host_key").chmod(0o600)
         pair = self.client.describe_key_pairs(KeyNames=[data["KeyName"]], IncludePublicKey=True)
         key = user_key = pair["KeyPairs"][0]["PublicKey"]
         refusing = data["ImageId"] in self.root_refusing_images | self.sudoless_images

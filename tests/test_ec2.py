@@ -19,6 +19,7 @@ from precip_repro import (
     CommandTimeout,
     EC2Experiment,
     EucalyptusExperiment,
+    InstanceNotReady,
     InstanceUnreachable,
     InvalidOption,
     LocalExperiment,
@@ -711,10 +712,59 @@ def test_an_instance_stopped_behind_the_scripts_back_is_said_to_be_stopped_not_g
         with pytest.raises(InstanceUnreachable) as info:
             exp.run([], "hostname")
         assert "the cloud says the instance is stopped" in str(info.value)
-        assert "start it again at the cloud, or provision another" in str(info.value)
+        assert "start it again at the cloud and call wait(), or provision another" in str(
+            info.value
+        )
     assert exp.list()[0]["state"] == "stopped"
     exp.close()
     assert live(ec2) == []
+    finish_run()
+
+
+def test_an_instance_started_again_at_the_cloud_is_waited_for_and_used_again(ec2, store):
+    exp = make("ec2", ec2, store, boot_timeout=1)
+    exp.provision(ec2.image)
+    exp.wait(timeout=60)
+    (inst,) = exp.list()
+    ec2.client.stop_instances(InstanceIds=[inst["id"]])
+    assert wait_until(lambda: inst["id"] not in ec2.hypervisor.running())
+    with pytest.raises(InstanceUnreachable, match="is stopped"):
+        exp.run([], "hostname")
+    # Waited for past its boot timeout, never replaced: its disk is the script's.
+    with pytest.raises(WaitTimeout, match="stopped since it was ready: start it again there"):
+        exp.wait(timeout=2)
+    assert [i["id"] for i in exp.list()] == [inst["id"]] and live(ec2) == []
+    ec2.client.start_instances(InstanceIds=[inst["id"]])
+    with pytest.raises(InstanceNotReady, match=r"started again: call wait\(\)"):
+        exp.run([], "hostname")
+    exp.wait(timeout=60)
+    assert exp.list()[0]["state"] == "running"
+    assert exp.run([], "echo again")[1] == ["again\n"]
+    exp.close()
+    assert live(ec2) == []
+    run_id = finish_run()
+    (run_dir,) = store.run_dirs()
+    ready = of_type(run_dir, "instance.ready")
+    assert [r["instance_id"] for r in ready] == [inst["id"]] * 2  # the record says so
+    assert ready[0]["host_key"] == ready[1]["host_key"]
+    assert verify(run_dir).state == "intact" and run_id
+
+
+def test_an_instance_terminated_while_stopped_is_gone_for_wait(ec2, store):
+    exp = make("ec2", ec2, store)
+    exp.provision(ec2.image)
+    exp.wait(timeout=60)
+    (inst,) = exp.list()
+    ec2.client.stop_instances(InstanceIds=[inst["id"]])
+    assert wait_until(lambda: inst["id"] not in ec2.hypervisor.running())
+    with pytest.raises(InstanceUnreachable, match="is stopped"):
+        exp.run([], "hostname")
+    ec2.client.terminate_instances(InstanceIds=[inst["id"]])
+    with pytest.raises(InstanceUnreachable, match="gone with all that ran on it") as info:
+        exp.wait(timeout=30)
+    assert info.value.instance == inst["id"]
+    assert [i["id"] for i in exp.list()] == [inst["id"]] and live(ec2) == []  # not replaced
+    exp.close()
     finish_run()
 
 

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from precip_repro.record import Run, RunStore
-from precip_repro.record.events import InstanceLaunched
-from precip_repro.runview import load_run, load_verified
+from precip_repro.normalize import Normalizer
+from precip_repro.record import LogReader, Run, RunStore
+from precip_repro.record.events import InstanceLaunched, InstanceReady
+from precip_repro.record.store import EVENTS
+from precip_repro.runview import load_run, load_verified, ts_ns
 from tests.test_diff import synthetic
 
 # The parallel path forks, which it only does in a process without other threads (a pytest
@@ -163,3 +165,21 @@ def test_instances_come_in_slot_order_whatever_order_overlapping_launches_were_r
     view = load_run(run.path)
     in_turn = ["e1.p1.0", "e1.p1.1", "e1.p1.2", "e1.p1.10", "e1.p2.0", "e2.p1.0"]
     assert list(view.instances) == in_turn
+
+
+def test_an_instance_ready_again_keeps_its_boot_and_its_earlier_address_still_normalises(store):
+    with Run.open(store, name="restarted") as run:
+        run.append(InstanceLaunched(call=1, exp="e1", slot="e1.p1.0", instance_id="i-1",
+                                    image_id="ami-1", instance_type="t3", tags=[]))  # fmt: skip
+        for public in ("127.0.0.77", "127.0.0.78"):  # stopped and started at its cloud
+            run.append(InstanceReady(slot="e1.p1.0", instance_id="i-1", public_address=public,
+                                     private_address="127.0.0.4"))  # fmt: skip
+    view = load_run(run.path)
+    inst = view.instances["e1.p1.0"]
+    first, second = (e.ts for e in LogReader(run.path / EVENTS) if e.type == "instance.ready")
+    assert first != second and inst.ready_ns == ts_ns(first)
+    assert inst.public_address == "127.0.0.78"
+    norm = Normalizer(view)
+    assert norm.text("was 127.0.0.77, is 127.0.0.78") == (
+        "was {e1.p1.0.public_address}, is {e1.p1.0.public_address}"
+    )
