@@ -798,11 +798,10 @@ class Experiment:
             why = f"last attempt: {last}" if last else f"state {inst.state}"
             if inst.stopped is not None and inst.state != "running":
                 why = f"the cloud says it is {inst.state} since it was ready: start it again there"
-            if (
-                now + delay > attempt_deadline
-                and attempt_deadline < deadline
-                and inst.stopped is None
-            ):
+            # The instance may yet be replaced when it did not boot in time — never one
+            # that was ready before: what it holds is the script's.
+            replaceable = attempt_deadline < deadline and inst.stopped is None
+            if replaceable and now >= attempt_deadline:
                 if self._replaced(inst, call, why, "an instance that did not boot"):
                     attempt_deadline, delay = self._attempt_deadline(deadline), 0.02
                     continue
@@ -814,9 +813,10 @@ class Experiment:
                     f"terminated ({why})",
                     late=[late],
                 ) from last
-            if now + delay > deadline:
+            if now >= deadline:
                 raise WaitTimeout(f"not ready ({why})", late=[inst.instance_id]) from last
-            time.sleep(delay)
+            # Never past a deadline: the last look comes at it, not a second before.
+            time.sleep(min(delay, (attempt_deadline if replaceable else deadline) - now))
             delay = min(delay * 2, 1.0)
         pinned = self._pool.pins.get(inst.instance_id)
         inst.host_key = fingerprint(pinned) if pinned is not None else None

@@ -731,8 +731,10 @@ def test_an_instance_started_again_at_the_cloud_is_waited_for_and_used_again(ec2
     with pytest.raises(InstanceUnreachable, match="is stopped"):
         exp.run([], "hostname")
     # Waited for past its boot timeout, never replaced: its disk is the script's.
+    started = time.monotonic()
     with pytest.raises(WaitTimeout, match="stopped since it was ready: start it again there"):
         exp.wait(timeout=2)
+    assert 2 <= time.monotonic() - started < 3  # its last look at the deadline, not before
     assert [i["id"] for i in exp.list()] == [inst["id"]] and live(ec2) == []
     ec2.client.start_instances(InstanceIds=[inst["id"]])
     with pytest.raises(InstanceNotReady, match=r"started again: call wait\(\)"):
