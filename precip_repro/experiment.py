@@ -68,7 +68,15 @@ from precip_repro.record.events import (
 from precip_repro.record.recorder import Run
 from precip_repro.record.store import RunStore
 from precip_repro.session import session
-from precip_repro.ssh import MAX_COMMAND, Connection, Endpoint, ExecResult, Sink, SshPool
+from precip_repro.ssh import (
+    MAX_COMMAND,
+    Connection,
+    Endpoint,
+    ExecResult,
+    Sink,
+    SshPool,
+    shown_command,
+)
 
 __all__ = ["Experiment", "Instance", "fan_out"]
 
@@ -300,7 +308,11 @@ class Experiment:
         self._provisions = 0
         self._closed = False
         self._pid = os.getpid()
-        self._pool = SshPool(self.keys.pkey, connect_timeout=connect_timeout)
+        self._pool = SshPool(
+            self.keys.pkey,
+            connect_timeout=connect_timeout,
+            redact=lambda text: session.redactor.text(text),  # secrets registered later too
+        )
         self._record = record
         self._run: Run | None = None
         self.last_call: int | None = None
@@ -1166,9 +1178,10 @@ class Experiment:
                     if result.still_running
                     else "was ended, with everything it started there"
                 )
+                shown = shown_command(session.redactor.text(cmd))
                 raise CommandTimeout(
-                    f"{cmd!r} on instance {inst.instance_id} ({inst.slot}) ran past its timeout "
-                    f"of {timeout} s and {fate}",
+                    f"{shown} on instance {inst.instance_id} ({inst.slot}) ran past its "
+                    f"timeout of {timeout} s and {fate}",
                     instance=inst.instance_id,
                     slot=inst.slot,
                 )
@@ -1187,8 +1200,9 @@ class Experiment:
                     if other is not inst and other.instance_id in failed
                 ]
                 also = f"; {len(others)} more failed too: {', '.join(others)}" if others else ""
+                shown = shown_command(session.redactor.text(cmd))
                 raise CommandFailed(
-                    f"{cmd!r} {exited} on instance {inst.instance_id} "
+                    f"{shown} {exited} on instance {inst.instance_id} "
                     f"({inst.slot}); stderr ends: {tail.strip() or '(empty)'}{also}",
                     instance=inst.instance_id,
                     slot=inst.slot,

@@ -181,6 +181,22 @@ _END_TIMEOUT: Final = 30.0
 MAX_COMMAND: Final = 128 * 1024 - 1
 """The longest command, in bytes: sshd hands it to the remote shell as one ``-c`` argument,
 and Linux refuses an argument longer than 128 KiB with its NUL (MAX_ARG_STRLEN)."""
+SHOWN_COMMAND: Final = 240
+"""Past this many characters a command is shown in a message by its head and tail: a
+generated script of thousands of lines would bury what the message says about it."""
+
+
+def shown_command(cmd: str) -> str:
+    """``cmd`` quoted for a message, its middle left out when it is long (the record and the
+    exception's ``cmd`` keep it whole). Redact before: a secret cut in two is found by
+    nothing."""
+    if len(cmd) <= SHOWN_COMMAND:
+        return repr(cmd)
+    head, tail = cmd[: SHOWN_COMMAND * 2 // 3], cmd[-(SHOWN_COMMAND // 3) :]
+    left_out = len(cmd) - len(head) - len(tail)
+    return f"{head!r} …{left_out:,} characters… {tail!r}"
+
+
 _END_MARKED: Final = r"""
 t='PRECIP_EXEC=TOKEN'
 marked() { grep -lsxzF "$t" /proc/[0-9]*/environ | cut -d/ -f3; }
@@ -257,11 +273,14 @@ class Connection:
         user: str,
         *,
         become: str | None = None,
+        redact: Callable[[str], str] = str,
     ) -> None:
         self.transport = transport
         self.endpoint = endpoint
         self.user = user
         self.become = become
+        self._redact = redact
+        """Hides the secrets in a command before it is shown in a message, long or not."""
         self.who = user if become is None else f"{become} (sudo from {user})"
         """Whom its commands run as, for messages."""
         self._idle: list[paramiko.SFTPClient] = []
@@ -386,13 +405,17 @@ class Connection:
             # where it is another number.
             received = chan.exit_status_ready() and chan.recv_exit_status() != -1
             if not received and not self.transport.is_active():
-                raise self._unreachable(f"the connection was lost while running {cmd!r}")
+                raise self._unreachable(
+                    f"the connection was lost while running {shown_command(self._redact(cmd))}"
+                )
             # No exit status on a live connection: the command died of a signal.
             exit_code = chan.recv_exit_status() if chan.exit_status_ready() else None
         except InstanceUnreachable:
             raise
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise self._unreachable(f"the connection broke while running {cmd!r}", exc) from exc
+            raise self._unreachable(
+                f"the connection broke while running {shown_command(self._redact(cmd))}", exc
+            ) from exc
         finally:
             chan.close()
         return ExecResult(
@@ -700,11 +723,17 @@ class SshPool:
     """Connections per (instance id, user), created on demand and reused. Thread-safe."""
 
     def __init__(
-        self, pkey: paramiko.PKey, *, pins: HostKeyPins | None = None, connect_timeout: float = 10
+        self,
+        pkey: paramiko.PKey,
+        *,
+        pins: HostKeyPins | None = None,
+        connect_timeout: float = 10,
+        redact: Callable[[str], str] = str,
     ) -> None:
         self.pkey = pkey
         self.pins = pins or HostKeyPins()
         self.connect_timeout = connect_timeout
+        self.redact = redact
         self._connections: dict[tuple[str, str, str | None], Connection] = {}
         self._lock = threading.Lock()
         self._connecting: dict[tuple[str, str, str | None], threading.Lock] = {}
@@ -791,7 +820,7 @@ class SshPool:
         except BaseException:
             transport.close()
             raise
-        return Connection(transport, endpoint, user, become=become)
+        return Connection(transport, endpoint, user, become=become, redact=self.redact)
 
     def drop(self, instance_id: str) -> None:
         """Close every connection to an instance (it is being terminated)."""

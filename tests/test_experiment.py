@@ -524,6 +524,26 @@ def test_an_error_message_hides_a_registered_secret_while_its_attributes_keep_it
     assert secret not in str(late.value) and "${secret:API_TOKEN}" in str(late.value)
 
 
+def test_a_long_failing_command_is_shown_by_head_and_tail_with_no_part_of_a_secret(
+    local_experiment,
+):
+    exp = ready(local_experiment, "long-command")
+    secret = "s3cr3t-token-value-789"
+    exp.secret("API_TOKEN", secret)
+    # The secret straddles where the head is cut: shown before redaction, its start would be.
+    lines = "\n".join(f"line {i} of a generated config" for i in range(300))
+    cmd = f"{'x' * 150}{secret}; cat > /tmp/conf <<'EOF'\n{lines}\nEOF\necho bad >&2; false"
+    with pytest.raises(CommandFailed) as info:
+        exp.run([], cmd)
+    message = str(info.value)
+    assert len(message) < 600, message
+    assert secret[:6] not in message and "${secret:API_TOKEN}" in message
+    assert " characters… '" in message
+    assert "config\\nEOF\\necho bad >&2; false' exited 1 on instance" in message
+    assert message.endswith("command not found\nbad")
+    assert info.value.cmd == cmd  # the attribute keeps it all
+
+
 def test_private_keys_moved_or_printed_never_reach_the_store(local_experiment, tmp_path, capsys):
     key = tmp_path / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
