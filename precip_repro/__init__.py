@@ -40,6 +40,7 @@ from precip_repro.exceptions import (
     UnsupportedVersion,
     WaitTimeout,
 )
+from precip_repro.messages import shown_command
 from precip_repro.normalize import Normalizer, instance_names, short_hostname
 from precip_repro.record import (
     FORMAT_VERSION,
@@ -172,5 +173,6 @@ __all__ = [
     "render_text",
     "session",
     "short_hostname",
+    "shown_command",
     "verify",
 ]

@@ -46,6 +46,7 @@ from precip_repro.exceptions import (
 )
 from precip_repro.keys import Keys, fingerprint, load_keys
 from precip_repro.logs import get_logger
+from precip_repro.messages import shown_command
 from precip_repro.normalize import slot_order, temp_script_path
 from precip_repro.record.blobs import CHUNK, BackgroundWriter, BlobSink
 from precip_repro.record.events import (
@@ -75,7 +76,6 @@ from precip_repro.ssh import (
     ExecResult,
     Sink,
     SshPool,
-    shown_command,
 )
 
 __all__ = ["Experiment", "Instance", "fan_out"]

@@ -39,6 +39,7 @@ from precip_repro.exceptions import (
 )
 from precip_repro.keys import fingerprint
 from precip_repro.logs import get_logger
+from precip_repro.messages import shown_command
 
 __all__ = ["MAX_COMMAND", "Connection", "Endpoint", "ExecResult", "HostKeyPins", "SshPool"]
 
@@ -181,22 +182,6 @@ _END_TIMEOUT: Final = 30.0
 MAX_COMMAND: Final = 128 * 1024 - 1
 """The longest command, in bytes: sshd hands it to the remote shell as one ``-c`` argument,
 and Linux refuses an argument longer than 128 KiB with its NUL (MAX_ARG_STRLEN)."""
-SHOWN_COMMAND: Final = 240
-"""Past this many characters a command is shown in a message by its head and tail: a
-generated script of thousands of lines would bury what the message says about it."""
-
-
-def shown_command(cmd: str) -> str:
-    """``cmd`` quoted for a message, its middle left out when it is long (the record and the
-    exception's ``cmd`` keep it whole). Redact before: a secret cut in two is found by
-    nothing."""
-    if len(cmd) <= SHOWN_COMMAND:
-        return repr(cmd)
-    head, tail = cmd[: SHOWN_COMMAND * 2 // 3], cmd[-(SHOWN_COMMAND // 3) :]
-    left_out = len(cmd) - len(head) - len(tail)
-    return f"{head!r} …{left_out:,} characters… {tail!r}"
-
-
 _END_MARKED: Final = r"""
 t='PRECIP_EXEC=TOKEN'
 marked() { grep -lsxzF "$t" /proc/[0-9]*/environ | cut -d/ -f3; }

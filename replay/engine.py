@@ -45,6 +45,7 @@ from precip_repro import (
     instance_names,
     session,
     short_hostname,
+    shown_command,
 )
 from replay.mapping import ReplayMapping
 from replay.plan import Step, images_used
@@ -606,7 +607,7 @@ class Engine:
 
     def _label(self, call: CallView) -> str:
         cmd = call.args.get("cmd") or call.args.get("local_script") or ""
-        return f"{call.exp}.{call.method}" + (f" {cmd!r}" if cmd else "")
+        return f"{call.exp}.{call.method}" + (f" {shown_command(str(cmd))}" if cmd else "")
 
     def run(self, steps: list[Step]) -> None:
         session.replay_of = ReplayOf(run=self.source.run, digest=self.digest or "")

@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from precip_repro import CommandTimeout, InstanceUnreachable, ssh
+from precip_repro.messages import SHOWN_COMMAND, shown_command
 from tests.helpers import in_threads, ready
 
 
@@ -197,8 +198,8 @@ def test_a_connection_nothing_answers_says_what_may_drop_it():
 
 @given(st.text(max_size=2000))
 def test_a_command_shown_in_a_message_is_whole_when_short_and_head_and_tail_when_long(cmd):
-    shown = ssh.shown_command(cmd)
-    if len(cmd) <= ssh.SHOWN_COMMAND:
+    shown = shown_command(cmd)
+    if len(cmd) <= SHOWN_COMMAND:
         assert shown == repr(cmd)
     else:
         head, _, rest = shown.partition(" …")
@@ -206,4 +207,4 @@ def test_a_command_shown_in_a_message_is_whole_when_short_and_head_and_tail_when
         kept = eval(head) + eval(tail)  # reprs of str, made just above
         assert cmd.startswith(eval(head)) and cmd.endswith(eval(tail))
         assert len(kept) + int(count.replace(",", "")) == len(cmd)
-        assert len(shown) < 4 * ssh.SHOWN_COMMAND + 60
+        assert len(shown) < 4 * SHOWN_COMMAND + 60
