@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["SHOWN_COMMAND", "shown_command"]
+__all__ = ["SHOWN_COMMAND", "shown_command", "shown_difference"]
 
 SHOWN_COMMAND: Final = 240
 """Past this many characters a command is shown in a message by its head and tail: a
@@ -20,3 +20,22 @@ def shown_command(cmd: str) -> str:
     head, tail = cmd[: SHOWN_COMMAND * 2 // 3], cmd[-(SHOWN_COMMAND // 3) :]
     left_out = len(cmd) - len(head) - len(tail)
     return f"{head!r} …{left_out:,} characters… {tail!r}"
+
+
+def shown_difference(a: str, b: str) -> tuple[str, str]:
+    """Two texts that differ, quoted for a message side by side: whole when short, else
+    each around the first place they differ (where the difference of two long generated
+    commands is, not their common head)."""
+    if len(a) <= SHOWN_COMMAND and len(b) <= SHOWN_COMMAND:
+        return repr(a), repr(b)
+    first = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
+    at = min(len(a), len(b)) if first is None else first
+    start = max(0, at - SHOWN_COMMAND // 4)
+
+    def around(text: str) -> str:
+        end = min(len(text), at + SHOWN_COMMAND // 2)
+        before = f"…{start:,} characters… " if start else ""
+        after = f" …{len(text) - end:,} characters…" if end < len(text) else ""
+        return f"{before}{text[start:end]!r}{after}"
+
+    return around(a), around(b)

@@ -23,6 +23,7 @@ from precip_repro.exceptions import (
     ExperimentException,
     UnrecordableValue,
 )
+from precip_repro.messages import shown_command, shown_difference
 from precip_repro.normalize import slot_order
 from precip_repro.record.blobs import BlobStore
 from precip_repro.record.canonical import jsonable
@@ -69,9 +70,29 @@ def _key(exp: str, method: str, args: dict[str, Any]) -> _Key:
     return exp, method, _comparable(args)
 
 
-def _show(exp: str, method: str, args: dict[str, Any]) -> str:
-    inner = ", ".join(f"{key}={value!r}" for key, value in sorted(args.items()))
+def _show(exp: str, method: str, args: dict[str, Any], shown: dict[str, str] | None = None) -> str:
+    """A call as a message shows it; ``shown`` overrides how some arguments are shown."""
+    shown = shown or {}
+    inner = ", ".join(
+        f"{key}={shown.get(key) or (shown_command(v) if isinstance(v, str) else repr(v))}"
+        for key, v in sorted(args.items())
+    )
     return f"{exp}.{method}({inner})"
+
+
+def _show_both(recorded: _Key, attempted: _Key) -> tuple[str, str]:
+    """The recorded and the attempted call side by side: a long text argument that differs
+    is shown around its first difference in both."""
+    a, b = recorded[2], attempted[2]
+    pairs = {
+        key: shown_difference(a[key], b[key])
+        for key in a.keys() & b.keys()
+        if isinstance(a[key], str) and isinstance(b[key], str) and a[key] != b[key]
+    }
+    return (
+        _show(*recorded, {key: pair[0] for key, pair in pairs.items()}),
+        _show(*attempted, {key: pair[1] for key, pair in pairs.items()}),
+    )
 
 
 class RecordingStopped(BaseException):
@@ -171,6 +192,7 @@ class Playback:
             recording = _key(call.exp, call.method, call.args)
             recorded = _show(*recording)
             if recording != attempt:
+                recorded, attempted = _show_both(recording, attempt)
                 self.failed = PlaybackMismatch(
                     f"call #{call.number} does not match the recording:\n"
                     f"  recorded:  {recorded}\n  attempted: {attempted}",

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -52,6 +53,40 @@ def test_a_changed_script_fails_at_the_right_call_side_by_side(store, tmp_path, 
     assert "call #4 does not match the recording" in out
     assert "recorded:  e1.run(" in out and "from an experiment instance" in out
     assert "attempted: e1.run(" in out and "from a changed instance" in out
+
+
+LONG_COMMAND = """\
+import sys
+from precip_repro import LocalExperiment
+exp = LocalExperiment("long")
+exp.provision("default")
+exp.wait()
+lines = [f"line {i} of a generated config" for i in range(300)]
+lines[int(sys.argv[1]) if len(sys.argv) > 1 else 0] = "a CHANGED line"
+exp.run([], "cat > /tmp/conf <<'EOF'\\n" + "\\n".join(lines) + "\\nEOF")
+exp.deprovision()
+"""
+
+
+def test_a_long_command_that_changed_is_shown_where_it_changed(store, tmp_path, capsys):
+    script = tmp_path / "long.py"
+    script.write_text(LONG_COMMAND)
+    subprocess.run([sys.executable, str(script), "150"], check=True, capture_output=True,
+                   env=dict(os.environ, PRECIP_RECORDS=str(store.root)))  # fmt: skip
+    (run_dir,) = store.run_dirs()
+    with mock.patch.object(sys, "argv", [str(script), "151"]):
+        code = main(["--records", str(store.root), "run", "--playback", run_dir.name,
+                     str(script), "151"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 1 and "call #3 does not match the recording" in out
+    recorded = next(line for line in out.splitlines() if "recorded:" in line)
+    attempted = next(line for line in out.splitlines() if "attempted:" in line)
+    assert len(recorded) < 600 and len(attempted) < 600
+    assert "line 149 of a generated config\\na CHANGED line\\nline 151" in recorded
+    assert "line 149 of a generated config\\nline 150 of a generated config\\na CHANGED" in (
+        attempted
+    )
+    assert "characters…" in recorded and "tags=[]" in recorded
 
 
 def test_a_script_that_stops_early_leaves_calls_unplayed(store, tmp_path, capsys):
