@@ -141,6 +141,8 @@ class Instance:
     """Why nothing reaches this instance again — its cloud says it ended after it was
     ready, or this experiment is terminating it: calls on it fail at once saying so, and
     ``wait()`` does rather than call it ready."""
+    awaited: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
+    """Held by the one ``wait()`` that waits for it."""
     stopped: str | None = None
     """What the cloud said when it stopped this instance after it was ready (a spot stop,
     the console): not ready again until ``wait()`` finds it running and answering — the
@@ -741,8 +743,20 @@ class Experiment:
             )
 
     def _await_ready(self, inst: Instance, deadline: float, call: int, board: StateBoard) -> None:
+        # Threads of the script may wait for the same instance at once: one of them waits,
+        # the others see it ready (or, if it gives up, take over) — it is ready once.
         try:
-            self._await_ready_on(inst, deadline, call, board)
+            left = deadline - time.monotonic()
+            if not inst.awaited.acquire(timeout=-1 if left == math.inf else max(0.0, left)):
+                raise WaitTimeout(
+                    "not ready (another wait() of the script is still waiting for it)",
+                    late=[inst.instance_id],
+                )
+            try:
+                if not inst.ready:
+                    self._await_ready_on(inst, deadline, call, board)
+            finally:
+                inst.awaited.release()
         finally:
             board.forget(inst.instance_id)
 

@@ -347,6 +347,17 @@ def test_a_local_instance_that_dies_before_wait_is_replaced_or_reported_with_its
     assert terminated[-1] == doomed
 
 
+def test_threads_waiting_at_once_for_the_same_instances_record_each_ready_once(
+    local_experiment,
+):
+    exp = local_experiment("waits-at-once")
+    exp.provision("default", count=2)
+    assert in_threads(exp.wait, exp.wait, lambda: exp.wait([exp.list()[1]["id"]])) == []
+    ready = [d["slot"] for d in of_type(exp.run_path, "instance.ready")]
+    assert sorted(ready) == ["e1.p1.0", "e1.p1.1"]
+    assert exp.run([], "true")[0] == [0, 0]
+
+
 def test_wait_times_out_naming_the_late_instance(local_experiment):
     import signal
 
