@@ -306,6 +306,7 @@ class Experiment:
         self.ssh_address = ssh_address
         self.keys = keys or load_keys()
         self._lock = threading.RLock()
+        self._terminating = threading.RLock()
         self._instances: builtins.list[Instance] = []
         self._provisions = 0
         self._closed = False
@@ -1023,7 +1024,11 @@ class Experiment:
             call.result = [inst.instance_id for inst in targets]
 
     def _terminate(self, targets: builtins.list[Instance], call: int) -> None:
-        with session.shielded():  # an impatient Ctrl-C must not stop it half-way
+        # One termination at a time: threads of the script deprovisioning at once end each
+        # instance once, and each returns when what it asked for has ended.
+        with session.shielded(), self._terminating:  # a Ctrl-C must not stop it half-way
+            with self._lock:
+                targets = [inst for inst in targets if inst in self._instances]
             self._terminate_unshielded(targets, call)
 
     def _terminate_unshielded(self, targets: builtins.list[Instance], call: int) -> None:

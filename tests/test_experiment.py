@@ -358,6 +358,15 @@ def test_threads_waiting_at_once_for_the_same_instances_record_each_ready_once(
     assert exp.run([], "true")[0] == [0, 0]
 
 
+def test_threads_deprovisioning_at_once_end_each_instance_once(local_experiment):
+    exp = ready(local_experiment, "ends-at-once", count=2)
+    ids = [i["id"] for i in exp.list()]
+    assert in_threads(exp.deprovision, exp.deprovision, lambda: exp.deprovision([ids[0]])) == []
+    ended = [d["slot"] for d in of_type(exp.run_path, "instance.terminated")]
+    assert sorted(ended) == ["e1.p1.0", "e1.p1.1"]
+    assert not set(ids) & {s.instance_id for s in live_local_instances()}
+
+
 def test_wait_times_out_naming_the_late_instance(local_experiment):
     import signal
 
