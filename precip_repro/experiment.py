@@ -493,12 +493,7 @@ class Experiment:
         """An instance that cannot be reached is asked after at its cloud: one the cloud
         ended (a spot reclaim, a crash, gc from another terminal) is said to be gone, and
         stays so for later calls."""
-        if inst.gone is not None:
-            raise InstanceUnreachable(
-                f"instance {inst.instance_id} ({inst.slot}): {inst.gone}",
-                instance=inst.instance_id,
-                slot=inst.slot,
-            )
+        self._check_not_ended(inst)
         if inst.stopped is not None:
             self._check_started_again(inst)
         try:
@@ -558,11 +553,7 @@ class Experiment:
         said = self._ask_if_gone([inst])
         why = inst.gone or said.get(inst.instance_id)
         if why is not None:
-            raise InstanceUnreachable(
-                f"instance {inst.instance_id} ({inst.slot}): {why}",
-                instance=inst.instance_id,
-                slot=inst.slot,
-            )
+            raise self._unreachable(inst, why)
         raise InstanceNotReady(
             f"instance {inst.instance_id} ({inst.slot}) was stopped at its cloud and has been "
             "started again: call wait() to have it answer again, then go on",
@@ -770,6 +761,7 @@ class Experiment:
         watched = inst.instance_id
         refused_since: float | None = None  # since when sshd has refused the key, unbroken
         while True:
+            self._check_not_ended(inst)
             if inst.instance_id != watched:  # replaced: ask about the new one only
                 board.forget(watched)
                 watched, refused_since = inst.instance_id, None
@@ -788,11 +780,7 @@ class Experiment:
                         f"it stopped after it was ready, then the cloud says it is {inst.state}"
                         f"{reason}: it is gone with all that ran on it; provision another to go on"
                     )
-                    raise InstanceUnreachable(
-                        f"instance {inst.instance_id} ({inst.slot}): {inst.gone}",
-                        instance=inst.instance_id,
-                        slot=inst.slot,
-                    )
+                    raise self._unreachable(inst, inst.gone)
             elif inst.state in ENDED_WHILE_BOOTING:
                 self._replace_ended(inst, call)
                 attempt_deadline, delay = self._attempt_deadline(deadline), 0.02
@@ -867,9 +855,27 @@ class Experiment:
         thread deprovision the old id and leave the new one running."""
         if inst.tries >= self.boot_max_tries:
             return False
-        with session.shielded(f"replacing {what}"):
+        # Taking turns with terminations: one deprovisioned meanwhile (by another thread,
+        # or at exit) is not replaced by an instance nothing would ever terminate.
+        with session.shielded(f"replacing {what}"), self._terminating:
+            self._check_not_ended(inst)
             self._replace(inst, call, why=why)
         return True
+
+    @staticmethod
+    def _check_not_ended(inst: Instance) -> None:
+        """Stop waiting for an instance that will never be ready: this experiment is
+        terminating it, or its cloud ended it after it was ready."""
+        if inst.gone is not None:
+            raise Experiment._unreachable(inst, inst.gone)
+
+    @staticmethod
+    def _unreachable(inst: Instance, why: str) -> InstanceUnreachable:
+        return InstanceUnreachable(
+            f"instance {inst.instance_id} ({inst.slot}): {why}",
+            instance=inst.instance_id,
+            slot=inst.slot,
+        )
 
     def _attempt_deadline(self, deadline: float) -> float:
         if self.boot_timeout is None:

@@ -39,7 +39,7 @@ from precip_repro.record.store import EVENTS
 from precip_repro.report import write_report
 from precip_repro.timeline import timeline
 from tests.ec2_cloud import ACCESS_KEY, SECRET_KEY, wait_until
-from tests.helpers import assert_nowhere_in, original_precip_home, record_script
+from tests.helpers import assert_nowhere_in, in_threads, original_precip_home, record_script
 
 
 def of_type(run_path: Path, kind: str) -> list[dict[str, Any]]:
@@ -788,5 +788,23 @@ def test_an_instance_its_cloud_ended_behind_the_scripts_back_is_said_to_be_gone(
         exp.wait(timeout=5)
     exp.deprovision()
     assert live(ec2) == []
+    exp.close()
+    finish_run()
+
+
+def test_an_instance_deprovisioned_while_another_thread_waits_for_it_is_not_replaced(ec2, store):
+    exp = make("ec2", ec2, store, connect_timeout=0.5)
+    exp.provision(ec2.silent_image)  # boots, never answers: wait() keeps trying
+
+    def deprovision_soon() -> None:
+        time.sleep(1)
+        exp.deprovision()
+
+    errors = in_threads(lambda: exp.wait(timeout=30), deprovision_soon)
+    assert live(ec2) == []  # nothing launched behind the deprovision's back
+    assert len(of_type(exp.run_path, "instance.launched")) == 1
+    (error,) = errors
+    assert isinstance(error, InstanceUnreachable), error
+    assert "this experiment terminated it (deprovision, call #" in str(error)
     exp.close()
     finish_run()
