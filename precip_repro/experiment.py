@@ -97,6 +97,9 @@ ENDED_WHILE_BOOTING: Final = frozenset({"terminated", "shutting-down", "stopping
 ENDED_FOR_GOOD: Final = frozenset({"terminated", "shutting-down"})
 """States no instance comes back from (a stopped one can be started again)."""
 STDERR_TAIL: Final = 400
+LAUNCHES_WAIT: Final = 300.0
+"""How long ``close()`` waits for launches under way in other threads (a cloud API answers
+a launch within seconds; its retries give up within minutes)."""
 NO_EXIT_STATUS: Final = -1
 """The exit code of a command whose session ended without one (paramiko's, as the seed's)."""
 _FACTS_CMD: Final = (
@@ -307,6 +310,9 @@ class Experiment:
         self.keys = keys or load_keys()
         self._lock = threading.RLock()
         self._terminating = threading.RLock()
+        self._closing = False
+        self._launching = 0  # launches under way: close() waits for them
+        self._launches_ended = threading.Condition(self._lock)
         self._instances: builtins.list[Instance] = []
         self._provisions = 0
         self._closed = False
@@ -361,11 +367,17 @@ class Experiment:
         return self._run.path if self._run is not None else None
 
     def _check_open(self, method: str) -> None:
-        if self._closed:
+        if self._closed or self._closing:
+            how = (
+                "closed: close() or the end of its `with` block deprovisioned it"
+                if self._closed
+                else "closing: close(), the end of its `with` block or of the script is "
+                "deprovisioning it"
+            )
             raise ExperimentClosed(
-                f"experiment {self.exp}{f' ({self.name})' if self.name else ''} is closed: "
-                f"close() or the end of its `with` block deprovisioned it, so {method}() would "
-                "start or use what nothing deprovisions any more; make a new experiment",
+                f"experiment {self.exp}{f' ({self.name})' if self.name else ''} is {how}, so "
+                f"{method}() would start or use what nothing deprovisions any more; make a new "
+                "experiment",
                 exp=self.exp,
             )
 
@@ -647,23 +659,33 @@ class Experiment:
         # would leave an instance running that nothing terminates. Known before it is
         # recorded: should the record refuse the event, the instance is still terminated
         # by the provision, not left running unseen.
-        with session.shielded("launching an instance"):
-            inst = self._launched(self.cloud.launch(request), request, user_tags)
-            with self._lock:
-                self._instances.append(inst)
-                started.append(inst)
-            self._append(
-                InstanceLaunched(
-                    call=call.number,
-                    exp=self.exp,
-                    slot=request.slot,
-                    instance_id=inst.instance_id,
-                    image_id=request.image_id,
-                    instance_type=request.instance_type,
-                    tags=list(inst.tags),
-                    image_digest=inst.image_digest,
+        with self._lock:
+            # Closing (another thread, or the end of the script): what this launch would
+            # start, nothing would deprovision.
+            self._check_open("provision")
+            self._launching += 1
+        try:
+            with session.shielded("launching an instance"):
+                inst = self._launched(self.cloud.launch(request), request, user_tags)
+                with self._lock:
+                    self._instances.append(inst)
+                    started.append(inst)
+                self._append(
+                    InstanceLaunched(
+                        call=call.number,
+                        exp=self.exp,
+                        slot=request.slot,
+                        instance_id=inst.instance_id,
+                        image_id=request.image_id,
+                        instance_type=request.instance_type,
+                        tags=list(inst.tags),
+                        image_digest=inst.image_digest,
+                    )
                 )
-            )
+        finally:
+            with self._lock:
+                self._launching -= 1
+                self._launches_ended.notify_all()
         return inst
 
     @staticmethod
@@ -1588,6 +1610,17 @@ class Experiment:
         with self._lock:
             if self._closed:
                 return
+            self._closing = True
+            # Launches under way (a thread of the script provisioning) end first: what they
+            # start is deprovisioned with the rest, not left running after the close.
+            if not self._launches_ended.wait_for(
+                lambda: self._launching == 0, timeout=LAUNCHES_WAIT
+            ):
+                log.error(
+                    "launches still under way after the wait: what they start may be left "
+                    "running; run `precip-repro gc`",
+                    exp=self.exp, waited_s=LAUNCHES_WAIT,
+                )  # fmt: skip
             live = [inst for inst in self._instances if inst.state != "terminated"]
         with session.shielded():
             try:

@@ -19,6 +19,7 @@ from precip_repro import (
     CommandTimeout,
     EC2Experiment,
     EucalyptusExperiment,
+    ExperimentClosed,
     InstanceNotReady,
     InstanceUnreachable,
     InvalidOption,
@@ -807,4 +808,24 @@ def test_an_instance_deprovisioned_while_another_thread_waits_for_it_is_not_repl
     assert isinstance(error, InstanceUnreachable), error
     assert "this experiment terminated it (deprovision, call #" in str(error)
     exp.close()
+    finish_run()
+
+
+def test_closing_while_a_thread_provisions_waits_for_its_launches_and_ends_them_all(ec2, store):
+    exp = make("ec2", ec2, store)
+    exp.cloud.client.meta.events.register(
+        "before-call.ec2.RunInstances",
+        lambda **_: time.sleep(0.3),  # as EC2 takes its time
+    )
+
+    def close_once_launching() -> None:
+        assert wait_until(lambda: exp.slots, timeout=30)  # a first wave of launches is in
+        exp.close()
+
+    (error,) = in_threads(lambda: exp.provision(ec2.image, count=24), close_once_launching)
+    assert isinstance(error, ExperimentClosed) and "is closing" in str(error), error
+    assert live(ec2) == []  # what the launches under way started was ended with the rest
+    launched = {d["instance_id"] for d in of_type(exp.run_path, "instance.launched")}
+    ended = [d["instance_id"] for d in of_type(exp.run_path, "instance.terminated")]
+    assert 0 < len(launched) < 24 and sorted(ended) == sorted(launched)  # each once
     finish_run()
