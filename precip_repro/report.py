@@ -21,6 +21,7 @@ import attrs
 from precip_repro import mdtext
 from precip_repro.diff import DiffResult, diff_runs, render_text
 from precip_repro.exceptions import InvalidOption
+from precip_repro.messages import SHOWN_COMMAND
 from precip_repro.record.verify import Verdict, verify
 from precip_repro.runview import CallView, CommandView, RunView, ViewBuilder
 from precip_repro.timeline import format_duration
@@ -56,7 +57,33 @@ def _read(run_dir: Path) -> tuple[RunView, Verdict]:
 
 
 def _e(value: Any) -> str:
-    return html.escape(value if isinstance(value, str) else json.dumps(value, sort_keys=True))
+    return html.escape(
+        value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
+    )
+
+
+def _brief_args(args: dict[str, Any]) -> dict[str, Any]:
+    """A call's arguments for its row in the calls table: a long command (a generated
+    script, a heredoc) by its head and tail — the commands section shows it whole."""
+    return {
+        key: _clipped(value) if isinstance(value, str) and len(value) > SHOWN_COMMAND else value
+        for key, value in args.items()
+    }
+
+
+def _clipped(text: str) -> str:
+    head, tail = text[: SHOWN_COMMAND * 2 // 3], text[-(SHOWN_COMMAND // 3) :]
+    return f"{head}…{len(text) - len(head) - len(tail):,} characters…{tail}"
+
+
+def _first_line(cmd: str) -> str | None:
+    """What a long or multi-line command is labelled by (None: it is short, shown as is)."""
+    if "\n" not in cmd and len(cmd) <= SHOWN_COMMAND:
+        return None
+    first = cmd.split("\n", 1)[0]
+    lines = cmd.count("\n") + 1
+    label = first if len(first) <= SHOWN_COMMAND // 2 else first[: SHOWN_COMMAND // 2]
+    return f"{label} … ({lines} lines, {len(cmd):,} characters)"
 
 
 def _excerpt(ref: dict[str, Any]) -> str:
@@ -258,7 +285,8 @@ def render_html(
         duration = format_duration(call.duration_ns)
         out.append(
             f"<tr><td>{call.number}</td><td>{_e(call.exp)}.{_e(call.method)}</td>"
-            f'<td><code>{_e(call.args)}</code></td><td class="{css}">{_e(outcome)}</td>'
+            f"<td><code>{_e(_brief_args(call.args))}</code></td>"
+            f'<td class="{css}">{_e(outcome)}</td>'
             f"<td>{duration}</td><td>{_e(_outcomes(call))}</td></tr>"
         )
     out.append(
@@ -267,9 +295,16 @@ def render_html(
     )
     for command in _command_rows(view):
         css = "bad" if command.exit_code != 0 else "ok"
+        summary = _first_line(command.cmd)
+        shown = (
+            f"<code>{_e(command.cmd)}</code>"
+            if summary is None
+            else f"<details><summary><code>{_e(summary)}</code></summary>"
+            f"<pre>{_e(command.cmd)}</pre></details>"
+        )
         out.append(
             f'<tr class="command"><td>{command.call}</td><td>{_e(command.slot)}</td>'
-            f'<td><code>{_e(command.cmd)}</code></td><td class="{css}">{command.exit_code}'
+            f'<td>{shown}</td><td class="{css}">{command.exit_code}'
             f"</td><td>{format_duration(command.duration_ns)}</td>"
             f"<td><pre>{_e(_excerpt(command.stdout))}</pre>"
             f'<span class="muted">sha256 {_e(command.stdout.get("sha256"))}</span></td>'
@@ -327,7 +362,11 @@ def render_markdown(
 ) -> str:
     def cell(value: Any) -> str:
         """A value in a table cell, as code: recorded text shown as it is."""
-        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        text = (
+            value
+            if isinstance(value, str)
+            else json.dumps(value, sort_keys=True, ensure_ascii=False)
+        )
         return mdtext.code(text, in_table=True)
 
     out = [f"# Run {view.run}", "", f"**{mdtext.prose(_integrity(verdict))}**", ""]
@@ -355,16 +394,18 @@ def render_markdown(
     for call in view.calls:
         outcome = call.outcome + (f": {call.error.get('type')}" if call.error else "")
         out.append(
-            f"| {call.number} | {call.exp}.{call.method} | {cell(call.args)} | "
+            f"| {call.number} | {call.exp}.{call.method} | {cell(_brief_args(call.args))} | "
             f"{mdtext.prose(outcome)} | {format_duration(call.duration_ns)} | "
             f"{mdtext.prose(_outcomes(call))} |"
         )
     out += ["", "## Commands and outputs", ""]
     for command in _command_rows(view):
+        summary = _first_line(command.cmd)
         out += [
-            f"### #{command.call} {command.slot}: {mdtext.code(command.cmd)} → exit "
+            f"### #{command.call} {command.slot}: {mdtext.code(summary or command.cmd)} → exit "
             f"{command.exit_code} in {format_duration(command.duration_ns)}",
             "",
+            *(["command:", *mdtext.fenced(command.cmd)] if summary is not None else []),
             f"stdout (sha256 `{command.stdout.get('sha256')}`):",
             *mdtext.fenced(_excerpt(command.stdout)),
             f"stderr (sha256 `{command.stderr.get('sha256')}`):",

@@ -176,3 +176,31 @@ def test_lanes_and_rows_come_in_slot_order_past_ten_instances(store, local_exper
         text = write_report(run_path, tmp_path / f"r.{fmt}", fmt=fmt).path.read_text()
         firsts = list(dict.fromkeys(re.findall(r"e1\.p1\.(\d+)", text)))
         assert firsts == [str(n) for n in range(12)], fmt  # e1.p1.2 before e1.p1.10
+
+
+GENERATED = "cat > /tmp/conf <<'EOF'\n" + "\n".join(f"key{i} = value {i}" for i in range(400))
+GENERATED += "\nEOF\necho wrote ü"
+
+
+def test_a_long_command_is_summarised_by_its_first_line_and_shown_whole_below(
+    local_experiment, tmp_path
+):
+    exp = ready(local_experiment, "generated")
+    exp.run([], GENERATED)
+    run_path = exp.run_path
+    finish_run()
+    html_out, md_out = tmp_path / "r.html", tmp_path / "r.md"
+    write_report(run_path, html_out)
+    write_report(run_path, md_out, fmt="md")
+
+    page = parse(html_out)
+    assert page.open == [] and GENERATED in page.text  # whole, in one <pre>
+    assert "cat > /tmp/conf <<'EOF' … (403 lines, " in "".join(page.text)
+    calls_row = next(t for t in page.text if t.startswith('{"check_exit_code"'))
+    assert len(calls_row) < 500 and "characters…" in calls_row and "wrote ü" in calls_row
+
+    tokens = MarkdownIt("commonmark").enable("table").parse(md_out.read_text())
+    headings = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open"]
+    assert any("cat > /tmp/conf <<'EOF' … (403 lines," in h for h in headings)
+    assert f"{GENERATED}\n" in [t.content for t in tokens if t.type == "fence"]
+    assert max(len(line) for line in md_out.read_text().splitlines()) < 600
