@@ -39,6 +39,7 @@ from typing import Any, Final
 import attrs
 import orjson
 
+from precip_repro.messages import shown_difference
 from precip_repro.normalize import Normalizer, slot_order
 from precip_repro.record.blobs import BlobStore
 from precip_repro.record.canonical import JSON
@@ -168,22 +169,11 @@ def _content_difference(
     if text_a is not None and text_b is not None:
         if text_a == text_b:
             return None
-        lines = list(
-            difflib.unified_diff(
-                text_a.splitlines(keepends=True),
-                text_b.splitlines(keepends=True),
-                fromfile="a",
-                tofile="b",
-            )
-        )
-        shown = "".join(lines[:DIFF_LINES]) + (
-            f"… ({len(lines) - DIFF_LINES} more lines)\n" if len(lines) > DIFF_LINES else ""
-        )
         return {
             "kind": kind,
             "a": text_a if len(text_a) <= 200 else f"{len(text_a)} characters",
             "b": text_b if len(text_b) <= 200 else f"{len(text_b)} characters",
-            "diff": shown,
+            "diff": _unified(text_a, text_b),
             "a_sha256": ref_a.get("sha256"),
             "b_sha256": ref_b.get("sha256"),
         }
@@ -194,6 +184,29 @@ def _content_difference(
         "a_sha256": ref_a.get("sha256"),
         "b_sha256": ref_b.get("sha256"),
     }
+
+
+def _unified(text_a: str, text_b: str) -> str:
+    lines = list(
+        difflib.unified_diff(
+            text_a.splitlines(keepends=True),
+            text_b.splitlines(keepends=True),
+            fromfile="a",
+            tofile="b",
+        )
+    )
+    return "".join(lines[:DIFF_LINES]) + (
+        f"… ({len(lines) - DIFF_LINES} more lines)\n" if len(lines) > DIFF_LINES else ""
+    )
+
+
+def _command_change(a: Any, b: Any, **where: Any) -> dict[str, Any]:
+    """A changed command: a generated script or heredoc of many lines gets its changed
+    lines as a diff (its first 120 characters would not show them)."""
+    found = {"kind": "command", **where, "a": a, "b": b}
+    if isinstance(a, str) and isinstance(b, str) and ("\n" in a or "\n" in b):
+        found["diff"] = _unified(a + "\n", b + "\n")
+    return found
 
 
 def _commands(call: CallView) -> dict[tuple[str, int], CommandView]:
@@ -216,9 +229,12 @@ def _compare_step(
     args_a, args_b = a.args(ca), b.args(cb)
     if args_a != args_b:
         for name in sorted(set(args_a) | set(args_b)):
-            if args_a.get(name) != args_b.get(name):
-                kind = "command" if name == "cmd" else "args"
-                yield {"kind": kind, "name": name, "a": args_a.get(name), "b": args_b.get(name)}
+            if args_a.get(name) == args_b.get(name):
+                continue
+            if name == "cmd":
+                yield _command_change(args_a.get(name), args_b.get(name), name=name)
+            else:
+                yield {"kind": "args", "name": name, "a": args_a.get(name), "b": args_b.get(name)}
     error_a = (ca.error or {}).get("type")
     error_b = (cb.error or {}).get("type")
     if (ca.outcome, error_a) != (cb.outcome, error_b):
@@ -246,12 +262,7 @@ def _compare_step(
             }
             continue
         if "cmd" not in ca.args and a.norm.text(one.cmd) != b.norm.text(other.cmd):
-            yield {
-                "kind": "command",
-                "slot": slot,
-                "a": a.norm.text(one.cmd),
-                "b": b.norm.text(other.cmd),
-            }
+            yield _command_change(a.norm.text(one.cmd), b.norm.text(other.cmd), slot=slot)
         if one.exit_code != other.exit_code:
             yield {"kind": "exit_code", "slot": slot, "a": one.exit_code, "b": other.exit_code}
         for stream in ("stdout", "stderr"):
@@ -428,6 +439,13 @@ def _value(value: Any) -> str:
     return text if len(text) <= 120 else text[:119] + "…"
 
 
+def _both(a: Any, b: Any) -> tuple[str, str]:
+    """Two values side by side; two long texts around where they first differ."""
+    if isinstance(a, str) and isinstance(b, str) and max(len(a), len(b)) > 120:
+        return shown_difference(a, b)
+    return _value(a), _value(b)
+
+
 def render_text(result: DiffResult) -> Iterator[str]:
     """The diff as lines for a terminal."""
     yield f"a: {result.a['run']}"
@@ -451,9 +469,10 @@ def render_text(result: DiffResult) -> Iterator[str]:
             if found.get("diff"):  # text: its changed lines say it once, indented as a block
                 yield from (f"    {line}" for line in str(found["diff"]).splitlines())
                 continue
-            for side in ("a", "b"):  # binary content of one size: its hash tells them apart
-                sha = found.get(f"{side}_sha256")
-                yield f"    {side}: {_value(found[side])}" + (f", sha256 {sha}" if sha else "")
+            shown = _both(found["a"], found["b"])
+            for side, value in zip(("a", "b"), shown, strict=True):
+                sha = found.get(f"{side}_sha256")  # binary content of one size: its hash
+                yield f"    {side}: {value}" + (f", sha256 {sha}" if sha else "")
     for label, calls in (("only in a", result.only_in_a), ("only in b", result.only_in_b)):
         for call in calls:
             yield f"{label}: #{call['call']} {call['exp']}.{call['method']}({_value(call['args'])})"

@@ -79,7 +79,7 @@ def synthetic(store: RunStore, **change: Any) -> Run:
                 )
             )  # fmt: skip
         run.append(CallFinished(call=number, result=ids, duration_ns=10))
-    cmd = f"worker --master {addrs[0]}"
+    cmd = change.get("cmd", "worker --master {addr}").format(addr=addrs[0])
     number = started("run", {"tags": [], "cmd": cmd, "user": "root"})
     for index, instance_id in enumerate(ids):
         stdout = change.get("stdout", "joined {addr}\n") if index == 1 else "joined {addr}\n"
@@ -212,6 +212,34 @@ def test_a_changed_output_shows_a_unified_diff_of_normalised_text(store):
         "    -joined {e1.p1.0.address}",
         "    +refused {e1.p1.0.address}",
     ]  # the changed lines once, never the whole texts again with their line breaks
+
+
+def generated(changed: int | None) -> str:
+    lines = [f"key{i} = value {i}" for i in range(300)]
+    if changed is not None:
+        lines[changed] = "key = CHANGED"
+    return "cat > /etc/app.conf <<'EOF'\n" + "\n".join(lines) + "\nEOF\nworker {addr}"
+
+
+def test_a_changed_generated_command_shows_the_lines_that_changed(store):
+    a, b = synthetic(store, cmd=generated(150)), synthetic(store, cmd=generated(151))
+    result = diff_runs(load_run(a.path), load_run(b.path))
+    (found,) = [d for s in result.steps for d in s.differences]
+    assert found["kind"] == "command" and found["a"].endswith("worker {e1.p1.0.address}")
+    text = list(render_text(result))
+    at = text.index("  command cmd:")
+    assert text[at + 1 : at + 4] == ["    --- a", "    +++ b", "    @@ -149,8 +149,8 @@"]
+    assert "    +key150 = value 150" in text and "    -key151 = value 151" in text
+    assert not any("key10 = value 10" in line for line in text)  # not the whole texts
+
+
+def test_two_long_one_line_commands_are_shown_where_they_differ(store):
+    one_line = " && ".join(f"step{i}" for i in range(200)) + " {addr}"
+    a, b = synthetic(store, cmd=one_line), synthetic(store, cmd=one_line.replace("step150", "X"))
+    text = list(render_text(diff_runs(load_run(a.path), load_run(b.path))))
+    at = text.index("  command cmd:")
+    assert "step149 && step150 && step151" in text[at + 1] and text[at + 1].startswith("    a: …")
+    assert "step149 && X && step151" in text[at + 2] and len(text[at + 2]) < 300
 
 
 def test_json_output_is_the_documented_structure_and_exit_1(store, capsys):
