@@ -76,6 +76,7 @@ from precip_repro.ssh import (
     ExecResult,
     Sink,
     SshPool,
+    special_kind,
 )
 
 __all__ = ["Experiment", "Instance", "fan_out"]
@@ -1343,10 +1344,16 @@ class Experiment:
                 "copy_and_run send one file: pack a directory with tar first)",
                 path=local,
             )
+        kind = special_kind(local.stat().st_mode) if local.exists() else None
+        if kind is not None:
+            raise LocalFileMissing(
+                f"local path {local} is a {kind}, not a file: reading it may never end; "
+                "nothing was copied (put and copy_and_run send one regular file)",
+                path=local,
+            )
         if not local.is_file():
             raise LocalFileMissing(
-                f"local file {local} does not exist (or is not a regular file; cwd "
-                f"{Path.cwd()}); nothing was copied",
+                f"local file {local} does not exist (cwd {Path.cwd()}); nothing was copied",
                 path=local,
             )
         return local

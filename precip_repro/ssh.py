@@ -138,6 +138,21 @@ def _missing(exc: OSError) -> bool:
     return isinstance(exc, FileNotFoundError) or exc.errno == errno.ENOENT
 
 
+_SPECIAL: Final = (
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISFIFO, "named pipe"),
+    (stat.S_ISSOCK, "socket"),
+)
+
+
+def special_kind(mode: int | None) -> str | None:
+    """What a path that is neither a regular file nor a directory is (None: it is one of
+    those). Reading a device or a pipe may never end, writing one may block, and ``put``'s
+    chmod would change a device's mode — on a local instance, the host's own ``/dev``."""
+    return next((kind for test, kind in _SPECIAL if test(mode or 0)), None)
+
+
 def sftp_path(remote: str) -> str:
     """The path SFTP is given for a remote path as a user writes it: SFTP expands no ``~``,
     but starts relative paths in the login's home directory, so ``~/x`` is ``x`` (what scp
@@ -515,6 +530,19 @@ class Connection:
         mode = stat.S_IMODE(local.stat().st_mode)
         path = sftp_path(remote)
         try:
+            kind = special_kind(sftp.stat(path).st_mode)
+        except OSError:
+            kind = None  # not there yet: the usual case
+        except (paramiko.SSHException, EOFError) as exc:
+            raise self._unreachable(f"the connection broke while putting {remote}", exc) from exc
+        if kind is not None:
+            raise self._transfer_failed(
+                f"cannot put {local.name} to {remote}",
+                None,
+                why=f"it is a {kind}, not a file: put writes one regular file (nothing was "
+                "sent, and its mode is left alone)",
+            )
+        try:
             with local.open("rb", buffering=0) as src, sftp.open(path, "wb") as dst:
                 dst.MAX_REQUEST_SIZE = REQUEST
                 dst.set_pipelined(True)
@@ -572,6 +600,15 @@ class Connection:
                 None,
                 why="it is a directory; get copies one file (pack it first, e.g. "
                 f"run(tags, 'tar czf /tmp/out.tgz -C {remote} .'))",
+            )
+        kind = special_kind(attributes.st_mode)
+        if kind is not None:
+            raise self._transfer_failed(
+                f"cannot get {remote}",
+                None,
+                why=f"it is a {kind}, not a file: reading it may never end; get copies one "
+                f"regular file (save what you need first, e.g. run(tags, 'head -c 1M {remote} "
+                "> /tmp/out'), then get /tmp/out)",
             )
         if local.is_dir():
             raise self._transfer_failed(

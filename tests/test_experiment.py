@@ -231,6 +231,30 @@ def test_a_directory_where_a_file_is_meant_fails_the_transfer_saying_so(local_ex
     assert errors == ["TransferFailed"] * 4 + ["LocalFileMissing"]
 
 
+def test_devices_and_pipes_are_refused_at_either_end_leaving_their_mode_alone(
+    local_experiment, tmp_path
+):
+    exp = ready(local_experiment, "devices")
+    source = tmp_path / "data.txt"
+    source.write_text("data\n")
+    source.chmod(0o600)
+    # A device node of the instance's own (its /dev is the host's: never touched here).
+    exp.run([], "mknod -m 666 /tmp/null c 1 3 && mkfifo /tmp/pipe")
+    for remote, kind in (("/tmp/null", "character device"), ("/tmp/pipe", "named pipe")):
+        with pytest.raises(TransferFailed) as put:
+            exp.put([], source, remote)  # a pipe: it would block until a reader came
+        assert f"cannot put data.txt to {remote}" in str(put.value)
+        assert f"it is a {kind}, not a file" in str(put.value)
+    assert exp.run([], "stat -c %a /tmp/null")[1] == ["666\n"]  # not chmod-ed to 600
+    with pytest.raises(TransferFailed, match=r"/dev/zero .*it is a character device"):
+        exp.get([], "/dev/zero", tmp_path / "zeros")  # would never end
+    assert not (tmp_path / "zeros").exists()
+    exp.get([], "/proc/cpuinfo", tmp_path / "cpuinfo")  # sized 0, yet a file: read to its end
+    assert "processor" in (tmp_path / "cpuinfo").read_text()
+    with pytest.raises(LocalFileMissing, match="/dev/zero is a character device, not a file"):
+        exp.put([], "/dev/zero", "/tmp/zeros")
+
+
 def test_get_into_a_directory_is_refused_before_any_transfer_also_with_several_instances(
     local_experiment, tmp_path
 ):
