@@ -4,6 +4,7 @@ it left are found — locally and on an EC2 endpoint — and ended, in a run of 
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import signal
 import subprocess
@@ -98,6 +99,41 @@ def test_gc_finds_and_ends_local_instances_of_a_killed_process(tmp_path, store, 
     assert {n["fields"].get("run") for n in notes[:-1]} == {run_id}
     assert notes[-1]["fields"]["runs"] == [{"run": run_id, "digest": digest}]
     assert gc_cli(capsys, store)[0] == 0
+
+
+def stale_state(instance_id: str, pids: list[int], *, starts: bool) -> None:
+    """A local instance's state left behind by a reboot: its pids name other processes now."""
+    from precip_repro.clouds.local import start_time
+    from precip_repro.keys import precip_home
+
+    state = {
+        "instance_id": instance_id, "cloud_id": "c0ffee00", "run": "", "exp": "e1",
+        "slot": "e1.p1.0", "address": "127.200.0.2", "port": 22, "image_id": "default",
+        "instance_type": "m1.small", "image_digest": None, "mode": "user",
+        "launcher_pid": pids[0], "init_pid": pids[1], "sshd_pid": pids[2],
+        "started_ns": 1, "owner_pid": 0,
+    }  # fmt: skip
+    if starts:  # as recorded before the reboot: not when these processes started
+        for name, pid in zip(("launcher", "init", "sshd"), pids, strict=True):
+            state[f"{name}_start"] = (start_time(pid) or 0) - 1
+    directory = precip_home() / "local" / "instances" / instance_id
+    directory.mkdir(parents=True)
+    (directory / "state.json").write_text(json.dumps(state))
+
+
+def test_gc_never_takes_a_reused_pid_for_an_instance_nor_kills_it(store, capsys):
+    others = [subprocess.Popen(["sleep", "60"]) for _ in range(3)]  # the user's own
+    try:
+        stale_state("i-0000000000000001", [p.pid for p in others], starts=True)
+        stale_state("i-0000000000000002", [p.pid for p in others], starts=False)  # older
+        assert list(live_local_instances()) == []
+        assert gc_cli(capsys, store)[0] == 0  # no leak
+        gc_cli(capsys, store, "--terminate")
+        assert all(running(p.pid) for p in others)
+    finally:
+        for proc in others:
+            proc.kill()
+            proc.wait()
 
 
 def test_gc_ends_unrecorded_local_instances_of_a_killed_process_saying_they_were(

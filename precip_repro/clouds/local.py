@@ -227,9 +227,30 @@ class LocalInstanceState:
     sshd_pid: int | None = None
     started_ns: int = 0
     owner_pid: int = 0
+    launcher_start: int | None = None
+    init_start: int | None = None
+    sshd_start: int | None = None
+    """When each process started (clock ticks since boot, /proc's): a pid of a state left
+    behind by a reboot, or by an instance long gone, may name another process by now — gc
+    must never take that for the instance, nor kill it. (States written before these were
+    kept fall back on the command line and the parent.)"""
 
     def path(self, home: Path) -> Path:
         return home / "local" / "instances" / self.instance_id
+
+    def launcher_alive(self) -> bool:
+        return _alive(self.launcher_pid, self.instance_id, start=self.launcher_start)
+
+    def init_alive(self) -> bool:
+        """The instance's init (PID 1 of its namespaces), a child of the launcher."""
+        if self.init_start is None and self.init_pid is not None:
+            return self.launcher_alive() and _parent(self.init_pid) == self.launcher_pid
+        return _alive(self.init_pid, start=self.init_start)
+
+    def sshd_alive(self) -> bool:
+        """The sshd outside the instance (an ordinary user's mode; its config is in the
+        instance's state directory, named by its id)."""
+        return _alive(self.sshd_pid, self.instance_id, start=self.sshd_start)
 
     def save(self, home: Path) -> None:
         directory = self.path(home)
@@ -243,16 +264,40 @@ class LocalInstanceState:
         return cls(**data)
 
 
-def _alive(pid: int | None, marker: str | None = None) -> bool:
-    """Whether ``pid`` runs, and (to survive pid reuse) its command line mentions ``marker``."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """``/proc/PID/stat`` from its third field (the state) on: the command name before it
+    may hold spaces and parentheses."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return None
+
+
+def start_time(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot: with the pid, it names one process
+    (a pid alone is reused)."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields is not None and len(fields) > 19 else None
+
+
+def _parent(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields is not None and len(fields) > 1 else None
+
+
+def _alive(pid: int | None, marker: str | None = None, *, start: int | None = None) -> bool:
+    """Whether ``pid`` runs and is the process meant: the one that started at ``start``,
+    or, where that is not known, one whose command line mentions ``marker``."""
     if not pid:
         return False
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] == "Z":
+        return False
+    if start is not None:
+        return len(fields) > 19 and int(fields[19]) == start
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        status = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return False
-    if status.rsplit(")", 1)[-1].split()[0] == "Z":
         return False
     return marker is None or marker.encode() in cmdline
 
@@ -275,24 +320,22 @@ def live_local_instances(home: Path | None = None) -> Iterator[LocalInstanceStat
             state = LocalInstanceState.load(directory)
         except (OSError, ValueError, TypeError):
             continue
-        if _alive(state.launcher_pid, state.instance_id) or _alive(state.sshd_pid):
+        if state.launcher_alive() or state.sshd_alive():
             yield state
 
 
 def terminate_local(state: LocalInstanceState, home: Path) -> None:
     """End a local instance's processes and remove its state (also from another process)."""
-    for pid in (state.init_pid, state.sshd_pid):
-        if pid and _alive(pid):
+    for pid, alive in ((state.init_pid, state.init_alive), (state.sshd_pid, state.sshd_alive)):
+        if pid and alive():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    if _alive(state.launcher_pid, state.instance_id):
+    if state.launcher_alive():
         with contextlib.suppress(ProcessLookupError):
             os.kill(state.launcher_pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and (
-        _alive(state.launcher_pid, state.instance_id)
-        or _alive(state.init_pid)
-        or _alive(state.sshd_pid)
+        state.launcher_alive() or state.init_alive() or state.sshd_alive()
     ):
         time.sleep(0.01)
     shutil.rmtree(state.path(home), ignore_errors=True)
@@ -565,6 +608,7 @@ class LocalCloud:
             image_digest=digest,
             mode="root" if self.root_mode else "user",
             launcher_pid=proc.pid,
+            launcher_start=start_time(proc.pid),
             started_ns=time.time_ns(),
             owner_pid=os.getpid(),
         )
@@ -593,7 +637,7 @@ class LocalCloud:
                 )
             children = _children(proc.pid)
             if children and marker in log_path.read_bytes():
-                state.init_pid = children[0]
+                state.init_pid, state.init_start = children[0], start_time(children[0])
                 break
             time.sleep(0.005)
         else:
@@ -620,7 +664,7 @@ class LocalCloud:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        state.sshd_pid = sshd.pid
+        state.sshd_pid, state.sshd_start = sshd.pid, start_time(sshd.pid)
         with self._lock:
             self._sshd_procs[state.instance_id] = sshd
 
@@ -628,9 +672,9 @@ class LocalCloud:
         # The launcher outlives the namespace's init by a moment: a crashed instance
         # must not be described as running in between.
         running = (
-            _alive(state.launcher_pid, state.instance_id)
-            and (state.init_pid is None or _alive(state.init_pid))
-            and (self.root_mode or _alive(state.sshd_pid))
+            state.launcher_alive()
+            and (state.init_pid is None or state.init_alive())
+            and (self.root_mode or state.sshd_alive())
         )
         return CloudInstance(
             instance_id=state.instance_id,
