@@ -116,13 +116,16 @@ def test_the_same_path_on_three_instances_stays_private_to_each(local_experiment
     exp.provision("default", count=3)
     exp.wait()
     marker = f"/etc/precip-isolation-{os.getpid()}"
+    shm = f"/dev/shm/precip-isolation-{os.getpid()}"  # /dev is the host's; its shm is not
     for index, item in enumerate(exp.list()):
         exp.run(
-            [item["id"]], f"echo {index} > {marker}; echo {index} > /tmp/x; echo {index} > /root/x"
+            [item["id"]],
+            f"echo {index} > {marker}; echo {index} > /tmp/x; echo {index} > /root/x; "
+            f"echo {index} > {shm}",
         )
-    _, outs, _ = exp.run([], f"cat {marker} /tmp/x /root/x")
-    assert outs == ["0\n0\n0\n", "1\n1\n1\n", "2\n2\n2\n"]
-    assert not Path(marker).exists()  # nothing reached the host
+    _, outs, _ = exp.run([], f"cat {marker} /tmp/x /root/x {shm}")
+    assert outs == ["0\n0\n0\n0\n", "1\n1\n1\n1\n", "2\n2\n2\n2\n"]
+    assert not Path(marker).exists() and not Path(shm).exists()  # nothing reached the host
     _, ps, _ = exp.run([], "ps -e -o pid= | wc -l; hostname")
     for out, item in zip(ps, exp.list(), strict=True):
         count, hostname = out.split()

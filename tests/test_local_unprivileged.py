@@ -30,8 +30,8 @@ result = {}
 _, result["who"], _ = exp.run([], "whoami; hostname -f")
 for i, item in enumerate(exp.list()):
     exp.run([item["id"]], f"echo {i} > /etc/precip-marker; mkdir -p /etc/app")
-    exp.run([item["id"]], f"echo {i} > /etc/app/conf")
-_, result["marker"], _ = exp.run([], "cat /etc/precip-marker /etc/app/conf")
+    exp.run([item["id"]], f"echo {i} > /etc/app/conf; echo {i} > /dev/shm/precip-marker")
+_, result["marker"], _ = exp.run([], "cat /etc/precip-marker /etc/app/conf /dev/shm/precip-marker")
 open(work + "/in.txt", "w").write("payload\n")
 exp.put([], work + "/in.txt", "/root/in.txt")
 _, result["put"], _ = exp.run([], "cat /root/in.txt")
@@ -97,8 +97,9 @@ def test_the_local_cloud_works_for_an_ordinary_user(unprivileged):
     line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
     result = json.loads(line.removeprefix("RESULT "))
     assert result["who"] == [f"root\n{result['ids'][0]}\n", f"root\n{result['ids'][1]}\n"]
-    assert result["marker"] == ["0\n0\n", "1\n1\n"]
+    assert result["marker"] == ["0\n0\n0\n", "1\n1\n1\n"]
     assert not Path("/etc/precip-marker").exists() and not Path("/etc/app/conf").exists()
+    assert not Path("/dev/shm/precip-marker").exists()
     assert result["put"] == ["payload\n", "payload\n"]
     assert result["got"] == "payload\n"
     assert "logging in as 'wf' is not possible" in result["other_user"]

@@ -19,8 +19,8 @@ Two mechanisms (DESIGN §8), chosen by who runs it:
 
 Killing PID 1 of the instance's PID namespace ends every process the instance started
 (``nohup … &`` included) and its mounts vanish with it. Instances share the host's kernel,
-network, ``/dev`` and ``/sys``: this isolates experiments from each other, it is **not** a
-security boundary.
+network, ``/dev`` (each has a ``/dev/shm`` of its own) and ``/sys``: this isolates experiments
+from each other, it is **not** a security boundary.
 
 State (pids, addresses, run id) lives in ``$PRECIP_HOME/local/instances/<id>/state.json``,
 where ``gc`` finds instances whose recording process died.
@@ -125,6 +125,9 @@ for l in bin sbin lib lib32 lib64 libx32; do
 done
 mount -t proc proc "$root/proc"
 mount --rbind /dev "$root/dev"
+# /dev is the host's, but its shared memory is a scratch space programs write to: one of
+# the instance's own, as on a machine of its own (files there must not outlive it).
+if [ -d "$root/dev/shm" ]; then mount -t tmpfs -o mode=1777,nosuid,nodev shm "$root/dev/shm"; fi
 mount --rbind /sys "$root/sys" 2>/dev/null || true
 hostname "$name"
 # As an ordinary user, files the host's root owns cannot be rewritten in place (they are
