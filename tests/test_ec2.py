@@ -829,3 +829,22 @@ def test_closing_while_a_thread_provisions_waits_for_its_launches_and_ends_them_
     ended = [d["instance_id"] for d in of_type(exp.run_path, "instance.terminated")]
     assert 0 < len(launched) < 24 and sorted(ended) == sorted(launched)  # each once
     finish_run()
+
+
+def test_user_tags_the_cloud_would_refuse_are_left_off_its_tags_only(ec2, store):
+    exp = make("ec2", ec2, store)
+    sent: list[list[dict[str, str]]] = []
+    exp.cloud.client.meta.events.register(
+        "provide-client-params.ec2.RunInstances",
+        lambda params, **_: sent.append(params["TagSpecifications"][0]["Tags"]),
+    )
+    given = ["worker", "worker", "Name", "aws:owner", "precip:run", "", "x" * 200, "x" * 300]
+    exp.provision(ec2.image, tags=given)
+    (tags,) = sent
+    keys = [tag["Key"] for tag in tags]
+    assert len(keys) == len(set(keys))  # AWS refuses a launch naming a key twice
+    assert keys[4:] == ["worker", "x" * 128]  # after Name and the three precip: keys of ours
+    assert len(exp.list(["worker", "aws:owner", "Name"])) == 1  # matched as given
+    assert exp.list()[0]["tags"][3:] == given
+    exp.close()
+    finish_run()

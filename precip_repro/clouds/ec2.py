@@ -54,6 +54,21 @@ _REGION_RE: Final = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
 MAX_USER_TAGS: Final = 40
 
 
+def cloud_tag_keys(tags: Sequence[str]) -> list[str]:
+    """The user's tags as the cloud takes them (each a key, ``"1"`` its value, as the seed
+    had them): EC2 refuses a whole launch for a key given twice, one starting ``aws:``, an
+    empty one or one of ours (``Name``, ``precip:…``), and keys past 128 characters — moto
+    takes them all. Those are left off the cloud's tags only; the experiment matches the
+    user's tags as given."""
+    keys: list[str] = []
+    for tag in tags:
+        key = tag[:128]
+        reserved = key.lower().startswith(("aws:", "precip:")) or key == "Name"
+        if key.strip() and not reserved and key not in keys:
+            keys.append(key)
+    return keys[:MAX_USER_TAGS]
+
+
 def parse_endpoint(endpoint: str) -> str:
     """The seed's endpoint forms as a URL for boto3.
 
@@ -442,7 +457,7 @@ class EC2Cloud:
             {"Key": "precip:exp", "Value": request.exp},
             {"Key": "precip:slot", "Value": request.slot},
         ]
-        tags += [{"Key": tag[:128], "Value": "1"} for tag in request.tags[:MAX_USER_TAGS]]
+        tags += [{"Key": key, "Value": "1"} for key in cloud_tag_keys(request.tags)]
         params: dict[str, Any] = {
             "ImageId": request.image_id,
             "InstanceType": request.instance_type,
