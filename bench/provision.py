@@ -18,6 +18,7 @@ Usage: python bench/provision.py [--local N] [--ec2 N] [--latency S] [--rounds R
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import socket
 import time
@@ -65,6 +66,9 @@ def main() -> None:
         f"{times['overlapping'] / times['in turn']:.2f} (target ≤ 0.7)"
     )
 
+    # werkzeug logs every request moto answers at INFO, verbose=False notwithstanding: the
+    # figures would drown in a hundred lines of them.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
