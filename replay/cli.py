@@ -7,6 +7,7 @@ it to the engine; exit statuses are in ``--help``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import math
 import os
@@ -260,7 +261,15 @@ def _replay(args: argparse.Namespace) -> int:
         )
     engine.run(steps)
     diverged = [v for v in engine.verdicts if v.verdict != "reproduced"]
-    print(f"replay run {engine.run_id} — files it got are in {workdir}")
+    if args.out is None:
+        with contextlib.suppress(OSError):  # a temporary directory nothing was written to
+            workdir.rmdir()
+    kept = [
+        f"files it {what} in {workdir / sub}"
+        for sub, what in (("files", "sent (from the record) are"), ("got", "got"))
+        if (workdir / sub).is_dir()
+    ]
+    print(f"replay run {engine.run_id}" + (f" — {', '.join(kept)}" if kept else ""))
     if engine.run_path is not None:
         print("diff of the recorded run and the replay:")
         for line in render_text(diff_runs(source, load_run(engine.run_path), whole_run=False)):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -65,6 +67,11 @@ def test_the_pool_replays_on_another_local_cloud_and_workers_reach_the_new_maste
     out = capsys.readouterr().out
     assert code == 0, out
     assert "REPRODUCED: all 8 steps" in out
+    sent = re.search(r"files it sent \(from the record\) are in (\S+)", out)
+    assert sent is not None and "files it got" not in out, out
+    assert (Path(sent[1]) / "6" / "bootstrap.sh").read_bytes() == (
+        EXAMPLES / "bootstrap.sh"
+    ).read_bytes()
     (new,) = replay_runs(store, source)
     started = events(store, new, "run.started")[0]
     assert started["replay_of"] == {"run": source, "digest": verify(store.root / source).digest}
@@ -85,6 +92,19 @@ def test_the_pool_replays_on_another_local_cloud_and_workers_reach_the_new_maste
     launched = events(store, new, "instance.launched")
     assert {d["image_id"] for d in launched} == {str(image)}
     assert verify(store.root / new).state == "intact"
+
+
+def test_a_replay_that_moves_no_file_leaves_no_empty_directory_behind(
+    store, tmp_path, capsys, monkeypatch
+):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    source = record_example("hello_world.py", store)
+    code, out = replay_locally(store, source, capsys)
+    assert code == 0, out
+    assert "replay run " in out and "files it" not in out
+    assert not list(temp.glob("precip-replay-*"))
 
 
 def test_an_unmapped_image_is_exit_2_before_any_instance_starts(store, tmp_path, capsys):
