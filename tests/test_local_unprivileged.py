@@ -35,6 +35,12 @@ _, result["marker"], _ = exp.run([], "cat /etc/precip-marker /etc/app/conf /dev/
 open(work + "/in.txt", "w").write("payload\n")
 exp.put([], work + "/in.txt", "/root/in.txt")
 _, result["put"], _ = exp.run([], "cat /root/in.txt")
+first = [exp.list()[0]["id"]]
+exp.put(first, work + "/in.txt", "relative.txt")
+_, result["as_root_logs_in"], _ = exp.run(
+    first, 'pwd; echo "$HOME $USER $LOGNAME"; command -v useradd; echo x > ~/tilde; '
+    "cat /root/tilde /root/relative.txt"
+)
 exp.get([exp.list()[0]["id"]], "/root/in.txt", work + "/back.txt")
 result["got"] = open(work + "/back.txt").read()
 try:
@@ -102,6 +108,8 @@ def test_the_local_cloud_works_for_an_ordinary_user(unprivileged):
     assert not Path("/dev/shm/precip-marker").exists()
     assert result["put"] == ["payload\n", "payload\n"]
     assert result["got"] == "payload\n"
+    # As a root login on a cloud: root's home (for ~, relative paths and SFTP) and PATH.
+    assert result["as_root_logs_in"] == ["/root\n/root root root\n/usr/sbin/useradd\nx\npayload\n"]
     assert "logging in as 'wf' is not possible" in result["other_user"]
     assert "was ended, with everything it started there" in result["timeout"]
     assert result["sleeping_past_timeout"] == ["0\n", "0\n"]

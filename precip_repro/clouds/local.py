@@ -157,13 +157,20 @@ exec chroot "$root" /bin/sleep infinity
 """
 
 _WRAPPER: Final = r"""#!/bin/sh
-# Every session of a local instance (run as an ordinary user) enters the instance.
+# Every session of a local instance (run as an ordinary user) enters the instance as a root
+# login there would: in root's home, with root's shell and sshd's PATH for root (sbin
+# included), not the host user's HOME, USER and PATH, which mean nothing inside.
 holder=$(cat "{state}/holder.pid")
-enter="nsenter --preserve-credentials -t $holder -U -m -p -u -r -w --"
+exec nsenter --preserve-credentials -t "$holder" -U -m -p -u -r -w -- /bin/sh -c '
+shell=$(sed -n "s/^root:\([^:]*:\)\{{5\}}//p" /etc/passwd)
+export HOME=/root USER=root LOGNAME=root MAIL=/var/mail/root SHELL="${{shell:-/bin/sh}}"
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+cd /root 2>/dev/null || cd /
 if [ -n "${{SSH_ORIGINAL_COMMAND:-}}" ]; then
-  exec $enter /bin/sh -c "$SSH_ORIGINAL_COMMAND"
+  exec "$SHELL" -c "$SSH_ORIGINAL_COMMAND"
 fi
-exec $enter /bin/sh -l
+exec "$SHELL" -l
+'
 """
 
 
