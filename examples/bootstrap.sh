@@ -9,7 +9,11 @@ PORT=9618
 
 # The user the experiment runs its workflow as, reachable with the experiment's key.
 if ! id wf >/dev/null 2>&1; then
-    adduser --disabled-password --gecos "" wf >/dev/null
+    adduser --disabled-password --gecos "" wf >/dev/null 2>&1 || {
+        echo "cannot create the user wf on $(hostname): on the local cloud that needs root" \
+            "(the instances of an ordinary user have root only); run the pool as root" >&2
+        exit 1
+    }
 fi
 mkdir -p ~wf/.ssh
 cp ~/.ssh/authorized_keys ~wf/.ssh/

@@ -115,3 +115,20 @@ def test_the_local_cloud_works_for_an_ordinary_user(unprivileged):
     assert result["sleeping_past_timeout"] == ["0\n", "0\n"]
     assert result["sleeping_before"] and not result["sleeping_after"]
     assert result["verify"] == "intact"
+
+
+def test_the_pool_example_says_why_it_cannot_create_its_user_and_leaves_nothing(unprivileged):
+    command, work = unprivileged
+    done = subprocess.run(
+        [*command, str(REPO / "examples" / "condor_pool.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=work,
+    )
+    assert done.returncode == 1
+    assert "cannot create the user wf on i-" in done.stderr
+    assert "on the local cloud that needs root" in done.stderr
+    (run,) = (work / "records").iterdir()
+    kinds = [json.loads(line)["type"] for line in (run / "events.jsonl").open()]
+    assert kinds.count("instance.launched") == kinds.count("instance.terminated") == 3
