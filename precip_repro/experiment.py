@@ -484,7 +484,14 @@ class Experiment:
                 instance=inst.instance_id,
                 slot=inst.slot,
             )
-        return Endpoint(instance_id=inst.instance_id, slot=inst.slot, host=host, port=inst.ssh_port)
+        return Endpoint(
+            instance_id=inst.instance_id,
+            slot=inst.slot,
+            host=host,
+            port=inst.ssh_port,
+            session_user=self.cloud.session_user,
+            denied_hint=self.cloud.denied_hint,
+        )
 
     def _connection(self, inst: Instance, user: str) -> Connection:
         if not inst.ready:

@@ -89,6 +89,11 @@ class Endpoint:
     slot: str
     host: str
     port: int = 22
+    session_user: str | None = None
+    """Whom every session runs as inside, whatever account logs in (an ordinary user's
+    local instance: root): the user messages name."""
+    denied_hint: str | None = None
+    """Added to a transfer refused for want of permission (see ``Cloud.denied_hint``)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -281,7 +286,9 @@ class Connection:
         self.become = become
         self._redact = redact
         """Hides the secrets in a command before it is shown in a message, long or not."""
-        self.who = user if become is None else f"{become} (sudo from {user})"
+        self.who = endpoint.session_user or (
+            user if become is None else f"{become} (sudo from {user})"
+        )
         """Whom its commands run as, for messages."""
         self._idle: list[paramiko.SFTPClient] = []
         self._closed = False
@@ -689,6 +696,8 @@ class Connection:
         e = self.endpoint
         if why is None:
             why = (exc.strerror or str(exc) or type(exc).__name__) if exc is not None else "?"
+            if e.denied_hint and not local_side and exc is not None and exc.errno == errno.EACCES:
+                why = f"{why} ({e.denied_hint})"
         where = "" if local_side else f" on instance {e.instance_id} ({e.slot}) as {self.who}"
         return TransferFailed(f"{doing}{where}: {why}", instance=e.instance_id, slot=e.slot)
 

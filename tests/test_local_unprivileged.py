@@ -21,7 +21,8 @@ USER = "precip-test"
 
 SCRIPT = r"""
 import json, subprocess, sys
-from precip_repro import CommandTimeout, LocalExperiment, UnsupportedUser, verify, finish_run
+from precip_repro import CommandTimeout, LocalExperiment, TransferFailed, UnsupportedUser
+from precip_repro import verify, finish_run
 work = sys.argv[1]
 exp = LocalExperiment("unprivileged", records=work + "/records")
 exp.provision("default", count=2)
@@ -43,6 +44,10 @@ _, result["as_root_logs_in"], _ = exp.run(
 )
 exp.get([exp.list()[0]["id"]], "/root/in.txt", work + "/back.txt")
 result["got"] = open(work + "/back.txt").read()
+try:
+    exp.put(first, work + "/in.txt", "/usr/local/bin/in.txt")
+except TransferFailed as exc:
+    result["host_owned"] = str(exc)
 try:
     exp.run([], "true", user="wf")
 except UnsupportedUser as exc:
@@ -111,6 +116,12 @@ def test_the_local_cloud_works_for_an_ordinary_user(unprivileged):
     # As a root login on a cloud: root's home (for ~, relative paths and SFTP) and PATH.
     assert result["as_root_logs_in"] == ["/root\n/root root root\n/usr/sbin/useradd\nx\npayload\n"]
     assert "logging in as 'wf' is not possible" in result["other_user"]
+    # Refused as root inside, the message says root (not the host's login) and why.
+    assert "/usr/local/bin/in.txt on instance" in result["host_owned"]
+    assert (
+        " as root: Permission denied (root inside an ordinary user's local instance "
+        in (result["host_owned"])
+    )
     assert "was ended, with everything it started there" in result["timeout"]
     assert result["sleeping_past_timeout"] == ["0\n", "0\n"]
     assert result["sleeping_before"] and not result["sleeping_after"]

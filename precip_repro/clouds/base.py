@@ -53,6 +53,12 @@ class Cloud(Protocol):
     kind: str
     launch_workers: int
     """How many :meth:`launch` calls may run at once."""
+    session_user: str | None
+    """Whom every session runs as inside an instance, whatever account logs in (an
+    ordinary user's local cloud: root); None when it is the account that logs in."""
+    denied_hint: str | None
+    """Said with a transfer an instance refused for want of permission, where this cloud
+    knows a reason the user would not guess."""
 
     def info(self) -> CloudInfo:
         """Where this cloud is, for the record: never credentials."""

@@ -442,6 +442,9 @@ class EC2Cloud:
             )
         return list(groups)
 
+    session_user: str | None = None
+    denied_hint: str | None = None
+
     def ssh_user(self, user: str) -> str:
         return user
 

@@ -438,6 +438,15 @@ class LocalCloud:
         self.block = self._claim_block(address_block)
         self._next_host = 2
         self._user = _whoami()
+        self.session_user = None if self.root_mode else "root"
+        self.denied_hint = (
+            None
+            if self.root_mode
+            else "root inside an ordinary user's local instance cannot change what belongs to "
+            "host users it does not map, such as the host's own directories under /usr, /var "
+            "and /opt: write under /tmp, /srv, /root, /etc or a new directory, or run the "
+            "local cloud as root"
+        )
 
     # -- set-up --------------------------------------------------------------------------
 
