@@ -21,6 +21,7 @@ import attrs
 import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.parsers
 from cryptography.hazmat.primitives import serialization
 
 from precip_repro.clouds.base import CloudInstance, LaunchRequest
@@ -139,6 +140,24 @@ def _allows_ssh(rule: dict[str, Any]) -> bool:
     return low is None or low == -1 or int(low) <= 22 <= int(high if high is not None else low)
 
 
+_NOT_THE_API: Final = "check the endpoint URL and any proxy between this machine and the cloud"
+
+
+def _server_error_as_generic(response_dict: dict[str, Any], **_: Any) -> None:
+    """A botocore ``before-parse`` hook: a 5xx answered with a page that is not XML (a
+    proxy's ``<!DOCTYPE html>`` page, a crashed server's, plain text) becomes an empty body.
+
+    botocore takes a 5xx for a generic server error — and retries it — only when its body
+    is empty or starts with ``<html>``; any other page it parses as XML, fails, and raises
+    a ResponseParserError that is never retried (boto/botocore#2463). Emptied, the answer
+    is the transient error it is: retried, and in the end a ClientError with its status."""
+    body = response_dict.get("body")
+    if int(response_dict.get("status_code") or 0) >= 500 and isinstance(body, bytes):
+        head = body.lstrip()[:5].lower()
+        if not head.startswith(b"<") or head.startswith((b"<!", b"<html")):
+            response_dict["body"] = b""
+
+
 @attrs.frozen(kw_only=True)
 class FloatingAddress:
     """A floating (elastic) address a precip run allocated."""
@@ -207,6 +226,7 @@ class EC2Cloud:
             )
         except (botocore.exceptions.BotoCoreError, ValueError) as exc:
             raise CloudError(f"cannot set up the EC2 client for {self._where()}: {exc}") from None
+        self._client.meta.events.register("before-parse.ec2", _server_error_as_generic)
 
     def __repr__(self) -> str:
         return f"EC2Cloud(kind={self.kind!r}, endpoint={self.endpoint!r}, region={self.region!r})"
@@ -254,6 +274,13 @@ class EC2Cloud:
             if tolerate is not None and code == tolerate:
                 return None
             request_id = exc.response.get("ResponseMetadata", {}).get("RequestId")
+            if code is None:  # an answer that parsed, but holds no EC2 error: not the API
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                raise CloudError(
+                    f"{operation} on {self._where()} failed: HTTP {status}, and the answer "
+                    f"holds no EC2 error: {_NOT_THE_API}",
+                    code=str(status),
+                ) from None
             raise CloudError(
                 f"{operation} on {self._where()} failed: {code}: {error.get('Message')}"
                 + (f" (request {request_id})" if request_id else ""),
@@ -272,6 +299,16 @@ class EC2Cloud:
             ) from None
         except botocore.exceptions.BotoCoreError as exc:
             raise CloudError(f"{operation} on {self._where()} failed: {exc}") from None
+        except botocore.parsers.ResponseParserError as exc:
+            # Not an exception botocore's others derive from: a page a proxy put in the
+            # cloud's place (a login page, a 403) would escape as no CloudError at all.
+            answer = " ".join(str(exc).split())
+            raise CloudError(
+                f"{operation} on {self._where()} failed: the endpoint answered with what is "
+                f"not an EC2 API response ({answer[:300]}{'…' if len(answer) > 300 else ''}); "
+                f"{_NOT_THE_API}",
+                code="UnparseableResponse",
+            ) from None
 
     # -- set-up ---------------------------------------------------------------------------
 
