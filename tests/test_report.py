@@ -204,3 +204,15 @@ def test_a_long_command_is_summarised_by_its_first_line_and_shown_whole_below(
     assert any("cat > /tmp/conf <<'EOF' … (403 lines," in h for h in headings)
     assert f"{GENERATED}\n" in [t.content for t in tokens if t.type == "fence"]
     assert max(len(line) for line in md_out.read_text().splitlines()) < 600
+
+
+def test_a_run_without_notes_says_none_under_notes(store, tmp_path):
+    from precip_repro.record import Run
+
+    with Run.open(store, name="quiet") as run:
+        pass
+    out = tmp_path / "quiet.html"
+    write_report(run.path, out)
+    page = parse(out)
+    assert page.open == []
+    assert "Notes(none)" in "".join(page.text)
