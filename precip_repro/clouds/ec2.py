@@ -173,6 +173,9 @@ class FloatingAddress:
 class EC2Cloud:
     """One EC2-compatible endpoint and region."""
 
+    session_user: str | None = None  # sessions run as the user that logs in
+    denied_hint: str | None = None
+
     def __init__(
         self,
         *,
@@ -478,9 +481,6 @@ class EC2Cloud:
                 ],
             )
         return list(groups)
-
-    session_user: str | None = None
-    denied_hint: str | None = None
 
     def ssh_user(self, user: str) -> str:
         return user
