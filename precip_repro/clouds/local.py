@@ -163,7 +163,8 @@ _WRAPPER: Final = r"""#!/bin/sh
 holder=$(cat "{state}/holder.pid")
 exec nsenter --preserve-credentials -t "$holder" -U -m -p -u -r -w -- /bin/sh -c '
 shell=$(sed -n "s/^root:\([^:]*:\)\{{5\}}//p" /etc/passwd)
-export HOME=/root USER=root LOGNAME=root MAIL=/var/mail/root SHELL="${{shell:-/bin/sh}}"
+[ -x "$shell" ] || shell=/bin/sh
+export HOME=/root USER=root LOGNAME=root MAIL=/var/mail/root SHELL="$shell"
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 cd /root 2>/dev/null || cd /
 if [ -n "${{SSH_ORIGINAL_COMMAND:-}}" ]; then
