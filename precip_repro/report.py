@@ -341,11 +341,15 @@ def render_html(
                 f"<td><code>{found}</code></td></tr>"
             )
         out.append("</table>")
-    out.append("<h2>Notes</h2><ul>" if view.notes else '<h2>Notes</h2><p class="muted">(none)')
-    for _, text, fields in view.notes:
-        extra = f" <code>{_e(fields)}</code>" if fields else ""
-        out.append(f"<li>{_e(text)}{extra}</li>")
-    out.append("</ul>" if view.notes else "</p>")
+    out.append("<h2>Notes</h2>")
+    if view.notes:
+        out.append("<ul>")
+        for _, text, fields in view.notes:
+            extra = f" <code>{_e(fields)}</code>" if fields else ""
+            out.append(f"<li>{_e(text)}{extra}</li>")
+        out.append("</ul>")
+    else:
+        out.append('<p class="muted">(none)</p>')
     if diff is not None:
         verdict_text = "same" if diff.same else "different"
         out.append(f"<h2>Compared with {_e(diff.b['run'])}: {verdict_text}</h2><pre>")

@@ -265,9 +265,12 @@ def _replay(args: argparse.Namespace) -> int:
         with contextlib.suppress(OSError):  # a temporary directory nothing was written to
             workdir.rmdir()
     kept = [
-        f"files it {what} in {workdir / sub}"
-        for sub, what in (("files", "sent (from the record) are"), ("got", "got"))
-        if (workdir / sub).is_dir()
+        f"{what} {place}"
+        for what, place in (
+            ("files it sent (from the record) are in", engine.sent_dir),
+            ("files it got in", engine.got_dir),
+        )
+        if place.is_dir()
     ]
     print(f"replay run {engine.run_id}" + (f" — {', '.join(kept)}" if kept else ""))
     if engine.run_path is not None:

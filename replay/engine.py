@@ -155,6 +155,10 @@ class Engine:
         self.mapping = mapping
         self.records = records
         self.workdir = workdir
+        self.sent_dir = workdir / "files"
+        """Where the files the replay sends (from the recorded blobs) are written."""
+        self.got_dir = workdir / "got"
+        """Where the files the replay gets are written."""
         self.max_gap = max_gap
         self.strict = strict
         self.say = say
@@ -278,7 +282,7 @@ class Engine:
         recorded blob. When it sent nothing, what it found: no file where the recorded call
         failed for the want of one (the replay fails the same way), else an empty one (no
         instance matched: nothing is sent)."""
-        local = self.workdir / "files" / str(call.number) / Path(recorded_path).name
+        local = self.sent_dir / str(call.number) / Path(recorded_path).name
         moved = self._content_to_send(call)
         if moved is not None:
             return _local_file(local, self._remapped(self._blob(moved.content)), moved.mode)
@@ -503,9 +507,7 @@ class Engine:
             experiment.put(tags, local, str(args["remote_path"]), user)
             return []
         if method == "get":
-            target = (
-                self.workdir / "got" / str(call.number) / Path(str(call.args["local_path"])).name
-            )
+            target = self.got_dir / str(call.number) / Path(str(call.args["local_path"])).name
             error = call.error or {}
             if error.get("type") != "LocalFileMissing":
                 # Where the recorded get found no directory to write into, neither does
