@@ -271,6 +271,34 @@ def fan_out(
     return outcomes
 
 
+class _KeyedLocks:
+    """A lock per key, made on first use and dropped when nobody holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextlib.contextmanager
+    def held(self, key: str) -> Iterator[None]:
+        with self._lock:
+            lock, users = self._held.get(key, (threading.Lock(), 0))
+            self._held[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                lock, users = self._held[key]
+                if users == 1:
+                    del self._held[key]
+                else:
+                    self._held[key] = (lock, users - 1)
+
+
+_LOCAL_PATHS: Final = _KeyedLocks()
+"""Local paths a get() is writing, in this process (every experiment alike)."""
+
+
 class Experiment:
     """A precip experiment on one cloud. Use a subclass (``LocalExperiment``, …)."""
 
@@ -1535,26 +1563,30 @@ class Experiment:
             call.result = [path for path, _ in outcomes]
 
     def _get_one(self, call: _Call, inst: Instance, remote: str, local: Path, user: str) -> None:
-        mode, content = self._recorded_transfer(
-            inst,
-            user,
-            lambda conn, on_chunk: conn.get(remote, local, on_chunk=on_chunk),
-            f"the file {remote} (got)",
-        )
-        if content is None:
-            return
-        self._append(
-            FileGot(
-                call=call.number,
-                slot=inst.slot,
-                instance_id=inst.instance_id,
-                user=user,
-                local_path=str(local),
-                remote_path=remote,
-                mode=mode,
-                content=content,
+        # Gets to one local path take turns, each recorded before the next writes: the
+        # last file.got of a path describes what is on disk (two threads getting at once
+        # left one file there and recorded the other's hash last).
+        with _LOCAL_PATHS.held(str(local.resolve())):
+            mode, content = self._recorded_transfer(
+                inst,
+                user,
+                lambda conn, on_chunk: conn.get(remote, local, on_chunk=on_chunk),
+                f"the file {remote} (got)",
             )
-        )
+            if content is None:
+                return
+            self._append(
+                FileGot(
+                    call=call.number,
+                    slot=inst.slot,
+                    instance_id=inst.instance_id,
+                    user=user,
+                    local_path=str(local),
+                    remote_path=remote,
+                    mode=mode,
+                    content=content,
+                )
+            )
 
     def copy_and_run(
         self,

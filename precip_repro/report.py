@@ -9,7 +9,6 @@ outputs with their blobs' hashes, files moved, notes, and with ``vs`` the diff.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from typing import Any, Final
 import attrs
 
 from precip_repro import mdtext
+from precip_repro.destinations import write_bytes
 from precip_repro.diff import DiffResult, diff_runs, render_text
 from precip_repro.exceptions import InvalidOption
 from precip_repro.messages import SHOWN_COMMAND
@@ -501,14 +501,9 @@ def write_report(run_dir: Path, out: Path, *, fmt: str = "html", vs: Path | None
             diff = diff_runs(view, other_view, digests=(verdict.digest, other.digest))
     render = render_html if fmt == "html" else render_markdown
     text = render(view, verdict, diff, not_compared=not_compared)
-    tmp = out.with_name(f".{out.name}.tmp")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out)
+        write_bytes(out, text.encode("utf-8"))
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise OSError(
             exc.errno, f"cannot write the report to {out}: {exc.strerror or exc}", str(out)
         ) from None

@@ -19,6 +19,7 @@ import select
 import shlex
 import socket
 import stat
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from typing import Any, Final, TypeVar
 import attrs
 import paramiko
 
+from precip_repro.destinations import destination
 from precip_repro.exceptions import (
     ExperimentException,
     HostKeyChanged,
@@ -156,6 +158,21 @@ def special_kind(mode: int | None) -> str | None:
     those). Reading a device or a pipe may never end, writing one may block, and ``put``'s
     chmod would change a device's mode — on a local instance, the host's own ``/dev``."""
     return next((kind for test, kind in _SPECIAL if test(mode or 0)), None)
+
+
+def _collect_write_statuses(dst: paramiko.SFTPFile) -> None:
+    """Raise the first error the server answered to ``dst``'s pipelined writes.
+
+    paramiko files each pipelined write's answer under no file (``type(None)``), so
+    ``close()`` never looks at them: a write refused for a full disk (``ENOSPC``) or by a
+    special filesystem (``/proc/version``) was dropped, and put() returned as if every byte
+    had arrived. The answers come in the order the writes went out; each is read here,
+    and the first failure raises the ``OSError`` paramiko makes of it (errno and text)."""
+    dst.flush()
+    pending: Any = dst._reqs  # type: ignore[attr-defined]
+    client: Any = dst.sftp
+    while pending:
+        client._read_response(pending.popleft())
 
 
 def sftp_path(remote: str) -> str:
@@ -550,19 +567,29 @@ class Connection:
                 "sent, and its mode is left alone)",
             )
         try:
+            sent = 0
+            opened = False
             with local.open("rb", buffering=0) as src, sftp.open(path, "wb") as dst:
+                opened = True
                 dst.MAX_REQUEST_SIZE = REQUEST
                 dst.set_pipelined(True)
                 while chunk := src.read(CHUNK):
                     if on_chunk:
                         on_chunk(chunk)  # first: a recorder hashes it while it is sent
                     dst.write(chunk)
+                    sent += len(chunk)
+                _collect_write_statuses(dst)
+                written = dst.stat().st_size
+            if written != sent:
+                raise self._short_write(sftp, path, remote, local, sent, None)
             sftp.chmod(path, mode)
         except ExperimentException:
             raise  # the recorder's own (a full disk here): not the transfer's fault
         except (paramiko.SSHException, EOFError) as exc:
             raise self._unreachable(f"the connection broke while putting {remote}", exc) from exc
         except OSError as exc:
+            if opened:  # refused while writing: the instance holds part of the file
+                raise self._short_write(sftp, path, remote, local, sent, exc) from exc
             if _missing(exc):
                 raise RemoteFileMissing(
                     f"cannot write {remote} on instance {self.endpoint.instance_id} "
@@ -577,6 +604,44 @@ class Connection:
                     why = f"it is a directory (name the file to write: {inside})"
             raise self._transfer_failed(f"cannot write {remote}", exc, why=why) from exc
         return mode
+
+    def _short_write(
+        self,
+        sftp: paramiko.SFTPClient,
+        path: str,
+        remote: str,
+        local: Path,
+        sent: int,
+        exc: OSError | None,
+    ) -> TransferFailed:
+        """The error for a put the instance did not take whole; what it kept is removed,
+        so that no later command reads a truncated file as the one sent."""
+        kept = None
+        with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
+            kept = sftp.stat(path).st_size
+        removed = False
+        with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
+            sftp.remove(path)
+            removed = True
+        said = (exc.strerror or str(exc)) if exc is not None else ""
+        if exc is None or exc.errno is None:
+            # SFTP v3 has no code for ENOSPC or EIO: OpenSSH's sftp-server says "Failure".
+            said = (
+                f"the instance refused the write{f' ({said!r})' if said else ''}: its "
+                "filesystem is full, or takes no writes there (/proc, /sys)"
+            )
+        kept_text = "" if kept is None else f"; it kept {kept} of {sent} bytes"
+        if removed:
+            left = "the incomplete file was removed"
+        elif kept == 0:
+            left = "nothing of it is there"
+        else:
+            left = "an incomplete file may be left there"
+        return self._transfer_failed(
+            f"cannot write {remote}",
+            exc,
+            why=f"{said}{kept_text}; {left} ({local.name} was not delivered)",
+        )
 
     def get(self, remote: str, local: Path, *, on_chunk: Sink | None = None) -> int:
         """Copy ``remote`` to ``local`` (written whole or not at all); return the mode.
@@ -625,15 +690,45 @@ class Connection:
                 why="it is a directory (name the file to write: "
                 f"{local / PurePosixPath(remote).name})",
             )
-        mode = stat.S_IMODE(attributes.st_mode or 0o644)
-        tmp = local.with_name(f".{local.name}.precip-partial")
         try:
-            with sftp.open(path, "rb") as src, tmp.open("wb", buffering=0) as dst:
+            target = destination(local)
+        except OSError as exc:
+            raise self._transfer_failed(
+                f"cannot write {local} on this machine", None, local_side=True, why=exc.strerror
+            ) from None
+        if target.through:
+            kind = special_kind(target.path.stat().st_mode)
+            raise self._transfer_failed(
+                f"cannot write {local} on this machine",
+                None,
+                local_side=True,
+                why=f"it is a {kind}, not a file: get writes one regular file, and the record "
+                "would name bytes that are nowhere (nothing was read)",
+            )
+        local = target.path  # a link is written through: the file it names is replaced
+        mode = stat.S_IMODE(attributes.st_mode or 0o644)
+        # A name of this transfer's own: two gets to one path (threads, processes) each
+        # write a whole file of their own, and the last to finish replaces the other's.
+        try:
+            fd, name = tempfile.mkstemp(
+                prefix=f".{local.name}.", suffix=".precip-partial", dir=local.parent
+            )
+        except OSError as exc:
+            raise self._transfer_failed(
+                f"cannot write {local} on this machine", exc, local_side=True
+            ) from exc
+        tmp = Path(name)
+        try:
+            with open(fd, "wb", buffering=0) as dst, sftp.open(path, "rb") as src:
                 src.MAX_REQUEST_SIZE = REQUEST
                 src.prefetch(attributes.st_size, max_concurrent_requests=PREFETCH)
                 # Reading whole requests avoids re-joining prefetched pieces.
                 while chunk := src.read(REQUEST):
-                    dst.write(chunk)
+                    try:
+                        dst.write(chunk)
+                    except OSError as exc:  # a write to a descriptor names no file
+                        exc.filename = exc.filename or str(tmp)
+                        raise
                     if on_chunk:
                         on_chunk(chunk)
             tmp.chmod(mode)
