@@ -43,14 +43,16 @@ def command(value: object) -> str:
     return value
 
 
-def count(option: str, value: object) -> int:
-    """A whole number of at least 1 (numpy's integers too; a bool is no count)."""
+def count(option: str, value: object, *, most: int | None = None) -> int:
+    """A whole number of at least 1, and at most ``most`` (numpy's integers too; a bool is
+    no count)."""
     number: int | None = None
     if not isinstance(value, bool):
         with contextlib.suppress(TypeError):
             number = operator.index(value)  # type: ignore[arg-type]
-    if number is None or number < 1:
-        raise InvalidOption(option, value, ["an integer of at least 1"])
+    if number is None or number < 1 or (most is not None and number > most):
+        limit = "" if most is None else f" and at most {most:,}"
+        raise InvalidOption(option, value, [f"an integer of at least 1{limit}"])
     return number
 
 

@@ -8,6 +8,7 @@ for code that does not know us::
     ├── InvalidOption (ValueError)            a bad option; lists the valid ones
     ├── LocalFileMissing (FileNotFoundError)  a local file to put or run is not there
     ├── ExperimentClosed (RuntimeError)       the experiment was closed; make a new one
+    ├── NoInstanceMatches (LookupError)       run/put/get/copy_and_run: no instance has the tags
     ├── CloudError                            the cloud refused or failed; ``code``, ``request_id``
     │   └── LocalCloudUnavailable             this machine cannot run local instances (and why)
     ├── InstanceError                         about one instance: ``instance``, ``slot``
@@ -60,6 +61,7 @@ __all__ = [
     "LocalCloudUnavailable",
     "LocalFileMissing",
     "LoginRefused",
+    "NoInstanceMatches",
     "RecordCorrupted",
     "RecordError",
     "RecordIncomplete",
@@ -106,6 +108,16 @@ class ExperimentClosed(ExperimentException, RuntimeError):
 
     def __init__(self, message: str, *, exp: str) -> None:
         self.exp = exp
+        super().__init__(message)
+
+
+class NoInstanceMatches(ExperimentException, LookupError):
+    """A call that acts on instances (``run``, ``copy_and_run``, ``put``, ``get``) found none
+    with all of its ``tags``; ``existing`` lists the tags the experiment's instances have."""
+
+    def __init__(self, message: str, *, tags: Iterable[str], existing: Iterable[str]) -> None:
+        self.tags = list(tags)
+        self.existing = sorted(existing)
         super().__init__(message)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import functools
 import hashlib
 import math
 import os
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 import attrs
 
@@ -39,6 +40,7 @@ from precip_repro.exceptions import (
     InvalidOption,
     LocalFileMissing,
     LoginRefused,
+    NoInstanceMatches,
     RecordError,
     TransferFailed,
     UnsupportedUser,
@@ -88,6 +90,10 @@ R = TypeVar("R")
 
 SSH_ADDRESSES: Final = ("public", "private")
 _EMPTY: Final = BlobRef.of(b"")
+MAX_COUNT: Final = 10_000
+"""The most instances one ``provision()`` starts, whatever the cloud: each is a launch
+request, a slot in the record and connections to keep (``count=10**9`` built a billion
+requests before the cloud was asked, and the kernel ended the process)."""
 MAX_WORKERS: Final = 32
 LOGIN_GRACE: Final = 60.0
 """Seconds sshd may refuse the key, without a break, before wait() gives up on the instance
@@ -271,6 +277,32 @@ def fan_out(
     return outcomes
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _secrets_hidden(method: F) -> F:
+    """The experiment's public methods: an error they raise shows no registered secret in
+    its message (``InvalidOption`` prints the bad value, ``ExperimentClosed`` the name),
+    whether raised inside a recorded call or before (attributes such as ``value`` keep what
+    was given, for code)."""
+
+    @functools.wraps(method)
+    def hiding(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except ExperimentException as exc:
+            _hide_secrets(exc)
+            raise
+
+    return cast(F, hiding)
+
+
+def _hide_secrets(exc: ExperimentException) -> None:
+    message = session.redactor.text(str(exc))
+    if message != str(exc):
+        exc.args = (message,)
+
+
 class _KeyedLocks:
     """A lock per key, made on first use and dropped when nobody holds or awaits it."""
 
@@ -302,6 +334,7 @@ _LOCAL_PATHS: Final = _KeyedLocks()
 class Experiment:
     """A precip experiment on one cloud. Use a subclass (``LocalExperiment``, …)."""
 
+    @_secrets_hidden
     def __init__(
         self,
         cloud: Cloud,
@@ -456,11 +489,11 @@ class Experiment:
             yield call
         except BaseException as exc:
             message = session.redactor.text(str(exc))
-            if isinstance(exc, ExperimentException) and message != str(exc):
+            if isinstance(exc, ExperimentException):
                 # Its message reaches terminals, CI logs and bug reports: a registered
                 # secret in a command or its stderr stays hidden there as in the record
                 # (attributes such as ``stderr_tail`` keep what happened, for code).
-                exc.args = (message,)
+                _hide_secrets(exc)
             self._append(
                 CallFailed(
                     call=call.number,
@@ -482,6 +515,7 @@ class Experiment:
             )
         )
 
+    @_secrets_hidden
     def note(self, text: str, **fields: Any) -> None:
         """Write a note into the record (``fields`` any JSON; floats kept as decimals)."""
         self._append(Note(text=session.redactor.text(text), fields=session.redactor.json(fields)))
@@ -502,6 +536,32 @@ class Experiment:
         if not found:
             log.warning("no instance matches the tags", exp=self.exp, tags=list(tags))
         return found
+
+    def _targets(self, tags: Sequence[str], method: str) -> builtins.list[Instance]:
+        """The instances a call acts on; :class:`NoInstanceMatches` when there are none
+        (a call that silently did nothing let a run end ``ok`` having run nothing)."""
+        with self._lock:
+            everyone = builtins.list(self._instances)
+        found = [inst for inst in everyone if inst.matches(tags)]
+        if found:
+            return found
+        # Each instance's first three tags are precip, its id and its slot.
+        existing = sorted({tag for inst in everyone for tag in inst.tags[3:]})
+        if not everyone:
+            have = "it has no instances (provision them first; deprovisioned ones are gone)"
+        elif existing:
+            have = (
+                f"its instances have the tags {', '.join(existing)} (and each precip, its id "
+                "and its slot)"
+            )
+        else:
+            have = "its instances have no tags but precip, their ids and their slots"
+        raise NoInstanceMatches(
+            f"{method}(): no instance of experiment {self.exp} has all of the tags "
+            f"{builtins.list(tags)}, so nothing was done; {have}",
+            tags=tags,
+            existing=existing,
+        )
 
     def _endpoint(self, inst: Instance) -> Endpoint:
         host = inst.public_address if self.ssh_address == "public" else inst.private_address
@@ -614,6 +674,7 @@ class Experiment:
 
     # -- provisioning -----------------------------------------------------------------------
 
+    @_secrets_hidden
     def provision(
         self,
         image_id: str,
@@ -625,8 +686,10 @@ class Experiment:
         user_tags = arguments.tags(tags)
         image_id = arguments.image(image_id)
         instance_type = arguments.text("instance_type", instance_type)
-        count = arguments.count("count", count)
+        count = arguments.count("count", count, most=MAX_COUNT)
         self._check_open("provision")
+        if session.playback is None:
+            self._check_capacity(count)
         args = {
             "image_id": image_id,
             "instance_type": instance_type,
@@ -681,6 +744,17 @@ class Experiment:
             with self._lock:  # in slot order, as launched in turn
                 self._instances.sort(key=lambda inst: slot_order(inst.slot))
             call.result = [inst.instance_id for inst, _ in outcomes if inst is not None]
+
+    def _check_capacity(self, count: int) -> None:
+        """Refuse at once what the cloud says it cannot give (nothing started, nothing
+        recorded)."""
+        free = self.cloud.capacity()
+        if free is not None and count > free:
+            raise InvalidOption(
+                "count",
+                count,
+                [f"at most {free}: what this {self.cloud.kind} cloud can still start"],
+            )
 
     def _launch(
         self,
@@ -740,6 +814,7 @@ class Experiment:
         inst.update(described)
         return inst
 
+    @_secrets_hidden
     def wait(self, tags: Sequence[str] | None = None, timeout: float | None = 600) -> None:
         """Block until the matching instances run and accept ssh; raise on timeout
         (``timeout=None`` waits as long as it takes; 0 checks once)."""
@@ -985,6 +1060,7 @@ class Experiment:
             )
         )
 
+    @_secrets_hidden
     def open_port(self, port: int, protocol: str = "tcp", cidr: str = "0.0.0.0/0") -> None:
         """Open ``protocol``/``port`` to ``cidr`` for the experiment's instances (what the seed
         told users to do by hand in the cloud's console). Local instances need nothing."""
@@ -1077,6 +1153,7 @@ class Experiment:
             )
         return None
 
+    @_secrets_hidden
     def deprovision(self, tags: Sequence[str] | None = None) -> None:
         """Terminate the matching instances."""
         tags = arguments.tags(tags)
@@ -1152,6 +1229,7 @@ class Experiment:
                 for inst in self._instances
             }
 
+    @_secrets_hidden
     def list(self, tags: Sequence[str] | None = None) -> builtins.list[dict[str, Any]]:
         """The matching instances as dicts (``id``, addresses, ``tags``, ``slot`` …)."""
         tags = arguments.tags(tags)
@@ -1162,9 +1240,11 @@ class Experiment:
             call.result = result
             return result
 
+    @_secrets_hidden
     def get_public_hostnames(self, tags: Sequence[str] | None = None) -> builtins.list[str | None]:
         return self._hostnames("public", tags)
 
+    @_secrets_hidden
     def get_private_hostnames(self, tags: Sequence[str] | None = None) -> builtins.list[str | None]:
         return self._hostnames("private", tags)
 
@@ -1179,6 +1259,7 @@ class Experiment:
 
     # -- commands ---------------------------------------------------------------------------
 
+    @_secrets_hidden
     def run(
         self,
         tags: Sequence[str] | str,
@@ -1206,7 +1287,7 @@ class Experiment:
             return self._played("run", args)  # type: ignore[no-any-return]
         with self._call("run", args) as call:
             results = self._run_on(
-                call, self._match(tags), cmd, user, check_exit_code, timeout, parallel
+                call, self._targets(tags, "run"), cmd, user, check_exit_code, timeout, parallel
             )
             call.result = {"exit_codes": [r.exit_code for _, r in results]}
             return self._unpack(results)
@@ -1329,6 +1410,7 @@ class Experiment:
 
     # -- files ------------------------------------------------------------------------------
 
+    @_secrets_hidden
     def put(
         self,
         tags: Sequence[str] | str,
@@ -1354,7 +1436,7 @@ class Experiment:
             return self._played("put", args)  # type: ignore[no-any-return]
         with self._call("put", args) as call:
             local = self._local_file(local_path)
-            targets = self._match(tags)
+            targets = self._targets(tags, "put")
             fan = self.parallel if parallel is None else parallel
             # To several instances the file is stored once, and each transfer only hashed
             # against it: a copy of it per instance written to disk and scanned cost a
@@ -1501,6 +1583,7 @@ class Experiment:
             if not sink.committed:
                 sink.discard()
 
+    @_secrets_hidden
     def get(
         self,
         tags: Sequence[str] | str,
@@ -1526,7 +1609,7 @@ class Experiment:
         if session.playback is not None:
             return self._played("get", args)  # type: ignore[no-any-return]
         with self._call("get", args) as call:
-            targets = self._match(tags)
+            targets = self._targets(tags, "get")
             base = Path(local_path).expanduser()  # `~/results/out` as a shell has it
             inside = base / PurePosixPath(remote_path).name
             if base.is_dir():
@@ -1588,6 +1671,7 @@ class Experiment:
                 )
             )
 
+    @_secrets_hidden
     def copy_and_run(
         self,
         tags: Sequence[str] | str,
@@ -1619,7 +1703,7 @@ class Experiment:
         with self._call("copy_and_run", call_args) as call:
             script = self._local_file(local_script)
             _check_line_endings(script)
-            targets = self._match(tags)
+            targets = self._targets(tags, "copy_and_run")
             remote = temp_script_path()
             quoted = " ".join(shlex.quote(arg) for arg in script_args)
             cmd = f"{shlex.quote(remote)} {quoted}".strip()
@@ -1643,6 +1727,7 @@ class Experiment:
 
     # -- lifetime ---------------------------------------------------------------------------
 
+    @_secrets_hidden
     def close(self) -> None:
         """Deprovision everything this experiment still has running; close connections.
 

@@ -12,11 +12,12 @@ import logging
 import queue
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 
-__all__ = ["get_logger", "prepare_signal_logging"]
+__all__ = ["get_logger", "prepare_signal_logging", "redact_with"]
 
 
 class _Logger:
@@ -39,16 +40,16 @@ class _Logger:
         )
 
     def debug(self, event: str, **fields: Any) -> None:
-        self._bound().debug(event, logger=self._name, **fields)
+        self._bound().debug(_redact(event), logger=self._name, **_redacted(fields))
 
     def info(self, event: str, **fields: Any) -> None:
-        self._bound().info(event, logger=self._name, **fields)
+        self._bound().info(_redact(event), logger=self._name, **_redacted(fields))
 
     def warning(self, event: str, **fields: Any) -> None:
-        self._bound().warning(event, logger=self._name, **fields)
+        self._bound().warning(_redact(event), logger=self._name, **_redacted(fields))
 
     def error(self, event: str, **fields: Any) -> None:
-        self._bound().error(event, logger=self._name, **fields)
+        self._bound().error(_redact(event), logger=self._name, **_redacted(fields))
 
     def from_signal_handler(self, level: str, event: str, **fields: Any) -> None:
         """Log from a signal handler: handed to a thread of its own (started beforehand by
@@ -57,6 +58,32 @@ class _Logger:
         bytecodes: logging, or starting a thread, there could wait for ever on a lock the
         interrupted code holds; a SimpleQueue's put is safe there."""
         _signal_lines.put((self, level, event, fields))
+
+
+_redact: Callable[[str], str] = str
+"""Hides the process's registered secrets in a string (see :func:`redact_with`)."""
+
+
+def redact_with(redact: Callable[[str], str]) -> None:
+    """Every log line from now on has its message and the strings of its fields (in
+    lists and dicts too) passed through ``redact``: a secret in a tag, a path or a name
+    never reaches a terminal or a CI log, whatever structlog's configuration."""
+    global _redact
+    _redact = redact
+
+
+def _redacted(fields: dict[str, Any]) -> dict[str, Any]:
+    return {key: _redacted_value(value) for key, value in fields.items()}
+
+
+def _redacted_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return _redact(value)
+    if isinstance(value, list | tuple):
+        return [_redacted_value(item) for item in value]
+    if isinstance(value, dict):
+        return {_redact(str(key)): _redacted_value(item) for key, item in value.items()}
+    return value
 
 
 _signal_lines: queue.SimpleQueue[tuple[_Logger, str, str, dict[str, Any]]] = queue.SimpleQueue()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from precip_repro.exceptions import RecordError
-from precip_repro.logs import get_logger, prepare_signal_logging
+from precip_repro.logs import get_logger, prepare_signal_logging, redact_with
 from precip_repro.record.canonical import jsonable
 from precip_repro.record.events import Note, ReplayOf
 from precip_repro.record.journal import WRITING
@@ -46,6 +46,7 @@ class Session:
         self._lock = threading.RLock()
         self.run: Run | None = None
         self.redactor = Redactor()
+        redact_with(self.redactor.text)
         # Held strongly until closed: an experiment the script dropped still has instances
         # running, and only this list can deprovision them at exit.
         self._experiments: list[Experiment] = []

@@ -91,6 +91,11 @@ _ENDPOINT_CLOUDS: Final = {
 }
 
 
+class _MatchedNothing(Exception):
+    """A recorded call that matched no instance and finished (runs recorded before such
+    calls failed): replayed without calling."""
+
+
 class ReplayFailed(ExperimentException):
     """The replay could not go on: a usage problem (``usage``) or the target cloud failed."""
 
@@ -488,6 +493,10 @@ class Engine:
                         self.learned[old] = new
             return self._compare_result(call, result)
         slots = self._matching_slots(experiment, tags)
+        if not slots and call.outcome == "finished" and not call.commands and not call.files:
+            # Recorded before such a call raised NoInstanceMatches: it did nothing and
+            # finished. Replayed, it does nothing again (calling would now fail).
+            raise _MatchedNothing
         if method in ("run", "copy_and_run"):
             timeout = _seconds(args.get("timeout"))
             check = bool(args.get("check_exit_code", True))
@@ -657,9 +666,12 @@ class Engine:
         call = step.call
         experiment = self.experiments[call.exp]
         recorded_error = (call.error or {}).get("type")
+        called = True
         try:
             differences = self._execute(step, experiment)
             error = None
+        except _MatchedNothing:
+            differences, error, called = [], None, False
         except (CloudError, InstanceError) as exc:
             error = type(exc).__name__
             differences = []
@@ -679,7 +691,7 @@ class Engine:
                 }
             )
         verdict = "reproduced" if not differences else "diverged"
-        new_call = experiment.last_call
+        new_call = experiment.last_call if called else None
         run = current_run()
         if run is not None and not run.finished:
             run.append(

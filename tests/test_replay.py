@@ -14,7 +14,14 @@ from typing import Any, cast
 
 import pytest
 
-from precip_repro import CommandFailed, LocalFileMissing, TransferFailed, finish_run, verify
+from precip_repro import (
+    CommandFailed,
+    LocalFileMissing,
+    NoInstanceMatches,
+    TransferFailed,
+    finish_run,
+    verify,
+)
 from precip_repro.clouds.local import live_local_instances
 from precip_repro.record import LogReader, RunStore
 from precip_repro.record.store import EVENTS
@@ -538,7 +545,8 @@ def test_calls_that_failed_or_sent_nothing_when_recorded_replay_the_same(
         exp.copy_and_run(["a"], tmp_path / "nosuch.sh")
     present = tmp_path / "present.txt"
     present.write_text("data\n")
-    exp.put(["no-such-tag"], present, "/tmp/present.txt")  # matches nothing: sends nothing
+    with pytest.raises(NoInstanceMatches):  # matches nothing: sends nothing, says so
+        exp.put(["no-such-tag"], present, "/tmp/present.txt")
     with pytest.raises(CommandFailed):
         exp.run(["a"], "exit 4")
     with pytest.raises(LocalFileMissing):  # no such local directory: the replay has none either
@@ -552,6 +560,38 @@ def test_calls_that_failed_or_sent_nothing_when_recorded_replay_the_same(
     assert code == 0, out
     assert "REPRODUCED: all 9 steps" in out
     assert "same: no difference after normalisation" in out
+
+
+def test_a_call_that_matched_nothing_and_finished_when_recorded_replays_the_same(
+    store, capsys, local_experiment
+):
+    from precip_repro.record.events import CallFinished, CallStarted
+    from precip_repro.session import current_run, session
+
+    exp = local_experiment("old-empty-match")
+    exp.provision("default", tags=["a"])
+    exp.wait()
+    # What versions before NoInstanceMatches recorded for run(["nobody"], …): a call that
+    # ran nothing and finished.
+    run, number = current_run(), session.next_call()
+    assert run is not None
+    args = {"tags": ["nobody"], "cmd": "echo never", "user": "root", "check_exit_code": True,
+            "timeout": None}  # fmt: skip
+    run.append(CallStarted(call=number, exp=exp.exp, method="run", args=args))
+    run.append(CallFinished(call=number, result={"exit_codes": []}, duration_ns=1000))
+    exp.run(["a"], "echo after")
+    exp.deprovision()
+    source = exp.run_id
+    finish_run()
+
+    code, out = replay_locally(store, source, capsys)
+
+    assert code == 0, out
+    assert "REPRODUCED: all 5 steps" in out
+    (replayed,) = replay_runs(store, source)
+    steps = [e.data for e in LogReader(store.root / replayed / EVENTS) if e.type == "replay.step"]
+    empty = next(step for step in steps if step["source_call"] == number)
+    assert empty["verdict"] == "reproduced" and empty["call"] is None  # not called again
 
 
 @pytest.mark.parametrize(

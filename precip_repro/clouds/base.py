@@ -86,4 +86,9 @@ class Cloud(Protocol):
         """Users the instances can log in; None when any user the instance has."""
         ...
 
+    def capacity(self) -> int | None:
+        """How many more instances this cloud can start, where it knows (None: it does not
+        say; its own quotas refuse what it cannot give)."""
+        ...
+
     def close(self) -> None: ...

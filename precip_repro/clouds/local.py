@@ -538,6 +538,11 @@ class LocalCloud:
     def ssh_users(self) -> frozenset[str] | None:
         return None if self.root_mode else frozenset({"root"})
 
+    def capacity(self) -> int | None:
+        """The addresses of its block not given out yet: one per instance, for the run."""
+        with self._lock:
+            return max(0, self.block.num_addresses - 1 - self._next_host)
+
     # -- instances -----------------------------------------------------------------------
 
     def _next_address(self) -> str:

@@ -101,8 +101,13 @@ def _fsync_dir(directory: Path) -> None:
 class Run:
     """One run being recorded. Thread-safe; a context manager that finishes the run."""
 
-    def __init__(self, run_id: str, path: Path, journal: Journal) -> None:
+    def __init__(
+        self, run_id: str, path: Path, journal: Journal, *, secrets: Redactor | None = None
+    ) -> None:
         self.id = run_id
+        self._secrets = secrets
+        """Every event's strings go through it as they are appended (one redaction for
+        all: file names, tags, names and note keys included)."""
         self.path = path
         self.blobs = BlobStore(path / OBJECTS, run=run_id)
         self._journal = journal
@@ -133,6 +138,8 @@ class Run:
         """
         if not isinstance(store, RunStore):
             store = RunStore(store)
+        if secrets is not None and name is not None:
+            name = secrets.text(name)  # the run id's slug is made of it
         try:
             run_id, path = store.create_run_dir(name)
             journal = Journal.create(path / EVENTS, run=run_id)
@@ -146,7 +153,7 @@ class Run:
             ) from exc
         try:
             # Absolute: a script that changes directory must not send blobs elsewhere.
-            run = cls(run_id, path.absolute(), journal)
+            run = cls(run_id, path.absolute(), journal, secrets=secrets)
             script_ref = None
             if script is not None:
                 try:
@@ -317,10 +324,11 @@ class Run:
         """Write one typed event. ``sync`` overrides the fsync policy above."""
         if isinstance(payload, RunFinished):
             raise ValueError("use Run.finish() to end a run")
+        data = unstructure(payload)
+        if self._secrets is not None:
+            data = self._secrets.payload(data)
         return self._journal.append(
-            payload.TYPE,
-            unstructure(payload),
-            sync=_needs_sync(payload) if sync is None else sync,
+            payload.TYPE, data, sync=_needs_sync(payload) if sync is None else sync
         )
 
     def add_blob(self, content: bytes | BinaryIO | Path, *, inline: bool = False) -> BlobRef:

@@ -21,6 +21,7 @@ __all__ = [
     "KEY_PLACEHOLDER",
     "PRIVATE_KEY",
     "SECRET_PLACEHOLDER",
+    "VERBATIM",
     "Redactor",
     "SecretScanner",
     "credential_variables",
@@ -61,6 +62,14 @@ _PRIVATE_KEY_BLOCK: Final = re.compile(
     _KEY_ARMOUR + rb".*?(?:-----END \1PRIVATE KEY\2-----|\Z)", re.DOTALL
 )
 _ARMOUR: Final = re.compile(_KEY_ARMOUR)
+VERBATIM: Final = frozenset(
+    {
+        "run", "exp", "slot", "instance_id", "method", "status", "verdict", "sha256",
+        "digest", "host_key", "image_digest", "key_fingerprint", "access_key_fingerprint",
+    }
+)  # fmt: skip
+"""Keys of event data never redacted: hashes, fingerprints and the record's own ids (a
+short secret such as ``2026`` would otherwise rewrite a run id or a digest)."""
 KEY_PLACEHOLDER: Final = "${private key withheld}"
 """What command output holds in place of a private key's body (its armour lines stay)."""
 
@@ -134,6 +143,8 @@ class Redactor:
         return value
 
     def json(self, value: JSON) -> JSON:
+        """``value`` with every string in it redacted: the keys of objects too (a note's
+        field named after a secret)."""
         if not self._secrets:
             return value
         if isinstance(value, str):
@@ -141,7 +152,30 @@ class Redactor:
         if isinstance(value, list):
             return [self.json(item) for item in value]
         if isinstance(value, dict):
-            return {key: self.json(item) for key, item in value.items()}
+            return {self.text(key): self.json(item) for key, item in value.items()}
+        return value
+
+    def payload(self, data: dict[str, JSON]) -> dict[str, JSON]:
+        """An event's data as the record keeps it: every string redacted — file names,
+        tags, names, keys — except what names content by hash or the record's own ids
+        (:data:`VERBATIM`): a blob reference is left whole, since its inline text is what
+        its hash covers."""
+        if not self._secrets:
+            return data
+        return {
+            self.text(key): item if key in VERBATIM else self._payload_value(item)
+            for key, item in data.items()
+        }
+
+    def _payload_value(self, value: JSON) -> JSON:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self._payload_value(item) for item in value]
+        if isinstance(value, dict):
+            if "sha256" in value:  # a blob reference: its bytes were redacted when stored
+                return value
+            return self.payload(value)
         return value
 
     def scanner(self) -> SecretScanner:
