@@ -689,7 +689,7 @@ class Experiment:
         count = arguments.count("count", count, most=MAX_COUNT)
         self._check_open("provision")
         if session.playback is None:
-            self._check_capacity(count)
+            self.cloud.check_capacity(count)
         args = {
             "image_id": image_id,
             "instance_type": instance_type,
@@ -744,17 +744,6 @@ class Experiment:
             with self._lock:  # in slot order, as launched in turn
                 self._instances.sort(key=lambda inst: slot_order(inst.slot))
             call.result = [inst.instance_id for inst, _ in outcomes if inst is not None]
-
-    def _check_capacity(self, count: int) -> None:
-        """Refuse at once what the cloud says it cannot give (nothing started, nothing
-        recorded)."""
-        free = self.cloud.capacity()
-        if free is not None and count > free:
-            raise InvalidOption(
-                "count",
-                count,
-                [f"at most {free}: what this {self.cloud.kind} cloud can still start"],
-            )
 
     def _launch(
         self,

@@ -86,9 +86,10 @@ class Cloud(Protocol):
         """Users the instances can log in; None when any user the instance has."""
         ...
 
-    def capacity(self) -> int | None:
-        """How many more instances this cloud can start, where it knows (None: it does not
-        say; its own quotas refuse what it cannot give)."""
+    def check_capacity(self, count: int) -> None:
+        """Raise :class:`CloudError` at once when this cloud knows it cannot start ``count``
+        more instances (nothing is started or recorded); where it does not know, its own
+        quotas refuse the launch that goes past them."""
         ...
 
     def close(self) -> None: ...

@@ -488,10 +488,11 @@ class EC2Cloud:
     def ssh_users(self) -> frozenset[str] | None:
         return None
 
-    def capacity(self) -> int | None:
+    def check_capacity(self, count: int) -> None:
         # EC2's quotas are vCPUs per instance family, known to Service Quotas alone (the
-        # API's "max-instances" attribute is no longer kept): RunInstances refuses beyond.
-        return None
+        # API's "max-instances" attribute is no longer kept): RunInstances refuses beyond,
+        # and the provision ends what it started.
+        return
 
     # -- instances ------------------------------------------------------------------------
 

@@ -538,10 +538,29 @@ class LocalCloud:
     def ssh_users(self) -> frozenset[str] | None:
         return None if self.root_mode else frozenset({"root"})
 
-    def capacity(self) -> int | None:
-        """The addresses of its block not given out yet: one per instance, for the run."""
+    def check_capacity(self, count: int) -> None:
+        """Its block gives one address per instance for the whole run (terminated ones
+        included): refuse at once what it has no addresses left for."""
         with self._lock:
-            return max(0, self.block.num_addresses - 1 - self._next_host)
+            free = max(0, self.block.num_addresses - 1 - self._next_host)
+        if count > free:
+            raise self._block_full(free)
+
+    def _block_full(self, free: int) -> CloudError:
+        bigger = ipaddress.IPv4Network(f"{self.block.network_address}/20", False)
+        total = self.block.num_addresses - 3
+        given = (
+            f"is full: this local cloud has given out all its {total} addresses"
+            if free == 0
+            else f"has {free} of its {total} addresses left: this local cloud gives"
+        )
+        return CloudError(
+            f"address block {self.block} {given}, one per instance for the whole run "
+            "(terminated ones included), so that the record tells instances apart; for "
+            "more instances give a larger block, e.g. "
+            f"LocalExperiment(address_block={str(bigger)!r})",
+            code="AddressBlockFull",
+        )
 
     # -- instances -----------------------------------------------------------------------
 
@@ -549,15 +568,7 @@ class LocalCloud:
         with self._lock:
             while True:
                 if self._next_host >= self.block.num_addresses - 1:
-                    bigger = ipaddress.IPv4Network(f"{self.block.network_address}/20", False)
-                    raise CloudError(
-                        f"address block {self.block} is full: this local cloud has given "
-                        f"out all its {self.block.num_addresses - 3} addresses, one per instance "
-                        "for the whole run (terminated ones included), so that the record "
-                        "tells instances apart; for more instances give a larger block, "
-                        f"e.g. LocalExperiment(address_block={str(bigger)!r})",
-                        code="AddressBlockFull",
-                    )
+                    raise self._block_full(0)
                 address = str(self.block.network_address + self._next_host)
                 self._next_host += 1
                 return address
