@@ -22,6 +22,7 @@ from precip_repro.normalize import slot_order
 from precip_repro.record.blobs import hash_file
 from precip_repro.record.canonical import JSON
 from precip_repro.record.events import FORMAT_VERSION, Event, parse_ts, upgraded
+from precip_repro.record.files import open_regular
 from precip_repro.record.reader import LogReader
 from precip_repro.record.store import EVENTS
 from precip_repro.record.verify import Verdict, verify
@@ -547,7 +548,7 @@ def _parallel_worth_it(run_dirs: Sequence[Path]) -> bool:
 
 def _read_unchecked(run_dir: Path) -> RunView:
     builder = ViewBuilder(run_dir)
-    with (run_dir / EVENTS).open("rb", buffering=1 << 20) as f:
+    with open_regular(run_dir / EVENTS, what="event log", run=None, buffering=1 << 20) as f:
         for raw in f:
             if not raw.endswith(b"\n"):
                 break  # a torn tail is not an event

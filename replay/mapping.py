@@ -55,6 +55,13 @@ CLOUD_KEYS: Final = (
     "boot_timeout",
     "boot_max_tries",
 )
+_TEXT_KEYS: Final = frozenset(
+    {"endpoint", "region", "access_key_env", "secret_key_env", "subnet_id", "key_name",
+     "login_user", "address_block"}
+)  # fmt: skip
+_LIST_KEYS: Final = frozenset({"security_groups", "floating_addresses"})
+MAX_MAPPING: Final = 1 << 20
+"""The largest mapping file read (bytes): one names a run's images, types and clouds."""
 _EXP_RE: Final = re.compile(r"e\d+")
 
 
@@ -148,10 +155,17 @@ def _check_table(value: Any, section: str, text: str, path: Path, where: str) ->
             f"{where} must be a table", path=path, line=_line_of(text, section, None)
         )
     if section == "cloud":
-        for key in value:
+        for key, setting in value.items():
             if key not in CLOUD_KEYS:
                 raise MappingError(
                     f"unknown key {key!r} in [{where}]; valid keys: {', '.join(CLOUD_KEYS)}",
+                    path=path,
+                    line=_line_of(text, key, where),
+                )
+            wanted = _cloud_value_problem(key, setting)
+            if wanted is not None:
+                raise MappingError(
+                    f"[{where}] {key} = {setting!r} is not valid: it must be {wanted}",
                     path=path,
                     line=_line_of(text, key, where),
                 )
@@ -166,20 +180,61 @@ def _check_table(value: Any, section: str, text: str, path: Path, where: str) ->
     return value
 
 
+def _cloud_value_problem(key: str, value: Any) -> str | None:
+    """What a ``[cloud]`` setting must be, when ``value`` is not that (None: it is)."""
+    if key in _TEXT_KEYS:
+        return None if isinstance(value, str) and value else "a non-empty string"
+    if key in _LIST_KEYS:
+        ok = isinstance(value, list) and all(isinstance(item, str) and item for item in value)
+        return None if ok else "a list of strings"
+    if key == "ssh_address":
+        return None if value in ("public", "private") else '"public" or "private"'
+    if key == "boot_timeout":
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if number and 0 < value < float("inf") else "a number of seconds above 0"
+    if key == "boot_max_tries":
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        return None if whole and value >= 1 else "an integer of at least 1"
+    return None
+
+
 def load_mapping(path: Path | None) -> ReplayMapping:
     """Read and validate a mapping file (None: every value maps to itself)."""
     if path is None:
         return ReplayMapping(given=False)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:  # a pipe too: --map <(generate-mapping)
+            raw = f.read(MAX_MAPPING + 1)
     except OSError as exc:
         raise MappingError(f"cannot read it: {exc.strerror or exc}", path=path) from None
+    if len(raw) > MAX_MAPPING:
+        raise MappingError(
+            f"is larger than {MAX_MAPPING:,} bytes: not a mapping (it names images, instance "
+            "types, users and clouds)",
+            path=path,
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise MappingError(
+            f"is not UTF-8 text (byte {exc.start} is {raw[exc.start]:#04x}); TOML files are "
+            "UTF-8: save it as UTF-8",
+            path=path,
+            line=line,
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"line (\d+)", str(exc))
         raise MappingError(
             f"is not valid TOML: {exc}", path=path, line=int(found.group(1)) if found else None
+        ) from None
+    except RecursionError:
+        raise MappingError(
+            "nests arrays or tables too deeply to be read: a mapping's values are strings, "
+            "numbers and lists of strings",
+            path=path,
         ) from None
     top: dict[str, Mapping[str, Any]] = {}
     per_exp: dict[str, dict[str, Mapping[str, Any]]] = {}

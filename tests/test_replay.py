@@ -170,6 +170,37 @@ def test_a_bad_mapping_names_the_key_and_line(store, tmp_path, capsys, text, mes
 
 
 @pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b'[images]\n"default" = "d\xe9faut"\n',
+         "line 2: is not UTF-8 text (byte 22 is 0xe9); TOML files are UTF-8"),
+        (b"[images]\nx = " + b"[" * 5000 + b"]" * 5000 + b"\n",
+         "nests arrays or tables too deeply to be read"),
+        (b'[images]\n"default" = "default"\n[cloud]\nendpoint = 5\n',
+         "line 4: [cloud] endpoint = 5 is not valid: it must be a non-empty string"),
+        (b'[images]\n"default" = "default"\n[cloud]\nregion = [1, 2]\n',
+         "line 4: [cloud] region = [1, 2] is not valid: it must be a non-empty string"),
+        (b'[images]\n"default" = "default"\n[e1.cloud]\nboot_max_tries = 0\n',
+         "[e1.cloud] boot_max_tries = 0 is not valid: it must be an integer of at least 1"),
+        (b'[images]\n"default" = "default"\n[cloud]\nssh_address = "both"\n',
+         "it must be \"public\" or \"private\""),
+    ],
+)  # fmt: skip
+def test_a_mapping_that_is_not_utf8_nests_deeply_or_has_mistyped_cloud_settings_is_one_line(
+    store, tmp_path, capsys, raw, message
+):
+    source = record_example("hello_world.py", store)
+    mapping = tmp_path / "map.toml"
+    mapping.write_bytes(raw)
+    code = replay([source, "--records", str(store.root), "--to", "local", "--map", str(mapping)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert replay_runs(store, source) == []
+
+
+@pytest.mark.parametrize(
     "option, message",
     [
         (["--max-gap", "-1"], "--max-gap: must be a number of seconds ≥ 0, not '-1'"),

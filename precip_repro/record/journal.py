@@ -67,9 +67,15 @@ def _lock(fd: int, path: Path, run: str | None, *, exclusive: bool = True) -> No
 def is_locked(path: Path) -> bool:
     """Whether a writer currently holds the log at ``path``."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        # Neither blocking on a named pipe nor following a link: a run under review may
+        # be hostile, and no writer of ours holds either.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except FileNotFoundError:
         return False
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return False
+        raise
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError as exc:

@@ -16,6 +16,7 @@ import attrs
 
 from precip_repro.exceptions import RecordCorrupted
 from precip_repro.record.events import GENESIS, Event, parse_line
+from precip_repro.record.files import open_regular
 
 __all__ = ["MAX_LINE", "LogReader", "TornTail"]
 
@@ -53,7 +54,7 @@ class LogReader:
         self.torn: TornTail | None = None
 
     def __iter__(self) -> Iterator[Event]:
-        with self.path.open("rb", buffering=_BUFFER) as f:
+        with open_regular(self.path, what="event log", run=self.run, buffering=_BUFFER) as f:
             lineno = 0
             while True:
                 raw = f.readline(MAX_LINE + 1)

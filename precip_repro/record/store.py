@@ -25,6 +25,7 @@ import attrs
 from precip_repro.exceptions import AmbiguousRun, RecordCorrupted, RunNotFound
 from precip_repro.record.canonical import canonical
 from precip_repro.record.events import FORMAT_VERSION
+from precip_repro.record.files import open_regular, read_bounded
 
 __all__ = [
     "CHECKPOINT",
@@ -41,6 +42,8 @@ __all__ = [
 EVENTS: Final = "events.jsonl"
 OBJECTS: Final = "objects"
 CHECKPOINT: Final = "checkpoint"
+MAX_CHECKPOINT: Final = 4096
+"""A checkpoint is one short line (about 150 bytes): a larger one is not ours."""
 
 _SLUG_RE: Final = re.compile(r"[a-z0-9]+")
 _HEX64_RE: Final = re.compile(r"[0-9a-f]{64}")
@@ -67,9 +70,9 @@ def _started_ts(run_dir: Path) -> bytes:
     when it cannot be read. The top-level ``ts`` is the line's last one: keys are sorted
     and only ``type`` and ``v`` follow it."""
     try:
-        with (run_dir / EVENTS).open("rb") as log:
+        with open_regular(run_dir / EVENTS, what="event log", run=None) as log:
             first = log.readline(1 << 20)
-    except OSError:
+    except (OSError, RecordCorrupted):
         return b""
     found = _TS.findall(first)
     return found[-1] if found else b""
@@ -129,9 +132,8 @@ def write_checkpoint(run_dir: Path, checkpoint: Checkpoint) -> None:
 def read_checkpoint(run_dir: Path, *, run: str | None = None) -> Checkpoint | None:
     """The run's checkpoint, None when it has none; :class:`RecordCorrupted` when unreadable."""
     path = run_dir / CHECKPOINT
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    raw = read_bounded(path, limit=MAX_CHECKPOINT, what="checkpoint", run=run)
+    if raw is None:
         return None
 
     def bad(reason: str) -> RecordCorrupted:

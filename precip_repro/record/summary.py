@@ -15,6 +15,7 @@ import attrs
 
 from precip_repro.exceptions import RecordError
 from precip_repro.record.events import parse_ts
+from precip_repro.record.files import open_regular
 from precip_repro.record.journal import is_locked
 from precip_repro.record.store import EVENTS, read_checkpoint
 
@@ -35,7 +36,7 @@ class RunSummary:
 
 
 def _first_line(path: Path) -> dict[str, Any] | None:
-    with path.open("rb") as f:
+    with open_regular(path, what="event log", run=None) as f:
         raw = f.readline(_TAIL)
     try:
         obj = json.loads(raw)
@@ -45,7 +46,7 @@ def _first_line(path: Path) -> dict[str, Any] | None:
 
 
 def _last_line(path: Path) -> dict[str, Any] | None:
-    with path.open("rb") as f:
+    with open_regular(path, what="event log", run=None) as f:
         size = f.seek(0, os.SEEK_END)
         f.seek(max(0, size - _TAIL))
         tail = f.read()
@@ -61,7 +62,7 @@ def _last_line(path: Path) -> dict[str, Any] | None:
 
 def _count_lines(path: Path) -> int:
     count = 0
-    with path.open("rb") as f:
+    with open_regular(path, what="event log", run=None) as f:
         while chunk := f.read(1 << 20):
             count += chunk.count(b"\n")
     return count

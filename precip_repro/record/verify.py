@@ -49,6 +49,7 @@ from precip_repro.record.events import (
     refs_in,
     unstructure,
 )
+from precip_repro.record.files import open_regular
 from precip_repro.record.journal import Journal, is_locked
 from precip_repro.record.reader import LogReader, TornTail
 from precip_repro.record.store import (
@@ -159,12 +160,14 @@ class _BlobChecker:
         self._store = store
         self._seen: set[tuple[Any, ...]] = set()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify-blob")
-        self._pending: collections.deque[tuple[Future[None], int]] = collections.deque()
+        self._pending: collections.deque[tuple[Future[None], int, str]] = collections.deque()
         self._limit = workers * 4
-        self.failures: list[tuple[int, BlobCorrupted]] = []
+        self.failures: list[tuple[int, BlobCorrupted, str]] = []
+        """(seq, error, prev): the event that refers to a bad blob, and the hash of the
+        event before it — the last one intact in every respect."""
         self.checked = 0
 
-    def offer(self, ref: BlobRef, seq: int) -> None:
+    def offer(self, ref: BlobRef, seq: int, prev: str) -> None:
         """Check a reference unless the same one was checked already."""
         if ref.withheld is not None:
             return
@@ -172,35 +175,35 @@ class _BlobChecker:
         if key in self._seen:
             return
         self._seen.add(key)
-        self._submit(ref, seq)
+        self._submit(ref, seq, prev)
 
-    def _submit(self, ref: BlobRef, seq: int) -> None:
+    def _submit(self, ref: BlobRef, seq: int, prev: str) -> None:
         self.checked += 1
         if ref.text is not None:
-            self._check(ref, seq)
+            self._check(ref, seq, prev)
             return
-        self._pending.append((self._pool.submit(self._store.check, ref), seq))
+        self._pending.append((self._pool.submit(self._store.check, ref), seq, prev))
         while len(self._pending) > self._limit:
             self._collect()
 
-    def _check(self, ref: BlobRef, seq: int) -> None:
+    def _check(self, ref: BlobRef, seq: int, prev: str) -> None:
         try:
             self._store.check(ref)
         except BlobCorrupted as exc:
-            self.failures.append((seq, exc))
+            self.failures.append((seq, exc, prev))
 
     def _collect(self) -> None:
-        future, seq = self._pending.popleft()
+        future, seq, prev = self._pending.popleft()
         try:
             future.result()
         except BlobCorrupted as exc:
-            self.failures.append((seq, exc))
+            self.failures.append((seq, exc, prev))
         except OSError as exc:
             self.failures.append(
-                (seq, BlobCorrupted(f"blob could not be read: {exc}", path=exc.filename))
+                (seq, BlobCorrupted(f"blob could not be read: {exc}", path=exc.filename), prev)
             )
 
-    def finish(self, *, withheld: Iterable[str] = ()) -> tuple[int, BlobCorrupted] | None:
+    def finish(self, *, withheld: Iterable[str] = ()) -> tuple[int, BlobCorrupted, str] | None:
         """The first failure, leaving out blobs a later ``blob.withheld`` removed."""
         while self._pending:
             self._collect()
@@ -229,7 +232,9 @@ def verify(
     run_id = run_dir.name
     events_path = run_dir / EVENTS
     base: dict[str, Any] = {"run": run_id, "path": run_dir}
-    if not events_path.is_file():
+    try:
+        open_regular(events_path, what="event log", run=run_id).close()
+    except FileNotFoundError:
         return Verdict(
             **base,
             state="corrupt",
@@ -237,6 +242,8 @@ def verify(
             events=0,
             digest=None,
         )
+    except RecordCorrupted as exc:  # a link, a pipe, a device: nothing is read from it
+        return Verdict(**base, state="corrupt", reason=str(exc), events=0, digest=None)
     locked = not _ignore_lock and is_locked(events_path)
     checkpoint: Checkpoint | None = None
     checkpoint_problem: RecordCorrupted | None = None
@@ -275,14 +282,17 @@ def verify(
                 observe(event)
             if check_blobs:
                 for ref in _refs(payload, event.data):
-                    checker.offer(ref, event.seq)
+                    checker.offer(ref, event.seq, event.prev)
     except RecordCorrupted as exc:
         problem = exc
     finally:
         blob_failure = checker.finish(withheld=withheld)
 
+    intact_events, last_intact = reader.count, reader.last_hash
     if blob_failure is not None and (problem is None or blob_failure[0] < (problem.seq or 0)):
-        seq, blob_exc = blob_failure
+        seq, blob_exc, prev = blob_failure
+        # The events before the one that refers to the bad blob are intact in every respect.
+        intact_events, last_intact = seq, prev
         problem = BlobCorrupted(
             f"event seq {seq} (line {seq + 1}) refers to a bad blob: {blob_exc}",
             run=run_id,
@@ -293,8 +303,8 @@ def verify(
         )
 
     found: dict[str, Any] = {
-        "events": reader.count,
-        "digest": reader.last_hash if reader.count else None,
+        "events": intact_events,
+        "digest": last_intact if intact_events else None,
         "status": finished.status if finished else None,
         "blobs_checked": checker.checked,
         "torn": reader.torn,
@@ -450,8 +460,12 @@ def recover(run_dir: Path) -> Recovery:
     an empty one (:class:`RecordIncomplete`). Intact events are never rewritten.
     """
     events_path = run_dir / EVENTS
-    if not events_path.is_file():
-        raise RecordCorrupted(f"{events_path} is missing: nothing to recover", path=events_path)
+    try:
+        open_regular(events_path, what="event log", run=run_dir.name).close()
+    except FileNotFoundError:
+        raise RecordCorrupted(
+            f"{events_path} is missing: nothing to recover", path=events_path
+        ) from None
     try:
         journal = Journal.acquire(events_path, run=run_dir.name)
     except RecordError:

@@ -194,6 +194,9 @@ def test_a_corrupted_blob_is_reported_with_its_hash_and_event(copy):
     assert verdict.blob == sha
     assert sha in verdict.reason
     assert verdict.seq is not None and verdict.line == verdict.seq + 1
+    # What stays intact ends with the event before the one that refers to the blob.
+    before = list(LogReader(copy / EVENTS))[verdict.seq - 1]
+    assert (verdict.events, verdict.digest) == (verdict.seq, before.hash)
 
 
 def test_a_missing_blob_is_reported_with_its_hash(copy):
