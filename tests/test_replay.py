@@ -173,7 +173,7 @@ def test_a_bad_mapping_names_the_key_and_line(store, tmp_path, capsys, text, mes
     "raw, message",
     [
         (b'[images]\n"default" = "d\xe9faut"\n',
-         "line 2: is not UTF-8 text (byte 22 is 0xe9); TOML files are UTF-8"),
+         "line 2: is not UTF-8 text (byte 23 is 0xe9); TOML files are UTF-8"),
         (b"[images]\nx = " + b"[" * 5000 + b"]" * 5000 + b"\n",
          "nests arrays or tables too deeply to be read"),
         (b'[images]\n"default" = "default"\n[cloud]\nendpoint = 5\n',
