@@ -12,6 +12,7 @@ from precip_repro.diff import DiffResult, diff_runs, render_text
 from precip_repro.exceptions import (
     AmbiguousRun,
     BlobCorrupted,
+    CheckpointNotWritten,
     CloudError,
     CommandFailed,
     CommandTimeout,
@@ -113,6 +114,7 @@ __all__ = [
     "BlobRef",
     "BlobStore",
     "CallView",
+    "CheckpointNotWritten",
     "CloudError",
     "CommandFailed",
     "CommandTimeout",

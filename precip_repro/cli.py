@@ -303,6 +303,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return code or EXIT_BAD
     print(f"recorded run {run.id} ({run.status})")
     print(f"  digest  {digest}")
+    if not run.checkpointed:
+        print(
+            f"  checkpoint  not written (the error above says why): precip-repro recover {run.id}"
+        )
+        return code or EXIT_BAD
     print(f"  verify  precip-repro --records {store.root} verify {run.id} --digest {digest}")
     return code
 

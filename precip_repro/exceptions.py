@@ -28,6 +28,7 @@ for code that does not know us::
         ├── RunLocked (BlockingIOError)       another writer holds the run
         ├── RunFinished (RuntimeError)        appending to a finished run
         ├── RecordWriteFailed (OSError)       the disk refused an event; the log stays intact
+        │   └── CheckpointNotWritten          the run finished; only its checkpoint is missing
         ├── UnrecordableValue (ValueError)    a float / NaN / non-JSON value, names the field
         ├── UnsupportedVersion (ValueError)   a record format this version cannot read
         ├── RecordIncomplete                  no run.finished: open, or abandoned
@@ -47,6 +48,7 @@ from pathlib import Path
 __all__ = [
     "AmbiguousRun",
     "BlobCorrupted",
+    "CheckpointNotWritten",
     "CloudError",
     "CommandFailed",
     "CommandTimeout",
@@ -281,6 +283,11 @@ class RecordWriteFailed(RecordError, OSError):
     ) -> None:
         super().__init__(message, run=run, seq=seq, path=path)
         self.errno = cause.errno
+
+
+class CheckpointNotWritten(RecordWriteFailed):
+    """A run's ``run.finished`` is in its log, but its checkpoint could not be written:
+    the run finished (its digest is known); ``recover`` writes the checkpoint."""
 
 
 class UnrecordableValue(RecordError, ValueError):

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
-from precip_repro.exceptions import RecordError
+from precip_repro.exceptions import CheckpointNotWritten, RecordError
 from precip_repro.logs import get_logger, prepare_signal_logging, redact_with
 from precip_repro.record.canonical import jsonable
 from precip_repro.record.events import Note, ReplayOf
@@ -264,6 +264,9 @@ class Session:
             self._record_modules(run)  # those imported since the run began
             try:
                 digest = run.finish(status or self.status or "ok")
+            except CheckpointNotWritten as exc:
+                log.error(str(exc), run=run.id)  # said once: the run did finish
+                return run.digest
             except (RecordError, OSError) as exc:
                 # The log keeps every event written so far; its end can be added later.
                 run.close()

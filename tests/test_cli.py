@@ -356,3 +356,15 @@ def test_run_of_a_missing_script_or_a_directory_says_which_is_wrong(capsys, stor
     code, _, err = cli(capsys, store, "run", str(tmp_path))
     assert code == 2 and f"script {tmp_path} is a directory, not a Python file" in err
     assert not store.root.exists() or store.run_dirs() == []
+
+
+def test_a_store_that_is_a_file_is_one_clear_line_for_every_reader(capsys, tmp_path):
+    a_file = tmp_path / "passwd"
+    a_file.write_text("root:x:0:0::/root:/bin/sh\n")
+    for command in (["ls"], ["show", "latest"], ["verify", "latest"]):
+        capsys.readouterr()
+        code = main(["--records", str(a_file), *command])
+        _, err = capsys.readouterr()
+        assert code == 2, command
+        assert f"the store {a_file} is not a directory of runs (it is a file)" in err
+        assert err.count("\n") == 1

@@ -224,16 +224,19 @@ class Journal:
         # ends with its last complete event (abandoned, recoverable) and a later append
         # (once there is room again) continues the chain.
         assert self._fd is not None
+        then = f"; if the process ends first, `precip-repro recover {self.run}` finishes the run"
         try:
             os.ftruncate(self._fd, self._end)
-            state = f"the log is intact up to event seq {self._seq - 1}"
+            if self._seq == 0:  # nothing to keep, nothing to recover
+                state, then = "the log holds no event", ""
+            else:
+                state = f"the log is intact up to event seq {self._seq - 1}"
         except OSError as cut:
             self._closed_reason = "broken (a failed write could not be cut off)"
             state = f"its partial line could not be cut off either ({cut.strerror or cut})"
         failed = RecordWriteFailed(
             f"could not write event seq {self._seq} ({type}) of run {self.run} to "
-            f"{self.path}: {exc.strerror or exc}; {state}. Free space (or fix the disk); "
-            f"if the process ends first, `precip-repro recover {self.run}` finishes the run",
+            f"{self.path}: {exc.strerror or exc}; {state}. Free space (or fix the disk){then}",
             run=self.run,
             seq=self._seq,
             path=self.path,

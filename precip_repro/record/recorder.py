@@ -31,7 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final
 
-from precip_repro.exceptions import InvalidOption, RecordWriteFailed
+from precip_repro.exceptions import CheckpointNotWritten, InvalidOption, RecordWriteFailed
 from precip_repro.logs import get_logger
 from precip_repro.record.blobs import BlobSink, BlobStore
 from precip_repro.record.events import (
@@ -51,7 +51,14 @@ from precip_repro.record.events import (
 )
 from precip_repro.record.journal import Journal
 from precip_repro.record.redact import PRIVATE_KEY, Redactor, SecretScanner
-from precip_repro.record.store import EVENTS, OBJECTS, Checkpoint, RunStore, write_checkpoint
+from precip_repro.record.store import (
+    CHECKPOINT,
+    EVENTS,
+    OBJECTS,
+    Checkpoint,
+    RunStore,
+    write_checkpoint,
+)
 
 __all__ = ["COSTLY_METHODS", "Run", "tool_version"]
 
@@ -320,6 +327,11 @@ class Run:
     def finished(self) -> bool:
         return self._status is not None
 
+    @property
+    def checkpointed(self) -> bool:
+        """Whether the finished run's checkpoint is written."""
+        return self.finished and (self.path / CHECKPOINT).is_file()
+
     def append(self, payload: Payload, *, sync: bool | None = None) -> Event:
         """Write one typed event. ``sync`` overrides the fsync policy above."""
         if isinstance(payload, RunFinished):
@@ -368,11 +380,25 @@ class Run:
             event = self._journal.append(
                 finished.TYPE, unstructure(finished), sync=True, final=True
             )
-            write_checkpoint(self.path, Checkpoint(run=self.id, events=seq + 1, digest=event.hash))
+            # The log now says the run finished: whatever becomes of the checkpoint, it is.
+            self._status, self._digest = status, event.hash
             self._journal.close()
+            try:
+                write_checkpoint(
+                    self.path, Checkpoint(run=self.id, events=seq + 1, digest=event.hash)
+                )
+            except OSError as exc:
+                raise CheckpointNotWritten(
+                    f"run {self.id} finished ({status}; its log ends with run.finished, event "
+                    f"seq {seq}, digest {event.hash}), but its checkpoint could not be written: "
+                    f"{exc.strerror or exc}. Free space, then `precip-repro recover {self.id}` "
+                    "writes it (until then verify calls the run abandoned)",
+                    run=self.id,
+                    path=self.path / CHECKPOINT,
+                    cause=exc,
+                ) from exc
             with contextlib.suppress(OSError):
                 (self.path / OBJECTS / "tmp").rmdir()
-            self._status, self._digest = status, event.hash
         log.info("run finished", run=self.id, status=status, events=seq + 1, digest=event.hash)
         return event.hash
 

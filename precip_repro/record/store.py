@@ -186,6 +186,12 @@ class RunStore:
         first: by id, which starts with the time the run started; a directory named
         otherwise (a run copied in under another name) by its log's modification time."""
         if not self.root.is_dir():
+            if self.root.exists():
+                raise RunNotFound(
+                    f"the store {self.root} is not a directory of runs (it is a file): give "
+                    "the directory runs are recorded in (--records DIR, $PRECIP_RECORDS)",
+                    path=self.root,
+                )
             return
         found = [p for p in self.root.iterdir() if p.is_dir() and (p / EVENTS).is_file()]
         yield from sorted(found, key=_age_key)
