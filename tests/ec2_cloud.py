@@ -113,6 +113,9 @@ class Hypervisor:
         # passwordless sudo, as cloud-init does for an image's default user).
         self.sudoless_images = sudoless_images
         self._machines: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
+        # The hypervisor's thread starts and halts machines while a test asks which run:
+        # iterating the dict as it changed size raised in running().
+        self._machines_lock = threading.Lock()
         self._names: dict[str, str] = {}
         self._hosts = workdir / "hosts"
         workdir.mkdir(parents=True, exist_ok=True)
@@ -141,9 +144,13 @@ class Hypervisor:
                     if address and address.startswith("127."):
                         key = (data["InstanceId"], address)
                         live.add(key)
-                        if key not in self._machines:
+                        with self._machines_lock:
+                            known = key in self._machines
+                        if not known:
                             self._start(data, address)
-        for key in set(self._machines) - live:
+        with self._machines_lock:
+            gone = set(self._machines) - live
+        for key in gone:
             self._halt(key)
 
     def _name(self, name: str, address: str) -> None:
@@ -194,7 +201,8 @@ class Hypervisor:
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
-        self._machines[(instance_id, address)] = machine
+        with self._machines_lock:
+            self._machines[(instance_id, address)] = machine
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and machine.poll() is None:
             init = _children(machine.pid)
@@ -231,19 +239,24 @@ class Hypervisor:
         )  # fmt: skip
 
     def _halt(self, key: tuple[str, str]) -> None:
-        machine = self._machines.pop(key)
+        with self._machines_lock:
+            machine = self._machines.pop(key)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(machine.pid, signal.SIGKILL)
         machine.wait()
 
     def running(self) -> set[str]:
         """Instance ids with a live machine."""
-        return {instance for (instance, _), m in self._machines.items() if m.poll() is None}
+        with self._machines_lock:
+            machines = list(self._machines.items())
+        return {instance for (instance, _), m in machines if m.poll() is None}
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
-        for key in list(self._machines):
+        self._thread.join(timeout=30)  # a machine booting takes up to 20 s to be known
+        with self._machines_lock:
+            keys = list(self._machines)
+        for key in keys:
             self._halt(key)
 
 
