@@ -36,15 +36,16 @@ def measure(calls: int, rounds: int) -> dict[str, float]:
     from precip_repro import LocalExperiment, finish_run, ssh
 
     exp = LocalExperiment("overhead")
-    run = exp._run  # the recorder; detached for the unrecorded batches
+    recording = exp._calls  # the call recording; its run detached for the unrecorded batches
+    run = recording.run
     try:
         exp.provision("default", tags=["bench"])
         exp.wait()
         exp.run(["bench"], "true")
         batch = max(1, calls // rounds)
 
-        def calls_of(recording: bool) -> None:
-            exp._run = run if recording else None
+        def calls_of(recorded: bool) -> None:
+            recording.run = run if recorded else None
             for _ in range(batch):
                 exp.run(["bench"], "true")
 
@@ -62,7 +63,7 @@ def measure(calls: int, rounds: int) -> dict[str, float]:
         finally:
             ssh.Connection.exec = real_exec  # type: ignore[method-assign]
     finally:
-        exp._run = run
+        recording.run = run
         exp.deprovision()
         finish_run()
         shutil.rmtree(root, ignore_errors=True)

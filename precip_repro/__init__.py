@@ -75,7 +75,7 @@ __version__ = _tool_version()
 
 if typing.TYPE_CHECKING:
     from precip_repro.experiment import Experiment
-    from precip_repro.experiments import (
+    from precip_repro.experiment.kinds import (
         EC2Experiment,
         EucalyptusExperiment,
         LocalExperiment,
@@ -88,7 +88,7 @@ _ON_FIRST_USE = {
     **dict.fromkeys(
         ("EC2Experiment", "EucalyptusExperiment", "LocalExperiment", "NimbusExperiment",
          "OpenStackExperiment"),
-        "precip_repro.experiments",
+        "precip_repro.experiment.kinds",
     ),
 }  # fmt: skip
 """The experiment classes bring paramiko and the clouds: imported when first named, so that

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from precip_repro.experiments import LocalExperiment
+from precip_repro.experiment.kinds import LocalExperiment
 from precip_repro.session import finish_run, session
 
 __all__ = ["record_demo"]

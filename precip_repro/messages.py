@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["SHOWN_COMMAND", "shown_command", "shown_difference"]
+__all__ = ["NO_EXIT_STATUS", "SHOWN_COMMAND", "STDERR_TAIL", "shown_command", "shown_difference"]
 
 SHOWN_COMMAND: Final = 240
 """Past this many characters a command is shown in a message by its head and tail: a
 generated script of thousands of lines would bury what the message says about it."""
+
+
+STDERR_TAIL: Final = 400
+"""How much of a failed command's stderr its error shows (its end: where the error is)."""
+NO_EXIT_STATUS: Final = -1
+"""The exit code of a command whose session ended without one (paramiko's, as the seed's)."""
 
 
 def shown_command(cmd: str) -> str:

@@ -23,7 +23,7 @@ from precip_repro.exceptions import (
     ExperimentException,
     UnrecordableValue,
 )
-from precip_repro.messages import shown_command, shown_difference
+from precip_repro.messages import NO_EXIT_STATUS, STDERR_TAIL, shown_command, shown_difference
 from precip_repro.normalize import slot_order
 from precip_repro.record.blobs import BlobStore
 from precip_repro.record.canonical import jsonable
@@ -242,8 +242,6 @@ class Playback:
         if not (isinstance(kind, type) and issubclass(kind, ExperimentException)):
             return ExperimentException(f"{kind_name}: {message}")  # not ours: its name kept
         if kind is CommandFailed:
-            from precip_repro.experiment import NO_EXIT_STATUS, STDERR_TAIL
-
             # The exception names the first to fail in slot order.
             failed = sorted(
                 (c for c in call.commands if c.exit_code != 0), key=lambda c: slot_order(c.slot)

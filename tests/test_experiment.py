@@ -848,14 +848,14 @@ def test_a_file_put_to_several_instances_is_stored_once_and_checked_per_instance
     data = tmp_path / "data.bin"
     data.write_bytes(b"x" * 3_000_000)
     exp.put([], data, "/tmp/data.bin", parallel=True)
-    keep_local = exp._keep_local
+    keep_local = exp._transfers._keep_local
 
     def changed_once_stored(local):  # the file changes after it was stored, before it is sent
         kept = keep_local(local)
         local.write_bytes(b"y" * 3_000_000)
         return kept
 
-    monkeypatch.setattr(exp, "_keep_local", changed_once_stored)
+    monkeypatch.setattr(exp._transfers, "_keep_local", changed_once_stored)
     exp.put([], data, "/tmp/data2.bin")
     run_path = exp.run_path
     finish_run()

@@ -31,7 +31,7 @@ def test_the_record_commands_start_without_the_ssh_and_cloud_libraries():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "[]", done.stderr
-    assert precip_repro.LocalExperiment.__module__ == "precip_repro.experiments"
+    assert precip_repro.LocalExperiment.__module__ == "precip_repro.experiment.kinds"
 
 
 def test_every_user_catchable_exception_is_exported_and_derives_from_the_base():

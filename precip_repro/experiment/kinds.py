@@ -1,0 +1,218 @@
+"""The experiment classes users construct, one per kind of cloud, with the seed's
+positional parameters; our options are keyword-only and defined once here
+(:class:`Options`, :class:`EC2Options`).
+
+Common to all: ``record``, ``records``, ``parallel``, ``max_workers``, ``connect_timeout``,
+``boot_timeout``, ``boot_max_tries``; the EC2-compatible ones add ``subnet_id``,
+``security_groups``, ``key_name``, ``ssh_address`` (``public`` or ``private``),
+``floating_addresses`` and ``login_user``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Final, TypedDict, Unpack
+
+from precip_repro.exceptions import InvalidOption
+from precip_repro.experiment.api import Experiment
+from precip_repro.keys import load_keys
+from precip_repro.record.redact import MIN_SECRET
+from precip_repro.session import session
+
+__all__ = [
+    "EC2Experiment",
+    "EC2Options",
+    "EucalyptusExperiment",
+    "LocalExperiment",
+    "NimbusExperiment",
+    "OpenStackExperiment",
+    "Options",
+]
+
+DEFAULT_REGION: Final = "us-east-1"
+
+
+class Options(TypedDict, total=False):
+    """The keyword options of every experiment (defaults: see each class's ``DEFAULTS``)."""
+
+    record: bool
+    """Record the run (default True); False runs without a record."""
+    records: Path | str | None
+    """The store the run is recorded in (default ``$PRECIP_RECORDS`` or ``./records``)."""
+    parallel: bool
+    """Fan calls out to the matching instances at once (default False: in turn)."""
+    max_workers: int
+    """At most this many instances at once when fanning out (default 32)."""
+    connect_timeout: float
+    """Seconds an ssh connection may take to be answered (default 10)."""
+    boot_timeout: float | None
+    """Seconds an instance may take to boot before it is replaced (None: no limit)."""
+    boot_max_tries: int
+    """How many instances a slot may take to boot one (1: never replaced)."""
+
+
+class EC2Options(Options, total=False):
+    """The keyword options of the EC2-compatible experiments, besides :class:`Options`."""
+
+    subnet_id: str | None
+    security_groups: Sequence[str] | None
+    key_name: str | None
+    ssh_address: str
+    """``public`` (default) or ``private``: the address ssh reaches instances at."""
+    floating_addresses: Sequence[str]
+    login_user: str
+    """The account ssh logs in as (default ``root``; ``ubuntu`` … for today's images)."""
+
+
+def _checked(cls: type, given: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    """Refuse an unknown keyword as Python refuses one of a plain signature (``**options``
+    would otherwise take a misspelt ``boot_timout=`` in silence)."""
+    for key in given:
+        if key not in allowed:
+            raise TypeError(f"{cls.__name__}() got an unexpected keyword argument {key!r}")
+
+
+class LocalExperiment(Experiment):
+    """An experiment on the embedded local cloud: instances are namespaced sshd processes on
+    loopback addresses (a free /24 in 127.128.0.0/9 unless ``address_block`` says)."""
+
+    DEFAULTS: ClassVar[Options] = {"boot_timeout": None, "boot_max_tries": 1}
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        address_block: str | None = None,
+        **options: Unpack[Options],
+    ) -> None:
+        from precip_repro.clouds.local import LocalCloud
+
+        _checked(type(self), options, frozenset(Options.__annotations__))
+        merged: dict[str, Any] = {**self.DEFAULTS, **options}
+        super().__init__(LocalCloud(address_block=address_block), name, keys=load_keys(), **merged)
+
+    @staticmethod
+    def image_problem(image_id: str) -> str | None:
+        """Why this cloud cannot start ``image_id`` (``"default"`` or a directory), or None."""
+        from precip_repro.clouds.local import image_problem
+
+        return image_problem(image_id)
+
+    @staticmethod
+    def names_local_image(image_id: str) -> bool:
+        """Whether ``image_id`` looks like a local cloud's image (``"default"`` or a path),
+        which no EC2-style cloud has."""
+        from precip_repro.clouds.local import is_local_image
+
+        return is_local_image(image_id)
+
+
+class _EC2Compatible(Experiment):
+    KIND: ClassVar[str] = "ec2"
+    DEFAULTS: ClassVar[EC2Options] = {"boot_timeout": 900, "boot_max_tries": 3}
+
+    def _start(
+        self,
+        region: str,
+        endpoint: str | None,
+        access_key: str,
+        secret_key: str,
+        name: str | None,
+        options: EC2Options,
+    ) -> None:
+        from precip_repro.clouds.ec2 import EC2Cloud
+
+        _checked(type(self), options, frozenset(EC2Options.__annotations__))
+        # Credentials never reach the record: should they appear in a command or an
+        # output, they are written as ${secret:NAME}.
+        for option, value in (("access_key", access_key), ("secret_key", secret_key)):
+            if not isinstance(value, str) or len(value) < MIN_SECRET:
+                raise InvalidOption(
+                    option,
+                    "<hidden>",
+                    [
+                        f"a string of at least {MIN_SECRET} characters (AWS's are 20 and 40; "
+                        "a shorter one could not be kept out of the record)"
+                    ],
+                )
+        session.add_secret("AWS_ACCESS_KEY_ID", access_key)
+        session.add_secret("AWS_SECRET_ACCESS_KEY", secret_key)
+        merged: dict[str, Any] = {**self.DEFAULTS, **options}
+        cloud_options = {key: merged.pop(key) for key in list(merged) if key in _CLOUD_KEYS}
+        cloud = EC2Cloud(
+            kind=self.KIND,
+            endpoint=endpoint,
+            region=region,
+            access_key=access_key,
+            secret_key=secret_key,
+            subnet_id=cloud_options.get("subnet_id"),
+            security_groups=cloud_options.get("security_groups"),
+            key_name=cloud_options.get("key_name"),
+            floating_addresses=cloud_options.get("floating_addresses", ()),
+            name=name,
+        )
+        super().__init__(cloud, name, keys=load_keys(), **merged)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.exp} {self.name!r} on {self.cloud!r}>"
+
+
+_CLOUD_KEYS: Final = frozenset({"subnet_id", "security_groups", "key_name", "floating_addresses"})
+"""The options that configure the EC2 cloud itself; the others are the experiment's."""
+
+
+class EC2Experiment(_EC2Compatible):
+    """Amazon EC2 (or any EC2 endpoint). ``region`` may be an availability zone
+    (``us-west-2c``: region ``us-west-2``, instances placed in that zone); ``endpoint`` a
+    host (``ec2.us-west-2.amazonaws.com``, reached over https) or a URL, or None for AWS's
+    own endpoint of the region."""
+
+    KIND = "ec2"
+
+    def __init__(
+        self,
+        region: str,
+        endpoint: str | None,
+        access_key: str,
+        secret_key: str,
+        name: str | None = None,
+        **options: Unpack[EC2Options],
+    ) -> None:
+        self._start(region, endpoint, access_key, secret_key, name, options)
+
+
+class _EndpointCloud(_EC2Compatible):
+    """The seed's clouds reached through their EC2-compatible endpoint. Their original
+    pseudo-regions (``openstack`` …) are not valid signing regions: ``region=`` names one
+    (default ``us-east-1``)."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        access_key: str,
+        secret_key: str,
+        name: str | None = None,
+        *,
+        region: str = DEFAULT_REGION,
+        **options: Unpack[EC2Options],
+    ) -> None:
+        self._start(region, endpoint, access_key, secret_key, name, options)
+
+
+class OpenStackExperiment(_EndpointCloud):
+    """OpenStack through its EC2-compatible API (``http://host:8773/services/Cloud``)."""
+
+    KIND = "openstack"
+
+
+class EucalyptusExperiment(_EndpointCloud):
+    """Eucalyptus (``http://host:8773/services/Eucalyptus``)."""
+
+    KIND = "eucalyptus"
+
+
+class NimbusExperiment(_EndpointCloud):
+    """Nimbus through its EC2 front end (``https://host:8444``)."""
+
+    KIND = "nimbus"
