@@ -60,7 +60,8 @@ def test_a_timed_out_command_that_cannot_be_ended_says_it_may_still_run(
     local_experiment, monkeypatch
 ):
     exp = ready(local_experiment, "lingers")
-    monkeypatch.setattr(ssh, "_END_MARKED", "exit 1")  # as where it cannot be found or ended
+    # As where it cannot be found or ended.
+    monkeypatch.setattr(ssh.commands, "_END_MARKED", "exit 1")
     with pytest.raises(CommandTimeout, match="could not be ended there: it may still be"):
         exp.run([], "sleep 3030", timeout=0.5)
 
@@ -68,7 +69,7 @@ def test_a_timed_out_command_that_cannot_be_ended_says_it_may_still_run(
 def test_a_background_process_holding_the_output_is_waited_for_and_said_why(
     local_experiment, monkeypatch, capsys
 ):
-    monkeypatch.setattr(ssh, "HELD_OUTPUT_WARNING", 0.5, raising=False)
+    monkeypatch.setattr(ssh.commands, "HELD_OUTPUT_WARNING", 0.5)
     exp = ready(local_experiment, "held")
     started = time.monotonic()
     codes, outs, _ = exp.run([], "sleep 3 & echo started")  # the sleep holds stdout
@@ -111,8 +112,8 @@ def _tree(pid: int) -> list[int]:
 def test_an_instance_that_stops_answering_fails_what_waits_on_it_naming_it(
     call, local_experiment, monkeypatch, tmp_path
 ):
-    monkeypatch.setattr(ssh, "ALIVE_INTERVAL", 0.2)
-    monkeypatch.setattr(ssh, "ALIVE_TIMEOUT", 1.5)
+    monkeypatch.setattr(ssh.pool, "ALIVE_INTERVAL", 0.2)
+    monkeypatch.setattr(ssh.connection, "ALIVE_TIMEOUT", 1.5)
     exp = ready(local_experiment, "frozen")
     (inst,) = exp.list()
     frozen = _tree(exp.cloud._states[inst["id"]].launcher_pid)
