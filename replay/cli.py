@@ -28,9 +28,11 @@ from precip_repro import (
     load_verified,
     render_text,
 )
-from replay.engine import CLOUDS, Engine, ReplayFailed
+from replay.engine import Engine
+from replay.exceptions import ReplayFailed
 from replay.mapping import MappingError, ReplayMapping, load_mapping
 from replay.plan import build_plan, describe, images_used, interrupted_call, secrets_needed
+from replay.targets import CLOUDS
 
 __all__ = ["main"]
 

@@ -1,0 +1,141 @@
+"""The target experiments: what the mapping and the environment must give them, checked
+before anything is provisioned, and the experiments made from the mapping."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Final
+
+from precip_repro import (
+    EC2Experiment,
+    EucalyptusExperiment,
+    Experiment,
+    InvalidOption,
+    LocalExperiment,
+    NimbusExperiment,
+    OpenStackExperiment,
+    session,
+)
+from replay.content import RecordedContent
+from replay.exceptions import ReplayFailed
+from replay.mapping import ReplayMapping
+from replay.plan import Step, images_used
+
+__all__ = ["CLOUDS", "Targets"]
+
+CLOUDS: Final = ("local", "ec2", "openstack", "eucalyptus", "nimbus")
+
+_ENDPOINT_CLOUDS: Final = {
+    "openstack": OpenStackExperiment,
+    "eucalyptus": EucalyptusExperiment,
+    "nimbus": NimbusExperiment,
+}
+
+
+class Targets(RecordedContent):
+    """Checks and makes the replay's experiments, for :class:`replay.engine.Engine` (mixed
+    in)."""
+
+    targets: dict[str, str]
+    mapping: ReplayMapping
+    records: Path
+
+    def _check_images(self) -> None:
+        # The cloud would refuse these only once provisioning started (and other
+        # experiments' instances with it): a run recorded on one kind of cloud and replayed
+        # on another without a mapping names images the target has never heard of.
+        for exp, images in sorted(images_used(self.source).items()):
+            kind = self.targets[exp]
+            for image in sorted(images):
+                mapped = self.mapping.image(exp, image)
+                shown = repr(mapped) if mapped == image else f"{mapped!r} (mapped from {image!r})"
+                if kind == "local":
+                    problem = LocalExperiment.image_problem(mapped)
+                    if problem is not None and mapped != image:
+                        problem += f" (it is what {image!r} maps to)"
+                    fix = "'default' or an image directory"
+                elif LocalExperiment.names_local_image(mapped):
+                    problem = f"image {shown} is a local cloud's"
+                    fix = f"an image id of the {kind} cloud"
+                else:
+                    continue
+                if problem is not None:
+                    raise ReplayFailed(
+                        f"{exp} replays on {kind}: {problem}; map it to {fix} under [images] "
+                        f'(or [{exp}.images]) of --map, e.g. "{image}" = "…"',
+                        usage=True,
+                    )
+
+    def check(self, secrets: set[str], steps: list[Step]) -> None:
+        """Everything that can be checked before ``steps`` are replayed and anything is
+        provisioned."""
+        missing = sorted(name for name in secrets if name not in os.environ)
+        if missing:
+            raise ReplayFailed(
+                f"the run used secrets {', '.join(missing)}: set the environment variable(s) "
+                "of the same name to bind them again",
+                usage=True,
+            )
+        for name in sorted(secrets):
+            # Bound now, before any output: the replay's record, its verdicts and what it
+            # prints say ${secret:NAME} where the new run shows the value again.
+            try:
+                session.add_secret(name, os.environ[name])
+            except InvalidOption as exc:
+                raise ReplayFailed(
+                    f"the environment variable {name} cannot bind the run's secret {name}: {exc}",
+                    usage=True,
+                ) from None
+        self._find_withheld_content(steps)
+        self._check_images()
+        for exp, kind in self.targets.items():
+            if kind == "local":
+                continue
+            cloud = self.mapping.cloud(exp)
+            for key in ("access_key_env", "secret_key_env"):
+                name = cloud.get(
+                    key, "AWS_ACCESS_KEY_ID" if key == "access_key_env" else "AWS_SECRET_ACCESS_KEY"
+                )
+                if name not in os.environ:
+                    raise ReplayFailed(
+                        f"{exp} replays on {kind}: its credentials are read from the "
+                        f"environment variable {name}, which is not set (set {key} in "
+                        f"[{exp}.cloud] or [cloud] of the mapping to use another)",
+                        usage=True,
+                    )
+            if kind != "ec2" and not cloud.get("endpoint"):
+                raise ReplayFailed(
+                    f"{exp} replays on {kind}: give its endpoint in [{exp}.cloud] or [cloud]",
+                    usage=True,
+                )
+
+    def _make(self, exp: str) -> Experiment:
+        kind = self.targets[exp]
+        created = self.source.experiments.get(exp, {})
+        name = created.get("name")
+        cloud = self.mapping.cloud(exp)
+        common: dict[str, Any] = {"records": self.records}
+        for key in ("boot_timeout", "boot_max_tries"):
+            if key in cloud:
+                common[key] = cloud[key]
+        if kind == "local":
+            return LocalExperiment(
+                str(name) if name else None, address_block=cloud.get("address_block"), **common
+            )
+        access = os.environ[cloud.get("access_key_env", "AWS_ACCESS_KEY_ID")]
+        secret = os.environ[cloud.get("secret_key_env", "AWS_SECRET_ACCESS_KEY")]
+        options: dict[str, Any] = {
+            key: cloud[key]
+            for key in ("subnet_id", "security_groups", "key_name", "ssh_address",
+                        "login_user", "floating_addresses")
+            if key in cloud
+        }  # fmt: skip
+        options.update(common)
+        region = str(cloud.get("region", "us-east-1"))
+        label = str(name) if name else None
+        if kind == "ec2":
+            return EC2Experiment(region, cloud.get("endpoint"), access, secret, label, **options)
+        return _ENDPOINT_CLOUDS[kind](
+            str(cloud["endpoint"]), access, secret, label, region=region, **options
+        )
