@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from precip_repro.record.canonical import JSON
+from precip_repro.slots import slot_order
 
 if TYPE_CHECKING:
     from precip_repro.runview import RunView
@@ -34,18 +35,6 @@ _TEMP: Final = re.compile(re.escape(TEMP_PREFIX) + r"[0-9a-f]{12}")
 _BY_SHAPE: Final = frozenset({"tmp", "timestamp"})
 """Pattern groups found by their shape, not by name: normalised to ``{group}``, and left
 alone by :meth:`Normalizer.substitute` (a run's own, never another run's)."""
-
-
-_SLOT: Final = re.compile(r"e(\d+)\.p(\d+)\.(\d+)")
-
-
-def slot_order(slot: str) -> tuple[int, int, int, int, str]:
-    """Where a slot (``e1.p2.3``) comes among others: by experiment, provision, index —
-    as launched in turn, whatever order overlapping launches were recorded in."""
-    found = _SLOT.fullmatch(slot)
-    if found is None:
-        return (1, 0, 0, 0, slot)
-    return (0, int(found[1]), int(found[2]), int(found[3]), "")
 
 
 def temp_script_path() -> str:

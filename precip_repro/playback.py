@@ -14,7 +14,7 @@ import inspect
 import json
 import threading
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import Any, Final, Protocol, cast
 
 from precip_repro import exceptions
 from precip_repro.exceptions import (
@@ -24,18 +24,24 @@ from precip_repro.exceptions import (
     UnrecordableValue,
 )
 from precip_repro.messages import NO_EXIT_STATUS, STDERR_TAIL, shown_command, shown_difference
-from precip_repro.normalize import slot_order
 from precip_repro.record.blobs import BlobStore
 from precip_repro.record.canonical import jsonable
 from precip_repro.record.events import BlobRef
 from precip_repro.record.redact import Redactor
 from precip_repro.record.store import OBJECTS
 from precip_repro.runview import CallView, RunView
+from precip_repro.slots import slot_order
 
-if TYPE_CHECKING:
-    from precip_repro.experiment import Experiment
+__all__ = ["Closable", "Playback", "PlaybackMismatch", "RecordingStopped"]
 
-__all__ = ["Playback", "PlaybackMismatch", "RecordingStopped"]
+
+class Closable(Protocol):
+    """What the session and a playback hold of an experiment: they close the ones left open
+    at the end. (A protocol, not the Experiment: the experiment imports them, never the
+    reverse.)"""
+
+    def close(self) -> None: ...
+
 
 _LOCAL_PATHS: Final = frozenset({"local_path", "local_script"})
 
@@ -117,7 +123,7 @@ class Playback:
         self._calls = list(view.calls)
         self.stopped: CallView | None = None
         """The call the recording was stopped in, once the script reached it."""
-        self.experiments: list[Experiment] = []
+        self.experiments: list[Closable] = []
         """The script's experiments, closed when it ends (as at exit when recording)."""
         self._next = 0
         self._lock = threading.Lock()

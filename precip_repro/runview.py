@@ -18,7 +18,6 @@ import attrs
 import orjson
 
 from precip_repro.logs import get_logger
-from precip_repro.normalize import slot_order
 from precip_repro.record.blobs import hash_file
 from precip_repro.record.canonical import JSON
 from precip_repro.record.events import FORMAT_VERSION, Event, parse_ts, upgraded
@@ -26,6 +25,7 @@ from precip_repro.record.files import open_regular
 from precip_repro.record.reader import LogReader
 from precip_repro.record.store import EVENTS
 from precip_repro.record.verify import Verdict, verify
+from precip_repro.slots import slot_order
 
 __all__ = [
     "CallView",

@@ -18,10 +18,11 @@ import threading
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NoReturn
+from typing import Any, Final, NoReturn
 
 from precip_repro.exceptions import CheckpointNotWritten, RecordError
 from precip_repro.logs import get_logger, prepare_signal_logging, redact_with
+from precip_repro.playback import Closable, Playback
 from precip_repro.record.canonical import jsonable
 from precip_repro.record.events import Note, ReplayOf
 from precip_repro.record.journal import WRITING
@@ -29,10 +30,6 @@ from precip_repro.record.recorder import Run
 from precip_repro.record.redact import Redactor, credential_variables
 from precip_repro.record.store import RunStore
 from precip_repro.sources import is_users_script, local_modules
-
-if TYPE_CHECKING:
-    from precip_repro.experiment import Experiment
-    from precip_repro.playback import Playback
 
 __all__ = ["Session", "current_run", "finish_run", "session"]
 
@@ -49,7 +46,7 @@ class Session:
         redact_with(self.redactor.text)
         # Held strongly until closed: an experiment the script dropped still has instances
         # running, and only this list can deprovision them at exit.
-        self._experiments: list[Experiment] = []
+        self._experiments: list[Closable] = []
         self._exp_count = 0
         self._call_count = 0
         self.status: str | None = None
@@ -99,13 +96,13 @@ class Session:
         if found:
             log.debug("credentials of the environment are secrets", names=sorted(found))
 
-    def register(self, experiment: Experiment) -> None:
+    def register(self, experiment: Closable) -> None:
         with self._lock:
             self._experiments.append(experiment)
             self._install_hooks()
             self._install_signal_handlers()
 
-    def unregister(self, experiment: Experiment) -> None:
+    def unregister(self, experiment: Closable) -> None:
         """Forget a closed experiment (it has nothing left to deprovision)."""
         with self._lock:
             if experiment in self._experiments:

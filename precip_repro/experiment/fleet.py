@@ -13,9 +13,9 @@ from precip_repro.experiment.fanout import fan_out
 from precip_repro.experiment.instance import Instance
 from precip_repro.experiment.recording import Call, Calls
 from precip_repro.logs import get_logger
-from precip_repro.normalize import slot_order
 from precip_repro.record.events import InstanceLaunched, InstanceTerminated, InstanceTerminating
 from precip_repro.session import Session
+from precip_repro.slots import slot_order
 from precip_repro.ssh import SshPool
 
 __all__ = ["LAUNCHES_WAIT", "Fleet"]
