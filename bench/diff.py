@@ -24,7 +24,7 @@ from _common import scratch  # type: ignore[import-not-found]
 
 def record(store: Path, events: int, *, variant: int) -> str:
     from precip_repro.record import Run, RunStore
-    from precip_repro.record.events import (
+    from precip_repro.record.payloads import (
         CallFinished,
         CallStarted,
         CommandFinished,

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from precip_repro.record import Run, RunStore, verify
-from precip_repro.record.events import BlobRef, CommandFinished, FilePut
+from precip_repro.record.payloads import BlobRef, CommandFinished, FilePut
 
 
 def bench_append(root: Path, events: int) -> None:

@@ -43,7 +43,7 @@ from precip_repro.messages import shown_difference
 from precip_repro.normalize import Normalizer, slot_order
 from precip_repro.record.blobs import BlobStore
 from precip_repro.record.canonical import JSON
-from precip_repro.record.events import BlobRef
+from precip_repro.record.payloads import BlobRef
 from precip_repro.record.store import OBJECTS
 from precip_repro.runview import CallView, CommandView, FileView, RunView, collection_paused
 

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from precip_repro.record import Run, RunStore
-from precip_repro.record.events import (
+from precip_repro.record.payloads import (
     CallFailed,
     CallFinished,
     CallStarted,

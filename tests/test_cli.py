@@ -12,7 +12,7 @@ import pytest
 
 from precip_repro.cli import main
 from precip_repro.record import LogReader, Run, RunStore
-from precip_repro.record.events import Note
+from precip_repro.record.payloads import Note
 from precip_repro.record.store import EVENTS
 from tests.helpers import assert_nowhere_in, read_only, record_sample_run, record_script
 

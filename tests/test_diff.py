@@ -12,7 +12,7 @@ import pytest
 from precip_repro.cli import main
 from precip_repro.diff import diff_runs, render_text
 from precip_repro.record import Run, RunStore
-from precip_repro.record.events import (
+from precip_repro.record.payloads import (
     CallFinished,
     CallStarted,
     CloudInfo,

@@ -18,7 +18,7 @@ from precip_repro import verify
 from precip_repro.cli import main
 from precip_repro.clouds.local import live_local_instances
 from precip_repro.record import LogReader, Run, RunStore
-from precip_repro.record.events import CloudInfo, ExperimentCreated, InstanceLaunched
+from precip_repro.record.payloads import CloudInfo, ExperimentCreated, InstanceLaunched
 from precip_repro.record.store import EVENTS
 from tests.ec2_cloud import ACCESS_KEY, SECRET_KEY, wait_until
 

@@ -470,7 +470,7 @@ def _remapping_engine(store: RunStore, tmp_path: Path, target_slot: dict[str, An
     from types import SimpleNamespace
 
     from precip_repro.record import Run
-    from precip_repro.record.events import InstanceLaunched, InstanceReady
+    from precip_repro.record.payloads import InstanceLaunched, InstanceReady
     from precip_repro.runview import load_run
     from replay.engine import Engine
     from replay.mapping import load_mapping
@@ -596,7 +596,7 @@ def test_calls_that_failed_or_sent_nothing_when_recorded_replay_the_same(
 def test_a_call_that_matched_nothing_and_finished_when_recorded_replays_the_same(
     store, capsys, local_experiment
 ):
-    from precip_repro.record.events import CallFinished, CallStarted
+    from precip_repro.record.payloads import CallFinished, CallStarted
     from precip_repro.session import current_run, session
 
     exp = local_experiment("old-empty-match")

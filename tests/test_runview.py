@@ -11,7 +11,7 @@ import pytest
 
 from precip_repro.normalize import Normalizer
 from precip_repro.record import LogReader, Run, RunStore
-from precip_repro.record.events import InstanceLaunched, InstanceReady
+from precip_repro.record.payloads import InstanceLaunched, InstanceReady
 from precip_repro.record.store import EVENTS
 from precip_repro.runview import load_run, load_verified, ts_ns
 from tests.test_diff import synthetic

@@ -7,14 +7,8 @@ from __future__ import annotations
 
 from precip_repro.record.blobs import BlobSink, BlobStore
 from precip_repro.record.canonical import JSON, canonical, jsonable
-from precip_repro.record.events import (
-    FORMAT_VERSION,
-    PAYLOADS,
-    BlobRef,
-    Event,
-    Payload,
-    payload_of,
-)
+from precip_repro.record.events import FORMAT_VERSION, Event, payload_of
+from precip_repro.record.payloads import PAYLOADS, BlobRef, Payload
 from precip_repro.record.reader import LogReader
 from precip_repro.record.recorder import Run
 from precip_repro.record.store import RunStore

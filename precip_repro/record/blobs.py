@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import BinaryIO, Final
 
 from precip_repro.exceptions import BlobCorrupted, ContentWithheld, RecordWriteFailed
-from precip_repro.record.events import INLINE_TEXT_LIMIT, BlobRef
+from precip_repro.record.payloads import INLINE_TEXT_LIMIT, BlobRef
 
 __all__ = ["CHUNK", "BackgroundWriter", "BlobSink", "BlobStore", "hash_file"]
 

@@ -26,6 +26,7 @@ __all__ = [
     "dumps_fast",
     "dumps_unchecked",
     "floatish",
+    "holds_float",
     "jsonable",
 ]
 
@@ -95,6 +96,22 @@ def dumps_fast(obj: JSON) -> bytes:
         return orjson.dumps(obj, option=_ORJSON_STRICT)
     except TypeError:  # orjson.JSONEncodeError included
         return _dumps(obj).encode("utf-8")
+
+
+def holds_float(value: Any) -> bool:
+    """Whether a float is anywhere in ``value``: a walk over its values, which costs the same
+    whatever the length of the texts in it (a scan of the serialised bytes does not)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif kind is float:
+            return True
+    return False
 
 
 def check_recordable(obj: JSON, field: str = "") -> None:

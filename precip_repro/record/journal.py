@@ -30,7 +30,8 @@ from precip_repro.exceptions import (
 )
 from precip_repro.logs import get_logger
 from precip_repro.record.canonical import JSON
-from precip_repro.record.events import GENESIS, Event, format_ts, seal
+from precip_repro.record.events import GENESIS, Event, format_ts
+from precip_repro.record.lines import seal
 from precip_repro.record.reader import MAX_LINE
 
 __all__ = ["WRITING", "Journal", "is_locked"]

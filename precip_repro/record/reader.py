@@ -15,8 +15,9 @@ from typing import Final
 import attrs
 
 from precip_repro.exceptions import RecordCorrupted
-from precip_repro.record.events import GENESIS, Event, parse_line
+from precip_repro.record.events import GENESIS, Event
 from precip_repro.record.files import open_regular
+from precip_repro.record.lines import parse_line
 
 __all__ = ["MAX_LINE", "LogReader", "TornTail"]
 

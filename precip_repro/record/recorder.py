@@ -34,12 +34,13 @@ from typing import BinaryIO, Final
 from precip_repro.exceptions import CheckpointNotWritten, InvalidOption, RecordWriteFailed
 from precip_repro.logs import get_logger
 from precip_repro.record.blobs import BlobSink, BlobStore
-from precip_repro.record.events import (
+from precip_repro.record.events import Event, unstructure
+from precip_repro.record.journal import Journal
+from precip_repro.record.payloads import (
     RUN_STATUSES,
     BlobRef,
     BlobWithheld,
     CallStarted,
-    Event,
     InstanceLaunched,
     InstanceTerminating,
     ModuleLoaded,
@@ -47,9 +48,7 @@ from precip_repro.record.events import (
     ReplayOf,
     RunFinished,
     RunStarted,
-    unstructure,
 )
-from precip_repro.record.journal import Journal
 from precip_repro.record.redact import PRIVATE_KEY, Redactor, SecretScanner
 from precip_repro.record.store import (
     CHECKPOINT,

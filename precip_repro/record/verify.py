@@ -36,21 +36,17 @@ from precip_repro.exceptions import (
 from precip_repro.logs import get_logger
 from precip_repro.record.blobs import BlobStore
 from precip_repro.record.canonical import JSON
-from precip_repro.record.events import (
+from precip_repro.record.events import Event, converter, parse_ts, payload_of, unstructure
+from precip_repro.record.files import open_regular
+from precip_repro.record.journal import Journal, is_locked
+from precip_repro.record.payloads import (
     RUN_STATUSES,
     BlobRef,
     BlobWithheld,
-    Event,
     Payload,
     RunFinished,
-    converter,
-    parse_ts,
-    payload_of,
     refs_in,
-    unstructure,
 )
-from precip_repro.record.files import open_regular
-from precip_repro.record.journal import Journal, is_locked
 from precip_repro.record.reader import LogReader, TornTail
 from precip_repro.record.store import (
     EVENTS,

@@ -9,7 +9,7 @@ import pytest
 
 from precip_repro.exceptions import BlobCorrupted, ContentWithheld, RecordWriteFailed
 from precip_repro.record.blobs import BlobStore
-from precip_repro.record.events import BlobRef
+from precip_repro.record.payloads import BlobRef
 from tests.helpers import file_size_limit
 
 

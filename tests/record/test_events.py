@@ -1,86 +1,15 @@
-from __future__ import annotations
+"""The event envelope's timestamps and payload conversion (precip_repro.record.events)."""
 
-import hashlib
-import json
-import math
-import re
-from pathlib import Path
+from __future__ import annotations
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from precip_repro.exceptions import RecordCorrupted, UnrecordableValue, UnsupportedVersion
-from precip_repro.record.canonical import canonical
-from precip_repro.record.events import (
-    GENESIS,
-    PAYLOADS,
-    BlobRef,
-    CallStarted,
-    CommandFinished,
-    Note,
-    format_ts,
-    parse_line,
-    parse_ts,
-    payload_of,
-    seal,
-    unstructure,
-)
-
-text = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
-hexes = st.text("0123456789abcdef", min_size=64, max_size=64)
-refs = st.builds(BlobRef, sha256=hexes, size=st.integers(0, 2**40), text=st.none() | text)
-json_leaf = st.none() | st.booleans() | st.integers() | text
-json_values = st.recursive(
-    json_leaf,
-    lambda c: st.lists(c, max_size=3) | st.dictionaries(text, c, max_size=3),
-    max_leaves=10,
-)
-payloads = st.one_of(
-    st.builds(Note, text=text, fields=st.dictionaries(text, json_values, max_size=4)),
-    st.builds(
-        CallStarted,
-        call=st.integers(1, 10**6),
-        exp=text,
-        method=text,
-        args=st.dictionaries(text, json_values, max_size=4),
-    ),
-    st.builds(
-        CommandFinished,
-        call=st.integers(1),
-        slot=text,
-        instance_id=text,
-        user=text,
-        cmd=text,
-        exit_code=st.none() | st.integers(-255, 255),
-        stdout=refs,
-        stderr=refs,
-        duration_ns=st.integers(0, 2**63),
-    ),
-)
-timestamps = st.integers(0, 4_102_444_800 * 10**9)
-
-
-@given(payloads, st.integers(0, 10**9), timestamps, hexes)
-def test_event_round_trips_through_its_line(payload, seq, ns, prev):
-    event, line = seal(
-        seq=seq, ts=format_ts(ns), type=payload.TYPE, data=unstructure(payload), prev=prev
-    )
-    assert line.endswith(b"\n") and line.count(b"\n") == 1
-    back = parse_line(line[:-1], line=1)
-    assert back == event
-    assert payload_of(back) == payload
-    assert event.line() == line
-
-
-@given(payloads, timestamps)
-def test_hash_is_sha256_of_the_canonical_event_without_hash(payload, ns):
-    event, line = seal(
-        seq=0, ts=format_ts(ns), type=payload.TYPE, data=unstructure(payload), prev=GENESIS
-    )
-    body = json.loads(line)
-    del body["hash"]
-    assert hashlib.sha256(canonical(body)).hexdigest() == event.hash
+from precip_repro.exceptions import RecordCorrupted
+from precip_repro.record.events import GENESIS, format_ts, parse_ts, payload_of, unstructure
+from precip_repro.record.lines import parse_line, seal
+from precip_repro.record.payloads import Note
 
 
 def test_format_ts_is_rfc3339_utc_with_microseconds():
@@ -102,34 +31,6 @@ def test_parse_ts_refuses_what_is_not_a_timestamp(text):
         parse_ts(text)
 
 
-def test_every_type_in_the_table_has_a_payload_class():
-    assert set(PAYLOADS) == {
-        "run.started", "experiment.created", "call.started", "instance.launched",
-        "instance.ready", "command.finished", "file.put", "file.got",
-        "instance.terminating", "instance.terminated", "call.finished", "call.failed",
-        "note", "run.finished", "replay.step", "blob.withheld", "module.loaded",
-    }  # fmt: skip
-
-
-def test_every_payload_type_is_documented_in_the_records_readme():
-    readme = (Path(__file__).parents[2] / "records" / "README.md").read_text()
-    rows = re.findall(r"^\| (`[a-z_.]+`(?:, `[a-z_.]+`)*) \|", readme, flags=re.MULTILINE)
-    documented = {name for row in rows for name in re.findall(r"`([a-z_.]+)`", row)}
-    assert set(PAYLOADS) <= documented, set(PAYLOADS) - documented
-
-
-@pytest.mark.parametrize("bad", [1.5, math.nan, math.inf])
-def test_a_float_in_a_typed_field_is_refused_naming_it(bad):
-    # (the fast writer prints NaN as null: the float rule must catch it all the same)
-    payload = CommandFinished(
-        call=1, slot="s", instance_id="i", user="root", cmd="true", exit_code=0,
-        stdout=BlobRef.of(b""), stderr=BlobRef.of(b""), duration_ns=bad,
-    )  # fmt: skip
-    with pytest.raises(UnrecordableValue) as info:
-        seal(seq=0, ts=format_ts(0), type=payload.TYPE, data=unstructure(payload), prev=GENESIS)
-    assert info.value.field == "data.duration_ns"
-
-
 def test_unknown_event_types_are_read_but_have_no_payload():
     _, line = seal(seq=0, ts=format_ts(0), type="future.thing", data={"x": 1}, prev=GENESIS)
     assert payload_of(parse_line(line[:-1], line=1)) is None
@@ -141,79 +42,3 @@ def test_a_known_type_with_a_missing_or_mistyped_field_is_corrupt():
     event, _ = seal(seq=3, ts=format_ts(0), type="note", data=data, prev=GENESIS)
     with pytest.raises(RecordCorrupted, match=r"seq 3.*expected str, got int @ data.text"):
         payload_of(event)
-
-
-def _line_of_version(version: int) -> bytes:
-    body = {"v": version, "seq": 0, "ts": format_ts(0), "type": "note", "data": {}, "prev": GENESIS}
-    body["hash"] = hashlib.sha256(canonical(body)).hexdigest()
-    return canonical(body)
-
-
-def test_an_unknown_version_is_refused_with_what_to_do():
-    with pytest.raises(UnsupportedVersion, match=r"line 4: record format version 7.*upgrade"):
-        parse_line(_line_of_version(7), line=4)
-
-
-def test_a_version_digit_changed_by_hand_is_corrupt_not_unsupported():
-    forged = _line_of_version(1).replace(b'"v":1', b'"v":7')
-    with pytest.raises(RecordCorrupted, match="version 7 but does not hash"):
-        parse_line(forged, line=2)
-
-
-@pytest.mark.parametrize(
-    "mangle, reason",
-    [
-        (lambda line: line.replace(b'"seq":0', b'"seq":0.0'), "not a non-negative integer"),
-        (lambda line: line.replace(b'"fields":{}', b'"fields":{"x":1.5}'), "float"),
-        (lambda line: line.replace(b'{"data"', b'{ "data"'), "canonical"),
-        (lambda line: line.replace(b'"text":"x"', b'"text":"y"'), "hash"),
-        (lambda line: b"not json", "JSON"),
-        (lambda line: b"[1,2]", "not an event"),
-        (lambda line: line.replace(b'"type":"note"', b'"type":"No te"'), "dotted"),
-        (lambda line: b"\xff" + line, "UTF-8"),
-    ],
-)
-def test_bad_lines_are_corrupt_naming_the_line_and_why(mangle, reason):
-    _, line = seal(
-        seq=0, ts=format_ts(0), type="note", data={"text": "x", "fields": {}}, prev=GENESIS
-    )
-    with pytest.raises(RecordCorrupted, match=reason) as info:
-        parse_line(mangle(line[:-1]), line=9)
-    assert info.value.line == 9
-
-
-def test_short_utf8_output_is_inline_and_binary_or_long_output_is_not():
-    assert BlobRef.of(b"hi\n").text == "hi\n"
-    assert BlobRef.of(b"\xff\xfe").text is None
-    assert BlobRef.of(b"a" * 4097).text is None
-    assert BlobRef.of(b"a" * 4096).text == "a" * 4096
-
-
-@given(json_values)
-def test_orjson_writes_exactly_the_canonical_bytes_the_reader_relies_on(value):
-    import orjson
-
-    try:
-        fast = orjson.dumps({"data": value}, option=orjson.OPT_SORT_KEYS)
-    except TypeError:
-        return  # integers beyond 64 bits: the reader takes the json path for those lines
-    assert fast == canonical({"data": value})
-
-
-@pytest.mark.parametrize("bad_prev", ["", None, "0" * 63, "A" * 64])
-def test_a_line_whose_prev_is_not_a_hash_is_refused_whatever_prev_the_caller_expects(bad_prev):
-    # The reader passes the previous hash to skip re-checking a prev equal to it: a prev
-    # that is no hash at all must still be refused (the hash is made to match, as a forger
-    # would).
-    import hashlib
-    import json
-
-    body = {"v": 1, "seq": 1, "ts": format_ts(0), "type": "note",
-            "data": {"text": "x", "fields": {}}, "prev": bad_prev}  # fmt: skip
-    dumped = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    digest = hashlib.sha256(dumped).hexdigest()
-    cut = dumped.rfind(b',"prev":')
-    line = dumped[:cut] + f',"hash":"{digest}"'.encode() + dumped[cut:]
-    for expected in (None, GENESIS):
-        with pytest.raises(RecordCorrupted, match="'prev' is not 64 lower-case hex digits"):
-            parse_line(line, line=2, prev=expected)

@@ -9,7 +9,9 @@ import pytest
 
 from precip_repro.record import LogReader, RunStore, payload_of, recover, verify
 from precip_repro.record import events as events_module
-from precip_repro.record.events import PAYLOADS, upgraded
+from precip_repro.record import lines as lines_module
+from precip_repro.record.events import upgraded
+from precip_repro.record.payloads import PAYLOADS
 from precip_repro.record.store import EVENTS
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "records"
@@ -57,7 +59,10 @@ def test_a_v1_sample_with_a_blob_withheld_later_verifies_without_it():
 
 def test_older_versions_are_lifted_through_the_upgrade_chain(monkeypatch):
     # v1 is the first version; pretend a v2 exists to prove the chain is applied in order.
+    # The line parser holds its own binding of the version: it must pretend too, so that it
+    # reads the v1 line as an older version to lift, not as the current one.
     monkeypatch.setattr(events_module, "FORMAT_VERSION", 2)
+    monkeypatch.setattr(lines_module, "FORMAT_VERSION", 2)
     monkeypatch.setitem(
         events_module.UPGRADES, 1, lambda kind, data: (kind, {**data, "lifted_from": 1})
     )

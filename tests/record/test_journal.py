@@ -16,8 +16,8 @@ from precip_repro.exceptions import (
     UnrecordableValue,
 )
 from precip_repro.record import Run, recover, verify
-from precip_repro.record.events import CallStarted, Note
 from precip_repro.record.journal import Journal
+from precip_repro.record.payloads import CallStarted, Note
 from precip_repro.record.store import EVENTS
 from tests.helpers import file_size_limit
 
@@ -162,7 +162,8 @@ def test_a_run_started_records_who_where_and_what(store, tmp_path):
     run = Run.open(store, name="who", script=script, argv=["exp.py", "--x"])
     run.finish()
     from precip_repro.record import LogReader
-    from precip_repro.record.events import RunStarted, payload_of
+    from precip_repro.record.events import payload_of
+    from precip_repro.record.payloads import RunStarted
 
     first = next(iter(LogReader(run.path / EVENTS)))
     started = payload_of(first)

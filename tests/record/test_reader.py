@@ -3,7 +3,7 @@ from __future__ import annotations
 import tracemalloc
 
 from precip_repro.record import LogReader, Run, verify
-from precip_repro.record.events import Note
+from precip_repro.record.payloads import Note
 from precip_repro.record.store import EVENTS
 
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from precip_repro.exceptions import RecordCorrupted, RecordIncomplete, RunLocked
 from precip_repro.record import LogReader, Run, RunStore, recover, verify
-from precip_repro.record.events import BlobRef, FilePut, Note
+from precip_repro.record.payloads import BlobRef, FilePut, Note
 from precip_repro.record.store import CHECKPOINT, EVENTS
 from tests.helpers import assert_nowhere_in, record_sample_run
 
@@ -212,7 +212,7 @@ def test_an_edited_inline_output_is_corrupt(copy):
     lines = lines_of(copy)
     index = next(i for i, line in enumerate(lines) if b'"text":"hello\\n"' in line)
     # A forger who rehashes the event still cannot make the inline text match its sha256.
-    from precip_repro.record.events import parse_line, seal
+    from precip_repro.record.lines import parse_line, seal
 
     event = parse_line(lines[index][:-1], line=index + 1)
     data = dict(event.data)
@@ -329,7 +329,7 @@ def test_a_writer_killed_hard_leaves_a_run_that_recovers(store, tmp_path):
     script.write_text(
         "import sys, os, signal\n"
         "from precip_repro.record import Run\n"
-        "from precip_repro.record.events import Note\n"
+        "from precip_repro.record.payloads import Note\n"
         "run = Run.open(sys.argv[1], name='killed')\n"
         "for i in range(100):\n"
         "    run.append(Note(text=f'event {i}'))\n"

@@ -1,0 +1,235 @@
+"""The line of an event in ``events.jsonl``: sealing a new event into it, parsing one back.
+
+:func:`seal` hashes and serialises an event as the journal appends it; :func:`parse_line`
+checks a line as readers meet it — canonical form, envelope, hash — hand-tuned, since
+reading and verifying a large run spends most of its time there (``bench/journal.py``,
+``bench/diff.py``). The event model it reads into is :mod:`precip_repro.record.events`,
+which does not import this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any, Final
+
+import orjson
+
+from precip_repro.exceptions import RecordCorrupted, UnsupportedVersion
+from precip_repro.record.canonical import (
+    JSON,
+    canonical,
+    dumps_fast,
+    dumps_unchecked,
+    floatish,
+    holds_float,
+)
+from precip_repro.record.events import FORMAT_VERSION, TS_RE, UPGRADES, Event
+from precip_repro.record.payloads import PAYLOADS, is_hex64
+
+__all__ = ["parse_line", "seal"]
+
+_TYPE_RE: Final = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
+_ENVELOPE_KEYS: Final = frozenset({"v", "seq", "ts", "type", "data", "prev", "hash"})
+_HASH_KEY: Final = b',"hash":"'
+_HASH_MEMBER: Final = len(_HASH_KEY) + 65
+"""Bytes of the top-level ``,"hash":"<64 hex>"`` member."""
+
+
+def seal(*, seq: int, ts: str, type: str, data: dict[str, JSON], prev: str) -> tuple[Event, bytes]:
+    """Hash and serialise a new event; return it and its line (newline included)."""
+    body = {"v": FORMAT_VERSION, "seq": seq, "ts": ts, "type": type, "data": data, "prev": prev}
+    try:
+        body_bytes = dumps_fast(body)
+    except (TypeError, ValueError, UnicodeEncodeError):
+        canonical(body)  # names the field that cannot be recorded
+        raise  # pragma: no cover
+    # Keys sort as data, hash, prev, …: the hash goes right before the top-level "prev",
+    # which is the last ',"prev":"' in the body (only fixed-format values follow it).
+    cut = body_bytes.rfind(b',"prev":"')
+    if holds_float(data):
+        canonical(body)  # refuses the float, naming its field
+    digest = hashlib.sha256(body_bytes).hexdigest()
+    line = b'%s,"hash":"%s"%s\n' % (body_bytes[:cut], digest.encode(), body_bytes[cut:])
+    event = Event(v=FORMAT_VERSION, seq=seq, ts=ts, type=type, data=data, prev=prev, hash=digest)
+    return event, line
+
+
+def _refuse_float(text: str) -> Any:
+    raise ValueError(f"holds a float ({text}); v1 records hold none")
+
+
+def _refuse_constant(text: str) -> Any:
+    raise ValueError(f"holds {text}; v1 records hold no NaN or infinity")
+
+
+_loads: Final = json.JSONDecoder(parse_float=_refuse_float, parse_constant=_refuse_constant).decode
+
+
+def _fast_load(raw: bytes, end: int = -1) -> Any:
+    """Parse with orjson — several times faster than json, which matters for ``verify`` and
+    ``diff`` over large runs — unless the line may hold a float (orjson would accept it):
+    then, or on any error, return None and let the json path decide and explain.
+
+    ``end`` is where the top-level ``"hash"`` member starts, when the caller knows.
+    """
+    # Only the data (the first member, before "hash") can hold a float, and only with a '.'
+    # in it (a float orjson would print differently fails the canonical check anyway).
+    if end < 0:
+        end = raw.rfind(_HASH_KEY)
+        end = len(raw) if end < 0 else end
+    if raw.count(b".", 0, end) and floatish(raw, end):
+        return None
+    try:
+        return orjson.loads(raw)
+    except (orjson.JSONDecodeError, ValueError, TypeError):
+        return None
+
+
+def _hash_matches(raw: bytes, claimed: object) -> bool:
+    """Whether ``raw`` hashes to ``claimed`` once its top-level ``"hash"`` member is cut out.
+
+    Keys are sorted, so only fixed-format members follow the top-level hash: it is the
+    last ``,"hash":"`` in the line.
+    """
+    if type(claimed) is not str:
+        return False
+    cut = raw.rfind(_HASH_KEY)
+    if cut < 0:
+        return False
+    body = raw[:cut] + raw[cut + _HASH_MEMBER :]
+    return hashlib.sha256(body).hexdigest() == claimed
+
+
+def parse_line(raw: bytes, *, line: int, run: str | None = None, prev: str | None = None) -> Event:
+    """Parse and check one line (without its newline): canonical form, envelope and hash.
+
+    Chain continuity (``seq``, ``prev``) is the reader's business: it knows the previous
+    event; the content rules — each type's fields, no floats in v1 — are :func:`payload_of`'s
+    (``verify`` applies both). ``prev``, when given, is the previous event's hash (known to
+    be sound): a line naming it needs no other check of its ``prev``. Raises
+    :class:`RecordCorrupted` naming the line, or :class:`UnsupportedVersion`.
+    """
+    # The common case — a sound current-version line — in as few steps as possible (reading
+    # a large run spends most of its time here); anything else takes the careful path,
+    # which finds and explains what is wrong.
+    cut = raw.rfind(_HASH_KEY)
+    try:
+        obj = orjson.loads(raw) if cut > 0 else None
+    except orjson.JSONDecodeError:
+        obj = None
+    if type(obj) is dict and obj.keys() == _ENVELOPE_KEYS:
+        seq, ts, kind, previous, digest = (
+            obj["seq"], obj["ts"], obj["type"], obj["prev"], obj["hash"]
+        )  # fmt: skip
+        if (
+            type(seq) is int
+            and seq >= 0
+            and type(obj["v"]) is int
+            and obj["v"] == FORMAT_VERSION
+            and type(ts) is str
+            and _valid_ts(ts)
+            and type(kind) is str
+            and (kind in PAYLOADS or _TYPE_RE.fullmatch(kind))
+            and type(obj["data"]) is dict
+            and ((prev is not None and previous == prev) or is_hex64(previous))
+            # (the hash is compared with a hex digest below: it is hex if it matches)
+            and orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) == raw
+            and hashlib.sha256(raw[:cut] + raw[cut + _HASH_MEMBER :]).hexdigest() == digest
+        ):
+            return Event(
+                v=FORMAT_VERSION, seq=seq, ts=ts, type=kind, data=obj["data"], prev=previous,
+                hash=digest,
+            )  # fmt: skip
+    return _parse_line_carefully(raw, line=line, run=run)
+
+
+_valid_prefix: str = "\0"
+
+
+def _valid_ts(ts: str) -> bool:
+    """Whether ``ts`` is RFC 3339 UTC with microseconds (as :data:`TS_RE` says)."""
+    global _valid_prefix
+    # Consecutive events mostly share their second: only the microseconds are new.
+    if ts.startswith(_valid_prefix):
+        micros = ts[20:]
+        return len(micros) == 7 and micros[6] == "Z" and micros[:6].isdigit() and micros.isascii()
+    if TS_RE.fullmatch(ts):
+        _valid_prefix = ts[:20]
+        return True
+    return False
+
+
+def _parse_line_carefully(raw: bytes, *, line: int, run: str | None) -> Event:
+    def bad(reason: str, seq: int | None = None) -> RecordCorrupted:
+        where = f"line {line}" if seq is None else f"event seq {seq} (line {line})"
+        return RecordCorrupted(f"{where}: {reason}", run=run, seq=seq, line=line)
+
+    obj = _fast_load(raw)
+    fast = obj is not None
+    if obj is None:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise bad(f"is not valid UTF-8 at byte {exc.start}") from None
+        try:
+            obj = _loads(text)
+        except ValueError as exc:
+            raise bad(f"is not valid JSON ({exc})") from None
+    if type(obj) is not dict:
+        raise bad(f"is a JSON {type(obj).__name__}, not an event object")
+    seq = obj.get("seq")
+    seq = seq if type(seq) is int else None
+    version = obj.get("v")
+    if type(version) is not int:
+        raise bad("has no integer format version 'v'", seq)
+    if version != FORMAT_VERSION and version not in UPGRADES:
+        if not _hash_matches(raw, obj.get("hash")):
+            # A newer writer still hashes its lines; a flipped version digit does not.
+            raise bad(f"names format version {version} but does not hash: it was altered", seq)
+        raise UnsupportedVersion(
+            f"line {line}: record format version {version} is not one this precip-repro "
+            f"reads (it reads 1..{FORMAT_VERSION}); upgrade precip-repro to read this run",
+            run=run,
+            seq=seq,
+            line=line,
+        )
+    if set(obj) != _ENVELOPE_KEYS:
+        missing = sorted(_ENVELOPE_KEYS - set(obj))
+        extra = sorted(set(obj) - _ENVELOPE_KEYS)
+        raise bad(f"envelope keys differ (missing {missing}, unexpected {extra})", seq)
+    if seq is None or seq < 0:
+        raise bad(f"'seq' is {obj['seq']!r}, not a non-negative integer")
+    if type(obj["ts"]) is not str or not TS_RE.fullmatch(obj["ts"]):
+        raise bad(f"'ts' {obj['ts']!r} is not RFC 3339 UTC with microseconds", seq)
+    if type(obj["type"]) is not str or not _TYPE_RE.fullmatch(obj["type"]):
+        raise bad(f"'type' {obj['type']!r} is not a dotted lower-case name", seq)
+    if type(obj["data"]) is not dict:
+        raise bad("'data' is not an object", seq)
+    for key in ("prev", "hash"):
+        if not is_hex64(obj[key]):
+            raise bad(f"'{key}' is not 64 lower-case hex digits", seq)
+    # The decoder refused floats and NaN already, so a plain encoder is enough here; orjson
+    # writes the same bytes as the canonical json.dumps, and json has the last word.
+    canonical_ok = fast and orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) == raw
+    if not canonical_ok:
+        if fast:  # orjson bends some values (huge ints): json decides
+            try:
+                obj = _loads(raw.decode("utf-8"))
+            except ValueError as exc:
+                raise bad(f"is not valid JSON ({exc})", seq) from None
+        canonical_ok = dumps_unchecked(obj) == raw
+    if not canonical_ok:
+        raise bad("is not in canonical form (bytes were added, removed or reordered)", seq)
+    if not _hash_matches(raw, obj["hash"]):
+        raise bad("content does not match its hash (the event was altered)", seq)
+    return Event(
+        v=version,
+        seq=seq,
+        ts=obj["ts"],
+        type=obj["type"],
+        data=obj["data"],
+        prev=obj["prev"],
+        hash=obj["hash"],
+    )

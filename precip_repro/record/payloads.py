@@ -1,0 +1,436 @@
+"""The payloads of record format v1: one frozen attrs class per event type.
+
+An event's ``data`` is the payload of its ``type``. Payload classes are registered by type
+name in :data:`PAYLOADS`; readers ignore types they do not know. This module owns what each
+type's data holds and the values payloads share (:class:`BlobRef`, …). The envelope around
+a payload and the converter between payloads and JSON data live in
+:mod:`precip_repro.record.events`, which imports this module (never the other way round).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar, Final
+
+import attrs
+
+from precip_repro.exceptions import UnrecordableValue
+from precip_repro.record.canonical import JSON, check_recordable, holds_float, jsonable
+
+__all__ = [
+    "BlobRef",
+    "BlobWithheld",
+    "CallFailed",
+    "CallFinished",
+    "CallStarted",
+    "CloudInfo",
+    "CommandFinished",
+    "ErrorInfo",
+    "ExperimentCreated",
+    "FileGot",
+    "FilePut",
+    "INLINE_TEXT_LIMIT",
+    "InstanceLaunched",
+    "InstanceReady",
+    "InstanceTerminated",
+    "InstanceTerminating",
+    "ModuleLoaded",
+    "Note",
+    "PAYLOADS",
+    "Payload",
+    "READING",
+    "RUN_STATUSES",
+    "ReplayOf",
+    "ReplayStep",
+    "RunFinished",
+    "RunStarted",
+    "is_hex64",
+    "refs_in",
+]
+
+INLINE_TEXT_LIMIT: Final = 4096
+"""Outputs up to this many bytes that are valid UTF-8 are kept inline as ``text``."""
+
+
+def is_hex64(value: str) -> bool:
+    """Whether ``value`` is 64 lower-case hex digits: a sha256 as the record writes it."""
+    # str.strip with the hex digits is several times faster than a regex match; this runs for
+    # every blob reference read.
+    return type(value) is str and len(value) == 64 and not value.strip("0123456789abcdef")
+
+
+def _check_hex64(value: str) -> None:
+    if not is_hex64(value):
+        raise ValueError(f"sha256 must be 64 lower-case hex digits, not {value!r}")
+
+
+# --- values shared by payloads -------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class BlobRef:
+    """A reference to bytes: their sha256 and size; short UTF-8 output also inline as ``text``.
+
+    When ``text`` is present it *is* the content: no object file is written for it. When
+    ``withheld`` is present the content was not stored (it held a registered secret); the
+    string says why.
+    """
+
+    sha256: str = attrs.field(validator=lambda _, __, value: _check_hex64(value))
+    size: int
+    text: str | None = None
+    withheld: str | None = None
+
+    @classmethod
+    def of(cls, content: bytes, *, inline: bool = True) -> BlobRef:
+        """The reference for ``content``, inline when short valid UTF-8 and ``inline``."""
+        text = None
+        if inline and len(content) <= INLINE_TEXT_LIMIT:
+            try:
+                text = content.decode("utf-8")
+            except UnicodeDecodeError:
+                text = None
+        return cls(sha256=hashlib.sha256(content).hexdigest(), size=len(content), text=text)
+
+
+@attrs.frozen(kw_only=True)
+class ReplayOf:
+    """The run a replay re-executes: its id and digest."""
+
+    run: str
+    digest: str
+
+
+@attrs.frozen(kw_only=True)
+class CloudInfo:
+    """Where an experiment runs. Never credentials: only a fingerprint of the access key id."""
+
+    kind: str
+    endpoint: str | None = None
+    region: str | None = None
+    access_key_fingerprint: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ErrorInfo:
+    """An exception as recorded: its class name and message, and for an error about one
+    instance (an ``InstanceError``) that instance's id and slot."""
+
+    type: str
+    message: str
+    instance: str | None = None
+    slot: str | None = None
+
+
+READING: Final = contextvars.ContextVar("precip_record_reading", default=False)
+"""True while structuring data read from a log (:func:`precip_repro.record.events.payload_of`
+sets it): it is JSON already, converting it again would only cost time (a large share of
+reading a run)."""
+
+
+def _no_float(value: Any, field: str) -> None:
+    """Refuse a float anywhere in ``value`` (data read from a log), naming where it is."""
+    # The line parser leaves floats to the payload: typed fields refuse them by type, and
+    # these free-form ones by this walk.
+    if holds_float(value):
+        check_recordable(value, field)  # raises, naming the float's place
+
+
+def _json_object(value: object, field: str) -> dict[str, JSON]:
+    if READING.get() and type(value) is dict:
+        _no_float(value, field)
+        return value
+    out = jsonable(value, field)
+    if not isinstance(out, dict):
+        raise UnrecordableValue(
+            f"field {field!r} must be a mapping, not {type(value).__name__}", field=field
+        )
+    return out
+
+
+def _args(value: object) -> dict[str, JSON]:
+    return _json_object(value, "args")
+
+
+def _facts(value: object) -> dict[str, JSON]:
+    return _json_object(value, "facts")
+
+
+def _fields(value: object) -> dict[str, JSON]:
+    return _json_object(value, "fields")
+
+
+def _recovered(value: object) -> dict[str, JSON] | None:
+    return None if value is None else _json_object(value, "recovered")
+
+
+def _differences(value: object) -> list[dict[str, JSON]]:
+    if READING.get() and type(value) is list:
+        _no_float(value, "differences")
+        return value
+    out = jsonable(value, "differences")
+    if not isinstance(out, list) or not all(isinstance(item, dict) for item in out):
+        raise UnrecordableValue(
+            "field 'differences' must be a list of mappings", field="differences"
+        )
+    return out
+
+
+def _result(value: object) -> JSON:
+    if READING.get():
+        _no_float(value, "result")
+        return value
+    return jsonable(value, "result")
+
+
+# --- payloads --------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Payload:
+    """Base of every event payload; ``TYPE`` is the event's dotted type name."""
+
+    TYPE: ClassVar[str] = ""
+
+
+@attrs.frozen(kw_only=True)
+class RunStarted(Payload):
+    TYPE: ClassVar[str] = "run.started"
+    run: str
+    tool_version: str
+    python: str
+    platform: str
+    host: str
+    user: str
+    argv: list[str]
+    cwd: str
+    script: BlobRef | None = None
+    script_path: str | None = None
+    git_commit: str | None = None
+    replay_of: ReplayOf | None = None
+    mapping: BlobRef | None = None
+    """A replay's mapping file, as given."""
+
+
+@attrs.frozen(kw_only=True)
+class ExperimentCreated(Payload):
+    TYPE: ClassVar[str] = "experiment.created"
+    exp: str
+    name: str | None
+    cloud: CloudInfo
+    key_fingerprint: str | None = None
+    login_user: str | None = None
+    """The account ssh logged in as when not root (calls as others went through its
+    sudo); absent for root."""
+
+
+@attrs.frozen(kw_only=True)
+class CallStarted(Payload):
+    TYPE: ClassVar[str] = "call.started"
+    call: int
+    exp: str
+    method: str
+    args: dict[str, JSON] = attrs.field(converter=_args)
+
+
+@attrs.frozen(kw_only=True)
+class InstanceLaunched(Payload):
+    TYPE: ClassVar[str] = "instance.launched"
+    call: int
+    exp: str
+    slot: str
+    instance_id: str
+    image_id: str
+    instance_type: str
+    tags: list[str]
+    image_digest: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class InstanceReady(Payload):
+    TYPE: ClassVar[str] = "instance.ready"
+    slot: str
+    instance_id: str
+    public_address: str | None
+    private_address: str | None
+    public_hostname: str | None = None
+    private_hostname: str | None = None
+    host_key: str | None = None
+    facts: dict[str, JSON] = attrs.field(factory=dict, converter=_facts)
+
+
+@attrs.frozen(kw_only=True)
+class CommandFinished(Payload):
+    TYPE: ClassVar[str] = "command.finished"
+    call: int
+    slot: str
+    instance_id: str
+    user: str
+    cmd: str
+    exit_code: int | None
+    stdout: BlobRef
+    stderr: BlobRef
+    duration_ns: int
+
+
+@attrs.frozen(kw_only=True)
+class FilePut(Payload):
+    TYPE: ClassVar[str] = "file.put"
+    call: int
+    slot: str
+    instance_id: str
+    user: str
+    local_path: str
+    remote_path: str
+    mode: int
+    content: BlobRef
+    temporary: bool = False
+    """The tool chose ``remote_path`` (``copy_and_run``'s script) and removes it after."""
+
+
+@attrs.frozen(kw_only=True)
+class FileGot(Payload):
+    TYPE: ClassVar[str] = "file.got"
+    call: int
+    slot: str
+    instance_id: str
+    user: str
+    local_path: str
+    remote_path: str
+    mode: int
+    content: BlobRef
+
+
+@attrs.frozen(kw_only=True)
+class InstanceTerminating(Payload):
+    TYPE: ClassVar[str] = "instance.terminating"
+    slot: str
+    instance_id: str
+    call: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class InstanceTerminated(Payload):
+    TYPE: ClassVar[str] = "instance.terminated"
+    slot: str
+    instance_id: str
+    call: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class CallFinished(Payload):
+    TYPE: ClassVar[str] = "call.finished"
+    call: int
+    result: JSON = attrs.field(converter=_result)
+    duration_ns: int
+
+
+@attrs.frozen(kw_only=True)
+class CallFailed(Payload):
+    TYPE: ClassVar[str] = "call.failed"
+    call: int
+    error: ErrorInfo
+    duration_ns: int
+
+
+@attrs.frozen(kw_only=True)
+class Note(Payload):
+    TYPE: ClassVar[str] = "note"
+    text: str
+    fields: dict[str, JSON] = attrs.field(factory=dict, converter=_fields)
+
+
+@attrs.frozen(kw_only=True)
+class RunFinished(Payload):
+    TYPE: ClassVar[str] = "run.finished"
+    status: str
+    events: int
+    duration_ns: int
+    digest: str
+    recovered: dict[str, JSON] | None = attrs.field(default=None, converter=_recovered)
+
+
+@attrs.frozen(kw_only=True)
+class BlobWithheld(Payload):
+    """A blob stored earlier was removed because it holds a secret registered after it was
+    stored (the experiment script with a literal key, a file moved before ``secret()``).
+    Every reference to ``sha256`` before this event is withheld from here on: ``verify``
+    excuses its absence, readers treat it as kept by hash only."""
+
+    TYPE: ClassVar[str] = "blob.withheld"
+    sha256: str = attrs.field(validator=lambda _, __, value: _check_hex64(value))
+    size: int
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
+class ModuleLoaded(Payload):
+    """A Python module of the experiment's own — a file beside the script that it imported
+    (``from helper import …``) — with its source: what ran is the script and these. Written
+    after ``run.started`` for the modules imported by then, and before ``run.finished`` for
+    those imported later."""
+
+    TYPE: ClassVar[str] = "module.loaded"
+    name: str
+    path: str
+    content: BlobRef
+
+
+@attrs.frozen(kw_only=True)
+class ReplayStep(Payload):
+    """A replay's verdict on one recorded call: ``reproduced`` or ``diverged``."""
+
+    TYPE: ClassVar[str] = "replay.step"
+    source_call: int
+    call: int | None
+    exp: str
+    method: str
+    verdict: str
+    differences: list[dict[str, JSON]] = attrs.field(factory=list, converter=_differences)
+
+
+PAYLOADS: Final[Mapping[str, type[Payload]]] = {
+    cls.TYPE: cls
+    for cls in (
+        RunStarted,
+        ExperimentCreated,
+        CallStarted,
+        InstanceLaunched,
+        InstanceReady,
+        CommandFinished,
+        FilePut,
+        FileGot,
+        InstanceTerminating,
+        InstanceTerminated,
+        CallFinished,
+        CallFailed,
+        Note,
+        RunFinished,
+        ReplayStep,
+        BlobWithheld,
+        ModuleLoaded,
+    )
+}
+"""Every v1 event type and its payload class."""
+
+RUN_STATUSES: Final = ("ok", "failed", "interrupted")
+
+
+def _ref_fields(cls: type[Payload]) -> tuple[str, ...]:
+    attrs.resolve_types(cls)
+    return tuple(f.name for f in attrs.fields(cls) if f.type in (BlobRef, BlobRef | None))
+
+
+_REF_FIELDS: Final = {cls: _ref_fields(cls) for cls in PAYLOADS.values()}
+"""Per payload class, its fields that hold blob references (and only those do: a user's
+argument or note shaped like a reference is still the user's data)."""
+
+
+def refs_in(payload: Payload) -> Iterator[BlobRef]:
+    """The blob references a payload holds."""
+    for name in _REF_FIELDS[type(payload)]:
+        ref = getattr(payload, name)
+        if ref is not None:
+            yield ref
