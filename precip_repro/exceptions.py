@@ -26,7 +26,7 @@ for code that does not know us::
         ├── RunNotFound (LookupError)         no run matches RUN
         │   └── AmbiguousRun                  several runs match RUN; lists them
         ├── RunLocked (BlockingIOError)       another writer holds the run
-        ├── RunFinished (RuntimeError)        appending to a finished run
+        ├── RunAlreadyFinished (RuntimeError) appending to a finished run
         ├── RecordWriteFailed (OSError)       the disk refused an event; the log stays intact
         │   └── CheckpointNotWritten          the run finished; only its checkpoint is missing
         ├── UnrecordableValue (ValueError)    a float / NaN / non-JSON value, names the field
@@ -69,7 +69,7 @@ __all__ = [
     "RecordIncomplete",
     "RecordWriteFailed",
     "RemoteFileMissing",
-    "RunFinished",
+    "RunAlreadyFinished",
     "RunLocked",
     "RunNotFound",
     "TransferFailed",
@@ -262,7 +262,7 @@ class RunLocked(RecordError, BlockingIOError):
     """Another writer (this or another process) holds the run open for writing."""
 
 
-class RunFinished(RecordError, RuntimeError):
+class RunAlreadyFinished(RecordError, RuntimeError):
     """The run has ``run.finished``: nothing is ever appended to a finished run."""
 
 

@@ -24,7 +24,7 @@ from typing import Final
 
 from precip_repro.exceptions import (
     RecordWriteFailed,
-    RunFinished,
+    RunAlreadyFinished,
     RunLocked,
     UnrecordableValue,
 )
@@ -166,7 +166,7 @@ class Journal:
         self._refuse_fork()
         with self._lock:
             if self._fd is None or self._closed_reason is not None:
-                raise RunFinished(
+                raise RunAlreadyFinished(
                     f"run {self.run} is {self._closed_reason or 'closed'}: "
                     "nothing is appended to it any more",
                     run=self.run,
@@ -253,7 +253,8 @@ class Journal:
                 os.fsync(self._fd)
 
     def close(self) -> None:
-        """Release the log (and its lock). Appending afterwards raises :class:`RunFinished`."""
+        """Release the log (and its lock). Appending afterwards raises
+        :class:`RunAlreadyFinished`."""
         with self._lock:
             if self._fd is not None:
                 os.close(self._fd)

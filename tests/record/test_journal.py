@@ -11,7 +11,7 @@ import pytest
 
 from precip_repro.exceptions import (
     RecordWriteFailed,
-    RunFinished,
+    RunAlreadyFinished,
     RunLocked,
     UnrecordableValue,
 )
@@ -152,7 +152,7 @@ def test_every_event_is_in_the_file_when_append_returns(store):
 def test_appending_after_finish_raises(store):
     run = Run.open(store, name="done")
     run.finish()
-    with pytest.raises(RunFinished, match="finished"):
+    with pytest.raises(RunAlreadyFinished, match="finished"):
         run.append(Note(text="late"))
 
 

@@ -349,10 +349,10 @@ def test_a_writer_killed_hard_leaves_a_run_that_recovers(store, tmp_path):
 
 
 def test_nothing_is_appended_to_a_finished_run(store):
-    from precip_repro.exceptions import RunFinished
+    from precip_repro.exceptions import RunAlreadyFinished
 
     run = record_sample_run(store)
-    with pytest.raises(RunFinished):
+    with pytest.raises(RunAlreadyFinished):
         run.append(Note(text="late"))
     assert run.finish() == run.digest  # finishing twice changes nothing
 
