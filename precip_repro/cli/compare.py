@@ -1,0 +1,75 @@
+"""The commands that compare and present runs: diff and report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from precip_repro.runview import RunView
+
+
+from precip_repro.cli.core import (
+    EXIT_BAD,
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    Usage,
+    intact_views,
+    store_of,
+)
+
+__all__ = ["cmd_diff", "cmd_report"]
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    import json
+
+    from precip_repro.diff import DiffResult, diff_runs, render_text
+
+    if not args.tolerance >= 0:  # nan too: it would silently compare no duration
+        raise Usage(f"--tolerance must be a percentage of at least 0, not {args.tolerance}")
+    compared: list[DiffResult] = []
+
+    def compare(views: list[RunView]) -> None:
+        compared[:] = [diff_runs(*views, tolerance=args.tolerance / 100)]
+
+    (_, digest_a), (_, digest_b) = intact_views(args, args.a, args.b, meanwhile=compare)
+    (result,) = compared
+    result.a["digest"], result.b["digest"] = digest_a, digest_b
+    if args.json:
+        print(json.dumps(result.to_json(), indent=1, sort_keys=True, ensure_ascii=False))
+    else:
+        for line in render_text(result):
+            print(line)
+    return EXIT_OK if result.same else EXIT_BAD
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from precip_repro.report import write_report
+
+    store = store_of(args)
+    run_dir = store.resolve(args.run)
+    vs = store.resolve(args.vs) if args.vs else None
+    fmt = args.format
+    # Beside the runs, not inside one: a run's directory is its record, left as written.
+    default = store.root / "reports" / f"{run_dir.name}.{fmt}"
+    out = Path(args.output) if args.output else default
+    try:
+        written = write_report(run_dir, out, fmt=fmt, vs=vs)
+    except OSError as exc:
+        if exc.filename != str(out):
+            raise
+        where = "another file" if args.output else "where, with -o FILE"
+        print(f"precip-repro report: error: {exc.strerror}; choose {where}", file=sys.stderr)
+        return EXIT_BAD
+    print(f"report of {run_dir.name} ({written.verdict.state}): {written.path}")
+    if vs is not None and not written.compared:
+        print(
+            f"precip-repro report: not compared with {vs.name}: an input run is not intact "
+            "(the report says which and why; `precip-repro verify` says more)",
+            file=sys.stderr,
+        )
+        return EXIT_INCOMPLETE
+    return EXIT_OK

@@ -1,0 +1,113 @@
+"""The gc command: instances left running by runs that ended, found and ended."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from precip_repro.exceptions import (
+    InvalidOption,
+)
+from precip_repro.timeline import format_duration
+
+if TYPE_CHECKING:
+    from precip_repro.clouds.ec2 import EC2Cloud
+    from precip_repro.gc import Leak
+
+
+from precip_repro.cli.core import (
+    EXIT_BAD,
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    Usage,
+    store_of,
+)
+
+__all__ = ["cmd_gc"]
+
+
+def _leaks_counted(leaks: Sequence[Leak]) -> str:
+    instances = sum(1 for leak in leaks if leak.kind == "instance")
+    addresses = len(leaks) - instances
+    parts = [f"{instances} instance(s)"] if instances or not addresses else []
+    return " and ".join([*parts, *([f"{addresses} floating address(es)"] if addresses else [])])
+
+
+def _gc_clouds(args: argparse.Namespace) -> list[EC2Cloud]:
+
+    from precip_repro.clouds.ec2 import KINDS, EC2Cloud
+
+    if not args.cloud:
+        return []
+    access = os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("EC2_ACCESS_KEY")
+    secret = os.environ.get("AWS_SECRET_ACCESS_KEY") or os.environ.get("EC2_SECRET_KEY")
+    if not access or not secret:
+        raise Usage(
+            "--cloud needs credentials in the environment: AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY (or EC2_ACCESS_KEY and EC2_SECRET_KEY)"
+        )
+    clouds = []
+    for spec in args.cloud:
+        kind, _, url = spec.rpartition("=") if "=" in spec.split("://")[0] else ("", "", spec)
+        kind = kind or "ec2"
+        if kind not in KINDS:
+            raise InvalidOption("--cloud kind", kind, KINDS)
+        clouds.append(
+            EC2Cloud(
+                kind=kind, endpoint=url, region=args.region, access_key=access, secret_key=secret
+            )
+        )
+    return clouds
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from precip_repro import gc
+
+    store = store_of(args)
+    clouds = _gc_clouds(args)
+    collected = gc.collect(store, clouds=clouds)
+    leaks, runs = collected.leaks, collected.runs
+    for label, why in collected.unchecked.items():
+        print(f"precip-repro gc: could not check {label}: {why}", file=sys.stderr)
+    if not leaks and collected.unchecked:
+        print(
+            "no leak found, but not every cloud could be checked (above): "
+            "run gc again once it answers"
+        )
+        return EXIT_INCOMPLETE
+    if not leaks:
+        print("nothing leaks: every instance the record and the clouds know of is terminated")
+        return EXIT_OK
+    print(f"{'INSTANCE':<20} {'CLOUD':<10} {'RUN':<40} {'SLOT':<9} {'ADDRESS':<15} {'AGE':>8}")
+    # A floating address shows its allocation id where an instance shows its id.
+    for leak in leaks:
+        age = format_duration(int(leak.age_s * 1e9)) if leak.age_s is not None else "-"
+        print(
+            f"{leak.instance_id:<20} {leak.cloud.split()[0]:<10} {leak.run or '-':<40} "
+            f"{leak.slot or '-':<9} {leak.address or '-':<15} {age:>8}"
+        )
+        print(f"    {leak.reason} (run {leak.run_state})")
+    if not args.terminate:
+        print(f"{_leaks_counted(leaks)} leak; `precip-repro gc --terminate` ends them")
+        return EXIT_BAD
+    outcome = gc.terminate(store, leaks, runs, clouds=clouds)
+    run = outcome.run
+    for handle, why in outcome.failed.items():
+        print(f"precip-repro gc: could not end {handle}: {why}", file=sys.stderr)
+    ended = [leak for leak in leaks if leak.actionable and leak.instance_id not in outcome.failed]
+    if run is not None:
+        addresses = sum(1 for leak in ended if leak.kind == "address")
+        done = f"terminated {len(ended) - addresses} instance(s)" + (
+            f" and released {addresses} floating address(es)" if addresses else ""
+        )
+        print(f"{done}; recorded in run {run.id} (digest {run.digest})")
+    untouched = [leak for leak in leaks if not leak.actionable]
+    if untouched:
+        print(f"{_leaks_counted(untouched)} not touched (see why above)")
+    refused = [leak for leak in leaks if leak.instance_id in outcome.failed]
+    if refused:
+        print(f"{_leaks_counted(refused)} could not be ended (see why above): run gc again")
+    return EXIT_BAD if untouched or refused else EXIT_OK

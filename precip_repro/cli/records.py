@@ -1,0 +1,160 @@
+"""The commands that read a run as it is: ls, show, verify, recover, cat."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import attrs
+
+from precip_repro.cli.core import (
+    EXIT_BAD,
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    HEX_RE,
+    Usage,
+    resolve,
+    store_of,
+)
+from precip_repro.exceptions import (
+    AmbiguousRun,
+    RecordCorrupted,
+    RecordWriteFailed,
+    RunNotFound,
+)
+from precip_repro.record.blobs import BlobStore
+from precip_repro.record.events import BlobRef, BlobWithheld
+from precip_repro.record.reader import LogReader
+from precip_repro.record.store import EVENTS, OBJECTS
+from precip_repro.record.summary import summarize
+from precip_repro.record.verify import blob_refs, recover, verify
+from precip_repro.timeline import format_duration, timeline
+
+__all__ = ["cmd_cat", "cmd_ls", "cmd_recover", "cmd_show", "cmd_verify"]
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    store = store_of(args)
+    rows = [summarize(path) for path in store.run_dirs()]
+    if not rows:
+        print(f"no runs in {store.root}")
+        return EXIT_OK
+    rows.reverse()
+    width = max(len(row.run) for row in rows)
+    print(f"{'RUN':<{width}}  {'STATUS':<11} {'EVENTS':>8}  DURATION")
+    for row in rows:
+        events = "?" if row.events is None else str(row.events)
+        print(
+            f"{row.run:<{width}}  {row.status:<11} {events:>8}  {format_duration(row.duration_ns)}"
+        )
+    hints = {
+        "abandoned": "`precip-repro recover RUN` finishes an abandoned run as interrupted",
+        "unreadable": "`precip-repro verify RUN` says what is wrong with an unreadable run",
+    }
+    for status in sorted({row.status for row in rows} & hints.keys()):
+        print(hints[status])
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    run_dir = resolve(args)
+    reader = LogReader(run_dir / EVENTS, run=run_dir.name)
+    print(f"run {run_dir.name}  ({run_dir})")
+    try:
+        for line in timeline(reader):
+            print(line)
+    except RecordCorrupted as exc:
+        print(f"!! stopped: {exc}")
+        print(f"   run `precip-repro verify {run_dir}` for the full check")
+        return EXIT_BAD
+    if reader.torn is not None:
+        print(
+            f"!! torn tail at line {reader.torn.line} ({reader.torn.size} bytes): the writer "
+            f"was cut off; `precip-repro recover {run_dir.name}` finishes the run"
+        )
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    if args.digest is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", args.digest):
+        raise Usage(f"--digest must be 64 hex digits (a run's full digest), not {args.digest!r}")
+    run_dir = resolve(args)
+    verdict = verify(run_dir, digest=args.digest)
+    print(f"{verdict.run}: {verdict.state}")
+    print(f"  {verdict.reason}")
+    if verdict.digest is not None:
+        label = "digest" if verdict.state == "intact" else "last intact event"
+        print(f"  {label}: {verdict.digest}")
+    if verdict.state == "corrupt":
+        print(
+            f"  what to do: the run's record was altered or damaged after it was written; "
+            f"restore {verdict.path} from a copy (verify the copy the same way)"
+        )
+    return verdict.exit_status
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    run_dir = resolve(args)
+    try:
+        done = recover(run_dir)
+    except RecordWriteFailed as exc:
+        print(f"precip-repro recover: error: {exc}", file=sys.stderr)
+        return EXIT_INCOMPLETE  # nothing was written: the run is as incomplete as it was
+    if done.action == "nothing":
+        print(f"{done.run}: already finished and intact; nothing to do")
+    elif done.action == "checkpoint":
+        print(f"{done.run}: the run had finished; its missing checkpoint was written")
+    else:
+        print(f"{done.run}: finished as interrupted after {done.events - 1} intact events")
+        if done.torn_tail is not None:
+            print(
+                f"  the torn tail ({done.torn_tail.size} bytes) is kept as blob "
+                f"{done.torn_tail.sha256}"
+            )
+    print(f"  digest: {done.digest}")
+    return EXIT_OK
+
+
+def cmd_cat(args: argparse.Namespace) -> int:
+    run_dir = resolve(args)
+    wanted = args.sha256.lower()
+    if not HEX_RE.fullmatch(wanted):
+        raise Usage(f"{args.sha256!r} is not a sha256 (or a prefix of at least 4 hex digits)")
+    blobs = BlobStore(run_dir / OBJECTS, run=run_dir.name)
+    ref = _find_ref(run_dir, wanted)
+    out = sys.stdout.buffer
+    for chunk in blobs.iter_verified(ref):
+        out.write(chunk)
+    out.flush()
+    return EXIT_OK
+
+
+def _find_ref(run_dir: Path, wanted: str) -> BlobRef:
+    """The one blob reference in the run's log whose sha256 starts with ``wanted``."""
+    found: dict[str, BlobRef] = {}
+    for event in LogReader(run_dir / EVENTS, run=run_dir.name):
+        if event.type == BlobWithheld.TYPE and str(event.data.get("sha256")) in found:
+            sha = str(event.data["sha256"])
+            found[sha] = attrs.evolve(found[sha], withheld=str(event.data.get("reason")))
+        for ref in blob_refs(event, run=run_dir.name, withheld=True):
+            if ref.sha256.startswith(wanted):
+                previous = found.get(ref.sha256)
+                if previous is None or (previous.text is None and ref.text is not None):
+                    found[ref.sha256] = ref
+    if not found:
+        raise RunNotFound(
+            f"run {run_dir.name} refers to no blob {wanted}; `precip-repro show "
+            f"{run_dir.name}` lists what it holds",
+            run=run_dir.name,
+            blob=wanted,
+        )
+    if len(found) > 1:
+        raise AmbiguousRun(
+            f"{wanted!r} matches {len(found)} blobs of run {run_dir.name}: "
+            f"{', '.join(sorted(found))}; give more digits",
+            candidates=sorted(found),
+            run=run_dir.name,
+        )
+    return next(iter(found.values()))
