@@ -31,13 +31,13 @@ from precip_repro import (
     OpenStackExperiment,
     UnsupportedUser,
     WaitTimeout,
-    experiment,
     finish_run,
     verify,
 )
 from precip_repro.clouds import board
 from precip_repro.clouds import ec2 as ec2_module
 from precip_repro.clouds.ec2 import access_key_fingerprint, parse_endpoint, parse_region
+from precip_repro.experiment import boot
 from precip_repro.record import LogReader
 from precip_repro.record.store import EVENTS
 from precip_repro.report import write_report
@@ -496,7 +496,7 @@ def test_a_stock_image_runs_the_seeds_root_calls_through_its_default_users_sudo(
 
 
 def test_a_default_user_without_passwordless_sudo_is_a_clear_error_at_wait(ec2, store, monkeypatch):
-    monkeypatch.setattr(experiment, "LOGIN_GRACE", 2.0, raising=False)
+    monkeypatch.setattr(boot, "LOGIN_GRACE", 2.0)
     exp = make("ec2", ec2, store, login_user="ubuntu")
     exp.provision(ec2.sudoless_image)
     started = time.monotonic()
@@ -515,7 +515,7 @@ def test_a_default_user_without_passwordless_sudo_is_a_clear_error_at_wait(ec2, 
 def test_an_image_whose_sshd_refuses_the_key_is_a_clear_error_not_three_boot_tries(
     ec2, store, monkeypatch
 ):
-    monkeypatch.setattr(experiment, "LOGIN_GRACE", 2.0, raising=False)
+    monkeypatch.setattr(boot, "LOGIN_GRACE", 2.0)
     exp = make("ec2", ec2, store)  # boot_timeout 900 s, boot_max_tries 3
     exp.provision(ec2.keyless_image)
     started = time.monotonic()
@@ -531,7 +531,7 @@ def test_an_image_whose_sshd_refuses_the_key_is_a_clear_error_not_three_boot_tri
 def test_a_login_user_the_image_lacks_is_named_with_the_usual_default_users(
     ec2, store, monkeypatch
 ):
-    monkeypatch.setattr(experiment, "LOGIN_GRACE", 2.0, raising=False)
+    monkeypatch.setattr(boot, "LOGIN_GRACE", 2.0)
     exp = make("ec2", ec2, store, login_user="ec2-user")  # the image's user is ubuntu
     exp.provision(ec2.root_refusing_image)
     with pytest.raises(UnsupportedUser) as info:
