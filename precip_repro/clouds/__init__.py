@@ -1,0 +1,1 @@
+"""The clouds: the interface every cloud implements (``base``), and the clouds."""
