@@ -25,7 +25,14 @@ from typing import Any
 
 import boto3
 
-from precip_repro.clouds.local import _SETUP, _children, _host_key, _sshd_config
+from precip_repro import (
+    EC2Experiment,
+    EucalyptusExperiment,
+    NimbusExperiment,
+    OpenStackExperiment,
+)
+from precip_repro.clouds.local_machine import SETUP, host_key, sshd_config
+from precip_repro.clouds.local_state import children
 
 ACCESS_KEY = "AKIDPRECIPTESTKEY01"
 SECRET_KEY = "precip-test-secret-5f1c9e2b7a4d"  # the tests grep for it everywhere
@@ -171,7 +178,7 @@ class Hypervisor:
         if not (state / "host_key").exists():  # else an instance started again: same disk
             (state / "root").mkdir(parents=True)
             (state / "layers").mkdir()
-            pem, _ = _host_key()
+            pem, _ = host_key()
             (state / "host_key").write_bytes(pem)
             (state / "host_key").chmod(0o600)
         pair = self.client.describe_key_pairs(KeyNames=[data["KeyName"]], IncludePublicKey=True)
@@ -186,8 +193,8 @@ class Hypervisor:
         if data["ImageId"] in self.keyless_images:
             key = ""
         (state / "authorized_keys").write_text(key + "\n")
-        (state / "setup.sh").write_text(_SETUP)
-        config = _sshd_config(
+        (state / "setup.sh").write_text(SETUP)
+        config = sshd_config(
             address=address, port=22, state=state, root_mode=True,
             host_key="/etc/ssh/precip_host_key", user="root",
         )  # fmt: skip
@@ -205,7 +212,7 @@ class Hypervisor:
             self._machines[(instance_id, address)] = machine
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and machine.poll() is None:
-            init = _children(machine.pid)
+            init = children(machine.pid)
             if init and b"precip-instance-ready" in boot_log.read_bytes():
                 subprocess.run(
                     ["nsenter", "-t", str(init[0]), "-m", "--", "mount", "--bind",
@@ -267,3 +274,27 @@ def wait_until(predicate: Any, timeout: float = 10) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def live(ec2: Any) -> list[str]:
+    """The ids of the instances pending or running on the endpoint."""
+    found = ec2.client.describe_instances(
+        Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}]
+    )
+    return [i["InstanceId"] for r in found["Reservations"] for i in r["Instances"]]
+
+
+def make(kind: str, ec2: Any, store: Any, **options: Any) -> Any:
+    """An experiment of ``kind``'s constructor on the endpoint, in its subnet, logging in at
+    private addresses (the hypervisor's machines answer there), recorded in ``store``."""
+    options.setdefault("subnet_id", ec2.subnet)
+    options.setdefault("ssh_address", "private")
+    options.setdefault("records", store.root)
+    if kind == "ec2":
+        return EC2Experiment("us-east-1", ec2.url, ACCESS_KEY, SECRET_KEY, "ec2-test", **options)
+    cls = {
+        "openstack": OpenStackExperiment,
+        "eucalyptus": EucalyptusExperiment,
+        "nimbus": NimbusExperiment,
+    }[kind]
+    return cls(ec2.url, ACCESS_KEY, SECRET_KEY, f"{kind}-test", **options)

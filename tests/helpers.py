@@ -18,7 +18,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from precip_repro.record import Run, RunStore
+from precip_repro.record import LogReader, Run, RunStore
 from precip_repro.record.payloads import (
     CallFailed,
     CallFinished,
@@ -35,6 +35,7 @@ from precip_repro.record.payloads import (
     InstanceTerminating,
     Note,
 )
+from precip_repro.record.store import EVENTS
 
 
 def record_sample_run(store: RunStore | Path, *, name: str = "sample", finish: bool = True) -> Run:
@@ -259,3 +260,8 @@ def read_only(directory: Path) -> Iterator[None]:
         yield
     finally:
         subprocess.run(["umount", directory], check=True)
+
+
+def of_type(run_path: Path, kind: str) -> list[dict[str, Any]]:
+    """The data of a run's events of type ``kind``, in order."""
+    return [event.data for event in LogReader(run_path / EVENTS) if event.type == kind]

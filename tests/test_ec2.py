@@ -4,14 +4,9 @@ with real sshd answering at the instances' addresses."""
 from __future__ import annotations
 
 import hashlib
-import http.server
 import itertools
-import socket
 import threading
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
@@ -21,14 +16,11 @@ from precip_repro import (
     CloudError,
     CommandTimeout,
     EC2Experiment,
-    EucalyptusExperiment,
     ExperimentClosed,
     InstanceNotReady,
     InstanceUnreachable,
     InvalidOption,
     LocalExperiment,
-    NimbusExperiment,
-    OpenStackExperiment,
     UnsupportedUser,
     WaitTimeout,
     finish_run,
@@ -36,39 +28,17 @@ from precip_repro import (
 )
 from precip_repro.clouds import board
 from precip_repro.clouds import ec2 as ec2_module
-from precip_repro.clouds.ec2 import access_key_fingerprint, parse_endpoint, parse_region
+from precip_repro.clouds.base import Capability, LaunchRequest
+from precip_repro.clouds.ec2 import KINDS, EC2Cloud, access_key_fingerprint
 from precip_repro.experiment import boot
+from precip_repro.keys import load_keys
 from precip_repro.record import LogReader
+from precip_repro.record.events import CloudInfo
 from precip_repro.record.store import EVENTS
 from precip_repro.report import write_report
 from precip_repro.timeline import timeline
-from tests.ec2_cloud import ACCESS_KEY, SECRET_KEY, wait_until
-from tests.helpers import assert_nowhere_in, in_threads, original_precip_home, record_script
-
-
-def of_type(run_path: Path, kind: str) -> list[dict[str, Any]]:
-    return [event.data for event in LogReader(run_path / EVENTS) if event.type == kind]
-
-
-def live(ec2: Any) -> list[str]:
-    found = ec2.client.describe_instances(
-        Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}]
-    )
-    return [i["InstanceId"] for r in found["Reservations"] for i in r["Instances"]]
-
-
-def make(kind: str, ec2: Any, store: Any, **options: Any) -> Any:
-    options.setdefault("subnet_id", ec2.subnet)
-    options.setdefault("ssh_address", "private")
-    options.setdefault("records", store.root)
-    if kind == "ec2":
-        return EC2Experiment("us-east-1", ec2.url, ACCESS_KEY, SECRET_KEY, "ec2-test", **options)
-    cls = {
-        "openstack": OpenStackExperiment,
-        "eucalyptus": EucalyptusExperiment,
-        "nimbus": NimbusExperiment,
-    }[kind]
-    return cls(ec2.url, ACCESS_KEY, SECRET_KEY, f"{kind}-test", **options)
+from tests.ec2_cloud import ACCESS_KEY, SECRET_KEY, live, make, wait_until
+from tests.helpers import assert_nowhere_in, in_threads, of_type, record_script
 
 
 @pytest.mark.parametrize("kind", ["ec2", "openstack", "eucalyptus", "nimbus"])
@@ -122,104 +92,6 @@ def test_the_seeds_older_clouds_get_no_parameter_their_apis_lack(kind, ec2, stor
     finish_run()
 
 
-def test_cloud_set_up_is_idempotent_and_opens_ports(ec2, store):
-    first = make("ec2", ec2, store)
-    second = make("openstack", ec2, store)
-    pairs = ec2.client.describe_key_pairs()["KeyPairs"]
-    assert [pair["KeyName"] for pair in pairs] == [first.keys.key_name]
-    groups = ec2.client.describe_security_groups(
-        Filters=[{"Name": "group-name", "Values": ["precip"]}]
-    )["SecurityGroups"]
-    assert len(groups) == 1
-    ports = {(p.get("FromPort"), p["IpProtocol"]) for p in groups[0]["IpPermissions"]}
-    assert (22, "tcp") in ports and (None, "-1") in ports
-    first.open_port(9618, cidr="127.0.0.0/8")
-    group = ec2.client.describe_security_groups(GroupIds=[groups[0]["GroupId"]])
-    assert 9618 in {p.get("FromPort") for p in group["SecurityGroups"][0]["IpPermissions"]}
-    assert of_type(first.run_path, "call.started")[-1]["method"] == "open_port"
-    first.close()
-    second.close()
-    finish_run()
-
-
-def test_the_original_precips_rsa_key_is_imported_recognised_and_logs_in(
-    ec2, store, tmp_path, monkeypatch
-):
-    home = tmp_path / "old-home"
-    original_precip_home(home)
-    monkeypatch.setenv("PRECIP_HOME", str(home))
-    exp = make("ec2", ec2, store)
-    (pair,) = ec2.client.describe_key_pairs()["KeyPairs"]
-    assert pair["KeyName"] == "precip_0123456789abcdef0123456789abcdef"
-    again = make("ec2", ec2, store)  # the pair exists: recognised as this key, not refused
-    exp.provision(ec2.image)
-    exp.wait(timeout=60)
-    assert exp.run([], "echo in")[1] == ["in\n"]
-    exp.close()
-    again.close()
-    finish_run()
-
-
-def test_a_security_group_that_does_not_exist_is_named_before_anything_starts(ec2, store):
-    with pytest.raises(CloudError, match=r"security group\(s\) 'experiment-sg' not found") as e:
-        make("ec2", ec2, store, security_groups=["experiment-sg"])
-    assert e.value.code == "InvalidGroup.NotFound"
-    assert live(ec2) == []
-
-
-def test_own_security_groups_that_let_no_ssh_in_are_warned_about(ec2, store, capsys):
-    closed = ec2.client.create_security_group(
-        GroupName="closed", Description="nothing in", VpcId=ec2.vpc
-    )["GroupId"]
-    exp = make("ec2", ec2, store, security_groups=["closed"])
-    assert "none of the security groups lets ssh (tcp/22) in" in capsys.readouterr().err
-    ec2.client.authorize_security_group_ingress(
-        GroupId=closed,
-        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 0, "ToPort": 1023,
-                        "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}],
-    )  # fmt: skip
-    again = make("ec2", ec2, store, security_groups=[closed])
-    assert "lets ssh" not in capsys.readouterr().err
-    exp.provision(ec2.image)  # a warning, not a refusal: the instances use that group
-    (instance,) = ec2.client.describe_instances()["Reservations"][0]["Instances"]
-    assert [g["GroupId"] for g in instance["SecurityGroups"]] == [closed]
-    exp.close()
-    again.close()
-    finish_run()
-
-
-def test_a_key_pair_with_another_key_is_a_clear_error(ec2, store):
-    from precip_repro.keys import load_keys
-
-    name = load_keys().key_name
-    other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDCkh0M1H5yJtG0e2zG0q7yQ2l1h5mJv5m0u6h6y3o7D x"
-    ec2.client.import_key_pair(KeyName=name, PublicKeyMaterial=other.encode())
-    with pytest.raises(CloudError, match=f"key pair '{name}' on .* holds another key"):
-        make("ec2", ec2, store)
-    finish_run()
-
-
-@pytest.mark.parametrize("kind", ["ec2", "openstack"])  # by public key / by fingerprint
-def test_a_key_name_given_must_hold_the_key_precip_logs_in_with(kind, ec2, store):
-    from precip_repro.keys import load_keys
-
-    keys = load_keys()
-    ec2.client.create_key_pair(KeyName="made-by-the-cloud")
-    with pytest.raises(CloudError, match=r"'made-by-the-cloud' on .* holds another key") as e:
-        make(kind, ec2, store, key_name="made-by-the-cloud")
-    assert keys.fingerprint in str(e.value) and e.value.code == "KeyPairMismatch"
-    with pytest.raises(CloudError, match="key pair 'missing' not found on") as e:
-        make(kind, ec2, store, key_name="missing")
-    assert e.value.code == "InvalidKeyPair.NotFound"
-    assert live(ec2) == []  # refused before anything started
-    ec2.client.import_key_pair(KeyName="mine", PublicKeyMaterial=keys.public_key.encode())
-    exp = make(kind, ec2, store, key_name="mine")  # a pair of the user's holding this key
-    exp.provision(ec2.image)
-    exp.wait(timeout=60)
-    exp.close()
-    finish_run()
-
-
 @pytest.mark.parametrize("option", ["access_key", "secret_key"])
 def test_a_credential_too_short_to_keep_out_of_the_record_is_refused_naming_it(store, option):
     credentials = {"access_key": ACCESS_KEY, "secret_key": SECRET_KEY, option: "abc"}
@@ -231,114 +103,6 @@ def test_a_credential_too_short_to_keep_out_of_the_record_is_refused_naming_it(s
     assert f"{option}='<hidden>' is not valid" in str(refused.value)
     assert "abc" not in str(refused.value)
     assert list(store.run_dirs()) == []  # refused before a run was opened
-
-
-def test_an_unreachable_endpoint_is_a_cloud_error_saying_so(store):
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with pytest.raises(CloudError) as info:
-        EC2Experiment(
-            "us-east-1", f"http://127.0.0.1:{port}", ACCESS_KEY, SECRET_KEY, records=store.root
-        )
-    assert info.value.code == "EndpointUnreachable"
-    assert f"http://127.0.0.1:{port}" in str(info.value)
-    assert "check the endpoint URL" in str(info.value)
-    assert SECRET_KEY not in str(info.value)
-    finish_run()
-
-
-class PageInTheCloudsPlace:
-    """A real HTTP endpoint on 127.0.0.1 in front of moto: its first ``pages`` answers are
-    an error page (``status``, ``page``) — what a proxy or a crashed server sends — and the
-    rest are moto's own."""
-
-    def __init__(self, upstream: str, *, pages: int, status: int, page: bytes) -> None:
-        self.pages = pages
-        self.sent_pages = 0
-        self.forwarded = 0
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if outer.sent_pages < outer.pages:
-                    outer.sent_pages += 1
-                    self._answer(status, {"Content-Type": "text/html"}, page)
-                    return
-                outer.forwarded += 1
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                request = urllib.request.Request(upstream, data=body, headers=headers)
-                try:
-                    with urllib.request.urlopen(request, timeout=30) as answer:
-                        self._answer(answer.status, dict(answer.headers), answer.read())
-                except urllib.error.HTTPError as refused:
-                    self._answer(refused.code, dict(refused.headers), refused.read())
-
-            def _answer(self, code: int, headers: dict[str, str], data: bytes) -> None:
-                self.send_response(code)
-                for key, value in headers.items():
-                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-def test_a_server_error_page_in_the_clouds_place_is_retried_as_the_error_it_is(ec2, store):
-    # botocore parses a 5xx page that does not start with "<html>" as XML and gives up.
-    page = b"<!doctype html>\n<title>500 Internal Server Error</title>\n<h1>Oops</h1>\n"
-    proxy = PageInTheCloudsPlace(ec2.url, pages=2, status=500, page=page)
-    try:
-        exp = EC2Experiment(
-            "us-east-1", proxy.url, ACCESS_KEY, SECRET_KEY, "paged", subnet_id=ec2.subnet,
-            ssh_address="private", records=store.root,
-        )  # fmt: skip
-        assert proxy.sent_pages == 2 and proxy.forwarded >= 1
-        assert [p["KeyName"] for p in ec2.client.describe_key_pairs()["KeyPairs"]] == [
-            exp.keys.key_name
-        ]
-        exp.close()
-    finally:
-        proxy.close()
-    finish_run()
-
-
-@pytest.mark.parametrize(
-    "status, page, code",
-    [
-        (403, b"<!doctype html>\n<title>No</title>\n<p>Proxy says no\n", "UnparseableResponse"),
-        (407, b"<!DOCTYPE html>\n<html><body>Proxy says no</body></html>\n", "407"),  # XML
-    ],
-)
-def test_a_page_in_the_clouds_place_is_a_cloud_error_saying_so(ec2, store, status, page, code):
-    proxy = PageInTheCloudsPlace(ec2.url, pages=10**6, status=status, page=page)
-    try:
-        with pytest.raises(CloudError) as info:
-            EC2Experiment("us-east-1", proxy.url, ACCESS_KEY, SECRET_KEY, records=store.root)
-    finally:
-        proxy.close()
-    assert info.value.code == code
-    message = str(info.value)
-    assert "DescribeKeyPairs on ec2 at " + proxy.url in message
-    if code == "UnparseableResponse":
-        assert "not an EC2 API response" in message and "Proxy says no" in message
-    else:
-        assert f"HTTP {status}, and the answer holds no EC2 error" in message
-    assert "any proxy between this machine and the cloud" in message
-    assert SECRET_KEY not in message
-    finish_run()
 
 
 def test_an_unknown_image_fails_with_the_cloud_code_and_starts_nothing(ec2, store):
@@ -664,37 +428,6 @@ def test_a_command_past_its_timeout_is_ended_on_an_ec2_instance(ec2, store):
     finish_run()
 
 
-def test_an_instance_without_a_public_address_gets_a_floating_one(ec2, store):
-    exp = make("ec2", ec2, store, ssh_address="public", floating_addresses=[ec2.floating])
-    exp.provision(ec2.image)
-    exp.wait(timeout=60)
-    assert exp.list()[0]["public_address"] == ec2.floating
-    assert exp.run([], "echo via the floating address")[0] == [0]
-    assert of_type(exp.run_path, "instance.ready")[0]["public_address"] == ec2.floating
-    exp.deprovision()
-    assert ec2.client.describe_addresses()["Addresses"] == []  # released with the instance
-    exp.close()
-    finish_run()
-
-
-def test_a_floating_address_that_cannot_be_associated_is_released_at_once(ec2, store):
-    exp = make("ec2", ec2, store, ssh_address="public", floating_addresses=[ec2.floating])
-
-    def refused(**_: Any) -> None:
-        error = {"Error": {"Code": "Gateway.NotAttached", "Message": "no internet gateway"}}
-        raise botocore.exceptions.ClientError(error, "AssociateAddress")
-
-    exp.cloud.client.meta.events.register("before-call.ec2.AssociateAddress", refused)
-    exp.provision(ec2.image)
-    with pytest.raises(CloudError) as info:
-        exp.wait(timeout=60)
-    assert info.value.code == "Gateway.NotAttached"
-    assert ec2.client.describe_addresses()["Addresses"] == []
-    exp.close()
-    assert live(ec2) == []
-    finish_run()
-
-
 def test_the_two_cloud_example_records_an_ec2_and_a_local_experiment_in_one_run(ec2, store):
     cloud = make("ec2", ec2, store)
     local = LocalExperiment("local-side", records=store.root)
@@ -733,34 +466,6 @@ def test_the_secret_key_is_nowhere_in_store_home_or_logs(ec2, store, capfd, prec
     assert SECRET_KEY not in captured.out + captured.err
     for root in (run_path, precip_home):
         assert_nowhere_in(root, SECRET_KEY, ACCESS_KEY)
-
-
-@pytest.mark.parametrize(
-    "endpoint, url",
-    [
-        ("ec2.us-west-2.amazonaws.com", "https://ec2.us-west-2.amazonaws.com"),
-        ("http://cloud.example:8773/services/Cloud", "http://cloud.example:8773/services/Cloud"),
-        ("http://euca:8773/services/Eucalyptus/", "http://euca:8773/services/Eucalyptus"),
-        ("https://nimbus.example:8444", "https://nimbus.example:8444"),
-    ],
-)
-def test_the_seed_endpoint_forms_become_urls(endpoint, url):
-    assert parse_endpoint(endpoint) == url
-
-
-def test_an_availability_zone_stands_for_its_region():
-    assert parse_region("us-west-2c") == ("us-west-2", "us-west-2c")
-    assert parse_region("us-east-1") == ("us-east-1", None)
-    assert parse_region("eu-central-1a") == ("eu-central-1", "eu-central-1a")
-
-
-def test_a_private_clouds_own_region_name_is_taken_and_a_malformed_one_refused():
-    assert parse_region("RegionOne") == ("RegionOne", None)
-    for bad in ("", "us west", None, "-east"):
-        with pytest.raises(InvalidOption, match="a region such as us-east-1"):
-            parse_region(bad)  # type: ignore[arg-type]
-    with pytest.raises(InvalidOption, match="endpoint=5"):
-        parse_endpoint(5)  # type: ignore[arg-type]
 
 
 def test_the_hypervisor_runs_an_sshd_exactly_while_the_instance_runs(ec2):
@@ -944,3 +649,64 @@ def test_user_tags_the_cloud_would_refuse_are_left_off_its_tags_only(ec2, store)
     assert exp.list()[0]["tags"][3:] == given
     exp.close()
     finish_run()
+
+
+def cloud_on(ec2: Any, kind: str = "ec2", **options: Any) -> EC2Cloud:
+    return EC2Cloud(
+        kind=kind, endpoint=ec2.url, region="us-east-1", access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY, subnet_id=ec2.subnet, **options,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_declares_every_capability(kind, ec2):
+    cloud = cloud_on(ec2, kind)
+    assert cloud.capabilities == {
+        Capability.FLOATING_ADDRESSES,
+        Capability.OPEN_PORT,
+        Capability.KEY_PAIRS,
+        Capability.RUN_LISTING,
+        Capability.ANY_LOGIN_USER,
+    }
+    assert cloud.ssh_users() is None
+    cloud.close()
+
+
+def test_a_cloud_gives_a_floating_address_of_its_own_where_none_is_named_and_lists_its_runs(
+    ec2, requests_sent
+):
+    cloud = cloud_on(ec2)  # no floating_addresses=: FLOATING_ADDRESSES all the same
+    keys = load_keys()
+    cloud.prepare(keys)
+    assert cloud.key_name == keys.key_name  # KEY_PAIRS: the pair its instances start with
+    request = LaunchRequest(
+        run="20200101T000000Z-r-0000", exp="e1", slot="e1.p1.0", image_id=ec2.image,
+        instance_type="m1.small", tags=(),
+    )  # fmt: skip
+    instance = cloud.launch(request)
+    address = cloud.assign_public_address(instance.instance_id, run=request.run, slot="e1.p1.0")
+    (allocated,) = ec2.client.describe_addresses()["Addresses"]
+    assert (allocated["PublicIp"], allocated["InstanceId"]) == (address, instance.instance_id)
+    (floating,) = cloud.run_addresses()
+    assert (floating.address, floating.instance_id) == (address, instance.instance_id)
+    assert floating.tags == {"precip:run": request.run, "precip:slot": "e1.p1.0"}
+    (listed,) = cloud.run_instances()
+    assert listed.instance.instance_id == instance.instance_id
+    assert (listed.run, listed.slot) == (request.run, "e1.p1.0")
+    assert listed.owner_alive is None and listed.started_ns is None  # tags tell neither
+    cloud.terminate([instance.instance_id])
+    assert ec2.client.describe_addresses()["Addresses"] == []  # released at terminate
+    assert cloud.run_instances() == [] and cloud.run_addresses() == []
+    assert "ReleaseAddress" in [operation for operation, _ in requests_sent]
+    cloud.close()
+
+
+def test_it_holds_what_was_recorded_at_its_endpoint_and_region_whatever_the_kind(ec2):
+    cloud = cloud_on(ec2, "openstack")
+    assert cloud.holds(cloud.info())
+    assert cloud.holds(CloudInfo(kind="ec2", endpoint=ec2.url + "/", region="us-east-1"))
+    assert not cloud.holds(CloudInfo(kind="ec2", endpoint=ec2.url, region="us-west-2"))
+    assert not cloud.holds(CloudInfo(kind="ec2", endpoint=None, region="us-east-1"))  # AWS
+    assert not cloud.holds(CloudInfo(kind="local", endpoint="127.150.3.0/24"))
+    assert not cloud.holds(CloudInfo(kind="ec2", endpoint="ftp://x", region="us-east-1"))
+    cloud.close()

@@ -61,6 +61,11 @@ result["sleeping_past_timeout"] = left[1]
 exp.run([], "nohup sleep 2727.27 >/dev/null 2>&1 &")
 result["sleeping_before"] = subprocess.run(["pgrep", "-f", "sleep 2727.27"]).returncode == 0
 result["ids"] = [item["id"] for item in exp.list()]
+from precip_repro.clouds.local import LocalCloud
+result["capabilities"] = sorted(capability.name for capability in exp.cloud.capabilities)
+result["ssh_users"] = sorted(exp.cloud.ssh_users() or [])
+listed = LocalCloud(lists_only=True).run_instances()
+result["listed"] = sorted([e.instance.instance_id, e.owner_alive] for e in listed)
 exp.deprovision()
 result["sleeping_after"] = subprocess.run(["pgrep", "-f", "sleep 2727.27"]).returncode == 0
 path = exp.run_path
@@ -126,6 +131,9 @@ def test_the_local_cloud_works_for_an_ordinary_user(unprivileged):
     assert result["sleeping_past_timeout"] == ["0\n", "0\n"]
     assert result["sleeping_before"] and not result["sleeping_after"]
     assert result["verify"] == "intact"
+    # Logging in as other users is refused (above): it declares no ANY_LOGIN_USER.
+    assert result["capabilities"] == ["RUN_LISTING"] and result["ssh_users"] == ["root"]
+    assert result["listed"] == sorted([instance_id, True] for instance_id in result["ids"])
 
 
 def test_the_pool_example_says_why_it_cannot_create_its_user_and_leaves_nothing(unprivileged):

@@ -14,8 +14,9 @@ from precip_repro.exceptions import (
 from precip_repro.timeline import format_duration
 
 if TYPE_CHECKING:
+    from precip_repro.clouds.base import Cloud
     from precip_repro.clouds.ec2 import EC2Cloud
-    from precip_repro.gc import Leak
+    from precip_repro.leaks import Leak
 
 
 from precip_repro.cli.core import (
@@ -64,11 +65,12 @@ def _gc_clouds(args: argparse.Namespace) -> list[EC2Cloud]:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from precip_repro import gc
+    from precip_repro.clouds.local import LocalCloud
+    from precip_repro.leaks import collect, terminate
 
     store = store_of(args)
-    clouds = _gc_clouds(args)
-    collected = gc.collect(store, clouds=clouds)
+    clouds: list[Cloud] = [LocalCloud(lists_only=True), *_gc_clouds(args)]
+    collected = collect(store, clouds=clouds)
     leaks, runs = collected.leaks, collected.runs
     for label, why in collected.unchecked.items():
         print(f"precip-repro gc: could not check {label}: {why}", file=sys.stderr)
@@ -93,7 +95,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
     if not args.terminate:
         print(f"{_leaks_counted(leaks)} leak; `precip-repro gc --terminate` ends them")
         return EXIT_BAD
-    outcome = gc.terminate(store, leaks, runs, clouds=clouds)
+    outcome = terminate(store, leaks, runs, clouds=clouds)
     run = outcome.run
     for handle, why in outcome.failed.items():
         print(f"precip-repro gc: could not end {handle}: {why}", file=sys.stderr)

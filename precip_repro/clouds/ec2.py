@@ -1,5 +1,18 @@
 """EC2 and the EC2-compatible APIs of OpenStack, Eucalyptus and Nimbus, through boto3.
 
+- :mod:`precip_repro.clouds.ec2_client`: the boto3 client — endpoint, region, retries, and
+  its errors as :class:`CloudError`;
+- :mod:`precip_repro.clouds.ec2_setup`: the key pair and security groups instances start
+  with;
+- :mod:`precip_repro.clouds.ec2_addresses`: floating addresses;
+- here, :class:`EC2Cloud`: instances — launched, tagged, described, terminated — behind the
+  :class:`~precip_repro.clouds.base.Cloud` interface (the names of the others are
+  re-exported for their importers).
+
+Every capability is declared: floating addresses (whether or not the user named any, an
+instance without a public address gets one of the cloud's), ports to open in the security
+groups, key pairs, instances listed by their ``precip:run`` tag, and any login user.
+
 Credentials go straight into the boto3 client and nowhere else: not into the record (which
 holds the endpoint, the region and a fingerprint of the access key id), not into reprs,
 log lines or exception messages.
@@ -7,52 +20,68 @@ log lines or exception messages.
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import hashlib
-import re
-import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Final, TypeVar, overload
-from urllib.parse import urlsplit
+from collections.abc import Sequence
+from typing import Any, Final
 
-import attrs
-import boto3
-import botocore.config
-import botocore.exceptions
-import botocore.parsers
-from cryptography.hazmat.primitives import serialization
-
-from precip_repro.clouds.base import CloudInstance, LaunchRequest
+from precip_repro.clouds.base import (
+    Capability,
+    CloudInstance,
+    FloatingAddress,
+    LaunchRequest,
+    RunInstance,
+)
+from precip_repro.clouds.ec2_addresses import FloatingAddresses
+from precip_repro.clouds.ec2_client import (
+    EC2Client,
+    access_key_fingerprint,
+    parse_endpoint,
+    parse_region,
+)
+from precip_repro.clouds.ec2_setup import (
+    ensure_key_pair,
+    ensure_security_group,
+    open_port,
+    resolve_groups,
+)
 from precip_repro.exceptions import CloudError, InvalidOption
 from precip_repro.keys import Keys
 from precip_repro.logs import get_logger
 from precip_repro.record.events import CloudInfo
 
-__all__ = ["EC2Cloud", "access_key_fingerprint", "parse_endpoint", "parse_region"]
+__all__ = [
+    "KINDS",
+    "EC2Cloud",
+    "FloatingAddress",
+    "access_key_fingerprint",
+    "cloud_tag_keys",
+    "parse_endpoint",
+    "parse_region",
+]
 
 log = get_logger(__name__)
 
-T = TypeVar("T")
-
 KINDS: Final = ("ec2", "openstack", "eucalyptus", "nimbus")
-SECURITY_GROUP: Final = "precip"
 TERMINATE_TIMEOUT: Final = 600.0
 NOT_FOUND: Final = "InvalidInstanceID.NotFound"
 UNKNOWN_GRACE: Final = 15.0
+"""Seconds an instance id the cloud does not know is asked about again before it is taken
+as gone: AWS may not know an id RunInstances just returned for a few seconds."""
 LAUNCH_WORKERS: Final = 8
 """RunInstances requests in flight at once for one provision (botocore pools 10
 connections; EC2's RunInstances throttling bucket holds far more)."""
-"""Seconds an instance id the cloud does not know is asked about again before it is taken
-as gone: AWS may not know an id RunInstances just returned for a few seconds."""
 DESCRIBE_BATCH: Final = 200
 """Instance ids per DescribeInstances filter (EC2 takes at most 200 values in one)."""
-_ZONE_RE: Final = re.compile(r"([a-z]{2}(?:-[a-z]+)+-\d+)([a-z])")
-_REGION_RE: Final = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
-"""What botocore takes as a region name (a host label: private clouds name theirs freely,
-``RegionOne`` say)."""
 MAX_USER_TAGS: Final = 40
+CAPABILITIES: Final = frozenset(
+    {
+        Capability.FLOATING_ADDRESSES,
+        Capability.OPEN_PORT,
+        Capability.KEY_PAIRS,
+        Capability.RUN_LISTING,
+        Capability.ANY_LOGIN_USER,
+    }
+)
 
 
 def cloud_tag_keys(tags: Sequence[str]) -> list[str]:
@@ -68,106 +97,6 @@ def cloud_tag_keys(tags: Sequence[str]) -> list[str]:
         if key.strip() and not reserved and key not in keys:
             keys.append(key)
     return keys[:MAX_USER_TAGS]
-
-
-def parse_endpoint(endpoint: str) -> str:
-    """The seed's endpoint forms as a URL for boto3.
-
-    ``ec2.us-west-2.amazonaws.com`` → ``https://ec2.us-west-2.amazonaws.com``; a URL with a
-    scheme, port and path (``http://host:8773/services/Cloud``) is kept as it is.
-    """
-    if not isinstance(endpoint, str):
-        raise InvalidOption("endpoint", endpoint, ["a host name or an http(s) URL"])
-    endpoint = endpoint.strip()
-    if not endpoint:
-        raise InvalidOption("endpoint", endpoint, ["a host name or an http(s) URL"])
-    if "://" not in endpoint:
-        endpoint = "https://" + endpoint
-    parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidOption("endpoint", endpoint, ["https://host[:port][/path]", "host"])
-    return endpoint.rstrip("/")
-
-
-def parse_region(region: str) -> tuple[str, str | None]:
-    """A region, or an availability zone standing for one: ``us-west-2c`` → (``us-west-2``,
-    placement ``us-west-2c``)."""
-    if not isinstance(region, str) or not _REGION_RE.fullmatch(region):
-        raise InvalidOption(
-            "region",
-            region,
-            [
-                "a region such as us-east-1 (letters, digits and -)",
-                "an availability zone such as us-west-2c",
-            ],
-        )
-    zone = _ZONE_RE.fullmatch(region)
-    if zone:
-        return zone.group(1), region
-    return region, None
-
-
-def access_key_fingerprint(access_key: str) -> str:
-    """What the record keeps of an access key id: enough to tell two apart, no more."""
-    return "sha256:" + hashlib.sha256(access_key.encode()).hexdigest()[:16]
-
-
-def _key_fingerprints(keys: Keys) -> set[str]:
-    """Every form a cloud gives an imported key's fingerprint in: MD5 or SHA-256, of the
-    key's ssh wire form (OpenStack, OpenSSH) or of its DER form (AWS for RSA keys), as
-    colon-separated hex or base64 (AWS for Ed25519 keys)."""
-    wire = keys.pkey.asbytes()
-    der = serialization.load_ssh_public_key(keys.public_key.encode()).public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    found = {keys.fingerprint}
-    for data in (wire, der):
-        for digest in (
-            hashlib.md5(data, usedforsecurity=False).digest(),
-            hashlib.sha256(data).digest(),
-        ):
-            found.add(":".join(f"{byte:02x}" for byte in digest))
-            found.add(base64.b64encode(digest).decode())
-            found.add(base64.b64encode(digest).decode().rstrip("="))
-    return found
-
-
-def _allows_ssh(rule: dict[str, Any]) -> bool:
-    """Whether an ingress rule lets tcp/22 in (from anywhere it names)."""
-    if str(rule.get("IpProtocol")) not in ("-1", "tcp", "6"):
-        return False
-    low, high = rule.get("FromPort"), rule.get("ToPort")
-    return low is None or low == -1 or int(low) <= 22 <= int(high if high is not None else low)
-
-
-_NOT_THE_API: Final = "check the endpoint URL and any proxy between this machine and the cloud"
-
-
-def _server_error_as_generic(response_dict: dict[str, Any], **_: Any) -> None:
-    """A botocore ``before-parse`` hook: a 5xx answered with a page that is not XML (a
-    proxy's ``<!DOCTYPE html>`` page, a crashed server's, plain text) becomes an empty body.
-
-    botocore takes a 5xx for a generic server error — and retries it — only when its body
-    is empty or starts with ``<html>``; any other page it parses as XML, fails, and raises
-    a ResponseParserError that is never retried (boto/botocore#2463). Emptied, the answer
-    is the transient error it is: retried, and in the end a ClientError with its status."""
-    body = response_dict.get("body")
-    if int(response_dict.get("status_code") or 0) >= 500 and isinstance(body, bytes):
-        head = body.lstrip()[:5].lower()
-        if not head.startswith(b"<") or head.startswith((b"<!", b"<html")):
-            response_dict["body"] = b""
-
-
-@attrs.frozen(kw_only=True)
-class FloatingAddress:
-    """A floating (elastic) address a precip run allocated."""
-
-    handle: str
-    """Its allocation id, or the address where the cloud gives none: what releases it."""
-    address: str
-    instance_id: str | None
-    """The instance it is associated with, if any."""
-    tags: dict[str, str]
 
 
 class EC2Cloud:
@@ -193,6 +122,7 @@ class EC2Cloud:
         if kind not in KINDS:
             raise InvalidOption("kind", kind, KINDS)
         self.kind = kind
+        self.capabilities: frozenset[Capability] = CAPABILITIES
         self.launch_workers = LAUNCH_WORKERS
         # AWS has taken tags in the requests that create resources (TagSpecifications) and
         # DescribeKeyPairs' IncludePublicKey since 2017 and 2021; the EC2 APIs of OpenStack,
@@ -206,36 +136,20 @@ class EC2Cloud:
         self.security_groups = list(security_groups) if security_groups else None
         self.key_name = key_name
         self.name = name
-        self._floating = list(floating_addresses)
         self._access_fingerprint = access_key_fingerprint(access_key)
-        self._lock = threading.Lock()
-        self._allocations: dict[str, str] = {}
         self._group_ids: list[str] | None = None
         self._keys: Keys | None = None
-        config = botocore.config.Config(
-            retries={"mode": "adaptive", "max_attempts": 8},
-            connect_timeout=10,
-            read_timeout=60,
-            user_agent_extra="precip-repro",
+        self._api = EC2Client(
+            kind=kind,
+            endpoint=self.endpoint,
+            region=self.region,
+            access_key=access_key,
+            secret_key=secret_key,
         )
-        try:
-            self._client = boto3.client(
-                "ec2",
-                endpoint_url=self.endpoint,
-                region_name=self.region,
-                aws_access_key_id=access_key,
-                aws_secret_access_key=secret_key,
-                config=config,
-            )
-        except (botocore.exceptions.BotoCoreError, ValueError) as exc:
-            raise CloudError(f"cannot set up the EC2 client for {self._where()}: {exc}") from None
-        self._client.meta.events.register("before-parse.ec2", _server_error_as_generic)
+        self._addresses = FloatingAddresses(self._api, floating_addresses, tagged=self.modern)
 
     def __repr__(self) -> str:
         return f"EC2Cloud(kind={self.kind!r}, endpoint={self.endpoint!r}, region={self.region!r})"
-
-    def _where(self) -> str:
-        return f"{self.kind} at {self.endpoint or 'AWS'} ({self.region})"
 
     def info(self) -> CloudInfo:
         return CloudInfo(
@@ -248,70 +162,11 @@ class EC2Cloud:
     @property
     def client(self) -> Any:
         """The boto3 EC2 client (for event hooks and what precip-repro does not wrap)."""
-        return self._client
+        return self._api.client
 
     @property
     def security_group_ids(self) -> list[str]:
         return list(self._group_ids or [])
-
-    @overload
-    def _call(
-        self, operation: str, func: Callable[..., T], *, tolerate: None = None, **params: Any
-    ) -> T: ...
-
-    @overload
-    def _call(
-        self, operation: str, func: Callable[..., T], *, tolerate: str, **params: Any
-    ) -> T | None: ...
-
-    def _call(
-        self, operation: str, func: Callable[..., T], *, tolerate: str | None = None, **params: Any
-    ) -> T | None:
-        """Call the API; turn its errors into :class:`CloudError` with code and request id
-        (the error code ``tolerate`` returns None instead)."""
-        try:
-            return func(**params)
-        except botocore.exceptions.ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = error.get("Code")
-            if tolerate is not None and code == tolerate:
-                return None
-            request_id = exc.response.get("ResponseMetadata", {}).get("RequestId")
-            if code is None:  # an answer that parsed, but holds no EC2 error: not the API
-                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-                raise CloudError(
-                    f"{operation} on {self._where()} failed: HTTP {status}, and the answer "
-                    f"holds no EC2 error: {_NOT_THE_API}",
-                    code=str(status),
-                ) from None
-            raise CloudError(
-                f"{operation} on {self._where()} failed: {code}: {error.get('Message')}"
-                + (f" (request {request_id})" if request_id else ""),
-                code=code,
-                request_id=request_id,
-            ) from None
-        except (
-            botocore.exceptions.EndpointConnectionError,
-            botocore.exceptions.ConnectTimeoutError,
-            botocore.exceptions.ReadTimeoutError,
-        ) as exc:
-            raise CloudError(
-                f"{operation} on {self._where()} failed: the endpoint cannot be reached "
-                f"({exc}); check the endpoint URL, that the cloud is up, and the network",
-                code="EndpointUnreachable",
-            ) from None
-        except botocore.exceptions.BotoCoreError as exc:
-            raise CloudError(f"{operation} on {self._where()} failed: {exc}") from None
-        except botocore.parsers.ResponseParserError as exc:
-            # Not an exception botocore's others derive from: a page a proxy put in the
-            # cloud's place (a login page, a 403) would escape as no CloudError at all.
-            answer = " ".join(str(exc).split())
-            raise CloudError(
-                f"{operation} on {self._where()} failed: the endpoint answered with what is "
-                f"not an EC2 API response ({answer[:300]}{'…' if len(answer) > 300 else ''}); "
-                f"{_NOT_THE_API}",
-                code="UnparseableResponse",
-            ) from None
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -319,168 +174,17 @@ class EC2Cloud:
         self._keys = keys
         if self.key_name is None:
             self.key_name = keys.key_name
-            self._ensure_key_pair(keys, keys.key_name, own=True)
+            ensure_key_pair(self._api, keys, keys.key_name, own=True, modern=self.modern)
         else:  # the user's pair: instances would refuse a login with another key
-            self._ensure_key_pair(keys, self.key_name, own=False)
+            ensure_key_pair(self._api, keys, self.key_name, own=False, modern=self.modern)
         if self.security_groups is None:
-            self._group_ids = [self._ensure_security_group()]
+            self._group_ids = [ensure_security_group(self._api, self.subnet_id)]
         else:
-            self._group_ids = self._resolve_groups(self.security_groups)
-
-    def _ensure_key_pair(self, keys: Keys, name: str, *, own: bool) -> None:
-        """Make sure key pair ``name`` holds the key precip-repro logs in with: import it
-        under precip's ``own`` name where missing, and refuse a pair holding another key
-        before any instance starts (their boot tries would be spent on refused logins)."""
-        found = self._call(
-            "DescribeKeyPairs",
-            self._client.describe_key_pairs,
-            tolerate="InvalidKeyPair.NotFound",
-            KeyNames=[name],
-            **({"IncludePublicKey": True} if self.modern else {}),
-        )
-        pairs = (found or {}).get("KeyPairs", [])
-        if not pairs and not own:
-            raise CloudError(
-                f"key pair {name!r} not found on {self._where()}; import "
-                f"{keys.private_key_path}.pub under that name, or leave key_name= out for "
-                "precip's own pair",
-                code="InvalidKeyPair.NotFound",
-            )
-        if not pairs:
-            self._call(
-                "ImportKeyPair",
-                self._client.import_key_pair,
-                KeyName=name,
-                PublicKeyMaterial=keys.public_key.encode(),
-            )
-            log.info("key pair imported", cloud=self.kind, key_name=name)
-            return
-        pair = pairs[0]
-        material = pair.get("PublicKey")
-        if material:
-            same = material.split()[:2] == keys.public_key.split()[:2]
-        else:
-            same = pair.get("KeyFingerprint") in _key_fingerprints(keys)
-        if not same:
-            what = "Delete that key pair, or pass" if own else "Pass"
-            raise CloudError(
-                f"key pair {name!r} on {self._where()} holds another key (fingerprint "
-                f"{pair.get('KeyFingerprint')}) than the one precip-repro logs in with "
-                f"({keys.private_key_path}, {keys.fingerprint}). {what} key_name= of a pair "
-                "holding that key" + ("" if own else ", or leave it out for precip's own pair"),
-                code="KeyPairMismatch",
-            )
-
-    def _vpc_id(self) -> str | None:
-        if self.subnet_id is None:
-            return None
-        found = self._call(
-            "DescribeSubnets", self._client.describe_subnets, SubnetIds=[self.subnet_id]
-        )
-        subnets = found.get("Subnets", [])
-        return subnets[0].get("VpcId") if subnets else None
-
-    def _ensure_security_group(self) -> str:
-        vpc = self._vpc_id()
-        filters = [{"Name": "group-name", "Values": [SECURITY_GROUP]}]
-        if vpc:
-            filters.append({"Name": "vpc-id", "Values": [vpc]})
-        found = self._call(
-            "DescribeSecurityGroups", self._client.describe_security_groups, Filters=filters
-        )
-        groups = found.get("SecurityGroups", [])
-        if groups:
-            group_id: str = groups[0]["GroupId"]
-        else:
-            params: dict[str, Any] = {
-                "GroupName": SECURITY_GROUP,
-                "Description": "precip experiments: ssh, and traffic within the group",
-            }
-            if vpc:
-                params["VpcId"] = vpc
-            group_id = self._call(
-                "CreateSecurityGroup", self._client.create_security_group, **params
-            )["GroupId"]
-        self._authorize(
-            group_id,
-            [
-                {
-                    "IpProtocol": "tcp",
-                    "FromPort": 22,
-                    "ToPort": 22,
-                    "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
-                },
-                {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": group_id}]},
-            ],
-        )
-        return group_id
-
-    def _authorize(self, group_id: str, permissions: list[dict[str, Any]]) -> None:
-        for permission in permissions:
-            self._call(
-                "AuthorizeSecurityGroupIngress",
-                self._client.authorize_security_group_ingress,
-                tolerate="InvalidPermission.Duplicate",
-                GroupId=group_id,
-                IpPermissions=[permission],
-            )
-
-    def _resolve_groups(self, groups: Sequence[str]) -> list[str]:
-        """The ids of the user's security groups (given by id or name, names looked up in
-        the subnet's VPC); a name the cloud does not have is an error now, not instances
-        that boot into a default group ssh cannot reach. Warns when none allows ssh."""
-        ids = [group for group in groups if group.startswith("sg-")]
-        names = [group for group in groups if not group.startswith("sg-")]
-        if names:
-            filters = [{"Name": "group-name", "Values": names}]
-            vpc = self._vpc_id()
-            if vpc:
-                filters.append({"Name": "vpc-id", "Values": [vpc]})
-            found = self._call(
-                "DescribeSecurityGroups", self._client.describe_security_groups, Filters=filters
-            ).get("SecurityGroups", [])
-            by_name = {group["GroupName"]: group["GroupId"] for group in found}
-            missing = [name for name in names if name not in by_name]
-            if missing:
-                raise CloudError(
-                    f"security group(s) {', '.join(map(repr, missing))} not found on "
-                    f"{self._where()}{f' in {vpc}' if vpc else ''}; give an existing group's "
-                    "name or id in security_groups=, or leave it out for precip's own group",
-                    code="InvalidGroup.NotFound",
-                )
-            ids += [by_name[name] for name in names]
-        self._warn_without_ssh(ids)
-        return ids
-
-    def _warn_without_ssh(self, group_ids: list[str]) -> None:
-        described = self._call(
-            "DescribeSecurityGroups", self._client.describe_security_groups, GroupIds=group_ids
-        ).get("SecurityGroups", [])
-        if any(_allows_ssh(rule) for group in described for rule in group["IpPermissions"]):
-            return
-        log.warning(
-            "none of the security groups lets ssh (tcp/22) in: wait() will not log in unless "
-            "something else does; allow it in a group, or call open_port(22, cidr=…)",
-            groups=group_ids,
-            cloud=self._where(),
-        )
+            self._group_ids = resolve_groups(self._api, self.security_groups, self.subnet_id)
 
     def open_port(self, port: int, protocol: str, cidr: str) -> list[str]:
         """Allow ``protocol``/``port`` from ``cidr`` in the experiment's security groups."""
-        groups = self._group_ids or []
-        for group_id in groups:
-            self._authorize(
-                group_id,
-                [
-                    {
-                        "IpProtocol": protocol,
-                        "FromPort": port,
-                        "ToPort": port,
-                        "IpRanges": [{"CidrIp": cidr}],
-                    }
-                ],
-            )
-        return list(groups)
+        return open_port(self._api, self._group_ids or [], port, protocol, cidr)
 
     def ssh_user(self, user: str) -> str:
         return user
@@ -521,7 +225,7 @@ class EC2Cloud:
         if self.placement:
             params["Placement"] = {"AvailabilityZone": self.placement}
         try:
-            found = self._call("RunInstances", self._client.run_instances, **params)
+            found = self._api.call("RunInstances", self._api.client.run_instances, **params)
         except CloudError as exc:
             self._sweep(request, exc)
             raise
@@ -535,7 +239,9 @@ class EC2Cloud:
         the cloud's console, so a cloud that refuses them is warned about, not fatal (the
         record still names the instance)."""
         try:
-            self._call("CreateTags", self._client.create_tags, Resources=[instance_id], Tags=tags)
+            self._api.call(
+                "CreateTags", self._api.client.create_tags, Resources=[instance_id], Tags=tags
+            )
         except CloudError as exc:
             log.warning(
                 "the cloud would not tag the instance: `precip-repro gc --cloud` cannot find "
@@ -595,11 +301,11 @@ class EC2Cloud:
         is eventually consistent) or no longer (gone an hour after termination; deleted by
         OpenStack) — and a caller must still learn about the others."""
         ids = list(dict.fromkeys(instance_ids))
-        paginator = self._client.get_paginator("describe_instances")
+        paginator = self._api.client.get_paginator("describe_instances")
         out: list[CloudInstance] = []
         for start in range(0, len(ids), DESCRIBE_BATCH):
             filters = [{"Name": "instance-id", "Values": ids[start : start + DESCRIBE_BATCH]}]
-            pages = self._call(
+            pages = self._api.call(
                 "DescribeInstances", lambda **p: list(paginator.paginate(**p)), Filters=filters
             )
             out += (
@@ -621,8 +327,8 @@ class EC2Cloud:
             {"Name": "instance-state-name", "Values": ["pending", "running", "stopped"]},
             *({"Name": f"tag:{key}", "Values": [value]} for key, value in (tags or {}).items()),
         ]
-        paginator = self._client.get_paginator("describe_instances")
-        pages = self._call(
+        paginator = self._api.client.get_paginator("describe_instances")
+        pages = self._api.call(
             "DescribeInstances", lambda **p: list(paginator.paginate(**p)), Filters=filters
         )
         out = []
@@ -633,39 +339,27 @@ class EC2Cloud:
                     out.append((self._instance(data), found))
         return out
 
-    def assign_public_address(self, instance_id: str, *, run: str = "", slot: str = "") -> str:
-        """Allocate a floating address and associate it (as the original did for OpenStack).
-
-        The address is tagged with the run and slot, as instances are: an address left
-        allocated by a killed process costs money too, and gc finds it by these tags."""
-        with self._lock:
-            wanted = self._floating.pop(0) if self._floating else None
-        params: dict[str, Any] = {"Domain": "vpc"}
-        if wanted:
-            params["Address"] = wanted
-        if run and self.modern:  # elsewhere untagged: gc finds it through its instance
-            tags = [{"Key": "precip:run", "Value": run}, {"Key": "precip:slot", "Value": slot}]
-            params["TagSpecifications"] = [{"ResourceType": "elastic-ip", "Tags": tags}]
-        allocated = self._call("AllocateAddress", self._client.allocate_address, **params)
-        allocation = allocated.get("AllocationId")
-        handle: str = allocation or allocated["PublicIp"]
-        associate: dict[str, Any] = {"InstanceId": instance_id}
-        if allocation:
-            associate["AllocationId"] = allocation
-        else:
-            associate["PublicIp"] = allocated["PublicIp"]
+    def holds(self, recorded: CloudInfo) -> bool:
+        """Whether ``recorded`` names this endpoint and region, whichever kind it says (the
+        same API may be recorded as ``ec2`` and given to gc as ``openstack=…``)."""
         try:
-            self._call("AssociateAddress", self._client.associate_address, **associate)
-        except BaseException:
-            # Allocated but not associated: nothing would release it at termination.
-            with contextlib.suppress(CloudError):
-                self.release_address(handle)
-            raise
-        with self._lock:
-            self._allocations[instance_id] = handle
-        address: str = allocated["PublicIp"]
-        log.info("floating address associated", instance=instance_id, address=address)
-        return address
+            endpoint = parse_endpoint(recorded.endpoint) if recorded.endpoint else None
+        except InvalidOption:
+            return False  # no endpoint of any cloud's
+        return (endpoint, recorded.region) == (self.endpoint, self.region)
+
+    def run_instances(self) -> list[RunInstance]:
+        """The live instances tagged ``precip:run``: who launched them the cloud cannot
+        tell, so only a store knowing their run can say whether anything will end them."""
+        return [
+            RunInstance(instance=instance, run=tags.get("precip:run"), slot=tags.get("precip:slot"))
+            for instance, tags in self.tagged_instances()
+        ]
+
+    def assign_public_address(self, instance_id: str, *, run: str = "", slot: str = "") -> str:
+        """Allocate a floating address — one of ``floating_addresses`` while any is left,
+        then any the cloud gives — and associate it; :meth:`terminate` releases it."""
+        return self._addresses.assign(instance_id, run=run, slot=slot)
 
     def terminate(self, instance_ids: Sequence[str]) -> None:
         ids = list(instance_ids)
@@ -681,13 +375,13 @@ class EC2Cloud:
             if time.monotonic() > deadline:
                 waiting = [i for i, state in states.items() if state != "terminated"]
                 raise CloudError(
-                    f"instances {', '.join(waiting)} on {self._where()} were asked to "
+                    f"instances {', '.join(waiting)} on {self._api.where} were asked to "
                     f"terminate but are not terminated after {TERMINATE_TIMEOUT:.0f} s; "
                     "check them in the cloud's console and run `precip-repro gc`"
                 )
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
-        self._release(ids)
+        self._addresses.release_of(ids)
 
     def _request_termination(self, ids: list[str]) -> list[str]:
         """Ask the cloud to end ``ids``; return those it knows. TerminateInstances refuses
@@ -696,7 +390,9 @@ class EC2Cloud:
         :data:`UNKNOWN_GRACE` s (AWS may not know a new id yet) before it is taken as gone:
         an instance the cloud does not know costs nothing."""
         try:
-            self._call("TerminateInstances", self._client.terminate_instances, InstanceIds=ids)
+            self._api.call(
+                "TerminateInstances", self._api.client.terminate_instances, InstanceIds=ids
+            )
             return ids
         except CloudError as exc:
             if exc.code != NOT_FOUND:
@@ -717,54 +413,29 @@ class EC2Cloud:
             log.warning(
                 "the cloud does not know these instances (gone already?): nothing to terminate",
                 instances=unknown,
-                cloud=self._where(),
+                cloud=self._api.where,
             )
         return known
 
     def _terminate_one(self, instance_id: str) -> bool:
         """Ask the cloud to end one instance; False when it does not know the id."""
-        found = self._call(
+        found = self._api.call(
             "TerminateInstances",
-            self._client.terminate_instances,
+            self._api.client.terminate_instances,
             tolerate=NOT_FOUND,
             InstanceIds=[instance_id],
         )
         return found is not None
 
-    def _release(self, ids: list[str]) -> None:
-        for instance_id in ids:
-            with self._lock:
-                allocation = self._allocations.pop(instance_id, None)
-            if allocation is not None:
-                self.release_address(allocation)
-
     def release_address(self, handle: str) -> None:
         """Release a floating address: its allocation id, or its address where the cloud
         gives no allocation ids."""
-        params = (
-            {"AllocationId": handle} if handle.startswith("eipalloc-") else {"PublicIp": handle}
-        )
-        self._call("ReleaseAddress", self._client.release_address, **params)
+        self._addresses.release(handle)
 
-    def tagged_addresses(self) -> list[FloatingAddress]:
+    def run_addresses(self) -> list[FloatingAddress]:
         """Every floating address on this cloud tagged ``precip:run`` (none where addresses
         are not tagged: the older clouds)."""
-        if not self.modern:
-            return []
-        found = self._call(
-            "DescribeAddresses",
-            self._client.describe_addresses,
-            Filters=[{"Name": "tag-key", "Values": ["precip:run"]}],
-        )
-        return [
-            FloatingAddress(
-                handle=data.get("AllocationId") or data["PublicIp"],
-                address=data["PublicIp"],
-                instance_id=data.get("InstanceId") or None,
-                tags={tag["Key"]: tag["Value"] for tag in data.get("Tags", [])},
-            )
-            for data in found.get("Addresses", [])
-        ]
+        return self._addresses.of_runs()
 
     def close(self) -> None:
-        self._client.close()
+        self._api.close()

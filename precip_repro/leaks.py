@@ -1,13 +1,18 @@
 """The leak ledger: instances still running that nothing will ever deprovision.
 
-Three sources, merged by instance id:
+gc knows clouds only through the :class:`~precip_repro.clouds.base.Cloud` interface; the
+CLI gives it the local cloud of this machine and each ``--cloud``. Three sources, merged by
+instance id:
 
-- **local state**: every live local instance (``$PRECIP_HOME/local``) whose recording
-  process is gone, or whose run is no longer being written;
 - **the record**: in every run of the store that is not open, instances launched and never
-  terminated — checked against their cloud where one was given;
-- **cloud tags**: on each cloud given, instances tagged ``precip:run`` whose run is in the
-  store and not open (instances of runs this store does not know are listed, never touched).
+  terminated — asked about at the cloud that :meth:`~Cloud.holds` them, where one was given;
+- **the clouds' run listings** (:attr:`Capability.RUN_LISTING`): instances launched for a
+  run. Where the cloud knows whether the process that launched an instance still runs (the
+  local cloud's state files say), that decides: a leak once it is gone, or once its run is
+  no longer being written. Where it cannot know (EC2's tags), an instance is a leak when
+  its run is in the store and not open; those of runs this store does not know are listed,
+  never touched;
+- **floating addresses** tagged with such runs (:attr:`Capability.FLOATING_ADDRESSES`).
 
 ``collect`` lists them; ``terminate`` ends them and records what it did in a run of its
 own, naming each run it acted on with its digest. A finished run is never appended to.
@@ -15,24 +20,16 @@ own, naming each run it acted on with its digest. A finished run is never append
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import attrs
 
-from precip_repro.clouds.base import CloudInstance
-from precip_repro.clouds.ec2 import EC2Cloud, parse_endpoint
-from precip_repro.clouds.local import (
-    LocalInstanceState,
-    live_local_instances,
-    terminate_local,
-)
+from precip_repro.clouds.base import Capability, Cloud, CloudInstance, RunInstance
 from precip_repro.exceptions import CloudError
-from precip_repro.keys import precip_home
 from precip_repro.logs import get_logger
 from precip_repro.record.events import (
+    CloudInfo,
     InstanceTerminated,
     InstanceTerminating,
     Note,
@@ -79,18 +76,6 @@ class Leak:
     """``instance``, or ``address`` for a floating address (it costs money unattached)."""
 
 
-def _process_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _runs(store: RunStore) -> dict[str, RunInfo]:
     infos: dict[str, RunInfo] = {}
     for path in store.run_dirs():
@@ -113,10 +98,13 @@ class _Launched:
     slot: str
     run: str
     exp: str
-    cloud_kind: str
-    endpoint: str | None
-    region: str | None
+    cloud: CloudInfo
+    """The cloud its experiment recorded (``?`` its kind where the record names none)."""
     ts: str
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _ledger(store: RunStore, runs: dict[str, RunInfo]) -> list[_Launched]:
@@ -139,9 +127,11 @@ def _ledger(store: RunStore, runs: dict[str, RunInfo]) -> list[_Launched]:
                         slot=str(data.get("slot")),
                         run=run_id,
                         exp=str(data.get("exp")),
-                        cloud_kind=str(cloud.get("kind", "?")),
-                        endpoint=cloud.get("endpoint"),  # type: ignore[arg-type]
-                        region=cloud.get("region"),  # type: ignore[arg-type]
+                        cloud=CloudInfo(
+                            kind=str(cloud.get("kind", "?")),
+                            endpoint=_text(cloud.get("endpoint")),
+                            region=_text(cloud.get("region")),
+                        ),
                         ts=event.ts,
                     )
                 elif event.type == "instance.terminated":
@@ -152,13 +142,12 @@ def _ledger(store: RunStore, runs: dict[str, RunInfo]) -> list[_Launched]:
     return out
 
 
-def _label(kind: str, endpoint: str | None, region: str | None) -> str:
-    """How a leak names its cloud, and how terminate() finds the cloud again by it."""
-    return f"{kind} {endpoint or 'AWS'} ({region})"
-
-
-def _cloud_key(endpoint: str | None, region: str | None) -> tuple[str | None, str | None]:
-    return (parse_endpoint(endpoint) if endpoint else None, region)
+def _label(cloud: CloudInfo) -> str:
+    """How a leak names its cloud, and how terminate() finds the cloud again by it: a cloud
+    no endpoint or region places (this machine's local cloud) by its kind alone."""
+    if cloud.endpoint is None and cloud.region is None:
+        return cloud.kind
+    return f"{cloud.kind} {cloud.endpoint or 'AWS'} ({cloud.region})"
 
 
 @attrs.frozen(kw_only=True)
@@ -173,54 +162,31 @@ class Collected:
     run is listed as not checked, and instances only their tags would show are unknown."""
 
 
-def collect(
-    store: RunStore, *, clouds: Sequence[EC2Cloud] = (), home: Path | None = None
-) -> Collected:
+def collect(store: RunStore, *, clouds: Sequence[Cloud]) -> Collected:
     """Every leaked instance, what gc knows of the store's runs, and the clouds it could
-    not check — one cloud that cannot be reached hides nothing the others show."""
-    home = home or precip_home()
+    not check — one cloud that cannot be reached hides nothing the others show. ``clouds``
+    are all gc may ask: what the record says runs on another is listed as not checked."""
     runs = _runs(store)
     leaks: dict[str, Leak] = {}
     unchecked: dict[str, str] = {}
+    labelled = [(_label(cloud.info()), cloud) for cloud in clouds]
 
-    for state in live_local_instances(home):
-        info = runs.get(state.run)
-        owner_alive = _process_alive(state.owner_pid)
-        if info is not None and info.state == "open" and owner_alive:
-            continue  # a live experiment is using it
-        if info is None and owner_alive:
-            continue  # another store's live experiment
-        reason = "its recording process is gone" if state.run else "its process is gone"
-        if owner_alive and info is not None:
-            reason = f"its run is {info.state}"
-        unrecorded = "unrecorded: record=False"
-        leaks[state.instance_id] = Leak(
-            instance_id=state.instance_id,
-            cloud="local",
-            run=state.run or None,
-            run_state=info.state if info else "not in this store" if state.run else unrecorded,
-            slot=state.slot,
-            address=state.address,
-            age_s=(time.time_ns() - state.started_ns) / 1e9 if state.started_ns else None,
-            reason=reason,
-            actionable=True,
-        )
-
-    by_cloud = {_cloud_key(cloud.endpoint, cloud.region): cloud for cloud in clouds}
     for item in _ledger(store, runs):
-        if item.instance_id in leaks or item.cloud_kind == "local":
-            continue  # local instances that still run were found above
-        cloud = by_cloud.get(_cloud_key(item.endpoint, item.region))
-        label = _label(item.cloud_kind, item.endpoint, item.region)
+        if item.instance_id in leaks:
+            continue
+        label, cloud = next(  # the last cloud given for an endpoint answers for it
+            ((label, cloud) for label, cloud in reversed(labelled) if cloud.holds(item.cloud)),
+            (_label(item.cloud), None),
+        )
         found = None
-        if cloud is not None and _cloud_label(cloud) not in unchecked:
+        if cloud is not None and label not in unchecked:
             try:
                 found = _described(cloud, item.instance_id)
             except CloudError as exc:
-                unchecked[_cloud_label(cloud)] = str(exc)
-        if cloud is None or _cloud_label(cloud) in unchecked:
+                unchecked[label] = str(exc)
+        if cloud is None or label in unchecked:
             why = (
-                f"pass --cloud {item.endpoint or ''} to check and terminate it"
+                f"pass --cloud {item.cloud.endpoint or ''} to check and terminate it"
                 if cloud is None
                 else "asking its cloud failed (why is below); run gc again once it answers"
             )
@@ -250,38 +216,26 @@ def collect(
             actionable=True,
         )
 
-    for cloud in clouds:
-        label = _cloud_label(cloud)
-        if label in unchecked:
+    for label, cloud in labelled:
+        if label in unchecked or Capability.RUN_LISTING not in cloud.capabilities:
             continue
         try:
-            tagged = cloud.tagged_instances()
-            addresses = cloud.tagged_addresses()
+            listed = cloud.run_instances()
+            addresses = (
+                cloud.run_addresses() if Capability.FLOATING_ADDRESSES in cloud.capabilities else []
+            )
         except CloudError as exc:
             unchecked[label] = str(exc)
             continue
-        for inst, tags in tagged:
-            if inst.instance_id in leaks:
-                continue
-            run_id = tags.get("precip:run")
-            info = runs.get(run_id or "")
-            if info is not None and info.state == "open":
-                continue
-            leaks[inst.instance_id] = Leak(
-                instance_id=inst.instance_id,
-                cloud=label,
-                run=run_id,
-                run_state=info.state if info else "not in this store",
-                slot=tags.get("precip:slot"),
-                address=inst.public_address or inst.private_address,
-                age_s=None,
-                reason=(
-                    f"tagged with run {run_id}, which is {info.state}"
-                    if info
-                    else f"tagged with run {run_id}, unknown to this store: not touched"
-                ),
-                actionable=info is not None,
-            )
+        for entry in listed:
+            if entry.owner_alive is not None:
+                leak = _owned(entry, entry.owner_alive, label, runs)
+                if leak is not None:  # what its owner's fate says outweighs the record
+                    leaks[leak.instance_id] = leak
+            elif entry.instance.instance_id not in leaks:
+                leak = _tagged(entry, label, runs)
+                if leak is not None:
+                    leaks[leak.instance_id] = leak
         for floating in addresses:
             run_id = floating.tags.get("precip:run")
             info = runs.get(run_id or "")
@@ -311,11 +265,63 @@ def collect(
     return Collected(leaks=ordered, runs=runs, unchecked=unchecked)
 
 
-def _cloud_label(cloud: EC2Cloud) -> str:
-    return _label(cloud.kind, cloud.endpoint, cloud.region)
+def _owned(
+    entry: RunInstance, owner_alive: bool, label: str, runs: dict[str, RunInfo]
+) -> Leak | None:
+    """A listed instance whose cloud knows whether its launching process lives: a leak
+    once that process is gone, or once its run is no longer being written; None while a
+    live experiment — this store's or another's — may still end it."""
+    run = entry.run or ""
+    info = runs.get(run)
+    if info is not None and info.state == "open" and owner_alive:
+        return None  # a live experiment is using it
+    if info is None and owner_alive:
+        return None  # another store's live experiment
+    reason = "its recording process is gone" if run else "its process is gone"
+    if owner_alive and info is not None:
+        reason = f"its run is {info.state}"
+    unrecorded = "unrecorded: record=False"
+    instance = entry.instance
+    return Leak(
+        instance_id=instance.instance_id,
+        cloud=label,
+        run=run or None,
+        run_state=info.state if info else "not in this store" if run else unrecorded,
+        slot=entry.slot,
+        address=instance.public_address or instance.private_address,
+        age_s=(time.time_ns() - entry.started_ns) / 1e9 if entry.started_ns else None,
+        reason=reason,
+        actionable=True,
+    )
 
 
-def _described(cloud: EC2Cloud, instance_id: str) -> CloudInstance | None:
+def _tagged(entry: RunInstance, label: str, runs: dict[str, RunInfo]) -> Leak | None:
+    """A listed instance its cloud knows only the run of: a leak to end when that run is
+    in the store and not open; listed, never touched, when the store does not know it;
+    None while its run is being written."""
+    run_id = entry.run
+    info = runs.get(run_id or "")
+    if info is not None and info.state == "open":
+        return None
+    instance = entry.instance
+    return Leak(
+        instance_id=instance.instance_id,
+        cloud=label,
+        run=run_id,
+        run_state=info.state if info else "not in this store",
+        slot=entry.slot,
+        address=instance.public_address or instance.private_address,
+        age_s=None,
+        reason=(
+            f"tagged with run {run_id}, which is {info.state}"
+            if info
+            else f"tagged with run {run_id}, unknown to this store: not touched"
+        ),
+        actionable=info is not None,
+    )
+
+
+def _described(cloud: Cloud, instance_id: str) -> CloudInstance | None:
     """The cloud's description of one instance; None when it no longer knows it."""
     described = {inst.instance_id: inst for inst in cloud.describe([instance_id])}
     return described.get(instance_id)
@@ -326,18 +332,15 @@ def terminate(
     leaks: Sequence[Leak],
     runs: dict[str, RunInfo],
     *,
-    clouds: Sequence[EC2Cloud] = (),
-    home: Path | None = None,
+    clouds: Sequence[Cloud],
 ) -> Ended:
     """End the actionable leaks; record what was done in a run of gc's own. A leak its
     cloud refuses to end is recorded and reported, and the others are still ended."""
-    home = home or precip_home()
     targets = [leak for leak in leaks if leak.actionable]
     failed: dict[str, str] = {}
     if not targets:
         return Ended(run=None, failed=failed)
-    by_label = {_cloud_label(c): c for c in clouds}
-    local_states = {state.instance_id: state for state in live_local_instances(home)}
+    by_label = {_label(cloud.info()): cloud for cloud in clouds}
     run = Run.open(store, name="gc", argv=["precip-repro", "gc", "--terminate"])
     acted: dict[str, str | None] = {}
     with run:
@@ -372,12 +375,7 @@ def terminate(
                     by_label[leak.cloud].release_address(leak.instance_id)
                     continue
                 run.append(InstanceTerminating(slot=slot, instance_id=leak.instance_id))
-                if leak.cloud == "local":
-                    state: LocalInstanceState | None = local_states.get(leak.instance_id)
-                    if state is not None:
-                        terminate_local(state, home)
-                else:
-                    by_label[leak.cloud].terminate([leak.instance_id])
+                by_label[leak.cloud].terminate([leak.instance_id])
             except CloudError as exc:
                 failed[leak.instance_id] = str(exc)
                 run.append(

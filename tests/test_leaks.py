@@ -1,5 +1,6 @@
 """gc, the leak ledger: after the recording process was killed with SIGKILL, the instances
-it left are found — locally and on an EC2 endpoint — and ended, in a run of gc's own."""
+it left are found — locally and on an EC2 endpoint — and ended, in a run of gc's own; and
+gc through the Cloud interface alone, against a cloud that is only that."""
 
 from __future__ import annotations
 
@@ -10,13 +11,26 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from precip_repro import verify
+import pytest
+
+from precip_repro import CloudError, verify
 from precip_repro.cli import main
+from precip_repro.clouds.base import (
+    Capability,
+    CloudInstance,
+    FloatingAddress,
+    LaunchRequest,
+    RunInstance,
+)
 from precip_repro.clouds.local import live_local_instances
+from precip_repro.keys import Keys
+from precip_repro.leaks import Collected, Leak, collect, terminate
 from precip_repro.record import LogReader, Run, RunStore
 from precip_repro.record.payloads import CloudInfo, ExperimentCreated, InstanceLaunched
 from precip_repro.record.store import EVENTS
@@ -394,3 +408,270 @@ def test_an_instance_its_cloud_refuses_to_end_is_reported_and_the_others_still_e
     states = {i["InstanceId"]: i["State"]["Name"] for r in found for i in r["Instances"]}
     assert states == {kept: "running", ended: "terminated"}
     assert any(f"gc could not end {kept}" in n["text"] for n in gc_run_notes(store))
+
+
+# --- gc through the Cloud interface ---------------------------------------------------------
+
+
+class FakeCloud:
+    """A cloud gc knows only through the interface: what it lists, describes, ends and
+    releases is what it was given, and every call gc makes is noted."""
+
+    kind = "fake"
+    launch_workers = 1
+    session_user: str | None = None
+    denied_hint: str | None = None
+    key_name: str | None = None
+
+    def __init__(
+        self,
+        *,
+        endpoint: str | None = "http://fake",
+        capabilities: frozenset[Capability] = frozenset({Capability.RUN_LISTING}),
+        listed: Sequence[RunInstance] = (),
+        addresses: Sequence[FloatingAddress] = (),
+        running: Sequence[str] = (),
+        refuses: str | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.capabilities = capabilities
+        self.listed = list(listed)
+        self.addresses = list(addresses)
+        self.running = set(running)
+        self.refuses = refuses
+        self.calls: list[tuple[str, tuple[str, ...]]] = []
+
+    def _refuse(self, operation: str) -> None:
+        if self.refuses == operation:
+            raise CloudError(f"{operation} refused", code="AuthFailure")
+
+    def info(self) -> CloudInfo:
+        region = "r1" if self.endpoint else None
+        return CloudInfo(kind=self.kind, endpoint=self.endpoint, region=region)
+
+    def holds(self, recorded: CloudInfo) -> bool:
+        return (recorded.endpoint, recorded.region) == (self.endpoint, "r1")
+
+    def describe(self, instance_ids: Sequence[str]) -> list[CloudInstance]:
+        self.calls.append(("describe", tuple(instance_ids)))
+        self._refuse("describe")
+        return [instance(i) for i in instance_ids if i in self.running]
+
+    def run_instances(self) -> list[RunInstance]:
+        self.calls.append(("run_instances", ()))
+        assert Capability.RUN_LISTING in self.capabilities, "asked without RUN_LISTING"
+        self._refuse("run_instances")
+        return self.listed
+
+    def run_addresses(self) -> list[FloatingAddress]:
+        self.calls.append(("run_addresses", ()))
+        assert Capability.FLOATING_ADDRESSES in self.capabilities, "asked without the capability"
+        return self.addresses
+
+    def terminate(self, instance_ids: Sequence[str]) -> None:
+        self.calls.append(("terminate", tuple(instance_ids)))
+        if instance_ids and instance_ids[0] == self.refuses:
+            raise CloudError(f"{self.refuses} refused", code="AuthFailure")
+        self.running -= set(instance_ids)
+
+    def release_address(self, handle: str) -> None:
+        self.calls.append(("release_address", (handle,)))
+
+    # What gc never asks of a cloud.
+    def prepare(self, keys: Keys) -> None:
+        raise AssertionError("gc prepares no cloud")
+
+    def launch(self, request: LaunchRequest) -> CloudInstance:
+        raise AssertionError("gc launches nothing")
+
+    def ssh_user(self, user: str) -> str:
+        raise AssertionError("gc logs in nowhere")
+
+    def ssh_users(self) -> frozenset[str] | None:
+        return None
+
+    def check_capacity(self, count: int) -> None:
+        raise AssertionError("gc launches nothing")
+
+    def assign_public_address(
+        self, instance_id: str, *, run: str = "", slot: str = ""
+    ) -> str | None:
+        raise AssertionError("gc allocates nothing")
+
+    def open_port(self, port: int, protocol: str, cidr: str) -> list[str]:
+        raise AssertionError("gc opens nothing")
+
+    def close(self) -> None:
+        pass
+
+
+def instance(instance_id: str, state: str = "running") -> CloudInstance:
+    return CloudInstance(
+        instance_id=instance_id, image_id="img", instance_type="t", state=state,
+        public_address=f"addr-{instance_id}",
+    )  # fmt: skip
+
+
+def listed(instance_id: str, run: str | None, *, owner_alive: bool | None = None) -> RunInstance:
+    started = None if owner_alive is None else time.time_ns() - 5 * 10**9
+    return RunInstance(
+        instance=instance(instance_id), run=run, slot=f"slot-{instance_id}",
+        owner_alive=owner_alive, started_ns=started,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def runs(store: RunStore) -> Iterator[tuple[str, str, str]]:
+    """A finished run, an abandoned one, and one still open (being written) meanwhile."""
+    with Run.open(store, name="finished") as finished:
+        pass
+    abandoned = Run.open(store, name="abandoned")
+    abandoned.close()
+    open_run = Run.open(store, name="open")
+    yield finished.id, abandoned.id, open_run.id
+    open_run.close()
+
+
+def by_id(collected: Collected) -> dict[str, Leak]:
+    return {leak.instance_id: leak for leak in collected.leaks}
+
+
+def test_gc_lists_only_what_clouds_declaring_run_listing_list(store):
+    silent = FakeCloud(capabilities=frozenset(), listed=[listed("i-never", "x")])
+    tagging = FakeCloud(endpoint="http://other", listed=[listed("i-tagged", "x")])
+    collected = collect(store, clouds=[silent, tagging])
+    assert silent.calls == []  # neither run_instances nor run_addresses asked
+    assert tagging.calls == [("run_instances", ())]  # no FLOATING_ADDRESSES: no addresses
+    assert list(by_id(collected)) == ["i-tagged"]
+
+
+def test_where_the_cloud_knows_the_launching_process_its_fate_decides(store, runs):
+    finished, _, open_run = runs
+    cloud = FakeCloud(
+        endpoint=None,
+        listed=[
+            listed("i-orphan", open_run, owner_alive=False),
+            listed("i-in-use", open_run, owner_alive=True),
+            listed("i-elsewhere", "20200101T000000Z-elsewhere-0000", owner_alive=True),
+            listed("i-done", finished, owner_alive=True),
+            listed("i-unrecorded", "", owner_alive=False),
+        ],
+    )
+    leaks = by_id(collect(store, clouds=[cloud]))
+    assert sorted(leaks) == ["i-done", "i-orphan", "i-unrecorded"]
+    assert all(leak.actionable and leak.cloud == "fake" for leak in leaks.values())
+    assert leaks["i-orphan"].reason == "its recording process is gone"
+    assert leaks["i-orphan"].age_s is not None and leaks["i-orphan"].age_s >= 5
+    assert leaks["i-done"].reason == "its run is finished"
+    unrecorded = leaks["i-unrecorded"]
+    assert (unrecorded.run, unrecorded.run_state) == (None, "unrecorded: record=False")
+    assert unrecorded.reason == "its process is gone"
+
+
+def test_where_the_cloud_knows_only_the_run_the_store_decides(store, runs):
+    finished, abandoned, open_run = runs
+    address = FloatingAddress(
+        handle="eipalloc-1", address="198.51.100.7", instance_id="i-done",
+        tags={"precip:run": abandoned, "precip:slot": "s"},
+    )  # fmt: skip
+    cloud = FakeCloud(
+        capabilities=frozenset({Capability.RUN_LISTING, Capability.FLOATING_ADDRESSES}),
+        listed=[
+            listed("i-done", finished),
+            listed("i-open", open_run),
+            listed("i-unknown", "20200101T000000Z-elsewhere-0000"),
+        ],
+        addresses=[address],
+    )
+    collected = collect(store, clouds=[cloud])
+    leaks = by_id(collected)
+    assert sorted(leaks) == ["eipalloc-1", "i-done", "i-unknown"]
+    assert leaks["i-done"].actionable and leaks["i-done"].cloud == "fake http://fake (r1)"
+    assert leaks["i-done"].reason == f"tagged with run {finished}, which is finished"
+    assert not leaks["i-unknown"].actionable
+    assert leaks["eipalloc-1"].kind == "address" and leaks["eipalloc-1"].actionable
+    assert collected.leaks[-1].kind == "address"  # released after the instances end
+
+
+def recorded_launch(store: RunStore, instance_id: str, endpoint: str) -> str:
+    """An abandoned run whose experiment on the fake cloud at ``endpoint`` launched
+    ``instance_id`` and never terminated it."""
+    run = Run.open(store, name="left")
+    run.append(
+        ExperimentCreated(
+            exp="e1", name=None, cloud=CloudInfo(kind="fake", endpoint=endpoint, region="r1")
+        )
+    )
+    run.append(
+        InstanceLaunched(
+            call=1, exp="e1", slot="e1.p1.0", instance_id=instance_id, image_id="img",
+            instance_type="t", tags=[],
+        )
+    )  # fmt: skip
+    run.close()
+    return run.id
+
+
+def test_the_record_is_checked_at_the_cloud_that_holds_it_and_its_owner_outweighs_it(store):
+    left = recorded_launch(store, "i-left", "http://fake")
+    recorded_launch(store, "i-gone", "http://fake")
+    recorded_launch(store, "i-known", "http://fake")
+    recorded_launch(store, "i-far", "http://far")
+    cloud = FakeCloud(
+        running=["i-left", "i-known"], listed=[listed("i-known", left, owner_alive=False)]
+    )
+    leaks = by_id(collect(store, clouds=[cloud]))
+    assert sorted(leaks) == ["i-far", "i-known", "i-left"]  # i-gone: its cloud lists it not
+    assert leaks["i-left"].reason == "launched and never terminated in its run, still running"
+    assert leaks["i-left"].actionable and leaks["i-left"].address == "addr-i-left"
+    assert leaks["i-known"].reason == "its recording process is gone"
+    assert not leaks["i-far"].actionable and "pass --cloud http://far" in leaks["i-far"].reason
+    assert leaks["i-far"].cloud == "fake http://far (r1)"
+
+
+def test_a_cloud_that_cannot_be_asked_is_named_and_hides_no_other(store):
+    recorded_launch(store, "i-left", "http://fake")
+    refusing = FakeCloud(refuses="describe", listed=[listed("i-tagged", "x")])
+    other = FakeCloud(endpoint="http://other", listed=[listed("i-other", "x")])
+    collected = collect(store, clouds=[refusing, other])
+    assert list(collected.unchecked) == ["fake http://fake (r1)"]
+    assert "describe refused" in collected.unchecked["fake http://fake (r1)"]
+    assert ("run_instances", ()) not in refusing.calls  # asked once: it failed
+    leaks = by_id(collected)
+    assert sorted(leaks) == ["i-left", "i-other"]
+    assert not leaks["i-left"].actionable and "asking its cloud failed" in leaks["i-left"].reason
+
+
+def test_terminate_ends_each_leak_at_its_cloud_and_records_what_it_did(store):
+    with Run.open(store, name="finished") as done:
+        pass
+    finished = done.id
+    address = FloatingAddress(
+        handle="eipalloc-1", address="198.51.100.7", instance_id=None,
+        tags={"precip:run": finished},
+    )  # fmt: skip
+    local = FakeCloud(endpoint=None, listed=[listed("i-local", "", owner_alive=False)])
+    tagging = FakeCloud(
+        endpoint="http://other",
+        capabilities=frozenset({Capability.RUN_LISTING, Capability.FLOATING_ADDRESSES}),
+        listed=[listed("i-kept", finished), listed("i-ended", finished)],
+        addresses=[address],
+        refuses="i-kept",
+    )
+    clouds = [local, tagging]
+    collected = collect(store, clouds=clouds)
+    ended = terminate(store, collected.leaks, collected.runs, clouds=clouds)
+    assert ended.run is not None and list(ended.failed) == ["i-kept"]
+    assert [c for c in local.calls if c[0] == "terminate"] == [("terminate", ("i-local",))]
+    acted = [c for c in tagging.calls if c[0] in ("terminate", "release_address")]
+    assert sorted(acted) == [
+        ("release_address", ("eipalloc-1",)),
+        ("terminate", ("i-ended",)),
+        ("terminate", ("i-kept",)),
+    ]
+    notes = gc_run_notes(store)
+    assert any("gc could not end i-kept" in n["text"] for n in notes)
+    assert {n["fields"].get("cloud") for n in notes[:-1] if "cloud" in n["fields"]} == {
+        "fake",
+        "fake http://other (r1)",
+    }

@@ -1,0 +1,49 @@
+"""The local clouds' address blocks: valid ones only, each held by one cloud at a time, and
+a full one saying how to get a larger one."""
+
+from __future__ import annotations
+
+import pytest
+
+from precip_repro import CloudError, InvalidOption
+from precip_repro.clouds.local import LocalCloud
+
+
+@pytest.mark.parametrize("block", ["10.0.0.0/24", "127.1.2.0/30", "not-an-address"])
+def test_a_bad_address_block_lists_what_is_valid(block, tmp_path):
+    with pytest.raises(InvalidOption) as info:
+        LocalCloud(address_block=block, home=tmp_path)
+    assert "127." in str(info.value)
+
+
+def test_an_address_block_is_held_by_one_cloud_at_a_time(tmp_path):
+    first = LocalCloud(address_block="127.200.7.0/24", home=tmp_path)
+    try:
+        with pytest.raises(CloudError, match="in use by another local cloud"):
+            LocalCloud(address_block="127.200.7.0/24", home=tmp_path)
+    finally:
+        first.close()
+    LocalCloud(address_block="127.200.7.0/24", home=tmp_path).close()
+
+
+def test_two_clouds_get_different_free_blocks(tmp_path):
+    clouds = [LocalCloud(home=tmp_path) for _ in range(5)]
+    try:
+        blocks = {cloud.block for cloud in clouds}
+        assert len(blocks) == 5
+        assert all(str(block).startswith("127.") and block.prefixlen == 24 for block in blocks)
+    finally:
+        for cloud in clouds:
+            cloud.close()
+
+
+def test_a_full_address_block_says_why_and_how_to_get_a_larger_one(local_experiment):
+    exp = local_experiment("sweep", address_block="127.151.9.0/28")
+    for _ in range(13):  # .2 to .14: an address per instance for the whole run
+        exp.provision("default")
+        exp.deprovision()
+    with pytest.raises(CloudError, match=r"full: .* all its 13 addresses") as info:
+        exp.provision("default")
+    assert info.value.code == "AddressBlockFull"
+    assert "address_block='127.151.0.0/20'" in str(info.value)
+    assert exp.list() == []
