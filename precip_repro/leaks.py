@@ -25,11 +25,10 @@ from collections.abc import Sequence
 
 import attrs
 
-from precip_repro.clouds.base import Capability, Cloud, CloudInstance, RunInstance
+from precip_repro.clouds.base import Capability, Cloud, CloudInfo, CloudInstance, RunInstance
 from precip_repro.exceptions import CloudError
 from precip_repro.logs import get_logger
 from precip_repro.record.events import (
-    CloudInfo,
     InstanceTerminated,
     InstanceTerminating,
     Note,

@@ -18,12 +18,12 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from precip_repro.clouds.base import CloudInfo
 from precip_repro.record import LogReader, Run, RunStore
 from precip_repro.record.payloads import (
     CallFailed,
     CallFinished,
     CallStarted,
-    CloudInfo,
     CommandFinished,
     ErrorInfo,
     ExperimentCreated,
@@ -41,7 +41,9 @@ from precip_repro.record.store import EVENTS
 def record_sample_run(store: RunStore | Path, *, name: str = "sample", finish: bool = True) -> Run:
     """A small run with every event type, two object blobs and inline outputs."""
     run = Run.open(store, name=name, argv=["sample.py"])
-    run.append(ExperimentCreated(exp="e1", name="sample", cloud=CloudInfo(kind="local")))
+    run.append(
+        ExperimentCreated(exp="e1", name="sample", cloud=CloudInfo(kind="local").as_record())
+    )
     run.append(
         CallStarted(
             call=1,

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from precip_repro.cli import main
+from precip_repro.clouds.base import CloudInfo
 from precip_repro.diff import diff_runs, render_text
 from precip_repro.record import Run, RunStore
 from precip_repro.record.payloads import (
     CallFinished,
     CallStarted,
-    CloudInfo,
     CommandFinished,
     ExperimentCreated,
     FilePut,
@@ -32,7 +32,9 @@ def synthetic(store: RunStore, **change: Any) -> Run:
     block = f"127.{secrets.randbelow(100) + 128}.{secrets.randbelow(250)}"
     addrs = [f"{block}.{index + 2}" for index in range(len(ids))]
     run = Run.open(store, name="synthetic")
-    run.append(ExperimentCreated(exp="e1", name="synthetic", cloud=CloudInfo(kind="local")))
+    run.append(
+        ExperimentCreated(exp="e1", name="synthetic", cloud=CloudInfo(kind="local").as_record())
+    )
     call = 0
 
     def started(method: str, args: dict[str, Any]) -> int:

@@ -28,12 +28,11 @@ from precip_repro import (
 )
 from precip_repro.clouds import board
 from precip_repro.clouds import ec2 as ec2_module
-from precip_repro.clouds.base import Capability, LaunchRequest
+from precip_repro.clouds.base import Capability, CloudInfo, LaunchRequest
 from precip_repro.clouds.ec2 import KINDS, EC2Cloud, access_key_fingerprint
 from precip_repro.experiment import boot
 from precip_repro.keys import load_keys
 from precip_repro.record import LogReader
-from precip_repro.record.events import CloudInfo
 from precip_repro.record.store import EVENTS
 from precip_repro.report import write_report
 from precip_repro.timeline import timeline

@@ -23,6 +23,7 @@ from precip_repro import CloudError, verify
 from precip_repro.cli import main
 from precip_repro.clouds.base import (
     Capability,
+    CloudInfo,
     CloudInstance,
     FloatingAddress,
     LaunchRequest,
@@ -32,7 +33,7 @@ from precip_repro.clouds.local import live_local_instances
 from precip_repro.keys import Keys
 from precip_repro.leaks import Collected, Leak, collect, terminate
 from precip_repro.record import LogReader, Run, RunStore
-from precip_repro.record.payloads import CloudInfo, ExperimentCreated, InstanceLaunched
+from precip_repro.record.payloads import ExperimentCreated, InstanceLaunched
 from precip_repro.record.store import EVENTS
 from tests.ec2_cloud import ACCESS_KEY, SECRET_KEY, wait_until
 
@@ -345,7 +346,9 @@ def test_a_cloud_that_cannot_be_checked_hides_no_other_leak_and_is_named(tmp_pat
     abandoned = Run.open(store, name="left-on-ec2")
     abandoned.append(
         ExperimentCreated(
-            exp="e1", name=None, cloud=CloudInfo(kind="ec2", endpoint=url, region="us-east-1")
+            exp="e1",
+            name=None,
+            cloud=CloudInfo(kind="ec2", endpoint=url, region="us-east-1").as_record(),
         )
     )
     abandoned.append(
@@ -599,7 +602,9 @@ def recorded_launch(store: RunStore, instance_id: str, endpoint: str) -> str:
     run = Run.open(store, name="left")
     run.append(
         ExperimentCreated(
-            exp="e1", name=None, cloud=CloudInfo(kind="fake", endpoint=endpoint, region="r1")
+            exp="e1",
+            name=None,
+            cloud=CloudInfo(kind="fake", endpoint=endpoint, region="r1").as_record(),
         )
     )
     run.append(

@@ -11,11 +11,10 @@ from ipaddress import ip_address
 import pytest
 
 from precip_repro import CloudError
-from precip_repro.clouds.base import Capability
+from precip_repro.clouds.base import Capability, CloudInfo
 from precip_repro.clouds.local import LocalCloud
 from precip_repro.clouds.local_state import LocalInstanceState, instances_dir
 from precip_repro.keys import precip_home
-from precip_repro.record.events import CloudInfo
 
 
 def test_as_root_it_lists_runs_and_lets_any_user_log_in_and_declares_nothing_else(tmp_path):

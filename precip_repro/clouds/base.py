@@ -6,22 +6,51 @@ A cloud acts and reports; it never writes events — the Experiment records what
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import attrs
 
 from precip_repro.keys import Keys
-from precip_repro.record.events import CloudInfo
 
 __all__ = [
     "Capability",
     "Cloud",
+    "CloudInfo",
     "CloudInstance",
     "FloatingAddress",
     "LaunchRequest",
     "RunInstance",
 ]
+
+
+@attrs.frozen(kw_only=True)
+class CloudInfo:
+    """Where an experiment runs. Never credentials: only a fingerprint of the access key id."""
+
+    kind: str
+    endpoint: str | None = None
+    region: str | None = None
+    access_key_fingerprint: str | None = None
+
+    def as_record(self) -> dict[str, str | None]:
+        """As ``experiment.created`` keeps it: every field, None included."""
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_record(cls, cloud: Mapping[str, object]) -> CloudInfo:
+        """From what ``experiment.created`` kept (a kind of ``?`` where it names none)."""
+
+        def text(key: str) -> str | None:
+            value = cloud.get(key)
+            return value if isinstance(value, str) else None
+
+        return cls(
+            kind=text("kind") or "?",
+            endpoint=text("endpoint"),
+            region=text("region"),
+            access_key_fingerprint=text("access_key_fingerprint"),
+        )
 
 
 class Capability(enum.Enum):

@@ -26,6 +26,7 @@ from typing import Any, Final
 
 from precip_repro.clouds.base import (
     Capability,
+    CloudInfo,
     CloudInstance,
     FloatingAddress,
     LaunchRequest,
@@ -47,7 +48,6 @@ from precip_repro.clouds.ec2_setup import (
 from precip_repro.exceptions import CloudError, InvalidOption
 from precip_repro.keys import Keys
 from precip_repro.logs import get_logger
-from precip_repro.record.events import CloudInfo
 
 __all__ = [
     "KINDS",

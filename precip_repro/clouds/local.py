@@ -31,6 +31,7 @@ from typing import Final
 
 from precip_repro.clouds.base import (
     Capability,
+    CloudInfo,
     CloudInstance,
     FloatingAddress,
     LaunchRequest,
@@ -59,7 +60,6 @@ from precip_repro.clouds.local_state import (
 from precip_repro.exceptions import CloudError, UnsupportedUser
 from precip_repro.keys import Keys, precip_home
 from precip_repro.logs import get_logger
-from precip_repro.record.events import CloudInfo
 
 __all__ = [
     "LocalCloud",

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any, Final, TypeVar, cast
 
 from precip_repro import arguments
-from precip_repro.clouds.base import Cloud
+from precip_repro.clouds.base import Capability, Cloud
 from precip_repro.exceptions import ExperimentClosed, ExperimentException
 from precip_repro.experiment.boot import Boot
 from precip_repro.experiment.commands import Commands, Outputs, check_line_endings
@@ -180,7 +180,7 @@ class Experiment:
             ExperimentCreated(
                 exp=self.exp,
                 name=name,
-                cloud=cloud.info(),
+                cloud=cloud.info().as_record(),
                 key_fingerprint=self.keys.fingerprint,
                 login_user=None if login_user == "root" else login_user,
             )
@@ -348,8 +348,8 @@ class Experiment:
         self._check_open("open_port")
 
         def act(call: Any) -> None:
-            opener = getattr(self.cloud, "open_port", None)
-            call.result = opener(port, protocol, cidr) if opener is not None else []
+            opens = Capability.OPEN_PORT in self.cloud.capabilities
+            call.result = self.cloud.open_port(port, protocol, cidr) if opens else []
 
         args = {"port": port, "protocol": protocol, "cidr": cidr}
         return self._calls.perform("open_port", args, act, shielded=False)

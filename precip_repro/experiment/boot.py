@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final
 
-from precip_repro.clouds.base import Cloud
+from precip_repro.clouds.base import Capability, Cloud
 from precip_repro.clouds.board import StateBoard
 from precip_repro.exceptions import (
     CloudError,
@@ -276,10 +276,11 @@ class Boot:
         """Give an instance without a public address a floating one, where the cloud can."""
         if self.ssh_address != "public" or inst.public_address is not None:
             return
-        assign = getattr(self.cloud, "assign_public_address", None)
-        if assign is None:
+        if Capability.FLOATING_ADDRESSES not in self.cloud.capabilities:
             return
-        inst.public_address = assign(inst.instance_id, run=self.run_id, slot=inst.slot)
+        inst.public_address = self.cloud.assign_public_address(
+            inst.instance_id, run=self.run_id, slot=inst.slot
+        )
         inst.floating_address = inst.public_address
         inst.public_hostname = inst.public_hostname or inst.public_address
 
@@ -334,7 +335,7 @@ class Boot:
 
     def _refuses_login(self, inst: Instance) -> UnsupportedUser:
         login = self.reacher.login(self.login_user)
-        pair = getattr(self.cloud, "key_name", None) or self.keys.key_name
+        pair = self.cloud.key_name or self.keys.key_name
         if self.login_user == "root":
             why = f"sshd's PermitRootLogin, or nothing installs the key pair {pair!r}"
             other = (

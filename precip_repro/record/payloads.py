@@ -25,7 +25,6 @@ __all__ = [
     "CallFailed",
     "CallFinished",
     "CallStarted",
-    "CloudInfo",
     "CommandFinished",
     "ErrorInfo",
     "ExperimentCreated",
@@ -104,16 +103,6 @@ class ReplayOf:
 
 
 @attrs.frozen(kw_only=True)
-class CloudInfo:
-    """Where an experiment runs. Never credentials: only a fingerprint of the access key id."""
-
-    kind: str
-    endpoint: str | None = None
-    region: str | None = None
-    access_key_fingerprint: str | None = None
-
-
-@attrs.frozen(kw_only=True)
 class ErrorInfo:
     """An exception as recorded: its class name and message, and for an error about one
     instance (an ``InstanceError``) that instance's id and slot."""
@@ -152,6 +141,13 @@ def _json_object(value: object, field: str) -> dict[str, JSON]:
 
 def _args(value: object) -> dict[str, JSON]:
     return _json_object(value, "args")
+
+
+def _cloud(value: object) -> dict[str, JSON]:
+    cloud = _json_object(value, "cloud")
+    if not isinstance(cloud.get("kind"), str):
+        raise ValueError("cloud must name its kind (a string)")
+    return cloud
 
 
 def _facts(value: object) -> dict[str, JSON]:
@@ -219,7 +215,10 @@ class ExperimentCreated(Payload):
     TYPE: ClassVar[str] = "experiment.created"
     exp: str
     name: str | None
-    cloud: CloudInfo
+    cloud: dict[str, JSON] = attrs.field(converter=_cloud)
+    """Where the experiment runs, as its cloud said (``kind``, ``endpoint``, ``region``,
+    ``access_key_fingerprint``: never a credential). The cloud's own value; the record keeps
+    it as plain data."""
     key_fingerprint: str | None = None
     login_user: str | None = None
     """The account ssh logged in as when not root (calls as others went through its

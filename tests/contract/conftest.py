@@ -2,7 +2,7 @@
 
 Every test of ``tests/contract`` takes the ``cloud_target`` fixture and runs once per cloud
 named in :data:`CLOUDS`; a test never names a cloud. A test that needs a capability some
-clouds lack calls ``requires(name, exp)`` first: on a cloud whose ``capabilities`` leave it
+clouds lack calls ``requires(Capability.X, exp)`` first: on a cloud whose ``capabilities`` leave it
 out, the test is skipped — the only way a contract test is skipped.
 
 Where a cloud breaks the contract, the test still runs on it, as a strict xfail listed in
@@ -16,7 +16,6 @@ and how to ask the cloud itself what runs), and its kind added to :data:`CLOUDS`
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -24,23 +23,13 @@ from typing import Any, Final
 import pytest
 
 from precip_repro import finish_run
-from precip_repro.clouds.base import Cloud
+from precip_repro.clouds.base import Capability, Cloud
 from precip_repro.experiment import Experiment
 from precip_repro.keys import load_keys
 from precip_repro.record import RunStore
 
 CLOUDS: Final = ("local", "ec2")
 """The clouds every contract test runs on: each has a ``<kind>_target`` fixture below."""
-
-CAPABILITIES: Final = (
-    "FLOATING_ADDRESSES",
-    "OPEN_PORT",
-    "KEY_PAIRS",
-    "RUN_LISTING",
-    "ANY_LOGIN_USER",
-)
-"""The names of ``precip_repro.clouds.base.Capability`` until it exists here."""
-
 
 DIVERGENCES: Final[dict[tuple[str, str], str]] = {
     ("test_check_capacity_refuses_at_once_a_count_no_cloud_could_start", "ec2"): (
@@ -66,34 +55,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xfail(strict=True, reason=f"{kind}: {reason}"))
 
 
-def capability_names() -> frozenset[str]:
-    # Read at run time: the enum is being added in another branch, and a static import of
-    # a name the module lacks would fail mypy and every test until it lands.
-    base = importlib.import_module("precip_repro.clouds.base")
-    enum = getattr(base, "Capability", None)
-    if enum is None:
-        return frozenset(CAPABILITIES)
-    return frozenset(member.name for member in enum)
-
-
-def declared_capabilities(cloud: Cloud) -> frozenset[str]:
-    """The capabilities ``cloud`` declares, by name; every one while clouds declare none
-    (nothing may be skipped for a lack the cloud has not said it has)."""
-    declared = getattr(cloud, "capabilities", None)
-    if declared is None:
-        return capability_names()
-    return frozenset(getattr(item, "name", str(item)) for item in declared)
-
-
-def requires(capability_name: str, exp: Experiment) -> None:
-    """Skip the calling test on a cloud that declares it lacks ``capability_name``: the one
+def requires(capability: Capability, exp: Experiment) -> None:
+    """Skip the calling test on a cloud that declares it lacks ``capability``: the one
     place a contract test may be skipped. ``exp`` is the experiment the test uses: what its
     cloud declares is what counts (a cloud's capabilities may depend on how it was made)."""
-    if capability_name not in capability_names():
-        known = sorted(capability_names())
-        raise ValueError(f"no capability {capability_name!r}: one of {known}")
-    if capability_name not in declared_capabilities(exp.cloud):
-        pytest.skip(f"{exp.cloud.kind} lacks {capability_name}")
+    if capability not in exp.cloud.capabilities:
+        pytest.skip(f"{exp.cloud.kind} lacks {capability.name}")
 
 
 class CloudTarget:
@@ -102,7 +69,7 @@ class CloudTarget:
     ``make(name)`` gives an experiment recording into this target's temporary store (one
     run per process: every experiment made until the run finishes records into it);
     ``cloud()`` a bare cloud, prepared with the session's keys, for the interface itself
-    (the caller closes it). ``capabilities`` are the names the cloud declares.
+    (the caller closes it). ``capabilities`` are what the cloud declares.
     ``live()`` asks the cloud itself, not an experiment, which instances it runs.
     """
 
@@ -134,7 +101,7 @@ class CloudTarget:
         self._made: list[Experiment] = []
         probe = bare_cloud()
         try:
-            self.capabilities: frozenset[str] = declared_capabilities(probe)
+            self.capabilities: frozenset[Capability] = probe.capabilities
         finally:
             probe.close()
 

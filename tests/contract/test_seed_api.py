@@ -23,6 +23,7 @@ from precip_repro import (
     finish_run,
     verify,
 )
+from precip_repro.clouds.base import Capability
 from precip_repro.experiment import Experiment
 from precip_repro.record.store import EVENTS
 from tests.contract.conftest import CloudTarget, requires
@@ -308,7 +309,7 @@ class TestSeedAPI:
         assert fleet.exp.get_private_hostnames(["red", "blue"]) == []
 
     def test_run_as_another_user_logs_in_as_that_user(self, fleet):
-        requires("ANY_LOGIN_USER", fleet.exp)
+        requires(Capability.ANY_LOGIN_USER, fleet.exp)
         # The seed's way: the user exists on the instance and holds the key.
         fleet.exp.run(
             [fleet.blue],
@@ -320,7 +321,7 @@ class TestSeedAPI:
         assert outs == ["contract\n/home/contract\n"]
 
     def test_open_port_lets_a_server_on_the_instances_be_reached(self, cloud_target, fleet):
-        requires("OPEN_PORT", fleet.exp)
+        requires(Capability.OPEN_PORT, fleet.exp)
         port = 9618
         if cloud_target.allowed_ports is not None:
             assert port not in cloud_target.allowed_ports()
