@@ -40,11 +40,13 @@ class Destination:
 def destination(named: Path) -> Destination:
     """Where writing ``named`` lands, links followed; ``OSError`` (naming ``named``) for
     what must not be written: a block device, a socket, a directory."""
-    path = Path(os.path.realpath(named))
     try:
-        mode = path.stat().st_mode
+        # Through the links as open() goes (/dev/stdout → /proc/self/fd/1 → a pipe, which
+        # realpath names "pipe:[N]", a path that does not exist).
+        mode = named.stat().st_mode
     except FileNotFoundError:
-        return Destination(named, path, through=False)
+        return Destination(named, Path(os.path.realpath(named)), through=False)
+    path = Path(os.path.realpath(named)) if stat.S_ISREG(mode) else named
     for test, what in _REFUSED:
         if test(mode):
             shown = str(named) if path == named else f"{named} (a link to {path})"

@@ -121,3 +121,19 @@ def test_get_to_a_device_is_refused_and_to_a_link_writes_where_it_points(
     exp.get([], "/tmp/out.txt", link)
     assert link.is_symlink()
     assert target.read_text() == "payload\n"
+
+
+def test_report_to_dev_stdout_reaches_a_pipe(store, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run = record_sample_run(store)
+    console = Path(sys.executable).parent / "precip-repro"
+    done = subprocess.run(
+        [str(console), "--records", str(store.root), "report", run.id, "-o", "/dev/stdout"],
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(b"<!DOCTYPE html>")

@@ -23,7 +23,7 @@ from precip_repro.exceptions import (
 )
 from precip_repro.experiment.fanout import fan_out
 from precip_repro.experiment.fleet import Fleet
-from precip_repro.experiment.instance import Instance, Reach, Reachability
+from precip_repro.experiment.instance import Instance
 from precip_repro.experiment.reach import ENDED_FOR_GOOD, Reacher, check_not_ended, unreachable
 from precip_repro.experiment.recording import Call, Calls
 from precip_repro.keys import Keys, fingerprint
@@ -240,7 +240,7 @@ class Boot:
             delay = min(delay * 2, 1.0)
         pinned = self.pool.pins.get(inst.instance_id)
         inst.host_key = fingerprint(pinned) if pinned is not None else None
-        inst.reachability = Reachability(Reach.READY)
+        inst.reachability = inst.reachability.became_ready()
         self.calls.append(
             InstanceReady(
                 slot=inst.slot,

@@ -63,6 +63,14 @@ class Reachability:
             return self
         return Reachability(Reach.GONE, why, self.reach)
 
+    def became_ready(self) -> Reachability:
+        """Ready — unless it went meanwhile (terminated by another thread): gone stays."""
+        return self if self.reach is Reach.GONE else Reachability(Reach.READY)
+
+    def stopped_for(self, why: str) -> Reachability:
+        """Stopped at its cloud — unless it went meanwhile: gone stays."""
+        return self if self.reach is Reach.GONE else Reachability(Reach.STOPPED, why)
+
     def ended(self) -> Reachability:
         """Gone, and terminated: not even ready last it knew."""
         return Reachability(Reach.GONE, self.reason, None)

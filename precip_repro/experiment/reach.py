@@ -14,7 +14,7 @@ from precip_repro.exceptions import (
     InstanceUnreachable,
     LoginRefused,
 )
-from precip_repro.experiment.instance import Instance, Reach, Reachability
+from precip_repro.experiment.instance import Instance
 from precip_repro.ssh import Connection, Endpoint, SshPool
 
 __all__ = ["ENDED_FOR_GOOD", "Reacher", "check_not_ended", "unreachable"]
@@ -138,7 +138,7 @@ class Reacher:
                     "ended; start it again at the cloud and call wait(), or provision another "
                     "to go on"
                 )
-                inst.reachability = Reachability(Reach.STOPPED, why)
+                inst.reachability = inst.reachability.stopped_for(why)
                 self.pool.drop(inst.instance_id)  # its sessions died with it
             said[inst.instance_id] = why
         return said

@@ -251,7 +251,7 @@ class Transfers:
         # Gets to one local path take turns, each recorded before the next writes: the
         # last file.got of a path describes what is on disk (two threads getting at once
         # left one file there and recorded the other's hash last).
-        with _LOCAL_PATHS.held(str(local.resolve())):
+        with _LOCAL_PATHS.held(os.path.realpath(local)):
             mode, content = self._recorded_transfer(
                 inst,
                 user,

@@ -66,10 +66,14 @@ VERBATIM: Final = frozenset(
     {
         "run", "exp", "slot", "instance_id", "method", "status", "verdict", "sha256",
         "digest", "host_key", "image_digest", "key_fingerprint", "access_key_fingerprint",
+        "git_commit", "instance",
     }
 )  # fmt: skip
 """Keys of event data never redacted: hashes, fingerprints and the record's own ids (a
 short secret such as ``2026`` would otherwise rewrite a run id or a digest)."""
+FREE_FORM: Final = frozenset({"fields", "args", "result", "facts", "recovered"})
+"""Event data whose objects' keys are the user's, not the schema's: redacted too (a note's
+field named after a secret)."""
 KEY_PLACEHOLDER: Final = "${private key withheld}"
 """What command output holds in place of a private key's body (its armour lines stay)."""
 
@@ -121,7 +125,7 @@ class Redactor:
         if not self._secrets:
             return value
         for name, secret in self._pairs():
-            value = value.replace(secret, f"${{secret:{name}}}")
+            value = _replaced(value, secret, f"${{secret:{name}}}")
         return value
 
     def reveal(self, value: str) -> str:
@@ -139,7 +143,7 @@ class Redactor:
         if not self._secrets:
             return value
         for name, secret in self._pairs():
-            value = value.replace(secret.encode(), f"${{secret:{name}}}".encode())
+            value = _replaced_bytes(value, secret.encode(), f"${{secret:{name}}}".encode())
         return value
 
     def json(self, value: JSON) -> JSON:
@@ -156,30 +160,57 @@ class Redactor:
         return value
 
     def payload(self, data: dict[str, JSON]) -> dict[str, JSON]:
-        """An event's data as the record keeps it: every string redacted — file names,
-        tags, names, keys — except what names content by hash or the record's own ids
-        (:data:`VERBATIM`): a blob reference is left whole, since its inline text is what
-        its hash covers."""
+        """An event's data as the record keeps it: every string value redacted — file
+        names, tags, names — and the keys of its free-form objects (a note's fields, a
+        call's arguments and result, facts); never the schema's own keys, what names
+        content by hash or the record's own ids (:data:`VERBATIM`); a blob reference is left
+        whole, since its inline text is what its hash covers."""
         if not self._secrets:
             return data
         return {
-            self.text(key): item if key in VERBATIM else self._payload_value(item)
+            key: item if key in VERBATIM else self._payload_value(item, free=key in FREE_FORM)
             for key, item in data.items()
         }
 
-    def _payload_value(self, value: JSON) -> JSON:
+    def _payload_value(self, value: JSON, *, free: bool) -> JSON:
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, list):
-            return [self._payload_value(item) for item in value]
+            return [self._payload_value(item, free=free) for item in value]
         if isinstance(value, dict):
             if "sha256" in value:  # a blob reference: its bytes were redacted when stored
                 return value
+            if free:
+                return {
+                    self.text(key): self._payload_value(item, free=True)
+                    for key, item in value.items()
+                }
             return self.payload(value)
         return value
 
     def scanner(self) -> SecretScanner:
         return SecretScanner(self._pairs())
+
+
+_WHOLE_PLACEHOLDER: Final = re.compile(r"(\$\{secret:[A-Za-z0-9_]+\})")
+_WHOLE_PLACEHOLDER_BYTES: Final = re.compile(rb"(\$\{secret:[A-Za-z0-9_]+\})")
+
+
+def _replaced(value: str, secret: str, token: str) -> str:
+    """``secret`` replaced by ``token`` outside the placeholders already there: redacting
+    twice (a command, then the event holding it) must not rewrite ``${secret:NAME}`` when
+    a secret is part of it (``cret``), nor a secret found in a shorter one's placeholder."""
+    if "${secret:" not in value:
+        return value.replace(secret, token)
+    parts = _WHOLE_PLACEHOLDER.split(value)
+    return "".join(p if i % 2 else p.replace(secret, token) for i, p in enumerate(parts))
+
+
+def _replaced_bytes(value: bytes, secret: bytes, token: bytes) -> bytes:
+    if b"${secret:" not in value:
+        return value.replace(secret, token)
+    parts = _WHOLE_PLACEHOLDER_BYTES.split(value)
+    return b"".join(p if i % 2 else p.replace(secret, token) for i, p in enumerate(parts))
 
 
 def _without_keys(value: bytes) -> bytes:

@@ -107,3 +107,31 @@ def test_a_registered_secret_is_found_in_a_stream_whatever_its_chunks(secret, be
     for start in range(0, len(content), size):
         scanner.feed(content[start : start + size])
     assert scanner.found == "X" and scanner.reason == "holds secret X"
+
+
+def test_redacting_twice_leaves_placeholders_whole_even_when_a_secret_is_part_of_one():
+    from precip_repro.record.redact import Redactor
+
+    redactor = Redactor()
+    redactor.add("DB_PASSWORD", "secret")
+    once = redactor.text("mysql -psecret")
+    assert once == "mysql -p${secret:DB_PASSWORD}"
+    assert redactor.text(once) == once
+    assert redactor.data(once.encode()) == once.encode()
+
+
+def test_an_events_schema_keys_and_hashes_stay_as_written_its_free_form_keys_do_not():
+    from precip_repro.record.redact import Redactor
+
+    redactor = Redactor()
+    redactor.add("WORD", "exit")
+    redactor.add("YEAR", "2024")
+    data = {"exit_code": 3, "cmd": "exit 3", "git_commit": "ab2024cd", "fields": {"exit": 1},
+            "content": {"sha256": "2024" * 16, "size": 1}}  # fmt: skip
+    assert redactor.payload(data) == {
+        "exit_code": 3,
+        "cmd": "${secret:WORD} 3",
+        "git_commit": "ab2024cd",
+        "fields": {"${secret:WORD}": 1},
+        "content": {"sha256": "2024" * 16, "size": 1},
+    }
