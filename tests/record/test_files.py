@@ -117,3 +117,23 @@ def test_read_bounded_reads_a_small_regular_file_and_says_none_when_absent(tmp_p
 
 def test_verify_of_the_untouched_copy_is_intact(hostile):
     assert verify(hostile).state == "intact"
+
+
+def test_a_blob_that_is_a_link_to_a_good_copy_elsewhere_is_corrupt(hostile, tmp_path):
+    blob = next(p for p in (hostile / "objects").rglob("*") if p.is_file())
+    copy = tmp_path / "elsewhere"
+    copy.write_bytes(blob.read_bytes())
+    blob.unlink()
+    blob.symlink_to(copy)
+    verdict = verify(hostile)
+    assert verdict.state == "corrupt"
+    assert "is a symbolic link" in verdict.reason
+
+
+def test_a_blob_of_another_size_is_corrupt_without_being_hashed(hostile):
+    blob = next(p for p in (hostile / "objects").rglob("*") if p.is_file())
+    blob.chmod(0o644)
+    with blob.open("ab") as f:
+        f.truncate(50 << 30)  # sparse: hashing it would take minutes
+    verdict = run_verify(hostile)
+    assert verdict.state == "corrupt" and "(not hashed)" in verdict.reason
