@@ -117,9 +117,11 @@ class NoInstanceMatches(ExperimentException, LookupError):
     """A call that acts on instances (``run``, ``copy_and_run``, ``put``, ``get``) found none
     with all of its ``tags``; ``existing`` lists the tags the experiment's instances have."""
 
-    def __init__(self, message: str, *, tags: Iterable[str], existing: Iterable[str]) -> None:
-        self.tags = list(tags)
-        self.existing = sorted(existing)
+    def __init__(
+        self, message: str, *, tags: Iterable[str] = (), existing: Iterable[str] = ()
+    ) -> None:
+        self.tags = list(tags or ())
+        self.existing = sorted(existing or ())
         super().__init__(message)
 
 
