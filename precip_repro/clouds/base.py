@@ -6,7 +6,7 @@ A cloud acts and reports; it never writes events — the Experiment records what
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 import attrs
@@ -36,21 +36,6 @@ class CloudInfo:
     def as_record(self) -> dict[str, str | None]:
         """As ``experiment.created`` keeps it: every field, None included."""
         return attrs.asdict(self)
-
-    @classmethod
-    def from_record(cls, cloud: Mapping[str, object]) -> CloudInfo:
-        """From what ``experiment.created`` kept (a kind of ``?`` where it names none)."""
-
-        def text(key: str) -> str | None:
-            value = cloud.get(key)
-            return value if isinstance(value, str) else None
-
-        return cls(
-            kind=text("kind") or "?",
-            endpoint=text("endpoint"),
-            region=text("region"),
-            access_key_fingerprint=text("access_key_fingerprint"),
-        )
 
 
 class Capability(enum.Enum):

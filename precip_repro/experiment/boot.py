@@ -29,7 +29,6 @@ from precip_repro.experiment.recording import Call, Calls
 from precip_repro.keys import Keys, fingerprint
 from precip_repro.logs import get_logger
 from precip_repro.record.events import (
-    InstanceLaunched,
     InstanceReady,
     InstanceTerminated,
     InstanceTerminating,
@@ -305,18 +304,7 @@ class Boot:
         inst.listed = False
         inst.public_address = inst.private_address = inst.floating_address = None
         inst.update(described)
-        self.calls.append(
-            InstanceLaunched(
-                call=call,
-                exp=self.exp,
-                slot=inst.slot,
-                instance_id=inst.instance_id,
-                image_id=inst.image_id,
-                instance_type=inst.instance_type,
-                tags=list(inst.tags),
-                image_digest=described.image_digest,
-            )
-        )
+        self.fleet.record_launched(inst, call, image_digest=described.image_digest)
 
     def _replace_ended(self, inst: Instance, call: int) -> None:
         """Replace an instance the cloud (or something else) ended or stopped while it

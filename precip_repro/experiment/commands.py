@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import shlex
-from collections.abc import Callable
 from pathlib import Path
 
 from precip_repro.exceptions import CommandFailed, CommandTimeout, InvalidOption
@@ -142,13 +141,11 @@ class Commands:
         *,
         fan: bool,
         workers: int,
-        command_for: Callable[[Instance], str] | None = None,
     ) -> list[tuple[Instance, ExecResult]]:
         check_command(cmd)
 
         def one(inst: Instance) -> ExecResult:
-            actual = command_for(inst) if command_for else cmd
-            return self._exec(call, inst, actual, user, timeout)
+            return self._exec(call, inst, cmd, user, timeout)
 
         outcomes: list[tuple[ExecResult | None, BaseException | None]] = []
         if fan:

@@ -202,23 +202,27 @@ class Fleet:
                 with self.lock:
                     self._instances.append(inst)
                     started.append(inst)
-                self.calls.append(
-                    InstanceLaunched(
-                        call=call.number,
-                        exp=self.exp,
-                        slot=request.slot,
-                        instance_id=inst.instance_id,
-                        image_id=request.image_id,
-                        instance_type=request.instance_type,
-                        tags=list(inst.tags),
-                        image_digest=inst.image_digest,
-                    )
-                )
+                self.record_launched(inst, call.number, image_digest=inst.image_digest)
         finally:
             with self.lock:
                 self._launching -= 1
                 self._launches_ended.notify_all()
         return inst
+
+    def record_launched(self, inst: Instance, call: int, *, image_digest: str | None) -> None:
+        """Write ``instance.launched`` for ``inst`` (launched, or launched again in its slot)."""
+        self.calls.append(
+            InstanceLaunched(
+                call=call,
+                exp=self.exp,
+                slot=inst.slot,
+                instance_id=inst.instance_id,
+                image_id=inst.image_id,
+                instance_type=inst.instance_type,
+                tags=list(inst.tags),
+                image_digest=image_digest,
+            )
+        )
 
     def wait_for_launches(self) -> bool:
         """Wait (holding the lock) until no launch is under way; False past LAUNCHES_WAIT."""
