@@ -8,7 +8,18 @@ from __future__ import annotations
 import importlib
 import typing
 
-from precip_repro.diff import DiffResult, diff_runs, render_text
+from precip_repro.comparison import (
+    DIFF_COMPARING,
+    REPLAY_COMPARING,
+    Comparing,
+    ComparisonSide,
+    Difference,
+    DifferenceKind,
+    compare_calls,
+    outcome_of,
+)
+from precip_repro.content import ContentReader, ContentRef
+from precip_repro.diff import DiffResult, diff_runs, render_difference, render_text
 from precip_repro.exceptions import (
     AmbiguousRun,
     BlobCorrupted,
@@ -59,11 +70,14 @@ from precip_repro.record import (
 )
 from precip_repro.record.blobs import hash_file
 from precip_repro.record.events import ReplayOf, ReplayStep
+from precip_repro.record.methods import METHODS, CallAnswer, CallResult, Method
 from precip_repro.record.recorder import tool_version as _tool_version
 from precip_repro.record.redact import SECRET_PLACEHOLDER
+from precip_repro.record.walk import map_strings
 from precip_repro.runview import (
     CallView,
     FileView,
+    GrowingView,
     ModuleView,
     RunView,
     load_run,
@@ -113,13 +127,22 @@ __all__ = [
     "BlobCorrupted",
     "BlobRef",
     "BlobStore",
+    "CallAnswer",
+    "CallResult",
     "CallView",
     "CheckpointNotWritten",
     "CloudError",
     "CommandFailed",
     "CommandTimeout",
+    "Comparing",
+    "ComparisonSide",
+    "ContentReader",
+    "ContentRef",
     "ContentWithheld",
+    "DIFF_COMPARING",
     "DiffResult",
+    "Difference",
+    "DifferenceKind",
     "EC2Experiment",
     "EucalyptusExperiment",
     "Event",
@@ -128,6 +151,7 @@ __all__ = [
     "ExperimentException",
     "FORMAT_VERSION",
     "FileView",
+    "GrowingView",
     "HostKeyChanged",
     "InstanceError",
     "InstanceNotReady",
@@ -138,11 +162,14 @@ __all__ = [
     "LocalFileMissing",
     "LogReader",
     "LoginRefused",
+    "METHODS",
+    "Method",
     "ModuleView",
     "NimbusExperiment",
     "NoInstanceMatches",
     "Normalizer",
     "OpenStackExperiment",
+    "REPLAY_COMPARING",
     "RecordCorrupted",
     "RecordError",
     "RecordIncomplete",
@@ -165,6 +192,7 @@ __all__ = [
     "Verdict",
     "WaitTimeout",
     "__version__",
+    "compare_calls",
     "current_run",
     "diff_runs",
     "finish_run",
@@ -172,8 +200,11 @@ __all__ = [
     "instance_names",
     "load_run",
     "load_verified",
+    "map_strings",
+    "outcome_of",
     "recover",
     "register_secret",
+    "render_difference",
     "render_text",
     "session",
     "short_hostname",

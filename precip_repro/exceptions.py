@@ -14,7 +14,8 @@ for code that does not know us::
     ├── InstanceError                         about one instance: ``instance``, ``slot``
     │   ├── InstanceNotReady                  used before ``wait()`` made it reachable
     │   ├── InstanceUnreachable (ConnectionError)  ssh could not connect or log in
-    │   │   └── LoginRefused                  sshd answered and refused the key for the user
+    │   │   ├── LoginRefused                  sshd answered and refused the key for the user
+    │   │   └── SessionNotOpened              a connection took no command: nothing ran
     │   ├── WaitTimeout (TimeoutError)        ``wait()`` ran out of time; lists who was late
     │   ├── HostKeyChanged                    the host key differs from the one pinned
     │   ├── UnsupportedUser (ValueError)      the instance cannot log this user in
@@ -171,6 +172,11 @@ class InstanceUnreachable(InstanceError, ConnectionError):
 class LoginRefused(InstanceUnreachable):
     """sshd answered and refused the key for the user: the user does not exist there, or
     lacks precip's public key in its ``authorized_keys``."""
+
+
+class SessionNotOpened(InstanceUnreachable):
+    """No session could be opened on an ssh connection, so the command never started (the
+    connection had died unnoticed, or sshd refused channels)."""
 
 
 class WaitTimeout(InstanceError, TimeoutError):

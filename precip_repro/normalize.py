@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from precip_repro.record.canonical import JSON
+from precip_repro.record.walk import map_strings
 from precip_repro.slots import slot_order
 
 if TYPE_CHECKING:
@@ -185,10 +186,4 @@ class Normalizer:
         return self._pattern.sub(self._name, value)
 
     def json(self, value: JSON) -> JSON:
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, list):
-            return [self.json(item) for item in value]
-        if isinstance(value, dict):
-            return {key: self.json(item) for key, item in value.items()}
-        return value
+        return map_strings(value, self.text)

@@ -14,9 +14,10 @@ import inspect
 import json
 import threading
 from pathlib import Path, PurePath
-from typing import Any, Final, Protocol, cast
+from typing import Any, Protocol, cast
 
 from precip_repro import exceptions
+from precip_repro.content import ContentReader, ContentRef
 from precip_repro.exceptions import (
     CommandFailed,
     ContentWithheld,
@@ -24,11 +25,9 @@ from precip_repro.exceptions import (
     UnrecordableValue,
 )
 from precip_repro.messages import NO_EXIT_STATUS, STDERR_TAIL, shown_command, shown_difference
-from precip_repro.record.blobs import BlobStore
 from precip_repro.record.canonical import jsonable
-from precip_repro.record.events import BlobRef
+from precip_repro.record.methods import CallAnswer, Method, method
 from precip_repro.record.redact import Redactor
-from precip_repro.record.store import OBJECTS
 from precip_repro.runview import CallView, RunView
 from precip_repro.slots import slot_order
 
@@ -43,9 +42,6 @@ class Closable(Protocol):
     def close(self) -> None: ...
 
 
-_LOCAL_PATHS: Final = frozenset({"local_path", "local_script"})
-
-
 class PlaybackMismatch(ExperimentException):
     """The script's call is not the recorded one; ``recorded`` and ``attempted`` say how."""
 
@@ -56,24 +52,25 @@ class PlaybackMismatch(ExperimentException):
         super().__init__(message)
 
 
-def _comparable(args: dict[str, Any]) -> dict[str, Any]:
+def _comparable(model: Method, args: dict[str, Any]) -> dict[str, Any]:
     # As the recorder wrote them: a float timeout is its decimal string in the record.
     try:
         recorded = jsonable(args)
     except UnrecordableValue:
         recorded = json.loads(json.dumps(args, default=str))
     assert isinstance(recorded, dict)
+    local_paths = model.local_paths
     out = {}
     for key, value in recorded.items():
-        out[key] = PurePath(value).name if key in _LOCAL_PATHS and isinstance(value, str) else value
+        out[key] = PurePath(value).name if key in local_paths and isinstance(value, str) else value
     return out
 
 
 _Key = tuple[str, str, dict[str, Any]]
 
 
-def _key(exp: str, method: str, args: dict[str, Any]) -> _Key:
-    return exp, method, _comparable(args)
+def _key(exp: str, name: str, args: dict[str, Any]) -> _Key:
+    return exp, name, _comparable(method(name), args)
 
 
 def _show(exp: str, method: str, args: dict[str, Any], shown: dict[str, str] | None = None) -> str:
@@ -119,7 +116,7 @@ class Playback:
         self.secrets = secrets if secrets is not None else Redactor()
         """The script's registered secrets: its calls are compared (and shown) redacted, as
         they were recorded, and the recorded outputs give them back."""
-        self.blobs = BlobStore(view.path / OBJECTS, run=view.run)
+        self.reader = ContentReader(view, local_copies=True)
         self._calls = list(view.calls)
         self.stopped: CallView | None = None
         """The call the recording was stopped in, once the script reached it."""
@@ -147,33 +144,23 @@ class Playback:
     def remaining(self) -> list[CallView]:
         return self._calls[self._next :]
 
-    def _text(self, ref: dict[str, Any]) -> str:
-        if isinstance(ref.get("text"), str):
-            return self.secrets.reveal(str(ref["text"]))
-        if ref.get("size") == 0:
+    def _text(self, ref: ContentRef | None) -> str:
+        if ref is None or ref.empty:
             return ""
+        if ref.text is not None:
+            return self.secrets.reveal(ref.text)
         return self.secrets.reveal(self._bytes(ref, "an output").decode("utf-8", "replace"))
 
-    def _bytes(self, ref: dict[str, Any], what: str) -> bytes:
-        blob = BlobRef(
-            sha256=str(ref["sha256"]),
-            size=int(ref["size"]),
-            text=ref.get("text"),
-            withheld=ref.get("withheld"),
-        )
+    def _bytes(self, ref: ContentRef | None, what: str) -> bytes:
+        if ref is None:
+            return b""
         try:
-            return self.blobs.read_bytes(blob)
+            return self.reader.read(ref, what=what)
         except ContentWithheld as exc:
-            # From the local file the run moved, where it still holds those bytes.
-            copy, looked = self.view.local_copy(blob.sha256)
-            if copy is not None:
-                return copy.read_bytes()
-            places = " or ".join(str(place) for place in looked)
-            where = f" (nor is it at {places} any more)" if looked else ""
             raise ContentWithheld(
-                f"playback cannot give back {what}{where}: {exc}",
+                f"playback cannot give back {what}: {exc}",
                 run=exc.run,
-                blob=blob.sha256,
+                blob=ref.sha256,
                 reason=exc.reason,
             ) from None
 
@@ -215,14 +202,15 @@ class Playback:
         return self._result(call, args)
 
     def _result(self, call: CallView, args: dict[str, Any]) -> Any:
-        if call.method in ("run", "copy_and_run"):
+        answer_of = method(call.method).answer
+        if answer_of is CallAnswer.OUTPUTS:
             commands = call.commands
             answer: Any = (
                 [c.exit_code for c in commands],
                 [self._text(c.stdout) for c in commands],
                 [self._text(c.stderr) for c in commands],
             )
-        elif call.method == "get":
+        elif answer_of is CallAnswer.FILES:
             wanted = Path(str(args["local_path"])).expanduser()  # as the recording had it
             single = len(call.files) == 1
             for moved in call.files:
@@ -231,7 +219,7 @@ class Playback:
                 )
                 target.write_bytes(self._bytes(moved.content, f"the file {moved.remote_path}"))
             answer = None
-        elif call.method in ("list", "get_public_hostnames", "get_private_hostnames"):
+        elif answer_of is CallAnswer.RESULT:
             answer = call.result
         else:
             answer = None

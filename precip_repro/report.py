@@ -18,6 +18,7 @@ from typing import Any, Final
 import attrs
 
 from precip_repro import mdtext
+from precip_repro.content import ContentRef
 from precip_repro.destinations import write_bytes
 from precip_repro.diff import DiffResult, diff_runs, render_text
 from precip_repro.exceptions import InvalidOption
@@ -86,15 +87,25 @@ def _first_line(cmd: str) -> str | None:
     return f"{label} … ({lines} lines, {len(cmd):,} characters)"
 
 
-def _excerpt(ref: dict[str, Any]) -> str:
-    if isinstance(ref.get("text"), str):
-        text = str(ref["text"])
+def _excerpt(ref: ContentRef | None) -> str:
+    if ref is None:
+        return "(not recorded)"
+    if ref.text is not None:
+        text = ref.text
         if not text:
             return "(empty)"
         return text if len(text) <= EXCERPT else text[:EXCERPT] + f"… ({len(text)} characters)"
-    if ref.get("withheld"):
-        return f"(withheld: {ref['withheld']})"
-    return f"({ref.get('size')} bytes in blob {ref.get('sha256')}: precip-repro cat)"
+    if ref.withheld:
+        return f"(withheld: {ref.withheld})"
+    return f"({ref.size} bytes in blob {ref.sha256}: precip-repro cat)"
+
+
+def _sha(ref: ContentRef | None) -> str | None:
+    return ref.sha256 if ref is not None else None
+
+
+def _size(ref: ContentRef | None) -> int | None:
+    return ref.size if ref is not None else None
 
 
 def _clouds(view: RunView) -> list[str]:
@@ -109,7 +120,7 @@ def _clouds(view: RunView) -> list[str]:
 
 def _outcomes(call: CallView) -> str:
     parts = [f"{c.slot}: {c.exit_code}" for c in call.commands]
-    parts += [f"{f.slot}: {f.kind} {f.content.get('size')} B" for f in call.files]
+    parts += [f"{f.slot}: {f.kind} {_size(f.content)} B" for f in call.files]
     return ", ".join(parts)
 
 
@@ -124,7 +135,7 @@ def _header(view: RunView, verdict: Verdict) -> list[tuple[str, str]]:
         ("tool", f"precip-repro {started.get('tool_version')}"),
         ("python", f"{started.get('python')} on {started.get('platform')}"),
         ("recorded by", f"{started.get('user')}@{started.get('host')} in {started.get('cwd')}"),
-        ("script", _script(started)),
+        ("script", _script(started, view.script)),
         *([("modules", _modules(view))] if view.modules else []),
         ("git commit", str(started.get("git_commit") or "-")),
         ("clouds", "; ".join(_clouds(view)) or "-"),
@@ -132,11 +143,11 @@ def _header(view: RunView, verdict: Verdict) -> list[tuple[str, str]]:
     ]
 
 
-def _script(started: dict[str, Any]) -> str:
+def _script(started: dict[str, Any], script: ContentRef | None) -> str:
     path = str(started.get("script_path") or "-")
-    ref = started.get("script")
-    if isinstance(ref, dict) and ref.get("withheld"):
-        return f"{path} (kept by hash only: {ref['withheld']})"
+    ref = script
+    if ref is not None and ref.withheld:
+        return f"{path} (kept by hash only: {ref.withheld})"
     return path
 
 
@@ -144,13 +155,13 @@ def _modules(view: RunView) -> str:
     """The script's own modules, each with its source's hash (the source is in the store:
     ``precip-repro cat RUN SHA256``)."""
     return "; ".join(
-        f"{name} ({module.path}, sha256 {module.content.get('sha256')}{_withheld(module.content)})"
+        f"{name} ({module.path}, sha256 {_sha(module.content)}{_withheld(module.content)})"
         for name, module in sorted(view.modules.items())
     )
 
 
-def _withheld(ref: dict[str, Any]) -> str:
-    return f" (withheld: {ref['withheld']})" if ref.get("withheld") else ""
+def _withheld(ref: ContentRef | None) -> str:
+    return f" (withheld: {ref.withheld})" if ref is not None and ref.withheld else ""
 
 
 def _replay_header(view: RunView) -> list[tuple[str, str]]:
@@ -240,7 +251,7 @@ def _timeline_svg(view: RunView) -> str:
                 f'<rect class="transfer" x="{x(moved.at_ns):.1f}" y="{y + 1}" width="3" '
                 f'height="18" fill="{"#2e7d32" if moved.kind == "put" else "#7b1fa2"}">'
                 f"<title>{moved.kind} {_e(moved.remote_path)} "
-                f"({moved.content.get('size')} bytes)</title></rect>"
+                f"({_size(moved.content)} bytes)</title></rect>"
             )
     parts.append(
         f'<text x="{LABEL}" y="{height - 6}">0 s</text>'
@@ -307,9 +318,9 @@ def render_html(
             f'<td>{shown}</td><td class="{css}">{command.exit_code}'
             f"</td><td>{format_duration(command.duration_ns)}</td>"
             f"<td><pre>{_e(_excerpt(command.stdout))}</pre>"
-            f'<span class="muted">sha256 {_e(command.stdout.get("sha256"))}</span></td>'
+            f'<span class="muted">sha256 {_e(_sha(command.stdout))}</span></td>'
             f"<td><pre>{_e(_excerpt(command.stderr))}</pre>"
-            f'<span class="muted">sha256 {_e(command.stderr.get("sha256"))}</span></td></tr>'
+            f'<span class="muted">sha256 {_e(_sha(command.stderr))}</span></td></tr>'
         )
     out.append(
         "</table><h2>Files moved</h2><table><tr><th>#</th><th>instance</th><th>way</th>"
@@ -321,8 +332,8 @@ def render_html(
                 f"<tr><td>{call.number}</td><td>{_e(moved.slot)}</td><td>{moved.kind}</td>"
                 f"<td><code>{_e(moved.local_path)}</code></td>"
                 f"<td><code>{_e(moved.remote_path)}</code></td><td>{moved.mode:o}</td>"
-                f"<td>{moved.content.get('size')}</td>"
-                f"<td><code>{_e(moved.content.get('sha256'))}</code>"
+                f"<td>{_size(moved.content)}</td>"
+                f"<td><code>{_e(_sha(moved.content))}</code>"
                 f"{_e(_withheld(moved.content))}</td></tr>"
             )
     out.append("</table>")
@@ -410,17 +421,17 @@ def render_markdown(
             f"{command.exit_code} in {format_duration(command.duration_ns)}",
             "",
             *(["command:", *mdtext.fenced(command.cmd)] if summary is not None else []),
-            f"stdout (sha256 `{command.stdout.get('sha256')}`):",
+            f"stdout (sha256 `{_sha(command.stdout)}`):",
             *mdtext.fenced(_excerpt(command.stdout)),
-            f"stderr (sha256 `{command.stderr.get('sha256')}`):",
+            f"stderr (sha256 `{_sha(command.stderr)}`):",
             *mdtext.fenced(_excerpt(command.stderr)),
             "",
         ]
     out += ["## Files moved", ""]
     moved_rows = [
         f"| {call.number} | {moved.slot} | {moved.kind} | {cell(moved.local_path)} | "
-        f"{cell(moved.remote_path)} | {moved.content.get('size')} | "
-        f"`{moved.content.get('sha256')}`{mdtext.prose(_withheld(moved.content))} |"
+        f"{cell(moved.remote_path)} | {_size(moved.content)} | "
+        f"`{_sha(moved.content)}`{mdtext.prose(_withheld(moved.content))} |"
         for call in view.calls
         for moved in call.files
     ]

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Final
 import attrs
 import orjson
 
+from precip_repro.content import ContentRef
 from precip_repro.logs import get_logger
 from precip_repro.record.blobs import hash_file
 from precip_repro.record.canonical import JSON
@@ -32,6 +33,7 @@ __all__ = [
     "ViewBuilder",
     "CommandView",
     "FileView",
+    "GrowingView",
     "InstanceView",
     "ModuleView",
     "RunView",
@@ -56,8 +58,8 @@ class CommandView:
     user: str
     cmd: str
     exit_code: int | None
-    stdout: dict[str, JSON]
-    stderr: dict[str, JSON]
+    stdout: ContentRef | None
+    stderr: ContentRef | None
     duration_ns: int
     end_ns: int
 
@@ -73,7 +75,7 @@ class FileView:
     local_path: str
     remote_path: str
     mode: int
-    content: dict[str, JSON]
+    content: ContentRef | None
     temporary: bool
     at_ns: int
 
@@ -84,7 +86,7 @@ class ModuleView:
 
     name: str
     path: str
-    content: dict[str, JSON]
+    content: ContentRef | None
 
 
 @attrs.define(kw_only=True)
@@ -168,6 +170,8 @@ class RunView:
     """Why the run did not end ``ok``, as the note the tool writes then says."""
     modules: dict[str, ModuleView] = attrs.Factory(dict)
     """The script's own modules by name."""
+    script: ContentRef | None = None
+    """The experiment script's source, when the run recorded one."""
 
     @property
     def ended(self) -> str:
@@ -188,7 +192,7 @@ class RunView:
         looked: list[Path] = []
         for call in self.calls:
             for moved in call.files:
-                if moved.content.get("sha256") != sha256:
+                if moved.content is None or moved.content.sha256 != sha256:
                     continue
                 for place in (
                     (cwd / moved.local_path).absolute(),
@@ -221,7 +225,8 @@ class ViewBuilder:
         self.replay_steps: list[dict[str, JSON]] = []
         self.modules: dict[str, ModuleView] = {}
         self._strings: dict[str, str] = {}
-        self._refs: dict[str, dict[str, JSON]] = {}
+        self._refs: dict[str, ContentRef] = {}
+        self.script: ContentRef | None = None
         self._withheld: dict[str, str] = {}
         self._results: dict[tuple[JSON, ...], JSON] = {}
         self.count = 0
@@ -243,6 +248,7 @@ class ViewBuilder:
 
     def _run_started(self, now: int, data: dict[str, Any]) -> None:
         self.started = data
+        self.script = self._shared_ref(data.get("script"))
 
     def _run_finished(self, now: int, data: dict[str, Any]) -> None:
         self.finished = data
@@ -367,9 +373,9 @@ class ViewBuilder:
         # on, every reader sees those references as kept by hash only.
         sha, reason = str(data.get("sha256")), str(data.get("reason"))
         self._withheld[sha] = reason
-        for ref in (self._refs.get(sha), self.started.get("script")):
-            if isinstance(ref, dict) and ref.get("sha256") == sha and "text" not in ref:
-                ref["withheld"] = reason
+        for ref in (self._refs.get(sha), self.script):
+            if ref is not None and ref.sha256 == sha and ref.text is None:
+                ref.withheld = reason
 
     def _note(self, now: int, data: dict[str, Any]) -> None:
         fields = dict(data.get("fields") or {})
@@ -377,16 +383,27 @@ class ViewBuilder:
         if "ended" in fields:
             self.ending = str(data.get("text"))
 
-    def _shared_ref(self, ref: dict[str, JSON] | None) -> dict[str, JSON]:
-        # Most commands print nothing on stderr, many print the same line: one dict for
-        # each distinct reference instead of one per event (a fifth of a large view).
-        if not ref:
-            return {}
-        sha = str(ref.get("sha256"))
-        if sha in self._withheld and "text" not in ref:
-            ref["withheld"] = self._withheld[sha]
-        found = self._refs.setdefault(sha, ref)
-        return found if found is ref or found == ref else ref
+    def _shared_ref(self, data: dict[str, JSON] | None) -> ContentRef | None:
+        # Most commands print nothing on stderr, many print the same line: one reference
+        # for each distinct content instead of one per event (a fifth of a large view).
+        if not data:
+            return None
+        sha = data.get("sha256")
+        found = self._refs.get(sha) if isinstance(sha, str) else None
+        if (
+            found is not None
+            and found.size == data.get("size")
+            and found.text == data.get("text")
+            and data.get("withheld") in (None, found.withheld)
+        ):
+            return found
+        ref = ContentRef.of(data)
+        if ref is None:
+            return None
+        if ref.sha256 in self._withheld and ref.text is None:
+            ref.withheld = self._withheld[ref.sha256]
+        self._refs.setdefault(ref.sha256, ref)
+        return ref
 
     def _shared_result(self, result: JSON) -> JSON:
         # `run` results ({"exit_codes": [0, 0]}) repeat call after call: one copy of each.
@@ -439,6 +456,7 @@ class ViewBuilder:
             replay_steps=self.replay_steps,
             ending=self.ending,
             modules=self.modules,
+            script=self.script,
         )
 
 
@@ -584,3 +602,28 @@ def load_run(run_dir: Path, events: Iterable[Event] | None = None) -> RunView:
     for event in source:
         builder.add(event)
     return builder.build()
+
+
+class GrowingView:
+    """A run being recorded, read as it grows: each :meth:`refresh` reads only the lines
+    written since the last one (a replay compares every step with its own record, and
+    reading the whole log each time would make a long replay quadratic)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self._builder = ViewBuilder(run_dir)
+        self._offset = 0
+
+    def refresh(self) -> ViewBuilder:
+        """The run's view so far (complete lines only: one being written waits)."""
+        with open_regular(self._builder.run_dir / EVENTS, what="event log", run=None) as f:
+            f.seek(self._offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1
+        for raw in data[:end].splitlines():
+            obj = orjson.loads(raw)
+            self._builder.add_parts(obj["type"], obj["ts"], obj["data"])
+        self._offset += end
+        return self._builder
+
+    def view(self) -> RunView:
+        return self.refresh().build()

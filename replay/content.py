@@ -4,11 +4,17 @@ copy_and_run sends is written under the replay's own directory."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
-from typing import Any
 
-from precip_repro import BlobRef, BlobStore, CallView, FileView, RunView
+from precip_repro import (
+    BlobStore,
+    CallView,
+    ContentReader,
+    ContentRef,
+    ContentWithheld,
+    FileView,
+    RunView,
+)
 from replay.exceptions import ReplayFailed
 from replay.plan import Step
 from replay.remap import Remapper
@@ -39,9 +45,9 @@ class RecordedContent(Remapper):
         for step in steps:
             call = step.call
             moved = self._content_to_send(call)
-            if moved is None or not moved.content.get("withheld"):
+            if moved is None or moved.content is None or not moved.content.withheld:
                 continue
-            sha = str(moved.content.get("sha256"))
+            sha = moved.content.sha256
             if sha in self.stand_ins:
                 continue
             recorded = Path(moved.local_path)
@@ -52,7 +58,7 @@ class RecordedContent(Remapper):
                 where = " or ".join(str(place) for place in looked)
                 raise ReplayFailed(
                     f"call #{call.number} {call.exp}.{call.method}: the recording keeps "
-                    f"{recorded} by hash only ({moved.content['withheld']}), and no file "
+                    f"{recorded} by hash only ({moved.content.withheld}), and no file "
                     f"with its sha256 {sha} is at {where}. Put the original file back there "
                     "(or replay from the directory the run was recorded in) and try again",
                     usage=True,
@@ -65,7 +71,7 @@ class RecordedContent(Remapper):
         instance matched: nothing is sent)."""
         local = self.sent_dir / str(call.number) / Path(recorded_path).name
         moved = self._content_to_send(call)
-        if moved is not None:
+        if moved is not None and moved.content is not None:
             return _local_file(local, self._remapped(self._blob(moved.content)), moved.mode)
         if (call.error or {}).get("type") == "LocalFileMissing":
             return local  # never written: missing here as it was then
@@ -80,22 +86,9 @@ class RecordedContent(Remapper):
             return next((f for f in call.files if f.temporary), None)
         return None
 
-    def _blob(self, ref: dict[str, Any]) -> bytes:
-        stand_in = self.stand_ins.get(str(ref.get("sha256")))
-        if ref.get("withheld") and stand_in is not None:
-            content = stand_in.read_bytes()
-            if hashlib.sha256(content).hexdigest() != ref["sha256"]:
-                raise ReplayFailed(
-                    f"{stand_in} changed while the replay ran: it no longer has the "
-                    f"recorded sha256 {ref['sha256']}",
-                    usage=True,
-                )
-            return content
-        return self.blobs.read_bytes(
-            BlobRef(
-                sha256=str(ref["sha256"]),
-                size=int(ref["size"]),
-                text=ref.get("text"),
-                withheld=ref.get("withheld"),
-            )
-        )
+    def _blob(self, ref: ContentRef) -> bytes:
+        reader = ContentReader(self.source, stand_ins=self.stand_ins)
+        try:
+            return reader.read(ref, what="a recorded file")
+        except ContentWithheld as exc:
+            raise ReplayFailed(str(exc), usage=True) from None

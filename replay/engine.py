@@ -17,9 +17,12 @@ from typing import Any
 import attrs
 
 from precip_repro import (
+    METHODS,
     BlobStore,
     CallView,
     CloudError,
+    Difference,
+    DifferenceKind,
     Experiment,
     ExperimentException,
     InstanceError,
@@ -29,6 +32,8 @@ from precip_repro import (
     RunView,
     current_run,
     finish_run,
+    outcome_of,
+    render_difference,
     session,
     short_hostname,
     shown_command,
@@ -54,7 +59,7 @@ class StepVerdict:
     method: str
     label: str
     verdict: str
-    differences: list[dict[str, Any]]
+    differences: list[Difference]
     new_call: int | None = None
 
 
@@ -122,31 +127,37 @@ class Engine(Targets, Comparison):
             slot for slot, info in experiment.slots.items() if all(t in info["tags"] for t in tags)
         ]
 
-    def _execute(self, step: Step, experiment: Experiment) -> list[dict[str, Any]]:
+    def _execute(self, step: Step, experiment: Experiment) -> None:
+        """Make the recorded call on the replay's experiment: the recorded arguments
+        remapped, with the call model's defaults for those an older record left out."""
         call = step.call
         inverse = self._inverse()
-        args = {key: self._remap(value, inverse) for key, value in call.args.items()}
+        args = METHODS[call.method].bound(
+            {key: self._remap(value, inverse) for key, value in call.args.items()}
+        )
         tags = list(args.get("tags") or [])
-        user = self.mapping.user(call.exp, str(args.get("user", "root")))
         method = call.method
+        if method in ("run", "copy_and_run", "put", "get"):
+            user = self.mapping.user(call.exp, str(args["user"]))
+            slots = self._matching_slots(experiment, tags)
+            if not slots and call.outcome == "finished" and not call.commands and not call.files:
+                # Recorded before such a call raised NoInstanceMatches: it did nothing and
+                # finished. Replayed, it does nothing again (calling would now fail).
+                raise _MatchedNothing
         if method == "provision":
             experiment.provision(
                 self.mapping.image(call.exp, str(call.args["image_id"])),
-                self.mapping.instance_type(call.exp, str(call.args.get("instance_type"))),
-                int(args.get("count", 1)),
+                self.mapping.instance_type(call.exp, str(args["instance_type"])),
+                int(args["count"]),
                 tags,
             )
-            return []
-        if method == "wait":
-            experiment.wait(tags, _seconds(args.get("timeout", 600)))
-            return []
-        if method == "deprovision":
+        elif method == "wait":
+            experiment.wait(tags, _seconds(args["timeout"]))
+        elif method == "deprovision":
             experiment.deprovision(tags)
-            return []
-        if method == "open_port":
+        elif method == "open_port":
             experiment.open_port(int(args["port"]), str(args["protocol"]), str(args["cidr"]))
-            return []
-        if method in ("list", "get_public_hostnames", "get_private_hostnames"):
+        elif method in ("list", "get_public_hostnames", "get_private_hostnames"):
             result = getattr(experiment, method)(tags)
             if method != "list" and isinstance(call.result, list):
                 # What the script learned here is what it passes on: the recorded hostname
@@ -155,31 +166,21 @@ class Engine(Targets, Comparison):
                 for old, new in zip(call.result, result, strict=False):
                     if isinstance(old, str) and isinstance(new, str):
                         self.learned[old] = new
-            return self._compare_result(call, result)
-        slots = self._matching_slots(experiment, tags)
-        if not slots and call.outcome == "finished" and not call.commands and not call.files:
-            # Recorded before such a call raised NoInstanceMatches: it did nothing and
-            # finished. Replayed, it does nothing again (calling would now fail).
-            raise _MatchedNothing
-        if method in ("run", "copy_and_run"):
-            timeout = _seconds(args.get("timeout"))
-            check = bool(args.get("check_exit_code", True))
-            if method == "run":
-                codes, outs, errs = experiment.run(
-                    tags, str(args["cmd"]), user, check, timeout=timeout
-                )
-            else:
-                local = self._file_to_send(call, str(call.args["local_script"]))
-                codes, outs, errs = experiment.copy_and_run(
-                    tags, local, [str(a) for a in args.get("args") or []], user, check,
-                    timeout=timeout,
-                )  # fmt: skip
-            return self._compare_commands(call, slots, codes, outs, errs)
-        if method == "put":
+        elif method == "run":
+            experiment.run(
+                tags, str(args["cmd"]), user, bool(args["check_exit_code"]),
+                timeout=_seconds(args["timeout"]),
+            )  # fmt: skip
+        elif method == "copy_and_run":
+            local = self._file_to_send(call, str(call.args["local_script"]))
+            experiment.copy_and_run(
+                tags, local, [str(a) for a in args["args"] or []], user,
+                bool(args["check_exit_code"]), timeout=_seconds(args["timeout"]),
+            )  # fmt: skip
+        elif method == "put":
             local = self._file_to_send(call, str(call.args["local_path"]))
             experiment.put(tags, local, str(args["remote_path"]), user)
-            return []
-        if method == "get":
+        elif method == "get":
             target = self.got_dir / str(call.number) / Path(str(call.args["local_path"])).name
             error = call.error or {}
             if error.get("type") != "LocalFileMissing":
@@ -189,8 +190,8 @@ class Engine(Targets, Comparison):
             if error.get("type") == "TransferFailed" and not error.get("instance"):
                 target.mkdir()  # it was told to write over a directory of this machine
             experiment.get(tags, str(args["remote_path"]), target, user)
-            return self._compare_files(call, slots, target)
-        raise ReplayFailed(f"call #{call.number}: {method} cannot be replayed", usage=True)
+        else:
+            raise ReplayFailed(f"call #{call.number}: {method} cannot be replayed", usage=True)
 
     # -- the run --------------------------------------------------------------------------
 
@@ -219,8 +220,8 @@ class Engine(Targets, Comparison):
                 mark = "reproduced" if verdict.verdict == "reproduced" else "DIVERGED"
                 self.say(f"#{step.number:<4} {mark:<10} {verdict.label}")
                 for found in verdict.differences:
-                    where = f" {found['slot']}" if found.get("slot") else ""
-                    self.say(f"       {found['kind']}{where}: {found['a']!r} → {found['b']!r}")
+                    for line in render_difference(found):
+                        self.say(f"       {line}")
                 if self.cloud_failed or (self.strict and verdict.verdict != "reproduced"):
                     status = "failed" if self.cloud_failed else "ok"
                     break
@@ -244,32 +245,44 @@ class Engine(Targets, Comparison):
         call = step.call
         experiment = self.experiments[call.exp]
         recorded_error = (call.error or {}).get("type")
+        before = experiment.last_call
         called = True
+        error = message = None
         try:
-            differences = self._execute(step, experiment)
-            error = None
+            self._execute(step, experiment)
         except _MatchedNothing:
-            differences, error, called = [], None, False
+            called = False
         except (CloudError, InstanceError) as exc:
-            error = type(exc).__name__
-            differences = []
+            error, message = type(exc).__name__, str(exc)
             if recorded_error != error and call.method in ("provision", "wait"):
                 self.cloud_failed = f"#{call.number} {call.method}: {exc}"
-            message = str(exc)
         except ExperimentException as exc:
-            error = type(exc).__name__
-            differences = []
-            message = str(exc)
-        if error != recorded_error:
-            differences.append(
-                {
-                    "kind": "outcome",
-                    "a": call.outcome + (f" ({recorded_error})" if recorded_error else ""),
-                    "b": "failed (" + error + f"): {message}" if error else "finished",
-                }
-            )
-        verdict = "reproduced" if not differences else "diverged"
+            error, message = type(exc).__name__, str(exc)
         new_call = experiment.last_call if called else None
+        found = None
+        if new_call is not None and new_call != before:
+            found = self._differences(call, new_call)
+        if found is None:
+            # Nothing of this step reached the replay's record (it did nothing, or failed
+            # before its call began): its outcome is what there is to compare.
+            new_call = None if new_call == before else new_call
+            found = []
+            if error != recorded_error:
+                found.append(
+                    Difference(
+                        kind=DifferenceKind.OUTCOME,
+                        a=outcome_of(call),
+                        b=f"failed ({error})" if error else "finished",
+                    )
+                )
+        differences = [
+            # The exception's message says what went wrong where the record says only its type.
+            attrs.evolve(d, b=f"{d.b}: {message}")
+            if d.kind is DifferenceKind.OUTCOME and message and error
+            else d
+            for d in found
+        ]
+        verdict = "reproduced" if not differences else "diverged"
         run = current_run()
         if run is not None and not run.finished:
             run.append(
@@ -279,7 +292,7 @@ class Engine(Targets, Comparison):
                     exp=call.exp,
                     method=call.method,
                     verdict=verdict,
-                    differences=differences,
+                    differences=[d.to_json() for d in differences],
                 )
             )
         return StepVerdict(

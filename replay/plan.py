@@ -4,30 +4,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any, Final
+from typing import Final
 
 import attrs
 
-from precip_repro import SECRET_PLACEHOLDER, BlobRef, BlobStore, CallView, Normalizer, RunView
+from precip_repro import (
+    METHODS,
+    SECRET_PLACEHOLDER,
+    CallView,
+    ContentReader,
+    ContentRef,
+    Normalizer,
+    RunView,
+)
 from replay.mapping import ReplayMapping
 
 __all__ = ["Step", "build_plan", "describe", "interrupted_call", "secrets_needed"]
 
-REPLAYED: Final = frozenset(
-    {
-        "provision",
-        "wait",
-        "deprovision",
-        "list",
-        "get_public_hostnames",
-        "get_private_hostnames",
-        "run",
-        "put",
-        "get",
-        "copy_and_run",
-        "open_port",
-    }
-)
+REPLAYED: Final = frozenset(name for name, m in METHODS.items() if m.replayed)
 
 
 @attrs.frozen(kw_only=True)
@@ -82,29 +76,26 @@ def secrets_needed(view: RunView) -> set[str]:
     only where the script read it on an instance (a command printing a key file) would
     otherwise reach the replay's own record in clear."""
     found: set[str] = set()
-    blobs = BlobStore(view.path / "objects", run=view.run)
+    reader = ContentReader(view)
     scanned: set[str] = set()  # the same output (every instance's "ok") is read once
     for call in view.calls:
         found |= set(SECRET_PLACEHOLDER.findall(repr((call.args, call.result, call.error))))
         for command in call.commands:
             for ref in (command.stdout, command.stderr):
-                if ref.get("sha256") not in scanned:
-                    scanned.add(str(ref.get("sha256")))
-                    found |= _placeholders(blobs, ref)
+                if ref is not None and ref.sha256 not in scanned:
+                    scanned.add(ref.sha256)
+                    found |= _placeholders(reader, ref)
     for _, text, fields in view.notes:
         found |= set(SECRET_PLACEHOLDER.findall(repr((text, fields))))
     return found
 
 
-def _placeholders(blobs: BlobStore, ref: dict[str, Any]) -> set[str]:
-    if isinstance(ref.get("text"), str):
-        return set(SECRET_PLACEHOLDER.findall(str(ref["text"])))
-    if ref.get("withheld") or not ref.get("size"):
-        return set()
+def _placeholders(reader: ContentReader, ref: ContentRef) -> set[str]:
+    if ref.text is not None:
+        return set(SECRET_PLACEHOLDER.findall(ref.text))
     found: set[str] = set()
     tail = b""
-    blob = BlobRef(sha256=str(ref["sha256"]), size=int(ref["size"]))
-    for chunk in blobs.iter_verified(blob):
+    for chunk in reader.chunks(ref):
         window = tail + chunk
         found |= {name.decode() for name in _PLACEHOLDER_BYTES.findall(window)}
         tail = window[-_OVERLAP:]

@@ -16,6 +16,7 @@ from precip_repro import (
     Experiment,
     Normalizer,
     instance_names,
+    map_strings,
     session,
     short_hostname,
 )
@@ -94,13 +95,12 @@ class Remapper:
 
     def _remap(self, value: Any, inverse: dict[str, str] | None = None) -> Any:
         """Source values → the same slot's values in the replay; secrets bound again."""
-        if inverse is None:
-            inverse = self._inverse()
-        if isinstance(value, list):
-            return [self._remap(item, inverse) for item in value]
-        if not isinstance(value, str):
-            return value
-        return SECRET_PLACEHOLDER.sub(self._bind, self._substitute(value, inverse))
+        table = self._inverse() if inverse is None else inverse
+
+        def remapped(text: str) -> str:
+            return SECRET_PLACEHOLDER.sub(self._bind, self._substitute(text, table))
+
+        return map_strings(value, remapped)
 
     @staticmethod
     def _bind(match: re.Match[str]) -> str:

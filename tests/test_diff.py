@@ -108,12 +108,12 @@ def synthetic(store: RunStore, **change: Any) -> Run:
 def kinds(store: RunStore, a: Run, b: Run) -> set[tuple[str, ...]]:
     result = diff_runs(load_run(a.path), load_run(b.path))
     found: set[tuple[str, ...]] = {
-        ("step", d["kind"]) for step in result.steps for d in step.differences
+        ("step", d.kind.value) for step in result.steps for d in step.differences
     }
     found |= {("only_in_a", c["method"]) for c in result.only_in_a}
     found |= {("only_in_b", c["method"]) for c in result.only_in_b}
-    found |= {("instance", d["kind"]) for i in result.instances for d in i["differences"]}
-    found |= {("run", d["kind"]) for d in result.run}
+    found |= {("instance", d.kind.value) for i in result.instances for d in i.differences}
+    found |= {("run", d.kind.value) for d in result.run}
     return found
 
 
@@ -170,7 +170,7 @@ def test_how_a_run_ended_and_its_notes_are_compared_after_normalisation(store, c
     again = synthetic(store, ended=("failed", "the script ended with an uncaught KeyError: x"))
     assert diff_runs(load_run(failed.path), load_run(again.path)).same  # same reason, ids apart
     result = diff_runs(load_run(failed.path), load_run(interrupted.path))
-    assert result.run == [
+    assert [d.to_json() for d in result.run] == [
         {
             "kind": "status",
             "a": "failed: the script ended with an uncaught KeyError: x",
@@ -181,8 +181,8 @@ def test_how_a_run_ended_and_its_notes_are_compared_after_normalisation(store, c
     assert "run status:\n    a: ok\n    b: failed: the script ended" in capsys.readouterr().out
     quiet = synthetic(store, note={"text": "joined", "fields": {"worker": "x", "took_s": "9"}})
     (found,) = diff_runs(load_run(ok.path), load_run(quiet.path)).run
-    assert found["name"] == "#1"
-    assert found["a"] == {"text": "joined", "fields": {"worker": "{e1.p1.1}", "took_s": "1.5"}}
+    assert found.name == "#1"
+    assert found.a == {"text": "joined", "fields": {"worker": "{e1.p1.1}", "took_s": "1.5"}}
 
 
 def test_replay_leaves_how_the_run_ended_and_notes_out_of_its_diff(store):
@@ -202,9 +202,10 @@ def test_a_changed_output_shows_a_unified_diff_of_normalised_text(store):
     a, b = synthetic(store), synthetic(store, stdout="refused {addr}\n")
     result = diff_runs(load_run(a.path), load_run(b.path))
     (found,) = [d for s in result.steps for d in s.differences]
-    assert found["slot"] == "e1.p1.1"
-    assert "-joined {e1.p1.0.address}" in found["diff"]
-    assert "+refused {e1.p1.0.address}" in found["diff"]
+    assert found.slot == "e1.p1.1"
+    assert found.diff is not None
+    assert "-joined {e1.p1.0.address}" in found.diff
+    assert "+refused {e1.p1.0.address}" in found.diff
     text = list(render_text(result))
     at = text.index("  stdout e1.p1.1:")
     assert text[at + 1 : at + 6] == [
@@ -227,7 +228,7 @@ def test_a_changed_generated_command_shows_the_lines_that_changed(store):
     a, b = synthetic(store, cmd=generated(150)), synthetic(store, cmd=generated(151))
     result = diff_runs(load_run(a.path), load_run(b.path))
     (found,) = [d for s in result.steps for d in s.differences]
-    assert found["kind"] == "command" and found["a"].endswith("worker {e1.p1.0.address}")
+    assert found.kind == "command" and found.a.endswith("worker {e1.p1.0.address}")
     text = list(render_text(result))
     at = text.index("  command cmd:")
     assert text[at + 1 : at + 4] == ["    --- a", "    +++ b", "    @@ -149,8 +149,8 @@"]
@@ -284,11 +285,11 @@ def test_durations_outside_the_tolerance_are_reported(store, local_experiment):
         finish_run()
     a, b = (load_run(path) for path in runs)
     result = diff_runs(a, b)
-    found = [d["kind"] for s in result.steps for d in s.differences]
+    found = [d.kind for s in result.steps for d in s.differences]
     assert "command" in found  # the commands themselves differ (the seconds)
     assert "duration" in found
     assert not [d for s in diff_runs(a, b, tolerance=100).steps for d in s.differences
-                if d["kind"] == "duration"]  # fmt: skip
+                if d.kind == "duration"]  # fmt: skip
 
 
 def test_two_real_runs_of_the_pool_example_are_the_same(store, tmp_path):

@@ -6,7 +6,6 @@ import functools
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -492,6 +491,10 @@ def test_a_changed_host_key_is_refused(local_experiment, tmp_path):
     state = LocalInstanceState.load(precip_home() / "local" / "instances" / item["id"])
     assert state.init_pid is not None
     os.kill(state.init_pid, signal.SIGKILL)
+    for _ in range(500):  # gone, listening socket and all, before another takes its place
+        if not Path(f"/proc/{state.init_pid}").exists():
+            break
+        time.sleep(0.01)
     # Something else now answers at the instance's address, with another host key.
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True
@@ -506,11 +509,11 @@ def test_a_changed_host_key_is_refused(local_experiment, tmp_path):
         ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stderr=subprocess.DEVNULL
     )
     try:
-        for _ in range(100):
-            with socket.socket() as probe:
-                if probe.connect_ex((state.address, state.port)) == 0:
-                    break
-            time.sleep(0.02)
+        # sshd writes its pid file once it listens (a probe could meet the old listener).
+        for _ in range(500):
+            if (tmp_path / "pid").exists():
+                break
+            time.sleep(0.01)
         with pytest.raises(HostKeyChanged) as info:
             exp.run([], "true")
         assert item["id"] in str(info.value) and "pinned" in str(info.value)
@@ -734,10 +737,11 @@ def test_a_secret_registered_late_takes_what_was_stored_before_out_of_the_store(
     assert verify(run_path).state == "intact"
     view = load_run(run_path)
     moved = [f for call in view.calls for f in call.files]
-    assert [f.content.get("withheld") for f in moved] == ["holds secret API_TOKEN"] * 2
+    assert [f.content and f.content.withheld for f in moved] == ["holds secret API_TOKEN"] * 2
     first, second = (call.commands[0] for call in view.calls if call.method == "run")
-    assert first.stdout.get("withheld") == "holds secret API_TOKEN"
-    assert "withheld" not in second.stdout  # stored after: redacted, not withheld
+    assert first.stdout is not None and second.stdout is not None
+    assert first.stdout.withheld == "holds secret API_TOKEN"
+    assert second.stdout.withheld is None  # stored after: redacted, not withheld
     assert diff_runs(view, load_run(run_path)).same
     report = write_report(run_path, tmp_path / "late.html")
     html = report.path.read_text()

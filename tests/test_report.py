@@ -58,8 +58,9 @@ def test_the_html_report_holds_every_command_output_and_lane(store, tmp_path):
     assert len(commands) == 2
     for command in commands:
         assert command.cmd in text
-        assert str(command.stdout["text"]) in text
-        assert str(command.stdout["sha256"]) in text
+        assert command.stdout is not None
+        assert str(command.stdout.text) in text
+        assert command.stdout.sha256 in text
     lanes = [attrs for tag, attrs in page.tags if tag == "g" and attrs.get("class") == "lane"]
     assert sorted(str(a["data-slot"]) for a in lanes) == sorted(view.instances)
     assert "INTACT" in text and run.digest in text
@@ -94,8 +95,9 @@ def test_the_markdown_report_shows_commands_outputs_and_notes_as_written(
     fences = [t.content for t in tokens if t.type == "fence"]
     view = load_run(run_path)
     for command in (c for call in view.calls for c in call.commands):
-        assert f"{command.stdout.get('text') or '(empty)'}\n" in fences
-        assert f"{command.stderr.get('text') or '(empty)'}\n" in fences
+        assert command.stdout is not None and command.stderr is not None
+        assert f"{command.stdout.text or '(empty)'}\n" in fences
+        assert f"{command.stderr.text or '(empty)'}\n" in fences
     rows = [t for t in tokens if t.type == "tr_open"]
     assert len(rows) == 1 + 1 + 1 + len(view.calls)  # instances and calls tables, rows whole
     (note,) = [t for t in tokens if t.type == "bullet_list_open"][-1:]

@@ -51,7 +51,8 @@ def test_a_runs_record_holds_the_scripts_own_modules_and_diff_names_a_changed_on
     ]  # fmt: skip
     assert all(not name.startswith(("precip_repro", "site", "_")) for _, name in loaded)
     view = load_run(runs[0])
-    assert view.modules["vendored_keyholder"].content["withheld"]
+    content = view.modules["vendored_keyholder"].content
+    assert content is not None and content.withheld
     assert "key-in-a-module-0042" not in (runs[0] / EVENTS).read_text()
     assert verify(runs[0]).state == "intact"
     text = "\n".join(render_text(diff_runs(view, load_run(runs[1]))))

@@ -35,6 +35,7 @@ from precip_repro.experiment.recording import (
 from precip_repro.experiment.transfers import Transfers
 from precip_repro.keys import Keys, load_keys
 from precip_repro.record.events import CommandFinished, ExperimentCreated, Note
+from precip_repro.record.methods import METHODS
 from precip_repro.record.store import RunStore
 from precip_repro.session import session
 from precip_repro.ssh import SshPool
@@ -304,12 +305,9 @@ class Experiment:
         instance_type = arguments.text("instance_type", instance_type)
         count = arguments.count("count", count, most=MAX_COUNT)
         self._check_open("provision")
-        args = {
-            "image_id": image_id,
-            "instance_type": instance_type,
-            "count": count,
-            "tags": user_tags,
-        }
+        args = METHODS["provision"].recorded(
+            image_id=image_id, instance_type=instance_type, count=count, tags=user_tags
+        )
 
         def act(call: Any) -> None:
             call.result = self._fleet.provision(
@@ -336,7 +334,8 @@ class Experiment:
         def act(call: Any) -> None:
             call.result = self._boot.wait(call, tags, timeout, workers=self.max_workers)
 
-        return self._calls.perform("wait", {"tags": tags, "timeout": timeout}, act, shielded=False)
+        args = METHODS["wait"].recorded(tags=tags, timeout=timeout)
+        return self._calls.perform("wait", args, act, shielded=False)
 
     @_secrets_hidden
     def open_port(self, port: int, protocol: str = "tcp", cidr: str = "0.0.0.0/0") -> None:
@@ -351,7 +350,7 @@ class Experiment:
             opens = Capability.OPEN_PORT in self.cloud.capabilities
             call.result = self.cloud.open_port(port, protocol, cidr) if opens else []
 
-        args = {"port": port, "protocol": protocol, "cidr": cidr}
+        args = METHODS["open_port"].recorded(port=port, protocol=protocol, cidr=cidr)
         return self._calls.perform("open_port", args, act, shielded=False)
 
     @_secrets_hidden
@@ -364,7 +363,8 @@ class Experiment:
             self._fleet.terminate(targets, call.number)
             call.result = [inst.instance_id for inst in targets]
 
-        return self._calls.perform("deprovision", {"tags": tags}, act, shielded=True)
+        args = METHODS["deprovision"].recorded(tags=tags)
+        return self._calls.perform("deprovision", args, act, shielded=True)
 
     @property
     def slots(self) -> dict[str, dict[str, Any]]:
@@ -382,7 +382,7 @@ class Experiment:
             call.result = result
             return result
 
-        return self._calls.perform("list", {"tags": tags}, act, shielded=False)
+        return self._calls.perform("list", METHODS["list"].recorded(tags=tags), act, shielded=False)
 
     @_secrets_hidden
     def get_public_hostnames(self, tags: Sequence[str] | None = None) -> builtins.list[str | None]:
@@ -400,7 +400,7 @@ class Experiment:
             call.result = result
             return result
 
-        return self._calls.perform(method, {"tags": tags}, act, shielded=False)
+        return self._calls.perform(method, METHODS[method].recorded(tags=tags), act, shielded=False)
 
     # -- commands and files -----------------------------------------------------------------
 
@@ -421,13 +421,9 @@ class Experiment:
         user = arguments.text("user", user)
         timeout = arguments.seconds("timeout", timeout, optional=True)
         self._check_open("run")
-        args = {
-            "tags": tags,
-            "cmd": cmd,
-            "user": user,
-            "check_exit_code": check_exit_code,
-            "timeout": timeout,
-        }
+        args = METHODS["run"].recorded(
+            tags=tags, cmd=cmd, user=user, check_exit_code=check_exit_code, timeout=timeout
+        )
 
         def act(call: Any) -> Outputs:
             targets = self._fleet.targets(tags, "run")
@@ -457,14 +453,10 @@ class Experiment:
         user = arguments.text("user", user)
         timeout = arguments.seconds("timeout", timeout, optional=True)
         self._check_open("copy_and_run")
-        call_args = {
-            "tags": tags,
-            "local_script": str(local_script),
-            "args": script_args,
-            "user": user,
-            "check_exit_code": check_exit_code,
-            "timeout": timeout,
-        }
+        call_args = METHODS["copy_and_run"].recorded(
+            tags=tags, local_script=str(local_script), args=script_args, user=user,
+            check_exit_code=check_exit_code, timeout=timeout,
+        )  # fmt: skip
 
         def act(call: Any) -> Outputs:
             script = self._transfers.local_file(local_script)
@@ -493,8 +485,9 @@ class Experiment:
         remote_path = arguments.text("remote_path", remote_path)
         user = arguments.text("user", user)
         self._check_open("put")
-        args = {"tags": tags, "local_path": str(local_path), "remote_path": remote_path,
-                "user": user}  # fmt: skip
+        args = METHODS["put"].recorded(
+            tags=tags, local_path=str(local_path), remote_path=remote_path, user=user
+        )
 
         def act(call: Any) -> None:
             self._transfers.put(
@@ -521,8 +514,9 @@ class Experiment:
         local_path = arguments.path("local_path", local_path)
         user = arguments.text("user", user)
         self._check_open("get")
-        args = {"tags": tags, "remote_path": remote_path, "local_path": str(local_path),
-                "user": user}  # fmt: skip
+        args = METHODS["get"].recorded(
+            tags=tags, remote_path=remote_path, local_path=str(local_path), user=user
+        )
 
         def act(call: Any) -> None:
             self._transfers.get(

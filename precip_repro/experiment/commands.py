@@ -218,7 +218,7 @@ class Commands:
         self, call: Call, inst: Instance, cmd: str, user: str, timeout: float | None
     ) -> ExecResult:
         with self.reacher.reaching(inst):
-            result = self.reacher.connection(inst, user).exec(cmd, timeout=timeout)
+            result = self.reacher.exec(inst, user, cmd, timeout=timeout)
         finished = CommandFinished(
             call=call.number,
             slot=inst.slot,

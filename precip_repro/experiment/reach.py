@@ -13,9 +13,10 @@ from precip_repro.exceptions import (
     InstanceNotReady,
     InstanceUnreachable,
     LoginRefused,
+    SessionNotOpened,
 )
 from precip_repro.experiment.instance import Instance
-from precip_repro.ssh import Connection, Endpoint, SshPool
+from precip_repro.ssh import Connection, Endpoint, ExecResult, SshPool
 
 __all__ = ["ENDED_FOR_GOOD", "Reacher", "check_not_ended", "unreachable"]
 
@@ -81,6 +82,17 @@ class Reacher:
             # The seed's way: a login as the user itself (root, or `wf` given root's keys).
             return self.pool.connection(self.endpoint(inst), self.login(user))
         return self.pool.connection(self.endpoint(inst), self.login(self.login_user), become=user)
+
+    def exec(self, inst: Instance, user: str, cmd: str, *, timeout: float | None) -> ExecResult:
+        """Run ``cmd`` over the pooled connection. One that took no session had died
+        unnoticed (its sshd ended, or another now answers at the address): nothing ran, so
+        a new connection is made once — and checks the host key again."""
+        conn = self.connection(inst, user)
+        try:
+            return conn.exec(cmd, timeout=timeout)
+        except SessionNotOpened:
+            self.pool.discard(conn)
+            return self.connection(inst, user).exec(cmd, timeout=timeout)
 
     @contextlib.contextmanager
     def reaching(self, inst: Instance) -> Iterator[None]:

@@ -36,6 +36,7 @@ from precip_repro.logs import get_logger
 from precip_repro.record.blobs import BlobSink, BlobStore
 from precip_repro.record.events import Event, unstructure
 from precip_repro.record.journal import Journal
+from precip_repro.record.methods import METHODS
 from precip_repro.record.payloads import (
     RUN_STATUSES,
     BlobRef,
@@ -63,7 +64,7 @@ __all__ = ["COSTLY_METHODS", "Run", "tool_version"]
 
 log = get_logger(__name__)
 
-COSTLY_METHODS: Final = frozenset({"provision", "deprovision"})
+COSTLY_METHODS: Final = frozenset(name for name, m in METHODS.items() if m.costly)
 
 
 def tool_version() -> str:

@@ -16,6 +16,7 @@ from typing import Final
 
 from precip_repro.exceptions import InvalidOption
 from precip_repro.record.canonical import JSON
+from precip_repro.record.walk import map_strings
 
 __all__ = [
     "KEY_PLACEHOLDER",
@@ -151,13 +152,7 @@ class Redactor:
         field named after a secret)."""
         if not self._secrets:
             return value
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, list):
-            return [self.json(item) for item in value]
-        if isinstance(value, dict):
-            return {self.text(key): self.json(item) for key, item in value.items()}
-        return value
+        return map_strings(value, self.text, keys=True)
 
     def payload(self, data: dict[str, JSON]) -> dict[str, JSON]:
         """An event's data as the record keeps it: every string value redacted — file

@@ -16,7 +16,7 @@ from typing import Any, Final
 import attrs
 import paramiko
 
-from precip_repro.exceptions import InstanceError, InstanceUnreachable
+from precip_repro.exceptions import InstanceError, InstanceUnreachable, SessionNotOpened
 from precip_repro.logs import get_logger
 from precip_repro.messages import shown_command
 from precip_repro.ssh.flow import CHUNK, Sink
@@ -150,7 +150,7 @@ class Commands(Sessions):
         try:
             chan = self._refused_again(lambda: self.transport.open_session(timeout=30))
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise self._unreachable("could not open a session", exc) from exc
+            raise self._unreachable("could not open a session", exc, SessionNotOpened) from exc
         out, err = bytearray(), bytearray()
         try:
             _exec_with_stdin_closed(chan, sent)

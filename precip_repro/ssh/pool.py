@@ -142,6 +142,14 @@ class SshPool:
             raise
         return Connection(transport, endpoint, user, become=become, redact=self.redact)
 
+    def discard(self, conn: Connection) -> None:
+        """Close a connection found dead and forget it (the next asks for a new one)."""
+        with self._lock:
+            for key, pooled in list(self._connections.items()):
+                if pooled is conn:
+                    del self._connections[key]
+        conn.close()
+
     def drop(self, instance_id: str) -> None:
         """Close every connection to an instance (it is being terminated)."""
         with self._lock:

@@ -199,13 +199,18 @@ class Sessions:
             client.close()
         self.transport.close()
 
-    def _unreachable(self, why: str, exc: BaseException | None = None) -> InstanceUnreachable:
+    def _unreachable(
+        self,
+        why: str,
+        exc: BaseException | None = None,
+        kind: type[InstanceUnreachable] = InstanceUnreachable,
+    ) -> InstanceUnreachable:
         e = self.endpoint
         if self.lost:  # what closed it says more than the error it left behind
             why = f"{why} ({self.lost})"
         elif exc is not None:
             why = f"{why}: {str(exc) or type(exc).__name__}"
-        return InstanceUnreachable(
+        return kind(
             f"instance {e.instance_id} ({e.slot}) at {e.host}:{e.port} as {self.who}: {why}",
             instance=e.instance_id,
             slot=e.slot,

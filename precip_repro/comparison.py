@@ -1,0 +1,407 @@
+"""One comparison of a recorded call with another: what ``diff`` reports and what a replay's
+verdicts are made of.
+
+Both sides are calls read from a record — for a replay, its own record of the call it just
+made — each with the normaliser of its run (:mod:`precip_repro.normalize`), so volatile
+values (ids, addresses, hostnames, the run id, temporary paths, timestamps) compare by the
+slot they belong to. What is compared is decided by :class:`Comparing`: ``diff`` compares
+everything, a replay leaves out what it changes on purpose (mapped arguments, another
+cloud's bookkeeping, durations). The schema of a :class:`Difference` is in
+``docs/differences.md``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import json
+import re
+from collections.abc import Iterator
+from pathlib import PurePath
+from typing import Any, Final
+
+import attrs
+import orjson
+
+from precip_repro.content import TEXT_LIMIT, ContentReader, ContentRef
+from precip_repro.normalize import Normalizer
+from precip_repro.record.canonical import JSON
+from precip_repro.record.methods import CallResult, method
+from precip_repro.record.walk import map_strings
+from precip_repro.runview import CallView, CommandView, FileView, RunView
+from precip_repro.slots import slot_order
+
+__all__ = [
+    "Comparing",
+    "ComparisonSide",
+    "DIFF_COMPARING",
+    "DIFF_LINES",
+    "Difference",
+    "DifferenceKind",
+    "REPLAY_COMPARING",
+    "compare_calls",
+    "content_difference",
+    "outcome_of",
+    "unified",
+]
+
+DIFF_LINES: Final = 200
+"""Lines of a unified diff kept in a difference (the rest are counted)."""
+_SHOWN: Final = 200
+"""Characters of a text shown whole as a difference's side (longer: its length)."""
+
+
+class DifferenceKind(enum.StrEnum):
+    """What differs. In a step: ``args`` … ``file_missing``; in an instance: ``image`` …
+    ``instance_missing``; in the whole run: ``status`` … ``note``."""
+
+    ARGS = "args"
+    COMMAND = "command"
+    OUTCOME = "outcome"
+    EXIT_CODE = "exit_code"
+    STDOUT = "stdout"
+    STDERR = "stderr"
+    FILE = "file"
+    RESULT = "result"
+    DURATION = "duration"
+    COMMAND_MISSING = "command_missing"
+    FILE_MISSING = "file_missing"
+    IMAGE = "image"
+    IMAGE_DIGEST = "image_digest"
+    INSTANCE_TYPE = "instance_type"
+    FACT = "fact"
+    INSTANCE_MISSING = "instance_missing"
+    STATUS = "status"
+    SCRIPT = "script"
+    MODULE = "module"
+    NOTE = "note"
+
+
+@attrs.frozen(kw_only=True)
+class Difference:
+    """One difference between a recorded side ``a`` and another side ``b``."""
+
+    kind: DifferenceKind
+    a: Any
+    b: Any
+    slot: str | None = None
+    """The instance it concerns (commands, files)."""
+    name: str | None = None
+    """The argument, fact, file, module or note it concerns."""
+    diff: str | None = None
+    """A unified diff of the two texts, when both are text."""
+    a_sha256: str | None = None
+    b_sha256: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """As ``diff --json`` and ``replay.step`` events hold it: optional keys only when set."""
+        out: dict[str, Any] = {"kind": self.kind.value, "a": self.a, "b": self.b}
+        for key in ("slot", "name", "diff", "a_sha256", "b_sha256"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Difference:
+        """A difference as a record or ``diff --json`` holds it."""
+        return cls(
+            kind=DifferenceKind(data["kind"]),
+            a=data.get("a"),
+            b=data.get("b"),
+            slot=data.get("slot"),
+            name=data.get("name"),
+            diff=data.get("diff"),
+            a_sha256=data.get("a_sha256"),
+            b_sha256=data.get("b_sha256"),
+        )
+
+    def where(self) -> str:
+        return " ".join(part for part in (self.slot, self.name) if part)
+
+
+@attrs.frozen(kw_only=True)
+class Comparing:
+    """What a comparison looks at."""
+
+    args: bool = True
+    """The calls' arguments and command lines (a replay maps them on purpose)."""
+    results: frozenset[CallResult] = frozenset({CallResult.ANSWER, CallResult.BOOKKEEPING})
+    """Which recorded results are compared."""
+    tolerance: float | None = 0.5
+    """Durations: the relative change reported (at least a second); None: not compared."""
+    one_host: bool = False
+    """All the ways of naming a slot's host (its address, public or private address or
+    hostname) are one: clouds reach an instance differently."""
+    target_facts: bool = False
+    """``list`` results leave out images, types and addresses: facts of the target."""
+
+
+DIFF_COMPARING: Final = Comparing()
+"""What ``diff`` compares."""
+REPLAY_COMPARING: Final = Comparing(
+    args=False,
+    results=frozenset({CallResult.ANSWER}),
+    tolerance=None,
+    one_host=True,
+    target_facts=True,
+)
+"""What a replay's verdicts compare."""
+
+_HOST_NAMES: Final = re.compile(
+    r"\{(e\d+\.p\d+\.\d+)\.(?:address|public_address|private_address|public_hostname"
+    r"|private_hostname)\}"
+)
+_TARGET_FACTS: Final = ("image_id", "instance_type", "public_address", "private_address")
+
+
+class ComparisonSide:
+    """One run being compared: its view, normaliser and content."""
+
+    def __init__(
+        self,
+        view: RunView,
+        *,
+        reader: ContentReader | None = None,
+        norm: Normalizer | None = None,
+        one_host: bool = False,
+    ) -> None:
+        self.view = view
+        self.norm = norm if norm is not None else Normalizer(view)
+        self.reader = reader if reader is not None else ContentReader(view)
+        self.one_host = one_host
+        self._args: dict[int, dict[str, JSON]] = {}
+
+    def text(self, value: str) -> str:
+        normal = self.norm.text(value)
+        return _HOST_NAMES.sub(r"{\1.host}", normal) if self.one_host else normal
+
+    def json(self, value: JSON) -> JSON:
+        if isinstance(value, str):
+            return self.text(value)
+        return map_strings(value, self.text)
+
+    def args(self, call: CallView) -> dict[str, JSON]:
+        """The call's normalised arguments (computed once: alignment and comparison both
+        need them, and normalising is most of a large diff's cost)."""
+        found = self._args.get(call.number)
+        if found is None:
+            model = method(call.method)
+            found = self._args[call.number] = {
+                k: self._arg(k, v, model.local_paths)
+                for k, v in call.args.items()
+                if k not in model.placed
+            }
+        return found
+
+    def _arg(self, key: str, value: JSON, local_paths: frozenset[str]) -> JSON:
+        # A local path is where a file sat on the machine that ran the script — a replay
+        # writes the recorded file elsewhere; what moved is compared by content.
+        if key in local_paths and isinstance(value, str):
+            return PurePath(value).name
+        return self.json(value)
+
+    def key(self, call: CallView) -> str:
+        """What aligns two runs' calls: experiment, method and normalised arguments."""
+        value = [call.exp, call.method, self.args(call)]
+        try:
+            # decode() also copies the key out of orjson's buffer, which keeps kilobytes of
+            # spare room: 100,000 keys would hold hundreds of megabytes.
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+        except TypeError:  # an integer beyond 64 bits: json writes those
+            return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+    def content_text(self, ref: ContentRef | None) -> str | None:
+        """The normalised text of some content, when it is text and small enough."""
+        found = self.reader.text(ref, limit=TEXT_LIMIT)
+        return None if found is None else self.text(found)
+
+
+def unified(text_a: str, text_b: str) -> str:
+    lines = list(
+        difflib.unified_diff(
+            text_a.splitlines(keepends=True),
+            text_b.splitlines(keepends=True),
+            fromfile="a",
+            tofile="b",
+        )
+    )
+    return "".join(lines[:DIFF_LINES]) + (
+        f"… ({len(lines) - DIFF_LINES} more lines)\n" if len(lines) > DIFF_LINES else ""
+    )
+
+
+def content_difference(
+    kind: DifferenceKind,
+    a: ComparisonSide,
+    b: ComparisonSide,
+    ref_a: ContentRef | None,
+    ref_b: ContentRef | None,
+    **where: str,
+) -> Difference | None:
+    """How two contents differ: their texts (normalised) when both are text, else their
+    sizes and hashes; None when they do not."""
+    sha_a = ref_a.sha256 if ref_a else None
+    sha_b = ref_b.sha256 if ref_b else None
+    if sha_a == sha_b:
+        return None
+    text_a, text_b = a.content_text(ref_a), b.content_text(ref_b)
+    if text_a is not None and text_b is not None:
+        if text_a == text_b:
+            return None
+        return Difference(
+            kind=kind,
+            a=text_a if len(text_a) <= _SHOWN else f"{len(text_a)} characters",
+            b=text_b if len(text_b) <= _SHOWN else f"{len(text_b)} characters",
+            diff=unified(text_a, text_b),
+            a_sha256=sha_a,
+            b_sha256=sha_b,
+            **where,
+        )
+    return Difference(
+        kind=kind,
+        a=f"{ref_a.size if ref_a else None} bytes",
+        b=f"{ref_b.size if ref_b else None} bytes",
+        a_sha256=sha_a,
+        b_sha256=sha_b,
+        **where,
+    )
+
+
+def _command_change(a: Any, b: Any, **where: str) -> Difference:
+    """A changed command: a generated script or heredoc of many lines gets its changed
+    lines as a diff (its first 120 characters would not show them)."""
+    diff = None
+    if isinstance(a, str) and isinstance(b, str) and ("\n" in a or "\n" in b):
+        diff = unified(a + "\n", b + "\n")
+    return Difference(kind=DifferenceKind.COMMAND, a=a, b=b, diff=diff, **where)
+
+
+def _commands(call: CallView) -> dict[tuple[str, int], CommandView]:
+    """Commands of a call by (slot, n-th on that slot)."""
+    out: dict[tuple[str, int], CommandView] = {}
+    seen: dict[str, int] = {}
+    for command in call.commands:
+        n = seen[command.slot] = seen.get(command.slot, -1) + 1
+        out[(command.slot, n)] = command
+    return out
+
+
+def _files(side: ComparisonSide, call: CallView) -> dict[tuple[str, str, str], FileView]:
+    return {(f.slot, f.kind, side.text(f.remote_path)): f for f in call.files}
+
+
+def outcome_of(call: CallView) -> str:
+    """How a call ended, as a difference shows it: ``finished``, ``failed (TypeName)``."""
+    error = (call.error or {}).get("type")
+    return call.outcome + (f" ({error})" if error else "")
+
+
+def _result(side: ComparisonSide, call: CallView, how: Comparing) -> JSON:
+    result = side.json(call.result)
+    if how.target_facts and call.method == "list" and isinstance(result, list):
+        return [
+            {k: v for k, v in item.items() if k not in _TARGET_FACTS}
+            if isinstance(item, dict)
+            else item
+            for item in result
+        ]
+    return result
+
+
+def compare_calls(
+    a: ComparisonSide,
+    b: ComparisonSide,
+    ca: CallView,
+    cb: CallView,
+    how: Comparing = DIFF_COMPARING,
+) -> Iterator[Difference]:
+    """The differences between call ``ca`` of ``a`` and call ``cb`` of ``b``."""
+    if how.args:
+        yield from _compare_args(a, b, ca, cb)
+    if outcome_of(ca) != outcome_of(cb):
+        yield Difference(kind=DifferenceKind.OUTCOME, a=outcome_of(ca), b=outcome_of(cb))
+    if method(ca.method).result in how.results:
+        result_a, result_b = _result(a, ca, how), _result(b, cb, how)
+        if result_a != result_b:
+            yield Difference(kind=DifferenceKind.RESULT, a=result_a, b=result_b)
+    yield from _compare_commands(a, b, ca, cb, how)
+    yield from _compare_files(a, b, ca, cb)
+    if how.tolerance is not None and ca.duration_ns is not None and cb.duration_ns is not None:
+        delta = abs(cb.duration_ns - ca.duration_ns)
+        if delta >= 1_000_000_000 and delta > how.tolerance * ca.duration_ns:
+            yield Difference(
+                kind=DifferenceKind.DURATION,
+                a=round(ca.duration_ns / 1e9, 3),
+                b=round(cb.duration_ns / 1e9, 3),
+            )
+
+
+def _compare_args(
+    a: ComparisonSide, b: ComparisonSide, ca: CallView, cb: CallView
+) -> Iterator[Difference]:
+    args_a, args_b = a.args(ca), b.args(cb)
+    if args_a == args_b:
+        return
+    for name in sorted(set(args_a) | set(args_b)):
+        if args_a.get(name) == args_b.get(name):
+            continue
+        if name == "cmd":
+            yield _command_change(args_a.get(name), args_b.get(name), name=name)
+        else:
+            yield Difference(
+                kind=DifferenceKind.ARGS, name=name, a=args_a.get(name), b=args_b.get(name)
+            )
+
+
+def _compare_commands(
+    a: ComparisonSide, b: ComparisonSide, ca: CallView, cb: CallView, how: Comparing
+) -> Iterator[Difference]:
+    commands_a, commands_b = _commands(ca), _commands(cb)
+    for key in sorted(
+        commands_a.keys() | commands_b.keys(), key=lambda k: (slot_order(k[0]), k[1])
+    ):
+        slot = key[0]
+        one, other = commands_a.get(key), commands_b.get(key)
+        if one is None or other is None:
+            yield Difference(
+                kind=DifferenceKind.COMMAND_MISSING,
+                slot=slot,
+                a=a.text(one.cmd) if one else None,
+                b=b.text(other.cmd) if other else None,
+            )
+            continue
+        if how.args and "cmd" not in ca.args and a.text(one.cmd) != b.text(other.cmd):
+            yield _command_change(a.text(one.cmd), b.text(other.cmd), slot=slot)
+        if one.exit_code != other.exit_code:
+            yield Difference(
+                kind=DifferenceKind.EXIT_CODE, slot=slot, a=one.exit_code, b=other.exit_code
+            )
+        for stream in (DifferenceKind.STDOUT, DifferenceKind.STDERR):
+            found = content_difference(
+                stream, a, b, getattr(one, stream), getattr(other, stream), slot=slot
+            )
+            if found is not None:
+                yield found
+
+
+def _compare_files(
+    a: ComparisonSide, b: ComparisonSide, ca: CallView, cb: CallView
+) -> Iterator[Difference]:
+    files_a, files_b = _files(a, ca), _files(b, cb)
+    for where in sorted(set(files_a) | set(files_b), key=lambda w: (slot_order(w[0]), w[1:])):
+        one, other = files_a.get(where), files_b.get(where)
+        if one is None or other is None:
+            yield Difference(
+                kind=DifferenceKind.FILE_MISSING,
+                slot=where[0],
+                name=where[2],
+                a=where[2] if one else None,
+                b=where[2] if other else None,
+            )
+            continue
+        found = content_difference(
+            DifferenceKind.FILE, a, b, one.content, other.content, slot=where[0], name=where[2]
+        )
+        if found is not None:
+            yield found
