@@ -5,27 +5,8 @@ an extra call in the middle shifts nothing else — and instances by slot, never
 id, hostname or address. Volatile values are normalised (:mod:`precip_repro.normalize`)
 before anything is compared.
 
-The ``--json`` form (``DiffResult.to_json``) is stable, format version 1::
-
-    {"version": 1,
-     "a": {"run": ID, "digest": HEX}, "b": {...},
-     "same": BOOL,
-     "steps": [{"a_call": N, "b_call": N, "exp": "e1", "method": "run",
-                "differences": [DIFFERENCE, ...]}],
-     "only_in_a": [{"call": N, "exp": E, "method": M, "args": {...}}],
-     "only_in_b": [...],
-     "instances": [{"slot": S, "differences": [DIFFERENCE, ...]}],
-     "run": [DIFFERENCE, ...]}
-
-A DIFFERENCE is ``{"kind": K, "a": VALUE, "b": VALUE}`` plus, where they apply, ``"slot"``,
-``"name"`` (an argument or fact), ``"diff"`` (unified text diff) and ``"a_sha256"`` /
-``"b_sha256"``. Kinds: ``args``, ``command``, ``outcome``, ``exit_code``, ``stdout``,
-``stderr``, ``file``, ``result``, ``duration``, ``command_missing``, ``file_missing`` (in a
-step); ``image``, ``image_digest``, ``instance_type``, ``fact``, ``instance_missing`` (in an
-instance); ``status`` (how the run ended, and why when not ``ok``: ``"failed: the script
-ended with an uncaught …"``), ``script`` (its source), ``module`` (the source of one of the
-script's own modules, ``name`` its name; a missing one is null) and ``note`` (the script's
-notes, compared in order; a missing one is null, ``name`` is its number) for the whole run.
+The ``--json`` form (``DiffResult.to_json``) and the differences in it are documented in
+``docs/differences.md``.
 """
 
 from __future__ import annotations
