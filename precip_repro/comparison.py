@@ -293,7 +293,7 @@ def _files(side: ComparisonSide, call: CallView) -> dict[tuple[str, str, str], F
 
 def outcome_of(call: CallView) -> str:
     """How a call ended, as a difference shows it: ``finished``, ``failed (TypeName)``."""
-    error = (call.error or {}).get("type")
+    error = call.error_type
     return call.outcome + (f" ({error})" if error else "")
 
 

@@ -224,7 +224,7 @@ class Playback:
         else:
             answer = None
         if call.outcome == "failed" and call.error:
-            raise self._error(call, str(call.error.get("type")), str(call.error.get("message")))
+            raise self._error(call, call.error.type, call.error.message)
         return answer
 
     def _error(self, call: CallView, kind_name: str, recorded: str) -> ExperimentException:
@@ -262,7 +262,7 @@ class Playback:
         }
         for name in ("instance", "slot"):
             if name in parameters:
-                context[name] = call.error.get(name)
+                context[name] = getattr(call.error, name)
         try:
             return kind(message, **context)
         except TypeError:  # another shape of constructor (InvalidOption): the class kept

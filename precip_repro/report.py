@@ -291,7 +291,7 @@ def render_html(
     for call in view.calls:
         outcome = call.outcome
         if call.error:
-            outcome += f": {call.error.get('type')}: {call.error.get('message')}"
+            outcome += f": {call.error.type}: {call.error.message}"
         css = "bad" if call.outcome != "finished" else "ok"
         duration = format_duration(call.duration_ns)
         out.append(
@@ -407,7 +407,7 @@ def render_markdown(
         "|---|---|---|---|---|---|",
     ]
     for call in view.calls:
-        outcome = call.outcome + (f": {call.error.get('type')}" if call.error else "")
+        outcome = call.outcome + (f": {call.error.type}" if call.error else "")
         out.append(
             f"| {call.number} | {call.exp}.{call.method} | {cell(_brief_args(call.args))} | "
             f"{mdtext.prose(outcome)} | {format_duration(call.duration_ns)} | "

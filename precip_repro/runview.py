@@ -23,6 +23,7 @@ from precip_repro.record.blobs import hash_file
 from precip_repro.record.canonical import JSON
 from precip_repro.record.events import FORMAT_VERSION, Event, parse_ts, upgraded
 from precip_repro.record.files import open_regular
+from precip_repro.record.payloads import ErrorInfo
 from precip_repro.record.reader import LogReader
 from precip_repro.record.store import EVENTS
 from precip_repro.record.verify import Verdict, verify
@@ -99,7 +100,8 @@ class CallView:
     outcome: str = "open"
     """``finished``, ``failed``, or ``open`` (the run ended inside the call)."""
     result: JSON = None
-    error: dict[str, JSON] | None = None
+    error: ErrorInfo | None = None
+    """What the call raised, when it failed."""
     duration_ns: int | None = None
     commands: list[CommandView] = attrs.Factory(list)
     files: list[FileView] = attrs.Factory(list)
@@ -108,15 +110,21 @@ class CallView:
     def stopped(self) -> bool:
         """Whether the recording was stopped inside this call — a signal (Ctrl-C, SIGTERM,
         SIGHUP) or the writer killed — so that it has no outcome of its own."""
-        kind = (self.error or {}).get("type")
-        return self.outcome == "open" or (self.outcome == "failed" and kind in INTERRUPTIONS)
+        return self.outcome == "open" or (
+            self.outcome == "failed" and self.error_type in INTERRUPTIONS
+        )
+
+    @property
+    def error_type(self) -> str | None:
+        """The class name of what the call raised, when it failed."""
+        return self.error.type if self.error is not None else None
 
     def how_stopped(self) -> str:
-        kind = (self.error or {}).get("type")
+        kind = self.error_type
         if kind == "KeyboardInterrupt":
             return "by Ctrl-C"
-        if kind == "SystemExit":
-            return f"by a signal, exit status {(self.error or {}).get('message')}"
+        if kind == "SystemExit" and self.error is not None:
+            return f"by a signal, exit status {self.error.message}"
         return "the recording process was killed; the run was recovered"
 
 
@@ -277,7 +285,17 @@ class ViewBuilder:
         if call is not None:
             call.outcome = outcome
             call.result = self._shared_result(data.get("result"))
-            call.error = data.get("error")
+            error = data.get("error")
+            call.error = (
+                ErrorInfo(
+                    type=str(error.get("type")),
+                    message=str(error.get("message")),
+                    instance=error.get("instance"),
+                    slot=error.get("slot"),
+                )
+                if isinstance(error, dict)
+                else None
+            )
             call.duration_ns = data.get("duration_ns")
 
     def _instance_launched(self, now: int, data: dict[str, Any]) -> None:

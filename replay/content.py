@@ -73,7 +73,7 @@ class RecordedContent(Remapper):
         moved = self._content_to_send(call)
         if moved is not None and moved.content is not None:
             return _local_file(local, self._remapped(self._blob(moved.content)), moved.mode)
-        if (call.error or {}).get("type") == "LocalFileMissing":
+        if call.error_type == "LocalFileMissing":
             return local  # never written: missing here as it was then
         return _local_file(local, b"", 0o644)
 

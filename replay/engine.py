@@ -182,12 +182,12 @@ class Engine(Targets, Comparison):
             experiment.put(tags, local, str(args["remote_path"]), user)
         elif method == "get":
             target = self.got_dir / str(call.number) / Path(str(call.args["local_path"])).name
-            error = call.error or {}
-            if error.get("type") != "LocalFileMissing":
+            error = call.error
+            if call.error_type != "LocalFileMissing":
                 # Where the recorded get found no directory to write into, neither does
                 # this one: it fails the same way.
                 target.parent.mkdir(parents=True, exist_ok=True)
-            if error.get("type") == "TransferFailed" and not error.get("instance"):
+            if error is not None and error.type == "TransferFailed" and not error.instance:
                 target.mkdir()  # it was told to write over a directory of this machine
             experiment.get(tags, str(args["remote_path"]), target, user)
         else:
@@ -244,7 +244,7 @@ class Engine(Targets, Comparison):
     def _step(self, step: Step) -> StepVerdict:
         call = step.call
         experiment = self.experiments[call.exp]
-        recorded_error = (call.error or {}).get("type")
+        recorded_error = call.error_type
         before = experiment.last_call
         called = True
         error = message = None
