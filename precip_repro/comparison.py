@@ -217,15 +217,21 @@ class ComparisonSide:
         return None if found is None else self.text(found)
 
 
+_NO_NEWLINE: Final = "\\ No newline at end of file\n"
+
+
 def unified(text_a: str, text_b: str) -> str:
-    lines = list(
-        difflib.unified_diff(
+    """A unified diff of two texts; a last line without its newline is marked as
+    diff(1) and git mark it (difflib would run it into the next line)."""
+    lines = [
+        line if line.endswith("\n") else line + "\n" + _NO_NEWLINE
+        for line in difflib.unified_diff(
             text_a.splitlines(keepends=True),
             text_b.splitlines(keepends=True),
             fromfile="a",
             tofile="b",
         )
-    )
+    ]
     return "".join(lines[:DIFF_LINES]) + (
         f"… ({len(lines) - DIFF_LINES} more lines)\n" if len(lines) > DIFF_LINES else ""
     )

@@ -33,6 +33,7 @@ from precip_repro import (
     current_run,
     finish_run,
     outcome_of,
+    progress,
     render_difference,
     session,
     short_hostname,
@@ -212,11 +213,19 @@ class Engine(Targets, Comparison):
             run = current_run()
             if run is not None:
                 self.run_path, self.run_id = run.path, run.id
-            for step in steps:
+            counts: dict[str, int] = {}
+            for position, step in enumerate(steps, 1):
                 if step.gap_s > 0:
                     time.sleep(min(step.gap_s, self.max_gap))
                 verdict = self._step(step)
                 self.verdicts.append(verdict)
+                counts[verdict.verdict] = counts.get(verdict.verdict, 0) + 1
+                progress.emit(
+                    progress.StepProgress(
+                        step=position, of=len(steps), call=step.number, label=verdict.label,
+                        verdict=verdict.verdict, verdicts=dict(counts),
+                    )
+                )  # fmt: skip
                 mark = "reproduced" if verdict.verdict == "reproduced" else "DIVERGED"
                 self.say(f"#{step.number:<4} {mark:<10} {verdict.label}")
                 for found in verdict.differences:

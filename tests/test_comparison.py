@@ -16,6 +16,7 @@ from precip_repro import (
     DifferenceKind,
     compare_calls,
 )
+from precip_repro.comparison import unified
 from precip_repro.runview import RunView, ViewBuilder
 
 TS = "2026-12-04T00:00:00.000000Z"
@@ -136,3 +137,9 @@ def test_a_difference_round_trips_through_its_json(kind, a, b, slot, name, diff,
     assert Difference.from_json(data) == found
     assert {"kind", "a", "b"} <= data.keys()
     assert all(data[key] is not None for key in data.keys() - {"a", "b"})  # unset: left out
+
+
+def test_a_last_line_without_its_newline_is_marked_not_run_together():
+    diff = unified("a\nb", "a\nc")
+    assert "-b\n\\ No newline at end of file\n+c\n\\ No newline at end of file\n" in diff
+    assert unified("x\n", "x").endswith("+x\n\\ No newline at end of file\n")

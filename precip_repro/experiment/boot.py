@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final
 
+from precip_repro import progress
 from precip_repro.clouds.base import Capability, Cloud
 from precip_repro.clouds.board import StateBoard
 from precip_repro.exceptions import (
@@ -56,6 +57,19 @@ _FACTS_CMD: Final = (
 _LOGIN_REFUSED: Final = re.compile(r"Please login as the user \W?([\w.-]+)")
 """What many cloud images' root ``authorized_keys`` print (``command="echo 'Please login as
 the user \"ubuntu\" rather than the user \"root\".'; … exit 142"``) instead of a shell."""
+
+
+def _progress(inst: Instance, state: str, detail: str, began: float) -> None:
+    if progress.active():
+        progress.emit(
+            progress.InstanceProgress(
+                slot=inst.slot,
+                instance_id=inst.instance_id,
+                state=state,
+                detail=detail,
+                elapsed_s=time.monotonic() - began,
+            )
+        )
 
 
 class Boot:
@@ -162,6 +176,9 @@ class Boot:
         last: Exception | None = None
         attempt_deadline = self._attempt_deadline(deadline)
         watched = inst.instance_id
+        began = time.monotonic()
+        said: tuple[str, str] | None = None  # what progress last said of it
+        _progress(inst, "waiting", f"state {inst.state}", began)
         refused_since: float | None = None  # since when sshd has refused the key, unbroken
         while True:
             check_not_ended(inst)
@@ -219,13 +236,18 @@ class Boot:
                 why = f"the cloud says it is {inst.state} since it was ready: start it again there"
             # The instance may yet be replaced when it did not boot in time — never one
             # that was ready before: what it holds is the script's.
+            if said != (inst.instance_id, why):
+                said = (inst.instance_id, why)
+                _progress(inst, "waiting", why, began)
             replaceable = attempt_deadline < deadline and inst.stopped is None
             if replaceable and now >= attempt_deadline:
                 if self._replaced(inst, call, why, "an instance that did not boot"):
+                    _progress(inst, "replaced", why, began)
                     attempt_deadline, delay = self._attempt_deadline(deadline), 0.02
                     continue
                 # Out of tries: an instance that never booted only costs money.
                 late = inst.instance_id
+                _progress(inst, "failed", f"did not boot in {inst.tries} tries ({why})", began)
                 self.fleet.terminate([inst], call)
                 raise WaitTimeout(
                     f"did not boot within {self.boot_timeout} s in {inst.tries} tries, "
@@ -233,6 +255,7 @@ class Boot:
                     late=[late],
                 ) from last
             if now >= deadline:
+                _progress(inst, "failed", f"not ready ({why})", began)
                 raise WaitTimeout(f"not ready ({why})", late=[inst.instance_id]) from last
             # Never past a deadline: the last look comes at it, not a second before.
             time.sleep(min(delay, (attempt_deadline if replaceable else deadline) - now))
@@ -240,6 +263,7 @@ class Boot:
         pinned = self.pool.pins.get(inst.instance_id)
         inst.host_key = fingerprint(pinned) if pinned is not None else None
         inst.reachability = inst.reachability.became_ready()
+        _progress(inst, "ready", "answers ssh", began)
         self.calls.append(
             InstanceReady(
                 slot=inst.slot,

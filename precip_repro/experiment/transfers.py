@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Final
 
+from precip_repro import progress as _progress
 from precip_repro.exceptions import LocalFileMissing, TransferFailed
 from precip_repro.experiment.fanout import fan_out
 from precip_repro.experiment.fleet import Fleet
@@ -30,6 +31,13 @@ log = get_logger(__name__)
 CHANGED_WHILE_SENT: Final = "the file changed while it was sent: these bytes were not kept"
 """Why a file put to several instances is kept by hash only for one of them: it is stored
 once, and what reached that instance was not what was stored."""
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 class KeyedLocks:
@@ -181,6 +189,7 @@ class Transfers:
                 user,
                 lambda conn, on_chunk: conn.put(local, remote, on_chunk=on_chunk),
                 f"the file {local} (put)",
+                progress=("put", remote, _size(local)),
             )
         else:
             mode, content = self._checked_transfer(inst, user, local, remote, kept)
@@ -206,13 +215,32 @@ class Transfers:
         user: str,
         transfer: Callable[[Connection, Sink | None], int],
         what: str,
+        *,
+        progress: tuple[str, str, int | None],
     ) -> tuple[int, BlobRef | None]:
         """Run ``transfer`` on a connection to ``inst`` (given where to send each chunk; it
         returns the file's mode) and, when recording, keep what moved as a blob: hashed,
-        scanned for secrets and written on a thread of its own while the transfer runs."""
+        scanned for secrets and written on a thread of its own while the transfer runs.
+        ``progress`` (direction, remote path, size if known) is said as it moves, to
+        whoever listens."""
+        meter = self._meter(inst, *progress)
         with self.reacher.reaching(inst):
             conn = self.reacher.connection(inst, user)
-            return self.calls.kept(lambda on_chunk: transfer(conn, on_chunk), what)
+            if meter is None:
+                return self.calls.kept(lambda on_chunk: transfer(conn, on_chunk), what)
+            found = self.calls.kept(lambda on_chunk: transfer(conn, meter.wrap(on_chunk)), what)
+            meter.finish()
+            return found
+
+    @staticmethod
+    def _meter(
+        inst: Instance, direction: str, path: str, total: int | None
+    ) -> _progress.TransferMeter | None:
+        """What counts a transfer's bytes for whoever listens (None: nobody does)."""
+        if not _progress.active():
+            return None
+        return _progress.TransferMeter(slot=inst.slot, instance_id=inst.instance_id,
+                                       direction=direction, path=path, total=total)  # fmt: skip
 
     def _keep_local(self, local: Path) -> BlobRef | None:
         """Store a local file (scanned for secrets, as any file moved): None when not
@@ -239,8 +267,12 @@ class Transfers:
             sent.update(chunk)
             size += len(chunk)
 
+        meter = self._meter(inst, "put", remote, kept.size)
         with self.reacher.reaching(inst):
-            mode = self.reacher.connection(inst, user).put(local, remote, on_chunk=count)
+            conn = self.reacher.connection(inst, user)
+            mode = conn.put(local, remote, on_chunk=count if meter is None else meter.wrap(count))
+        if meter is not None:
+            meter.finish()
         if sent.hexdigest() == kept.sha256:
             return mode, kept
         log.warning("the file changed while it was sent: these bytes are kept by hash only",
@@ -257,6 +289,7 @@ class Transfers:
                 user,
                 lambda conn, on_chunk: conn.get(remote, local, on_chunk=on_chunk),
                 f"the file {remote} (got)",
+                progress=("get", remote, None),
             )
             if content is None:
                 return
