@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import typing
 
-from precip_repro import progress
+from precip_repro import progress as progress  # a public module, as testing is
 from precip_repro.comparison import (
     DIFF_COMPARING,
     REPLAY_COMPARING,
