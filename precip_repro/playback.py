@@ -21,6 +21,7 @@ from precip_repro.exceptions import (
     CommandFailed,
     ContentWithheld,
     ExperimentException,
+    PlaybackMismatch,
     UnrecordableValue,
 )
 from precip_repro.messages import NO_EXIT_STATUS, STDERR_TAIL, shown_command, shown_difference
@@ -44,16 +45,6 @@ class Closable(Protocol):
 
 
 _LOCAL_PATHS: Final = frozenset({"local_path", "local_script"})
-
-
-class PlaybackMismatch(ExperimentException):
-    """The script's call is not the recorded one; ``recorded`` and ``attempted`` say how."""
-
-    def __init__(self, message: str, *, call: int | None, recorded: str, attempted: str) -> None:
-        self.call = call
-        self.recorded = recorded
-        self.attempted = attempted
-        super().__init__(message)
 
 
 def _comparable(args: dict[str, Any]) -> dict[str, Any]:
