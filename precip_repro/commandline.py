@@ -24,6 +24,8 @@ from typing import Any, Final, NoReturn
 import attrs
 import structlog
 
+from precip_repro.logs import processors
+from precip_repro.record.recorder import tool_version
 from precip_repro.record.store import RunStore
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "EXIT_USAGE",
     "ErrorStatus",
     "Parser",
+    "add_version",
     "common_options",
     "configure_logging",
     "line_buffered_stdout",
@@ -74,9 +77,18 @@ def common_options(*, records_help: str = RECORDS_HELP) -> Parser:
     common = Parser(add_help=False)
     common.add_argument("--records", metavar="DIR", default=argparse.SUPPRESS, help=records_help)
     common.add_argument(
-        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log more (-vv: debug)"
+        "-v",
+        "--verbose",
+        action="count",
+        default=argparse.SUPPRESS,
+        help="log more (each -v more, to debug)",
     )
     return common
+
+
+def add_version(parser: argparse.ArgumentParser) -> None:
+    """``--version``: the tool's name and precip-repro's version."""
+    parser.add_argument("--version", action="version", version=f"%(prog)s {tool_version()}")
 
 
 def parse(
@@ -92,10 +104,11 @@ def parse(
 
 
 def configure_logging(verbose: int, *, level: int = logging.WARNING) -> None:
-    """Log lines to stderr (stdout is the command's answer), from ``level`` down a step for
-    each ``verbose`` (at most to DEBUG)."""
+    """Log lines to stderr (stdout is the command's answer), as a script's are, from
+    ``level`` down a step for each ``verbose`` (at most to DEBUG)."""
     level = max(level - 10 * verbose, logging.DEBUG)
     structlog.configure(
+        processors=processors(),
         wrapper_class=structlog.make_filtering_bound_logger(level),
         # sys.stderr looked up per logger, not bound once: it may be replaced later.
         logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),

@@ -33,6 +33,7 @@ from precip_repro.commandline import (
     EXIT_USAGE,
     ErrorStatus,
     Parser,
+    add_version,
     common_options,
     line_buffered_stdout,
     parse,
@@ -81,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         parents=[common_options(records_help=_RECORDS_HELP)],
     )
+    add_version(parser)
     parser.add_argument("run", metavar="RUN", help="a run directory, id, prefix or 'latest'")
     parser.add_argument(
         "--to", action="append", required=True, metavar="[EXP=]CLOUD", help="target cloud"

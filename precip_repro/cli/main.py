@@ -17,8 +17,7 @@ from precip_repro.cli.core import status_of
 from precip_repro.cli.leaks import cmd_gc
 from precip_repro.cli.records import cmd_cat, cmd_ls, cmd_recover, cmd_show, cmd_verify
 from precip_repro.cli.scripts import cmd_demo, cmd_run
-from precip_repro.commandline import Parser, common_options, parse, run_command
-from precip_repro.record.recorder import tool_version
+from precip_repro.commandline import Parser, add_version, common_options, parse, run_command
 
 __all__ = ["main"]
 
@@ -47,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         parents=[common],
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {tool_version()}")
+    add_version(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(
