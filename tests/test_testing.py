@@ -22,40 +22,21 @@ from tests.helpers import record_stopped
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
-PIPELINE = """\
-from precip_repro import LocalExperiment
+README = Path(__file__).parent.parent / "README.md"
 
 
-def greet(name):
-    with LocalExperiment("greeting") as exp:
-        exp.provision("default", tags=["web"])
-        exp.wait()
-        _, outs, _ = exp.run(["web"], f"echo hello {name}")
-        return outs[0].strip()
+def readme_files() -> dict[str, str]:
+    """The files the README's section on precip_repro.testing shows, by the name each
+    opens with (``# pipeline.py``): the test runs what a user would copy."""
+    from markdown_it import MarkdownIt
 
-
-if __name__ == "__main__":
-    print(greet("world"))
-"""
-
-USERS_TESTS = """\
-from pathlib import Path
-
-from precip_repro.testing import playback
-from pipeline import greet
-
-RECORDED = Path(__file__).parent / "recorded"
-
-
-def test_greet_answers_as_recorded():
-    with playback("latest", records=RECORDED):
-        assert greet("world") == "hello world"
-
-
-def test_greet_of_another_name_is_not_the_recorded_call():
-    with playback("latest", records=RECORDED):
-        greet("moon")
-"""
+    files = {}
+    for token in MarkdownIt().parse(README.read_text()):
+        if token.type == "fence" and token.info == "python" and token.content.startswith("# "):
+            name = token.content.split()[1]
+            if name.endswith(".py"):
+                files[name] = token.content
+    return files
 
 
 def recorded(store: RunStore, script: Path, cwd: Path | None = None) -> str:
@@ -65,13 +46,19 @@ def recorded(store: RunStore, script: Path, cwd: Path | None = None) -> str:
     return next(p.name for p in store.run_dirs())
 
 
-def test_a_users_pytest_passes_as_recorded_and_fails_at_the_changed_call(tmp_path):
+def test_the_readmes_users_pytest_passes_as_recorded_and_fails_at_the_changed_call(tmp_path):
     project = tmp_path / "project"
     project.mkdir()
-    (project / "pipeline.py").write_text(PIPELINE)
-    (project / "test_pipeline.py").write_text(USERS_TESTS)
+    files = readme_files()
+    for name in ("pipeline.py", "test_pipeline.py"):
+        (project / name).write_text(files[name])
+    # Recorded as the README's comment says.
+    env = dict(os.environ, PRECIP_RECORDS="recorded")
+    code = "import pipeline; pipeline.greet('world')"
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=project, capture_output=True)
+    assert done.returncode == 0, done.stderr
     store = RunStore(project / "recorded")
-    run_id = recorded(store, project / "pipeline.py", cwd=project)
+    (run_id,) = [p.name for p in store.run_dirs()]
     before = {s.instance_id for s in live_local_instances()}
     env = {k: v for k, v in os.environ.items() if k != "PRECIP_RECORDS"}
     done = subprocess.run(
@@ -90,7 +77,8 @@ def test_a_users_pytest_passes_as_recorded_and_fails_at_the_changed_call(tmp_pat
     assert "cmd='echo hello moon'" in attempted_line
     # No cloud touched, nothing recorded: not in ./records, not beside the recording.
     assert {s.instance_id for s in live_local_instances()} == before
-    assert not (project / "records").exists()
+    made = {p.name for p in project.iterdir()} - {"__pycache__"}
+    assert made == {"pipeline.py", "recorded", "test_pipeline.py"}
     assert [p.name for p in store.run_dirs()] == [run_id]
 
 
