@@ -71,7 +71,7 @@ class Session:
         """Overrides the run's name (a replay is named after what it replays)."""
         self.replay_of: ReplayOf | None = None
         self.playback: Playback | None = None
-        """Set by ``precip-repro run --playback``: calls are answered from a recording."""
+        """Set by :meth:`playing_back`: calls are answered from a recording."""
         self.mapping: bytes | None = None
         """A replay's mapping file, stored with its run."""
         self._script_of_run: Path | None = None
