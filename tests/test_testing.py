@@ -61,13 +61,13 @@ def test_the_readmes_users_pytest_passes_as_recorded_and_fails_at_the_changed_ca
     (run_id,) = [p.name for p in store.run_dirs()]
     before = {s.instance_id for s in live_local_instances()}
     env = {k: v for k, v in os.environ.items() if k != "PRECIP_RECORDS"}
-    done = subprocess.run(
+    tested = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider",
          "test_pipeline.py"],
         cwd=project, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    out = done.stdout
-    assert done.returncode == 1, out + done.stderr
+    out = tested.stdout
+    assert tested.returncode == 1, out + tested.stderr
     assert "1 failed, 1 passed" in out
     assert "FAILED test_pipeline.py::test_greet_of_another_name_is_not_the_recorded_call" in out
     assert "precip_repro.exceptions.PlaybackMismatch: call #3 does not match the recording" in out
