@@ -1,6 +1,8 @@
 """precip-repro: the precip experiment API with a flight recorder inside.
 
-The names below are the whole public surface; everything else may change without notice.
+The names below are the public surface, with two public modules: :mod:`precip_repro.testing`
+(``playback``, for a user's tests) and :mod:`precip_repro.commandline` (the core of the
+command-line tools). Everything else may change without notice.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from precip_repro.exceptions import (
     LocalFileMissing,
     LoginRefused,
     NoInstanceMatches,
+    PlaybackMismatch,
     RecordCorrupted,
     RecordError,
     RecordIncomplete,
@@ -170,6 +173,7 @@ __all__ = [
     "NoInstanceMatches",
     "Normalizer",
     "OpenStackExperiment",
+    "PlaybackMismatch",
     "REPLAY_COMPARING",
     "RecordCorrupted",
     "RecordError",

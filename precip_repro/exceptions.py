@@ -9,6 +9,8 @@ for code that does not know us::
     ├── LocalFileMissing (FileNotFoundError)  a local file to put or run is not there
     ├── ExperimentClosed (RuntimeError)       the experiment was closed; make a new one
     ├── NoInstanceMatches (LookupError)       run/put/get/copy_and_run: no instance has the tags
+    ├── PlaybackMismatch                      played back, a call is not the recorded one:
+    │                                         ``call``, ``recorded`` and ``attempted``
     ├── CloudError                            the cloud refused or failed; ``code``, ``request_id``
     │   └── LocalCloudUnavailable             this machine cannot run local instances (and why)
     ├── InstanceError                         about one instance: ``instance``, ``slot``
@@ -65,6 +67,7 @@ __all__ = [
     "LocalFileMissing",
     "LoginRefused",
     "NoInstanceMatches",
+    "PlaybackMismatch",
     "RecordCorrupted",
     "RecordError",
     "RecordIncomplete",
@@ -123,6 +126,20 @@ class NoInstanceMatches(ExperimentException, LookupError):
     ) -> None:
         self.tags = list(tags or ())
         self.existing = sorted(existing or ())
+        super().__init__(message)
+
+
+class PlaybackMismatch(ExperimentException):
+    """Played back (:func:`precip_repro.testing.playback`, ``precip-repro run --playback``),
+    a call is not the recording's next one, or there is none left. ``call`` is the number
+    of the recorded call it was compared with (None when none was left); ``recorded`` and
+    ``attempted`` show both calls, a long argument around its first difference; the
+    message shows them side by side."""
+
+    def __init__(self, message: str, *, call: int | None, recorded: str, attempted: str) -> None:
+        self.call = call
+        self.recorded = recorded
+        self.attempted = attempted
         super().__init__(message)
 
 

@@ -17,7 +17,17 @@ from typing import Any
 
 import structlog
 
-__all__ = ["get_logger", "prepare_signal_logging", "redact_with"]
+__all__ = ["get_logger", "prepare_signal_logging", "processors", "redact_with"]
+
+
+def processors() -> list[Any]:
+    """How a log line of ours looks on stderr, from a script or a CLI: level, UTC time
+    (runs are timed in UTC), message and fields, no colours (the line may go to a file)."""
+    return [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.dev.ConsoleRenderer(colors=False),
+    ]
 
 
 class _Logger:
@@ -32,11 +42,7 @@ class _Logger:
         return structlog.wrap_logger(
             structlog.PrintLogger(sys.stderr),
             wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-            processors=[
-                structlog.processors.add_log_level,
-                structlog.processors.TimeStamper(fmt="iso", utc=True),
-                structlog.dev.ConsoleRenderer(colors=False),
-            ],
+            processors=processors(),
         )
 
     def debug(self, event: str, **fields: Any) -> None:

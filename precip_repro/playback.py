@@ -22,6 +22,7 @@ from precip_repro.exceptions import (
     CommandFailed,
     ContentWithheld,
     ExperimentException,
+    PlaybackMismatch,
     UnrecordableValue,
 )
 from precip_repro.messages import NO_EXIT_STATUS, STDERR_TAIL, shown_command, shown_difference
@@ -40,16 +41,6 @@ class Closable(Protocol):
     reverse.)"""
 
     def close(self) -> None: ...
-
-
-class PlaybackMismatch(ExperimentException):
-    """The script's call is not the recorded one; ``recorded`` and ``attempted`` say how."""
-
-    def __init__(self, message: str, *, call: int | None, recorded: str, attempted: str) -> None:
-        self.call = call
-        self.recorded = recorded
-        self.attempted = attempted
-        super().__init__(message)
 
 
 def _comparable(model: Method, args: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from precip_repro.record.journal import WRITING
 from precip_repro.record.recorder import Run
 from precip_repro.record.redact import Redactor, credential_variables
 from precip_repro.record.store import RunStore
+from precip_repro.runview import RunView
 from precip_repro.sources import is_users_script, local_modules
 
 __all__ = ["Session", "current_run", "finish_run", "session"]
@@ -70,7 +71,7 @@ class Session:
         """Overrides the run's name (a replay is named after what it replays)."""
         self.replay_of: ReplayOf | None = None
         self.playback: Playback | None = None
-        """Set by ``precip-repro run --playback``: calls are answered from a recording."""
+        """Set by :meth:`playing_back`: calls are answered from a recording."""
         self.mapping: bytes | None = None
         """A replay's mapping file, stored with its run."""
         self._script_of_run: Path | None = None
@@ -107,6 +108,28 @@ class Session:
         with self._lock:
             if experiment in self._experiments:
                 self._experiments.remove(experiment)
+
+    @contextlib.contextmanager
+    def playing_back(self, view: RunView) -> Iterator[Playback]:
+        """Within the block, every experiment made is answered from ``view``'s recording
+        (``precip-repro run --playback``, :func:`precip_repro.testing.playback`): numbered
+        from ``e1`` as when recorded, with the environment's credentials known as then, so
+        that outputs get their values back. One playback at a time in a process."""
+        with self._lock:
+            if self.playback is not None:
+                raise RuntimeError(
+                    f"a playback of {self.playback.view.run} is under way in this process; "
+                    f"one at a time (end it before playing back {view.run})"
+                )
+            self.add_environment_credentials()
+            playback = Playback(view, secrets=self.redactor)
+            self.playback = playback
+            self.restart_numbering()
+        try:
+            yield playback
+        finally:
+            with self._lock:
+                self.playback = None
 
     def restart_numbering(self) -> None:
         """Number experiments and calls from 1 again (a new run, or a playback)."""

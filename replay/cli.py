@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
+import logging
 import math
-import os
 import sys
 import tempfile
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final, NoReturn
+from typing import Final
 
 from precip_repro import (
     ExperimentException,
@@ -28,6 +26,20 @@ from precip_repro import (
     load_verified,
     render_text,
 )
+from precip_repro.commandline import (
+    EXIT_BAD,
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    EXIT_USAGE,
+    ErrorStatus,
+    Parser,
+    add_version,
+    common_options,
+    line_buffered_stdout,
+    parse,
+    run_command,
+    store_of,
+)
 from replay.engine import Engine
 from replay.exceptions import ReplayFailed
 from replay.mapping import MappingError, ReplayMapping, load_mapping
@@ -36,10 +48,10 @@ from replay.targets import CLOUDS
 
 __all__ = ["main"]
 
-EXIT_REPRODUCED: Final = 0
-EXIT_DIVERGED: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_FAILED: Final = 3
+# The statuses of every precip-repro tool, named for what they mean to a replay.
+EXIT_REPRODUCED: Final = EXIT_OK
+EXIT_DIVERGED: Final = EXIT_BAD
+EXIT_FAILED: Final = EXIT_INCOMPLETE
 
 _EPILOG: Final = """\
 exit status:
@@ -57,19 +69,20 @@ the environment variables holding credentials come from the mapping file ([cloud
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+_RECORDS_HELP: Final = (
+    "store where RUN is looked up and the replay is recorded (default: $PRECIP_RECORDS, "
+    "else ./records)"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="precip-replay",
         description="Re-execute a recorded run on another cloud and check every step.",
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common_options(records_help=_RECORDS_HELP)],
     )
+    add_version(parser)
     parser.add_argument("run", metavar="RUN", help="a run directory, id, prefix or 'latest'")
     parser.add_argument(
         "--to", action="append", required=True, metavar="[EXP=]CLOUD", help="target cloud"
@@ -80,11 +93,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-gap", type=_max_gap, default=60.0, metavar="SECONDS",
         help="longest recorded pause honoured between calls (default 60)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--records", metavar="DIR",
-        help="store where RUN is looked up and the replay is recorded (default: "
-        "$PRECIP_RECORDS, else ./records)",
     )  # fmt: skip
     parser.add_argument(
         "--out", metavar="DIR", help="where files the replay gets are written (default: temp)"
@@ -125,47 +133,35 @@ def _max_gap(text: str) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(line_buffering=True)  # each step as it is done, through `tee` too
-    try:
-        return _replay(args)
-    except BrokenPipeError:
+    # The steps are progress a user watches: logged at INFO unless -v asks for more.
+    args = parse(_parser(), argv, log_level=logging.INFO)
+    line_buffered_stdout()  # each step as it is done, through `tee` too
+    return run_command(
+        "precip-replay",
+        lambda: _replay(args),
+        status_of=_status_of,
         # Output piped into `head` and the like: the reader has had enough. A replay under
         # way stopped there (and deprovisioned); a plan printed is complete enough.
-        devnull = os.open(os.devnull, os.O_WRONLY)  # Python would complain of it at exit
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-        return EXIT_REPRODUCED if args.dry_run else EXIT_FAILED
-    except KeyboardInterrupt:
-        print(
-            "precip-replay: interrupted (what it had provisioned was deprovisioned, and a "
-            "replay run it had begun finished as interrupted)",
-            file=sys.stderr,
-        )
-        return 130
-    except (MappingError, RunNotFound) as exc:
-        print(f"precip-replay: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ReplayFailed as exc:
-        print(f"precip-replay: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE if exc.usage else EXIT_FAILED
-    except InvalidOption as exc:  # a target set up wrongly (mapping, credentials): before any step
-        print(f"precip-replay: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ExperimentException as exc:
-        print(f"precip-replay: the target cloud failed: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except Exception as exc:
+        broken_pipe=EXIT_REPRODUCED if args.dry_run else EXIT_FAILED,
+        interrupted="interrupted (what it had provisioned was deprovisioned, and a replay "
+        "run it had begun finished as interrupted)",
         # A bug of ours must not pass for a divergence (exit 1): the replay did not finish.
-        traceback.print_exc()
-        print(
-            f"precip-replay: internal error ({type(exc).__name__}: {exc}); the replay stopped, "
-            "what it had provisioned was deprovisioned and its run finished as failed. "
-            "Please report this with the traceback above",
-            file=sys.stderr,
-        )
-        return EXIT_FAILED
+        internal_status=EXIT_FAILED,
+        after_internal_error="the replay stopped, what it had provisioned was deprovisioned "
+        "and its run finished as failed",
+    )
+
+
+def _status_of(exc: Exception) -> ErrorStatus | None:
+    if isinstance(exc, MappingError | RunNotFound):
+        return ErrorStatus(EXIT_USAGE)
+    if isinstance(exc, ReplayFailed):
+        return ErrorStatus(EXIT_USAGE if exc.usage else EXIT_FAILED)
+    if isinstance(exc, InvalidOption):  # a target set up wrongly (mapping, credentials)
+        return ErrorStatus(EXIT_USAGE)
+    if isinstance(exc, ExperimentException):
+        return ErrorStatus(EXIT_FAILED, "the target cloud failed")
+    return None
 
 
 def _on(targets: dict[str, str], mapping: ReplayMapping) -> str:
@@ -211,7 +207,7 @@ def _check_records(store: RunStore, source_dir: Path) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    store = RunStore(args.records)
+    store = store_of(args)
     source_dir = store.resolve(args.run)
     ((source, verdict),) = load_verified([source_dir])  # checked and read in one pass
     if source is None:

@@ -5,6 +5,10 @@ import inspect
 import precip_repro
 import precip_repro.exceptions
 
+# Public beside precip_repro itself, as structlog.testing is beside structlog: the
+# command-line core every precip-repro tool shares, and the test doubles.
+PUBLIC_MODULES = ("precip_repro.commandline", "precip_repro.progress", "precip_repro.testing")
+
 
 def test_all_is_sorted_and_names_exactly_the_public_members():
     names = precip_repro.__all__
@@ -46,12 +50,13 @@ def test_replay_uses_only_the_public_api_and_precip_repro_never_imports_replay()
     from pathlib import Path
 
     root = Path(__file__).parent.parent
+    public = {"precip_repro", *PUBLIC_MODULES}
     for path in (root / "replay").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
-                assert node.module == "precip_repro" or not node.module.startswith(
-                    "precip_repro."
-                ), f"{path.name} imports {node.module}"
+                assert node.module in public or not node.module.startswith("precip_repro."), (
+                    f"{path.name} imports {node.module}"
+                )
     for path in (root / "precip_repro").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom | ast.Import):
@@ -61,3 +66,14 @@ def test_replay_uses_only_the_public_api_and_precip_repro_never_imports_replay()
                     else [alias.name for alias in node.names]
                 )
                 assert not any(n == "replay" or n.startswith("replay.") for n in names), path
+
+
+def test_each_public_module_names_its_members_in_a_sorted_all():
+    import importlib
+
+    for name in PUBLIC_MODULES:
+        module = importlib.import_module(name)
+        assert module.__all__ == sorted(module.__all__), name
+        for member in module.__all__:
+            assert getattr(module, member) is not None, (name, member)
+        assert module.__doc__, name

@@ -1,20 +1,24 @@
-"""What every precip-repro command shares: exit statuses, the parser that exits 2 on
-bad usage, logging set-up, the store and run lookup, and how an error maps to a status."""
+"""What precip-repro's commands share beyond the command-line core of every tool
+(:mod:`precip_repro.commandline`, whose exit statuses, parser and store they use): run
+lookup, reading runs that must be intact, and how an error maps to a status."""
 
 from __future__ import annotations
 
 import argparse
 import gc
-import logging
-import os
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, NoReturn
+from typing import TYPE_CHECKING, Final
 
-import structlog
-
+from precip_repro.commandline import (
+    EXIT_BAD,
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    EXIT_USAGE,
+    ErrorStatus,
+    store_of,
+)
 from precip_repro.exceptions import (
     ExperimentException,
     RecordIncomplete,
@@ -22,7 +26,6 @@ from precip_repro.exceptions import (
     RunNotFound,
     UnsupportedVersion,
 )
-from precip_repro.record.store import RunStore
 
 if TYPE_CHECKING:
     from precip_repro.runview import RunView
@@ -35,43 +38,16 @@ __all__ = [
     "EXIT_USAGE",
     "HEX_RE",
     "NotIntact",
-    "Parser",
     "Usage",
-    "configure_logging",
     "exit_for",
     "intact_views",
-    "quiet_stdout",
     "resolve",
+    "status_of",
     "store_of",
 ]
 
 
-EXIT_OK: Final = 0
-EXIT_BAD: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_INCOMPLETE: Final = 3
-
 HEX_RE: Final = re.compile(r"[0-9a-f]{4,64}")
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-def configure_logging(verbose: int) -> None:
-    level = logging.WARNING - 10 * min(verbose, 2)
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        # sys.stderr looked up per logger, not bound once: it may be replaced later.
-        logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
-        cache_logger_on_first_use=False,
-    )
-
-
-def store_of(args: argparse.Namespace) -> RunStore:
-    return RunStore(args.records)
 
 
 def resolve(args: argparse.Namespace) -> Path:
@@ -96,12 +72,14 @@ def exit_for(exc: ExperimentException) -> int:
     return EXIT_BAD
 
 
-def quiet_stdout() -> None:
-    """Send what is still to be written to stdout nowhere: its reader is gone, and Python
-    would otherwise complain of the broken pipe when it flushes at exit."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
+def status_of(exc: Exception) -> ErrorStatus | None:
+    """precip-repro's errors: ours by :func:`exit_for`, the system's (a disk, a
+    permission) 1; anything else is a bug."""
+    if isinstance(exc, ExperimentException):
+        return ErrorStatus(exit_for(exc))
+    if isinstance(exc, OSError):
+        return ErrorStatus(EXIT_BAD)
+    return None
 
 
 def intact_views(

@@ -13,21 +13,11 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from precip_repro.cli.compare import cmd_diff, cmd_report
-from precip_repro.cli.core import (
-    EXIT_BAD,
-    EXIT_OK,
-    Parser,
-    configure_logging,
-    exit_for,
-    quiet_stdout,
-)
+from precip_repro.cli.core import status_of
 from precip_repro.cli.leaks import cmd_gc
 from precip_repro.cli.records import cmd_cat, cmd_ls, cmd_recover, cmd_show, cmd_verify
 from precip_repro.cli.scripts import cmd_demo, cmd_run
-from precip_repro.exceptions import (
-    ExperimentException,
-)
-from precip_repro.record.recorder import tool_version
+from precip_repro.commandline import Parser, add_version, common_options, parse, run_command
 
 __all__ = ["main"]
 
@@ -49,37 +39,20 @@ RUN is a run directory, a run id, `latest`, or a unique prefix of an id, looked 
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = Parser(add_help=False)
-    common.add_argument(
-        "--records",
-        metavar="DIR",
-        default=argparse.SUPPRESS,
-        help="the store of runs (default: $PRECIP_RECORDS, else ./records)",
-    )
-    common.add_argument(
-        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log more"
-    )
+    common = common_options()
     parser = Parser(
         prog="precip-repro",
         description="Record, audit and inspect precip experiment runs.",
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {tool_version()}")
+    add_version(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(
         name: str, func: Callable[[argparse.Namespace], int], help: str
     ) -> argparse.ArgumentParser:
-        cmd = sub.add_parser(
-            name,
-            help=help,
-            description=help,
-            parents=[common],
-            epilog=_EPILOG,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
+        cmd = sub.add_parser(name, help=help, description=help, parents=[common], epilog=_EPILOG)
         cmd.set_defaults(func=func)
         return cmd
 
@@ -143,25 +116,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    args.records = getattr(args, "records", None)
-    configure_logging(getattr(args, "verbose", 0))
+    args = parse(_parser(), argv)
     func: Callable[[argparse.Namespace], int] = args.func
-    try:
-        return func(args)
-    except ExperimentException as exc:
-        print(f"precip-repro {args.command}: error: {exc}", file=sys.stderr)
-        return exit_for(exc)
-    except BrokenPipeError:  # piped into `head`: the reader has had enough
-        quiet_stdout()
-        return EXIT_OK
-    except OSError as exc:
-        print(f"precip-repro {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_BAD
-    except KeyboardInterrupt:
-        print(f"precip-repro {args.command}: interrupted", file=sys.stderr)
-        return 130
+    return run_command(f"precip-repro {args.command}", lambda: func(args), status_of=status_of)
 
 
 if __name__ == "__main__":

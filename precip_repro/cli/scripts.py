@@ -113,35 +113,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _playback(args: argparse.Namespace, store: RunStore, script: Path) -> int:
     import runpy
 
-    from precip_repro.playback import Playback, RecordingStopped
+    from precip_repro.playback import RecordingStopped
     from precip_repro.session import session
 
     ((view, _),) = intact_views(args, args.playback)
-    session.add_environment_credentials()  # as when recorded: outputs get their values
-    playback = Playback(view, secrets=session.redactor)
-    session.playback = playback
-    session.restart_numbering()
     sys.argv = [str(script), *args.args]
     sys.path.insert(0, str(script.resolve().parent))
     recorded = f"the recording ended {view.ended}"
     exited: SystemExit | None = None
-    try:
+    with session.playing_back(view) as playback:
         try:
-            runpy.run_path(str(script), run_name="__main__")
-        except RecordingStopped:
-            pass
-        except SystemExit as exc:
-            exited = exc if exc.code not in (None, 0) else None
-        # What the recording process did at exit: close what the script left open.
-        for experiment in playback.experiments:
-            experiment.close()
-    except BaseException as exc:
-        if playback.failed is None:
-            _print_script_error(exc, script)
-            print(f"precip-repro run --playback: the script failed: {exc}; {recorded}")
-            return EXIT_BAD
-    finally:
-        session.playback = None
+            try:
+                runpy.run_path(str(script), run_name="__main__")
+            except RecordingStopped:
+                pass
+            except SystemExit as exc:
+                exited = exc if exc.code not in (None, 0) else None
+            # What the recording process did at exit: close what the script left open.
+            for experiment in playback.experiments:
+                experiment.close()
+        except BaseException as exc:
+            if playback.failed is None:
+                _print_script_error(exc, script)
+                print(f"precip-repro run --playback: the script failed: {exc}; {recorded}")
+                return EXIT_BAD
     if exited is not None and playback.failed is None:
         print(f"playback of {view.run}: the script exited with {exited.code!r}; {recorded}")
         return exited.code if isinstance(exited.code, int) else EXIT_BAD
