@@ -2,8 +2,9 @@
 
 One interface, :class:`Calls`, with three implementations chosen once when the experiment
 is made: :class:`Recorded` (the default), :class:`Unrecorded` (``record=False``) and
-:class:`PlayedBack` (``precip-repro run --playback``). The experiment hands every call to
-``perform``; no method of it asks which of the three it has.
+:class:`PlayedBack` (``precip-repro run --playback``, ``precip_repro.testing.playback``).
+The experiment hands every call to ``perform``; no method of it asks which of the three it
+has.
 
 Each recorded call writes ``call.started`` before it acts and ``call.finished`` or
 ``call.failed`` after; each side effect inside it writes its own intent and outcome through

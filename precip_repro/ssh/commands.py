@@ -8,6 +8,7 @@ instance.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import select
 import time
@@ -192,6 +193,13 @@ class Commands(Sessions):
             # paramiko calls a closed channel's exit status ready, and -1: sshd sent one only
             # where it is another number.
             received = chan.exit_status_ready() and chan.recv_exit_status() != -1
+            if not received and self.transport.is_active():
+                # Closed without an exit status: the command died of a signal — or the
+                # connection did, and paramiko's thread has not read the end yet. sshd
+                # answers a global request on a live connection; on a dead one the
+                # transport ends before it returns.
+                with contextlib.suppress(Exception):
+                    self.transport.global_request("keepalive@openssh.com", wait=True)
             if not received and not self.transport.is_active():
                 raise self._unreachable(
                     f"the connection was lost while running {shown_command(self._redact(cmd))}"
