@@ -27,6 +27,7 @@ import structlog
 from precip_repro.logs import processors
 from precip_repro.record.recorder import tool_version
 from precip_repro.record.store import RunStore
+from precip_repro.terminal import showing_progress
 
 __all__ = [
     "EXIT_BAD",
@@ -43,6 +44,7 @@ __all__ = [
     "parse",
     "quiet_stdout",
     "run_command",
+    "showing_progress",
     "store_of",
 ]
 
@@ -83,6 +85,13 @@ def common_options(*, records_help: str = RECORDS_HELP) -> Parser:
         default=argparse.SUPPRESS,
         help="log more (each -v more, to debug)",
     )
+    common.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="no progress on stderr (errors still)",
+    )
     return common
 
 
@@ -99,6 +108,7 @@ def parse(
     args = parser.parse_args(argv)
     args.records = getattr(args, "records", None)
     args.verbose = getattr(args, "verbose", 0)
+    args.quiet = getattr(args, "quiet", False)
     configure_logging(args.verbose, level=log_level)
     return args
 

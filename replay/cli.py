@@ -38,6 +38,7 @@ from precip_repro.commandline import (
     line_buffered_stdout,
     parse,
     run_command,
+    showing_progress,
     store_of,
 )
 from replay.engine import Engine
@@ -257,7 +258,8 @@ def _replay(args: argparse.Namespace) -> int:
             f"the recording ended {source.ended}; the replay re-executes its calls, not the "
             "script, so that ending is not replayed"
         )
-    engine.run(steps)
+    with showing_progress(quiet=args.quiet):
+        engine.run(steps)
     diverged = [v for v in engine.verdicts if v.verdict != "reproduced"]
     if args.out is None:
         with contextlib.suppress(OSError):  # a temporary directory nothing was written to

@@ -15,6 +15,7 @@ from precip_repro.cli.core import (
     intact_views,
     store_of,
 )
+from precip_repro.commandline import showing_progress
 from precip_repro.record.store import RunStore
 
 __all__ = ["cmd_demo", "cmd_run"]
@@ -74,7 +75,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     sys.path.insert(0, str(script.resolve().parent))
     code = EXIT_OK
     try:
-        runpy.run_path(str(script), run_name="__main__")
+        with showing_progress(quiet=args.quiet):
+            runpy.run_path(str(script), run_name="__main__")
     except SystemExit as exc:
         session.mark_ending(exc)
         if exc.code not in (None, 0):
