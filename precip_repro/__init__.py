@@ -36,6 +36,8 @@ from precip_repro.exceptions import (
     RunAlreadyFinished,
     RunLocked,
     RunNotFound,
+    SignersUnusable,
+    SigningFailed,
     TransferFailed,
     UnrecordableValue,
     UnsupportedUser,
@@ -61,6 +63,7 @@ from precip_repro.record.blobs import hash_file
 from precip_repro.record.events import ReplayOf, ReplayStep
 from precip_repro.record.recorder import tool_version as _tool_version
 from precip_repro.record.redact import SECRET_PLACEHOLDER
+from precip_repro.record.signing import Signature, Signer, TrustedKeys, load_signer
 from precip_repro.runview import (
     CallView,
     FileView,
@@ -158,7 +161,12 @@ __all__ = [
     "RunStore",
     "RunView",
     "SECRET_PLACEHOLDER",
+    "Signature",
+    "Signer",
+    "SignersUnusable",
+    "SigningFailed",
     "TransferFailed",
+    "TrustedKeys",
     "UnrecordableValue",
     "UnsupportedUser",
     "UnsupportedVersion",
@@ -171,6 +179,7 @@ __all__ = [
     "hash_file",
     "instance_names",
     "load_run",
+    "load_signer",
     "load_verified",
     "recover",
     "register_secret",

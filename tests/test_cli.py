@@ -84,7 +84,8 @@ def test_show_prints_one_line_per_event(capsys, store):
     run = record_sample_run(store)
     code, out, _ = cli(capsys, store, "show", "latest")
     assert code == 0
-    body = out.splitlines()[1:]
+    assert out.splitlines()[1].startswith("signature: SHA256:")
+    body = out.splitlines()[2:]
     assert len(body) == 14
     assert "e1.p1.0 exit 0" in out and "/tmp/hello.sh" in out
     assert "run finished: ok" in body[-1]
