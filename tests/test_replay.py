@@ -81,7 +81,12 @@ def test_the_pool_replays_on_another_local_cloud_and_workers_reach_the_new_maste
     ).read_bytes()
     (new,) = replay_runs(store, source)
     started = events(store, new, "run.started")[0]
-    assert started["replay_of"] == {"run": source, "digest": verify(store.root / source).digest}
+    source_verdict = verify(store.root / source)
+    assert source_verdict.signer is not None
+    assert started["replay_of"] == {
+        "run": source, "digest": source_verdict.digest, "signer": source_verdict.signer
+    }  # fmt: skip
+    assert verify(store.root / new).signer == source_verdict.signer  # the same precip key
     assert started["mapping"]["size"] == mapping.stat().st_size
 
     def master_of(run_id: str) -> str:

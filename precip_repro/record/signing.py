@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import fnmatch
 import hashlib
+import io
 import json
 import os
 import struct
@@ -33,9 +34,14 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 from sshsig.allowed_signers import AllowedSigner
-from sshsig.binary_io import SshReader
+from sshsig.binary_io import SshReader, SshWriter, ssh_read_string_pair
 from sshsig.ssh_public_key import PublicKey
-from sshsig.sshsig import SshsigSignature, SshsigWrapper, ssh_enarmor_sshsig
+from sshsig.sshsig import (
+    SshsigSignature,
+    SshsigWrapper,
+    ssh_dearmor_sshsig,
+    ssh_enarmor_sshsig,
+)
 
 from precip_repro.exceptions import (
     ExperimentException,
@@ -299,9 +305,15 @@ def read_signature(run_dir: Path, checkpoint: Checkpoint, *, run: str | None = N
     if message is None or not _same_checkpoint(message, checkpoint):
         raise bad("the checkpoint changed while it was being verified")
     try:
-        outer = SshsigSignature.from_armored(raw)
+        decoded = ssh_dearmor_sshsig(raw)
+        outer = SshsigSignature(decoded)
+        # sshsig reads leniently (a length past the end reads what is there): only the
+        # one encoding of what it read is accepted, so no byte of a signature is slack.
+        canonical = bytes(outer) == decoded and _canonical_pair(outer.signature)
     except (ValueError, NotImplementedError, UnicodeDecodeError, IndexError, struct.error) as exc:
         raise bad(f"is not an OpenSSH SSHSIG signature ({exc})") from None
+    if not canonical:
+        raise bad("is not an OpenSSH SSHSIG signature (its fields are not encoded as SSH strings)")
     if outer.namespace != NAMESPACE.encode():
         raise bad(f"is for namespace {outer.namespace!r}, not {NAMESPACE!r}")
     hash_name = outer.hash_algo.decode("ascii", "replace")
@@ -315,6 +327,8 @@ def read_signature(run_dir: Path, checkpoint: Checkpoint, *, run: str | None = N
     blob = outer.public_key
     signer = Signature(key=_key_line(blob), fingerprint=_fingerprint(blob))
     key = PublicKey.do_from_ssh_encoding(blob)
+    if isinstance(key, PublicKey) and _b64(key.openssh_str().split()[1].encode()) != blob:
+        raise bad(f"holds a malformed {_key_type(blob)} public key")
     if isinstance(key, PublicKey):
         try:
             good = key.do_verify(outer.signature, signed) is None
@@ -345,10 +359,21 @@ def _check_other(blob: bytes, signature: bytes, signed: bytes) -> bool | None:
         key = paramiko.PKey.from_type_string(_key_type(blob), blob)
     except (paramiko.SSHException, UnknownKeyType, ValueError, TypeError):
         return None
+    if key.asbytes() != blob:
+        return False  # malformed: not the key it reads as
     try:
         return bool(key.verify_ssh_sig(signed, paramiko.Message(signature)))
     except (paramiko.SSHException, ValueError, TypeError, IndexError, struct.error):
         return False
+
+
+def _canonical_pair(signature: bytes) -> bool:
+    """Whether an SSH signature blob is exactly two SSH strings (its algorithm, its bytes)."""
+    algorithm, raw = ssh_read_string_pair(signature)
+    again = SshWriter(io.BytesIO())
+    again.write_string(algorithm)
+    again.write_string(raw)
+    return again.output_fh.getvalue() == signature
 
 
 def _same_checkpoint(message: bytes, checkpoint: Checkpoint) -> bool:
@@ -482,6 +507,11 @@ def _trusted_lines(path: Path, lines: Iterable[str]) -> list[Trusted]:
             if patterns is not None and not _matches(NAMESPACE, patterns):
                 continue  # that key may sign other things, not runs
             name, key_type, encoded = allowed.principals, allowed.key_type, allowed.base64_key
+            if not _is_key_type(key_type):
+                raise unusable(
+                    f"neither a public key nor an allowed_signers line ({key_type!r} is no "
+                    "key type)"
+                )
         try:
             blob = _b64(encoded.encode())
         except ValueError as exc:
