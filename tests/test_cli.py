@@ -179,9 +179,11 @@ def test_a_run_whose_key_cannot_sign_finishes_and_says_so_in_one_line(
         "with LocalExperiment(name='unsigned') as exp:\n"
         "    exp.note('no instance needed')\n"
     )
-    code, out, _ = cli(capsys, store, "run", str(script))
-    assert code == 0, out
-    assert f"  unsigned  the signing key {missing} does not exist; set PRECIP_SIGNING_KEY" in out
+    done = record_script(store, script)  # in a process of its own, as a user runs it
+    assert done.returncode == 0, done.stderr
+    says = f"the signing key {missing} does not exist; set PRECIP_SIGNING_KEY"
+    assert f"  unsigned  {says}" in done.stdout
+    assert sum(says in line for line in done.stderr.splitlines()) == 1  # the log says it once
     (run_dir,) = store.run_dirs()
     assert cli(capsys, store, "verify", run_dir.name)[1].splitlines()[1].endswith(", unsigned")
 

@@ -170,9 +170,12 @@ def _from_agent(path: Path, blob: bytes) -> Signer | None:
         agent = paramiko.Agent()
     except (paramiko.SSHException, OSError):
         return None  # no agent answers there: the caller says what to do
-    for key in agent.get_keys():
-        if key.asbytes() == blob:
-            return Signer(key=key, path=path, agent=agent)
+    try:
+        for key in agent.get_keys():
+            if key.asbytes() == blob:
+                return Signer(key=key, path=path, agent=agent)
+    except paramiko.SSHException:
+        pass  # an agent that does not answer as one holds nothing for us
     agent.close()
     return None
 
@@ -223,16 +226,18 @@ def load_signer(path: Path | None = None) -> Signer:
                 key=path,
             ) from exc
         if isinstance(exc, TypeError):
-            why = "is passphrase-protected and no ssh-agent holds it"
+            why = (
+                f"is passphrase-protected and no ssh-agent holds it: `ssh-add {path}` (with "
+                f"SSH_AUTH_SOCK set), or set {ENV_KEY} to a key without a passphrase"
+            )
         elif blob is not None:
-            why = "is a public key and no ssh-agent holds its private key"
+            why = (
+                "is a public key and no ssh-agent holds its private key: `ssh-add` that key "
+                f"(with SSH_AUTH_SOCK set), or set {ENV_KEY} to the private key file"
+            )
         else:
-            why = f"is not an ssh private key ({exc})"
-        raise SigningFailed(
-            f"the signing key {path} {why}: `ssh-add {path}` (with SSH_AUTH_SOCK set), or "
-            f"set {ENV_KEY} to a key without a passphrase",
-            key=path,
-        ) from exc
+            why = f"is not an ssh private key ({exc}); set {ENV_KEY} to one"
+        raise SigningFailed(f"the signing key {path} {why}", key=path) from exc
     if not key.can_sign():  # pragma: no cover - from_path loads private keys only
         raise SigningFailed(f"the signing key {path} cannot sign", key=path)
     return Signer(key=key, path=path)
@@ -265,17 +270,15 @@ def sign_checkpoint(run_dir: Path, signer: Signer, *, run: str | None = None) ->
             f"{run_dir / SIGNATURE}: {exc.strerror or exc}; the run stays unsigned",
             key=signer.path,
         ) from exc
-    return Signature(
-        key=f"{signer.key.get_name()} {signer.key.get_base64()}",
-        fingerprint=signer.fingerprint,
-    )
+    blob = signer.key.asbytes()
+    return Signature(key=_key_line(blob), fingerprint=_fingerprint(blob))
 
 
 @attrs.frozen(kw_only=True)
 class Signature:
     """A checked signature: the signer's public key (OpenSSH's one-line form) and its
     ``SHA256:`` fingerprint. ``checked`` is False for a key type we cannot check (its
-    signature is neither accepted nor called bad; ``ssh-keygen -Y verify`` can)."""
+    signature is neither accepted nor called bad; ``ssh-keygen -Y verify`` may know it)."""
 
     key: str
     fingerprint: str

@@ -401,7 +401,7 @@ def _signed(signature: Signature | None) -> str:
     if not signature.checked:
         return (
             f"signed by {signature.fingerprint}, a {signature.key.split()[0]} key precip-repro "
-            "cannot check (ssh-keygen -Y verify can)"
+            "cannot check (try ssh-keygen -Y verify)"
         )
     return f"signed by {signature.fingerprint}"
 
