@@ -319,7 +319,9 @@ def test_a_changed_image_diverges_at_that_step_and_strict_leaves_nothing(
 
     for fmt in ("html", "md"):
         page = write_report(store.root / replayed, tmp_path, fmt=fmt).path.read_text()
-        assert f"{source} (digest {verify(store.root / source).digest})" in page
+        source_verdict = verify(store.root / source)
+        named = f"{source} (digest {source_verdict.digest}, signed by {source_verdict.signer})"
+        assert named in page
         assert "3 of 4 steps reproduced, 1 diverged" in page
         assert "Replay verdicts" in page and "diverged" in page
 
