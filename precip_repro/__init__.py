@@ -63,7 +63,9 @@ from precip_repro.record.blobs import hash_file
 from precip_repro.record.events import ReplayOf, ReplayStep
 from precip_repro.record.recorder import tool_version as _tool_version
 from precip_repro.record.redact import SECRET_PLACEHOLDER
-from precip_repro.record.signing import Signature, Signer, TrustedKeys, load_signer
+from precip_repro.record.signature import Signature
+from precip_repro.record.signing import Signer, load_signer
+from precip_repro.record.trusted import TrustedKeys
 from precip_repro.runview import (
     CallView,
     FileView,

@@ -28,9 +28,10 @@ from precip_repro.exceptions import (
 from precip_repro.record.blobs import BlobStore
 from precip_repro.record.events import BlobRef, BlobWithheld
 from precip_repro.record.reader import LogReader
-from precip_repro.record.signing import TrustedKeys, read_signature
+from precip_repro.record.signature import read_signature
 from precip_repro.record.store import EVENTS, OBJECTS, read_checkpoint
 from precip_repro.record.summary import summarize
+from precip_repro.record.trusted import TrustedKeys
 from precip_repro.record.verify import blob_refs, recover, verify
 from precip_repro.timeline import format_duration, timeline
 

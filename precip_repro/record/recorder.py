@@ -50,7 +50,8 @@ from precip_repro.record.payloads import (
     RunStarted,
 )
 from precip_repro.record.redact import PRIVATE_KEY, Redactor, SecretScanner
-from precip_repro.record.signing import Signature, Signer, sign_run
+from precip_repro.record.signature import Signature
+from precip_repro.record.signing import Signer, sign_run
 from precip_repro.record.store import (
     CHECKPOINT,
     EVENTS,

@@ -49,7 +49,8 @@ from precip_repro.record.payloads import (
     refs_in,
 )
 from precip_repro.record.reader import LogReader, TornTail
-from precip_repro.record.signing import Signature, Signer, TrustedKeys, read_signature, sign_run
+from precip_repro.record.signature import Signature, read_signature
+from precip_repro.record.signing import Signer, sign_run
 from precip_repro.record.store import (
     EVENTS,
     OBJECTS,
@@ -57,6 +58,7 @@ from precip_repro.record.store import (
     read_checkpoint,
     write_checkpoint,
 )
+from precip_repro.record.trusted import TrustedKeys
 
 __all__ = ["EXIT_STATUS", "Recovery", "Verdict", "blob_refs", "recover", "verify"]
 

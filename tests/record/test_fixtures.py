@@ -60,7 +60,7 @@ def test_a_v1_sample_with_a_blob_withheld_later_verifies_without_it():
 def test_a_signed_v1_sample_verifies_under_its_signer_with_openssh_and_with_us(tmp_path):
     import subprocess
 
-    from precip_repro.record.signing import TrustedKeys
+    from precip_repro.record.trusted import TrustedKeys
 
     (signed,) = (run_id for run_id in digests("v1") if "-signed-" in run_id)
     run_dir, signer = FIXTURES / "v1" / signed, FIXTURES / "v1" / "SIGNER.pub"
