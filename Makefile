@@ -19,6 +19,17 @@ $(SSHD):
 		exit 1; \
 	fi
 
+# Signed runs are checked against OpenSSH's own ssh-keygen, with keys in a real ssh-agent
+# (the client package; the server depends on it, but a machine may have one without the other).
+SSH_AGENT := /usr/bin/ssh-agent
+$(SSH_AGENT):
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client; \
+	else \
+		echo "precip-repro's tests need OpenSSH's client tools: sudo apt-get install openssh-client" >&2; \
+		exit 1; \
+	fi
+
 # The tests' stock cloud images give their default user sudo, as cloud-init does.
 SUDO := /usr/bin/sudo
 $(SUDO):
@@ -44,7 +55,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint $(SSHD) $(SUDO)
+test: lint $(SSHD) $(SUDO) $(SSH_AGENT)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP) $(SSHD)
@@ -56,6 +67,7 @@ bench: $(STAMP) $(SSHD)
 	$(BIN)/python bench/diff.py
 	$(BIN)/python bench/provision.py
 	$(BIN)/python bench/sudo.py
+	$(BIN)/python bench/sign.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

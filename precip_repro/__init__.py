@@ -51,6 +51,8 @@ from precip_repro.exceptions import (
     RunAlreadyFinished,
     RunLocked,
     RunNotFound,
+    SignersUnusable,
+    SigningFailed,
     TransferFailed,
     UnrecordableValue,
     UnsupportedUser,
@@ -77,6 +79,9 @@ from precip_repro.record.events import ReplayOf, ReplayStep
 from precip_repro.record.methods import METHODS, CallAnswer, CallResult, Method
 from precip_repro.record.recorder import tool_version as _tool_version
 from precip_repro.record.redact import SECRET_PLACEHOLDER
+from precip_repro.record.signature import Signature
+from precip_repro.record.signing import Signer, load_signer
+from precip_repro.record.trusted import TrustedKeys
 from precip_repro.record.walk import map_strings
 from precip_repro.runview import (
     CallView,
@@ -190,7 +195,12 @@ __all__ = [
     "RunStore",
     "RunView",
     "SECRET_PLACEHOLDER",
+    "Signature",
+    "Signer",
+    "SignersUnusable",
+    "SigningFailed",
     "TransferFailed",
+    "TrustedKeys",
     "UnrecordableValue",
     "UnsupportedUser",
     "UnsupportedVersion",
@@ -204,6 +214,7 @@ __all__ = [
     "hash_file",
     "instance_names",
     "load_run",
+    "load_signer",
     "load_verified",
     "map_strings",
     "outcome_of",

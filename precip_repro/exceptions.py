@@ -36,6 +36,8 @@ for code that does not know us::
         ├── UnsupportedVersion (ValueError)   a record format this version cannot read
         ├── RecordIncomplete                  no run.finished: open, or abandoned
         ├── ContentWithheld (LookupError)     the record keeps that content by hash only
+        ├── SigningFailed                     the key cannot sign: the run finished unsigned
+        ├── SignersUnusable (ValueError)      verify --signer got a file with no usable key
         └── RecordCorrupted (ValueError)      a bad event, checkpoint or blob
             └── BlobCorrupted                 a blob is missing or its bytes do not hash
 
@@ -76,6 +78,8 @@ __all__ = [
     "RunAlreadyFinished",
     "RunLocked",
     "RunNotFound",
+    "SignersUnusable",
+    "SigningFailed",
     "TransferFailed",
     "UnrecordableValue",
     "UnsupportedUser",
@@ -357,3 +361,18 @@ class RecordCorrupted(RecordError, ValueError):
 
 class BlobCorrupted(RecordCorrupted):
     """A blob is missing, or its bytes do not hash to its name."""
+
+
+class SigningFailed(RecordError):
+    """A finished run's checkpoint could not be signed: ``key`` names the key file (missing,
+    passphrase-protected without an agent, of a type that cannot sign). The run itself
+    finished and verifies intact, unsigned."""
+
+    def __init__(self, message: str, *, key: Path | str, run: str | None = None) -> None:
+        self.key = Path(key)
+        super().__init__(message, run=run, path=key)
+
+
+class SignersUnusable(RecordError, ValueError):
+    """The file given to ``verify --signer`` holds no key to check a signature against;
+    ``path`` names it (and the message the line)."""

@@ -129,6 +129,7 @@ def _header(view: RunView, verdict: Verdict) -> list[tuple[str, str]]:
     return [
         ("run", view.run),
         ("digest", verdict.digest or "-"),
+        ("signed by", verdict.signer or "unsigned"),
         ("status", view.ended),
         ("events", str(view.events)),
         ("duration", format_duration(view.last_ns - view.first_ns)),
@@ -171,7 +172,8 @@ def _replay_header(view: RunView) -> list[tuple[str, str]]:
     steps = view.replay_steps
     diverged = sum(step.get("verdict") != "reproduced" for step in steps)
     return [
-        ("replay of", f"{source.get('run')} (digest {source.get('digest')})"),
+        ("replay of", f"{source.get('run')} (digest {source.get('digest')}"
+                      + (f", signed by {source['signer']})" if source.get("signer") else ")")),
         ("verdict", f"{len(steps) - diverged} of {len(steps)} steps reproduced"
                     + (f", {diverged} diverged" if diverged else "")),
     ]  # fmt: skip

@@ -248,9 +248,11 @@ def _replay(args: argparse.Namespace) -> int:
         workdir=workdir,
         max_gap=args.max_gap,
         strict=args.strict,
+        signer=verdict.signer,
     )
     engine.check(secrets_needed(source), steps)
-    print(f"replaying {source.run} on {_on(targets, mapping)}")
+    signed = f"signed by {verdict.signer}" if verdict.signer else "unsigned"
+    print(f"replaying {source.run} ({signed}) on {_on(targets, mapping)}")
     if cut:
         print(cut)
     if source.ending:

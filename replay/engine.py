@@ -90,10 +90,13 @@ class Engine(Targets, Comparison):
         workdir: Path,
         max_gap: float,
         strict: bool,
+        signer: str | None = None,
         say: Callable[[str], None] = print,
     ) -> None:
         self.source = source
         self.digest = digest
+        self.signer = signer
+        """The fingerprint of the key that signed the source run (None: unsigned)."""
         self.targets = targets
         self.mapping = mapping
         self.records = records
@@ -201,7 +204,9 @@ class Engine(Targets, Comparison):
         return f"{call.exp}.{call.method}" + (f" {shown_command(str(cmd))}" if cmd else "")
 
     def run(self, steps: list[Step]) -> None:
-        session.replay_of = ReplayOf(run=self.source.run, digest=self.digest or "")
+        session.replay_of = ReplayOf(
+            run=self.source.run, digest=self.digest or "", signer=self.signer
+        )
         session.mapping = self.mapping.text.encode() if self.mapping.given else None
         session.detect_script = False
         session.argv = ["precip-replay", self.source.run]

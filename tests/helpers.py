@@ -1,9 +1,11 @@
 """Builders shared by the tests: a recorded run holding every v1 event type; a disk that
-refuses writes."""
+refuses writes; ssh keys, and OpenSSH checking a run's signature."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import resource
 import signal
@@ -35,7 +37,8 @@ from precip_repro.record.payloads import (
     InstanceTerminating,
     Note,
 )
-from precip_repro.record.store import EVENTS
+from precip_repro.record.signature import NAMESPACE, SIGNATURE
+from precip_repro.record.store import CHECKPOINT, EVENTS
 
 
 def record_sample_run(store: RunStore | Path, *, name: str = "sample", finish: bool = True) -> Run:
@@ -267,3 +270,57 @@ def read_only(directory: Path) -> Iterator[None]:
 def of_type(run_path: Path, kind: str) -> list[dict[str, Any]]:
     """The data of a run's events of type ``kind``, in order."""
     return [event.data for event in LogReader(run_path / EVENTS) if event.type == kind]
+
+
+def make_key(path: Path, *, kind: str = "ed25519", passphrase: str = "", comment: str = "") -> Path:
+    bits = ["-b", "2048"] if kind == "rsa" else []
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", kind, *bits, "-N", passphrase, "-C", comment or path.name,
+         "-f", str(path)],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+def allowed_signers(path: Path, principal: str, key: Path) -> Path:
+    kind, encoded = (key.with_name(key.name + ".pub")).read_text().split()[:2]
+    path.write_text(f'{principal} namespaces="{NAMESPACE}" {kind} {encoded}\n')
+    return path
+
+
+def ssh_keygen_verify(
+    run_dir: Path, signers: Path, principal: str
+) -> subprocess.CompletedProcess[str]:
+    with (run_dir / CHECKPOINT).open("rb") as checkpoint:
+        return subprocess.run(
+            ["ssh-keygen", "-Y", "verify", "-f", str(signers), "-I", principal, "-n", NAMESPACE,
+             "-s", str(run_dir / SIGNATURE)],
+            stdin=checkpoint, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+
+
+def rewrite_notes(run_dir: Path, old: str, new: str) -> None:
+    """What an author who wants another result does, by the format's documented rules:
+    edit an event, recompute every later hash, the run.finished digest and the checkpoint."""
+
+    def dumps(obj: object) -> bytes:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    events = [json.loads(line) for line in (run_dir / EVENTS).read_bytes().splitlines()]
+    prev, lines = "0" * 64, []
+    for event in events:
+        if event["type"] == "note":
+            event["data"]["text"] = event["data"]["text"].replace(old, new)
+        if event["type"] == "run.finished":
+            event["data"]["digest"] = prev
+        event["prev"] = prev
+        del event["hash"]
+        event["hash"] = prev = hashlib.sha256(dumps(event)).hexdigest()
+        lines.append(dumps(event) + b"\n")
+    log = run_dir / EVENTS
+    log.chmod(0o644)
+    log.write_bytes(b"".join(lines))
+    checkpoint = run_dir / CHECKPOINT
+    checkpoint.chmod(0o644)
+    body = {"digest": prev, "events": len(events), "run": run_dir.name, "v": 1}
+    checkpoint.write_bytes(dumps(body) + b"\n")

@@ -84,7 +84,8 @@ def test_show_prints_one_line_per_event(capsys, store):
     run = record_sample_run(store)
     code, out, _ = cli(capsys, store, "show", "latest")
     assert code == 0
-    body = out.splitlines()[1:]
+    assert out.splitlines()[1].startswith("signature: SHA256:")
+    body = out.splitlines()[2:]
     assert len(body) == 14
     assert "e1.p1.0 exit 0" in out and "/tmp/hello.sh" in out
     assert "run finished: ok" in body[-1]
@@ -133,6 +134,60 @@ def test_verify_checks_a_given_digest(capsys, store):
     assert code == 2 and "64 hex digits" in err
 
 
+def test_verify_signer_says_intact_and_signed_by_that_key_or_refuses(
+    capsys, store, tmp_path, monkeypatch
+):
+    for name in ("alice", "mallory"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name}@lab",
+                        "-f", str(tmp_path / name)], check=True)  # fmt: skip
+    monkeypatch.setenv("PRECIP_SIGNING_KEY", str(tmp_path / "alice"))
+    signed = record_sample_run(store, name="signed")
+    assert signed.signature is not None
+    unsigned = Run.open(store, name="unsigned", sign=False)
+    unsigned.finish()
+    alice, mallory = str(tmp_path / "alice.pub"), str(tmp_path / "mallory.pub")
+    code, out, _ = cli(capsys, store, "verify", signed.id, "--signer", alice)
+    assert code == 0 and f"{signed.id}: intact" in out
+    assert f"signed by alice@lab ({signed.signature.fingerprint}), a key in {alice}" in out
+    code, out, _ = cli(capsys, store, "verify", signed.id, "--signer", mallory)
+    assert code == 1 and f"{signed.id}: untrusted" in out
+    assert f"signed by {signed.signature.fingerprint}, which is no key in {mallory}" in out
+    code, out, _ = cli(capsys, store, "verify", unsigned.id, "--signer", alice)
+    assert code == 1 and "intact but unsigned (it has no checkpoint.sig)" in out
+    code, _, err = cli(capsys, store, "verify", signed.id, "--signer", str(tmp_path / "none"))
+    assert code == 2 and f"--signer: cannot read the signer file {tmp_path / 'none'}" in err
+
+
+def test_show_names_the_signers_fingerprint_or_unsigned(capsys, store):
+    signed = record_sample_run(store, name="signed")
+    assert signed.signature is not None
+    unsigned = Run.open(store, name="unsigned", sign=False)
+    unsigned.finish()
+    out = cli(capsys, store, "show", signed.id)[1]
+    assert f"signature: {signed.signature.fingerprint} (ssh-ed25519)" in out
+    assert "signature: unsigned" in cli(capsys, store, "show", unsigned.id)[1]
+
+
+def test_a_run_whose_key_cannot_sign_finishes_and_says_so_in_one_line(
+    capsys, store, tmp_path, monkeypatch
+):
+    missing = tmp_path / "gone"
+    monkeypatch.setenv("PRECIP_SIGNING_KEY", str(missing))
+    script = tmp_path / "exp.py"
+    script.write_text(
+        "from precip_repro import LocalExperiment\n"
+        "with LocalExperiment(name='unsigned') as exp:\n"
+        "    exp.note('no instance needed')\n"
+    )
+    done = record_script(store, script)  # in a process of its own, as a user runs it
+    assert done.returncode == 0, done.stderr
+    says = f"the signing key {missing} does not exist; set PRECIP_SIGNING_KEY"
+    assert f"  unsigned  {says}" in done.stdout
+    assert sum(says in line for line in done.stderr.splitlines()) == 1  # the log says it once
+    (run_dir,) = store.run_dirs()
+    assert cli(capsys, store, "verify", run_dir.name)[1].splitlines()[1].endswith(", unsigned")
+
+
 def test_recover_finishes_an_abandoned_run(capsys, store):
     run = Run.open(store, name="crashed")
     run.append(Note(text="before the crash"))
@@ -142,6 +197,7 @@ def test_recover_finishes_an_abandoned_run(capsys, store):
     code, out, _ = cli(capsys, store, "recover", run.id)
     assert code == 0
     assert "finished as interrupted after 2 intact events" in out
+    assert "  signed by SHA256:" in out
     assert "torn tail (8 bytes)" in out
     assert cli(capsys, store, "verify", run.id)[0] == 0
     code, out, _ = cli(capsys, store, "recover", run.id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -104,6 +105,7 @@ def test_gc_finds_and_ends_local_instances_of_a_killed_process(tmp_path, store, 
     before = (store.root / run_id / EVENTS).read_bytes()
     code, out = gc_cli(capsys, store, "--terminate")
     assert code == 0 and "terminated 2 instance(s)" in out
+    assert re.search(r"recorded in run (\S+) \(digest [0-9a-f]{64}, signed by SHA256:", out)
     assert [s for s in live_local_instances() if s.run == run_id] == []
     for state in leaked:
         assert state.init_pid is not None

@@ -81,7 +81,12 @@ def test_the_pool_replays_on_another_local_cloud_and_workers_reach_the_new_maste
     ).read_bytes()
     (new,) = replay_runs(store, source)
     started = events(store, new, "run.started")[0]
-    assert started["replay_of"] == {"run": source, "digest": verify(store.root / source).digest}
+    source_verdict = verify(store.root / source)
+    assert source_verdict.signer is not None
+    assert started["replay_of"] == {
+        "run": source, "digest": source_verdict.digest, "signer": source_verdict.signer
+    }  # fmt: skip
+    assert verify(store.root / new).signer == source_verdict.signer  # the same precip key
     assert started["mapping"]["size"] == mapping.stat().st_size
 
     def master_of(run_id: str) -> str:
@@ -314,7 +319,9 @@ def test_a_changed_image_diverges_at_that_step_and_strict_leaves_nothing(
 
     for fmt in ("html", "md"):
         page = write_report(store.root / replayed, tmp_path, fmt=fmt).path.read_text()
-        assert f"{source} (digest {verify(store.root / source).digest})" in page
+        source_verdict = verify(store.root / source)
+        named = f"{source} (digest {source_verdict.digest}, signed by {source_verdict.signer})"
+        assert named in page
         assert "3 of 4 steps reproduced, 1 diverged" in page
         assert "Replay verdicts" in page and "diverged" in page
 

@@ -64,6 +64,7 @@ def test_the_html_report_holds_every_command_output_and_lane(store, tmp_path):
     lanes = [attrs for tag, attrs in page.tags if tag == "g" and attrs.get("class") == "lane"]
     assert sorted(str(a["data-slot"]) for a in lanes) == sorted(view.instances)
     assert "INTACT" in text and run.digest in text
+    assert run.signature is not None and "signed by" in text and run.signature.fingerprint in text
     source = out.read_text()
     assert "http://" not in source.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "<script" not in source and "<link" not in source  # nothing fetched

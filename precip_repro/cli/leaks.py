@@ -105,7 +105,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
         done = f"terminated {len(ended) - addresses} instance(s)" + (
             f" and released {addresses} floating address(es)" if addresses else ""
         )
-        print(f"{done}; recorded in run {run.id} (digest {run.digest})")
+        signed = f", signed by {run.signature.fingerprint}" if run.signature else ", unsigned"
+        print(f"{done}; recorded in run {run.id} (digest {run.digest}{signed})")
     untouched = [leak for leak in leaks if not leak.actionable]
     if untouched:
         print(f"{_leaks_counted(untouched)} not touched (see why above)")

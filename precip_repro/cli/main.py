@@ -25,8 +25,9 @@ __all__ = ["main"]
 _EPILOG: Final = """\
 exit status:
   0  success; for verify: the run is intact
-  1  corrupt: an event, the checkpoint or a blob does not check (named in the message);
-     for diff: the runs differ; for gc: instances still leak
+  1  corrupt: an event, the checkpoint, a blob or the signature does not check (named in
+     the message); untrusted: verify --signer found the run unsigned or signed by another
+     key; for diff: the runs differ; for gc: instances still leak
   2  usage error: bad arguments, no such run, an ambiguous prefix, an unreadable format
   3  incomplete: the run is open (being written) or abandoned (run `recover`);
      for diff and report --vs: an input run is not intact;
@@ -62,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     check = add("verify", cmd_verify, "check a run's hash chain, checkpoint and blobs")
     check.add_argument("run", metavar="RUN")
     check.add_argument("--digest", metavar="HEX", help="also require this digest (64 hex)")
+    check.add_argument(
+        "--signer",
+        metavar="KEYFILE|ALLOWED_SIGNERS",
+        help="also require a signature by this key (a .pub file) or by a key of this OpenSSH "
+        "allowed_signers file; a run unsigned or signed by another key is refused (exit 1)",
+    )
     cat = add("cat", cmd_cat, "write a blob's bytes (checked) to stdout")
     cat.add_argument("run", metavar="RUN")
     cat.add_argument("sha256", metavar="SHA256", help="the blob's sha256, or a unique prefix")

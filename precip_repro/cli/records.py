@@ -23,12 +23,15 @@ from precip_repro.exceptions import (
     RecordCorrupted,
     RecordWriteFailed,
     RunNotFound,
+    SignersUnusable,
 )
 from precip_repro.record.blobs import BlobStore
 from precip_repro.record.events import BlobRef, BlobWithheld
 from precip_repro.record.reader import LogReader
-from precip_repro.record.store import EVENTS, OBJECTS
+from precip_repro.record.signature import read_signature
+from precip_repro.record.store import EVENTS, OBJECTS, read_checkpoint
 from precip_repro.record.summary import summarize
+from precip_repro.record.trusted import TrustedKeys
 from precip_repro.record.verify import blob_refs, recover, verify
 from precip_repro.timeline import format_duration, timeline
 
@@ -62,6 +65,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     run_dir = resolve(args)
     reader = LogReader(run_dir / EVENTS, run=run_dir.name)
     print(f"run {run_dir.name}  ({run_dir})")
+    print(f"signature: {_signature_line(run_dir)}")
     try:
         for line in timeline(reader):
             print(line)
@@ -77,16 +81,49 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _signature_line(run_dir: Path) -> str:
+    """Who signed the run's checkpoint, as far as the checkpoint and signature tell (the
+    log is not read: ``verify`` checks that the checkpoint is the log's)."""
+    try:
+        checkpoint = read_checkpoint(run_dir, run=run_dir.name)
+        if checkpoint is None:
+            return "none yet (no checkpoint: the run has not finished)"
+        signature = read_signature(run_dir, checkpoint, run=run_dir.name)
+    except RecordCorrupted as exc:
+        return f"BAD — {exc}"
+    if signature is None:
+        return "unsigned"
+    if not signature.checked:
+        return f"{signature.fingerprint} ({signature.key.split()[0]}: not checked here)"
+    return (
+        f"{signature.fingerprint} ({signature.key.split()[0]}); `precip-repro verify "
+        f"{run_dir.name} --signer KEY` checks it is a key you trust"
+    )
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     if args.digest is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", args.digest):
         raise Usage(f"--digest must be 64 hex digits (a run's full digest), not {args.digest!r}")
+    signers = None
+    if args.signer is not None:
+        try:
+            signers = TrustedKeys.load(Path(args.signer))
+        except SignersUnusable as exc:
+            raise Usage(f"--signer: {exc}") from exc
     run_dir = resolve(args)
-    verdict = verify(run_dir, digest=args.digest)
+    verdict = verify(run_dir, digest=args.digest, signers=signers)
     print(f"{verdict.run}: {verdict.state}")
     print(f"  {verdict.reason}")
+    if verdict.signer is not None:
+        print(f"  signer: {verdict.signer_key} ({verdict.signer})")
     if verdict.digest is not None:
-        label = "digest" if verdict.state == "intact" else "last intact event"
+        label = "digest" if verdict.state in ("intact", "untrusted") else "last intact event"
         print(f"  {label}: {verdict.digest}")
+    if verdict.state == "untrusted":
+        print(
+            "  what to do: get the signer's public key from its owner (or where they publish "
+            "it) and check again; do not trust the run's own signature on its word"
+        )
     if verdict.state == "corrupt":
         print(
             f"  what to do: the run's record was altered or damaged after it was written; "
@@ -114,6 +151,10 @@ def cmd_recover(args: argparse.Namespace) -> int:
                 f"{done.torn_tail.sha256}"
             )
     print(f"  digest: {done.digest}")
+    if done.signature is not None:
+        print(f"  signed by {done.signature.fingerprint}")
+    elif done.signing_problem is not None:
+        print(f"  unsigned: {done.signing_problem}")
     return EXIT_OK
 
 

@@ -108,6 +108,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"  checkpoint  not written (the error above says why): precip-repro recover {run.id}"
         )
         return code or EXIT_BAD
+    if run.signature is not None:
+        print(f"  signed  {run.signature.fingerprint}")
+    elif run.signing_problem is not None:
+        print(f"  unsigned  {run.signing_problem}")
     print(f"  verify  precip-repro --records {store.root} verify {run.id} --digest {digest}")
     return code
 

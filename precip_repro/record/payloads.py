@@ -96,10 +96,12 @@ class BlobRef:
 
 @attrs.frozen(kw_only=True)
 class ReplayOf:
-    """The run a replay re-executes: its id and digest."""
+    """The run a replay re-executes: its id, digest, and the ``SHA256:`` fingerprint of the
+    key that signed it (None: the source is unsigned)."""
 
     run: str
     digest: str
+    signer: str | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -51,6 +51,8 @@ from precip_repro.record.payloads import (
     RunStarted,
 )
 from precip_repro.record.redact import PRIVATE_KEY, Redactor, SecretScanner
+from precip_repro.record.signature import Signature
+from precip_repro.record.signing import Signer, sign_run
 from precip_repro.record.store import (
     CHECKPOINT,
     EVENTS,
@@ -109,9 +111,22 @@ class Run:
     """One run being recorded. Thread-safe; a context manager that finishes the run."""
 
     def __init__(
-        self, run_id: str, path: Path, journal: Journal, *, secrets: Redactor | None = None
+        self,
+        run_id: str,
+        path: Path,
+        journal: Journal,
+        *,
+        secrets: Redactor | None = None,
+        sign: bool = True,
+        signer: Signer | None = None,
     ) -> None:
         self.id = run_id
+        self._sign = sign
+        self._signer = signer
+        self.signature: Signature | None = None
+        """Who signed the finished run's checkpoint; None while recording, or unsigned."""
+        self.signing_problem: str | None = None
+        """Why a finished run is unsigned (the key file and what to do), if signing failed."""
         self._secrets = secrets
         """Every event's strings go through it as they are appended (one redaction for
         all: file names, tags, names and note keys included)."""
@@ -136,8 +151,13 @@ class Run:
         replay_of: ReplayOf | None = None,
         mapping: bytes | None = None,
         secrets: Redactor | None = None,
+        sign: bool = True,
+        signer: Signer | None = None,
     ) -> Run:
         """Create a new run in ``store`` and write its ``run.started``.
+
+        When it finishes, its checkpoint is signed (``sign``) with ``signer``, by default
+        the key :func:`~precip_repro.record.signing.load_signer` finds then.
 
         ``script`` (the experiment script) is stored as a blob — by hash only when it holds
         one of the ``secrets`` registered so far (credentials written into the script); its
@@ -160,7 +180,7 @@ class Run:
             ) from exc
         try:
             # Absolute: a script that changes directory must not send blobs elsewhere.
-            run = cls(run_id, path.absolute(), journal, secrets=secrets)
+            run = cls(run_id, path.absolute(), journal, secrets=secrets, sign=sign, signer=signer)
             script_ref = None
             if script is not None:
                 try:
@@ -360,7 +380,8 @@ class Run:
         return self.blobs.sink(inline=inline)
 
     def finish(self, status: str = "ok") -> str:
-        """Append ``run.finished``, make everything durable, write the checkpoint.
+        """Append ``run.finished``, make everything durable, write the checkpoint and sign
+        it (a key that cannot sign leaves the run unsigned: :attr:`signing_problem`).
 
         Returns the run's digest. Finishing twice returns the same digest.
         """
@@ -399,6 +420,9 @@ class Run:
                 ) from exc
             with contextlib.suppress(OSError):
                 (self.path / OBJECTS / "tmp").rmdir()
+            if self._sign:
+                signed = sign_run(self.path, run=self.id, signer=self._signer)
+                self.signature, self.signing_problem = signed.signature, signed.problem
         log.info("run finished", run=self.id, status=status, events=seq + 1, digest=event.hash)
         return event.hash
 

@@ -9,6 +9,7 @@ intact      0    finished; chain, checkpoint and every blob check
 corrupt     1    a line, the checkpoint or a blob does not check (named by seq/line/blob)
 open        3    no ``run.finished`` yet and a writer holds the run
 abandoned   3    no writer, and a torn tail or no end: ``precip-repro recover`` finishes it
+untrusted   1    intact, but not signed by a key of ``signers`` (unsigned, or another key)
 =========== ==== ===========================================================================
 
 A run whose checkpoint exists but whose log does not match it is ``corrupt``, never
@@ -48,6 +49,8 @@ from precip_repro.record.payloads import (
     refs_in,
 )
 from precip_repro.record.reader import LogReader, TornTail
+from precip_repro.record.signature import Signature, read_signature
+from precip_repro.record.signing import Signer, sign_run
 from precip_repro.record.store import (
     EVENTS,
     OBJECTS,
@@ -55,12 +58,13 @@ from precip_repro.record.store import (
     read_checkpoint,
     write_checkpoint,
 )
+from precip_repro.record.trusted import TrustedKeys
 
 __all__ = ["EXIT_STATUS", "Recovery", "Verdict", "blob_refs", "recover", "verify"]
 
 log = get_logger(__name__)
 
-EXIT_STATUS: Final = {"intact": 0, "corrupt": 1, "open": 3, "abandoned": 3}
+EXIT_STATUS: Final = {"intact": 0, "corrupt": 1, "untrusted": 1, "open": 3, "abandoned": 3}
 _BLOB_KEYS: Final = frozenset({"sha256", "size", "text", "withheld"})
 
 
@@ -85,6 +89,12 @@ class Verdict:
     end_offset: int = 0
     has_finished_event: bool = False
     has_checkpoint: bool = False
+    signer: str | None = None
+    """The ``SHA256:`` fingerprint of the key whose signature over the checkpoint checks."""
+    signer_key: str | None = None
+    """That key, in OpenSSH's one-line form (``ssh-ed25519 AAAA…``)."""
+    signer_name: str | None = None
+    """Under ``signers``: the name the trusted key goes by (allowed_signers principal)."""
 
     @property
     def exit_status(self) -> int:
@@ -213,14 +223,17 @@ def verify(
     run_dir: Path,
     *,
     digest: str | None = None,
+    signers: TrustedKeys | None = None,
     check_blobs: bool = True,
     workers: int | None = None,
     observe: Callable[[Event], None] | None = None,
     _ignore_lock: bool = False,
 ) -> Verdict:
-    """Check a run's log, checkpoint and blobs; return a :class:`Verdict`.
+    """Check a run's log, checkpoint, blobs and signature; return a :class:`Verdict`.
 
-    ``digest``, when given, must equal the run's digest for it to be ``intact``. ``observe``
+    ``digest``, when given, must equal the run's digest for it to be ``intact``. A
+    signature that does not verify makes the run ``corrupt``; under ``signers`` a run not
+    signed by one of their keys (unsigned, or signed by another) is ``untrusted``. ``observe``
     is called with each intact event, so a caller can read the run in the same pass.
     Raises :class:`~precip_repro.exceptions.UnsupportedVersion` for a format this version
     cannot read; every other problem is a state of the verdict.
@@ -342,14 +355,20 @@ def verify(
                 reason=f"the run's digest is {reader.last_hash}, not the {digest} "
                 "you expected: this is not the run that digest names, or it was altered",
             )
-        return Verdict(
-            **base,
-            **found,
-            state="intact",
-            reason=f"{reader.count} events, {checker.checked} "
+        try:
+            signature = read_signature(run_dir, checkpoint, run=run_id)
+        except RecordCorrupted as exc:
+            return Verdict(**base, **found, state="corrupt", reason=str(exc))
+        if signature is not None and signature.checked:
+            found.update(signer=signature.fingerprint, signer_key=signature.key)
+        content = (
+            f"{reader.count} events, {checker.checked} "
             f"blob{'' if checker.checked == 1 else 's'}, "
-            f"status {finished.status if finished else '?'}",
+            f"status {finished.status if finished else '?'}"
         )
+        if signers is not None:
+            return _trusted(base, found, content, signature, signers)
+        return Verdict(**base, **found, state="intact", reason=f"{content}, {_signed(signature)}")
     if locked:
         return Verdict(
             **base,
@@ -376,6 +395,53 @@ def verify(
             f"process ended without finishing); {recover_hint}"
         )
     return Verdict(**base, **found, state="abandoned", reason=reason)
+
+
+def _signed(signature: Signature | None) -> str:
+    if signature is None:
+        return "unsigned"
+    if not signature.checked:
+        return (
+            f"signed by {signature.fingerprint}, a {signature.key.split()[0]} key precip-repro "
+            "cannot check (try ssh-keygen -Y verify)"
+        )
+    return f"signed by {signature.fingerprint}"
+
+
+def _trusted(
+    base: dict[str, Any],
+    found: dict[str, Any],
+    content: str,
+    signature: Signature | None,
+    signers: TrustedKeys,
+) -> Verdict:
+    """The verdict on an intact run under ``verify --signer``: intact only when a trusted
+    key signed it."""
+    source = signers.source
+    if signature is None:
+        why = (
+            f"the run is intact but unsigned (it has no checkpoint.sig): nothing ties it to a "
+            f"key in {source}"
+        )
+    elif not signature.checked:
+        why = f"the run is {_signed(signature)}; so it is not known to be signed by {source}"
+    else:
+        trusted = signers.find(signature)
+        if trusted is not None:
+            name = f"{trusted.name} ({signature.fingerprint})" if trusted.name else None
+            return Verdict(
+                **base,
+                **found,
+                state="intact",
+                reason=f"{content}, signed by {name or signature.fingerprint}, a key in {source}",
+                signer_name=trusted.name,
+            )
+        why = (
+            f"the run is intact but signed by {signature.fingerprint}, which is no key in "
+            f"{source}: it was rewritten and signed again by another key, or {source} names "
+            "the wrong key"
+        )
+    return Verdict(**base, **found, state="untrusted", reason=why)
 
 
 def _bad(event: Event, reason: str, run: str) -> RecordCorrupted:
@@ -441,6 +507,10 @@ class Recovery:
     digest: str
     events: int
     torn_tail: BlobRef | None = None
+    signature: Signature | None = None
+    """Whose signature recover wrote over the new checkpoint (None: unsigned, or unchanged)."""
+    signing_problem: str | None = None
+    """Why the checkpoint recover wrote is unsigned, when signing failed."""
 
 
 def _nothing_to_do(verdict: Verdict) -> Recovery:
@@ -448,9 +518,10 @@ def _nothing_to_do(verdict: Verdict) -> Recovery:
     return Recovery(action="nothing", run=verdict.run, digest=verdict.digest, events=verdict.events)
 
 
-def recover(run_dir: Path) -> Recovery:
+def recover(run_dir: Path, *, sign: bool = True, signer: Signer | None = None) -> Recovery:
     """Finish an abandoned run: save a torn tail as a blob, cut it off, append
-    ``run.finished`` with status ``interrupted``, write the checkpoint.
+    ``run.finished`` with status ``interrupted``, write the checkpoint and sign it (as
+    :meth:`Run.finish` does; a key that cannot sign leaves it unsigned).
 
     Refuses an open run (:class:`RunLocked`), a corrupt one (:class:`RecordCorrupted`) and
     an empty one (:class:`RecordIncomplete`). Intact events are never rewritten.
@@ -505,8 +576,14 @@ def recover(run_dir: Path) -> Recovery:
                 run_dir, Checkpoint(run=verdict.run, events=verdict.events, digest=verdict.digest)
             )
             log.info("checkpoint rewritten", run=verdict.run, digest=verdict.digest)
+            signed = sign_run(run_dir, run=verdict.run, signer=signer) if sign else None
             return Recovery(
-                action="checkpoint", run=verdict.run, digest=verdict.digest, events=verdict.events
+                action="checkpoint",
+                run=verdict.run,
+                digest=verdict.digest,
+                events=verdict.events,
+                signature=signed.signature if signed else None,
+                signing_problem=signed.problem if signed else None,
             )
         blobs = BlobStore(run_dir / OBJECTS, run=verdict.run)
         torn_ref: BlobRef | None = None
@@ -533,12 +610,15 @@ def recover(run_dir: Path) -> Recovery:
             run_dir, Checkpoint(run=verdict.run, events=verdict.events + 1, digest=event.hash)
         )
         log.info("run recovered", run=verdict.run, digest=event.hash, torn=torn_ref is not None)
+        signed = sign_run(run_dir, run=verdict.run, signer=signer) if sign else None
         return Recovery(
             action="finished",
             run=verdict.run,
             digest=event.hash,
             events=verdict.events + 1,
             torn_tail=torn_ref,
+            signature=signed.signature if signed else None,
+            signing_problem=signed.problem if signed else None,
         )
     finally:
         journal.close()

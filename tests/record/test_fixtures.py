@@ -57,6 +57,27 @@ def test_a_v1_sample_with_a_blob_withheld_later_verifies_without_it():
     assert verify(run_dir).state == "intact"
 
 
+def test_a_signed_v1_sample_verifies_under_its_signer_with_openssh_and_with_us(tmp_path):
+    import subprocess
+
+    from precip_repro.record.trusted import TrustedKeys
+
+    (signed,) = (run_id for run_id in digests("v1") if "-signed-" in run_id)
+    run_dir, signer = FIXTURES / "v1" / signed, FIXTURES / "v1" / "SIGNER.pub"
+    verdict = verify(run_dir, digest=digests("v1")[signed], signers=TrustedKeys.load(signer))
+    assert verdict.state == "intact", verdict.reason
+    assert verdict.signer_name == "fixture@precip-repro"
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text("fixture@precip-repro " + signer.read_text())
+    with (run_dir / "checkpoint").open("rb") as checkpoint:
+        done = subprocess.run(
+            ["ssh-keygen", "-Y", "verify", "-f", str(allowed), "-I", "fixture@precip-repro",
+             "-n", "precip-repro", "-s", str(run_dir / "checkpoint.sig")],
+            stdin=checkpoint, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
 def test_older_versions_are_lifted_through_the_upgrade_chain(monkeypatch):
     # v1 is the first version; pretend a v2 exists to prove the chain is applied in order.
     # The line parser holds its own binding of the version: it must pretend too, so that it

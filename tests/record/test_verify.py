@@ -49,7 +49,9 @@ def test_a_finished_run_is_intact_with_its_digest(pristine):
     assert verdict.status == "ok"
     assert verdict.blobs_checked == 3  # script object, binary stderr object, inline stdout
     assert verify(pristine, digest=verdict.digest).state == "intact"
-    assert verdict.reason == f"{verdict.events} events, 3 blobs, status ok"
+    assert (
+        verdict.reason == f"{verdict.events} events, 3 blobs, status ok, signed by {verdict.signer}"
+    )
 
 
 def test_one_blob_is_counted_as_one_blob(tmp_path):
@@ -58,7 +60,7 @@ def test_one_blob_is_counted_as_one_blob(tmp_path):
         put = FilePut(call=1, slot="e1.p1.0", instance_id="i-1", user="root",
                       local_path="a", remote_path="/a", mode=0o644, content=content)  # fmt: skip
         run.append(put)
-    assert verify(run.path).reason.endswith(" events, 1 blob, status ok")
+    assert " events, 1 blob, status ok, signed by SHA256:" in verify(run.path).reason
 
 
 def test_a_wrong_digest_is_reported_corrupt(pristine):
