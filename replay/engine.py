@@ -9,6 +9,7 @@ directory. Its verdict (:mod:`replay.compare`) is recorded as a ``replay.step`` 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -246,6 +247,7 @@ class Engine(Targets, Comparison):
             raise
         finally:
             with session.shielded():  # a Ctrl-C now waits until all is deprovisioned
+                self._note_verdict()
                 for experiment in self.experiments.values():
                     try:
                         experiment.close()
@@ -254,6 +256,20 @@ class Engine(Targets, Comparison):
                 finish_run(status)
             session.replay_of = session.mapping = session.run_name = None
             session.detect_script = True
+
+    def _note_verdict(self) -> None:
+        """The replay's verdict as the last note of its run, where ``ls`` finds it without
+        reading the whole log."""
+        if not self.experiments or not self.verdicts:
+            return
+        counts: dict[str, int] = {}
+        for verdict in self.verdicts:
+            counts[verdict.verdict] = counts.get(verdict.verdict, 0) + 1
+        overall = "diverged" if counts.get("diverged") else "reproduced"
+        text = f"replay {overall}: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+        first = next(iter(self.experiments.values()))
+        with contextlib.suppress(ExperimentException):
+            first.note(text, replay_verdict=overall, steps=counts)
 
     def _step(self, step: Step) -> StepVerdict:
         call = step.call

@@ -43,7 +43,9 @@ def test_ls_lists_runs_newest_first_with_status_and_events(capsys, store):
     code, out, _ = cli(capsys, store, "ls")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["RUN", "STATUS", "EVENTS", "DURATION"]
+    assert lines[0].split() == [
+        "RUN", "STATUS", "EVENTS", "DURATION", "SCRIPT", "DIGEST", "SIGNER", "REPLAY", "OF",
+    ]  # fmt: skip
     assert lines[1].split()[:3] == [second.id, "abandoned", "1"]
     assert lines[2].split()[:3] == [first.id, "ok", "14"]
     assert lines[3] == "`precip-repro recover RUN` finishes an abandoned run as interrupted"

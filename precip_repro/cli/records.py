@@ -16,7 +16,6 @@ from precip_repro.cli.core import (
     HEX_RE,
     Usage,
     resolve,
-    store_of,
 )
 from precip_repro.exceptions import (
     AmbiguousRun,
@@ -30,35 +29,11 @@ from precip_repro.record.events import BlobRef, BlobWithheld
 from precip_repro.record.reader import LogReader
 from precip_repro.record.signature import read_signature
 from precip_repro.record.store import EVENTS, OBJECTS, read_checkpoint
-from precip_repro.record.summary import summarize
 from precip_repro.record.trusted import TrustedKeys
 from precip_repro.record.verify import blob_refs, recover, verify
-from precip_repro.timeline import format_duration, timeline
+from precip_repro.timeline import timeline
 
-__all__ = ["cmd_cat", "cmd_ls", "cmd_recover", "cmd_show", "cmd_verify"]
-
-
-def cmd_ls(args: argparse.Namespace) -> int:
-    store = store_of(args)
-    rows = [summarize(path) for path in store.run_dirs()]
-    if not rows:
-        print(f"no runs in {store.root}")
-        return EXIT_OK
-    rows.reverse()
-    width = max(len(row.run) for row in rows)
-    print(f"{'RUN':<{width}}  {'STATUS':<11} {'EVENTS':>8}  DURATION")
-    for row in rows:
-        events = "?" if row.events is None else str(row.events)
-        print(
-            f"{row.run:<{width}}  {row.status:<11} {events:>8}  {format_duration(row.duration_ns)}"
-        )
-    hints = {
-        "abandoned": "`precip-repro recover RUN` finishes an abandoned run as interrupted",
-        "unreadable": "`precip-repro verify RUN` says what is wrong with an unreadable run",
-    }
-    for status in sorted({row.status for row in rows} & hints.keys()):
-        print(hints[status])
-    return EXIT_OK
+__all__ = ["cmd_cat", "cmd_recover", "cmd_show", "cmd_verify"]
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -17,7 +17,8 @@ from precip_repro.exceptions import RecordError
 from precip_repro.record.events import parse_ts
 from precip_repro.record.files import open_regular
 from precip_repro.record.journal import is_locked
-from precip_repro.record.store import EVENTS, read_checkpoint
+from precip_repro.record.signature import read_signature
+from precip_repro.record.store import EVENTS, Checkpoint, read_checkpoint
 
 __all__ = ["RunSummary", "summarize"]
 
@@ -33,6 +34,24 @@ class RunSummary:
     status: str
     events: int | None
     duration_ns: int | None
+    started_ns: int | None = None
+    script: str | None = None
+    """The experiment script's path as recorded."""
+    replay_of: str | None = None
+    """The run a replay re-executed."""
+    verdict: str | None = None
+    """A replay's verdict (``reproduced``, ``diverged``) and its steps, as its last note
+    says; None for a run that is not a replay, or a replay that judged no step."""
+    digest: str | None = None
+    """The checkpoint's digest (a finished run's)."""
+    signer: str | None = None
+    """The fingerprint of the key that signed the checkpoint."""
+
+    @property
+    def name(self) -> str:
+        """The name the run was given (the middle of its id)."""
+        parts = self.run.split("-")
+        return "-".join(parts[1:-1]) if len(parts) > 2 else self.run
 
 
 def _first_line(path: Path) -> dict[str, Any] | None:
@@ -45,19 +64,26 @@ def _first_line(path: Path) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
-def _last_line(path: Path) -> dict[str, Any] | None:
+def _tail_lines(path: Path) -> list[dict[str, Any]]:
+    """The events in the last bytes of the log that parse as JSON objects, in order."""
     with open_regular(path, what="event log", run=None) as f:
         size = f.seek(0, os.SEEK_END)
         f.seek(max(0, size - _TAIL))
         tail = f.read()
-    lines = [line for line in tail.split(b"\n") if line]
-    for raw in reversed(lines):
+    found = []
+    for raw in tail.split(b"\n"):
         try:
             obj = json.loads(raw)
         except ValueError:
             continue
-        return obj if isinstance(obj, dict) else None
-    return None
+        if isinstance(obj, dict):
+            found.append(obj)
+    return found
+
+
+def _last_line(path: Path) -> dict[str, Any] | None:
+    lines = _tail_lines(path)
+    return lines[-1] if lines else None
 
 
 def _count_lines(path: Path) -> int:
@@ -77,12 +103,55 @@ def _ts_ns(ts: object) -> int | None:
         return None
 
 
+def _started(head: dict[str, Any] | None) -> dict[str, Any]:
+    """What ``ls`` shows of ``run.started``: its time, the script, the source of a replay."""
+    data = head.get("data") if head and head.get("type") == "run.started" else None
+    if not isinstance(data, dict):
+        return {}
+    replay_of = data.get("replay_of")
+    source = replay_of.get("run") if isinstance(replay_of, dict) else None
+    script = data.get("script_path")
+    return {
+        "started_ns": _ts_ns(head.get("ts")) if head else None,
+        "script": script if isinstance(script, str) else None,
+        "replay_of": source if isinstance(source, str) else None,
+    }
+
+
+def _verdict(lines: list[dict[str, Any]]) -> str | None:
+    """A replay's verdict, from the note it writes last."""
+    for obj in reversed(lines):
+        data = obj.get("data")
+        if obj.get("type") == "note" and isinstance(data, dict):
+            fields = data.get("fields")
+            if isinstance(fields, dict) and isinstance(fields.get("replay_verdict"), str):
+                steps = fields.get("steps")
+                counts = (
+                    ", ".join(f"{n} {v}" for v, n in sorted(steps.items()))
+                    if isinstance(steps, dict)
+                    else ""
+                )
+                return (
+                    f"{fields['replay_verdict']} ({counts})" if counts else fields["replay_verdict"]
+                )
+    return None
+
+
+def _signer(run_dir: Path, checkpoint: Checkpoint) -> str | None:
+    try:
+        signature = read_signature(run_dir, checkpoint, run=run_dir.name)
+    except RecordError:
+        return "BAD"
+    return signature.fingerprint if signature is not None and signature.checked else None
+
+
 def summarize(run_dir: Path) -> RunSummary:
     events_path = run_dir / EVENTS
     try:
         checkpoint = read_checkpoint(run_dir)
         if checkpoint is not None:
-            last = _last_line(events_path) or {}
+            lines = _tail_lines(events_path)
+            last = lines[-1] if lines else {}
             found = last.get("data")
             data: dict[str, Any] = found if isinstance(found, dict) else {}
             status = data.get("status") if last.get("type") == "run.finished" else None
@@ -93,6 +162,10 @@ def summarize(run_dir: Path) -> RunSummary:
                 status=status if isinstance(status, str) else "unreadable",
                 events=checkpoint.events,
                 duration_ns=duration if isinstance(duration, int) else None,
+                verdict=_verdict(lines),
+                digest=checkpoint.digest,
+                signer=_signer(run_dir, checkpoint),
+                **_started(_first_line(events_path)),
             )
         head, tail = _first_line(events_path), _last_line(events_path)
         if head is None and events_path.stat().st_size > 0:
@@ -108,6 +181,7 @@ def summarize(run_dir: Path) -> RunSummary:
             status="open" if is_locked(events_path) else "abandoned",
             events=_count_lines(events_path),
             duration_ns=end - start if start is not None and end is not None else None,
+            **_started(head),
         )
     except (OSError, RecordError):
         return RunSummary(
