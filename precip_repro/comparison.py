@@ -28,6 +28,7 @@ from precip_repro.normalize import Normalizer
 from precip_repro.record.canonical import JSON
 from precip_repro.record.methods import CallResult, method
 from precip_repro.record.walk import map_strings
+from precip_repro.remote_scripts import by_name
 from precip_repro.runview import CallView, CommandView, FileView, RunView
 from precip_repro.slots import slot_order
 
@@ -373,12 +374,14 @@ def _compare_commands(
             yield Difference(
                 kind=DifferenceKind.COMMAND_MISSING,
                 slot=slot,
-                a=a.text(one.cmd) if one else None,
-                b=b.text(other.cmd) if other else None,
+                a=a.text(by_name(one.cmd, ca.args.get("local_script"))) if one else None,
+                b=b.text(by_name(other.cmd, cb.args.get("local_script"))) if other else None,
             )
             continue
-        if how.args and "cmd" not in ca.args and a.text(one.cmd) != b.text(other.cmd):
-            yield _command_change(a.text(one.cmd), b.text(other.cmd), slot=slot)
+        cmd_a = a.text(by_name(one.cmd, ca.args.get("local_script")))
+        cmd_b = b.text(by_name(other.cmd, cb.args.get("local_script")))
+        if how.args and "cmd" not in ca.args and cmd_a != cmd_b:
+            yield _command_change(cmd_a, cmd_b, slot=slot)
         if one.exit_code != other.exit_code:
             yield Difference(
                 kind=DifferenceKind.EXIT_CODE, slot=slot, a=one.exit_code, b=other.exit_code

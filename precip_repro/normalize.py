@@ -11,12 +11,12 @@ whether a step reproduced.
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from precip_repro.record.canonical import JSON
 from precip_repro.record.walk import map_strings
+from precip_repro.remote_scripts import TEMP_PATH, TEMP_PREFIX, temp_script_path
 from precip_repro.slots import slot_order
 
 if TYPE_CHECKING:
@@ -31,18 +31,10 @@ __all__ = [
     "temp_script_path",
 ]
 
-TEMP_PREFIX: Final = "/tmp/precip-exec."
-_TEMP: Final = re.compile(re.escape(TEMP_PREFIX) + r"[0-9a-f]{12}")
+_TEMP: Final = TEMP_PATH
 _BY_SHAPE: Final = frozenset({"tmp", "timestamp"})
 """Pattern groups found by their shape, not by name: normalised to ``{group}``, and left
 alone by :meth:`Normalizer.substitute` (a run's own, never another run's)."""
-
-
-def temp_script_path() -> str:
-    """A fresh path on an instance for ``copy_and_run``'s script. Every run's are of this
-    one shape, so they normalise to ``{tmp}`` in any text — a script printing its own
-    path (``$0``) reads the same in a rerun or a replay."""
-    return f"{TEMP_PREFIX}{secrets.token_hex(6)}"
 
 
 _MONTH: Final = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"

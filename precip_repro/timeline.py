@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
 from precip_repro.record.events import Event
+from precip_repro.remote_scripts import by_name
 
 __all__ = ["describe", "format_duration", "timeline"]
 
@@ -39,6 +40,13 @@ def _output(ref: Any) -> str:
     return f"{ref.get('size', '?')} bytes, blob {str(ref.get('sha256', '?'))[:12]}{kept}"
 
 
+def _replay_of(source: Any) -> str:
+    if not isinstance(source, dict):
+        return ""
+    signer = f", signed by {source['signer']}" if source.get("signer") else ""
+    return f"; a replay of {source.get('run')} (digest {source.get('digest')}{signer})"
+
+
 def _args(args: Any) -> str:
     if not isinstance(args, dict):
         return "?"
@@ -50,6 +58,8 @@ _DESCRIBE: Final[dict[str, Callable[[dict[str, Any]], str]]] = {
         f"run {d.get('run')} started by {d.get('user')}@{d.get('host')} "
         f"(precip-repro {d.get('tool_version')}, Python {d.get('python')})"
         + (f", script {d.get('script_path')}" if d.get("script_path") else "")
+        + (f" (sha256 {d['script']['sha256']})" if isinstance(d.get("script"), dict) else "")
+        + _replay_of(d.get("replay_of"))
     ),
     "experiment.created": lambda d: (
         f"{d.get('exp')} created on {(d.get('cloud') or {}).get('kind')}"
@@ -114,13 +124,17 @@ _DESCRIBE: Final[dict[str, Callable[[dict[str, Any]], str]]] = {
 }
 
 
-def describe(event: Event) -> str:
-    """One line saying what an event records."""
+def describe(event: Event, *, scripts: dict[Any, str] | None = None) -> str:
+    """One line saying what an event records. ``scripts``: the local script of each
+    ``copy_and_run`` call so far, by call number — its commands show it by name."""
     render = _DESCRIBE.get(event.type)
     if render is None:
         return f"{event.type} (a type this version does not know)"
+    data = event.data
+    if scripts and event.type == "command.finished" and isinstance(data.get("cmd"), str):
+        data = {**data, "cmd": by_name(data["cmd"], scripts.get(data.get("call")))}
     try:
-        return render(event.data)
+        return render(data)
     except (AttributeError, TypeError, ValueError):
         return f"{event.type} (malformed data)"
 
@@ -128,8 +142,14 @@ def describe(event: Event) -> str:
 def timeline(events: Iterable[Event]) -> Iterator[str]:
     """Lines ``+SECONDS  SEQ  TYPE  what happened`` relative to the first event."""
     start: dt.datetime | None = None
+    scripts: dict[Any, str] = {}
     for event in events:
+        data = event.data
+        if event.type == "call.started" and data.get("method") == "copy_and_run":
+            args = data.get("args")
+            if isinstance(args, dict) and isinstance(args.get("local_script"), str):
+                scripts[data.get("call")] = args["local_script"]
         when = event.when
         start = start or when
         offset = (when - start).total_seconds()
-        yield f"+{offset:9.3f}s {event.seq:>6}  {event.type:<21} {describe(event)}"
+        yield f"+{offset:9.3f}s {event.seq:>6}  {event.type:<21} {describe(event, scripts=scripts)}"

@@ -143,3 +143,25 @@ def test_a_last_line_without_its_newline_is_marked_not_run_together():
     diff = unified("a\nb", "a\nc")
     assert "-b\n\\ No newline at end of file\n+c\n\\ No newline at end of file\n" in diff
     assert unified("x\n", "x").endswith("+x\n\\ No newline at end of file\n")
+
+
+def test_a_copied_scripts_command_line_is_shown_by_the_scripts_name(tmp_path):
+    def run_of(path: Path, arg: str) -> RunView:
+        builder = ViewBuilder(path)
+        cmd = f"/tmp/precip-exec.{path.name * 12} {arg}"
+        args = {"tags": [], "local_script": "/home/me/sweep.sh", "args": [arg], "user": "root",
+                "check_exit_code": True, "timeout": None}  # fmt: skip
+        builder.add_parts(
+            "call.started", TS, {"call": 1, "exp": "e1", "method": "copy_and_run", "args": args}
+        )
+        builder.add_parts(
+            "command.finished", TS,
+            {"call": 1, "slot": "e1.p1.0", "instance_id": "i-1", "user": "root", "cmd": cmd,
+             "exit_code": 0, "stdout": EMPTY, "stderr": EMPTY, "duration_ns": 1},
+        )  # fmt: skip
+        builder.add_parts("call.finished", TS, {"call": 1, "result": None, "duration_ns": 1})
+        return builder.build()
+
+    a, b = run_of(tmp_path / "a", "1"), run_of(tmp_path / "b", "2")
+    found = [d for d in differences(a, b, DIFF_COMPARING) if d.kind == DifferenceKind.COMMAND]
+    assert [(d.a, d.b) for d in found] == [("sweep.sh 1", "sweep.sh 2")]

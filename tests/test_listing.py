@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -25,9 +26,9 @@ def ls(capsys, store: RunStore, *args: str) -> tuple[int, str]:
     return code, capsys.readouterr().out
 
 
-def a_replay(store: RunStore, source: Run, verdicts: dict[str, int]) -> Run:
+def a_replay(store: RunStore, source: str, verdicts: dict[str, int]) -> Run:
     """A replay's run as precip-replay leaves it: the source named, its verdict last."""
-    run = Run.open(store, name="replay-sweep", replay_of=ReplayOf(run=source.id, digest="0" * 64))
+    run = Run.open(store, name="replay-sweep", replay_of=ReplayOf(run=source, digest="0" * 64))
     overall = "diverged" if verdicts.get("diverged") else "reproduced"
     run.append(Note(text=f"replay {overall}", fields={"replay_verdict": overall,
                                                       "steps": verdicts}))  # fmt: skip
@@ -42,8 +43,8 @@ def runs(store: RunStore, tmp_path: Path) -> dict[str, Run]:
     sweep = Run.open(store, name="sweep", script=script)
     sweep.finish()
     other = record_sample_run(store, name="other")
-    bad = a_replay(store, sweep, {"diverged": 12, "reproduced": 28})
-    good = a_replay(store, sweep, {"reproduced": 40})
+    bad = a_replay(store, sweep.id, {"diverged": 12, "reproduced": 28})
+    good = a_replay(store, sweep.id, {"reproduced": 40})
     return {"sweep": sweep, "other": other, "bad": bad, "good": good}
 
 
@@ -97,3 +98,35 @@ def test_ls_json_validates_against_its_strict_schema(capsys, store, runs):
     document["runs"][0]["extra"] = 1
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(document, SCHEMA)
+
+
+def test_show_names_a_copied_script_by_its_name_the_scripts_hash_and_the_replayed_run(
+    capsys, store, tmp_path, local_experiment
+):
+    from precip_repro import finish_run
+
+    script = tmp_path / "sweep.sh"
+    script.write_text("#!/bin/sh\necho level $1\n")
+    exp = local_experiment("named")
+    exp.provision("default")
+    exp.wait()
+    exp.copy_and_run([], script, ["3"])
+    exp.deprovision()
+    run_id = exp.run_id
+    finish_run()
+    replay = a_replay(store, run_id, {"reproduced": 1})
+    capsys.readouterr()
+    assert main(["--records", str(store.root), "show", run_id]) == 0
+    out = capsys.readouterr().out
+    assert re.search(
+        r"command\.finished +e1\.p1\.0 exit 0 in \S+: sweep\.sh 3 → stdout level 3", out
+    )
+    assert main(["--records", str(store.root), "show", replay.id]) == 0
+    assert f"; a replay of {run_id} (digest {'0' * 64})" in capsys.readouterr().out
+
+
+def test_show_names_the_scripts_hash(capsys, store, runs):
+    capsys.readouterr()
+    assert main(["--records", str(store.root), "show", runs["sweep"].id]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"run\.started .*, script \S+sweep\.py \(sha256 [0-9a-f]{64}\)", out), out

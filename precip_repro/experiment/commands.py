@@ -15,9 +15,9 @@ from precip_repro.experiment.reach import Reacher
 from precip_repro.experiment.recording import Call, Calls
 from precip_repro.experiment.transfers import Transfers
 from precip_repro.messages import NO_EXIT_STATUS, STDERR_TAIL, shown_command
-from precip_repro.normalize import temp_script_path
 from precip_repro.record.events import CommandFinished
 from precip_repro.record.redact import Redactor
+from precip_repro.remote_scripts import temp_script_path
 from precip_repro.ssh import MAX_COMMAND, ExecResult
 
 __all__ = ["Commands", "Outputs", "check_command", "check_line_endings"]
