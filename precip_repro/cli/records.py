@@ -51,6 +51,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         )
     hints = {
         "abandoned": "`precip-repro recover RUN` finishes an abandoned run as interrupted",
+        "unsealed": "`precip-repro recover RUN` writes the checkpoint of a finished run",
         "unreadable": "`precip-repro verify RUN` says what is wrong with an unreadable run",
     }
     for status in sorted({row.status for row in rows} & hints.keys()):
@@ -87,6 +88,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if verdict.digest is not None:
         label = "digest" if verdict.state == "intact" else "last intact event"
         print(f"  {label}: {verdict.digest}")
+    if verdict.continues_past_digest:
+        print(
+            f"  the digest you gave: event seq {verdict.digest_seq} of {verdict.events}, "
+            "a prefix of this run; it continues past that event (cite the digest above for "
+            "the whole run)"
+        )
     if verdict.state == "corrupt":
         print(
             f"  what to do: the run's record was altered or damaged after it was written; "
