@@ -284,6 +284,33 @@ def test_a_torn_tail_is_abandoned_then_recovered_to_intact(store):
     assert run.blobs.read_bytes(done.torn_tail) == b'{"data":{"text":"half an ev'
 
 
+def test_a_recovered_runs_torn_tail_blob_is_verified(store):
+    run = record_sample_run(store, finish=False)
+    run.close()
+    with (run.path / EVENTS).open("ab") as f:
+        f.write(b'{"data":{"text":"half an ev')
+    torn = recover(run.path).torn_tail
+    assert torn is not None
+    blob = run.blobs.path_for(torn.sha256)
+    blob.unlink()
+    verdict = verify(run.path)
+    assert verdict.state == "corrupt", verdict.reason
+    assert verdict.blob == torn.sha256 and verdict.seq == verdict.events
+
+
+def test_a_blob_added_that_no_event_refers_to_is_referenced_and_verified(store):
+    with Run.open(store, name="added") as run:
+        loose = run.add_blob(b"raw bytes nobody refers to")
+        used = run.add_blob(b"bytes a file.put refers to")
+        _put(run, used, "used")
+    added = [e.data for e in LogReader(run.path / EVENTS) if e.type == "blob.added"]
+    assert added == [{"content": {"sha256": loose.sha256, "size": loose.size}}]
+    assert verify(run.path).state == "intact"
+    run.blobs.path_for(loose.sha256).unlink()
+    verdict = verify(run.path)
+    assert verdict.state == "corrupt" and verdict.blob == loose.sha256
+
+
 def test_a_run_without_end_is_abandoned_and_recover_keeps_every_event(store):
     run = record_sample_run(store, finish=False)
     before = (run.path / EVENTS).read_bytes()
