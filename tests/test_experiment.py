@@ -36,6 +36,7 @@ from precip_repro import (
 from precip_repro.cli import main as cli_main
 from precip_repro.clouds.local import live_local_instances
 from precip_repro.record import LogReader, payload_of
+from precip_repro.record.payloads import Note
 from precip_repro.record.store import EVENTS
 from precip_repro.report import write_report
 from precip_repro.ssh import MAX_COMMAND
@@ -118,7 +119,8 @@ def test_every_api_method_works_and_is_recorded(local_experiment, tmp_path):
         for e in events_of(run_path)
         if e.type == "note" and e.data["text"] == "metrics"
     ]
-    fields = note.fields
+    assert isinstance(note, Note)
+    fields = note.fields  # numbers come back as numbers, a float a float
     assert fields["mean"] == 4.919 and type(fields["whole"]) is float and fields["whole"] == 2.0
     assert fields["count"] == 3 and fields["big"] == 2**60 and math.isnan(fields["worst"])
     assert fields["looks"] == {"$float": "1"} and fields["keys"] == {"\U0001d11e": 1, "\ufb01": 2}
