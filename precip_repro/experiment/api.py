@@ -275,7 +275,7 @@ class Experiment:
 
     @_secrets_hidden
     def note(self, text: str, **fields: Any) -> None:
-        """Write a note into the record (``fields`` any JSON; floats kept as decimals)."""
+        """Write a note into the record (``fields`` any JSON; numbers read back as numbers)."""
         self._calls.append(
             Note(text=session.redactor.text(text), fields=session.redactor.json(fields))
         )

@@ -22,7 +22,7 @@ import orjson
 
 from precip_repro.exceptions import UnrecordableValue
 from precip_repro.record.jcs import jcs
-from precip_repro.record.numbers import encode_float, encode_int, escape_object
+from precip_repro.record.numbers import decode, encode_float, encode_int, escape_object
 
 __all__ = [
     "JSON",
@@ -172,7 +172,7 @@ def check_recordable(obj: JSON, field: str = "") -> None:
             )
 
 
-def jsonable(value: object, field: str = "") -> JSON:
+def jsonable(value: object, field: str = "", *, typed: bool = True) -> JSON:
     """Turn a user's value into a recordable JSON value (format v2), or say which field
     cannot be.
 
@@ -180,14 +180,16 @@ def jsonable(value: object, field: str = "") -> JSON:
     any other float (``2.0``, ``-0.0``, NaN, infinities) and an integer beyond ±(2^53 - 1)
     takes the typed encoding of :mod:`precip_repro.record.numbers`, as does a user's
     object that looks like one. Decimals become their decimal string, tuples and lists
-    become lists, paths become strings, sets become sorted lists.
+    become lists, paths become strings, sets become sorted lists. With ``typed=False`` the
+    same plain lists and dicts, but numbers as they are and no typed encoding (what a
+    payload holds: the user's values, encoded when written).
     """
     if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, int):
-        return encode_int(int(value))
+        return encode_int(int(value)) if typed else int(value)
     if isinstance(value, float):
-        return encode_float(float(value))
+        return encode_float(float(value)) if typed else float(value)
     if isinstance(value, decimal.Decimal):
         if not value.is_finite():
             raise UnrecordableValue(
@@ -206,13 +208,14 @@ def jsonable(value: object, field: str = "") -> JSON:
                     "record keys must be strings",
                     field=field,
                 )
-            out[key] = jsonable(item, f"{field}.{key}" if field else key)
-        return escape_object(out)
+            out[key] = jsonable(item, f"{field}.{key}" if field else key, typed=typed)
+        return escape_object(out) if typed else out
     if isinstance(value, list | tuple):
-        return [jsonable(item, f"{field}[{i}]") for i, item in enumerate(value)]
+        return [jsonable(item, f"{field}[{i}]", typed=typed) for i, item in enumerate(value)]
     if isinstance(value, set | frozenset):
         items = [jsonable(item, f"{field}[]") for item in value]
-        return sorted(items, key=lambda item: jcs(item))
+        ordered = sorted(items, key=lambda item: jcs(item))
+        return ordered if typed else [decode(item) for item in ordered]
     raise UnrecordableValue(
         f"{_name(field)} has type {type(value).__name__}, which cannot be recorded "
         "(use str, int, float, bool, None, list, tuple or dict with str keys)",

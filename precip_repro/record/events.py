@@ -28,7 +28,13 @@ from precip_repro.record.canonical import (
     holds_float,
     jsonable,
 )
-from precip_repro.record.numbers import MAX_SAFE, decode, encode_int, escape_reserved
+from precip_repro.record.numbers import (
+    MAX_SAFE,
+    decode,
+    encode_int,
+    escape_reserved,
+    needs_encoding,
+)
 
 # The payloads are re-exported: ``precip_repro.record.events`` is where callers (and the
 # README's example) have always found them.
@@ -339,6 +345,8 @@ def unstructure(payload: Payload) -> dict[str, JSON]:
     """The JSON data of a payload (what goes in an event's ``data``)."""
     data: dict[str, JSON] = converter.unstructure(payload)
     free = FREE_FORM.get(type(payload), ())
+    if not needs_encoding(data, any_float=True):
+        return data  # what nearly every event holds: written as it is
     for name, value in data.items():
         if name in free:
             if value is not None:

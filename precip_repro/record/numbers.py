@@ -38,11 +38,13 @@ __all__ = [
     "OBJECT",
     "RESERVED",
     "decode",
+    "decoded_or_as_is",
     "encode_float",
     "encode_int",
     "escape_object",
     "escape_reserved",
     "is_plain_number",
+    "needs_encoding",
 ]
 
 MAX_SAFE: Final = 2**53 - 1
@@ -103,6 +105,35 @@ def escape_reserved(value: Any) -> Any:
     return value
 
 
+_INF: Final = math.inf
+
+
+def needs_encoding(value: Any, *, any_float: bool = False) -> bool:
+    """Whether anything in ``value`` (plain JSON types) is written otherwise than itself: a
+    float a plain number cannot carry, an integer beyond ±(2^53 - 1), a one-member object
+    whose key is reserved — or, with ``any_float``, any float. One walk over its values,
+    on the hot path of every append."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            if len(item) == 1 and next(iter(item)) in RESERVED:
+                return True
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif kind is int:
+            if not -MAX_SAFE <= item <= MAX_SAFE:
+                return True
+        elif kind is float:
+            if any_float or item != item or item == _INF or item == -_INF:
+                return True
+            if item.is_integer() and -1e21 < item < 1e21:
+                return True
+    return False
+
+
 def _holds_typed(value: Any) -> bool:
     stack = [value]
     while stack:
@@ -127,6 +158,15 @@ def decode(value: Any, field: str = "") -> Any:
     if not _holds_typed(value):
         return value
     return _decode(value, field)
+
+
+def decoded_or_as_is(value: Any) -> Any:
+    """:func:`decode`, or ``value`` as it is when a typed value in it is malformed: for
+    readers of runs not verified (``verify`` says what is wrong with them)."""
+    try:
+        return decode(value)
+    except UnrecordableValue:
+        return value
 
 
 def _decode(value: Any, field: str) -> Any:

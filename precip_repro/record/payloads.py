@@ -137,15 +137,14 @@ def _json_object(value: object, field: str) -> dict[str, JSON]:
     if version and type(value) is dict:
         out: dict[str, JSON] = _read(value, field, version)
         return out
-    out = jsonable(value, field)
+    out = jsonable(value, field, typed=False)
     if not isinstance(out, dict):
         raise UnrecordableValue(
             f"field {field!r} must be a mapping, not {type(value).__name__}", field=field
         )
     # The payload holds the user's values (a float stays a float); unstructuring writes
     # their typed encoding (:data:`FREE_FORM`).
-    plain_out: dict[str, JSON] = decode(out, field)
-    return plain_out
+    return out
 
 
 def _args(value: object) -> dict[str, JSON]:
@@ -202,20 +201,19 @@ def _differences(value: object) -> list[dict[str, JSON]]:
     if version and type(value) is list:
         out: list[dict[str, JSON]] = _read(value, "differences", version)
         return out
-    out = jsonable(value, "differences")
+    out = jsonable(value, "differences", typed=False)
     if not isinstance(out, list) or not all(isinstance(item, dict) for item in out):
         raise UnrecordableValue(
             "field 'differences' must be a list of mappings", field="differences"
         )
-    plain_out: list[dict[str, JSON]] = decode(out, "differences")
-    return plain_out
+    return out
 
 
 def _result(value: object) -> JSON:
     version = READING.get()
     if version:
         return _read(value, "result", version)
-    return decode(jsonable(value, "result"), "result")
+    return jsonable(value, "result", typed=False)
 
 
 # --- payloads --------------------------------------------------------------------------------
