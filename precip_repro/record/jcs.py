@@ -34,20 +34,25 @@ _ORJSON_STRICT: Final = (
 def plain(value: Any) -> bool:
     """Whether ``value`` holds no float and no integer beyond ±(2^53 - 1): what orjson and
     RFC 8785 write alike, keys aside. A walk over its values, on the hot path of every
-    append and read."""
+    append and read (a loop per container: most values are scalars)."""
+    if type(value) is not dict and type(value) is not list:
+        return type(value) is not float and (
+            type(value) is not int or -MAX_SAFE <= value <= MAX_SAFE
+        )
     stack = [value]
     while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind is dict:
-            stack.extend(item.values())
-        elif kind is list:
-            stack.extend(item)
-        elif kind is int:
-            if not -MAX_SAFE <= item <= MAX_SAFE:
+        container = stack.pop()
+        for item in container.values() if type(container) is dict else container:
+            kind = type(item)
+            if kind is str or kind is bool or item is None:
+                continue
+            if kind is int:
+                if not -MAX_SAFE <= item <= MAX_SAFE:
+                    return False
+            elif kind is dict or kind is list:
+                stack.append(item)
+            elif kind is float:
                 return False
-        elif kind is float:
-            return False
     return True
 
 

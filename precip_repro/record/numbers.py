@@ -115,21 +115,31 @@ def needs_encoding(value: Any, *, any_float: bool = False) -> bool:
     on the hot path of every append."""
     stack = [value]
     while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind is dict:
-            if len(item) == 1 and next(iter(item)) in RESERVED:
+        container = stack.pop()
+        if type(container) is dict:
+            if len(container) == 1 and next(iter(container)) in RESERVED:
                 return True
-            stack.extend(item.values())
-        elif kind is list:
-            stack.extend(item)
-        elif kind is int:
-            if not -MAX_SAFE <= item <= MAX_SAFE:
-                return True
-        elif kind is float:
-            if any_float or item != item or item == _INF or item == -_INF:
-                return True
-            if item.is_integer() and -1e21 < item < 1e21:
+            items: Any = container.values()
+        elif type(container) is list:
+            items = container
+        else:
+            items = (container,)
+        for item in items:
+            kind = type(item)
+            if kind is str or kind is bool or item is None:
+                continue
+            if kind is int:
+                if not -MAX_SAFE <= item <= MAX_SAFE:
+                    return True
+            elif kind is dict or kind is list:
+                stack.append(item)
+            elif kind is float and (
+                any_float
+                or item != item
+                or item == _INF
+                or item == -_INF
+                or (item.is_integer() and -1e21 < item < 1e21)
+            ):
                 return True
     return False
 

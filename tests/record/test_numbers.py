@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from precip_repro.exceptions import UnrecordableValue
 from precip_repro.record.canonical import canonical, jsonable
-from precip_repro.record.numbers import MAX_SAFE, decode, escape_reserved
+from precip_repro.record.numbers import MAX_SAFE, decode, escape_reserved, needs_encoding
 
 keys = st.sampled_from(["$float", "$int", "$object", "$other", "x"]) | st.text(max_size=4)
 leaves = (
@@ -91,3 +91,22 @@ def test_a_typed_value_the_writer_never_writes_is_refused_naming_the_field(bad):
 def test_v1_data_that_looks_typed_means_in_v2_what_it_meant():
     v1 = {"fields": {"m": {"$float": "2"}, "n": [{"$int": "1", "other": 2}]}}
     assert decode(escape_reserved(v1)) == v1
+
+
+@given(user_values)
+def test_a_value_said_to_need_no_encoding_is_written_as_it_is(value):
+    # the append's fast path returns such data untouched
+    if not needs_encoding(value):
+        assert same(jsonable(value), value)
+    if not needs_encoding(value, any_float=True):
+        assert "float" not in repr(type(value)) and not any(
+            isinstance(x, float) for x in _leaves(value)
+        )
+
+
+def _leaves(value: object) -> list[object]:
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in _leaves(item)]
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return [value]
