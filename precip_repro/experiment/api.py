@@ -236,7 +236,9 @@ class Experiment:
 
     @property
     def digest(self) -> str | None:
-        """The run's digest so far; once the run finished, its final digest."""
+        """The run's digest so far — the hash of the event written last, which ``verify
+        --digest`` holds as a prefix the run continues past; once the run finished, its
+        final digest, the one to cite."""
         run = self._calls.run
         return run.digest if run is not None else None
 

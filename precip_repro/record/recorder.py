@@ -316,7 +316,8 @@ class Run:
 
     @property
     def digest(self) -> str:
-        """The hash of the last event written: once finished, the run's digest."""
+        """The hash of the last event written: once finished, the run's digest (the one to
+        cite); before, a prefix of the run, which ``verify --digest`` says it continues past."""
         return self._digest or self._journal.last_hash
 
     @property
