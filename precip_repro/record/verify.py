@@ -358,7 +358,7 @@ def verify(
             blob=problem.blob,
         )
     if checkpoint_problem is not None:
-        return Verdict(**base, **found, state="corrupt", reason=str(checkpoint_problem))
+        return Verdict(**base, **found, state="corrupt", reason=str(checkpoint_problem) + held)
     if checkpoint is not None:
         mismatch = _checkpoint_mismatch(checkpoint, reader, finished, run_id, version)
         if mismatch:
@@ -367,7 +367,7 @@ def verify(
                 **base,
                 **found,
                 state="corrupt",
-                reason=reason,
+                reason=reason + held,
                 line=line,
                 seq=line - 1 if line is not None and line <= reader.count else None,
             )
