@@ -92,13 +92,10 @@ def readme_verdict(run: Path) -> str:
             if data.get("events") != seq + 1 or data.get("digest") != event["prev"]:
                 return "corrupt"
         events.append(event)
-    withheld_later: set[str] = set()
-    for event in reversed(events):
-        if event["type"] == "blob.withheld":
-            withheld_later.add(event["data"]["sha256"])
-            continue
+    removed = {e["data"]["sha256"] for e in events if e["type"] == "blob.withheld"}
+    for event in events:
         for ref in refs_of(event):
-            if "withheld" in ref or ref["sha256"] in withheld_later:
+            if "withheld" in ref or ref["sha256"] in removed:
                 continue
             if "text" in ref:
                 content = ref["text"].encode()
