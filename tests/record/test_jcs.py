@@ -28,7 +28,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=3000)
+@settings(max_examples=1500)
 @given(json_values)
 def test_the_fast_path_writes_exactly_what_rfc8785_writes(value):
     fast = jcs_fast(value) if plain(value) else None
@@ -36,7 +36,7 @@ def test_the_fast_path_writes_exactly_what_rfc8785_writes(value):
         assert fast == rfc8785.dumps(value)
 
 
-@settings(max_examples=2000)
+@settings(max_examples=800)
 @given(json_values)
 def test_the_canonical_form_is_rfc8785_for_every_value_it_holds(value):
     try:
