@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import json
 import threading
+from collections.abc import Mapping
 from pathlib import Path, PurePath
 from typing import Any, Protocol, cast
 
@@ -43,10 +44,22 @@ class Closable(Protocol):
     def close(self) -> None: ...
 
 
+def _floats_as_text(value: Any) -> Any:
+    # A v1 record kept a float as its shortest decimal string, a v2 record keeps it a float
+    # (the run view gives it back as one): both compare by that string.
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return {key: _floats_as_text(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_floats_as_text(item) for item in value]
+    return value
+
+
 def _comparable(model: Method, args: dict[str, Any]) -> dict[str, Any]:
-    # As the recorder wrote them: a float timeout is its decimal string in the record.
+    # As the recorder wrote them, floats as their decimal text whatever the format.
     try:
-        recorded = jsonable(args)
+        recorded = jsonable(_floats_as_text(args))
     except UnrecordableValue:
         recorded = json.loads(json.dumps(args, default=str))
     assert isinstance(recorded, dict)

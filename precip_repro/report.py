@@ -43,7 +43,7 @@ td code,td .muted{overflow-wrap:anywhere}
 code,pre{font:12px monospace}
 pre{background:#f8f8f8;padding:6px;white-space:pre-wrap;word-break:break-all;margin:2px 0}
 .ok{color:#186a18}.bad{color:#b00020;font-weight:bold}.banner{padding:10px;border-radius:4px}
-.banner.intact{background:#e6f4e6}.banner.corrupt,.banner.open,.banner.abandoned{
+.banner.intact{background:#e6f4e6}.banner.corrupt,.banner.open,.banner.abandoned,.banner.unsealed{
 background:#fde7ea}.muted{color:#777}dl{display:grid;grid-template-columns:max-content 1fr;
 gap:2px 12px}dt{font-weight:bold}svg text{font:11px monospace}
 """

@@ -23,6 +23,7 @@ from precip_repro.record.blobs import hash_file
 from precip_repro.record.canonical import JSON
 from precip_repro.record.events import FORMAT_VERSION, Event, parse_ts, upgraded
 from precip_repro.record.files import open_regular
+from precip_repro.record.numbers import decoded_or_as_is
 from precip_repro.record.payloads import ErrorInfo
 from precip_repro.record.reader import LogReader
 from precip_repro.record.store import EVENTS
@@ -270,7 +271,7 @@ class ViewBuilder:
             number=number,
             exp=self._shared(str(data.get("exp"))),
             method=self._shared(str(data.get("method"))),
-            args=data.get("args") or {},
+            args=decoded_or_as_is(data.get("args") or {}),
             start_ns=now,
         )
 
@@ -284,7 +285,7 @@ class ViewBuilder:
         call = self.calls.get(int(data["call"]))
         if call is not None:
             call.outcome = outcome
-            call.result = self._shared_result(data.get("result"))
+            call.result = self._shared_result(decoded_or_as_is(data.get("result")))
             error = data.get("error")
             call.error = (
                 ErrorInfo(
@@ -396,7 +397,7 @@ class ViewBuilder:
                 ref.withheld = reason
 
     def _note(self, now: int, data: dict[str, Any]) -> None:
-        fields = dict(data.get("fields") or {})
+        fields = dict(decoded_or_as_is(data.get("fields") or {}))
         self.notes.append((now, str(data.get("text")), fields))
         if "ended" in fields:
             self.ending = str(data.get("text"))

@@ -26,6 +26,7 @@ from precip_repro.playback import Closable, Playback
 from precip_repro.record.canonical import jsonable
 from precip_repro.record.events import Note, ReplayOf
 from precip_repro.record.journal import WRITING
+from precip_repro.record.numbers import decode
 from precip_repro.record.recorder import Run
 from precip_repro.record.redact import Redactor, credential_variables
 from precip_repro.record.store import RunStore
@@ -222,7 +223,11 @@ class Session:
         fields = {"ended": status, **fields}
         try:
             run.append(
-                Note(text=self.redactor.text(text), fields=self.redactor.json(jsonable(fields)))
+                Note(
+                    text=self.redactor.text(text),
+                    # plain lists and dicts to redact, numbers left to the Note to encode once
+                    fields=self.redactor.json(decode(jsonable(fields))),
+                )
             )
         except RecordError as exc:
             log.error("why the run ended could not be recorded", error=str(exc))

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
 from precip_repro.record.events import Event
+from precip_repro.record.numbers import decoded_or_as_is
 from precip_repro.remote_scripts import by_name
 
 __all__ = ["describe", "format_duration", "timeline"]
@@ -94,7 +95,11 @@ _DESCRIBE: Final[dict[str, Callable[[dict[str, Any]], str]]] = {
     "instance.terminated": lambda d: f"{d.get('slot')} terminated {d.get('instance_id')}",
     "call.finished": lambda d: (
         f"#{d.get('call')} finished in {format_duration(d.get('duration_ns'))}"
-        + (f" → {_short(d.get('result'), 50)}" if d.get("result") is not None else "")
+        + (
+            f" → {_short(decoded_or_as_is(d.get('result')), 50)}"
+            if d.get("result") is not None
+            else ""
+        )
     ),
     "call.failed": lambda d: (
         f"#{d.get('call')} FAILED in {format_duration(d.get('duration_ns'))}: "
@@ -109,12 +114,16 @@ _DESCRIBE: Final[dict[str, Callable[[dict[str, Any]], str]]] = {
         f"({(d.get('content') or {}).get('size', '?')} bytes, "
         f"sha256 {str((d.get('content') or {}).get('sha256', '?'))[:12]})"
     ),
+    "blob.added": lambda d: (
+        f"blob {str((d.get('content') or {}).get('sha256', '?'))[:12]} added "
+        f"({(d.get('content') or {}).get('size', '?')} bytes)"
+    ),
     "blob.withheld": lambda d: (
         f"blob {str(d.get('sha256'))[:12]} removed, kept by hash only: {d.get('reason')}"
     ),
     "note": lambda d: (
         f"note: {_short(d.get('text'))}"
-        + (f" {_short(d.get('fields'), 50)}" if d.get("fields") else "")
+        + (f" {_short(decoded_or_as_is(d.get('fields')), 50)}" if d.get("fields") else "")
     ),
     "run.finished": lambda d: (
         f"run finished: {d.get('status')}, {d.get('events')} events in "

@@ -66,8 +66,8 @@ class StepVerdict:
 
 
 def _seconds(value: Any) -> Any:
-    """A recorded duration as the API takes it: a float was recorded as its decimal string
-    (the record holds no floats)."""
+    """A recorded duration as the API takes it: format v2 records a float as a number, v1
+    as its decimal string (v1 records hold no floats)."""
     if isinstance(value, str):
         try:
             return float(value)

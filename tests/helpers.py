@@ -303,8 +303,10 @@ def rewrite_notes(run_dir: Path, old: str, new: str) -> None:
     """What an author who wants another result does, by the format's documented rules:
     edit an event, recompute every later hash, the run.finished digest and the checkpoint."""
 
-    def dumps(obj: object) -> bytes:
-        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    import rfc8785
+
+    def dumps(obj: Any) -> bytes:
+        return rfc8785.dumps(obj)  # the canonical form, as records/README.md defines it
 
     events = [json.loads(line) for line in (run_dir / EVENTS).read_bytes().splitlines()]
     prev, lines = "0" * 64, []
@@ -322,5 +324,5 @@ def rewrite_notes(run_dir: Path, old: str, new: str) -> None:
     log.write_bytes(b"".join(lines))
     checkpoint = run_dir / CHECKPOINT
     checkpoint.chmod(0o644)
-    body = {"digest": prev, "events": len(events), "run": run_dir.name, "v": 1}
+    body = {"digest": prev, "events": len(events), "run": run_dir.name, "v": events[0]["v"]}
     checkpoint.write_bytes(dumps(body) + b"\n")

@@ -190,6 +190,32 @@ def test_a_run_whose_key_cannot_sign_finishes_and_says_so_in_one_line(
     assert cli(capsys, store, "verify", run_dir.name)[1].splitlines()[1].endswith(", unsigned")
 
 
+def test_verify_says_a_digest_read_mid_run_names_a_prefix_the_run_continues_past(capsys, store):
+    run = Run.open(store, name="mid")
+    run.append(Note(text="first"))
+    mid_run = run.digest  # what `exp.digest` prints inside a script
+    run.append(Note(text="second"))
+    run.finish()
+    code, out, _ = cli(capsys, store, "verify", run.id, "--digest", mid_run)
+    assert code == 0, out
+    assert f"{run.id}: intact" in out
+    assert "names event seq 1 (note)" in out and "continues past it" in out
+    assert "a prefix of this run" in out
+    assert f"digest: {run.digest}" in out
+    assert "corrupt" not in out and "restore" not in out
+
+
+def test_ls_and_verify_call_a_finished_run_without_checkpoint_unsealed(capsys, store):
+    run = record_sample_run(store, name="unsealed")
+    (run.path / "checkpoint").unlink()
+    code, out, _ = cli(capsys, store, "verify", run.id)
+    assert code == 3 and f"{run.id}: unsealed" in out
+    assert f"precip-repro recover {run.id}" in out
+    code, out, _ = cli(capsys, store, "ls")
+    assert out.splitlines()[1].split()[:2] == [run.id, "unsealed"]
+    assert "writes the checkpoint" in out
+
+
 def test_recover_finishes_an_abandoned_run(capsys, store):
     run = Run.open(store, name="crashed")
     run.append(Note(text="before the crash"))

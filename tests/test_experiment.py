@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
+import math
 import os
 import signal
 import subprocess
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rfc8785
 
 from precip_repro import (
     CloudError,
@@ -31,7 +34,8 @@ from precip_repro import (
 )
 from precip_repro.cli import main as cli_main
 from precip_repro.clouds.local import live_local_instances
-from precip_repro.record import LogReader
+from precip_repro.record import LogReader, payload_of
+from precip_repro.record.payloads import Note
 from precip_repro.record.store import EVENTS
 from precip_repro.report import write_report
 from precip_repro.ssh import MAX_COMMAND
@@ -88,6 +92,10 @@ def test_every_api_method_works_and_is_recorded(local_experiment, tmp_path):
     _, leftovers, _ = exp.run(["solo"], "ls /tmp")
     assert "precip-exec" not in leftovers[0]  # the script was removed
 
+    exp.note(
+        "metrics", mean=4.919, whole=2.0, count=3, big=2**60, worst=float("nan"),
+        looks={"$float": "1"}, keys={"\U0001d11e": 1, "\ufb01": 2},
+    )  # fmt: skip
     exp.deprovision(["group"])
     assert [item["slot"] for item in exp.list()] == ["e1.p2.0"]
     exp.deprovision()
@@ -97,6 +105,24 @@ def test_every_api_method_works_and_is_recorded(local_experiment, tmp_path):
     digest = finish_run()
     verdict = verify(run_path)
     assert verdict.state == "intact" and verdict.digest == digest
+    # Another implementation of RFC 8785 re-derives every line, hash and the checkpoint.
+    for raw in (run_path / EVENTS).read_bytes().splitlines():
+        event = json.loads(raw)
+        assert rfc8785.dumps(event) == raw
+        claimed = event.pop("hash")
+        assert hashlib.sha256(rfc8785.dumps(event)).hexdigest() == claimed
+    checkpoint = (run_path / "checkpoint").read_bytes()
+    assert rfc8785.dumps(json.loads(checkpoint)) + b"\n" == checkpoint
+    (note,) = [
+        payload_of(e)
+        for e in events_of(run_path)
+        if e.type == "note" and e.data["text"] == "metrics"
+    ]
+    assert isinstance(note, Note)
+    fields = note.fields  # numbers come back as numbers, a float a float
+    assert fields["mean"] == 4.919 and type(fields["whole"]) is float and fields["whole"] == 2.0
+    assert fields["count"] == 3 and fields["big"] == 2**60 and math.isnan(fields["worst"])
+    assert fields["looks"] == {"$float": "1"} and fields["keys"] == {"\U0001d11e": 1, "\ufb01": 2}
     methods = [data["method"] for data in of_type(run_path, "call.started")]
     assert methods[:4] == ["provision", "provision", "wait", "list"]
     assert "copy_and_run" in methods

@@ -344,3 +344,36 @@ def test_a_file_kept_by_hash_only_plays_back_from_the_copy_the_run_moved(store, 
     err = capsys.readouterr().err
     assert f"(nor is it at {key} or {tmp_path / 'back'} any more)" in err
     assert "by hash only (holds a private key)" in err
+
+
+FLOATS = """\
+from precip_repro import LocalExperiment
+exp = LocalExperiment("floats")
+exp.provision("default")
+exp.wait(timeout=30.5)
+codes, outs, _ = exp.run([], "echo ok", timeout=2.0)
+exp.note("played", outs=outs)
+exp.deprovision()
+"""
+
+
+def test_a_script_with_float_arguments_plays_back_its_recording(store, tmp_path, capsys):
+    # v2 records the floats as numbers (2.0 typed): playback matches them all the same
+    script = tmp_path / "floats.py"
+    script.write_text(FLOATS)
+    subprocess.run([sys.executable, str(script)], check=True, capture_output=True,
+                   env=dict(os.environ, PRECIP_RECORDS=str(store.root)))  # fmt: skip
+    (run_dir,) = store.run_dirs()
+    code = main(["--records", str(store.root), "run", "--playback", run_dir.name, str(script)])
+    assert code == 0, capsys.readouterr().out
+
+
+def test_float_arguments_compare_by_their_decimal_text_as_v1_recorded_them():
+    from precip_repro import METHODS
+    from precip_repro.playback import _comparable
+
+    run = METHODS["run"]
+    assert _comparable(run, {"timeout": 2.5, "n": [0.1]}) == _comparable(
+        run, {"timeout": "2.5", "n": ["0.1"]}
+    )
+    assert _comparable(run, {"timeout": 2.0}) == _comparable(run, {"timeout": "2.0"})

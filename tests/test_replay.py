@@ -648,7 +648,7 @@ def test_a_run_stopped_mid_call_replays_up_to_that_call(store, tmp_path, capsys,
     assert "REPRODUCED: all 3 steps up to call #4, where the recording was stopped" in out
 
 
-def test_float_timeouts_recorded_as_decimal_strings_replay_as_numbers(
+def test_float_timeouts_recorded_as_numbers_replay_as_numbers(
     store, tmp_path, capsys, local_experiment
 ):
     script = write(tmp_path / "job.sh", "#!/bin/sh\necho job\n")
@@ -660,7 +660,8 @@ def test_float_timeouts_recorded_as_decimal_strings_replay_as_numbers(
     exp.deprovision()
     source = exp.run_id
     finish_run()
-    assert events(store, source, "call.started")[1]["args"]["timeout"] == "30.5"
+    # format v2 keeps a float a number (v1 kept its decimal string, which replay reads too)
+    assert events(store, source, "call.started")[1]["args"]["timeout"] == 30.5
     code, out = replay_locally(store, source, capsys)
     assert code == 0, out
     assert "REPRODUCED: all 5 steps" in out

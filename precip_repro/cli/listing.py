@@ -27,6 +27,7 @@ LS_FORMAT: Final = 1
 
 _HINTS: Final = {
     "abandoned": "`precip-repro recover RUN` finishes an abandoned run as interrupted",
+    "unsealed": "`precip-repro recover RUN` writes the checkpoint of a finished run",
     "unreadable": "`precip-repro verify RUN` says what is wrong with an unreadable run",
 }
 _AGO: Final = re.compile(r"(\d+)([mhdw])")
@@ -40,7 +41,8 @@ def ls_options(ls: argparse.ArgumentParser) -> None:
     ls.add_argument(
         "--status",
         metavar="STATUS",
-        help="only runs that ended so (ok, failed, interrupted, open, abandoned, unreadable) "
+        help="only runs that ended so (ok, failed, interrupted, open, abandoned, unsealed, "
+        "unreadable) "
         "or replays with that verdict (reproduced, diverged)",
     )
     ls.add_argument(

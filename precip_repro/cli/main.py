@@ -30,7 +30,7 @@ exit status:
      the message); untrusted: verify --signer found the run unsigned or signed by another
      key; for diff: the runs differ; for gc: instances still leak
   2  usage error: bad arguments, no such run, an ambiguous prefix, an unreadable format
-  3  incomplete: the run is open (being written) or abandoned (run `recover`);
+  3  incomplete: the run is open (being written), abandoned or unsealed (run `recover`);
      for diff and report --vs: an input run is not intact;
      for recover: the run could not be written (read-only?) and stays as it was;
      for gc: nothing found to leak, but a --cloud could not be checked
@@ -63,7 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("run", metavar="RUN")
     check = add("verify", cmd_verify, "check a run's hash chain, checkpoint and blobs")
     check.add_argument("run", metavar="RUN")
-    check.add_argument("--digest", metavar="HEX", help="also require this digest (64 hex)")
+    check.add_argument(
+        "--digest",
+        metavar="HEX",
+        help="also require this digest (64 hex): the run's, or an earlier event's (a prefix "
+        "the run continues past, as exp.digest names mid-run)",
+    )
     check.add_argument(
         "--signer",
         metavar="KEYFILE|ALLOWED_SIGNERS",

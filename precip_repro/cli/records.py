@@ -99,6 +99,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
             "  what to do: get the signer's public key from its owner (or where they publish "
             "it) and check again; do not trust the run's own signature on its word"
         )
+    if verdict.continues_past_digest:
+        print(
+            f"  the digest you gave: event seq {verdict.digest_seq} of {verdict.events}, "
+            "a prefix of this run; it continues past that event (cite the digest above for "
+            "the whole run)"
+        )
     if verdict.state == "corrupt":
         print(
             f"  what to do: the run's record was altered or damaged after it was written; "

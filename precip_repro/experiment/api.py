@@ -237,7 +237,9 @@ class Experiment:
 
     @property
     def digest(self) -> str | None:
-        """The run's digest so far; once the run finished, its final digest."""
+        """The run's digest so far — the hash of the event written last, which ``verify
+        --digest`` holds as a prefix the run continues past; once the run finished, its
+        final digest, the one to cite."""
         run = self._calls.run
         return run.digest if run is not None else None
 
@@ -276,7 +278,7 @@ class Experiment:
 
     @_secrets_hidden
     def note(self, text: str, **fields: Any) -> None:
-        """Write a note into the record (``fields`` any JSON; floats kept as decimals)."""
+        """Write a note into the record (``fields`` any JSON; numbers read back as numbers)."""
         self._calls.append(
             Note(text=session.redactor.text(text), fields=session.redactor.json(fields))
         )

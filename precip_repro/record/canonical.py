@@ -1,15 +1,18 @@
-"""The canonical JSON form of the record, and the rule that keeps floats out of it.
+"""The canonical JSON form of the record, per format version, and a user's values in it.
 
-A line of ``events.jsonl`` is exactly ``canonical(event)``; an event's hash is the sha256 of
-``canonical(event without "hash")``. Any byte changed on disk therefore either breaks the
-re-serialisation check or the hash.
+A line of ``events.jsonl`` is exactly ``canonical(event, v=event.v)``; an event's hash is the
+sha256 of the canonical form of the event without ``"hash"``. Any byte changed on disk
+therefore either breaks the re-serialisation check or the hash.
+
+Format v2's canonical form is RFC 8785 (:mod:`precip_repro.record.jcs`); format v1's is
+Python's ``json.dumps`` with sorted keys, and holds no floats (the helpers below named for
+floats are v1's rules, kept to read and recover v1 runs).
 """
 
 from __future__ import annotations
 
 import decimal
 import json
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -18,10 +21,13 @@ from typing import Any, Final
 import orjson
 
 from precip_repro.exceptions import UnrecordableValue
+from precip_repro.record.jcs import jcs
+from precip_repro.record.numbers import decode, encode_float, encode_int, escape_object
 
 __all__ = [
     "JSON",
     "canonical",
+    "canonical_v1",
     "check_recordable",
     "dumps_fast",
     "dumps_unchecked",
@@ -46,8 +52,19 @@ _FLOATISH: Final = re.compile(
 )
 
 
-def canonical(obj: JSON, *, field: str = "") -> bytes:
-    """Return the canonical UTF-8 bytes of ``obj``; refuse what the record cannot hold.
+def canonical(obj: JSON, *, field: str = "", v: int = 2) -> bytes:
+    """Return the canonical UTF-8 bytes of ``obj`` in format ``v``; refuse what the record
+    cannot hold, naming the field (``field`` prefixes the dotted path named).
+
+    v2 (the current format) is RFC 8785: see :func:`precip_repro.record.jcs.jcs`.
+    """
+    if v != 1:
+        return jcs(obj, field=field)
+    return canonical_v1(obj, field=field)
+
+
+def canonical_v1(obj: JSON, *, field: str = "") -> bytes:
+    """Return the format-v1 canonical UTF-8 bytes of ``obj``; refuse what v1 cannot hold.
 
     ``field`` prefixes the dotted path named in an :class:`UnrecordableValue`. Floats, NaN,
     non-JSON types and lone surrogates are refused. This is the hot path of every append,
@@ -155,22 +172,24 @@ def check_recordable(obj: JSON, field: str = "") -> None:
             )
 
 
-def jsonable(value: object, field: str = "") -> JSON:
-    """Turn a user's value into a recordable JSON value, or say which field cannot be.
+def jsonable(value: object, field: str = "", *, typed: bool = True) -> JSON:
+    """Turn a user's value into a recordable JSON value (format v2), or say which field
+    cannot be.
 
-    Finite floats and decimals become their shortest exact decimal string (``0.1`` →
-    ``"0.1"``), tuples and lists become lists, paths become strings, sets become sorted
-    lists. NaN and infinities are refused, naming the field.
+    Numbers stay numbers: a float or an integer a JSON number carries exactly is itself;
+    any other float (``2.0``, ``-0.0``, NaN, infinities) and an integer beyond ±(2^53 - 1)
+    takes the typed encoding of :mod:`precip_repro.record.numbers`, as does a user's
+    object that looks like one. Decimals become their decimal string, tuples and lists
+    become lists, paths become strings, sets become sorted lists. With ``typed=False`` the
+    same plain lists and dicts, but numbers as they are and no typed encoding (what a
+    payload holds: the user's values, encoded when written).
     """
-    if value is None or isinstance(value, bool | int | str):
+    if value is None or isinstance(value, bool | str):
         return value
+    if isinstance(value, int):
+        return encode_int(int(value)) if typed else int(value)
     if isinstance(value, float):
-        if not math.isfinite(value):
-            raise UnrecordableValue(
-                f"{_name(field)} is {value!r}; NaN and infinities cannot be recorded",
-                field=field,
-            )
-        return repr(value)
+        return encode_float(float(value)) if typed else float(value)
     if isinstance(value, decimal.Decimal):
         if not value.is_finite():
             raise UnrecordableValue(
@@ -189,13 +208,14 @@ def jsonable(value: object, field: str = "") -> JSON:
                     "record keys must be strings",
                     field=field,
                 )
-            out[key] = jsonable(item, f"{field}.{key}" if field else key)
-        return out
+            out[key] = jsonable(item, f"{field}.{key}" if field else key, typed=typed)
+        return escape_object(out) if typed else out
     if isinstance(value, list | tuple):
-        return [jsonable(item, f"{field}[{i}]") for i, item in enumerate(value)]
+        return [jsonable(item, f"{field}[{i}]", typed=typed) for i, item in enumerate(value)]
     if isinstance(value, set | frozenset):
         items = [jsonable(item, f"{field}[]") for item in value]
-        return sorted(items, key=lambda item: _dumps(item))
+        ordered = sorted(items, key=lambda item: jcs(item))
+        return ordered if typed else [decode(item) for item in ordered]
     raise UnrecordableValue(
         f"{_name(field)} has type {type(value).__name__}, which cannot be recorded "
         "(use str, int, float, bool, None, list, tuple or dict with str keys)",

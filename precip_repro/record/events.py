@@ -1,4 +1,5 @@
-"""The event of record format v1: its envelope, its payload's conversion, its version.
+"""The event of the record format (v2; v1 read and lifted): its envelope, its payload's
+conversion, its version.
 
 An :class:`Event` is the envelope (``v``, ``seq``, ``ts``, ``type``, ``data``, ``prev``,
 ``hash``); its ``data`` is the payload of its type (:mod:`precip_repro.record.payloads`).
@@ -20,13 +21,28 @@ import cattrs
 from cattrs.gen import make_dict_unstructure_fn, override
 
 from precip_repro.exceptions import RecordCorrupted, UnrecordableValue
-from precip_repro.record.canonical import JSON, canonical, check_recordable, holds_float
+from precip_repro.record.canonical import (
+    JSON,
+    canonical,
+    check_recordable,
+    holds_float,
+    jsonable,
+)
+from precip_repro.record.numbers import (
+    MAX_SAFE,
+    decode,
+    encode_int,
+    escape_reserved,
+    needs_encoding,
+)
 
 # The payloads are re-exported: ``precip_repro.record.events`` is where callers (and the
 # README's example) have always found them.
 from precip_repro.record.payloads import (
+    FREE_FORM,
     PAYLOADS,
     READING,
+    BlobAdded,
     BlobRef,
     BlobWithheld,
     CallFailed,
@@ -52,6 +68,7 @@ from precip_repro.record.payloads import (
 )
 
 __all__ = [
+    "BlobAdded",
     "BlobRef",
     "BlobWithheld",
     "CallFailed",
@@ -88,7 +105,11 @@ __all__ = [
     "upgraded",
 ]
 
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
+"""The version new runs are written in. A run is one version throughout: the version of its
+``run.started`` (``recover`` finishes a v1 run in v1)."""
+READABLE: Final = frozenset({1, 2})
+"""The versions this precip-repro reads."""
 GENESIS: Final = "0" * 64
 
 
@@ -120,7 +141,7 @@ class Event:
 
     def line(self) -> bytes:
         """The exact bytes of this event's line on disk, newline included."""
-        return canonical(self.to_json()) + b"\n"
+        return canonical(self.to_json(), v=self.v) + b"\n"
 
     @property
     def when(self) -> dt.datetime:
@@ -182,10 +203,17 @@ def _strict(kind: type[Any]) -> Callable[[Any, Any], Any]:
     # cattrs' default int/str hooks coerce ("5" -> 5); a record must read back as written.
     def hook(value: Any, _: Any) -> Any:
         if type(value) is not kind:
+            if kind is int and _typed_int(value):
+                return decode(value)
             raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
         return value
 
     return hook
+
+
+def _typed_int(value: Any) -> bool:
+    # An integer field beyond ±(2^53 - 1) (a duration of more than 104 days) is typed.
+    return type(value) is dict and value.keys() == {"$int"} and type(decode(value)) is int
 
 
 def _strict_optional(kind: type[Any]) -> Callable[[Any, Any], Any]:
@@ -193,6 +221,8 @@ def _strict_optional(kind: type[Any]) -> Callable[[Any, Any], Any]:
     # hot path of reading a run meets several per event.
     def hook(value: Any, _: Any) -> Any:
         if value is not None and type(value) is not kind:
+            if kind is int and _typed_int(value):
+                return decode(value)
             raise TypeError(f"expected {kind.__name__} or null, got {type(value).__name__}")
         return value
 
@@ -228,11 +258,22 @@ _FAST_HOOKS: Final = {cls: _fast_converter.get_structure_hook(cls) for cls in PA
 
 # --- versions --------------------------------------------------------------------------------
 
-UPGRADES: Final[dict[int, Callable[[str, dict[str, JSON]], tuple[str, dict[str, JSON]]]]] = {}
+
+def _v1_to_v2(kind: str, data: dict[str, JSON]) -> tuple[str, dict[str, JSON]]:
+    # v1 has no typed values: a user's object shaped like one is the user's, said so in v2
+    # terms. (A float v1 kept as its decimal string stays a string: v1 cannot tell it from
+    # one the user wrote.)
+    lifted: dict[str, JSON] = escape_reserved(data)
+    return kind, lifted
+
+
+UPGRADES: Final[dict[int, Callable[[str, dict[str, JSON]], tuple[str, dict[str, JSON]]]]] = {
+    1: _v1_to_v2,
+}
 """``UPGRADES[n]`` turns the (type, data) of a version-n event into version n+1.
 
-Format v1 is the first version, so this is empty; a v2 adds ``UPGRADES[1]``. Hashes are
-always checked on the bytes as written, before any upgrade.
+Hashes are always checked on the bytes as written, by the rules of the version written,
+before any upgrade.
 """
 
 P = TypeVar("P", bound=Payload)
@@ -249,14 +290,15 @@ def upgraded(event: Event) -> tuple[str, dict[str, JSON]]:
 def payload_of(event: Event, *, run: str | None = None) -> Payload | None:
     """The typed payload of ``event``, or None for a type this version does not know.
 
-    Raises :class:`RecordCorrupted` when a known type's data lacks or mistypes a field, or
-    when any event's data holds a float (v1 holds none).
+    Free-form values come back as the user passed them (typed numbers decoded). Raises
+    :class:`RecordCorrupted` when a known type's data lacks or mistypes a field, holds a
+    malformed typed value, or when a v1 event's data holds a float (v1 holds none).
     """
     kind, data = (event.type, event.data) if event.v == FORMAT_VERSION else upgraded(event)
     cls = PAYLOADS.get(kind)
     if cls is None:
-        # A type this version does not know is still format v1: no floats in it either.
-        if holds_float(data):
+        # A type this version does not know is still of its format: no floats in v1.
+        if event.v == 1 and holds_float(data):
             try:
                 check_recordable(data, "data")
             except UnrecordableValue as exc:
@@ -264,7 +306,7 @@ def payload_of(event: Event, *, run: str | None = None) -> Payload | None:
                     f"event seq {event.seq}: {kind} {exc}", run=run, seq=event.seq
                 ) from None
         return None
-    token = READING.set(True)
+    token = READING.set(event.v)
     try:
         try:
             payload: Payload = _FAST_HOOKS[cls](data, cls)
@@ -277,8 +319,7 @@ def payload_of(event: Event, *, run: str | None = None) -> Payload | None:
         except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
             detail = "; ".join(_explain(exc))
             raise RecordCorrupted(
-                f"event seq {event.seq}: {kind} data does not fit format v{FORMAT_VERSION}: "
-                f"{detail}",
+                f"event seq {event.seq}: {kind} data does not fit format v{event.v}: {detail}",
                 run=run,
                 seq=event.seq,
             ) from None
@@ -303,4 +344,22 @@ def _say(exc: BaseException, type_: Any) -> str:
 def unstructure(payload: Payload) -> dict[str, JSON]:
     """The JSON data of a payload (what goes in an event's ``data``)."""
     data: dict[str, JSON] = converter.unstructure(payload)
+    free = FREE_FORM.get(type(payload), ())
+    if not needs_encoding(data, any_float=True):
+        return data  # what nearly every event holds: written as it is
+    for name, value in data.items():
+        if name in free:
+            if value is not None:
+                data[name] = jsonable(value, name)  # numbers JSON cannot carry, typed
+        elif type(value) is int:
+            if not -MAX_SAFE <= value <= MAX_SAFE:
+                data[name] = encode_int(value)  # a run of more than 104 days' duration_ns
+        elif holds_float(value):
+            # A typed field holds what its type says (durations are integer nanoseconds);
+            # only free-form fields hold a user's floats.
+            raise UnrecordableValue(
+                f"field {name!r} of {payload.TYPE} is a float ({value!r}); it holds "
+                "integers (durations in nanoseconds, sizes in bytes)",
+                field=name,
+            )
     return data

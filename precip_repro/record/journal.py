@@ -30,7 +30,7 @@ from precip_repro.exceptions import (
 )
 from precip_repro.logs import get_logger
 from precip_repro.record.canonical import JSON
-from precip_repro.record.events import GENESIS, Event, format_ts
+from precip_repro.record.events import FORMAT_VERSION, GENESIS, Event, format_ts
 from precip_repro.record.lines import seal
 from precip_repro.record.reader import MAX_LINE
 
@@ -98,6 +98,8 @@ class Journal:
         self._seq = seq
         self._prev = prev
         self._lock = threading.Lock()
+        self._version = FORMAT_VERSION
+        """The format the events are written in: the run's own (a v1 run is finished in v1)."""
         self._closed_reason: str | None = None
         self._end = os.fstat(fd).st_size
         """Where the last complete event ends: a failed write is cut back to here."""
@@ -132,8 +134,9 @@ class Journal:
         journal._closed_reason = "not resumed"
         return journal
 
-    def resume_at(self, *, seq: int, prev: str, end: int) -> None:
-        """Continue after the last intact event, which ends at byte ``end``.
+    def resume_at(self, *, seq: int, prev: str, end: int, v: int = FORMAT_VERSION) -> None:
+        """Continue after the last intact event, which ends at byte ``end``, in the run's
+        format version ``v``.
 
         Bytes past ``end`` — a torn tail, which the caller has saved — are cut off.
         """
@@ -143,6 +146,7 @@ class Journal:
                 os.ftruncate(self._fd, end)
             self._seq, self._prev, self._closed_reason = seq, prev, None
             self._end = end
+            self._version = v
 
     @property
     def seq(self) -> int:
@@ -173,8 +177,9 @@ class Journal:
                     path=self.path,
                 )
             event, line = seal(
-                seq=self._seq, ts=format_ts(time.time_ns()), type=type, data=data, prev=self._prev
-            )
+                seq=self._seq, ts=format_ts(time.time_ns()), type=type, data=data,
+                prev=self._prev, v=self._version,
+            )  # fmt: skip
             if len(line) > MAX_LINE:
                 raise self._too_large(type, data, len(line))
             # Not a context manager: this is the hot path of every event.

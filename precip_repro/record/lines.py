@@ -12,20 +12,22 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
 
-from precip_repro.exceptions import RecordCorrupted, UnsupportedVersion
+from precip_repro.exceptions import RecordCorrupted, UnrecordableValue, UnsupportedVersion
 from precip_repro.record.canonical import (
     JSON,
-    canonical,
+    canonical_v1,
     dumps_fast,
     dumps_unchecked,
     floatish,
     holds_float,
 )
-from precip_repro.record.events import FORMAT_VERSION, TS_RE, UPGRADES, Event
+from precip_repro.record.events import FORMAT_VERSION, READABLE, TS_RE, Event
+from precip_repro.record.jcs import jcs, jcs_fast, plain
 from precip_repro.record.payloads import PAYLOADS, is_hex64
 
 __all__ = ["parse_line", "seal"]
@@ -37,22 +39,28 @@ _HASH_MEMBER: Final = len(_HASH_KEY) + 65
 """Bytes of the top-level ``,"hash":"<64 hex>"`` member."""
 
 
-def seal(*, seq: int, ts: str, type: str, data: dict[str, JSON], prev: str) -> tuple[Event, bytes]:
-    """Hash and serialise a new event; return it and its line (newline included)."""
-    body = {"v": FORMAT_VERSION, "seq": seq, "ts": ts, "type": type, "data": data, "prev": prev}
-    try:
-        body_bytes = dumps_fast(body)
-    except (TypeError, ValueError, UnicodeEncodeError):
-        canonical(body)  # names the field that cannot be recorded
-        raise  # pragma: no cover
+def seal(
+    *, seq: int, ts: str, type: str, data: dict[str, JSON], prev: str, v: int = FORMAT_VERSION
+) -> tuple[Event, bytes]:
+    """Hash and serialise a new event of format ``v``; return it and its line (newline
+    included). ``v`` is 1 only to finish a v1 run (``recover``)."""
+    body = {"v": v, "seq": seq, "ts": ts, "type": type, "data": data, "prev": prev}
+    if v == 1:
+        try:
+            body_bytes = dumps_fast(body)
+        except (TypeError, ValueError, UnicodeEncodeError):
+            canonical_v1(body)  # names the field that cannot be recorded
+            raise  # pragma: no cover
+        if holds_float(data):
+            canonical_v1(body)  # refuses the float, naming its field
+    else:
+        body_bytes = jcs(body)
     # Keys sort as data, hash, prev, …: the hash goes right before the top-level "prev",
     # which is the last ',"prev":"' in the body (only fixed-format values follow it).
     cut = body_bytes.rfind(b',"prev":"')
-    if holds_float(data):
-        canonical(body)  # refuses the float, naming its field
     digest = hashlib.sha256(body_bytes).hexdigest()
     line = b'%s,"hash":"%s"%s\n' % (body_bytes[:cut], digest.encode(), body_bytes[cut:])
-    event = Event(v=FORMAT_VERSION, seq=seq, ts=ts, type=type, data=data, prev=prev, hash=digest)
+    event = Event(v=v, seq=seq, ts=ts, type=type, data=data, prev=prev, hash=digest)
     return event, line
 
 
@@ -65,6 +73,8 @@ def _refuse_constant(text: str) -> Any:
 
 
 _loads: Final = json.JSONDecoder(parse_float=_refuse_float, parse_constant=_refuse_constant).decode
+_loads_v2: Final = json.JSONDecoder(parse_constant=_refuse_constant).decode
+"""v2 lines may hold floats (RFC 8785 numbers); never NaN or infinity, which are typed."""
 
 
 def _fast_load(raw: bytes, end: int = -1) -> Any:
@@ -123,11 +133,14 @@ def parse_line(raw: bytes, *, line: int, run: str | None = None, prev: str | Non
         seq, ts, kind, previous, digest = (
             obj["seq"], obj["ts"], obj["type"], obj["prev"], obj["hash"]
         )  # fmt: skip
+        version = obj["v"]
         if (
             type(seq) is int
             and seq >= 0
-            and type(obj["v"]) is int
-            and obj["v"] == FORMAT_VERSION
+            and type(version) is int
+            # v2's canonical form is orjson's only for plain values (no float, no large
+            # integer) without keys above U+FFFF; v1's is orjson's for what json reads
+            and ((version == 2 and plain(obj["data"])) or version == 1)
             and type(ts) is str
             and _valid_ts(ts)
             and type(kind) is str
@@ -135,11 +148,15 @@ def parse_line(raw: bytes, *, line: int, run: str | None = None, prev: str | Non
             and type(obj["data"]) is dict
             and ((prev is not None and previous == prev) or is_hex64(previous))
             # (the hash is compared with a hex digest below: it is hex if it matches)
-            and orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) == raw
+            and (
+                orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) == raw
+                if version == 1 or raw.isascii()
+                else jcs_fast(obj) == raw
+            )
             and hashlib.sha256(raw[:cut] + raw[cut + _HASH_MEMBER :]).hexdigest() == digest
         ):
             return Event(
-                v=FORMAT_VERSION, seq=seq, ts=ts, type=kind, data=obj["data"], prev=previous,
+                v=version, seq=seq, ts=ts, type=kind, data=obj["data"], prev=previous,
                 hash=digest,
             )  # fmt: skip
     return _parse_line_carefully(raw, line=line, run=run)
@@ -176,7 +193,9 @@ def _parse_line_carefully(raw: bytes, *, line: int, run: str | None) -> Event:
         try:
             obj = _loads(text)
         except ValueError as exc:
-            raise bad(f"is not valid JSON ({exc})") from None
+            obj = _v2_with_floats(text)  # a float is v2's to hold, not v1's
+            if obj is None:
+                raise bad(f"is not valid JSON ({exc})") from None
     if type(obj) is not dict:
         raise bad(f"is a JSON {type(obj).__name__}, not an event object")
     seq = obj.get("seq")
@@ -184,13 +203,14 @@ def _parse_line_carefully(raw: bytes, *, line: int, run: str | None) -> Event:
     version = obj.get("v")
     if type(version) is not int:
         raise bad("has no integer format version 'v'", seq)
-    if version != FORMAT_VERSION and version not in UPGRADES:
+    if version not in READABLE:
         if not _hash_matches(raw, obj.get("hash")):
             # A newer writer still hashes its lines; a flipped version digit does not.
             raise bad(f"names format version {version} but does not hash: it was altered", seq)
         raise UnsupportedVersion(
             f"line {line}: record format version {version} is not one this precip-repro "
-            f"reads (it reads 1..{FORMAT_VERSION}); upgrade precip-repro to read this run",
+            f"reads (it reads {', '.join(map(str, sorted(READABLE)))}); upgrade precip-repro "
+            "to read this run",
             run=run,
             seq=seq,
             line=line,
@@ -210,9 +230,11 @@ def _parse_line_carefully(raw: bytes, *, line: int, run: str | None) -> Event:
     for key in ("prev", "hash"):
         if not is_hex64(obj[key]):
             raise bad(f"'{key}' is not 64 lower-case hex digits", seq)
+    if version != 1:
+        _check_canonical_v2(raw, obj, bad, seq)
     # The decoder refused floats and NaN already, so a plain encoder is enough here; orjson
     # writes the same bytes as the canonical json.dumps, and json has the last word.
-    canonical_ok = fast and orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) == raw
+    canonical_ok = version != 1 or (fast and orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) == raw)
     if not canonical_ok:
         if fast:  # orjson bends some values (huge ints): json decides
             try:
@@ -233,3 +255,31 @@ def _parse_line_carefully(raw: bytes, *, line: int, run: str | None) -> Event:
         prev=obj["prev"],
         hash=obj["hash"],
     )
+
+
+def _v2_with_floats(text: str) -> Any:
+    """``text`` parsed when it is not a v1 line (v2 lines may hold floats), else None."""
+    try:
+        obj = _loads_v2(text)
+    except ValueError:
+        return None
+    return obj if type(obj) is dict and obj.get("v") != 1 else None
+
+
+def _check_canonical_v2(
+    raw: bytes, obj: dict[str, Any], bad: Callable[[str, int | None], RecordCorrupted], seq: int
+) -> None:
+    """A v2 line is exactly the RFC 8785 form of what it parses to (read by json, which keeps
+    every integer whole and refuses NaN)."""
+    try:
+        exact = _loads_v2(raw.decode("utf-8"))
+    except ValueError as exc:
+        raise bad(f"is not valid JSON ({exc})", seq) from None
+    try:
+        again = jcs(exact)
+    except UnrecordableValue as exc:
+        raise bad(f"is not in canonical form: {exc}", seq) from None
+    if again != raw:
+        raise bad(
+            "is not in canonical form (RFC 8785: bytes were added, removed or reordered)", seq
+        )

@@ -1,4 +1,4 @@
-"""The payloads of record format v1: one frozen attrs class per event type.
+"""The payloads of the record format (v2): one frozen attrs class per event type.
 
 An event's ``data`` is the payload of its ``type``. Payload classes are registered by type
 name in :data:`PAYLOADS`; readers ignore types they do not know. This module owns what each
@@ -18,8 +18,10 @@ import attrs
 
 from precip_repro.exceptions import UnrecordableValue
 from precip_repro.record.canonical import JSON, check_recordable, holds_float, jsonable
+from precip_repro.record.numbers import decode
 
 __all__ = [
+    "BlobAdded",
     "BlobRef",
     "BlobWithheld",
     "CallFailed",
@@ -28,6 +30,7 @@ __all__ = [
     "CommandFinished",
     "ErrorInfo",
     "ExperimentCreated",
+    "FREE_FORM",
     "FileGot",
     "FilePut",
     "INLINE_TEXT_LIMIT",
@@ -115,29 +118,34 @@ class ErrorInfo:
     slot: str | None = None
 
 
-READING: Final = contextvars.ContextVar("precip_record_reading", default=False)
-"""True while structuring data read from a log (:func:`precip_repro.record.events.payload_of`
-sets it): it is JSON already, converting it again would only cost time (a large share of
-reading a run)."""
+READING: Final = contextvars.ContextVar("precip_record_reading", default=0)
+"""The format version of the data being structured while reading a log (0 when not
+reading; :func:`precip_repro.record.events.payload_of` sets it): it is JSON already,
+converting it again would only cost time (a large share of reading a run); its typed
+numbers are decoded back to the user's values."""
 
 
-def _no_float(value: Any, field: str) -> None:
-    """Refuse a float anywhere in ``value`` (data read from a log), naming where it is."""
-    # The line parser leaves floats to the payload: typed fields refuse them by type, and
-    # these free-form ones by this walk.
-    if holds_float(value):
+def _read(value: Any, field: str, version: int) -> Any:
+    """A free-form value read from a log: v1's refuses floats (the line parser leaves them
+    to the payload: typed fields refuse them by type, these by this walk); typed numbers
+    (v2) come back as numbers."""
+    if version == 1 and holds_float(value):
         check_recordable(value, field)  # raises, naming the float's place
+    return decode(value, field)
 
 
 def _json_object(value: object, field: str) -> dict[str, JSON]:
-    if READING.get() and type(value) is dict:
-        _no_float(value, field)
-        return value
-    out = jsonable(value, field)
+    version = READING.get()
+    if version and type(value) is dict:
+        out: dict[str, JSON] = _read(value, field, version)
+        return out
+    out = jsonable(value, field, typed=False)
     if not isinstance(out, dict):
         raise UnrecordableValue(
             f"field {field!r} must be a mapping, not {type(value).__name__}", field=field
         )
+    # The payload holds the user's values (a float stays a float); unstructuring writes
+    # their typed encoding (:data:`FREE_FORM`).
     return out
 
 
@@ -161,14 +169,41 @@ def _fields(value: object) -> dict[str, JSON]:
 
 
 def _recovered(value: object) -> dict[str, JSON] | None:
-    return None if value is None else _json_object(value, "recovered")
+    if value is None:
+        return None
+    recovered = _json_object(value, "recovered")
+    if "torn_tail" in recovered:
+        _torn_tail(recovered)  # a blob reference, or the record is not one recover wrote
+    return recovered
+
+
+_REF_KEYS: Final = frozenset({"sha256", "size", "text", "withheld"})
+
+
+def _torn_tail(recovered: Mapping[str, JSON]) -> BlobRef | None:
+    value = recovered.get("torn_tail")
+    if value is None:
+        return None
+    if (
+        type(value) is not dict
+        or not {"sha256", "size"} <= value.keys() <= _REF_KEYS
+        or type(value["size"]) is not int
+        or type(value.get("text", "")) is not str
+        or type(value.get("withheld", "")) is not str
+    ):
+        raise ValueError(f"recovered.torn_tail is {value!r}, not a blob reference")
+    return BlobRef(
+        sha256=value["sha256"], size=value["size"], text=value.get("text"),
+        withheld=value.get("withheld"),
+    )  # fmt: skip
 
 
 def _differences(value: object) -> list[dict[str, JSON]]:
-    if READING.get() and type(value) is list:
-        _no_float(value, "differences")
-        return value
-    out = jsonable(value, "differences")
+    version = READING.get()
+    if version and type(value) is list:
+        out: list[dict[str, JSON]] = _read(value, "differences", version)
+        return out
+    out = jsonable(value, "differences", typed=False)
     if not isinstance(out, list) or not all(isinstance(item, dict) for item in out):
         raise UnrecordableValue(
             "field 'differences' must be a list of mappings", field="differences"
@@ -177,10 +212,10 @@ def _differences(value: object) -> list[dict[str, JSON]]:
 
 
 def _result(value: object) -> JSON:
-    if READING.get():
-        _no_float(value, "result")
-        return value
-    return jsonable(value, "result")
+    version = READING.get()
+    if version:
+        return _read(value, "result", version)
+    return jsonable(value, "result", typed=False)
 
 
 # --- payloads --------------------------------------------------------------------------------
@@ -351,6 +386,13 @@ class RunFinished(Payload):
     duration_ns: int
     digest: str
     recovered: dict[str, JSON] | None = attrs.field(default=None, converter=_recovered)
+    """Set by ``recover``: ``reason``, and for a torn tail ``torn_tail`` (a blob reference:
+    the bytes cut off, verified like every blob) and ``torn_line``."""
+
+    @property
+    def torn_tail(self) -> BlobRef | None:
+        """The blob ``recover`` kept the torn tail in, if any."""
+        return None if self.recovered is None else _torn_tail(self.recovered)
 
 
 @attrs.frozen(kw_only=True)
@@ -364,6 +406,15 @@ class BlobWithheld(Payload):
     sha256: str = attrs.field(validator=lambda _, __, value: _check_hex64(value))
     size: int
     reason: str
+
+
+@attrs.frozen(kw_only=True)
+class BlobAdded(Payload):
+    """A blob stored with ``Run.add_blob`` that no event referred to by the time the run
+    finished: this event refers to it, so that ``verify`` checks it like every other."""
+
+    TYPE: ClassVar[str] = "blob.added"
+    content: BlobRef
 
 
 @attrs.frozen(kw_only=True)
@@ -412,11 +463,25 @@ PAYLOADS: Final[Mapping[str, type[Payload]]] = {
         ReplayStep,
         BlobWithheld,
         ModuleLoaded,
+        BlobAdded,
     )
 }
-"""Every v1 event type and its payload class."""
+"""Every event type and its payload class."""
 
 RUN_STATUSES: Final = ("ok", "failed", "interrupted")
+
+
+FREE_FORM: Final[Mapping[type[Payload], tuple[str, ...]]] = {
+    ExperimentCreated: ("cloud",),
+    CallStarted: ("args",),
+    InstanceReady: ("facts",),
+    CallFinished: ("result",),
+    Note: ("fields",),
+    RunFinished: ("recovered",),
+    ReplayStep: ("differences",),
+}
+"""Per payload class, its free-form fields: a user's or a cloud's values, held as they were
+given and written in the typed encoding of :mod:`precip_repro.record.numbers`."""
 
 
 def _ref_fields(cls: type[Payload]) -> tuple[str, ...]:
@@ -430,8 +495,13 @@ argument or note shaped like a reference is still the user's data)."""
 
 
 def refs_in(payload: Payload) -> Iterator[BlobRef]:
-    """The blob references a payload holds."""
+    """The blob references a payload holds: its reference fields, and the torn tail a
+    recovered run's ``run.finished`` names."""
     for name in _REF_FIELDS[type(payload)]:
         ref = getattr(payload, name)
         if ref is not None:
             yield ref
+    if type(payload) is RunFinished and payload.recovered is not None:
+        torn = payload.torn_tail
+        if torn is not None:
+            yield torn

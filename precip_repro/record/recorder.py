@@ -4,7 +4,7 @@
 
     run = Run.open(RunStore("records"), name="hello-world")
     run.append(Note(text="starting"))
-    ref = run.add_blob(b"...")
+    ref = run.add_blob(b"...")   # referred to by an event you append, or by blob.added
     digest = run.finish("ok")
 
 What is fsynced (and why): ``run.started`` (the run exists), ``call.started`` of
@@ -39,6 +39,7 @@ from precip_repro.record.journal import Journal
 from precip_repro.record.methods import METHODS
 from precip_repro.record.payloads import (
     RUN_STATUSES,
+    BlobAdded,
     BlobRef,
     BlobWithheld,
     CallStarted,
@@ -49,6 +50,7 @@ from precip_repro.record.payloads import (
     ReplayOf,
     RunFinished,
     RunStarted,
+    refs_in,
 )
 from precip_repro.record.redact import PRIVATE_KEY, Redactor, SecretScanner
 from precip_repro.record.signature import Signature
@@ -139,6 +141,10 @@ class Run:
         self._digest: str | None = None
         self._labels: dict[str, str] = {}
         self._withhold_lock = threading.Lock()
+        self._refs_lock = threading.Lock()
+        self._unreferenced: dict[str, BlobRef] = {}
+        """Blobs stored by :meth:`add_blob` that no event appended since refers to: a
+        ``blob.added`` event refers to each when the run finishes, so that verify checks it."""
 
     @classmethod
     def open(
@@ -331,7 +337,8 @@ class Run:
 
     @property
     def digest(self) -> str:
-        """The hash of the last event written: once finished, the run's digest."""
+        """The hash of the last event written: once finished, the run's digest (the one to
+        cite); before, a prefix of the run, which ``verify --digest`` says it continues past."""
         return self._digest or self._journal.last_hash
 
     @property
@@ -359,9 +366,14 @@ class Run:
         data = unstructure(payload)
         if self._secrets is not None:
             data = self._secrets.payload(data)
-        return self._journal.append(
+        event = self._journal.append(
             payload.TYPE, data, sync=_needs_sync(payload) if sync is None else sync
         )
+        if self._unreferenced:
+            with self._refs_lock:
+                for ref in refs_in(payload):
+                    self._unreferenced.pop(ref.sha256, None)
+        return event
 
     def add_blob(self, content: bytes | BinaryIO | Path, *, inline: bool = False) -> BlobRef:
         """Store bytes, a readable binary stream or a file's content; return its reference.
@@ -370,10 +382,15 @@ class Run:
         (the event carries it; no object file is written).
         """
         if isinstance(content, bytes | bytearray | memoryview):
-            return self.blobs.put_bytes(bytes(content), inline=inline)
-        if isinstance(content, Path):
-            return self.blobs.put_file(content, inline=inline)
-        return self.blobs.put_stream(content, inline=inline)
+            ref = self.blobs.put_bytes(bytes(content), inline=inline)
+        elif isinstance(content, Path):
+            ref = self.blobs.put_file(content, inline=inline)
+        else:
+            ref = self.blobs.put_stream(content, inline=inline)
+        if ref.text is None:
+            with self._refs_lock:
+                self._unreferenced.setdefault(ref.sha256, ref)
+        return ref
 
     def blob_sink(self, *, inline: bool = False) -> BlobSink:
         """A sink to stream a blob in chunks (e.g. while an SFTP transfer runs)."""
@@ -390,6 +407,10 @@ class Run:
         with self._finish_lock:
             if self._digest is not None:
                 return self._digest
+            with self._refs_lock:
+                unreferenced, self._unreferenced = list(self._unreferenced.values()), {}
+            for ref in unreferenced:
+                self._journal.append(BlobAdded.TYPE, unstructure(BlobAdded(content=ref)))
             self.blobs.sync()
             seq = self._journal.seq
             finished = RunFinished(

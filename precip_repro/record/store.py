@@ -22,9 +22,9 @@ from typing import Final
 
 import attrs
 
-from precip_repro.exceptions import AmbiguousRun, RecordCorrupted, RunNotFound
+from precip_repro.exceptions import AmbiguousRun, RecordCorrupted, RunNotFound, UnrecordableValue
 from precip_repro.record.canonical import canonical
-from precip_repro.record.events import FORMAT_VERSION
+from precip_repro.record.events import FORMAT_VERSION, READABLE
 from precip_repro.record.files import open_regular, read_bounded
 
 __all__ = [
@@ -99,17 +99,19 @@ def new_run_id(name: str | None, *, now_ns: int | None = None) -> str:
 
 @attrs.frozen(kw_only=True)
 class Checkpoint:
-    """What a finished run's ``checkpoint`` file says: its id, event count and digest."""
+    """What a finished run's ``checkpoint`` file says: its id, event count and digest, in
+    the run's format version ``v``."""
 
     run: str
     events: int
     digest: str
+    v: int = FORMAT_VERSION
 
 
 def write_checkpoint(run_dir: Path, checkpoint: Checkpoint) -> None:
     """Write the checkpoint atomically and durably (temp file, fsync, rename, fsync dir)."""
     body = {
-        "v": FORMAT_VERSION,
+        "v": checkpoint.v,
         "run": checkpoint.run,
         "events": checkpoint.events,
         "digest": checkpoint.digest,
@@ -117,7 +119,7 @@ def write_checkpoint(run_dir: Path, checkpoint: Checkpoint) -> None:
     tmp = run_dir / f".{CHECKPOINT}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
     try:
-        os.write(fd, canonical(body) + b"\n")
+        os.write(fd, canonical(body, v=checkpoint.v) + b"\n")
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -146,16 +148,21 @@ def read_checkpoint(run_dir: Path, *, run: str | None = None) -> Checkpoint | No
     if (
         type(obj) is not dict
         or set(obj) != {"v", "run", "events", "digest"}
-        or obj["v"] != FORMAT_VERSION
+        or type(obj["v"]) is not int
+        or obj["v"] not in READABLE
         or type(obj["run"]) is not str
         or type(obj["events"]) is not int
         or type(obj["digest"]) is not str
         or not _HEX64_RE.fullmatch(obj["digest"])
     ):
-        raise bad("does not hold v, run, events and digest as format v1 writes them")
-    if canonical(obj) + b"\n" != raw:
-        raise bad("is not in canonical form (it was edited)")
-    return Checkpoint(run=obj["run"], events=obj["events"], digest=obj["digest"])
+        raise bad("does not hold v, run, events and digest as the record format writes them")
+    try:
+        again = canonical(obj, v=obj["v"]) + b"\n"
+    except UnrecordableValue as exc:
+        raise bad(f"is not in canonical form ({exc})") from None
+    if again != raw:
+        raise bad("is not in canonical form, one line ending in a newline (it was edited)")
+    return Checkpoint(run=obj["run"], events=obj["events"], digest=obj["digest"], v=obj["v"])
 
 
 class RunStore:

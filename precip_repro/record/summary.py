@@ -178,7 +178,11 @@ def summarize(run_dir: Path) -> RunSummary:
         return RunSummary(
             run=run_dir.name,
             path=run_dir,
-            status="open" if is_locked(events_path) else "abandoned",
+            status="open"
+            if is_locked(events_path)
+            else "unsealed"
+            if tail is not None and tail.get("type") == "run.finished"
+            else "abandoned",
             events=_count_lines(events_path),
             duration_ns=end - start if start is not None and end is not None else None,
             **_started(head),

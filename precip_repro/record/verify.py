@@ -10,10 +10,14 @@ corrupt     1    a line, the checkpoint or a blob does not check (named by seq/l
 open        3    no ``run.finished`` yet and a writer holds the run
 abandoned   3    no writer, and a torn tail or no end: ``precip-repro recover`` finishes it
 untrusted   1    intact, but not signed by a key of ``signers`` (unsigned, or another key)
+unsealed    3    ``run.finished`` is the last event but no checkpoint seals the run:
+                 ``precip-repro recover`` writes it
 =========== ==== ===========================================================================
 
 A run whose checkpoint exists but whose log does not match it is ``corrupt``, never
-``abandoned``: truncating a finished run is tampering.
+``abandoned``: truncating a finished run is tampering. A digest to check (``--digest``) may
+name the run's last event (the run's digest) or an earlier one: a digest printed mid-run
+names the event written last by then, and the run continues past it (a prefix claim).
 """
 
 from __future__ import annotations
@@ -37,7 +41,14 @@ from precip_repro.exceptions import (
 from precip_repro.logs import get_logger
 from precip_repro.record.blobs import BlobStore
 from precip_repro.record.canonical import JSON
-from precip_repro.record.events import Event, converter, parse_ts, payload_of, unstructure
+from precip_repro.record.events import (
+    FORMAT_VERSION,
+    Event,
+    converter,
+    parse_ts,
+    payload_of,
+    unstructure,
+)
 from precip_repro.record.files import open_regular
 from precip_repro.record.journal import Journal, is_locked
 from precip_repro.record.payloads import (
@@ -64,7 +75,14 @@ __all__ = ["EXIT_STATUS", "Recovery", "Verdict", "blob_refs", "recover", "verify
 
 log = get_logger(__name__)
 
-EXIT_STATUS: Final = {"intact": 0, "corrupt": 1, "untrusted": 1, "open": 3, "abandoned": 3}
+EXIT_STATUS: Final = {
+    "intact": 0,
+    "corrupt": 1,
+    "untrusted": 1,
+    "open": 3,
+    "abandoned": 3,
+    "unsealed": 3,
+}
 _BLOB_KEYS: Final = frozenset({"sha256", "size", "text", "withheld"})
 
 
@@ -95,6 +113,16 @@ class Verdict:
     """That key, in OpenSSH's one-line form (``ssh-ed25519 AAAA…``)."""
     signer_name: str | None = None
     """Under ``signers``: the name the trusted key goes by (allowed_signers principal)."""
+    version: int | None = None
+    """The run's format version (its first event's ``v``)."""
+    digest_seq: int | None = None
+    """The seq of the event whose hash is the digest given to check, when one is."""
+
+    @property
+    def continues_past_digest(self) -> bool:
+        """Whether the digest given names an earlier event than the last: the run holds it
+        as cited, and more."""
+        return self.digest_seq is not None and self.digest_seq < self.events - 1
 
     @property
     def exit_status(self) -> int:
@@ -269,14 +297,25 @@ def verify(
     finished: RunFinished | None = None
     problem: RecordCorrupted | None = None
     withheld: set[str] = set()
+    wanted = digest.lower() if digest is not None else None
+    digest_at: Event | None = None
+    version: int | None = None
     try:
         for event in reader:
             if event.seq == 0:
+                version = event.v
                 if event.type != "run.started":
                     raise _bad(event, f"the first event is {event.type}, not run.started", run_id)
                 if type(event.data.get("run")) is str:
                     run_id = event.data["run"]
                     base["run"] = run_id
+            elif event.v != version:
+                raise _bad(
+                    event, f"is format v{event.v} in a v{version} run (a run is one version)",
+                    run_id,
+                )  # fmt: skip
+            if event.hash == wanted:
+                digest_at = event
             if finished is not None:
                 raise _bad(
                     event, "comes after run.finished: a finished run was appended to", run_id
@@ -312,6 +351,10 @@ def verify(
         )
 
     found: dict[str, Any] = {
+        "version": version,
+        "digest_seq": digest_at.seq
+        if digest_at is not None and digest_at.seq < intact_events
+        else None,
         "events": intact_events,
         "digest": last_intact if intact_events else None,
         "status": finished.status if finished else None,
@@ -323,37 +366,39 @@ def verify(
         "has_finished_event": finished is not None,
         "has_checkpoint": checkpoint is not None or checkpoint_problem is not None,
     }
+    held = _prefix_held(digest_at, intact_events)
     if problem is not None:
         return Verdict(
             **base,
             **found,
             state="corrupt",
-            reason=str(problem),
+            reason=str(problem) + held,
             seq=problem.seq,
             line=problem.line,
             blob=problem.blob,
         )
     if checkpoint_problem is not None:
-        return Verdict(**base, **found, state="corrupt", reason=str(checkpoint_problem))
+        return Verdict(**base, **found, state="corrupt", reason=str(checkpoint_problem) + held)
     if checkpoint is not None:
-        mismatch = _checkpoint_mismatch(checkpoint, reader, finished, run_id)
+        mismatch = _checkpoint_mismatch(checkpoint, reader, finished, run_id, version)
         if mismatch:
             reason, line = mismatch
             return Verdict(
                 **base,
                 **found,
                 state="corrupt",
-                reason=reason,
+                reason=reason + held,
                 line=line,
                 seq=line - 1 if line is not None and line <= reader.count else None,
             )
-        if digest is not None and digest.lower() != reader.last_hash:
+        if wanted is not None and wanted != reader.last_hash and digest_at is None:
             return Verdict(
                 **base,
                 **found,
                 state="corrupt",
-                reason=f"the run's digest is {reader.last_hash}, not the {digest} "
-                "you expected: this is not the run that digest names, or it was altered",
+                reason=f"the run's digest is {reader.last_hash}, and no event of it has "
+                f"the hash {digest} you expected: this is not the run that digest names, "
+                "or it was altered",
             )
         try:
             signature = read_signature(run_dir, checkpoint, run=run_id)
@@ -366,6 +411,8 @@ def verify(
             f"blob{'' if checker.checked == 1 else 's'}, "
             f"status {finished.status if finished else '?'}"
         )
+        if digest_at is not None and wanted != reader.last_hash:
+            content += _continues(digest_at, reader)
         if signers is not None:
             return _trusted(base, found, content, signature, signers)
         return Verdict(**base, **found, state="intact", reason=f"{content}, {_signed(signature)}")
@@ -374,7 +421,7 @@ def verify(
             **base,
             **found,
             state="open",
-            reason=f"a writer is still recording ({reader.count} intact events so far)",
+            reason=f"a writer is still recording ({reader.count} intact events so far)" + held,
         )
     recover_hint = f"run `precip-repro recover {run_id}` to finish it as interrupted"
     if reader.torn is not None:
@@ -386,15 +433,35 @@ def verify(
         reason = "the log holds no events (the writer died at once); nothing to keep"
     elif finished is not None:
         reason = (
-            "the run finished but its checkpoint is missing; "
-            f"run `precip-repro recover {run_id}` to write it"
+            f"the run finished ({finished.status}, {reader.count} events) but no checkpoint "
+            f"seals it; run `precip-repro recover {run_id}` to write it"
         )
+        return Verdict(**base, **found, state="unsealed", reason=reason + held)
     else:
         reason = (
             f"no run.finished after event seq {reader.count - 1} (the recording "
             f"process ended without finishing); {recover_hint}"
         )
-    return Verdict(**base, **found, state="abandoned", reason=reason)
+    return Verdict(**base, **found, state="abandoned", reason=reason + held)
+
+
+def _prefix_held(digest_at: Event | None, intact: int) -> str:
+    """What a digest given to check still proves of a run that is not intact as a whole."""
+    if digest_at is None or digest_at.seq >= intact:
+        return ""
+    return (
+        f"; the digest you gave names event seq {digest_at.seq} ({digest_at.type}), and "
+        f"the events up to it are intact"
+    )
+
+
+def _continues(digest_at: Event, reader: LogReader) -> str:
+    more = reader.count - 1 - digest_at.seq
+    return (
+        f"; the digest you gave names event seq {digest_at.seq} ({digest_at.type}), not the "
+        f"run's end: the run holds it as cited and continues past it ({more} more "
+        f"event{'' if more == 1 else 's'}); the run's digest is {reader.last_hash}"
+    )
 
 
 def _signed(signature: Signature | None) -> str:
@@ -463,12 +530,18 @@ def _check_finished(event: Event, finished: RunFinished, run: str) -> None:
 
 
 def _checkpoint_mismatch(
-    checkpoint: Checkpoint, reader: LogReader, finished: RunFinished | None, run: str
+    checkpoint: Checkpoint,
+    reader: LogReader,
+    finished: RunFinished | None,
+    run: str,
+    version: int | None,
 ) -> tuple[str, int | None] | None:
     """Why the log does not match its checkpoint, and the first line concerned."""
     where = f"the checkpoint says the run finished with {checkpoint.events} events"
     if checkpoint.run != run:
         return f"the checkpoint names run {checkpoint.run!r}, the log is run {run!r}", None
+    if version is not None and checkpoint.v != version:
+        return f"the checkpoint is format v{checkpoint.v}, the log v{version}", None
     if reader.torn is not None:
         return (
             f"line {reader.torn.line}: {reader.torn.size} bytes follow the last complete event "
@@ -571,9 +644,13 @@ def recover(run_dir: Path, *, sign: bool = True, signer: Signer | None = None) -
                 path=run_dir,
             )
         assert verdict.digest is not None
+        version = verdict.version or FORMAT_VERSION
         if verdict.has_finished_event and verdict.torn is None:
             write_checkpoint(
-                run_dir, Checkpoint(run=verdict.run, events=verdict.events, digest=verdict.digest)
+                run_dir,
+                Checkpoint(
+                    run=verdict.run, events=verdict.events, digest=verdict.digest, v=version
+                ),
             )
             log.info("checkpoint rewritten", run=verdict.run, digest=verdict.digest)
             signed = sign_run(run_dir, run=verdict.run, signer=signer) if sign else None
@@ -596,7 +673,10 @@ def recover(run_dir: Path, *, sign: bool = True, signer: Signer | None = None) -
             blobs.sync()
             recovered["torn_tail"] = converter.unstructure(torn_ref)
             recovered["torn_line"] = verdict.torn.line
-        journal.resume_at(seq=verdict.events, prev=verdict.digest, end=verdict.end_offset)
+        # A run is one version throughout: a v1 run is finished in v1.
+        journal.resume_at(
+            seq=verdict.events, prev=verdict.digest, end=verdict.end_offset, v=version
+        )
         assert verdict.first_ts is not None and verdict.last_ts is not None
         finished = RunFinished(
             status="interrupted",
@@ -607,7 +687,8 @@ def recover(run_dir: Path, *, sign: bool = True, signer: Signer | None = None) -
         )
         event = journal.append(finished.TYPE, unstructure(finished), sync=True, final=True)
         write_checkpoint(
-            run_dir, Checkpoint(run=verdict.run, events=verdict.events + 1, digest=event.hash)
+            run_dir,
+            Checkpoint(run=verdict.run, events=verdict.events + 1, digest=event.hash, v=version),
         )
         log.info("run recovered", run=verdict.run, digest=event.hash, torn=torn_ref is not None)
         signed = sign_run(run_dir, run=verdict.run, signer=signer) if sign else None

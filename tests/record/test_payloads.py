@@ -1,4 +1,4 @@
-"""The payload classes of record format v1 (precip_repro.record.payloads)."""
+"""The payload classes of the record format (precip_repro.record.payloads)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def test_every_type_in_the_table_has_a_payload_class():
         "run.started", "experiment.created", "call.started", "instance.launched",
         "instance.ready", "command.finished", "file.put", "file.got",
         "instance.terminating", "instance.terminated", "call.finished", "call.failed",
-        "note", "run.finished", "replay.step", "blob.withheld", "module.loaded",
+        "note", "run.finished", "replay.step", "blob.withheld", "module.loaded", "blob.added",
     }  # fmt: skip
 
 

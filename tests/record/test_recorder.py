@@ -53,7 +53,7 @@ def test_a_checkpoint_the_disk_refuses_leaves_a_finished_run_that_recover_comple
     assert run.finish("ok") == run.digest  # finished once: the same digest again
     monkeypatch.undo()
     verdict = verify(run.path)
-    assert verdict.state == "abandoned" and "checkpoint is missing" in verdict.reason
+    assert verdict.state == "unsealed" and "no checkpoint seals it" in verdict.reason
     assert recover(run.path).action == "checkpoint"
     assert verify(run.path, digest=run.digest).state == "intact"
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
 import pytest
+import rfc8785
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -66,7 +68,29 @@ def test_one_blob_is_counted_as_one_blob(tmp_path):
 def test_a_wrong_digest_is_reported_corrupt(pristine):
     verdict = verify(pristine, digest="ab" * 32)
     assert verdict.state == "corrupt"
-    assert "not the " + "ab" * 32 in verdict.reason
+    assert "no event of it has the hash " + "ab" * 32 in verdict.reason
+
+
+def test_an_earlier_events_digest_is_a_prefix_the_run_continues_past(pristine):
+    events = list(LogReader(pristine / EVENTS))
+    middle = events[len(events) // 2]
+    verdict = verify(pristine, digest=middle.hash.upper())
+    assert verdict.state == "intact", verdict.reason
+    assert verdict.digest_seq == middle.seq and verdict.continues_past_digest
+    assert f"names event seq {middle.seq} ({middle.type})" in verdict.reason
+    assert "continues past it" in verdict.reason
+    whole = verify(pristine, digest=events[-1].hash)
+    assert whole.state == "intact" and not whole.continues_past_digest
+
+
+def test_a_prefix_digest_still_holds_in_a_run_altered_after_it(copy):
+    events = list(LogReader(copy / EVENTS))
+    lines = (copy / EVENTS).read_bytes().splitlines(keepends=True)
+    lines[-2] = lines[-2].replace(b'"seq"', b'"seq" ', 1)
+    (copy / EVENTS).write_bytes(b"".join(lines))
+    verdict = verify(copy, digest=events[1].hash)
+    assert verdict.state == "corrupt"
+    assert "the events up to it are intact" in verdict.reason
 
 
 def test_every_single_byte_flip_is_corrupt_naming_its_line(copy):
@@ -262,6 +286,33 @@ def test_a_torn_tail_is_abandoned_then_recovered_to_intact(store):
     assert run.blobs.read_bytes(done.torn_tail) == b'{"data":{"text":"half an ev'
 
 
+def test_a_recovered_runs_torn_tail_blob_is_verified(store):
+    run = record_sample_run(store, finish=False)
+    run.close()
+    with (run.path / EVENTS).open("ab") as f:
+        f.write(b'{"data":{"text":"half an ev')
+    torn = recover(run.path).torn_tail
+    assert torn is not None
+    blob = run.blobs.path_for(torn.sha256)
+    blob.unlink()
+    verdict = verify(run.path)
+    assert verdict.state == "corrupt", verdict.reason
+    assert verdict.blob == torn.sha256 and verdict.seq == verdict.events
+
+
+def test_a_blob_added_that_no_event_refers_to_is_referenced_and_verified(store):
+    with Run.open(store, name="added") as run:
+        loose = run.add_blob(b"raw bytes nobody refers to")
+        used = run.add_blob(b"bytes a file.put refers to")
+        _put(run, used, "used")
+    added = [e.data for e in LogReader(run.path / EVENTS) if e.type == "blob.added"]
+    assert added == [{"content": {"sha256": loose.sha256, "size": loose.size}}]
+    assert verify(run.path).state == "intact"
+    run.blobs.path_for(loose.sha256).unlink()
+    verdict = verify(run.path)
+    assert verdict.state == "corrupt" and verdict.blob == loose.sha256
+
+
 def test_a_run_without_end_is_abandoned_and_recover_keeps_every_event(store):
     run = record_sample_run(store, finish=False)
     before = (run.path / EVENTS).read_bytes()
@@ -302,8 +353,9 @@ def test_a_lost_checkpoint_is_rewritten_without_appending(copy):
     before = (copy / EVENTS).read_bytes()
     (copy / CHECKPOINT).unlink()
     verdict = verify(copy)
-    assert verdict.state == "abandoned"
-    assert "checkpoint is missing" in verdict.reason
+    assert verdict.state == "unsealed"
+    assert verdict.exit_status == 3
+    assert "no checkpoint seals it" in verdict.reason
     assert recover(copy).action == "checkpoint"
     assert (copy / EVENTS).read_bytes() == before
     assert verify(copy).state == "intact"
@@ -395,11 +447,11 @@ def _forge(store: RunStore, kind: str, data: dict[str, object]) -> Path:
     run.close()  # leaves run.started, unfinished
     log = run.path / EVENTS
     prev = json.loads(log.read_bytes().splitlines()[-1])["hash"]
-    body = {"v": 1, "seq": 1, "ts": "2026-11-25T00:00:00.000000Z", "type": kind,
+    body = {"v": 2, "seq": 1, "ts": "2026-11-25T00:00:00.000000Z", "type": kind,
             "data": data, "prev": prev}  # fmt: skip
 
-    def dumps(obj: object) -> bytes:
-        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    def dumps(obj: dict[str, object]) -> bytes:
+        return rfc8785.dumps(obj)  # type: ignore[arg-type]
 
     line = dumps({**body, "hash": hashlib.sha256(dumps(body)).hexdigest()}) + b"\n"
     log.chmod(0o644)
@@ -411,17 +463,35 @@ def _forge(store: RunStore, kind: str, data: dict[str, object]) -> Path:
 @pytest.mark.parametrize(
     "kind, data, where",
     [
-        ("note", {"text": "t", "fields": {"load": [1, 2.5]}}, "fields.load"),
-        ("call.finished", {"call": 1, "result": {"mean": 0.5}, "duration_ns": 1}, "result"),
         ("call.finished", {"call": 1, "result": None, "duration_ns": 1.5}, "duration_ns"),
-        ("future.thing", {"x": {"y": 3.25}}, "data.x.y"),
+        ("note", {"text": "t", "fields": {"x": {"$float": "2.5"}}}, "fields.x"),
+        ("note", {"text": "t", "fields": {"x": {"$int": "12"}}}, "fields.x"),
+        ("call.finished", {"call": 1, "result": {"$object": 1}, "duration_ns": 1}, "result"),
     ],
 )
-def test_a_float_with_a_correct_hash_is_still_corrupt_naming_the_event(store, kind, data, where):
+def test_a_mistyped_number_with_a_correct_hash_is_still_corrupt_naming_the_event(
+    store, kind, data, where
+):
+    # a float in an integer field, and typed values a writer never writes (each value has
+    # one encoding)
     verdict = verify(_forge(store, kind, data))
     assert verdict.state == "corrupt"
     assert verdict.seq == 1
-    assert "float" in verdict.reason and where in verdict.reason, verdict.reason
+    assert where in verdict.reason, verdict.reason
+
+
+def test_a_v1_line_in_a_v2_run_is_corrupt(store):
+    run_dir = _forge(store, "note", {"text": "t", "fields": {}})
+    lines = (run_dir / EVENTS).read_bytes().splitlines(keepends=True)
+    body = json.loads(lines[1])
+    del body["hash"]
+    body["v"] = 1
+    raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    body["hash"] = hashlib.sha256(raw).hexdigest()
+    lines[1] = json.dumps(body, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+    (run_dir / EVENTS).write_bytes(b"".join(lines))
+    verdict = verify(run_dir)
+    assert verdict.state == "corrupt" and "format v1 in a v2 run" in verdict.reason
 
 
 def _put(run: Run, content: BlobRef, name: str) -> None:
