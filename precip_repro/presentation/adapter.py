@@ -45,7 +45,7 @@ def report_model(
 ) -> ReportModel:
     """What the report of ``view`` says: ``verdict`` is its integrity, ``diff`` the
     comparison with another run (``report --vs``), ``not_compared`` why there is none."""
-    contents = _Contents()
+    outputs, files = _Contents(excerpt=True), _Contents(excerpt=False)
     return ReportModel(
         run=view.run,
         integrity=Integrity(state=verdict.state, text=_integrity(verdict)),
@@ -64,8 +64,8 @@ def report_model(
                 duration=format_duration(command.duration_ns),
                 duration_ns=command.duration_ns,
                 end_ns=command.end_ns,
-                stdout=contents.of(command.stdout),
-                stderr=contents.of(command.stderr),
+                stdout=outputs.of(command.stdout),
+                stderr=outputs.of(command.stderr),
             )
             for call in view.calls
             for command in call.commands
@@ -78,7 +78,7 @@ def report_model(
                 local_path=moved.local_path,
                 remote_path=moved.remote_path,
                 mode=f"{moved.mode:04o}",
-                content=contents.of(moved.content, excerpt=False),
+                content=files.of(moved.content),
                 at_ns=moved.at_ns,
             )
             for call in view.calls
@@ -110,17 +110,19 @@ def _text(value: Any) -> str:
 
 
 class _Contents:
-    """The :class:`Content` of each distinct blob reference, made once: ten thousand
-    commands printing nothing on stderr share one."""
+    """The :class:`Content` of each blob reference, made once per reference: the view
+    shares one reference among the commands that printed the same (ten thousand printing
+    nothing on stderr share one), and so do their rows."""
 
-    def __init__(self) -> None:
-        self._made: dict[tuple[Any, ...], Content] = {}
+    def __init__(self, *, excerpt: bool) -> None:
+        self._excerpt = excerpt
+        self._made: dict[int, Content] = {}
 
-    def of(self, ref: dict[str, Any], *, excerpt: bool = True) -> Content:
-        key = (ref.get("sha256"), ref.get("size"), "text" in ref, ref.get("withheld"), excerpt)
-        found = self._made.get(key)
+    def of(self, ref: dict[str, Any]) -> Content:
+        # By identity: the view keeps every reference alive while the model is made.
+        found = self._made.get(id(ref))
         if found is None:
-            found = self._made[key] = _content(ref, excerpt=excerpt)
+            found = self._made[id(ref)] = _content(ref, excerpt=self._excerpt)
         return found
 
 

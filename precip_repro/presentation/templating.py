@@ -33,9 +33,14 @@ class Markdown(str):
 def _prose(value: Any) -> str:
     """Every value a Markdown template prints, escaped as plain words unless it is
     Markdown already (what a filter wrote) or a number."""
-    if isinstance(value, Markdown | int):
+    kind = type(value)  # exact types: this runs for every value of a large report
+    if kind is str:
+        return mdtext.prose(value)
+    if kind is Markdown:
+        return value  # type: ignore[no-any-return]
+    if kind is int:
         return str(value)
-    return mdtext.prose(value if isinstance(value, str) else str(value))
+    return mdtext.prose(str(value))
 
 
 def _code(value: Any) -> Markdown:
