@@ -269,17 +269,23 @@ def _instance(inst: InstanceView) -> InstanceRow:
 
 
 def _addresses(inst: InstanceView) -> str:
-    parts = []
-    for side, address, hostname in (
-        ("public", inst.public_address, inst.public_hostname),
-        ("private", inst.private_address, inst.private_hostname),
-    ):
-        named = " ".join(
-            [*([address] if address else []), *([f"({hostname})"] if hostname else [])]
+    """Where it was reached: each address with its hostname when that says more."""
+    public = _address(inst.public_address, inst.public_hostname)
+    private = _address(inst.private_address, inst.private_hostname)
+    if public and public == private:
+        return f"{public} (public and private)"
+    return (
+        ", ".join(
+            f"{side} {shown}" for side, shown in (("public", public), ("private", private)) if shown
         )
-        if named:
-            parts.append(f"{side} {named}")
-    return ", ".join(parts) or "-"
+        or "-"
+    )
+
+
+def _address(address: str | None, hostname: str | None) -> str | None:
+    if address and hostname and hostname != address:
+        return f"{address} ({hostname})"
+    return address or hostname
 
 
 def _call(call: CallView) -> CallRow:
