@@ -192,9 +192,13 @@ def _modules(view: RunView) -> str:
     """The script's own modules, each with its source's hash (the source is in the store:
     ``precip-repro cat RUN SHA256``)."""
     return "; ".join(
-        f"{name} ({module.path}, sha256 {module.content.get('sha256')}{_withheld(module.content)})"
+        f"{name} ({module.path}, {_hash(module.content)}{_withheld(module.content)})"
         for name, module in sorted(view.modules.items())
     )
+
+
+def _hash(ref: dict[str, Any]) -> str:
+    return "empty" if ref.get("size") == 0 else f"sha256 {ref.get('sha256')}"
 
 
 def _withheld(ref: dict[str, Any]) -> str:

@@ -17,6 +17,9 @@ from pathlib import Path
 
 from precip_repro import LocalExperiment
 
+import blank  # an empty module of the script's own
+import labhelp
+
 config = Path(__file__).parent / "private.conf"
 with LocalExperiment("facts") as exp:
     exp.provision("default", count=2)
@@ -24,7 +27,7 @@ with LocalExperiment("facts") as exp:
     exp.put([], config, "/tmp/private.conf")
     exp.run([], "printf '%s\\\\n' '<b>x</b> | `tick` & *star* _u_'")
     exp.run([], "true")
-    exp.note("done: <i>1.</i> | *ok*", files=2)
+    exp.note("done: <i>1.</i> | *ok*", files=2, greeting=labhelp.GREETING)
 """
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -37,6 +40,8 @@ def reports(tmp_path_factory):
     store = RunStore(where / "records")
     script = where / "facts.py"
     script.write_text(SCRIPT)
+    (where / "blank.py").write_text("")
+    (where / "labhelp.py").write_text("GREETING = 'hi'\n")
     config = where / "private.conf"
     config.write_text("key = value\n")
     config.chmod(0o600)
@@ -82,10 +87,21 @@ def test_both_formats_give_each_file_moved_its_mode(reports):
     assert html_modes == md_modes == ["0600", "0600"]
 
 
-def test_an_empty_output_shows_no_hash_in_either_format(reports):
-    view, _, _, _, html, md = reports
+def test_an_empty_output_or_module_shows_no_hash_in_either_format(reports):
+    view, _, page, sections, html, md = reports
     outputs = [out for call in view.calls for c in call.commands for out in (c.stdout, c.stderr)]
     assert EMPTY_SHA256 in {out.get("sha256") for out in outputs}  # there are empty outputs
+    assert view.modules["blank"].content.get("sha256") == EMPTY_SHA256
+    helper = str(view.modules["labhelp"].content.get("sha256"))
+    header = page.by_id("header")
+    labels = [dt.text for dt in header.find_all("dt")]
+    modules_html = dict(zip(labels, [dd.text for dd in header.find_all("dd")], strict=True))[
+        "modules"
+    ]
+    (modules_md,) = [shown(t) for t in sections[""] if t.type == "inline"
+                     and shown(t).startswith("modules: ")]  # fmt: skip
+    for modules in (modules_html, modules_md):
+        assert "blank (" in modules and ", empty)" in modules and f"sha256 {helper}" in modules
     assert EMPTY_SHA256 not in html and EMPTY_SHA256 not in md
     stdout = next(c.stdout for call in view.calls for c in call.commands if c.stdout.get("size"))
     assert str(stdout["sha256"]) in html and str(stdout["sha256"]) in md
