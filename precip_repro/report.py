@@ -19,10 +19,8 @@ from precip_repro.destinations import write_bytes
 from precip_repro.diff import DiffResult, diff_runs
 from precip_repro.exceptions import InvalidOption
 from precip_repro.presentation import FORMATS, render, report_model
-from precip_repro.presentation import render_html as _html
-from precip_repro.presentation import render_markdown as _markdown
 from precip_repro.record.verify import Verdict, verify
-from precip_repro.runview import RunView, ViewBuilder
+from precip_repro.runview import RunView, ViewBuilder, collection_paused
 
 __all__ = ["Report", "render_html", "render_markdown", "write_report"]
 
@@ -31,20 +29,30 @@ def _read(run_dir: Path) -> tuple[RunView, Verdict]:
     """The run as far as it is intact (a damaged run is still shown) and its verdict, read
     in one pass: ``verify`` hands each intact event to the view as it checks it."""
     builder = ViewBuilder(run_dir)
-    verdict = verify(run_dir, observe=builder.add)
+    with collection_paused():  # a view is many small objects, none in a cycle
+        verdict = verify(run_dir, observe=builder.add)
     return builder.build(), verdict
 
 
 def render_html(
     view: RunView, verdict: Verdict, diff: DiffResult | None = None, *, not_compared: str = ""
 ) -> str:
-    return _html(report_model(view, verdict, diff, not_compared=not_compared))
+    return _draw(view, verdict, diff, not_compared=not_compared, fmt="html")
 
 
 def render_markdown(
     view: RunView, verdict: Verdict, diff: DiffResult | None = None, *, not_compared: str = ""
 ) -> str:
-    return _markdown(report_model(view, verdict, diff, not_compared=not_compared))
+    return _draw(view, verdict, diff, not_compared=not_compared, fmt="md")
+
+
+def _draw(
+    view: RunView, verdict: Verdict, diff: DiffResult | None, *, not_compared: str, fmt: str
+) -> str:
+    # A model row per call and per command, then the page: the collector would walk the
+    # whole view again and again for them, and find nothing to free.
+    with collection_paused():
+        return render(report_model(view, verdict, diff, not_compared=not_compared), fmt)
 
 
 @attrs.frozen(kw_only=True)
@@ -87,7 +95,7 @@ def write_report(run_dir: Path, out: Path, *, fmt: str = "html", vs: Path | None
             )
         else:
             diff = diff_runs(view, other_view, digests=(verdict.digest, other.digest))
-    text = render(report_model(view, verdict, diff, not_compared=not_compared), fmt)
+    text = _draw(view, verdict, diff, not_compared=not_compared, fmt=fmt)
     try:
         write_bytes(out, text.encode("utf-8"))
     except OSError as exc:
