@@ -40,6 +40,16 @@ $(SUDO):
 		exit 1; \
 	fi
 
+# The HTML report is checked as a browser reads it: Debian's Chromium, headless.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "precip-repro's tests need Chromium (the Debian package chromium), installed as root" >&2; \
+		exit 1; \
+	fi
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
@@ -55,7 +65,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint $(SSHD) $(SUDO) $(SSH_AGENT)
+test: lint $(SSHD) $(SUDO) $(SSH_AGENT) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP) $(SSHD)

@@ -12,13 +12,21 @@ from typing import Final
 __all__ = ["code", "fenced", "prose"]
 
 _BACKTICKS: Final = re.compile(r"`+")
-_INLINE: Final = re.compile(r"([\\`*_\[\]<>|~&])")
-"""What is markup anywhere in a line (links need ``[``; ``!``, ``(`` are harmless without)."""
-_LEADING: Final = re.compile(r"^(\s*\d*)([#>+\-.)])")
-"""What is markup at the start of a line (a heading, a quote, a list)."""
+_INLINE: Final = re.compile(r"([\\`*\[\]<>|~&]|(?<![^\W_])_|_(?![^\W_]))")
+"""What is markup anywhere in a line (links need ``[``; ``!``, ``(`` are harmless without;
+a lone ``_`` between letters or digits, as in ``memory_kb``, neither opens nor closes
+emphasis)."""
+_LEADING: Final = re.compile(r"^(\s*)([#>+\-]|\d+[.)](?=\s|$))")
+"""What is markup at the start of a line (a heading, a quote, a list: ``1.`` only before a
+space, so that ``0.5s`` is left as it is)."""
+_PLAIN: Final = re.compile(r"[^\n\\`*\[\]<>|~&_]*")
+"""Text none of whose characters is ever markup (its start aside): most values, checked in
+one step."""
 
 
 def _longest_backticks(text: str) -> int:
+    if "`" not in text:
+        return 0
     return max((len(run) for run in _BACKTICKS.findall(text)), default=0)
 
 
@@ -48,5 +56,7 @@ def fenced(text: str) -> list[str]:
 def prose(text: str) -> str:
     """``text`` as plain words: every character Markdown would read as markup escaped (and
     ``|``, so it also fits a table cell), line breaks shown as ⏎."""
+    if _PLAIN.fullmatch(text) and not _LEADING.match(text):
+        return text
     escaped = _INLINE.sub(r"\\\1", text.replace("\n", " ⏎ "))
-    return _LEADING.sub(lambda m: f"{m.group(1)}\\{m.group(2)}", escaped)
+    return _LEADING.sub(lambda m: f"{m.group(1)}{m.group(2)[:-1]}\\{m.group(2)[-1]}", escaped)

@@ -36,6 +36,8 @@ class Collect(HTMLParser):
         self.open.pop()
 
     def handle_data(self, data):
+        if self.tags and self.tags[-1][0] == "pre" and self.open[-1:] == ["pre"]:
+            data = data.removeprefix("\n")  # as browsers read a <pre>: text starts after it
         self.text.append(data)
 
 
