@@ -159,9 +159,9 @@ class Hypervisor:
             user="root",
         )
         (state / "sshd_config").write_text(config + "\n")
-        with self._lock:
-            if not address.startswith(tuple(self._names.values())):
-                self._names.setdefault(hostname, address)
+        with self._lock:  # the server's name resolves to its first (fixed) address
+            if hostname not in self._names:
+                self._names[hostname] = address
                 self._write_hosts()
         boot_log = state / "boot.log"
         with boot_log.open("wb") as log_file:

@@ -145,7 +145,7 @@ class Compute:
                 if len(parts) == 2 and method == "GET":
                     return 200, {"server": self._show(self._server(parts[1]), version)}
                 if len(parts) == 2 and method == "DELETE":
-                    self._delete(self._server(parts[1]))
+                    self.delete_server(self._server(parts[1]))
                     return 204, None
             if parts[0] == "flavors":
                 if len(parts) == 2 and parts[1] == "detail" and method == "GET":
@@ -396,7 +396,7 @@ class Compute:
                     }
                 )
 
-    def _delete(self, server: dict[str, Any]) -> None:
+    def delete_server(self, server: dict[str, Any]) -> None:
         server["OS-EXT-STS:task_state"] = "deleting"
 
         def gone() -> None:

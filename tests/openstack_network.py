@@ -391,12 +391,15 @@ class Network:
                 ).start()
         return fip
 
+    def delete_floating(self, found: dict[str, Any]) -> None:
+        if found["port_id"] is not None:
+            self._update_floating(found, {"floatingip": {"port_id": None}})
+        del self.floatingips[found["id"]]
+        self._free[found["floating_network_id"]].append(found["floating_ip_address"])
+
     def _delete(self, collection: str, found: dict[str, Any]) -> None:
         if collection == "floatingips":
-            if found["port_id"] is not None:
-                self._update_floating(found, {"floatingip": {"port_id": None}})
-            del self.floatingips[found["id"]]
-            self._free[found["floating_network_id"]].append(found["floating_ip_address"])
+            self.delete_floating(found)
         elif collection == "security-group-rules":
             del self.rules[found["id"]]
             group = self.groups[found["security_group_id"]]

@@ -176,6 +176,11 @@ class OpenStackClient:
         ``QuotaExceeded`` for a quota, ``Unauthorized`` for credentials refused."""
         try:
             return func(*args, **params)
+        except sdk.NotFoundException as exc:
+            raise CloudError(
+                f"{operation} on {self.where}: {(exc.details or str(exc)).strip()}",
+                code=_error_type(exc) or "NotFound",
+            ) from None
         except sdk.HttpException as exc:
             code = _error_type(exc) or str(exc.status_code)
             detail = (exc.details or str(exc)).strip()
@@ -188,11 +193,7 @@ class OpenStackClient:
                 request_id=exc.request_id,
             ) from None
         except ksa.Unauthorized:
-            raise CloudError(
-                f"{operation} on {self.where}: the credentials were refused (HTTP 401); "
-                f"check the password or application credential of {self.config.label}",
-                code="Unauthorized",
-            ) from None
+            raise self._refused() from None
         except ksa.MissingRequiredOptions as exc:
             missing = ", ".join(option.dest for option in exc.options)
             raise CloudError(
@@ -207,7 +208,29 @@ class OpenStackClient:
                 code="EndpointUnreachable",
             ) from None
         except (sdk.SDKException, ksa.ClientException) as exc:
+            # The SDK's authorize() raises SDKException(str(keystoneauth's error)) from
+            # within its except: keystoneauth's own is the context.
+            if isinstance(exc.__cause__ or exc.__context__, ksa.Unauthorized):
+                raise self._refused() from None
             raise CloudError(f"{operation} on {self.where} failed: {exc}") from None
+
+    def _refused(self) -> CloudError:
+        return CloudError(
+            f"{self.where}: the credentials were refused (HTTP 401); check the password or "
+            f"application credential of {self.config.label}",
+            code="Unauthorized",
+        )
+
+    def find(self, operation: str, func: Callable[..., T], name_or_id: str) -> T | None:
+        """A ``find_*`` of the SDK: the resource, or None where the cloud has none by that
+        name or id (one name held by several is an error naming them)."""
+        try:
+            return self.call(operation, func, name_or_id, ignore_missing=False)
+        except CloudError as exc:
+            code = exc.code or ""
+            if code in ("404", "itemNotFound") or code.endswith("NotFound"):
+                return None
+            raise
 
     def close(self) -> None:
         self.conn.close()

@@ -42,7 +42,7 @@ def ensure_key_pair(api: OpenStackClient, keys: Keys, name: str, *, own: bool) -
     """Make sure Nova's key pair ``name`` holds the key precip-repro logs in with: import
     it under precip's ``own`` name where missing; refuse a pair holding another key."""
     compute = api.conn.compute
-    pair = api.call("GetKeypair", compute.find_keypair, name, ignore_missing=True)
+    pair = api.find("GetKeypair", compute.find_keypair, name)
     if pair is None and not own:
         raise CloudError(
             f"key pair {name!r} not found on {api.where}; import {keys.private_key_path}.pub "
@@ -153,9 +153,7 @@ def resolve_groups(api: OpenStackClient, groups: Sequence[str]) -> list[str]:
     network = api.conn.network
     ids: list[str] = []
     for group in groups:
-        found = api.call(
-            "FindSecurityGroup", network.find_security_group, group, ignore_missing=True
-        )
+        found = api.find("FindSecurityGroup", network.find_security_group, group)
         if found is None:
             names = [
                 g.name
@@ -246,15 +244,13 @@ class Names:
 
     def _find(self, what: str, find: Any, name_or_id: str) -> Any:
         """The resource, or None; one name held by several is the SDK's error, named."""
-        return self._api.call(f"Find{what.title()}", find, name_or_id, ignore_missing=True)
+        return self._api.find(f"Find{what.title()}", find, name_or_id)
 
     def network(self, name_or_id: str | None) -> str:
         """The id of the network servers join: the one named, or the project's only one."""
         network = self._api.conn.network
         if name_or_id is not None:
-            found = self._api.call(
-                "FindNetwork", network.find_network, name_or_id, ignore_missing=True
-            )
+            found = self._api.find("FindNetwork", network.find_network, name_or_id)
             if found is None:
                 raise CloudError(
                     f"network {name_or_id!r} not found on {self._api.where}; it has "
@@ -286,9 +282,7 @@ class Names:
         the cloud's only one."""
         network = self._api.conn.network
         if name_or_id is not None:
-            found = self._api.call(
-                "FindNetwork", network.find_network, name_or_id, ignore_missing=True
-            )
+            found = self._api.find("FindNetwork", network.find_network, name_or_id)
             if found is None or not found.is_router_external:
                 why = "not found" if found is None else "not an external network"
                 raise CloudError(
