@@ -38,7 +38,9 @@ def test_a_clouds_yaml_entry_provisions_runs_and_deprovisions_servers(openstack,
     codes, outs, _ = exp.run(["worker"], "hostname; id -u")
     assert codes == [0, 0] and all(out.endswith("\n0\n") for out in outs)
     public = exp.get_public_hostnames()
-    assert all(address.startswith(openstack.api.network.prefix + ".100.") for address in public)
+    assert all(
+        str(address).startswith(openstack.api.network.prefix + ".100.") for address in public
+    )
     exp.deprovision()
     finish_run()
     assert openstack.api.compute.servers == {} and openstack.api.network.floatingips == {}
@@ -219,7 +221,7 @@ def test_an_unknown_cloud_name_lists_the_entries_there_are(openstack, store):
 
 def test_a_missing_clouds_yaml_is_named_with_where_it_was_looked_for(store, tmp_path, monkeypatch):
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "nowhere.yaml"))
-    with pytest.raises(CloudError, match="no clouds.yaml found .*nowhere.yaml"):
+    with pytest.raises(CloudError, match=r"no clouds.yaml found .*nowhere.yaml"):
         OpenStackExperiment(cloud="chameleon", records=store.root)
     finish_run()
 
@@ -282,7 +284,7 @@ def test_no_network_or_an_ambiguous_or_unknown_one_is_refused(
 def test_a_quota_nova_would_exceed_is_refused_before_any_server_starts(bare_api, store):
     api, cloud = bare_api(max_instances=2)
     exp = OpenStackExperiment(cloud=cloud, records=store.root)
-    with pytest.raises(CloudError, match="quota exceeded .* may run 2 servers and runs 0") as e:
+    with pytest.raises(CloudError, match=r"quota exceeded .* may run 2 servers and runs 0") as e:
         exp.provision("ubuntu-22.04", "m1.tiny", count=3)
     assert e.value.code == "QuotaExceeded" and api.compute.servers == {}
     finish_run()
