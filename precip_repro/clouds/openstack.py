@@ -42,7 +42,7 @@ from precip_repro.exceptions import CloudError
 from precip_repro.keys import Keys
 from precip_repro.logs import get_logger
 
-__all__ = ["KIND", "OpenStackCloud", "server_metadata"]
+__all__ = ["KIND", "OpenStackCloud", "server_metadata", "server_name"]
 
 log = get_logger(__name__)
 
@@ -105,6 +105,13 @@ def server_metadata(request: LaunchRequest) -> dict[str, str]:
         if len(metadata) < MAX_USER_TAGS:
             metadata[tag] = "1"
     return metadata
+
+
+def server_name(name: str | None, slot: str) -> str:
+    """A server's name, unique in its experiment: Nova makes its hostname of it (daemons
+    name themselves by it), so ``precip-<name>-e1-p1-0`` — letters, digits and ``-``."""
+    text = f"precip-{name}-{slot}" if name else f"precip-{slot}"
+    return re.sub(r"[^a-zA-Z0-9-]+", "-", text).strip("-")[:63]
 
 
 def _reachable(address: str) -> bool:
@@ -234,7 +241,7 @@ class OpenStackCloud:
         if self._network_id is None:
             self._network_id = self._names.network(self.network)
         params: dict[str, Any] = {
-            "name": f"precip-{self.name or request.slot}",
+            "name": server_name(self.name, request.slot),
             "image_id": image_id,
             "flavor_id": flavor_id,
             "networks": [{"uuid": self._network_id}],
@@ -290,8 +297,7 @@ class OpenStackCloud:
         compute = self._api.conn.compute
         return self._api.call("ListServers", lambda: list(compute.servers(details=True)))
 
-    @staticmethod
-    def _instance(server: Any) -> CloudInstance:
+    def _instance(self, server: Any) -> CloudInstance:
         status = str(server.status or "BUILD").upper()
         state = _STATES.get(status, status.lower())
         if server.task_state == "deleting":
@@ -315,7 +321,7 @@ class OpenStackCloud:
         flavor = server.flavor or {}
         return CloudInstance(
             instance_id=server.id,
-            image_id=str(image.get("id") or ""),
+            image_id=self._names.given_image(str(image.get("id") or "")),
             instance_type=str(flavor.get("original_name") or flavor.get("id") or ""),
             state=state,
             public_address=public,

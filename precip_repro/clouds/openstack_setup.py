@@ -223,6 +223,15 @@ class Names:
                 self._images[name_or_id] = (image.id, digest)
             return self._images[name_or_id]
 
+    def given_image(self, image_id: str) -> str:
+        """The image as a launch gave it (a name, say) for the id Nova reports, where this
+        cloud object launched it; else the id."""
+        with self._lock:
+            for given, (found, _) in self._images.items():
+                if found == image_id:
+                    return given
+        return image_id
+
     def flavor(self, name_or_id: str) -> str:
         with self._lock:
             if name_or_id not in self._flavors:
