@@ -36,6 +36,7 @@ from tests.openstack_api import (
     USER_DOMAIN,
     OpenStackAPI,
 )
+from tests.openstack_network import DNS_DOMAIN, hostname_of
 
 CLOUD = "precip-test"
 APP_CLOUD = "precip-test-app"
@@ -135,13 +136,13 @@ class Hypervisor:
 
     def _write_hosts(self) -> None:
         lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
-        lines += [f"{address} {name}" for name, address in self._names.items()]
+        lines += [f"{address} {name}.{DNS_DOMAIN} {name}" for name, address in self._names.items()]
         with self._hosts.open("w") as f:  # in place: the machines see this very file
             f.write("\n".join(lines) + "\n")
 
     def boot(self, server: dict[str, Any], address: str, public_key: str) -> bool:
         server_id = server["id"]
-        hostname = server["name"].lower().replace(" ", "-").replace(".", "-")[:63] or server_id
+        hostname = hostname_of(server["name"])
         state = self.workdir / f"{server_id}-{address}"
         (state / "root").mkdir(parents=True, exist_ok=True)
         (state / "layers").mkdir(exist_ok=True)

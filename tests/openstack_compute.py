@@ -9,6 +9,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from tests.openstack_network import hostname_of
 from tests.openstack_http import Request, new_id, nova_error, now_iso
 
 if TYPE_CHECKING:
@@ -343,7 +344,7 @@ class Compute:
         }
         self.servers[server_id] = server
         for network_id in network_ids:
-            self.api.network.create_port(network_id, server_id)
+            self.api.network.create_port(network_id, server_id, hostname_of(given["name"]))
         thread = threading.Thread(target=self._build, args=(server,), daemon=True)
         self._threads.append(thread)
         thread.start()

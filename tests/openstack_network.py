@@ -3,6 +3,7 @@ security groups and their rules, floating IPs, as the network api-ref has them."
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,14 @@ from tests.openstack_http import Request, neutron_error, new_id, nova_error, now
 
 if TYPE_CHECKING:
     from tests.openstack_api import OpenStackAPI
+
+DNS_DOMAIN = "openstacklocal"
+"""Neutron's default ``dns_domain``."""
+
+
+def hostname_of(name: str) -> str:
+    """The hostname Nova makes of a server's name (letters, digits and ``-``, at most 63)."""
+    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63] or "server"
 
 
 _PAGING = frozenset({"fields", "limit", "marker", "sort_key", "sort_dir", "page_reverse"})
@@ -71,7 +80,9 @@ class Network:
     def group_named(self, name: str) -> bool:
         return any(g["name"] == name for g in self.groups.values())
 
-    def create_port(self, network_id: str, device_id: str) -> dict[str, Any]:
+    def create_port(self, network_id: str, device_id: str, hostname: str) -> dict[str, Any]:
+        """A server's port; Nova sets its ``dns_name`` (Neutron's DNS integration, on in
+        most deployments: the network's dnsmasq resolves it)."""
         free = self._free[network_id]
         if not free:
             raise nova_error(400, f"No more IP addresses available on network {network_id}.")
@@ -91,6 +102,10 @@ class Network:
             ],
             "project_id": self.api.project_id,
             "tenant_id": self.api.project_id,
+            "dns_name": hostname,
+            "dns_assignment": [
+                {"hostname": hostname, "ip_address": address, "fqdn": f"{hostname}.{DNS_DOMAIN}."}
+            ],
             "security_groups": [],
             "tags": [],
             "description": "",

@@ -160,6 +160,8 @@ class OpenStackCloud:
         self._group_ids: list[str] = []
         self._group_names: list[str] = []
         self._addresses = FloatingIPs(self._api, self._external_network)
+        self._dns_names: dict[str, str | None] = {}
+        """Server id → the DNS name Neutron gives it on its network, None where none."""
 
     def __repr__(self) -> str:
         return f"OpenStackCloud({self._api.where!r})"
@@ -327,7 +329,7 @@ class OpenStackCloud:
             public_address=public,
             private_address=fixed,
             public_hostname=public,
-            private_hostname=fixed,
+            private_hostname=self._dns_names.get(server.id) or fixed,
             state_reason=reason,
         )
 
@@ -337,7 +339,26 @@ class OpenStackCloud:
         wanted = set(instance_ids)
         if not wanted:
             return []
-        return [self._instance(s) for s in self._servers() if s.id in wanted]
+        servers = [s for s in self._servers() if s.id in wanted]
+        self._learn_dns_names([s.id for s in servers if str(s.status).upper() == "ACTIVE"])
+        return [self._instance(s) for s in servers]
+
+    def _learn_dns_names(self, server_ids: list[str]) -> None:
+        """The DNS names Neutron's DNS integration gives the servers' ports (``dns_assignment``:
+        their hostname in the network's domain, which the other servers resolve), asked once
+        per server, all in one request."""
+        unknown = {server_id for server_id in server_ids if server_id not in self._dns_names}
+        if not unknown:
+            return
+        network = self._api.conn.network
+        ports = self._api.call(
+            "ListPorts", lambda: list(network.ports(device_owner="compute:nova"))
+        )
+        for port in ports:
+            if port.device_id in unknown:
+                assigned = port.dns_assignment or []
+                fqdn = str(assigned[0].get("fqdn") or "").rstrip(".") if assigned else ""
+                self._dns_names[port.device_id] = fqdn or None
 
     def run_instances(self) -> list[RunInstance]:
         """The project's servers whose metadata names a run."""
