@@ -9,8 +9,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from tests.openstack_network import hostname_of
 from tests.openstack_http import Request, new_id, nova_error, now_iso
+from tests.openstack_network import hostname_of
 
 if TYPE_CHECKING:
     from tests.openstack_api import OpenStackAPI
