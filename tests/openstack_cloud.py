@@ -132,6 +132,9 @@ class Hypervisor:
         self._machines: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
         self._hosts = workdir / "hosts"
         self._names: dict[str, str] = {}
+        self._gone: set[str] = set()
+        """Servers halted for good: a boot still under way for one (its floating address
+        associated as it was deleted) must not leave a machine behind."""
         self._write_hosts()
 
     def _write_hosts(self) -> None:
@@ -142,6 +145,9 @@ class Hypervisor:
 
     def boot(self, server: dict[str, Any], address: str, public_key: str) -> bool:
         server_id = server["id"]
+        with self._lock:
+            if server_id in self._gone:
+                return False
         hostname = hostname_of(server["name"])
         state = self.workdir / f"{server_id}-{address}"
         (state / "root").mkdir(parents=True, exist_ok=True)
@@ -189,6 +195,10 @@ class Hypervisor:
             )
         with self._lock:
             self._machines[(server_id, address)] = machine
+            halted = server_id in self._gone
+        if halted:
+            self.halt(server_id)
+            return False
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and machine.poll() is None:
             init = children(machine.pid)
@@ -213,7 +223,10 @@ class Hypervisor:
         return False
 
     def halt(self, server_id: str, address: str | None = None) -> None:
+        """Halt the server's machine at ``address``, or (None) all of them for good."""
         with self._lock:
+            if address is None:
+                self._gone.add(server_id)
             keys = [
                 key
                 for key in self._machines

@@ -98,7 +98,10 @@ class Compute:
             )
         }
         self.boot_delay = 0.05
-        self._threads: list[threading.Thread] = []
+        self.limits_shown = True
+        """False: the limits say -1 (unlimited) while creation still enforces the quota,
+        as when a quota other than those shown (cores in a flavor family…) is the one hit."""
+        self._builds: dict[str, threading.Thread] = {}
 
     def _version_doc(self) -> dict[str, Any]:
         return {
@@ -225,7 +228,7 @@ class Compute:
     def _limits(self) -> dict[str, int]:
         used = list(self.servers.values())
         return {
-            "maxTotalInstances": self.max_instances,
+            "maxTotalInstances": self.max_instances if self.limits_shown else -1,
             "totalInstancesUsed": len(used),
             "maxTotalCores": self.max_instances * 4,
             "totalCoresUsed": sum(self.flavors[s["flavor_id"]]["vcpus"] for s in used),
@@ -346,7 +349,7 @@ class Compute:
         for network_id in network_ids:
             self.api.network.create_port(network_id, server_id, hostname_of(given["name"]))
         thread = threading.Thread(target=self._build, args=(server,), daemon=True)
-        self._threads.append(thread)
+        self._builds[server_id] = thread
         thread.start()
         return 202, {
             "server": {
@@ -401,6 +404,9 @@ class Compute:
         server["OS-EXT-STS:task_state"] = "deleting"
 
         def gone() -> None:
+            build = self._builds.pop(server["id"], None)
+            if build is not None:  # the compute host finishes what it started first
+                build.join(timeout=30)
             if self.api.hypervisor is not None:
                 self.api.hypervisor.halt(server["id"])
             with self.api.lock:

@@ -43,6 +43,7 @@ def _gc_clouds(args: argparse.Namespace) -> list[Cloud]:
     from precip_repro.clouds.ec2 import KINDS, EC2Cloud
     from precip_repro.clouds.openstack import KIND as NATIVE
     from precip_repro.clouds.openstack import OpenStackCloud
+    from precip_repro.clouds.openstack_client import load_config
 
     clouds: list[Cloud] = []
     for spec in args.cloud or []:
@@ -51,7 +52,9 @@ def _gc_clouds(args: argparse.Namespace) -> list[Cloud]:
             kind, url = NATIVE, ""
         kind = kind or "ec2"
         if kind == NATIVE:
-            clouds.append(OpenStackCloud(cloud=url or None))
+            # Its clouds.yaml entry read now: an unknown one is a usage error, not a cloud
+            # gc could not check.
+            clouds.append(OpenStackCloud(config=load_config(url or None)))
             continue
         if kind not in KINDS:
             raise InvalidOption("--cloud kind", kind, (*KINDS, NATIVE))

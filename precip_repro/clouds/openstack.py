@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any, Final
+
+import attrs
 
 from precip_repro.clouds.base import (
     Capability,
@@ -123,6 +126,13 @@ def _reachable(address: str) -> bool:
         return False
 
 
+@attrs.frozen(kw_only=True)
+class _Connection:
+    api: OpenStackClient
+    names: Names
+    addresses: FloatingIPs
+
+
 class OpenStackCloud:
     """One OpenStack project in one region, reached as a ``clouds.yaml`` entry (or the
     ``OS_*`` environment when ``cloud`` is None)."""
@@ -146,25 +156,58 @@ class OpenStackCloud:
         self.kind = KIND
         self.capabilities: frozenset[Capability] = CAPABILITIES
         self.launch_workers = LAUNCH_WORKERS
-        self.config = config or load_config(cloud, region)
+        self._cloud, self._region, self._config = cloud, region, config
         self.network = network
         self.floating_network = floating_network
         self.security_groups = list(security_groups) if security_groups else None
         self.key_name = key_name
         self.reservation = reservation
         self.name = name
-        self._api = OpenStackClient(self.config)
-        self._names = Names(self._api)
+        self._lock = threading.Lock()
+        self._connection: _Connection | None = None
         self._network_id: str | None = None
         self._external_id: str | None = None
         self._group_ids: list[str] = []
         self._group_names: list[str] = []
-        self._addresses = FloatingIPs(self._api, self._external_network)
         self._dns_names: dict[str, str | None] = {}
         """Server id → the DNS name Neutron gives it on its network, None where none."""
 
+    @property
+    def config(self) -> CloudConfig:
+        """The cloud's settings, read when first needed: a script played back from its
+        recording makes its experiments without the cloud, or its clouds.yaml."""
+        if self._config is None:
+            self._config = load_config(self._cloud, self._region)
+        return self._config
+
+    def _parts(self) -> _Connection:
+        """The authenticated connection and what works through it, made on first use
+        (wrong credentials are an error then: in :meth:`prepare`, before anything starts)."""
+        with self._lock:
+            if self._connection is None:
+                api = OpenStackClient(self.config)
+                self._connection = _Connection(
+                    api=api,
+                    names=Names(api),
+                    addresses=FloatingIPs(api, self._external_network),
+                )
+            return self._connection
+
+    @property
+    def _api(self) -> OpenStackClient:
+        return self._parts().api
+
+    @property
+    def _names(self) -> Names:
+        return self._parts().names
+
+    @property
+    def _addresses(self) -> FloatingIPs:
+        return self._parts().addresses
+
     def __repr__(self) -> str:
-        return f"OpenStackCloud({self._api.where!r})"
+        where = self._connection.api.where if self._connection else self._cloud or "OS_*"
+        return f"OpenStackCloud({where!r})"
 
     def secrets(self) -> dict[str, str]:
         """The credentials of its configuration, by the openrc variable each is named for:
@@ -419,4 +462,5 @@ class OpenStackCloud:
         return self._addresses.of_runs()
 
     def close(self) -> None:
-        self._api.close()
+        if self._connection is not None:
+            self._connection.api.close()
