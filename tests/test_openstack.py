@@ -95,7 +95,9 @@ def test_the_set_up_is_idempotent_and_open_port_adds_a_rule(openstack, store):
     (group,) = [g for g in api.network.groups.values() if g["name"] == "precip"]
     rules = {(r["protocol"], r["port_range_min"], r["remote_group_id"] is not None)
              for r in group["security_group_rules"] if r["direction"] == "ingress"}  # fmt: skip
-    assert rules == {("tcp", 22, False), (None, None, True)}
+    # ssh from anywhere, everything within the group (other tests of the session may have
+    # opened more ports in the project's shared group)
+    assert {("tcp", 22, False), (None, None, True)} <= rules
     first.open_port(8080)
     second.open_port(8080)  # already there: Neutron's SecurityGroupRuleExists is no error
     ports = [r["port_range_min"] for r in group["security_group_rules"]]
