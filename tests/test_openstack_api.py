@@ -17,6 +17,13 @@ from tests.openstack_api import OpenStackAPI
 from tests.openstack_cloud import OpenStackEndpoint, write_clouds_yaml
 
 
+def connection(path: Any, name: str = "precip-test") -> Any:
+    """openstacksdk's connection to ``name`` of the clouds.yaml at ``path`` alone (not the
+    session's, which $OS_CLIENT_CONFIG_FILE names and the SDK would read first)."""
+    config = openstack.config.OpenStackConfig(config_files=[str(path)], load_envvars=False)
+    return openstack.connection.Connection(config=config.get_one(cloud=name))
+
+
 @pytest.fixture
 def api_conn(ec2_network, tmp_path) -> Any:
     api = OpenStackAPI(network_prefix=ec2_network)
@@ -25,8 +32,7 @@ def api_conn(ec2_network, tmp_path) -> Any:
     path = write_clouds_yaml(tmp_path / "clouds.yaml", endpoint)
 
     def connect(name: str = "precip-test") -> Any:
-        config = openstack.config.OpenStackConfig(config_files=[str(path)])
-        return openstack.connection.Connection(config=config.get_one(cloud=name))
+        return connection(path, name)
 
     yield api, connect, endpoint
     endpoint.stop()
@@ -94,8 +100,7 @@ def test_nova_says_quota_exceeded_with_403(ec2_network, tmp_path):
     endpoint = OpenStackEndpoint(api)
     try:
         path = write_clouds_yaml(tmp_path / "clouds.yaml", endpoint)
-        config = openstack.config.OpenStackConfig(config_files=[str(path)])
-        conn = openstack.connection.Connection(config=config.get_one(cloud="precip-test"))
+        conn = connection(path)
         network = next(iter(api.network.tenant_networks()))["id"]
         with pytest.raises(sdk.ForbiddenException, match="Quota exceeded for instances"):
             conn.compute.create_server(name="x", image_id=image, flavor_id="1",
@@ -131,8 +136,7 @@ def test_neutron_has_no_floating_ip_left_with_409(ec2_network, tmp_path):
     endpoint = OpenStackEndpoint(api)
     try:
         path = write_clouds_yaml(tmp_path / "clouds.yaml", endpoint)
-        config = openstack.config.OpenStackConfig(config_files=[str(path)])
-        conn = openstack.connection.Connection(config=config.get_one(cloud="precip-test"))
+        conn = connection(path)
         conn.network.create_ip(floating_network_id=api.network.external_id)
         with pytest.raises(sdk.ConflictException, match="No more IP addresses available"):
             conn.network.create_ip(floating_network_id=api.network.external_id)
