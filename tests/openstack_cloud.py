@@ -18,14 +18,12 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from precip_repro.clouds.local_machine import SETUP, host_key, sshd_config
-from precip_repro.clouds.local_state import children
+from tests import machines
 from tests.openstack_api import (
     APP_CREDENTIAL_ID,
     APP_CREDENTIAL_SECRET,
@@ -149,78 +147,21 @@ class Hypervisor:
             if server_id in self._gone:
                 return False
         hostname = hostname_of(server["name"])
-        state = self.workdir / f"{server_id}-{address}"
-        (state / "root").mkdir(parents=True, exist_ok=True)
-        (state / "layers").mkdir(exist_ok=True)
-        pem, _ = host_key()
-        (state / "host_key").write_bytes(pem)
-        (state / "host_key").chmod(0o600)
-        (state / "authorized_keys").write_text(public_key + "\n")
-        (state / "setup.sh").write_text(SETUP)
-        config = sshd_config(
-            address=address,
-            port=22,
-            state=state,
-            root_mode=True,
-            host_key="/etc/ssh/precip_host_key",
-            user="root",
-        )
-        (state / "sshd_config").write_text(config + "\n")
         with self._lock:  # the server's name resolves to its first (fixed) address
             if hostname not in self._names:
                 self._names[hostname] = address
                 self._write_hosts()
-        boot_log = state / "boot.log"
-        with boot_log.open("wb") as log_file:
-            machine = subprocess.Popen(
-                [
-                    "unshare",
-                    "-m",
-                    "-p",
-                    "-u",
-                    "--fork",
-                    "--kill-child",
-                    "/bin/sh",
-                    str(state / "setup.sh"),
-                    "root",
-                    str(state),
-                    hostname,
-                    "",
-                    address,
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        state = self.workdir / f"{server_id}-{address}"
+        machine = machines.start(
+            state, address=address, hostname=hostname, authorized_keys=public_key
+        )
         with self._lock:
             self._machines[(server_id, address)] = machine
             halted = server_id in self._gone
         if halted:
             self.halt(server_id)
             return False
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and machine.poll() is None:
-            init = children(machine.pid)
-            if init and b"precip-instance-ready" in boot_log.read_bytes():
-                subprocess.run(
-                    [
-                        "nsenter",
-                        "-t",
-                        str(init[0]),
-                        "-m",
-                        "--",
-                        "mount",
-                        "--bind",
-                        str(self._hosts),
-                        str(state / "root" / "etc" / "hosts"),
-                    ],
-                    check=True,
-                    capture_output=True,
-                )
-                return True
-            time.sleep(0.01)
-        return False
+        return machines.await_ready(machine, state, hosts=self._hosts) is not None
 
     def halt(self, server_id: str, address: str | None = None) -> None:
         """Halt the server's machine at ``address``, or (None) all of them for good."""
