@@ -1,18 +1,23 @@
 """Provisioning: launches of one ``provision`` overlapping vs made in turn (the peer).
 
-Not a test: prints figures. Two clouds:
+Not a test: prints figures. Three clouds:
 
 * local: ``provision("default", count=40)`` then ``deprovision()``, the cloud's own launch
   concurrency vs one launch at a time;
 * EC2 through boto3 against moto's server on 127.0.0.1, with every RunInstances answer held
   back by ``--latency`` seconds (moto answers in milliseconds, EC2 itself in about a second):
-  ``provision(count=16)`` then ``deprovision()``, overlapping vs in turn.
+  ``provision(count=16)`` then ``deprovision()``, overlapping vs in turn;
+* native OpenStack through openstacksdk against the tests' OpenStack API double on
+  127.0.0.1 (tests/openstack_api.py), every ``POST /servers`` answered after ``--latency``
+  seconds: ``provision(count=16)`` then ``deprovision()``, overlapping vs in turn.
 
-Targets: overlapping / in turn ≤ 0.3 on EC2 (waiting on the cloud overlaps entirely);
+Targets: overlapping / in turn ≤ 0.3 on EC2 and OpenStack (waiting on the cloud overlaps
+entirely);
 ≤ 0.7 on the local cloud, whose launches fork and boot processes on this machine's own
 cores (2 here) and whose deprovisioning is timed on both sides.
 
-Usage: python bench/provision.py [--local N] [--ec2 N] [--latency S] [--rounds R]
+Usage: PYTHONPATH=. python bench/provision.py [--local N] [--ec2 N] [--openstack N]
+       [--latency S] [--rounds R]
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--local", type=int, default=40)
     parser.add_argument("--ec2", type=int, default=16)
+    parser.add_argument("--openstack", type=int, default=16)
     parser.add_argument("--latency", type=float, default=0.5)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
@@ -103,7 +109,47 @@ def main() -> None:
         f"{times['in turn']:.2f} s, ratio {times['overlapping'] / times['in turn']:.2f} "
         "(target ≤ 0.3)"
     )
+    openstack_bench(args.openstack, args.latency, args.rounds, root)
     shutil.rmtree(root, ignore_errors=True)
+
+
+def openstack_bench(count: int, latency: float, rounds: int, root: Any) -> None:
+    """Native OpenStack: the tests' API double (no hypervisor: provisioning only)."""
+    import os
+
+    from precip_repro import OpenStackExperiment, finish_run
+    from tests.openstack_api import OpenStackAPI
+    from tests.openstack_cloud import CLOUD, OpenStackEndpoint, write_clouds_yaml
+
+    api = OpenStackAPI(network_prefix="127.99", max_instances=count + 1)
+    api.image.add("ubuntu-22.04")
+    endpoint = OpenStackEndpoint(api)
+    os.environ["OS_CLIENT_CONFIG_FILE"] = str(write_clouds_yaml(root / "clouds.yaml", endpoint))
+    api.latency[("POST", "/compute/v2.1/servers")] = latency  # as Nova takes its time
+    try:
+        exp = OpenStackExperiment(cloud=CLOUD, name="provision-bench")
+        overlapping = exp.cloud.launch_workers
+
+        def openstack_round(workers: int) -> None:
+            exp.cloud.launch_workers = workers
+            exp.provision("ubuntu-22.04", "m1.small", count=count)
+            exp.deprovision()
+
+        times = interleaved(
+            {"in turn": lambda: openstack_round(1),
+             "overlapping": lambda: openstack_round(overlapping)},
+            rounds,
+        )  # fmt: skip
+        exp.close()
+        finish_run()
+    finally:
+        endpoint.stop()
+    print(
+        f"OpenStack (openstacksdk, POST /servers answered after {latency} s) "
+        f"provision+deprovision of {count}: overlapping ({overlapping} at once) "
+        f"{times['overlapping']:.2f} s, in turn {times['in turn']:.2f} s, ratio "
+        f"{times['overlapping'] / times['in turn']:.2f} (target ≤ 0.3)"
+    )
 
 
 if __name__ == "__main__":

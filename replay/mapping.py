@@ -21,6 +21,13 @@
     ssh_address = "private"
     login_user = "ubuntu"        # an image that refuses root: root's calls go through sudo
 
+    [e3.cloud]                   # native OpenStack (--to e3=openstack-native): a clouds.yaml
+    cloud = "chameleon"          # entry (left out: the OS_* environment of an openrc file)
+    region = "CHI@UC"
+    network = "sharednet1"       # optional: the project's only network by default
+    floating_network = "public"  # optional: the cloud's only external network by default
+    reservation = "…"            # optional: a Chameleon lease's reservation id
+
 A ``[cloud]`` table at the top level applies to every experiment. Errors name the key and
 its line, and come before anything is provisioned.
 """
@@ -41,6 +48,7 @@ __all__ = ["CLOUD_KEYS", "MappingError", "ReplayMapping", "load_mapping"]
 
 SECTIONS: Final = ("images", "instance_types", "users", "cloud")
 CLOUD_KEYS: Final = (
+    "cloud",
     "endpoint",
     "region",
     "access_key_env",
@@ -51,13 +59,16 @@ CLOUD_KEYS: Final = (
     "ssh_address",
     "login_user",
     "floating_addresses",
+    "network",
+    "floating_network",
+    "reservation",
     "address_block",
     "boot_timeout",
     "boot_max_tries",
 )
 _TEXT_KEYS: Final = frozenset(
     {"endpoint", "region", "access_key_env", "secret_key_env", "subnet_id", "key_name",
-     "login_user", "address_block"}
+     "login_user", "address_block", "cloud", "network", "floating_network", "reservation"}
 )  # fmt: skip
 _LIST_KEYS: Final = frozenset({"security_groups", "floating_addresses"})
 MAX_MAPPING: Final = 1 << 20

@@ -24,7 +24,9 @@ from replay.plan import Step, images_used
 
 __all__ = ["CLOUDS", "Targets"]
 
-CLOUDS: Final = ("local", "ec2", "openstack", "eucalyptus", "nimbus")
+CLOUDS: Final = ("local", "ec2", "openstack", "openstack-native", "eucalyptus", "nimbus")
+NATIVE: Final = "openstack-native"
+"""OpenStack's own APIs (a clouds.yaml entry); ``openstack`` is its EC2 API."""
 
 _ENDPOINT_CLOUDS: Final = {
     "openstack": OpenStackExperiment,
@@ -93,6 +95,15 @@ class Targets(RecordedContent):
             if kind == "local":
                 continue
             cloud = self.mapping.cloud(exp)
+            if kind == NATIVE:
+                problem = OpenStackExperiment.cloud_problem(cloud.get("cloud"), cloud.get("region"))
+                if problem is not None:
+                    raise ReplayFailed(
+                        f"{exp} replays on {kind}: {problem} (name the clouds.yaml entry with "
+                        f'cloud = "…" in [{exp}.cloud] or [cloud] of the mapping)',
+                        usage=True,
+                    )
+                continue
             for key in ("access_key_env", "secret_key_env"):
                 name = cloud.get(
                     key, "AWS_ACCESS_KEY_ID" if key == "access_key_env" else "AWS_SECRET_ACCESS_KEY"
@@ -123,6 +134,21 @@ class Targets(RecordedContent):
             return LocalExperiment(
                 str(name) if name else None, address_block=cloud.get("address_block"), **common
             )
+        label = str(name) if name else None
+        if kind == NATIVE:
+            native: dict[str, Any] = {
+                key: cloud[key]
+                for key in ("network", "floating_network", "security_groups", "key_name",
+                            "reservation", "ssh_address", "login_user")
+                if key in cloud
+            }  # fmt: skip
+            return OpenStackExperiment(
+                name=label,
+                cloud=cloud.get("cloud"),
+                region=cloud.get("region"),
+                **native,
+                **common,
+            )
         access = os.environ[cloud.get("access_key_env", "AWS_ACCESS_KEY_ID")]
         secret = os.environ[cloud.get("secret_key_env", "AWS_SECRET_ACCESS_KEY")]
         options: dict[str, Any] = {
@@ -133,9 +159,9 @@ class Targets(RecordedContent):
         }  # fmt: skip
         options.update(common)
         region = str(cloud.get("region", "us-east-1"))
-        label = str(name) if name else None
         if kind == "ec2":
             return EC2Experiment(region, cloud.get("endpoint"), access, secret, label, **options)
-        return _ENDPOINT_CLOUDS[kind](
+        made: Experiment = _ENDPOINT_CLOUDS[kind](
             str(cloud["endpoint"]), access, secret, label, region=region, **options
         )
+        return made

@@ -151,3 +151,69 @@ def requests_sent() -> Any:
     events.register("provide-client-params.ec2", note, unique_id="precip-test-requests")
     yield sent
     events.unregister("provide-client-params.ec2", unique_id="precip-test-requests")
+
+
+@pytest.fixture(scope="session")
+def openstack_endpoint(ec2_network: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The test OpenStack API (Keystone, Nova, Glance, Neutron) on 127.0.0.1, for the whole
+    session, with the hypervisor booting its servers on this session's 127.N.1.0/24 (fixed)
+    and 127.N.100.0/24 (floating); ``clouds.yaml`` written and named by
+    ``OS_CLIENT_CONFIG_FILE`` (openstacksdk's own variable) for the session and the
+    processes it starts. See tests/openstack_cloud.py."""
+    from types import SimpleNamespace
+
+    from tests.openstack_api import OpenStackAPI
+    from tests.openstack_cloud import (
+        APP_CLOUD,
+        CLOUD,
+        Hypervisor,
+        OpenStackEndpoint,
+        write_clouds_yaml,
+    )
+
+    api = OpenStackAPI(network_prefix=ec2_network)
+    image = api.image.add("ubuntu-22.04")
+    silent = api.image.add("silent-image", silent=True)
+    broken = api.image.add("broken-image", fault="No valid host was found. There are not "
+                           "enough hosts available.")  # fmt: skip
+    reservation = "2c1e5a70-7b5e-4d0b-9f43-6f0e3c1d9a10"
+    api.reservations.add(reservation)
+    hypervisor = Hypervisor(tmp_path_factory.mktemp("openstack-hypervisor"))
+    api.hypervisor = hypervisor
+    endpoint = OpenStackEndpoint(api)
+    clouds_yaml = write_clouds_yaml(
+        tmp_path_factory.mktemp("openstack-config") / "clouds.yaml", endpoint
+    )
+    patch = pytest.MonkeyPatch()
+    patch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds_yaml))
+    yield SimpleNamespace(
+        api=api, endpoint=endpoint, url=endpoint.url, auth_url=endpoint.auth_url,
+        cloud=CLOUD, app_cloud=APP_CLOUD, clouds_yaml=clouds_yaml, image="ubuntu-22.04",
+        image_id=image, silent_image="silent-image", silent_image_id=silent,
+        broken_image="broken-image", broken_image_id=broken, reservation=reservation,
+        hypervisor=hypervisor,
+    )  # fmt: skip
+    patch.undo()
+    endpoint.stop()
+    hypervisor.stop()
+
+
+@pytest.fixture
+def openstack(openstack_endpoint: Any) -> Iterator[Any]:
+    """The session's OpenStack endpoint, for one test: the request log starts empty, and
+    what the test left (servers, floating IPs) is removed after it."""
+    from tests.ec2_cloud import wait_until
+
+    api = openstack_endpoint.api
+    with api.lock:
+        api.requests.clear()
+    yield openstack_endpoint
+    with api.lock:
+        left = list(api.compute.servers.values())
+    for server in left:
+        with api.lock:
+            api.compute.delete_server(server)
+    assert wait_until(lambda: not api.compute.servers, timeout=30)
+    with api.lock:
+        for fip in list(api.network.floatingips.values()):
+            api.network.delete_floating(fip)

@@ -31,8 +31,7 @@ from precip_repro import (
     NimbusExperiment,
     OpenStackExperiment,
 )
-from precip_repro.clouds.local_machine import SETUP, host_key, sshd_config
-from precip_repro.clouds.local_state import children
+from tests import machines
 
 ACCESS_KEY = "AKIDPRECIPTESTKEY01"
 SECRET_KEY = "precip-test-secret-5f1c9e2b7a4d"  # the tests grep for it everywhere
@@ -175,12 +174,6 @@ class Hypervisor:
     def _start(self, data: dict[str, Any], address: str) -> None:
         instance_id = data["InstanceId"]
         state = self.workdir / f"{instance_id}-{address}"
-        if not (state / "host_key").exists():  # else an instance started again: same disk
-            (state / "root").mkdir(parents=True)
-            (state / "layers").mkdir()
-            pem, _ = host_key()
-            (state / "host_key").write_bytes(pem)
-            (state / "host_key").chmod(0o600)
         pair = self.client.describe_key_pairs(KeyNames=[data["KeyName"]], IncludePublicKey=True)
         key = user_key = pair["KeyPairs"][0]["PublicKey"]
         refusing = data["ImageId"] in self.root_refusing_images | self.sudoless_images
@@ -192,40 +185,19 @@ class Hypervisor:
             )
         if data["ImageId"] in self.keyless_images:
             key = ""
-        (state / "authorized_keys").write_text(key + "\n")
-        (state / "setup.sh").write_text(SETUP)
-        config = sshd_config(
-            address=address, port=22, state=state, root_mode=True,
-            host_key="/etc/ssh/precip_host_key", user="root",
-        )  # fmt: skip
-        (state / "sshd_config").write_text(config + "\n")
         hostname = (data.get("PrivateDnsName") or instance_id).split(".")[0]
-        boot_log = state / "boot.log"
-        with boot_log.open("wb") as log_file:
-            machine = subprocess.Popen(
-                ["unshare", "-m", "-p", "-u", "--fork", "--kill-child", "/bin/sh",
-                 str(state / "setup.sh"), "root", str(state), hostname, "", address],
-                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
+        machine = machines.start(state, address=address, hostname=hostname, authorized_keys=key)
         with self._machines_lock:
             self._machines[(instance_id, address)] = machine
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and machine.poll() is None:
-            init = children(machine.pid)
-            if init and b"precip-instance-ready" in boot_log.read_bytes():
-                subprocess.run(
-                    ["nsenter", "-t", str(init[0]), "-m", "--", "mount", "--bind",
-                     str(self._hosts), str(state / "root" / "etc" / "hosts")],
-                    check=True, capture_output=True,
-                )  # fmt: skip
-                if refusing:
-                    self._add_default_user(
-                        init[0], state, user_key, sudo=data["ImageId"] not in self.sudoless_images
-                    )
-                return
-            time.sleep(0.01)
-        raise RuntimeError(f"machine for {instance_id} did not boot: {boot_log.read_text()}")
+        init = machines.await_ready(machine, state, hosts=self._hosts)
+        if init is None:
+            raise RuntimeError(
+                f"machine for {instance_id} did not boot: {(state / 'boot.log').read_text()}"
+            )
+        if refusing:
+            self._add_default_user(
+                init, state, user_key, sudo=data["ImageId"] not in self.sudoless_images
+            )
 
     @staticmethod
     def _add_default_user(init: int, state: Path, key: str, *, sudo: bool) -> None:

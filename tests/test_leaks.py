@@ -59,6 +59,16 @@ print(exp.run_id, flush=True)
 import time; time.sleep(60)
 """
 
+NATIVE = """
+import sys
+from precip_repro import OpenStackExperiment
+exp = OpenStackExperiment(cloud=sys.argv[2], name="doomed", records=sys.argv[1])
+exp.provision(sys.argv[3], "m1.tiny", count=2)
+exp.wait(timeout=60)
+print(exp.run_id, flush=True)
+import time; time.sleep(60)
+"""
+
 
 def killed(tmp_path: Path, code: str, *args: str) -> str:
     script = tmp_path / "doomed.py"
@@ -183,6 +193,34 @@ def test_gc_finds_and_ends_ec2_instances_of_a_killed_process(tmp_path, store, ca
     assert {i["State"]["Name"] for r in states for i in r["Instances"]} == {"terminated"}
     assert wait_until(lambda: ec2.hypervisor.running() == set())
     assert {n["fields"].get("run") for n in gc_run_notes(store)[:-1]} == {run_id}
+
+
+def test_gc_finds_and_ends_native_openstack_servers_and_floating_ips_of_a_killed_process(
+    tmp_path, store, capsys, openstack
+):
+    run_id = killed(tmp_path, NATIVE, str(store.root), openstack.cloud, openstack.image)
+    api = openstack.api
+    assert len(api.compute.servers) == 2 and len(api.network.floatingips) == 2
+
+    code, out = gc_cli(capsys, store)
+    assert code == 1 and "not checked: pass --cloud" in out  # no cloud given: listed only
+    code, out = gc_cli(capsys, store, "--cloud", f"openstack-native={openstack.cloud}")
+    assert code == 1 and out.count(run_id) >= 2, out
+    code, out = gc_cli(
+        capsys, store, "--cloud", f"openstack-native={openstack.cloud}", "--terminate"
+    )
+    assert code == 0, out
+    assert wait_until(lambda: api.compute.servers == {})
+    assert api.network.floatingips == {}
+    assert wait_until(lambda: openstack.hypervisor.running() == set())
+    assert {n["fields"].get("run") for n in gc_run_notes(store)[:-1]} == {run_id}
+
+
+def test_gc_names_an_unknown_openstack_cloud_in_one_line(store, capsys, openstack):
+    code = main(["--records", str(store.root), "gc", "--cloud", "openstack-native=chameleon"])
+    err = capsys.readouterr().err
+    assert code != 0 and "'chameleon' is not a clouds.yaml entry" in err
+    assert "Traceback" not in err
 
 
 def test_an_instance_its_cloud_forgot_is_no_leak_and_hides_none(tmp_path, store, capsys, ec2):

@@ -15,7 +15,6 @@ from precip_repro.timeline import format_duration
 
 if TYPE_CHECKING:
     from precip_repro.clouds.base import Cloud
-    from precip_repro.clouds.ec2 import EC2Cloud
     from precip_repro.leaks import Leak
 
 
@@ -37,25 +36,35 @@ def _leaks_counted(leaks: Sequence[Leak]) -> str:
     return " and ".join([*parts, *([f"{addresses} floating address(es)"] if addresses else [])])
 
 
-def _gc_clouds(args: argparse.Namespace) -> list[EC2Cloud]:
-
+def _gc_clouds(args: argparse.Namespace) -> list[Cloud]:
+    """The clouds of ``--cloud``: ``[kind=]URL`` for the EC2-compatible ones (credentials
+    from the environment), ``openstack-native[=ENTRY]`` for native OpenStack (a clouds.yaml
+    entry; without one, the OS_* environment)."""
     from precip_repro.clouds.ec2 import KINDS, EC2Cloud
+    from precip_repro.clouds.openstack import KIND as NATIVE
+    from precip_repro.clouds.openstack import OpenStackCloud
+    from precip_repro.clouds.openstack_client import load_config
 
-    if not args.cloud:
-        return []
-    access = os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("EC2_ACCESS_KEY")
-    secret = os.environ.get("AWS_SECRET_ACCESS_KEY") or os.environ.get("EC2_SECRET_KEY")
-    if not access or not secret:
-        raise Usage(
-            "--cloud needs credentials in the environment: AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY (or EC2_ACCESS_KEY and EC2_SECRET_KEY)"
-        )
-    clouds = []
-    for spec in args.cloud:
+    clouds: list[Cloud] = []
+    for spec in args.cloud or []:
         kind, _, url = spec.rpartition("=") if "=" in spec.split("://")[0] else ("", "", spec)
+        if spec == NATIVE:
+            kind, url = NATIVE, ""
         kind = kind or "ec2"
+        if kind == NATIVE:
+            # Its clouds.yaml entry read now: an unknown one is a usage error, not a cloud
+            # gc could not check.
+            clouds.append(OpenStackCloud(config=load_config(url or None)))
+            continue
         if kind not in KINDS:
-            raise InvalidOption("--cloud kind", kind, KINDS)
+            raise InvalidOption("--cloud kind", kind, (*KINDS, NATIVE))
+        access = os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("EC2_ACCESS_KEY")
+        secret = os.environ.get("AWS_SECRET_ACCESS_KEY") or os.environ.get("EC2_SECRET_KEY")
+        if not access or not secret:
+            raise Usage(
+                f"--cloud {spec} needs credentials in the environment: AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (or EC2_ACCESS_KEY and EC2_SECRET_KEY)"
+            )
         clouds.append(
             EC2Cloud(
                 kind=kind, endpoint=url, region=args.region, access_key=access, secret_key=secret

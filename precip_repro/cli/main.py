@@ -114,7 +114,8 @@ def _parser() -> argparse.ArgumentParser:
         "--cloud",
         action="append",
         metavar="[KIND=]URL",
-        help="also check this EC2-compatible endpoint (credentials from the environment)",
+        help="also check this EC2-compatible endpoint (credentials from the environment), "
+        "or openstack-native[=ENTRY]: native OpenStack, a clouds.yaml entry (else OS_*)",
     )
     gc.add_argument("--region", default="us-east-1", help="region of --cloud endpoints")
     run = add("run", cmd_run, "run an experiment script and record it (the script too)")

@@ -6,6 +6,7 @@ A cloud acts and reports; it never writes events — the Experiment records what
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -21,21 +22,36 @@ __all__ = [
     "FloatingAddress",
     "LaunchRequest",
     "RunInstance",
+    "credential_fingerprint",
 ]
+
+
+def credential_fingerprint(identity: str) -> str:
+    """What the record keeps of an access key id, a user or a credential id: enough to
+    tell two apart, no more."""
+    return "sha256:" + hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
 @attrs.frozen(kw_only=True)
 class CloudInfo:
-    """Where an experiment runs. Never credentials: only a fingerprint of the access key id."""
+    """Where an experiment runs. Never credentials: only a fingerprint of the access key id
+    (or, on OpenStack, of the user or application-credential id)."""
 
     kind: str
     endpoint: str | None = None
+    """The API's URL (OpenStack: Keystone's auth URL)."""
     region: str | None = None
     access_key_fingerprint: str | None = None
+    project: str | None = None
+    """The OpenStack project (name, or id where only that is known); None elsewhere."""
 
     def as_record(self) -> dict[str, str | None]:
-        """As ``experiment.created`` keeps it: every field, None included."""
-        return attrs.asdict(self)
+        """As ``experiment.created`` keeps it: every field, None included — but a project
+        only where there is one (records of the other clouds never had that key)."""
+        record = attrs.asdict(self)
+        if record["project"] is None:
+            del record["project"]
+        return record
 
 
 class Capability(enum.Enum):

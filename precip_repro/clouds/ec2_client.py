@@ -8,7 +8,6 @@ log lines or exception messages.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable
 from typing import Any, Final, TypeVar, overload
@@ -19,6 +18,7 @@ import botocore.config
 import botocore.exceptions
 import botocore.parsers
 
+from precip_repro.clouds.base import credential_fingerprint
 from precip_repro.exceptions import CloudError, InvalidOption
 
 __all__ = ["EC2Client", "access_key_fingerprint", "parse_endpoint", "parse_region"]
@@ -70,7 +70,7 @@ def parse_region(region: str) -> tuple[str, str | None]:
 
 def access_key_fingerprint(access_key: str) -> str:
     """What the record keeps of an access key id: enough to tell two apart, no more."""
-    return "sha256:" + hashlib.sha256(access_key.encode()).hexdigest()[:16]
+    return credential_fingerprint(access_key)
 
 
 _NOT_THE_API: Final = "check the endpoint URL and any proxy between this machine and the cloud"

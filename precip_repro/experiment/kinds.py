@@ -5,14 +5,16 @@ positional parameters; our options are keyword-only and defined once here
 Common to all: ``record``, ``records``, ``parallel``, ``max_workers``, ``connect_timeout``,
 ``boot_timeout``, ``boot_max_tries``; the EC2-compatible ones add ``subnet_id``,
 ``security_groups``, ``key_name``, ``ssh_address`` (``public`` or ``private``),
-``floating_addresses`` and ``login_user``.
+``floating_addresses`` and ``login_user``; native OpenStack (:class:`OpenStackOptions`)
+``network``, ``floating_network``, ``security_groups``, ``key_name``, ``reservation``,
+``region``, ``ssh_address`` and ``login_user``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Final, TypedDict, Unpack
+from typing import Any, ClassVar, Final, TypedDict, Unpack, cast
 
 from precip_repro.exceptions import InvalidOption
 from precip_repro.experiment.api import Experiment
@@ -27,6 +29,7 @@ __all__ = [
     "LocalExperiment",
     "NimbusExperiment",
     "OpenStackExperiment",
+    "OpenStackOptions",
     "Options",
 ]
 
@@ -63,6 +66,26 @@ class EC2Options(Options, total=False):
     floating_addresses: Sequence[str]
     login_user: str
     """The account ssh logs in as (default ``root``; ``ubuntu`` … for today's images)."""
+
+
+class OpenStackOptions(Options, total=False):
+    """The keyword options of native OpenStack (``OpenStackExperiment(cloud=…)``)."""
+
+    network: str | None
+    """The network servers join, by name or id (default: the project's only one)."""
+    floating_network: str | None
+    """The external network floating IPs come from (default: the cloud's only one)."""
+    security_groups: Sequence[str] | None
+    """Security groups by name or id (default: precip's own, made where missing)."""
+    key_name: str | None
+    reservation: str | None
+    """A Chameleon lease's reservation id: Nova's ``reservation`` scheduler hint."""
+    ssh_address: str
+    """``public`` (default: a floating IP where the server has no reachable address) or
+    ``private`` (its fixed address)."""
+    login_user: str
+    """The account ssh logs in as (default ``root``; ``cc`` on Chameleon's images,
+    ``ubuntu`` or ``exouser`` on Jetstream2's)."""
 
 
 def _checked(cls: type, given: Mapping[str, Any], allowed: frozenset[str]) -> None:
@@ -201,9 +224,96 @@ class _EndpointCloud(_EC2Compatible):
 
 
 class OpenStackExperiment(_EndpointCloud):
-    """OpenStack through its EC2-compatible API (``http://host:8773/services/Cloud``)."""
+    """OpenStack. Natively, through Keystone, Nova, Neutron and Glance with openstacksdk —
+    ``OpenStackExperiment(cloud="chameleon")`` for a ``clouds.yaml`` entry, or
+    ``OpenStackExperiment()`` for the ``OS_*`` environment of a sourced openrc file
+    (passwords and application credentials alike); recorded as kind ``openstack-native``.
+
+    The seed's positional form ``OpenStackExperiment(endpoint, access_key, secret_key)``
+    keeps meaning OpenStack's EC2-compatible API (``http://host:8773/services/Cloud``),
+    kind ``openstack``."""
 
     KIND = "openstack"
+    NATIVE_KIND: ClassVar[str] = "openstack-native"
+    NATIVE_DEFAULTS: ClassVar[OpenStackOptions] = {"boot_timeout": 900, "boot_max_tries": 3}
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        name: str | None = None,
+        *,
+        cloud: str | None = None,
+        region: str | None = None,
+        **options: Any,
+    ) -> None:
+        if endpoint is not None or access_key is not None or secret_key is not None:
+            if cloud is not None:
+                raise TypeError(
+                    "OpenStackExperiment() takes either an EC2 endpoint and keys (the seed's "
+                    "form) or cloud= (native OpenStack), not both"
+                )
+            if endpoint is None or access_key is None or secret_key is None:
+                raise TypeError(
+                    "OpenStackExperiment(endpoint, access_key, secret_key) reaches the EC2 API "
+                    "and needs all three; for native OpenStack give cloud= or nothing"
+                )
+            ec2_options = cast(EC2Options, options)
+            self._start(
+                region or DEFAULT_REGION, endpoint, access_key, secret_key, name, ec2_options
+            )
+            return
+        self._start_native(cloud, region, name, options)
+
+    def _start_native(
+        self, cloud: str | None, region: str | None, name: str | None, options: dict[str, Any]
+    ) -> None:
+        from precip_repro.clouds.openstack import OpenStackCloud
+
+        _checked(type(self), options, frozenset(OpenStackOptions.__annotations__))
+        for option, value in (("cloud", cloud), ("region", region)):
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise InvalidOption(option, value, ["a clouds.yaml entry's name", "None"])
+        merged: dict[str, Any] = {**self.NATIVE_DEFAULTS, **options}
+        cloud_options = {key: merged.pop(key) for key in list(merged) if key in _NATIVE_KEYS}
+        native = OpenStackCloud(cloud=cloud, region=region, name=name, **cloud_options)
+        # Played back from a recording, the experiment needs neither the cloud nor its
+        # clouds.yaml: its configuration is read when first needed.
+        secrets = native.secrets() if session.playback is None else {}
+        try:
+            # Credentials never reach the record: should they appear in a command or an
+            # output, they are written as ${secret:NAME}.
+            for variable, secret in secrets.items():
+                if len(secret) < MIN_SECRET:
+                    raise InvalidOption(
+                        variable, "<hidden>",
+                        [f"at least {MIN_SECRET} characters (a shorter one could not be kept "
+                         "out of the record)"],
+                    )  # fmt: skip
+                session.add_secret(variable, secret)
+            Experiment.__init__(self, native, name, keys=load_keys(), **merged)
+        except BaseException:
+            native.close()
+            raise
+
+    @staticmethod
+    def cloud_problem(cloud: str | None, region: str | None = None) -> str | None:
+        """Why native OpenStack cannot use ``cloud`` (a ``clouds.yaml`` entry; None: the
+        ``OS_*`` environment), or None; reads the configuration only."""
+        from precip_repro.clouds.openstack_client import cloud_problem
+
+        return cloud_problem(cloud, region)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.exp} {self.name!r} on {self.cloud!r}>"
+
+
+_NATIVE_KEYS: Final = frozenset(
+    {"network", "floating_network", "security_groups", "key_name", "reservation"}
+)
+"""The options that configure the native OpenStack cloud itself; the others are the
+experiment's."""
 
 
 class EucalyptusExperiment(_EndpointCloud):

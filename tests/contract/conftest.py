@@ -9,7 +9,7 @@ Where a cloud breaks the contract, the test still runs on it, as a strict xfail 
 :data:`DIVERGENCES` with the reason: each entry is a finding to fix in that cloud, and the
 test fails the day the cloud behaves (delete the entry then).
 
-A third cloud joins with ONE entry: a package-scoped fixture named ``<kind>_target`` that
+A cloud joins with ONE entry: a package-scoped fixture named ``<kind>_target`` (``-`` as ``_``) that
 yields a :class:`CloudTarget` for it (how to make an experiment and a bare cloud, an image,
 and how to ask the cloud itself what runs), and its kind added to :data:`CLOUDS`.
 """
@@ -28,7 +28,7 @@ from precip_repro.experiment import Experiment
 from precip_repro.keys import load_keys
 from precip_repro.record import RunStore
 
-CLOUDS: Final = ("local", "ec2")
+CLOUDS: Final = ("local", "ec2", "openstack-native")
 """The clouds every contract test runs on: each has a ``<kind>_target`` fixture below."""
 
 DIVERGENCES: Final[dict[tuple[str, str], str]] = {
@@ -129,7 +129,8 @@ class CloudTarget:
 def cloud_target(request: pytest.FixtureRequest) -> CloudTarget:
     """Each cloud of :data:`CLOUDS` in turn, for the whole package: pytest groups the tests
     by cloud, so a cloud's set-up (moto, its network) is made once."""
-    target: CloudTarget = request.getfixturevalue(f"{request.param}_target")
+    fixture = f"{str(request.param).replace('-', '_')}_target"
+    target: CloudTarget = request.getfixturevalue(fixture)
     return target
 
 
@@ -237,3 +238,56 @@ def ec2_target(
         target.close()
     finally:
         hypervisor.stop()
+
+
+@pytest.fixture(scope="package")
+def openstack_native_target(
+    openstack_endpoint: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CloudTarget]:
+    """Native OpenStack through openstacksdk against the test API endpoint on 127.0.0.1
+    (Keystone, Nova, Glance, Neutron), its hypervisor booting a real sshd at each server's
+    fixed and floating addresses (see tests/openstack_cloud.py)."""
+    from precip_repro import OpenStackExperiment
+    from precip_repro.clouds.openstack import KIND, OpenStackCloud
+    from tests.openstack_api import APP_CREDENTIAL_SECRET, PASSWORD
+
+    api = openstack_endpoint.api
+
+    def experiment(name: str, records: Path) -> Experiment:
+        # Public addresses: each server gets a floating IP, as on Chameleon or Jetstream2.
+        return OpenStackExperiment(name=name, cloud=openstack_endpoint.cloud, records=records)
+
+    def bare_cloud() -> Cloud:
+        return OpenStackCloud(cloud=openstack_endpoint.cloud)
+
+    def live() -> set[str]:
+        with api.lock:
+            return {
+                server_id
+                for server_id, server in api.compute.servers.items()
+                if server["OS-EXT-STS:task_state"] != "deleting"
+            }
+
+    def allowed_ports() -> set[int]:
+        with api.lock:
+            return {
+                int(rule["port_range_min"])
+                for group in api.network.groups.values()
+                if group["name"] == "precip"
+                for rule in group["security_group_rules"]
+                if rule["direction"] == "ingress" and rule["port_range_min"] is not None
+            }
+
+    target = CloudTarget(
+        kind=KIND,
+        image=openstack_endpoint.image,
+        instance_type="m1.small",
+        store=RunStore(tmp_path_factory.mktemp("contract-openstack") / "records"),
+        experiment=experiment,
+        bare_cloud=bare_cloud,
+        live=live,
+        credentials=(PASSWORD, APP_CREDENTIAL_SECRET),
+        allowed_ports=allowed_ports,
+    )
+    yield target
+    target.close()
