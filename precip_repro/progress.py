@@ -35,6 +35,7 @@ __all__ = [
     "active",
     "emit",
     "listening",
+    "redact_with",
     "subscribe",
 ]
 
@@ -150,9 +151,36 @@ def active() -> bool:
     return bool(_LISTENERS.current)
 
 
+_redact: Callable[[str], str] = str
+"""Hides the process's registered secrets in a string (see :func:`redact_with`)."""
+
+
+def redact_with(redact: Callable[[str], str]) -> None:
+    """Every event's strings from now on pass through ``redact`` before any listener sees
+    them: a secret in a path, a tag or an error never reaches a terminal or a CI log."""
+    global _redact
+    _redact = redact
+
+
+def _redacted(event: ProgressEvent) -> ProgressEvent:
+    changes = {
+        field.name: _redact(value)
+        for field in attrs.fields(type(event))
+        if isinstance(value := getattr(event, field.name), str)
+    }
+    # evolve of a union of four classes: mypy cannot check its fields, the loop above did
+    evolve: Callable[..., ProgressEvent] = attrs.evolve
+    return evolve(event, **changes)
+
+
 def emit(event: ProgressEvent) -> None:
-    """Hand ``event`` to every listener; a listener that fails is not the work's failure."""
-    for listener in _LISTENERS.current:
+    """Hand ``event`` to every listener, its strings redacted; a listener that fails is not
+    the work's failure."""
+    listeners = _LISTENERS.current
+    if not listeners:
+        return
+    event = _redacted(event)
+    for listener in listeners:
         with contextlib.suppress(Exception):
             listener(event)
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
+from precip_repro import progress
 from precip_repro.exceptions import CheckpointNotWritten, RecordError
 from precip_repro.logs import get_logger, prepare_signal_logging, redact_with
 from precip_repro.playback import Closable, Playback
@@ -46,6 +47,7 @@ class Session:
         self.run: Run | None = None
         self.redactor = Redactor()
         redact_with(self.redactor.text)
+        progress.redact_with(self.redactor.text)
         # Held strongly until closed: an experiment the script dropped still has instances
         # running, and only this list can deprovision them at exit.
         self._experiments: list[Closable] = []

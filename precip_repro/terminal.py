@@ -79,7 +79,8 @@ class ProgressBoard:
                         row.slot, row.instance_id, Text(row.state, style=style),
                         f"{row.elapsed_s:.0f} s", row.detail[:80],
                     )  # fmt: skip
-                title = Text(f"instances: {ready} of {len(self.instances)} ready", "bold")
+                done = "green" if ready == len(self.instances) else "yellow"
+                title = Text(f"instances: {ready} of {len(self.instances)} ready", f"bold {done}")
                 parts += [title, table] if waiting else [title]
             now = time.monotonic()
             moving = [(t, at) for t, at in self.transfers.values()
@@ -91,7 +92,7 @@ class ProgressBoard:
                     table.add_row(
                         moved.direction, moved.slot, moved.path,
                         f"{_bytes(moved.done)}{of}", f"{_bytes(moved.rate)}/s",
-                        "done" if moved.finished else "",
+                        Text("done", "green") if moved.finished else "",
                     )  # fmt: skip
                 parts += [Text("transfers", "bold"), table]
             if self.step is not None:

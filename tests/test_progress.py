@@ -88,3 +88,13 @@ def test_a_replay_says_each_step_n_of_n_with_the_verdicts_so_far(local_experimen
     steps = [e for e in heard if isinstance(e, progress.StepProgress)]
     assert [(e.step, e.of) for e in steps] == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert steps[-1].verdicts == {"reproduced": 4}
+
+
+def test_listeners_never_see_a_registered_secret(monkeypatch):
+    heard: list[progress.ProgressEvent] = []
+    monkeypatch.setattr(progress, "_redact", lambda text: text.replace("hunter2", "${secret:PW}"))
+    with progress.listening(heard.append):
+        progress.emit(progress.TransferProgress(slot="e1.p1.0", instance_id="i-1",
+                                                direction="get", path="/tmp/hunter2.txt",
+                                                done=1, total=None, elapsed_s=0.1))  # fmt: skip
+    assert [e.path for e in heard] == ["/tmp/${secret:PW}.txt"]  # type: ignore[union-attr]
