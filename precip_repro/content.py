@@ -47,14 +47,17 @@ class ContentRef:
     @classmethod
     def of(cls, data: Mapping[str, Any] | None) -> ContentRef | None:
         """The reference a record's JSON holds (None where it holds none)."""
-        if not data or "sha256" not in data:
+        if not data:
             return None
+        sha, size = data.get("sha256"), data.get("size")
         text, withheld = data.get("text"), data.get("withheld")
+        if type(sha) is not str:
+            return None
         return cls(
-            sha256=str(data["sha256"]),
-            size=int(data.get("size") or 0),
-            text=text if isinstance(text, str) else None,
-            withheld=str(withheld) if withheld else None,
+            sha256=sha,
+            size=size if type(size) is int else 0,
+            text=text if type(text) is str else None,
+            withheld=withheld if type(withheld) is str else (str(withheld) if withheld else None),
         )
 
     @property

@@ -241,6 +241,9 @@ class ViewBuilder:
         self.count = 0
         self.first = 0
         self.last = 0
+        self.typed_values = True
+        """Whether the data added next may hold typed values (a reader that sees a line's
+        bytes sets it per line: false where they hold no ``"$``)."""
 
     def add(self, event: Event) -> None:
         self.add_parts(event.type, event.ts, event.data)
@@ -271,7 +274,7 @@ class ViewBuilder:
             number=number,
             exp=self._shared(str(data.get("exp"))),
             method=self._shared(str(data.get("method"))),
-            args=decoded_or_as_is(data.get("args") or {}),
+            args=self._decoded(data.get("args") or {}),
             start_ns=now,
         )
 
@@ -285,7 +288,7 @@ class ViewBuilder:
         call = self.calls.get(int(data["call"]))
         if call is not None:
             call.outcome = outcome
-            call.result = self._shared_result(decoded_or_as_is(data.get("result")))
+            call.result = self._shared_result(self._decoded(data.get("result")))
             error = data.get("error")
             call.error = (
                 ErrorInfo(
@@ -397,7 +400,7 @@ class ViewBuilder:
                 ref.withheld = reason
 
     def _note(self, now: int, data: dict[str, Any]) -> None:
-        fields = dict(decoded_or_as_is(data.get("fields") or {}))
+        fields = dict(self._decoded(data.get("fields") or {}))
         self.notes.append((now, str(data.get("text")), fields))
         if "ended" in fields:
             self.ending = str(data.get("text"))
@@ -435,6 +438,11 @@ class ViewBuilder:
             return self._results.setdefault(tuple(codes), result)
         except TypeError:  # not a list of exit codes after all (unhashable items)
             return result
+
+    def _decoded(self, value: JSON) -> JSON:
+        # Typed numbers ({"$float": …}) back to numbers — unless the reader saw the line's
+        # bytes and they hold no "$ at all (most lines: no walk for them).
+        return decoded_or_as_is(value) if self.typed_values else value
 
     def _shared(self, text: str) -> str:
         # Slots, ids, users, methods repeat in every event: one copy each, not one per event.
@@ -593,6 +601,7 @@ def _read_unchecked(run_dir: Path) -> RunView:
             kind, data = obj["type"], obj["data"]
             if obj["v"] != FORMAT_VERSION:
                 kind, data = upgraded(Event(**obj))
+            builder.typed_values = b'"$' in raw
             builder.add_parts(kind, obj["ts"], data)
     return builder.build()
 
