@@ -24,13 +24,14 @@ from precip_repro.exceptions import (
     ContentWithheld,
     ExperimentException,
     PlaybackMismatch,
+    TransferFailed,
     UnrecordableValue,
 )
 from precip_repro.messages import NO_EXIT_STATUS, STDERR_TAIL, shown_command, shown_difference
 from precip_repro.record.canonical import jsonable
 from precip_repro.record.methods import CallAnswer, Method, method
 from precip_repro.record.redact import Redactor
-from precip_repro.runview import CallView, RunView
+from precip_repro.runview import CallView, FileView, RunView
 from precip_repro.slots import slot_order
 
 __all__ = ["Closable", "Playback", "PlaybackMismatch", "RecordingStopped"]
@@ -221,7 +222,7 @@ class Playback:
                 target = (
                     wanted if single else wanted.with_name(f"{wanted.name}.{moved.instance_id}")
                 )
-                target.write_bytes(self._bytes(moved.content, f"the file {moved.remote_path}"))
+                self._give_back(target, moved)
             answer = None
         elif answer_of is CallAnswer.RESULT:
             answer = call.result
@@ -230,6 +231,26 @@ class Playback:
         if call.outcome == "failed" and call.error:
             raise self._error(call, call.error.type, call.error.message)
         return answer
+
+    def _give_back(self, target: Path, moved: FileView) -> None:
+        """Write the file a recorded ``get`` wrote — never over a file changed since the
+        recording (a newer result of the user's): that is refused, naming it."""
+        content = self._bytes(moved.content, f"the file {moved.remote_path}")
+        try:
+            there = target.stat()
+        except OSError:
+            there = None
+        if there is not None and there.st_mtime_ns > moved.at_ns:
+            if target.read_bytes() == content:
+                return
+            raise TransferFailed(
+                f"playback of get {moved.remote_path} would write over {target}, which "
+                "changed after the recording (newer than it, other bytes): move it away "
+                "or point the script elsewhere — it is left as it is",
+                instance=moved.instance_id,
+                slot=moved.slot,
+            )
+        target.write_bytes(content)
 
     def _error(self, call: CallView, kind_name: str, recorded: str) -> ExperimentException:
         """The exception the call raised when it was recorded, of its class — a script's

@@ -452,3 +452,21 @@ def test_a_store_that_is_a_file_is_one_clear_line_for_every_reader(capsys, tmp_p
         assert code == 2, command
         assert f"the store {a_file} is not a directory of runs (it is a file)" in err
         assert err.count("\n") == 1
+
+
+def test_after_a_bad_blob_verify_names_the_last_event_before_the_one_that_refers_to_it(
+    capsys, store
+):
+    import json
+
+    run = record_sample_run(store, name="bad-blob")
+    blob = min(p for p in (run.path / "objects").rglob("*") if p.is_file())
+    sha = blob.parent.name + blob.name
+    raw = (run.path / EVENTS).read_text().splitlines()
+    first = json.loads(next(line for line in raw if sha in line))
+    blob.chmod(0o644)
+    blob.write_bytes(b"tampered")
+    code, out, _ = cli(capsys, store, "verify", run.id)
+    assert code == 1 and f"{run.id}: corrupt" in out
+    assert f"event seq {first['seq']} (line {first['seq'] + 1}) refers to a bad blob" in out
+    assert f"last intact event: seq {first['seq'] - 1}, hash {first['prev']}" in out

@@ -377,3 +377,36 @@ def test_float_arguments_compare_by_their_decimal_text_as_v1_recorded_them():
         run, {"timeout": "2.5", "n": ["0.1"]}
     )
     assert _comparable(run, {"timeout": 2.0}) == _comparable(run, {"timeout": "2.0"})
+
+
+def test_playback_never_writes_over_a_result_changed_since_the_recording(
+    local_experiment, store, tmp_path
+):
+    from precip_repro import LocalExperiment, TransferFailed, finish_run
+    from precip_repro.testing import playback
+
+    results = tmp_path / "results"
+    results.mkdir()
+    out = results / "out.txt"
+
+    def experiment(exp: Any) -> None:
+        exp.provision("default")
+        exp.wait()
+        exp.run([], "echo 42 > /tmp/out.txt")
+        exp.get([], "/tmp/out.txt", out)
+        exp.deprovision()
+
+    exp = local_experiment("results")
+    experiment(exp)
+    run_id = exp.run_id
+    finish_run()
+    assert out.read_text() == "42\n"
+    out.write_text("43\n")  # a newer result of the user's, after the recording
+    refused = pytest.raises(TransferFailed, match=f"would write over {out}, which changed after")
+    with refused, playback(run_id, records=store.root):
+        experiment(LocalExperiment("results"))
+    assert out.read_text() == "43\n"  # left as it was
+    os.utime(out, ns=(0, 0))  # older than the recording: what the recording replaces
+    with playback(run_id, records=store.root):
+        experiment(LocalExperiment("results"))
+    assert out.read_text() == "42\n"

@@ -92,8 +92,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if verdict.signer is not None:
         print(f"  signer: {verdict.signer_key} ({verdict.signer})")
     if verdict.digest is not None:
-        label = "digest" if verdict.state in ("intact", "untrusted") else "last intact event"
-        print(f"  {label}: {verdict.digest}")
+        if verdict.state in ("intact", "untrusted"):
+            print(f"  digest: {verdict.digest}")
+        else:  # the hash of the last event that holds in every respect, its blobs included
+            print(f"  last intact event: seq {verdict.events - 1}, hash {verdict.digest}")
     if verdict.state == "untrusted":
         print(
             "  what to do: get the signer's public key from its owner (or where they publish "
