@@ -98,3 +98,25 @@ def test_listeners_never_see_a_registered_secret(monkeypatch):
                                                 direction="get", path="/tmp/hunter2.txt",
                                                 done=1, total=None, elapsed_s=0.1))  # fmt: skip
     assert [e.path for e in heard] == ["/tmp/${secret:PW}.txt"]  # type: ignore[union-attr]
+
+
+def test_verifying_a_large_run_says_how_far_it_got(store, monkeypatch):
+    import importlib
+
+    verify_module = importlib.import_module("precip_repro.record.verify")
+    from tests.helpers import record_sample_run
+
+    run = record_sample_run(store, name="large")
+    monkeypatch.setattr(verify_module, "PROGRESS_EVERY", 5)  # the sample's 14 events: large
+    heard: list[progress.ProgressEvent] = []
+    with progress.listening(heard.append):
+        assert verify_module.verify(run.path).intact
+    said = [e for e in heard if isinstance(e, progress.VerifyProgress)]
+    assert [(e.events, e.finished) for e in said] == [(5, False), (10, False), (14, True)]
+    size = (run.path / "events.jsonl").stat().st_size
+    assert said[-1].done == said[-1].total == size and said[0].done < size
+    heard.clear()
+    monkeypatch.setattr(verify_module, "PROGRESS_EVERY", 10_000)
+    with progress.listening(heard.append):
+        verify_module.verify(run.path)
+    assert heard == []  # a small run says nothing

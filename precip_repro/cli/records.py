@@ -17,6 +17,7 @@ from precip_repro.cli.core import (
     Usage,
     resolve,
 )
+from precip_repro.commandline import showing_progress
 from precip_repro.exceptions import (
     AmbiguousRun,
     RecordCorrupted,
@@ -27,10 +28,11 @@ from precip_repro.exceptions import (
 from precip_repro.record.blobs import BlobStore
 from precip_repro.record.events import BlobRef, BlobWithheld
 from precip_repro.record.reader import LogReader
+from precip_repro.record.recovery import recover
 from precip_repro.record.signature import read_signature
 from precip_repro.record.store import EVENTS, OBJECTS, read_checkpoint
 from precip_repro.record.trusted import TrustedKeys
-from precip_repro.record.verify import blob_refs, recover, verify
+from precip_repro.record.verify import blob_refs, verify
 from precip_repro.timeline import timeline
 
 __all__ = ["cmd_cat", "cmd_recover", "cmd_show", "cmd_verify"]
@@ -86,7 +88,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         except SignersUnusable as exc:
             raise Usage(f"--signer: {exc}") from exc
     run_dir = resolve(args)
-    verdict = verify(run_dir, digest=args.digest, signers=signers)
+    with showing_progress(quiet=args.quiet):  # a large run takes a while
+        verdict = verify(run_dir, digest=args.digest, signers=signers)
     print(f"{verdict.run}: {verdict.state}")
     print(f"  {verdict.reason}")
     if verdict.signer is not None:

@@ -11,8 +11,9 @@ from precip_repro.record.events import FORMAT_VERSION, Event, payload_of
 from precip_repro.record.payloads import PAYLOADS, BlobRef, Payload
 from precip_repro.record.reader import LogReader
 from precip_repro.record.recorder import Run
+from precip_repro.record.recovery import Recovery, recover
 from precip_repro.record.store import RunStore
-from precip_repro.record.verify import Recovery, Verdict, recover, verify
+from precip_repro.record.verify import Verdict, verify
 
 __all__ = [
     "BlobRef",

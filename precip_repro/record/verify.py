@@ -22,56 +22,44 @@ names the event written last by then, and the run continues past it (a prefix cl
 
 from __future__ import annotations
 
-import collections
+import contextlib
 import os
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
 import attrs
 
+from precip_repro import progress
 from precip_repro.exceptions import (
     BlobCorrupted,
     RecordCorrupted,
-    RecordError,
-    RecordIncomplete,
-    RecordWriteFailed,
 )
 from precip_repro.logs import get_logger
 from precip_repro.record.blobs import BlobStore
-from precip_repro.record.canonical import JSON
 from precip_repro.record.events import (
-    FORMAT_VERSION,
     Event,
-    converter,
-    parse_ts,
     payload_of,
-    unstructure,
 )
 from precip_repro.record.files import open_regular
-from precip_repro.record.journal import Journal, is_locked
+from precip_repro.record.journal import is_locked
 from precip_repro.record.payloads import (
     RUN_STATUSES,
-    BlobRef,
     BlobWithheld,
-    Payload,
     RunFinished,
-    refs_in,
 )
 from precip_repro.record.reader import LogReader, TornTail
+from precip_repro.record.references import BlobChecker, blob_refs, refs_of
 from precip_repro.record.signature import Signature, read_signature
-from precip_repro.record.signing import Signer, sign_run
 from precip_repro.record.store import (
     EVENTS,
     OBJECTS,
     Checkpoint,
     read_checkpoint,
-    write_checkpoint,
 )
 from precip_repro.record.trusted import TrustedKeys
 
-__all__ = ["EXIT_STATUS", "Recovery", "Verdict", "blob_refs", "recover", "verify"]
+__all__ = ["EXIT_STATUS", "Verdict", "blob_refs", "verify"]
 
 log = get_logger(__name__)
 
@@ -83,7 +71,6 @@ EXIT_STATUS: Final = {
     "abandoned": 3,
     "unsealed": 3,
 }
-_BLOB_KEYS: Final = frozenset({"sha256", "size", "text", "withheld"})
 
 
 @attrs.frozen(kw_only=True)
@@ -133,118 +120,31 @@ class Verdict:
         return self.state == "intact"
 
 
-def _as_ref(value: dict[str, Any]) -> BlobRef | None:
-    if not (
-        "sha256" in value
-        and "size" in value
-        and value.keys() <= _BLOB_KEYS
-        and type(value["sha256"]) is str
-        and type(value["size"]) is int
-        and type(value.get("text", "")) is str
-        and type(value.get("withheld", "")) is str
-    ):
-        return None
-    try:
-        return BlobRef(
-            sha256=value["sha256"],
-            size=value["size"],
-            text=value.get("text"),
-            withheld=value.get("withheld"),
-        )
-    except ValueError:
-        return None  # shaped like a reference, but its sha256 is not 64 hex digits
+PROGRESS_EVERY: Final = 10_000
+"""Events between two progress events of a verification (only a large run says any)."""
 
 
-def _ref_dicts(data: JSON) -> Iterator[dict[str, Any]]:
-    """Every dict in ``data`` shaped like a blob reference."""
-    stack: list[Any] = [data]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, dict):
-            if "sha256" in value and "size" in value and value.keys() <= _BLOB_KEYS:
-                yield value
-            else:
-                stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
+class _VerifyProgress:
+    """What a verification says of itself, to whoever listens: a run of at least
+    :data:`PROGRESS_EVERY` events, every so many events and at the end."""
 
+    def __init__(self, reader: LogReader, run: str) -> None:
+        self._reader, self._run = reader, run
+        self._total: int | None = None
+        self._spoke = False
 
-def blob_refs(event: Event, *, run: str | None = None, withheld: bool = False) -> Iterator[BlobRef]:
-    """Every stored blob an event refers to: the typed reference fields of a type this
-    version knows; anything shaped like a reference in a type it does not know (a newer
-    writer's). With ``withheld``, also the references kept by hash only. Raises
-    :class:`RecordCorrupted` when a known type's data does not fit."""
-    for ref in _refs(payload_of(event, run=run), event.data):
-        if withheld or ref.withheld is None:
-            yield ref  # a withheld blob was never stored: nothing to check
-
-
-def _refs(payload: Payload | None, data: JSON) -> Iterable[BlobRef]:
-    # A known type's typed reference fields; in a type this version does not know,
-    # whatever looks like a reference.
-    if payload is not None:
-        return refs_in(payload)
-    return filter(None, map(_as_ref, _ref_dicts(data)))
-
-
-class _BlobChecker:
-    """Hashes referenced blobs on a few threads while the log is still being read."""
-
-    def __init__(self, store: BlobStore, *, workers: int) -> None:
-        self._store = store
-        self._seen: set[tuple[Any, ...]] = set()
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify-blob")
-        self._pending: collections.deque[tuple[Future[None], int, str]] = collections.deque()
-        self._limit = workers * 4
-        self.failures: list[tuple[int, BlobCorrupted, str]] = []
-        """(seq, error, prev): the event that refers to a bad blob, and the hash of the
-        event before it — the last one intact in every respect."""
-        self.checked = 0
-
-    def offer(self, ref: BlobRef, seq: int, prev: str) -> None:
-        """Check a reference unless the same one was checked already."""
-        if ref.withheld is not None:
+    def now(self, *, finished: bool = False) -> None:
+        reader = self._reader
+        if not progress.active() or (finished and not self._spoke) or not reader.count:
             return
-        key = (ref.sha256, ref.size, ref.text is not None)
-        if key in self._seen:
-            return
-        self._seen.add(key)
-        self._submit(ref, seq, prev)
-
-    def _submit(self, ref: BlobRef, seq: int, prev: str) -> None:
-        self.checked += 1
-        if ref.text is not None:
-            self._check(ref, seq, prev)
-            return
-        self._pending.append((self._pool.submit(self._store.check, ref), seq, prev))
-        while len(self._pending) > self._limit:
-            self._collect()
-
-    def _check(self, ref: BlobRef, seq: int, prev: str) -> None:
-        try:
-            self._store.check(ref)
-        except BlobCorrupted as exc:
-            self.failures.append((seq, exc, prev))
-
-    def _collect(self) -> None:
-        future, seq, prev = self._pending.popleft()
-        try:
-            future.result()
-        except BlobCorrupted as exc:
-            self.failures.append((seq, exc, prev))
-        except OSError as exc:
-            self.failures.append(
-                (seq, BlobCorrupted(f"blob could not be read: {exc}", path=exc.filename), prev)
-            )
-
-    def finish(self, *, withheld: Iterable[str] = ()) -> tuple[int, BlobCorrupted, str] | None:
-        """The first failure, leaving out blobs a later ``blob.withheld`` removed."""
-        while self._pending:
-            self._collect()
-        self._pool.shutdown()
-        excused = set(withheld)
-        failures = [failure for failure in self.failures if failure[1].blob not in excused]
-        return min(failures, key=lambda failure: failure[0]) if failures else None
+        if self._total is None:
+            with contextlib.suppress(OSError):
+                self._total = reader.path.stat().st_size
+        self._spoke = True
+        progress.emit(
+            progress.VerifyProgress(run=self._run, events=reader.count, done=reader.end,
+                                    total=self._total or reader.end, finished=finished)
+        )  # fmt: skip
 
 
 def verify(
@@ -290,7 +190,7 @@ def verify(
         checkpoint_problem = exc
 
     reader = LogReader(events_path, run=run_id)
-    checker = _BlobChecker(
+    checker = BlobChecker(
         BlobStore(run_dir / OBJECTS, run=run_id),
         workers=workers or min(4, os.cpu_count() or 1),
     )
@@ -300,8 +200,11 @@ def verify(
     wanted = digest.lower() if digest is not None else None
     digest_at: Event | None = None
     version: int | None = None
+    said = _VerifyProgress(reader, run_id)
     try:
         for event in reader:
+            if reader.count % PROGRESS_EVERY == 0:
+                said.now()
             if event.seq == 0:
                 version = event.v
                 if event.type != "run.started":
@@ -329,12 +232,13 @@ def verify(
             if observe is not None:
                 observe(event)
             if check_blobs:
-                for ref in _refs(payload, event.data):
+                for ref in refs_of(payload, event.data):
                     checker.offer(ref, event.seq, event.prev)
     except RecordCorrupted as exc:
         problem = exc
     finally:
         blob_failure = checker.finish(withheld=withheld)
+        said.now(finished=True)
 
     intact_events, last_intact = reader.count, reader.last_hash
     if blob_failure is not None and (problem is None or blob_failure[0] < (problem.seq or 0)):
@@ -568,138 +472,3 @@ def _checkpoint_mismatch(
             reader.count,
         )
     return None
-
-
-@attrs.frozen(kw_only=True)
-class Recovery:
-    """What ``recover`` did: ``finished`` (appended run.finished), ``checkpoint`` (wrote
-    only the missing checkpoint) or ``nothing`` (the run was already intact)."""
-
-    action: str
-    run: str
-    digest: str
-    events: int
-    torn_tail: BlobRef | None = None
-    signature: Signature | None = None
-    """Whose signature recover wrote over the new checkpoint (None: unsigned, or unchanged)."""
-    signing_problem: str | None = None
-    """Why the checkpoint recover wrote is unsigned, when signing failed."""
-
-
-def _nothing_to_do(verdict: Verdict) -> Recovery:
-    assert verdict.digest is not None
-    return Recovery(action="nothing", run=verdict.run, digest=verdict.digest, events=verdict.events)
-
-
-def recover(run_dir: Path, *, sign: bool = True, signer: Signer | None = None) -> Recovery:
-    """Finish an abandoned run: save a torn tail as a blob, cut it off, append
-    ``run.finished`` with status ``interrupted``, write the checkpoint and sign it (as
-    :meth:`Run.finish` does; a key that cannot sign leaves it unsigned).
-
-    Refuses an open run (:class:`RunLocked`), a corrupt one (:class:`RecordCorrupted`) and
-    an empty one (:class:`RecordIncomplete`). Intact events are never rewritten.
-    """
-    events_path = run_dir / EVENTS
-    try:
-        open_regular(events_path, what="event log", run=run_dir.name).close()
-    except FileNotFoundError:
-        raise RecordCorrupted(
-            f"{events_path} is missing: nothing to recover", path=events_path
-        ) from None
-    try:
-        journal = Journal.acquire(events_path, run=run_dir.name)
-    except RecordError:
-        raise
-    except OSError as exc:
-        # A reviewer's read-only copy: a finished run needs nothing written.
-        verdict = verify(run_dir)
-        if verdict.state == "intact":
-            return _nothing_to_do(verdict)
-        raise RecordWriteFailed(
-            f"cannot open {events_path} for writing to recover run {verdict.run} "
-            f"({verdict.state}): {exc.strerror or exc}; nothing was changed. Recover a "
-            "writable copy instead (cp -a the run directory, then recover the copy)",
-            cause=exc,
-            run=verdict.run,
-            path=events_path,
-        ) from exc
-    try:
-        verdict = verify(run_dir, _ignore_lock=True)
-        if verdict.state == "intact":
-            return _nothing_to_do(verdict)
-        if verdict.state == "corrupt":
-            raise RecordCorrupted(
-                f"run {verdict.run} is corrupt, not abandoned — recover changes nothing: "
-                f"{verdict.reason}",
-                run=verdict.run,
-                seq=verdict.seq,
-                line=verdict.line,
-                blob=verdict.blob,
-            )
-        if verdict.events == 0:
-            raise RecordIncomplete(
-                f"run {verdict.run} holds no intact event, so there is nothing to finish; "
-                f"remove {run_dir} if it is of no use",
-                run=verdict.run,
-                path=run_dir,
-            )
-        assert verdict.digest is not None
-        version = verdict.version or FORMAT_VERSION
-        if verdict.has_finished_event and verdict.torn is None:
-            write_checkpoint(
-                run_dir,
-                Checkpoint(
-                    run=verdict.run, events=verdict.events, digest=verdict.digest, v=version
-                ),
-            )
-            log.info("checkpoint rewritten", run=verdict.run, digest=verdict.digest)
-            signed = sign_run(run_dir, run=verdict.run, signer=signer) if sign else None
-            return Recovery(
-                action="checkpoint",
-                run=verdict.run,
-                digest=verdict.digest,
-                events=verdict.events,
-                signature=signed.signature if signed else None,
-                signing_problem=signed.problem if signed else None,
-            )
-        blobs = BlobStore(run_dir / OBJECTS, run=verdict.run)
-        torn_ref: BlobRef | None = None
-        recovered: dict[str, JSON] = {"reason": verdict.reason}
-        if verdict.torn is not None:
-            # Keep the torn bytes: they are the last thing the writer was saying.
-            with events_path.open("rb") as f:
-                f.seek(verdict.torn.offset)
-                torn_ref = blobs.put_stream(f)
-            blobs.sync()
-            recovered["torn_tail"] = converter.unstructure(torn_ref)
-            recovered["torn_line"] = verdict.torn.line
-        # A run is one version throughout: a v1 run is finished in v1.
-        journal.resume_at(
-            seq=verdict.events, prev=verdict.digest, end=verdict.end_offset, v=version
-        )
-        assert verdict.first_ts is not None and verdict.last_ts is not None
-        finished = RunFinished(
-            status="interrupted",
-            events=verdict.events + 1,
-            duration_ns=parse_ts(verdict.last_ts) - parse_ts(verdict.first_ts),
-            digest=verdict.digest,
-            recovered=recovered,
-        )
-        event = journal.append(finished.TYPE, unstructure(finished), sync=True, final=True)
-        write_checkpoint(
-            run_dir,
-            Checkpoint(run=verdict.run, events=verdict.events + 1, digest=event.hash, v=version),
-        )
-        log.info("run recovered", run=verdict.run, digest=event.hash, torn=torn_ref is not None)
-        signed = sign_run(run_dir, run=verdict.run, signer=signer) if sign else None
-        return Recovery(
-            action="finished",
-            run=verdict.run,
-            digest=event.hash,
-            events=verdict.events + 1,
-            torn_tail=torn_ref,
-            signature=signed.signature if signed else None,
-            signing_problem=signed.problem if signed else None,
-        )
-    finally:
-        journal.close()
