@@ -136,6 +136,8 @@ class Comparing:
     hostname) are one: clouds reach an instance differently."""
     target_facts: bool = False
     """``list`` results leave out images, types and addresses: facts of the target."""
+    text_limit: int = TEXT_LIMIT
+    """Content up to this size is compared as normalised text, larger by its hash."""
 
 
 DIFF_COMPARING: Final = Comparing()
@@ -146,6 +148,9 @@ REPLAY_COMPARING: Final = Comparing(
     tolerance=None,
     one_host=True,
     target_facts=True,
+    # What a replay sends it rewrites (addresses) up to this size: it must compare as text
+    # up to the same size, or its own rewriting would be a divergence.
+    text_limit=16 << 20,
 )
 """What a replay's verdicts compare."""
 
@@ -189,9 +194,11 @@ class ComparisonSide:
         found = self._args.get(call.number)
         if found is None:
             model = method(call.method)
+            # The defaults of arguments an older record left out: the same call as a newer
+            # record's that holds them.
             found = self._args[call.number] = {
                 k: self._arg(k, v, model.local_paths)
-                for k, v in call.args.items()
+                for k, v in model.bound(call.args).items()
                 if k not in model.placed
             }
         return found
@@ -213,9 +220,12 @@ class ComparisonSide:
         except TypeError:  # an integer beyond 64 bits: json writes those
             return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
-    def content_text(self, ref: ContentRef | None) -> str | None:
-        """The normalised text of some content, when it is text and small enough."""
-        found = self.reader.text(ref, limit=TEXT_LIMIT)
+    def content_text(self, ref: ContentRef | None, *, limit: int = TEXT_LIMIT) -> str | None:
+        """The normalised text of some content, when it is text and small enough — never
+        of withheld content (it held a secret: compared by its hash, never shown)."""
+        if ref is None or ref.withheld:
+            return None
+        found = self.reader.text(ref, limit=limit)
         return None if found is None else self.text(found)
 
 
@@ -245,6 +255,8 @@ def content_difference(
     b: ComparisonSide,
     ref_a: ContentRef | None,
     ref_b: ContentRef | None,
+    *,
+    limit: int = TEXT_LIMIT,
     **where: str,
 ) -> Difference | None:
     """How two contents differ: their texts (normalised) when both are text, else their
@@ -253,7 +265,7 @@ def content_difference(
     sha_b = ref_b.sha256 if ref_b else None
     if sha_a == sha_b:
         return None
-    text_a, text_b = a.content_text(ref_a), b.content_text(ref_b)
+    text_a, text_b = a.content_text(ref_a, limit=limit), b.content_text(ref_b, limit=limit)
     if text_a is not None and text_b is not None:
         if text_a == text_b:
             return None
@@ -334,7 +346,7 @@ def compare_calls(
         if result_a != result_b:
             yield Difference(kind=DifferenceKind.RESULT, a=result_a, b=result_b)
     yield from _compare_commands(a, b, ca, cb, how)
-    yield from _compare_files(a, b, ca, cb)
+    yield from _compare_files(a, b, ca, cb, how)
     if how.tolerance is not None and ca.duration_ns is not None and cb.duration_ns is not None:
         delta = abs(cb.duration_ns - ca.duration_ns)
         if delta >= 1_000_000_000 and delta > how.tolerance * ca.duration_ns:
@@ -390,14 +402,15 @@ def _compare_commands(
             )
         for stream in (DifferenceKind.STDOUT, DifferenceKind.STDERR):
             found = content_difference(
-                stream, a, b, getattr(one, stream), getattr(other, stream), slot=slot
-            )
+                stream, a, b, getattr(one, stream), getattr(other, stream),
+                limit=how.text_limit, slot=slot,
+            )  # fmt: skip
             if found is not None:
                 yield found
 
 
 def _compare_files(
-    a: ComparisonSide, b: ComparisonSide, ca: CallView, cb: CallView
+    a: ComparisonSide, b: ComparisonSide, ca: CallView, cb: CallView, how: Comparing
 ) -> Iterator[Difference]:
     files_a, files_b = _files(a, ca), _files(b, cb)
     for where in sorted(set(files_a) | set(files_b), key=lambda w: (slot_order(w[0]), w[1:])):
@@ -412,7 +425,8 @@ def _compare_files(
             )
             continue
         found = content_difference(
-            DifferenceKind.FILE, a, b, one.content, other.content, slot=where[0], name=where[2]
-        )
+            DifferenceKind.FILE, a, b, one.content, other.content,
+            limit=how.text_limit, slot=where[0], name=where[2],
+        )  # fmt: skip
         if found is not None:
             yield found

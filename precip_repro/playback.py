@@ -24,7 +24,6 @@ from precip_repro.exceptions import (
     ContentWithheld,
     ExperimentException,
     PlaybackMismatch,
-    TransferFailed,
     UnrecordableValue,
 )
 from precip_repro.messages import NO_EXIT_STATUS, STDERR_TAIL, shown_command, shown_difference
@@ -75,7 +74,9 @@ _Key = tuple[str, str, dict[str, Any]]
 
 
 def _key(exp: str, name: str, args: dict[str, Any]) -> _Key:
-    return exp, name, _comparable(method(name), args)
+    # With the defaults of arguments a record of an older version left out: the same call.
+    model = method(name)
+    return exp, name, _comparable(model, model.bound(args))
 
 
 def _show(exp: str, method: str, args: dict[str, Any], shown: dict[str, str] | None = None) -> str:
@@ -243,12 +244,13 @@ class Playback:
         if there is not None and there.st_mtime_ns > moved.at_ns:
             if target.read_bytes() == content:
                 return
-            raise TransferFailed(
+            raise PlaybackMismatch(
                 f"playback of get {moved.remote_path} would write over {target}, which "
                 "changed after the recording (newer than it, other bytes): move it away "
                 "or point the script elsewhere — it is left as it is",
-                instance=moved.instance_id,
-                slot=moved.slot,
+                call=moved.call,
+                recorded=f"{moved.remote_path} → {target}: {len(content)} bytes",
+                attempted=f"{target} holds {there.st_size} newer bytes",
             )
         target.write_bytes(content)
 

@@ -63,10 +63,11 @@ exit status:
      on an internal error
   130  interrupted (Ctrl-C): instances deprovisioned, the replay run finished interrupted
 
-CLOUD is one of: local, ec2, openstack, eucalyptus, nimbus. One --to CLOUD for every
-experiment, or --to e1=local --to e2=ec2 per experiment. Endpoints, regions and the names of
-the environment variables holding credentials come from the mapping file ([cloud] or
-[e2.cloud]); credentials never appear on the command line or in the record.
+CLOUD is one of: local, ec2, openstack (its EC2 API), openstack-native, eucalyptus, nimbus.
+One --to CLOUD for every experiment, or --to e1=local --to e2=ec2 per experiment. Endpoints,
+regions and the names of the environment variables holding credentials come from the
+mapping file ([cloud] or [e2.cloud]); credentials never appear on the command line or in
+the record.
 """
 
 
@@ -286,10 +287,9 @@ def _replay(args: argparse.Namespace) -> int:
         names = "; ".join(f"#{v.step} {v.label}" for v in diverged)
         print(f"DIVERGED at {len(diverged)} step(s): {names}")
         return EXIT_DIVERGED
-    skipped = len(steps) - len(engine.verdicts)
+    # The engine stops early only on a cloud failure or a --strict divergence, both above.
     print(
         f"REPRODUCED: all {len(engine.verdicts)} steps"
-        + (f" ({skipped} not run)" if skipped else "")
         + (f" up to call #{stopped.number}, where the recording was stopped" if stopped else "")
     )
     return EXIT_REPRODUCED

@@ -33,6 +33,8 @@ class Comparison(RecordedContent):
     run_path: Path | None
     _own: GrowingView | None = None
     _source_side: ComparisonSide | None = None
+    _own_side: ComparisonSide | None = None
+    _own_names: tuple[object, ...] = ()
 
     def _differences(self, call: CallView, new_call: int) -> list[Difference] | None:
         """The differences between the recorded ``call`` and the replay's call
@@ -50,5 +52,16 @@ class Comparison(RecordedContent):
         replayed = own.calls.get(new_call)
         if replayed is None:
             return None
-        side = ComparisonSide(own.build(), one_host=True)
-        return list(compare_calls(self._source_side, side, call, replayed, REPLAY_COMPARING))
+        # The replay's side is made again only when its instances changed (launched, ready
+        # at new addresses): a view and a normaliser per step made long replays quadratic.
+        names = tuple(
+            (slot, tuple(view.instance_ids), view.public_address, view.private_address,
+             view.public_hostname, view.private_hostname, len(view.earlier_addresses))
+            for slot, view in own.instances.items()
+        )  # fmt: skip
+        if self._own_side is None or names != self._own_names:
+            self._own_side = ComparisonSide(own.build(), one_host=True)
+            self._own_names = names
+        return list(
+            compare_calls(self._source_side, self._own_side, call, replayed, REPLAY_COMPARING)
+        )

@@ -123,6 +123,8 @@ class Engine(Targets, Comparison):
         self.stand_ins: dict[str, Path] = {}
         """sha256 → the user's own copy of content the recording withheld."""
         self.verdicts: list[StepVerdict] = []
+        self.planned = 0
+        """Steps in the plan (the verdicts may stop short of them)."""
         self.cloud_failed: str | None = None
         self.run_path: Path | None = None
         self.run_id: str | None = None
@@ -220,6 +222,7 @@ class Engine(Targets, Comparison):
             if run is not None:
                 self.run_path, self.run_id = run.path, run.id
             counts: dict[str, int] = {}
+            self.planned = len(steps)
             for position, step in enumerate(steps, 1):
                 if step.gap_s > 0:
                     time.sleep(min(step.gap_s, self.max_gap))
@@ -265,11 +268,19 @@ class Engine(Targets, Comparison):
         counts: dict[str, int] = {}
         for verdict in self.verdicts:
             counts[verdict.verdict] = counts.get(verdict.verdict, 0) + 1
-        overall = "diverged" if counts.get("diverged") else "reproduced"
+        # A replay stopped before its last step (Ctrl-C, the cloud failing) proves nothing of
+        # the steps it did not run: it is incomplete, however well the others went.
+        if counts.get("diverged"):
+            overall = "diverged"
+        elif len(self.verdicts) < self.planned:
+            overall = "incomplete"
+        else:
+            overall = "reproduced"
         text = f"replay {overall}: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+        text += f" of {self.planned} steps"
         first = next(iter(self.experiments.values()))
         with contextlib.suppress(ExperimentException):
-            first.note(text, replay_verdict=overall, steps=counts)
+            first.note(text, replay_verdict=overall, steps=counts, of=self.planned)
 
     def _step(self, step: Step) -> StepVerdict:
         call = step.call

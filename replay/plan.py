@@ -72,12 +72,14 @@ _OVERLAP: Final = 256
 
 def secrets_needed(view: RunView) -> set[str]:
     """The names of the secrets the recording redacted — in arguments, results, errors,
-    notes and command outputs (inline or stored). Each must be bound again: a secret used
-    only where the script read it on an instance (a command printing a key file) would
-    otherwise reach the replay's own record in clear."""
+    notes and command outputs (inline or stored) — or withheld content for (a file moved,
+    the script or a module holding one). Each must be bound again: a secret used only
+    where the script read it on an instance (a command printing a key file), or inside a
+    file the replay sends, would otherwise reach the replay's own record in clear."""
     found: set[str] = set()
     reader = ContentReader(view)
     scanned: set[str] = set()  # the same output (every instance's "ok") is read once
+    withheld = [view.script, *(module.content for module in view.modules.values())]
     for call in view.calls:
         found |= set(SECRET_PLACEHOLDER.findall(repr((call.args, call.result, call.error))))
         for command in call.commands:
@@ -85,9 +87,18 @@ def secrets_needed(view: RunView) -> set[str]:
                 if ref is not None and ref.sha256 not in scanned:
                     scanned.add(ref.sha256)
                     found |= _placeholders(reader, ref)
+                withheld.append(ref)
+        withheld += [moved.content for moved in call.files]
     for _, text, fields in view.notes:
         found |= set(SECRET_PLACEHOLDER.findall(repr((text, fields))))
+    for ref in withheld:
+        if ref is not None and ref.withheld:
+            found |= set(_WITHHELD_FOR.findall(ref.withheld))
     return found
+
+
+_WITHHELD_FOR: Final = re.compile(r"holds secret ([A-Za-z0-9_]+)")
+"""The reason a content reference withheld for a secret gives (``holds secret NAME``)."""
 
 
 def _placeholders(reader: ContentReader, ref: ContentRef) -> set[str]:

@@ -12,6 +12,7 @@ import re
 from typing import Any, Final
 
 from precip_repro import (
+    REPLAY_COMPARING,
     SECRET_PLACEHOLDER,
     Experiment,
     Normalizer,
@@ -23,7 +24,7 @@ from precip_repro import (
 
 __all__ = ["REMAP_LIMIT", "Remapper"]
 
-REMAP_LIMIT: Final = 16 << 20
+REMAP_LIMIT: Final = REPLAY_COMPARING.text_limit
 """Text files up to this size that a put sends have source instances' values remapped."""
 
 _STAND_INS: Final = {

@@ -470,3 +470,32 @@ def test_after_a_bad_blob_verify_names_the_last_event_before_the_one_that_refers
     assert code == 1 and f"{run.id}: corrupt" in out
     assert f"event seq {first['seq']} (line {first['seq'] + 1}) refers to a bad blob" in out
     assert f"last intact event: seq {first['seq'] - 1}, hash {first['prev']}" in out
+
+
+def test_verify_signer_refuses_what_is_not_a_bounded_regular_file(capsys, store):
+    run = record_sample_run(store, name="signed")
+    code, _, err = cli(capsys, store, "verify", run.id, "--signer", "/dev/zero")
+    assert code == 2 and "cannot use the signer file /dev/zero" in err
+
+
+def test_diff_json_is_strict_json_whatever_numbers_the_runs_hold(capsys, store):
+    import json
+
+    from precip_repro.record.payloads import Note
+
+    runs = []
+    for best in (float("inf"), 1.5):
+        run = Run.open(store, name=f"best-{best}")
+        run.append(Note(text="result", fields={"best": best}))
+        run.finish()
+        runs.append(run)
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    code, out, _ = cli(capsys, store, "diff", runs[0].id, runs[1].id, "--json")
+    assert code == 1
+    document = json.loads(out, parse_constant=refuse)
+    (note,) = document["run"]
+    assert note["a"]["fields"]["best"] == {"$float": "Infinity"}
+    assert note["b"]["fields"]["best"] == 1.5

@@ -26,12 +26,14 @@ def ls(capsys, store: RunStore, *args: str) -> tuple[int, str]:
     return code, capsys.readouterr().out
 
 
-def a_replay(store: RunStore, source: str, verdicts: dict[str, int]) -> Run:
+def a_replay(
+    store: RunStore, source: str, verdicts: dict[str, int], *, overall: str | None = None
+) -> Run:
     """A replay's run as precip-replay leaves it: the source named, its verdict last."""
     run = Run.open(store, name="replay-sweep", replay_of=ReplayOf(run=source, digest="0" * 64))
-    overall = "diverged" if verdicts.get("diverged") else "reproduced"
+    overall = overall or ("diverged" if verdicts.get("diverged") else "reproduced")
     run.append(Note(text=f"replay {overall}", fields={"replay_verdict": overall,
-                                                      "steps": verdicts}))  # fmt: skip
+                                                      "steps": verdicts, "of": 40}))  # fmt: skip
     run.finish()
     return run
 
@@ -53,9 +55,9 @@ def test_ls_shows_a_replays_verdict_its_source_the_script_digest_and_signer(caps
     assert code == 0
     rows = {line.split()[0]: line for line in out.splitlines()[1:]}
     bad = rows[runs["bad"].id]
-    assert "ok, diverged (12 diverged, 28 reproduced)" in bad
+    assert "ok, diverged (12 diverged, 28 reproduced of 40)" in bad
     assert bad.rstrip().endswith(runs["sweep"].id)
-    assert "ok, reproduced (40 reproduced)" in rows[runs["good"].id]
+    assert "ok, reproduced (40 reproduced of 40)" in rows[runs["good"].id]
     sweep = rows[runs["sweep"].id]
     assert " sweep.py " in sweep
     assert (runs["sweep"].digest or "")[:12] in sweep
@@ -130,3 +132,22 @@ def test_show_names_the_scripts_hash(capsys, store, runs):
     assert main(["--records", str(store.root), "show", runs["sweep"].id]) == 0
     out = capsys.readouterr().out
     assert re.search(r"run\.started .*, script \S+sweep\.py \(sha256 [0-9a-f]{64}\)", out), out
+
+
+def test_only_a_replays_own_note_gives_a_verdict_and_a_short_one_is_incomplete(capsys, store):
+    plain = Run.open(store, name="mimic")
+    plain.append(Note(text="looks like one", fields={"replay_verdict": "reproduced"}))
+    plain.finish()
+    short = a_replay(store, plain.id, {"reproduced": 3}, overall="incomplete")
+    rows = {line.split()[0]: line for line in ls(capsys, store)[1].splitlines()[1:]}
+    assert "reproduced" not in rows[plain.id]  # a script's note is not a replay's verdict
+    assert "ok, incomplete (3 reproduced of 40)" in rows[short.id]
+    listed = [
+        line.split()[0] for line in ls(capsys, store, "--status", "incomplete")[1].splitlines()[1:]
+    ]
+    assert listed == [short.id]
+
+
+def test_a_since_further_back_than_any_date_is_one_line(capsys, store, runs):
+    assert main(["--records", str(store.root), "ls", "--since", "99999999d"]) == 2
+    assert "further back than any date can be" in capsys.readouterr().err

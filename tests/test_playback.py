@@ -382,7 +382,7 @@ def test_float_arguments_compare_by_their_decimal_text_as_v1_recorded_them():
 def test_playback_never_writes_over_a_result_changed_since_the_recording(
     local_experiment, store, tmp_path
 ):
-    from precip_repro import LocalExperiment, TransferFailed, finish_run
+    from precip_repro import LocalExperiment, PlaybackMismatch, finish_run
     from precip_repro.testing import playback
 
     results = tmp_path / "results"
@@ -402,7 +402,7 @@ def test_playback_never_writes_over_a_result_changed_since_the_recording(
     finish_run()
     assert out.read_text() == "42\n"
     out.write_text("43\n")  # a newer result of the user's, after the recording
-    refused = pytest.raises(TransferFailed, match=f"would write over {out}, which changed after")
+    refused = pytest.raises(PlaybackMismatch, match=f"would write over {out}, which changed after")
     with refused, playback(run_id, records=store.root):
         experiment(LocalExperiment("results"))
     assert out.read_text() == "43\n"  # left as it was

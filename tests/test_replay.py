@@ -570,6 +570,14 @@ def test_a_file_kept_by_hash_only_is_replayed_from_the_users_copy_or_refused_fir
     assert len(replay_runs(store, source)) == 1  # only the first replay's
     assert {s.instance_id for s in live_local_instances()} == before
 
+    # The secret was only ever inside the file: it must be bound again all the same, or the
+    # file the replay sends would be stored in its record in clear.
+    config.write_text("token = tok-7654321\n")
+    monkeypatch.delenv("PRECIP_TEST_TOKEN")
+    assert replay([source, "--records", str(store.root), "--to", "local"]) == 2
+    assert "PRECIP_TEST_TOKEN" in capsys.readouterr().err
+    assert len(replay_runs(store, source)) == 1
+
 
 def test_calls_that_failed_or_sent_nothing_when_recorded_replay_the_same(
     store, tmp_path, capsys, local_experiment
@@ -761,6 +769,9 @@ def test_output_piped_into_head_ends_a_plan_quietly_and_a_replay_deprovisioned_s
     assert [s for s in live_local_instances() if s.run == replayed] == []
     (ending,) = [n for n in events(store, replayed, "note") if "ended" in n["fields"]]
     assert ending["text"].startswith("the replay ended with an uncaught BrokenPipeError")
+    # Stopped before its last step, it is never called reproduced (ls reads this note).
+    verdicts = [n for n in events(store, replayed, "note") if "replay_verdict" in n["fields"]]
+    assert all(n["fields"]["replay_verdict"] == "incomplete" for n in verdicts), verdicts
 
 
 def test_a_read_only_store_is_refused_before_anything_starts_saying_how_to_replay_it(

@@ -27,6 +27,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     import json
 
     from precip_repro.diff import DiffResult, diff_runs, render_text
+    from precip_repro.record.canonical import jsonable
 
     if not args.tolerance >= 0:  # nan too: it would silently compare no duration
         raise Usage(f"--tolerance must be a percentage of at least 0, not {args.tolerance}")
@@ -39,7 +40,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
     (result,) = compared
     result.a["digest"], result.b["digest"] = digest_a, digest_b
     if args.json:
-        print(json.dumps(result.to_json(), indent=1, sort_keys=True, ensure_ascii=False))
+        # Numbers JSON cannot carry (NaN, infinities, integers beyond 2^53) in the record's
+        # typed encoding (records/README.md, "Numbers"): the output is strict JSON.
+        document = jsonable(result.to_json())
+        print(json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False))
     else:
         for line in render_text(result):
             print(line)

@@ -43,7 +43,7 @@ def ls_options(ls: argparse.ArgumentParser) -> None:
         metavar="STATUS",
         help="only runs that ended so (ok, failed, interrupted, open, abandoned, unsealed, "
         "unreadable) "
-        "or replays with that verdict (reproduced, diverged)",
+        "or replays with that verdict (reproduced, diverged, incomplete)",
     )
     ls.add_argument(
         "--since",
@@ -68,7 +68,10 @@ def _since(text: str) -> int:
     """``--since`` as nanoseconds since the epoch."""
     ago = _AGO.fullmatch(text)
     if ago:
-        when = datetime.now(UTC) - timedelta(**{_UNITS[ago.group(2)]: int(ago.group(1))})
+        try:
+            when = datetime.now(UTC) - timedelta(**{_UNITS[ago.group(2)]: int(ago.group(1))})
+        except (OverflowError, ValueError):
+            raise Usage(f"--since {text!r}: further back than any date can be") from None
     else:
         try:
             when = datetime.fromisoformat(text)

@@ -106,6 +106,8 @@ class Method:
     def bound(self, args: Mapping[str, JSON]) -> dict[str, JSON]:
         """Recorded arguments with the defaults of those the record left out (a run recorded
         before an argument was recorded), in the table's order; unknown ones kept last."""
+        if len(args) >= len(self.params) and all(name in args for name in self.names):
+            return dict(args)  # a record of this version holds them all
         out: dict[str, JSON] = {}
         for param in self.params:
             if param.name in args:

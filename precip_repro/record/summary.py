@@ -131,6 +131,8 @@ def _verdict(lines: list[dict[str, Any]]) -> str | None:
                     if isinstance(steps, dict)
                     else ""
                 )
+                if counts and isinstance(fields.get("of"), int):
+                    counts += f" of {fields['of']}"
                 return (
                     f"{fields['replay_verdict']} ({counts})" if counts else fields["replay_verdict"]
                 )
@@ -150,6 +152,7 @@ def summarize(run_dir: Path) -> RunSummary:
     try:
         checkpoint = read_checkpoint(run_dir)
         if checkpoint is not None:
+            started = _started(_first_line(events_path))
             lines = _tail_lines(events_path)
             last = lines[-1] if lines else {}
             found = last.get("data")
@@ -162,10 +165,11 @@ def summarize(run_dir: Path) -> RunSummary:
                 status=status if isinstance(status, str) else "unreadable",
                 events=checkpoint.events,
                 duration_ns=duration if isinstance(duration, int) else None,
-                verdict=_verdict(lines),
+                # Only a replay's own note says its verdict (a script's note may look alike).
+                verdict=_verdict(lines) if started.get("replay_of") else None,
                 digest=checkpoint.digest,
                 signer=_signer(run_dir, checkpoint),
-                **_started(_first_line(events_path)),
+                **started,
             )
         head, tail = _first_line(events_path), _last_line(events_path)
         if head is None and events_path.stat().st_size > 0:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Final
 
 import attrs
 from sshsig.allowed_signers import AllowedSigner
 
-from precip_repro.exceptions import SignersUnusable
+from precip_repro.exceptions import RecordCorrupted, SignersUnusable
+from precip_repro.record.files import read_bounded
 from precip_repro.record.signature import (
     NAMESPACE,
     Signature,
@@ -22,6 +24,10 @@ from precip_repro.record.signature import (
 from precip_repro.record.signing import public_key_of
 
 __all__ = ["Trusted", "TrustedKeys"]
+
+
+SIGNERS_LIMIT: Final = 1 << 20
+"""The largest signer file ``--signer`` reads (an allowed_signers file of thousands of keys)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -48,14 +54,22 @@ class TrustedKeys:
     @classmethod
     def load(cls, path: Path) -> TrustedKeys:
         """Raises :class:`SignersUnusable` naming the file and line when it holds no key."""
+        give = "give a public key file (alice.pub) or an OpenSSH allowed_signers file"
         try:
-            text = path.read_bytes()
+            # A regular file of bounded size: /dev/zero or a FIFO must not hang verify.
+            found = read_bounded(path, limit=SIGNERS_LIMIT, what="signer file", run=None)
         except OSError as exc:
             raise SignersUnusable(
-                f"cannot read the signer file {path}: {exc.strerror or exc}; give a public "
-                "key file (alice.pub) or an OpenSSH allowed_signers file",
-                path=path,
+                f"cannot read the signer file {path}: {exc.strerror or exc}; {give}", path=path
             ) from None
+        except RecordCorrupted as exc:
+            raise SignersUnusable(f"cannot use the signer file {path}: {exc}; {give}",
+                                  path=path) from None  # fmt: skip
+        if found is None:
+            raise SignersUnusable(
+                f"cannot read the signer file {path}: it does not exist; {give}", path=path
+            )
+        text = found
         if text.startswith(b"-----BEGIN"):
             return cls(source=path, keys=(_private_as_trusted(path),))
         try:
