@@ -16,8 +16,9 @@ from precip_repro.cli.compare import cmd_diff, cmd_report
 from precip_repro.cli.core import status_of
 from precip_repro.cli.leaks import cmd_gc
 from precip_repro.cli.listing import LS_HELP, cmd_ls, ls_options
-from precip_repro.cli.records import cmd_cat, cmd_recover, cmd_show, cmd_verify
+from precip_repro.cli.records import cmd_cat, cmd_recover, cmd_verify
 from precip_repro.cli.scripts import cmd_demo, cmd_run
+from precip_repro.cli.showing import cmd_show, show_options
 from precip_repro.commandline import Parser, add_version, common_options, parse, run_command
 
 __all__ = ["main"]
@@ -59,8 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         return cmd
 
     ls_options(add("ls", cmd_ls, LS_HELP))
-    show = add("show", cmd_show, "print a run's timeline, one line per event")
-    show.add_argument("run", metavar="RUN")
+    show_options(add("show", cmd_show, "print a run's timeline, one line per event"))
     check = add("verify", cmd_verify, "check a run's hash chain, checkpoint and blobs")
     check.add_argument("run", metavar="RUN")
     check.add_argument(

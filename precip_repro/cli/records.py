@@ -1,4 +1,4 @@
-"""The commands that read a run as it is: ls, show, verify, recover, cat."""
+"""The commands that check and mend a run, and read its blobs: verify, recover, cat."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pathlib import Path
 import attrs
 
 from precip_repro.cli.core import (
-    EXIT_BAD,
     EXIT_INCOMPLETE,
     EXIT_OK,
     HEX_RE,
@@ -19,7 +18,6 @@ from precip_repro.cli.core import (
 )
 from precip_repro.exceptions import (
     AmbiguousRun,
-    RecordCorrupted,
     RecordWriteFailed,
     RunNotFound,
     SignersUnusable,
@@ -27,53 +25,11 @@ from precip_repro.exceptions import (
 from precip_repro.record.blobs import BlobStore
 from precip_repro.record.events import BlobRef, BlobWithheld
 from precip_repro.record.reader import LogReader
-from precip_repro.record.signature import read_signature
-from precip_repro.record.store import EVENTS, OBJECTS, read_checkpoint
+from precip_repro.record.store import EVENTS, OBJECTS
 from precip_repro.record.trusted import TrustedKeys
 from precip_repro.record.verify import blob_refs, recover, verify
-from precip_repro.timeline import timeline
 
-__all__ = ["cmd_cat", "cmd_recover", "cmd_show", "cmd_verify"]
-
-
-def cmd_show(args: argparse.Namespace) -> int:
-    run_dir = resolve(args)
-    reader = LogReader(run_dir / EVENTS, run=run_dir.name)
-    print(f"run {run_dir.name}  ({run_dir})")
-    print(f"signature: {_signature_line(run_dir)}")
-    try:
-        for line in timeline(reader):
-            print(line)
-    except RecordCorrupted as exc:
-        print(f"!! stopped: {exc}")
-        print(f"   run `precip-repro verify {run_dir}` for the full check")
-        return EXIT_BAD
-    if reader.torn is not None:
-        print(
-            f"!! torn tail at line {reader.torn.line} ({reader.torn.size} bytes): the writer "
-            f"was cut off; `precip-repro recover {run_dir.name}` finishes the run"
-        )
-    return EXIT_OK
-
-
-def _signature_line(run_dir: Path) -> str:
-    """Who signed the run's checkpoint, as far as the checkpoint and signature tell (the
-    log is not read: ``verify`` checks that the checkpoint is the log's)."""
-    try:
-        checkpoint = read_checkpoint(run_dir, run=run_dir.name)
-        if checkpoint is None:
-            return "none yet (no checkpoint: the run has not finished)"
-        signature = read_signature(run_dir, checkpoint, run=run_dir.name)
-    except RecordCorrupted as exc:
-        return f"BAD — {exc}"
-    if signature is None:
-        return "unsigned"
-    if not signature.checked:
-        return f"{signature.fingerprint} ({signature.key.split()[0]}: not checked here)"
-    return (
-        f"{signature.fingerprint} ({signature.key.split()[0]}); `precip-repro verify "
-        f"{run_dir.name} --signer KEY` checks it is a key you trust"
-    )
+__all__ = ["cmd_cat", "cmd_recover", "cmd_verify"]
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
