@@ -6,6 +6,7 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -16,6 +17,7 @@ from precip_repro.cli.core import (
     Usage,
     resolve,
 )
+from precip_repro.commandline import DOCUMENT_VERSION, write_document
 from precip_repro.exceptions import (
     AmbiguousRun,
     RecordWriteFailed,
@@ -27,7 +29,7 @@ from precip_repro.record.events import BlobRef, BlobWithheld
 from precip_repro.record.reader import LogReader
 from precip_repro.record.store import EVENTS, OBJECTS
 from precip_repro.record.trusted import TrustedKeys
-from precip_repro.record.verify import blob_refs, recover, verify
+from precip_repro.record.verify import Recovery, Verdict, blob_refs, recover, verify
 
 __all__ = ["cmd_cat", "cmd_recover", "cmd_verify"]
 
@@ -43,6 +45,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
             raise Usage(f"--signer: {exc}") from exc
     run_dir = resolve(args)
     verdict = verify(run_dir, digest=args.digest, signers=signers)
+    if args.json:
+        write_document(_verdict_json(verdict, claimed=args.digest))
+        return verdict.exit_status
     print(f"{verdict.run}: {verdict.state}")
     print(f"  {verdict.reason}")
     if verdict.signer is not None:
@@ -69,6 +74,52 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return verdict.exit_status
 
 
+def _verdict_json(verdict: Verdict, *, claimed: str | None) -> dict[str, Any]:
+    whole = verdict.state in ("intact", "untrusted")
+    return {
+        "version": DOCUMENT_VERSION,
+        "run": verdict.run,
+        "path": str(verdict.path),
+        "state": verdict.state,
+        "reason": verdict.reason,
+        "exit_status": verdict.exit_status,
+        "format_version": verdict.version,
+        "events": verdict.events,
+        "status": verdict.status,
+        "digest": verdict.digest if whole else None,
+        "last_intact_digest": None if whole else verdict.digest,
+        "fault": (
+            None
+            if verdict.state != "corrupt"
+            else {"seq": verdict.seq, "line": verdict.line, "blob": verdict.blob}
+        ),
+        "blobs_checked": verdict.blobs_checked,
+        "torn": (
+            None if verdict.torn is None else {"line": verdict.torn.line, "size": verdict.torn.size}
+        ),
+        "first_ts": verdict.first_ts,
+        "last_ts": verdict.last_ts,
+        "signer": (
+            None
+            if verdict.signer is None
+            else {
+                "fingerprint": verdict.signer,
+                "key": verdict.signer_key,
+                "name": verdict.signer_name,
+            }
+        ),
+        "claim": (
+            None
+            if claimed is None
+            else {
+                "digest": claimed.lower(),
+                "seq": verdict.digest_seq,
+                "prefix": verdict.continues_past_digest,
+            }
+        ),
+    }
+
+
 def cmd_recover(args: argparse.Namespace) -> int:
     run_dir = resolve(args)
     try:
@@ -76,6 +127,9 @@ def cmd_recover(args: argparse.Namespace) -> int:
     except RecordWriteFailed as exc:
         print(f"precip-repro recover: error: {exc}", file=sys.stderr)
         return EXIT_INCOMPLETE  # nothing was written: the run is as incomplete as it was
+    if args.json:
+        write_document(_recovery_json(done))
+        return EXIT_OK
     if done.action == "nothing":
         print(f"{done.run}: already finished and intact; nothing to do")
     elif done.action == "checkpoint":
@@ -93,6 +147,20 @@ def cmd_recover(args: argparse.Namespace) -> int:
     elif done.signing_problem is not None:
         print(f"  unsigned: {done.signing_problem}")
     return EXIT_OK
+
+
+def _recovery_json(done: Recovery) -> dict[str, Any]:
+    torn = done.torn_tail
+    return {
+        "version": DOCUMENT_VERSION,
+        "run": done.run,
+        "action": done.action,
+        "events": done.events,
+        "digest": done.digest,
+        "torn_tail": None if torn is None else {"sha256": torn.sha256, "size": torn.size},
+        "signer": None if done.signature is None else done.signature.fingerprint,
+        "signing_problem": done.signing_problem,
+    }
 
 
 def cmd_cat(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from precip_repro.cli.core import EXIT_BAD, EXIT_INCOMPLETE, EXIT_OK, Usage, resolve
-from precip_repro.cli.documents import FORMAT, write_document
+from precip_repro.commandline import DOCUMENT_VERSION, write_document
 from precip_repro.exceptions import RecordCorrupted
 from precip_repro.record.events import Event
 from precip_repro.record.journal import is_locked
@@ -119,7 +119,7 @@ def _show_json(run_dir: Path, reader: LogReader) -> int:
     torn = reader.torn
     write_document(
         {
-            "version": FORMAT,
+            "version": DOCUMENT_VERSION,
             "run": run_dir.name,
             "path": str(run_dir),
             "signature": {"state": state, "signer": signer, "detail": detail},
