@@ -31,12 +31,12 @@ from precip_repro.record.store import RunStore
 from precip_repro.terminal import showing_progress
 
 __all__ = [
+    "DOCUMENT_VERSION",
     "EXIT_BAD",
     "EXIT_INCOMPLETE",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
-    "DOCUMENT_VERSION",
     "ErrorStatus",
     "Parser",
     "add_version",
