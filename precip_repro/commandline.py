@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import logging
 import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any, Final, NoReturn
+from typing import IO, Any, Final, NoReturn
 
 import attrs
 import structlog
@@ -30,6 +31,7 @@ from precip_repro.record.store import RunStore
 from precip_repro.terminal import showing_progress
 
 __all__ = [
+    "DOCUMENT_VERSION",
     "EXIT_BAD",
     "EXIT_INCOMPLETE",
     "EXIT_INTERRUPTED",
@@ -46,6 +48,7 @@ __all__ = [
     "run_command",
     "showing_progress",
     "store_of",
+    "write_document",
 ]
 
 # One meaning per status across the tools: 0 yes, 1 no (corrupt, different, diverged),
@@ -55,6 +58,10 @@ EXIT_BAD: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_INCOMPLETE: Final = 3
 EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, as shells report it
+
+DOCUMENT_VERSION: Final = 1
+"""The version of the documents the tools print with ``--json`` (docs/json.md; ``diff``'s
+and ``ls``'s have their own): a change that removes or retypes a key makes the next."""
 
 RECORDS_HELP: Final = "the store of runs (default: $PRECIP_RECORDS, else ./records)"
 
@@ -192,3 +199,11 @@ def run_command(
             file=sys.stderr,
         )
         return internal_status
+
+
+def write_document(document: dict[str, Any], out: IO[str] | None = None) -> None:
+    """A ``--json`` document, indented, and a newline on ``out`` (stdout), flushed."""
+    out = out or sys.stdout
+    json.dump(document, out, indent=2, ensure_ascii=False)
+    out.write("\n")
+    out.flush()

@@ -6,11 +6,13 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
+import attrs
+
 from precip_repro.record.events import Event
 from precip_repro.record.numbers import decoded_or_as_is
 from precip_repro.remote_scripts import by_name
 
-__all__ = ["describe", "format_duration", "timeline"]
+__all__ = ["Entry", "describe", "entries", "format_duration", "timeline"]
 
 _PREVIEW: Final = 72
 
@@ -148,8 +150,18 @@ def describe(event: Event, *, scripts: dict[Any, str] | None = None) -> str:
         return f"{event.type} (malformed data)"
 
 
-def timeline(events: Iterable[Event]) -> Iterator[str]:
-    """Lines ``+SECONDS  SEQ  TYPE  what happened`` relative to the first event."""
+@attrs.frozen(kw_only=True)
+class Entry:
+    """One event of a timeline: the event, seconds since the run's first, what it records."""
+
+    event: Event
+    offset_s: float
+    description: str
+
+
+def entries(events: Iterable[Event]) -> Iterator[Entry]:
+    """Each event with its offset from the first and its one-line description (a
+    ``copy_and_run``'s commands name its script)."""
     start: dt.datetime | None = None
     scripts: dict[Any, str] = {}
     for event in events:
@@ -161,4 +173,11 @@ def timeline(events: Iterable[Event]) -> Iterator[str]:
         when = event.when
         start = start or when
         offset = (when - start).total_seconds()
-        yield f"+{offset:9.3f}s {event.seq:>6}  {event.type:<21} {describe(event, scripts=scripts)}"
+        yield Entry(event=event, offset_s=offset, description=describe(event, scripts=scripts))
+
+
+def timeline(events: Iterable[Event]) -> Iterator[str]:
+    """Lines ``+SECONDS  SEQ  TYPE  what happened`` relative to the first event."""
+    for entry in entries(events):
+        event = entry.event
+        yield f"+{entry.offset_s:9.3f}s {event.seq:>6}  {event.type:<21} {entry.description}"

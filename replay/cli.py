@@ -14,9 +14,10 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from precip_repro import (
+    CallView,
     ExperimentException,
     InvalidOption,
     RunNotFound,
@@ -27,6 +28,7 @@ from precip_repro import (
     render_text,
 )
 from precip_repro.commandline import (
+    DOCUMENT_VERSION,
     EXIT_BAD,
     EXIT_INCOMPLETE,
     EXIT_OK,
@@ -40,6 +42,7 @@ from precip_repro.commandline import (
     run_command,
     showing_progress,
     store_of,
+    write_document,
 )
 from replay.engine import Engine
 from replay.exceptions import ReplayFailed
@@ -97,6 +100,12 @@ def _parser() -> argparse.ArgumentParser:
         help="longest recorded pause honoured between calls (default 60)",
     )  # fmt: skip
     parser.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON document on stdout (docs/json.md): the replay run, its digest and each "
+        "step's verdict and differences; the replay's lines go to stderr",
+    )
+    parser.add_argument(
         "--out", metavar="DIR", help="where files the replay gets are written (default: temp)"
     )
     return parser
@@ -140,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     line_buffered_stdout()  # each step as it is done, through `tee` too
     return run_command(
         "precip-replay",
-        lambda: _replay(args),
+        (lambda: _documented(args)) if args.json else (lambda: _replay(args)),
         status_of=_status_of,
         # Output piped into `head` and the like: the reader has had enough. A replay under
         # way stopped there (and deprovisioned); a plan printed is complete enough.
@@ -208,7 +217,8 @@ def _check_records(store: RunStore, source_dir: Path) -> None:
         )
 
 
-def _replay(args: argparse.Namespace) -> int:
+def _replay(args: argparse.Namespace, report: dict[str, Any] | None = None) -> int:
+    """The replay; with ``report``, its ``--json`` document is put there."""
     store = store_of(args)
     source_dir = store.resolve(args.run)
     ((source, verdict),) = load_verified([source_dir])  # checked and read in one pass
@@ -232,6 +242,8 @@ def _replay(args: argparse.Namespace) -> int:
         else None
     )
     if args.dry_run:
+        if report is not None:
+            raise ReplayFailed("--json reports a replay; --dry-run prints its plan", usage=True)
         print(f"plan to replay {source.run} ({len(steps)} steps) on {_on(targets, mapping)}")
         for line in describe(source, steps, mapping, args.max_gap):
             print(line)
@@ -282,17 +294,63 @@ def _replay(args: argparse.Namespace) -> int:
             print(f"  {line}")
     if engine.cloud_failed:
         print(f"the target cloud failed at {engine.cloud_failed}")
-        return EXIT_FAILED
-    if diverged:
+        code = EXIT_FAILED
+    elif diverged:
         names = "; ".join(f"#{v.step} {v.label}" for v in diverged)
         print(f"DIVERGED at {len(diverged)} step(s): {names}")
-        return EXIT_DIVERGED
-    # The engine stops early only on a cloud failure or a --strict divergence, both above.
-    print(
-        f"REPRODUCED: all {len(engine.verdicts)} steps"
-        + (f" up to call #{stopped.number}, where the recording was stopped" if stopped else "")
-    )
-    return EXIT_REPRODUCED
+        code = EXIT_DIVERGED
+    else:
+        # The engine stops early only on a cloud failure or a --strict divergence, both above.
+        print(
+            f"REPRODUCED: all {len(engine.verdicts)} steps"
+            + (f" up to call #{stopped.number}, where the recording was stopped" if stopped else "")
+        )
+        code = EXIT_REPRODUCED
+    if report is not None:
+        report.update(_document(engine, targets, len(steps), stopped, code))
+    return code
+
+
+def _document(
+    engine: Engine, targets: dict[str, str], planned: int, stopped: CallView | None, code: int
+) -> dict[str, Any]:
+    """``--json``: the replay's run, its verdict and each step's (docs/json.md)."""
+    verdict = "failed" if engine.cloud_failed else ("diverged" if code else "reproduced")
+    return {
+        "version": DOCUMENT_VERSION,
+        "source": {"run": engine.source.run, "digest": engine.digest, "signer": engine.signer},
+        "targets": dict(sorted(targets.items())),
+        "run": engine.run_id,
+        "digest": engine.run_digest,
+        "verdict": verdict,
+        "exit_status": code,
+        "cloud_failed": engine.cloud_failed,
+        "planned": planned,
+        "stopped_at_call": None if stopped is None else stopped.number,
+        "steps": [
+            {
+                "call": step.step,
+                "exp": step.exp,
+                "method": step.method,
+                "label": step.label,
+                "verdict": step.verdict,
+                "new_call": step.new_call,
+                "differences": [found.to_json() for found in step.differences],
+            }
+            for step in engine.verdicts
+        ],
+    }
+
+
+def _documented(args: argparse.Namespace) -> int:
+    """``--json``: the replay's lines go to stderr, its document alone to stdout."""
+    out = sys.stdout
+    report: dict[str, Any] = {}
+    with contextlib.redirect_stdout(sys.stderr):
+        code = _replay(args, report)
+    if report:
+        write_document(report, out)
+    return code
 
 
 if __name__ == "__main__":

@@ -128,6 +128,8 @@ class Engine(Targets, Comparison):
         self.cloud_failed: str | None = None
         self.run_path: Path | None = None
         self.run_id: str | None = None
+        self.run_digest: str | None = None
+        """The replay run's digest once finished (None: no run, or its end not written)."""
 
     def _matching_slots(self, experiment: Experiment, tags: list[str]) -> list[str]:
         return [
@@ -256,7 +258,7 @@ class Engine(Targets, Comparison):
                         experiment.close()
                     except ExperimentException as exc:
                         self.say(f"deprovisioning failed: {exc}")
-                finish_run(status)
+                self.run_digest = finish_run(status)
             session.replay_of = session.mapping = session.run_name = None
             session.detect_script = True
 

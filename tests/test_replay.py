@@ -791,3 +791,54 @@ def test_a_read_only_store_is_refused_before_anything_starts_saying_how_to_repla
                        "--max-gap", "1"])  # fmt: skip
     assert code == 0, capsys.readouterr().out
     assert replay_runs(store, source) == [] and len(list(mine.run_dirs())) == 1
+
+
+def test_json_gives_the_replay_run_its_digest_and_each_steps_verdict_and_differences(
+    store, tmp_path, capsys, local_experiment
+):
+    from tests.documents import valid
+
+    old, new = tmp_path / "v1", tmp_path / "v2"
+    for image, version in ((old, "1"), (new, "2")):
+        (image / "opt").mkdir(parents=True)
+        (image / "opt" / "version").write_text(version + "\n")
+    exp = local_experiment("versions")
+    exp.provision(str(old))
+    exp.wait()
+    exp.run([], "cat /opt/version")
+    exp.run([], "echo after")
+    exp.deprovision()
+    source = exp.run_id
+    finish_run()
+    mapping = write(tmp_path / "map.toml", f'[images]\n"{old}" = "{new}"\n')
+    capsys.readouterr()
+    code = replay([source, "--records", str(store.root), "--to", "local", "--map",
+                   str(mapping), "--max-gap", "1", "--json"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 1
+    document = valid("replay", out)  # stdout holds the document alone
+    assert "DIVERGED at 1 step(s)" in err  # the lines for a person went to stderr
+    (replayed,) = replay_runs(store, source)
+    assert document["run"] == replayed
+    assert document["digest"] == verify(store.root / replayed).digest
+    assert document["source"]["run"] == source
+    assert document["source"]["digest"] == verify(store.root / source).digest
+    assert document["verdict"] == "diverged" and document["exit_status"] == 1
+    assert document["targets"] == {"e1": "local"}
+    steps = document["steps"]
+    assert [s["verdict"] for s in steps] == ["reproduced", "reproduced", "diverged", "reproduced",
+                                             "reproduced"]  # fmt: skip
+    (found,) = steps[2]["differences"]
+    assert (found["kind"], found["a"], found["b"], found["slot"]) == ("stdout", "1\n", "2\n",
+                                                                     "e1.p1.0")  # fmt: skip
+    # The same differences as the replay's run records in its replay.step events.
+    recorded = events(store, replayed, "replay.step")
+    assert [s["differences"] for s in recorded] == [s["differences"] for s in steps]
+    assert [s["source_call"] for s in recorded] == [s["call"] for s in steps]
+
+
+def test_json_and_dry_run_together_is_a_usage_error(store, capsys):
+    source = record_example("hello_world.py", store)
+    code = replay([source, "--records", str(store.root), "--to", "local", "--dry-run", "--json"])
+    assert code == 2
+    assert "--dry-run" in capsys.readouterr().err

@@ -6,7 +6,8 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from precip_repro.exceptions import (
     InvalidOption,
@@ -15,7 +16,7 @@ from precip_repro.timeline import format_duration
 
 if TYPE_CHECKING:
     from precip_repro.clouds.base import Cloud
-    from precip_repro.leaks import Leak
+    from precip_repro.leaks import Collected, Ended, Leak
 
 
 from precip_repro.cli.core import (
@@ -25,6 +26,7 @@ from precip_repro.cli.core import (
     Usage,
     store_of,
 )
+from precip_repro.commandline import DOCUMENT_VERSION, write_document
 
 __all__ = ["cmd_gc"]
 
@@ -83,15 +85,23 @@ def cmd_gc(args: argparse.Namespace) -> int:
     leaks, runs = collected.leaks, collected.runs
     for label, why in collected.unchecked.items():
         print(f"precip-repro gc: could not check {label}: {why}", file=sys.stderr)
+    outcome = terminate(store, leaks, runs, clouds=clouds) if leaks and args.terminate else None
+    if outcome is not None:
+        for handle, why in outcome.failed.items():
+            print(f"precip-repro gc: could not end {handle}: {why}", file=sys.stderr)
+    status = _gc_status(leaks, collected.unchecked, outcome)
+    if args.json:
+        write_document(_gc_json(store.root, collected, outcome, status))
+        return status
     if not leaks and collected.unchecked:
         print(
             "no leak found, but not every cloud could be checked (above): "
             "run gc again once it answers"
         )
-        return EXIT_INCOMPLETE
+        return status
     if not leaks:
         print("nothing leaks: every instance the record and the clouds know of is terminated")
-        return EXIT_OK
+        return status
     print(f"{'INSTANCE':<20} {'CLOUD':<10} {'RUN':<40} {'SLOT':<9} {'ADDRESS':<15} {'AGE':>8}")
     # A floating address shows its allocation id where an instance shows its id.
     for leak in leaks:
@@ -101,14 +111,11 @@ def cmd_gc(args: argparse.Namespace) -> int:
             f"{leak.slot or '-':<9} {leak.address or '-':<15} {age:>8}"
         )
         print(f"    {leak.reason} (run {leak.run_state})")
-    if not args.terminate:
+    if outcome is None:
         print(f"{_leaks_counted(leaks)} leak; `precip-repro gc --terminate` ends them")
-        return EXIT_BAD
-    outcome = terminate(store, leaks, runs, clouds=clouds)
+        return status
     run = outcome.run
-    for handle, why in outcome.failed.items():
-        print(f"precip-repro gc: could not end {handle}: {why}", file=sys.stderr)
-    ended = [leak for leak in leaks if leak.actionable and leak.instance_id not in outcome.failed]
+    ended = _ended(leaks, outcome)
     if run is not None:
         addresses = sum(1 for leak in ended if leak.kind == "address")
         done = f"terminated {len(ended) - addresses} instance(s)" + (
@@ -122,4 +129,59 @@ def cmd_gc(args: argparse.Namespace) -> int:
     refused = [leak for leak in leaks if leak.instance_id in outcome.failed]
     if refused:
         print(f"{_leaks_counted(refused)} could not be ended (see why above): run gc again")
-    return EXIT_BAD if untouched or refused else EXIT_OK
+    return status
+
+
+def _ended(leaks: Sequence[Leak], outcome: Ended) -> list[Leak]:
+    return [leak for leak in leaks if leak.actionable and leak.instance_id not in outcome.failed]
+
+
+def _gc_status(leaks: Sequence[Leak], unchecked: dict[str, str], outcome: Ended | None) -> int:
+    """0 when nothing leaks (or all was ended), 1 while something does, 3 when nothing was
+    found but a cloud could not be checked."""
+    if not leaks:
+        return EXIT_INCOMPLETE if unchecked else EXIT_OK
+    if outcome is None:
+        return EXIT_BAD
+    left = [leak for leak in leaks if not leak.actionable or leak.instance_id in outcome.failed]
+    return EXIT_BAD if left else EXIT_OK
+
+
+def _gc_json(
+    root: Path, collected: Collected, outcome: Ended | None, status: int
+) -> dict[str, Any]:
+    leaks = collected.leaks
+    terminated = None
+    if outcome is not None:
+        run = outcome.run
+        terminated = {
+            "run": None if run is None else run.id,
+            "digest": None if run is None else run.digest,
+            "signer": None if run is None or run.signature is None else run.signature.fingerprint,
+            "ended": [leak.instance_id for leak in _ended(leaks, outcome)],
+            "failed": [{"id": handle, "reason": why} for handle, why in outcome.failed.items()],
+        }
+    return {
+        "version": DOCUMENT_VERSION,
+        "store": str(root),
+        "exit_status": status,
+        "unchecked": [
+            {"cloud": label, "reason": why} for label, why in collected.unchecked.items()
+        ],
+        "leaks": [
+            {
+                "id": leak.instance_id,
+                "kind": leak.kind,
+                "cloud": leak.cloud,
+                "run": leak.run,
+                "run_state": leak.run_state,
+                "slot": leak.slot,
+                "address": leak.address,
+                "age_s": None if leak.age_s is None else round(leak.age_s, 3),
+                "reason": leak.reason,
+                "actionable": leak.actionable,
+            }
+            for leak in leaks
+        ],
+        "terminated": terminated,
+    }

@@ -16,8 +16,9 @@ from precip_repro.cli.compare import cmd_diff, cmd_report
 from precip_repro.cli.core import status_of
 from precip_repro.cli.leaks import cmd_gc
 from precip_repro.cli.listing import LS_HELP, cmd_ls, ls_options
-from precip_repro.cli.records import cmd_cat, cmd_recover, cmd_show, cmd_verify
+from precip_repro.cli.records import cmd_cat, cmd_recover, cmd_verify
 from precip_repro.cli.scripts import cmd_demo, cmd_run
+from precip_repro.cli.showing import cmd_show, show_options
 from precip_repro.commandline import Parser, add_version, common_options, parse, run_command
 
 __all__ = ["main"]
@@ -40,6 +41,9 @@ RUN is a run directory, a run id, `latest`, or a unique prefix of an id, looked 
 """
 
 
+_JSON_HELP: Final = "one JSON document on stdout (docs/json.md); the exit status is unchanged"
+
+
 def _parser() -> argparse.ArgumentParser:
     common = common_options()
     parser = Parser(
@@ -59,8 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         return cmd
 
     ls_options(add("ls", cmd_ls, LS_HELP))
-    show = add("show", cmd_show, "print a run's timeline, one line per event")
-    show.add_argument("run", metavar="RUN")
+    show_options(add("show", cmd_show, "print a run's timeline, one line per event"))
     check = add("verify", cmd_verify, "check a run's hash chain, checkpoint and blobs")
     check.add_argument("run", metavar="RUN")
     check.add_argument(
@@ -75,11 +78,13 @@ def _parser() -> argparse.ArgumentParser:
         help="also require a signature by this key (a .pub file) or by a key of this OpenSSH "
         "allowed_signers file; a run unsigned or signed by another key is refused (exit 1)",
     )
+    check.add_argument("--json", action="store_true", help=_JSON_HELP)
     cat = add("cat", cmd_cat, "write a blob's bytes (checked) to stdout")
     cat.add_argument("run", metavar="RUN")
     cat.add_argument("sha256", metavar="SHA256", help="the blob's sha256, or a unique prefix")
     rec = add("recover", cmd_recover, "finish an abandoned run as interrupted")
     rec.add_argument("run", metavar="RUN")
+    rec.add_argument("--json", action="store_true", help=_JSON_HELP)
     add("demo", cmd_demo, "record the hello-world run on the local cloud, verify it, print it")
     diff = add(
         "diff",
@@ -118,11 +123,18 @@ def _parser() -> argparse.ArgumentParser:
         "or openstack-native[=ENTRY]: native OpenStack, a clouds.yaml entry (else OS_*)",
     )
     gc.add_argument("--region", default="us-east-1", help="region of --cloud endpoints")
+    gc.add_argument("--json", action="store_true", help=_JSON_HELP)
     run = add("run", cmd_run, "run an experiment script and record it (the script too)")
     run.add_argument(
         "--playback",
         metavar="RUN",
         help="answer every call from RUN's recording instead: no cloud, nothing recorded",
+    )
+    run.add_argument(
+        "--json",
+        metavar="FILE",
+        help="write the run's id, digest, status and signer as one JSON document "
+        "(docs/json.md) to FILE; `-`: to stdout, with the script's own output on stderr",
     )
     run.add_argument("script", metavar="SCRIPT")
     run.add_argument("args", metavar="ARGS", nargs=argparse.REMAINDER)

@@ -1,4 +1,4 @@
-"""The commands that read a run as it is: ls, show, verify, recover, cat."""
+"""The commands that check and mend a run, and read its blobs: verify, recover, cat."""
 
 from __future__ import annotations
 
@@ -6,21 +6,20 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import attrs
 
 from precip_repro.cli.core import (
-    EXIT_BAD,
     EXIT_INCOMPLETE,
     EXIT_OK,
     HEX_RE,
     Usage,
     resolve,
 )
-from precip_repro.commandline import showing_progress
+from precip_repro.commandline import DOCUMENT_VERSION, showing_progress, write_document
 from precip_repro.exceptions import (
     AmbiguousRun,
-    RecordCorrupted,
     RecordWriteFailed,
     RunNotFound,
     SignersUnusable,
@@ -28,54 +27,12 @@ from precip_repro.exceptions import (
 from precip_repro.record.blobs import BlobStore
 from precip_repro.record.events import BlobRef, BlobWithheld
 from precip_repro.record.reader import LogReader
-from precip_repro.record.recovery import recover
-from precip_repro.record.signature import read_signature
-from precip_repro.record.store import EVENTS, OBJECTS, read_checkpoint
+from precip_repro.record.recovery import Recovery, recover
+from precip_repro.record.store import EVENTS, OBJECTS
 from precip_repro.record.trusted import TrustedKeys
-from precip_repro.record.verify import blob_refs, verify
-from precip_repro.timeline import timeline
+from precip_repro.record.verify import Verdict, blob_refs, verify
 
-__all__ = ["cmd_cat", "cmd_recover", "cmd_show", "cmd_verify"]
-
-
-def cmd_show(args: argparse.Namespace) -> int:
-    run_dir = resolve(args)
-    reader = LogReader(run_dir / EVENTS, run=run_dir.name)
-    print(f"run {run_dir.name}  ({run_dir})")
-    print(f"signature: {_signature_line(run_dir)}")
-    try:
-        for line in timeline(reader):
-            print(line)
-    except RecordCorrupted as exc:
-        print(f"!! stopped: {exc}")
-        print(f"   run `precip-repro verify {run_dir}` for the full check")
-        return EXIT_BAD
-    if reader.torn is not None:
-        print(
-            f"!! torn tail at line {reader.torn.line} ({reader.torn.size} bytes): the writer "
-            f"was cut off; `precip-repro recover {run_dir.name}` finishes the run"
-        )
-    return EXIT_OK
-
-
-def _signature_line(run_dir: Path) -> str:
-    """Who signed the run's checkpoint, as far as the checkpoint and signature tell (the
-    log is not read: ``verify`` checks that the checkpoint is the log's)."""
-    try:
-        checkpoint = read_checkpoint(run_dir, run=run_dir.name)
-        if checkpoint is None:
-            return "none yet (no checkpoint: the run has not finished)"
-        signature = read_signature(run_dir, checkpoint, run=run_dir.name)
-    except RecordCorrupted as exc:
-        return f"BAD — {exc}"
-    if signature is None:
-        return "unsigned"
-    if not signature.checked:
-        return f"{signature.fingerprint} ({signature.key.split()[0]}: not checked here)"
-    return (
-        f"{signature.fingerprint} ({signature.key.split()[0]}); `precip-repro verify "
-        f"{run_dir.name} --signer KEY` checks it is a key you trust"
-    )
+__all__ = ["cmd_cat", "cmd_recover", "cmd_verify"]
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -88,8 +45,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         except SignersUnusable as exc:
             raise Usage(f"--signer: {exc}") from exc
     run_dir = resolve(args)
-    with showing_progress(quiet=args.quiet):  # a large run takes a while
+    with showing_progress(quiet=args.quiet or args.json):  # a large run takes a while
         verdict = verify(run_dir, digest=args.digest, signers=signers)
+    if args.json:
+        write_document(_verdict_json(verdict, claimed=args.digest))
+        return verdict.exit_status
     print(f"{verdict.run}: {verdict.state}")
     print(f"  {verdict.reason}")
     if verdict.signer is not None:
@@ -118,6 +78,52 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return verdict.exit_status
 
 
+def _verdict_json(verdict: Verdict, *, claimed: str | None) -> dict[str, Any]:
+    whole = verdict.state in ("intact", "untrusted")
+    return {
+        "version": DOCUMENT_VERSION,
+        "run": verdict.run,
+        "path": str(verdict.path),
+        "state": verdict.state,
+        "reason": verdict.reason,
+        "exit_status": verdict.exit_status,
+        "format_version": verdict.version,
+        "events": verdict.events,
+        "status": verdict.status,
+        "digest": verdict.digest if whole else None,
+        "last_intact_digest": None if whole else verdict.digest,
+        "fault": (
+            None
+            if verdict.state != "corrupt"
+            else {"seq": verdict.seq, "line": verdict.line, "blob": verdict.blob}
+        ),
+        "blobs_checked": verdict.blobs_checked,
+        "torn": (
+            None if verdict.torn is None else {"line": verdict.torn.line, "size": verdict.torn.size}
+        ),
+        "first_ts": verdict.first_ts,
+        "last_ts": verdict.last_ts,
+        "signer": (
+            None
+            if verdict.signer is None
+            else {
+                "fingerprint": verdict.signer,
+                "key": verdict.signer_key,
+                "name": verdict.signer_name,
+            }
+        ),
+        "claim": (
+            None
+            if claimed is None
+            else {
+                "digest": claimed.lower(),
+                "seq": verdict.digest_seq,
+                "prefix": verdict.continues_past_digest,
+            }
+        ),
+    }
+
+
 def cmd_recover(args: argparse.Namespace) -> int:
     run_dir = resolve(args)
     try:
@@ -125,6 +131,9 @@ def cmd_recover(args: argparse.Namespace) -> int:
     except RecordWriteFailed as exc:
         print(f"precip-repro recover: error: {exc}", file=sys.stderr)
         return EXIT_INCOMPLETE  # nothing was written: the run is as incomplete as it was
+    if args.json:
+        write_document(_recovery_json(done))
+        return EXIT_OK
     if done.action == "nothing":
         print(f"{done.run}: already finished and intact; nothing to do")
     elif done.action == "checkpoint":
@@ -142,6 +151,20 @@ def cmd_recover(args: argparse.Namespace) -> int:
     elif done.signing_problem is not None:
         print(f"  unsigned: {done.signing_problem}")
     return EXIT_OK
+
+
+def _recovery_json(done: Recovery) -> dict[str, Any]:
+    torn = done.torn_tail
+    return {
+        "version": DOCUMENT_VERSION,
+        "run": done.run,
+        "action": done.action,
+        "events": done.events,
+        "digest": done.digest,
+        "torn_tail": None if torn is None else {"sha256": torn.sha256, "size": torn.size},
+        "signer": None if done.signature is None else done.signature.fingerprint,
+        "signing_problem": done.signing_problem,
+    }
 
 
 def cmd_cat(args: argparse.Namespace) -> int:

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from precip_repro.cli.core import (
     EXIT_BAD,
@@ -15,7 +18,7 @@ from precip_repro.cli.core import (
     intact_views,
     store_of,
 )
-from precip_repro.commandline import showing_progress
+from precip_repro.commandline import DOCUMENT_VERSION, showing_progress, write_document
 from precip_repro.record.store import RunStore
 
 __all__ = ["cmd_demo", "cmd_run"]
@@ -54,6 +57,35 @@ def _print_script_error(exc: BaseException, script: Path) -> None:
     traceback.print_exception(type(exc), exc, tb or exc.__traceback__)
 
 
+def _json_target(spec: str | None) -> IO[str] | None:
+    """Where ``run --json`` writes its document, opened before the script runs: a file
+    that cannot be written is a usage error, not a lost result after a long run."""
+    if spec is None or spec == "-":
+        return None
+    try:
+        return open(spec, "w", encoding="utf-8")
+    except OSError as exc:
+        raise Usage(f"--json {spec}: cannot write there ({exc.strerror or exc})") from exc
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(moved: bool) -> Iterator[None]:
+    """With ``--json -`` the document has stdout to itself: the script's output, and that
+    of every process it starts, goes to stderr (file descriptor 1 is pointed at 2)."""
+    if not moved:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import runpy
 
@@ -65,7 +97,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise Usage(f"script {script} {what}")
     store = store_of(args)
     if args.playback:
+        if args.json is not None:
+            raise Usage("--json reports a recorded run; --playback records nothing")
         return _playback(args, store, script)
+    target = _json_target(args.json)
     # The script's experiments record into the store this command was given, wherever
     # the script changes directory to.
     os.environ["PRECIP_RECORDS"] = str(store.root.absolute())
@@ -75,7 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     sys.path.insert(0, str(script.resolve().parent))
     code = EXIT_OK
     try:
-        with showing_progress(quiet=args.quiet):
+        with _stdout_to_stderr(args.json == "-"), showing_progress(quiet=args.quiet):
             runpy.run_path(str(script), run_name="__main__")
     except SystemExit as exc:
         session.mark_ending(exc)
@@ -91,28 +126,59 @@ def cmd_run(args: argparse.Namespace) -> int:
         session.mark_ending(exc)
         code = EXIT_BAD
     run = session.run
-    digest = finish_run()
+    with _stdout_to_stderr(args.json == "-"):
+        digest = finish_run()
+    # With --json the document is the result; these lines are for a person, on stderr.
+    out = sys.stderr if args.json is not None else sys.stdout
     if run is None:
-        print(f"precip-repro run: {script} created no recorded experiment; nothing was recorded")
-        return code
-    if digest is None:
+        print(
+            f"precip-repro run: {script} created no recorded experiment; nothing was recorded",
+            file=out,
+        )
+    elif digest is None:
         print(
             f"precip-repro run: the end of run {run.id} could not be written (see the error "
-            f"above); its events so far are intact: `precip-repro recover {run.id}` finishes it"
+            f"above); its events so far are intact: `precip-repro recover {run.id}` finishes it",
+            file=out,
         )
-        return code or EXIT_BAD
-    print(f"recorded run {run.id} ({run.status})")
-    print(f"  digest  {digest}")
-    if not run.checkpointed:
-        print(
-            f"  checkpoint  not written (the error above says why): precip-repro recover {run.id}"
-        )
-        return code or EXIT_BAD
-    if run.signature is not None:
-        print(f"  signed  {run.signature.fingerprint}")
-    elif run.signing_problem is not None:
-        print(f"  unsigned  {run.signing_problem}")
-    print(f"  verify  precip-repro --records {store.root} verify {run.id} --digest {digest}")
+        code = code or EXIT_BAD
+    else:
+        print(f"recorded run {run.id} ({run.status})", file=out)
+        print(f"  digest  {digest}", file=out)
+        if not run.checkpointed:
+            print(
+                "  checkpoint  not written (the error above says why): "
+                f"precip-repro recover {run.id}",
+                file=out,
+            )
+            code = code or EXIT_BAD
+        elif run.signature is not None:
+            print(f"  signed  {run.signature.fingerprint}", file=out)
+        elif run.signing_problem is not None:
+            print(f"  unsigned  {run.signing_problem}", file=out)
+        if run.checkpointed:
+            print(
+                f"  verify  precip-repro --records {store.root} verify {run.id} --digest {digest}",
+                file=out,
+            )
+    if args.json is not None:
+        document = {
+            "version": DOCUMENT_VERSION,
+            "script": str(script),
+            "exit_status": code,
+            "run": None if run is None else run.id,
+            "path": None if run is None else str(run.path),
+            "status": None if run is None or digest is None else run.status,
+            "digest": digest,
+            "checkpointed": run is not None and digest is not None and run.checkpointed,
+            "signer": None if run is None or run.signature is None else run.signature.fingerprint,
+            "signing_problem": None if run is None else run.signing_problem,
+        }
+        if target is None:
+            write_document(document)
+        else:
+            with target:
+                write_document(document, target)
     return code
 
 

@@ -41,7 +41,8 @@ class LogReader:
 
     After iteration: ``count`` events were read, ending at byte ``end`` with hash
     ``last_hash``; ``torn`` describes a torn tail (or, in an open run, a write in
-    progress), if any.
+    progress), if any. :meth:`more` then reads what a writer appended since, checked
+    against the same chain (``show --follow``).
     """
 
     def __init__(self, path: Path, *, run: str | None = None) -> None:
@@ -55,8 +56,18 @@ class LogReader:
         self.torn: TornTail | None = None
 
     def __iter__(self) -> Iterator[Event]:
+        self.count = self.end = 0
+        self.last_hash = GENESIS
+        self.first = self.last = None
+        return self.more()
+
+    def more(self) -> Iterator[Event]:
+        """The events after the last one read (all of them before any): a line still being
+        written is left for the next call, and reported in ``torn`` meanwhile."""
+        self.torn = None
         with open_regular(self.path, what="event log", run=self.run, buffering=_BUFFER) as f:
-            lineno = 0
+            f.seek(self.end)
+            lineno = self.count
             while True:
                 raw = f.readline(MAX_LINE + 1)
                 if not raw:
