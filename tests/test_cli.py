@@ -14,6 +14,7 @@ from precip_repro.cli import main
 from precip_repro.record import LogReader, Run, RunStore
 from precip_repro.record.payloads import Note
 from precip_repro.record.store import EVENTS
+from tests.documents import valid
 from tests.helpers import assert_nowhere_in, read_only, record_sample_run, record_script
 
 
@@ -496,6 +497,7 @@ def test_diff_json_is_strict_json_whatever_numbers_the_runs_hold(capsys, store):
     code, out, _ = cli(capsys, store, "diff", runs[0].id, runs[1].id, "--json")
     assert code == 1
     document = json.loads(out, parse_constant=refuse)
+    assert valid("diff", out) == document  # its strict schema (docs/json/diff.v1.schema.json)
     (note,) = document["run"]
     assert note["a"]["fields"]["best"] == {"$float": "Infinity"}
     assert note["b"]["fields"]["best"] == 1.5

@@ -3,7 +3,6 @@ kind of change reported, and nothing else."""
 
 from __future__ import annotations
 
-import json
 import secrets
 from typing import Any
 
@@ -24,6 +23,7 @@ from precip_repro.record.payloads import (
     Note,
 )
 from precip_repro.runview import load_run
+from tests.documents import valid
 
 
 def synthetic(store: RunStore, **change: Any) -> Run:
@@ -246,16 +246,18 @@ def test_two_long_one_line_commands_are_shown_where_they_differ(store):
 
 
 def test_json_output_is_the_documented_structure_and_exit_1(store, capsys):
-    a, b = synthetic(store), synthetic(store, exit_code=3)
+    a, b = synthetic(store), synthetic(store, exit_code=3, cpus=4, extra_list=True)
     code = main(["--records", str(store.root), "diff", "--json", a.id, b.id])
     assert code == 1
-    result = json.loads(capsys.readouterr().out)
+    result = valid("diff", capsys.readouterr().out)  # and its strict schema
     assert result["version"] == 1 and result["same"] is False
     assert result["a"] == {"run": a.id, "digest": a.digest}
     (step,) = result["steps"]
     assert step["method"] == "run"
     assert step["differences"] == [{"kind": "exit_code", "slot": "e1.p1.1", "a": 0, "b": 3}]
-    assert result["only_in_a"] == result["only_in_b"] == result["instances"] == []
+    assert result["only_in_a"] == [] and [c["method"] for c in result["only_in_b"]] == ["list"]
+    (instance,) = result["instances"]
+    assert instance["differences"] == [{"kind": "fact", "name": "cpus", "a": 2, "b": 4}]
     assert result["run"] == []
 
 
