@@ -194,12 +194,15 @@ class ComparisonSide:
         found = self._args.get(call.number)
         if found is None:
             model = method(call.method)
+            # Image and type are compared per instance — unless the call started none (it
+            # failed): then its arguments are all there is to compare.
+            placed = model.placed if call.result else frozenset()
             # The defaults of arguments an older record left out: the same call as a newer
             # record's that holds them.
             found = self._args[call.number] = {
                 k: self._arg(k, v, model.local_paths)
                 for k, v in model.bound(call.args).items()
-                if k not in model.placed
+                if k not in placed
             }
         return found
 

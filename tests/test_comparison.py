@@ -165,3 +165,20 @@ def test_a_copied_scripts_command_line_is_shown_by_the_scripts_name(tmp_path):
     a, b = run_of(tmp_path / "a", "1"), run_of(tmp_path / "b", "2")
     found = [d for d in differences(a, b, DIFF_COMPARING) if d.kind == DifferenceKind.COMMAND]
     assert [(d.a, d.b) for d in found] == [("sweep.sh 1", "sweep.sh 2")]
+
+
+def test_a_provision_that_started_nothing_is_compared_by_its_image_and_type(tmp_path):
+    def failed_provision(path: Path, image: str) -> RunView:
+        builder = ViewBuilder(path)
+        args = {"image_id": image, "instance_type": "t", "count": 1, "tags": []}
+        builder.add_parts("call.started", TS, {"call": 1, "exp": "e1", "method": "provision",
+                                               "args": args})  # fmt: skip
+        error = {"type": "CloudError", "message": "no capacity"}
+        builder.add_parts("call.failed", TS, {"call": 1, "duration_ns": 1, "error": error})
+        return builder.build()
+
+    a, b = failed_provision(tmp_path / "a", "ami-1"), failed_provision(tmp_path / "b", "ami-2")
+    found = differences(a, b, DIFF_COMPARING)
+    assert [(d.kind, d.name, d.a, d.b) for d in found] == [
+        (DifferenceKind.ARGS, "image_id", "ami-1", "ami-2")
+    ]
