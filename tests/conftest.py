@@ -19,6 +19,13 @@ def precip_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("precip-home")
     patch = pytest.MonkeyPatch()
     patch.setenv("PRECIP_HOME", str(home))
+    # Nor the developer's AWS profiles, nor the instance metadata service (169.254.169.254,
+    # off this machine) that boto3's chain asks last when it finds no credentials.
+    patch.setenv("AWS_CONFIG_FILE", str(home / "no-aws-config"))
+    patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "no-aws-credentials"))
+    patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for variable in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL"):
+        patch.delenv(variable, raising=False)
     yield home
     patch.undo()
 

@@ -30,6 +30,7 @@ import attrs
 import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.session
 
 from precip_repro.clouds.base import credential_fingerprint
 from precip_repro.exceptions import CredentialsNotFound, InvalidOption
@@ -195,8 +196,14 @@ def resolve_credentials(
 def placeholder_credentials(*, profile: str | None, region: str | None) -> AWSCredentials:
     """Credentials no request is signed with: a run played back asks no cloud, and needs
     none of the profile it was recorded with."""
+    # botocore reads AWS_PROFILE whatever keys are given, and fails on an unknown one:
+    # this session reads no profile at all.
+    unprofiled = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
     session = boto3.Session(
-        aws_access_key_id="played-back", aws_secret_access_key="played-back", region_name=region
+        botocore_session=unprofiled,
+        aws_access_key_id="played-back",
+        aws_secret_access_key="played-back",
+        region_name=region,
     )
     return AWSCredentials(session=session, profile=_profile_named(profile), fingerprint=None)
 
