@@ -152,12 +152,19 @@ def requests_sent() -> Any:
     def note(params: dict[str, Any], model: Any, **_: Any) -> None:
         sent.append((model.name, dict(params)))
 
-    import boto3
+    from precip_repro.clouds.aws_credentials import AWSCredentials
 
-    events = boto3._get_default_session().events  # new clients copy its handlers
-    events.register("provide-client-params.ec2", note, unique_id="precip-test-requests")
-    yield sent
-    events.unregister("provide-client-params.ec2", unique_id="precip-test-requests")
+    # Every client of ours is made by AWSCredentials.client, each from its own session.
+    made = AWSCredentials.client
+
+    def client(self: AWSCredentials, service: str, **options: Any) -> Any:
+        made_client = made(self, service, **options)
+        made_client.meta.events.register("provide-client-params.ec2", note)
+        return made_client
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(AWSCredentials, "client", client)
+        yield sent
 
 
 @pytest.fixture(scope="session")
