@@ -159,6 +159,7 @@ def test_an_experiment_with_a_profile_runs_on_the_endpoint_it_configures_and_rec
     finally:
         exp.close()
     run_path = exp.run_path
+    assert run_path is not None
     finish_run()
     assert verify(run_path).state == "intact"
     assert of_type(run_path, "experiment.created")[0]["cloud"] == {
