@@ -39,15 +39,18 @@ def _leaks_counted(leaks: Sequence[Leak]) -> str:
 
 
 def _gc_credentials(args: argparse.Namespace, spec: str) -> AWSCredentials:
-    """An EC2-compatible ``--cloud``'s credentials: ``EC2_ACCESS_KEY`` and
-    ``EC2_SECRET_KEY`` (the seed's clouds' names) where set, else boto3's chain from
-    ``--profile`` (else ``AWS_PROFILE``, the ``AWS_*`` environment, SSO, an instance
-    role); resolved before anything is checked or ended."""
+    """An EC2-compatible ``--cloud``'s credentials: boto3's chain from ``--profile`` (else
+    the ``AWS_*`` environment, ``AWS_PROFILE``, SSO, an instance role), or
+    ``EC2_ACCESS_KEY`` and ``EC2_SECRET_KEY`` (the seed's clouds' names) where set and
+    neither ``--profile`` nor ``AWS_ACCESS_KEY_ID`` is; resolved before anything is checked
+    or ended."""
     from precip_repro.clouds.aws_credentials import resolve_credentials
 
     access = os.environ.get("EC2_ACCESS_KEY")
     secret = os.environ.get("EC2_SECRET_KEY")
+    # AWS_ACCESS_KEY_ID, boto3's own, comes first (the chain reads it), as it always did.
     explicit = bool(access and secret) and args.profile is None
+    explicit = explicit and "AWS_ACCESS_KEY_ID" not in os.environ
     try:
         return resolve_credentials(
             access_key=access if explicit else None,

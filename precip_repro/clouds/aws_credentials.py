@@ -113,17 +113,18 @@ def _session(profile: str | None, region: str | None) -> Any:
         ) from None
 
 
+def _unprofiled() -> Any:
+    """A botocore session that reads no profile name from the environment (botocore reads
+    ``AWS_PROFILE`` whatever else is given, and fails on an unknown one)."""
+    return botocore.session.Session(session_vars={"profile": (None, None, None, None)})
+
+
 def _known_profiles() -> str:
-    """The profiles the files define, for a message (the environment's AWS_PROFILE set
-    aside: it names the unknown one)."""
-    saved = {name: os.environ.pop(name) for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE")
-             if name in os.environ}  # fmt: skip
+    """The profiles the files define, for a message."""
     try:
-        names = sorted(boto3.Session().available_profiles)
+        names = sorted(_unprofiled().available_profiles)
     except botocore.exceptions.BotoCoreError:
         names = []
-    finally:
-        os.environ.update(saved)
     return f" (it has {', '.join(names)})" if names else " (it has no profile)"
 
 
@@ -196,11 +197,8 @@ def resolve_credentials(
 def placeholder_credentials(*, profile: str | None, region: str | None) -> AWSCredentials:
     """Credentials no request is signed with: a run played back asks no cloud, and needs
     none of the profile it was recorded with."""
-    # botocore reads AWS_PROFILE whatever keys are given, and fails on an unknown one:
-    # this session reads no profile at all.
-    unprofiled = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
     session = boto3.Session(
-        botocore_session=unprofiled,
+        botocore_session=_unprofiled(),
         aws_access_key_id="played-back",
         aws_secret_access_key="played-back",
         region_name=region,
