@@ -118,12 +118,12 @@ def _parser() -> argparse.ArgumentParser:
         "AWS_PROFILE, the AWS_* environment, SSO, an instance role), or "
         "openstack-native[=ENTRY]: native OpenStack, a clouds.yaml entry (else OS_*)",
     )
-    gc.add_argument("--region", default="us-east-1", help="region of --cloud endpoints")
     gc.add_argument(
         "--profile",
         metavar="NAME",
         help="the AWS profile whose credentials check --cloud endpoints (default: AWS_PROFILE)",
     )
+    gc.add_argument("--region", default="us-east-1", help="region of --cloud endpoints")
     run = add("run", cmd_run, "run an experiment script and record it (the script too)")
     run.add_argument(
         "--playback",
