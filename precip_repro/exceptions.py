@@ -12,7 +12,9 @@ for code that does not know us::
     ├── PlaybackMismatch                      played back, a call is not the recorded one:
     │                                         ``call``, ``recorded`` and ``attempted``
     ├── CloudError                            the cloud refused or failed; ``code``, ``request_id``
-    │   └── LocalCloudUnavailable             this machine cannot run local instances (and why)
+    │   ├── LocalCloudUnavailable             this machine cannot run local instances (and why)
+    │   └── CredentialsNotFound               no AWS credentials: an unknown profile, or none
+    │                                         given, configured or at hand; ``profile``
     ├── InstanceError                         about one instance: ``instance``, ``slot``
     │   ├── InstanceNotReady                  used before ``wait()`` made it reachable
     │   ├── InstanceUnreachable (ConnectionError)  ssh could not connect or log in
@@ -58,6 +60,7 @@ __all__ = [
     "CommandFailed",
     "CommandTimeout",
     "ContentWithheld",
+    "CredentialsNotFound",
     "ExperimentClosed",
     "ExperimentException",
     "HostKeyChanged",
@@ -160,6 +163,15 @@ class CloudError(ExperimentException):
 
 class LocalCloudUnavailable(CloudError):
     """This machine cannot run local instances; the message says what is missing."""
+
+
+class CredentialsNotFound(CloudError):
+    """No AWS credentials could be had: the profile named (``profile``; None: the default
+    chain) is unknown or holds none, and none were given; the message says what to do."""
+
+    def __init__(self, message: str, *, profile: str | None = None) -> None:
+        self.profile = profile
+        super().__init__(message)
 
 
 class InstanceError(ExperimentException):

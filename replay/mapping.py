@@ -12,11 +12,13 @@
     [e2.images]                  # the same per experiment; wins over the top level
     "default" = "ami-0abcdef1234567890"
 
-    [e2.cloud]                   # where an EC2-compatible target is; credentials by the
-    endpoint = "http://127.0.0.1:5000"   # names of the environment variables holding them
+    [e2.cloud]                   # where an EC2-compatible target is
+    endpoint = "http://127.0.0.1:5000"   # left out on ec2: AWS's, or AWS_ENDPOINT_URL's
     region = "us-east-1"
-    access_key_env = "AWS_ACCESS_KEY_ID"
-    secret_key_env = "AWS_SECRET_ACCESS_KEY"
+    profile = "lab"              # credentials the AWS way: this profile (left out:
+                                 # AWS_PROFILE, the AWS_* environment, SSO, a role) …
+    # access_key_env = "LAB_KEY_ID"      # … or keys by the names of the environment
+    # secret_key_env = "LAB_SECRET"      # variables holding them
     subnet_id = "subnet-0123"
     ssh_address = "private"
     login_user = "ubuntu"        # an image that refuses root: root's calls go through sudo
@@ -51,6 +53,7 @@ CLOUD_KEYS: Final = (
     "cloud",
     "endpoint",
     "region",
+    "profile",
     "access_key_env",
     "secret_key_env",
     "subnet_id",
@@ -67,7 +70,7 @@ CLOUD_KEYS: Final = (
     "boot_max_tries",
 )
 _TEXT_KEYS: Final = frozenset(
-    {"endpoint", "region", "access_key_env", "secret_key_env", "subnet_id", "key_name",
+    {"endpoint", "region", "profile", "access_key_env", "secret_key_env", "subnet_id", "key_name",
      "login_user", "address_block", "cloud", "network", "floating_network", "reservation"}
 )  # fmt: skip
 _LIST_KEYS: Final = frozenset({"security_groups", "floating_addresses"})

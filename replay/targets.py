@@ -28,6 +28,21 @@ CLOUDS: Final = ("local", "ec2", "openstack", "openstack-native", "eucalyptus", 
 NATIVE: Final = "openstack-native"
 """OpenStack's own APIs (a clouds.yaml entry); ``openstack`` is its EC2 API."""
 
+_KEY_ENV: Final = {
+    "access_key_env": "AWS_ACCESS_KEY_ID",
+    "secret_key_env": "AWS_SECRET_ACCESS_KEY",
+}
+"""The environment variables an EC2-compatible target's keys are read from by default,
+where the mapping names keys at all (see :func:`_keys_by_name`)."""
+
+
+def _keys_by_name(kind: str, cloud: dict[str, Any]) -> bool:
+    """Whether ``cloud``'s keys are read from named environment variables rather than found
+    by boto3's chain: where the mapping names them, and on OpenStack's EC2 API, whose
+    experiment without keys would be native OpenStack."""
+    return kind == "openstack" or "access_key_env" in cloud or "secret_key_env" in cloud
+
+
 _ENDPOINT_CLOUDS: Final = {
     "openstack": OpenStackExperiment,
     "eucalyptus": EucalyptusExperiment,
@@ -104,20 +119,40 @@ class Targets(RecordedContent):
                         usage=True,
                     )
                 continue
-            for key in ("access_key_env", "secret_key_env"):
-                name = cloud.get(
-                    key, "AWS_ACCESS_KEY_ID" if key == "access_key_env" else "AWS_SECRET_ACCESS_KEY"
-                )
-                if name not in os.environ:
-                    raise ReplayFailed(
-                        f"{exp} replays on {kind}: its credentials are read from the "
-                        f"environment variable {name}, which is not set (set {key} in "
-                        f"[{exp}.cloud] or [cloud] of the mapping to use another)",
-                        usage=True,
-                    )
+            self._check_credentials(exp, kind, cloud)
             if kind != "ec2" and not cloud.get("endpoint"):
                 raise ReplayFailed(
                     f"{exp} replays on {kind}: give its endpoint in [{exp}.cloud] or [cloud]",
+                    usage=True,
+                )
+
+    def _check_credentials(self, exp: str, kind: str, cloud: dict[str, Any]) -> None:
+        """Keys by the names of environment variables (``access_key_env`` …, and always on
+        OpenStack's EC2 API, whose experiment takes keys), else boto3's chain from
+        ``profile`` (else AWS_PROFILE, the environment, SSO, a role) — resolved now, before
+        anything is provisioned."""
+        if not _keys_by_name(kind, cloud):
+            problem = EC2Experiment.credentials_problem(profile=cloud.get("profile"))
+            if problem is not None:
+                raise ReplayFailed(
+                    f'{exp} replays on {kind}: {problem} (or give profile = "…" in '
+                    f"[{exp}.cloud] or [cloud] of the mapping)",
+                    usage=True,
+                )
+            return
+        if "profile" in cloud:
+            raise ReplayFailed(
+                f"{exp} replays on {kind}: [{exp}.cloud] or [cloud] of the mapping gives both "
+                "a profile and keys (access_key_env, secret_key_env): keep one",
+                usage=True,
+            )
+        for key, default in _KEY_ENV.items():
+            name = cloud.get(key, default)
+            if name not in os.environ:
+                raise ReplayFailed(
+                    f"{exp} replays on {kind}: its credentials are read from the "
+                    f"environment variable {name}, which is not set (set {key} in "
+                    f"[{exp}.cloud] or [cloud] of the mapping to use another)",
                     usage=True,
                 )
 
@@ -149,8 +184,13 @@ class Targets(RecordedContent):
                 **native,
                 **common,
             )
-        access = os.environ[cloud.get("access_key_env", "AWS_ACCESS_KEY_ID")]
-        secret = os.environ[cloud.get("secret_key_env", "AWS_SECRET_ACCESS_KEY")]
+        access: str | None = None
+        secret: str | None = None
+        if _keys_by_name(kind, cloud):
+            access = os.environ[cloud.get("access_key_env", _KEY_ENV["access_key_env"])]
+            secret = os.environ[cloud.get("secret_key_env", _KEY_ENV["secret_key_env"])]
+        else:
+            common["profile"] = cloud.get("profile")
         options: dict[str, Any] = {
             key: cloud[key]
             for key in ("subnet_id", "security_groups", "key_name", "ssh_address",

@@ -19,6 +19,13 @@ def precip_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("precip-home")
     patch = pytest.MonkeyPatch()
     patch.setenv("PRECIP_HOME", str(home))
+    # Nor the developer's AWS profiles, nor the instance metadata service (169.254.169.254,
+    # off this machine) that boto3's chain asks last when it finds no credentials.
+    patch.setenv("AWS_CONFIG_FILE", str(home / "no-aws-config"))
+    patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "no-aws-credentials"))
+    patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for variable in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL"):
+        patch.delenv(variable, raising=False)
     yield home
     patch.undo()
 
@@ -145,12 +152,19 @@ def requests_sent() -> Any:
     def note(params: dict[str, Any], model: Any, **_: Any) -> None:
         sent.append((model.name, dict(params)))
 
-    import boto3
+    from precip_repro.clouds.aws_credentials import AWSCredentials
 
-    events = boto3._get_default_session().events  # new clients copy its handlers
-    events.register("provide-client-params.ec2", note, unique_id="precip-test-requests")
-    yield sent
-    events.unregister("provide-client-params.ec2", unique_id="precip-test-requests")
+    # Every client of ours is made by AWSCredentials.client, each from its own session.
+    made = AWSCredentials.client
+
+    def client(self: AWSCredentials, service: str, **options: Any) -> Any:
+        made_client = made(self, service, **options)
+        made_client.meta.events.register("provide-client-params.ec2", note)
+        return made_client
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(AWSCredentials, "client", client)
+        yield sent
 
 
 @pytest.fixture(scope="session")

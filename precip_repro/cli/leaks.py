@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from precip_repro.exceptions import (
+    CredentialsNotFound,
     InvalidOption,
 )
 from precip_repro.timeline import format_duration
 
 if TYPE_CHECKING:
+    from precip_repro.clouds.aws_credentials import AWSCredentials
     from precip_repro.clouds.base import Cloud
     from precip_repro.leaks import Collected, Ended, Leak
 
@@ -38,10 +40,35 @@ def _leaks_counted(leaks: Sequence[Leak]) -> str:
     return " and ".join([*parts, *([f"{addresses} floating address(es)"] if addresses else [])])
 
 
+def _gc_credentials(args: argparse.Namespace, spec: str) -> AWSCredentials:
+    """An EC2-compatible ``--cloud``'s credentials: boto3's chain from ``--profile`` (else
+    the ``AWS_*`` environment, ``AWS_PROFILE``, SSO, an instance role), or
+    ``EC2_ACCESS_KEY`` and ``EC2_SECRET_KEY`` (the seed's clouds' names) where set and
+    neither ``--profile`` nor ``AWS_ACCESS_KEY_ID`` is; resolved before anything is checked
+    or ended."""
+    from precip_repro.clouds.aws_credentials import resolve_credentials
+
+    access = os.environ.get("EC2_ACCESS_KEY")
+    secret = os.environ.get("EC2_SECRET_KEY")
+    # AWS_ACCESS_KEY_ID, boto3's own, comes first (the chain reads it), as it always did.
+    explicit = bool(access and secret) and args.profile is None
+    explicit = explicit and "AWS_ACCESS_KEY_ID" not in os.environ
+    try:
+        return resolve_credentials(
+            access_key=access if explicit else None,
+            secret_key=secret if explicit else None,
+            profile=args.profile,
+            region=args.region,
+            identify=False,
+        )
+    except CredentialsNotFound as exc:
+        raise Usage(f"--cloud {spec}: {exc}") from None
+
+
 def _gc_clouds(args: argparse.Namespace) -> list[Cloud]:
     """The clouds of ``--cloud``: ``[kind=]URL`` for the EC2-compatible ones (credentials
-    from the environment), ``openstack-native[=ENTRY]`` for native OpenStack (a clouds.yaml
-    entry; without one, the OS_* environment)."""
+    the AWS way: :func:`_gc_credentials`), ``openstack-native[=ENTRY]`` for native
+    OpenStack (a clouds.yaml entry; without one, the OS_* environment)."""
     from precip_repro.clouds.ec2 import KINDS, EC2Cloud
     from precip_repro.clouds.openstack import KIND as NATIVE
     from precip_repro.clouds.openstack import OpenStackCloud
@@ -60,16 +87,12 @@ def _gc_clouds(args: argparse.Namespace) -> list[Cloud]:
             continue
         if kind not in KINDS:
             raise InvalidOption("--cloud kind", kind, (*KINDS, NATIVE))
-        access = os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("EC2_ACCESS_KEY")
-        secret = os.environ.get("AWS_SECRET_ACCESS_KEY") or os.environ.get("EC2_SECRET_KEY")
-        if not access or not secret:
-            raise Usage(
-                f"--cloud {spec} needs credentials in the environment: AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY (or EC2_ACCESS_KEY and EC2_SECRET_KEY)"
-            )
         clouds.append(
             EC2Cloud(
-                kind=kind, endpoint=url, region=args.region, access_key=access, secret_key=secret
+                kind=kind,
+                endpoint=url or None,
+                region=args.region,
+                credentials=_gc_credentials(args, spec),
             )
         )
     return clouds

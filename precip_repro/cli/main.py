@@ -119,8 +119,14 @@ def _parser() -> argparse.ArgumentParser:
         "--cloud",
         action="append",
         metavar="[KIND=]URL",
-        help="also check this EC2-compatible endpoint (credentials from the environment), "
-        "or openstack-native[=ENTRY]: native OpenStack, a clouds.yaml entry (else OS_*)",
+        help="also check this EC2-compatible endpoint (credentials the AWS way: --profile, "
+        "AWS_PROFILE, the AWS_* environment, SSO, an instance role), or "
+        "openstack-native[=ENTRY]: native OpenStack, a clouds.yaml entry (else OS_*)",
+    )
+    gc.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="the AWS profile whose credentials check --cloud endpoints (default: AWS_PROFILE)",
     )
     gc.add_argument("--region", default="us-east-1", help="region of --cloud endpoints")
     gc.add_argument("--json", action="store_true", help=_JSON_HELP)

@@ -44,13 +44,16 @@ class CloudInfo:
     access_key_fingerprint: str | None = None
     project: str | None = None
     """The OpenStack project (name, or id where only that is known); None elsewhere."""
+    profile: str | None = None
+    """The AWS profile the credentials came from; None for keys given or the environment."""
 
     def as_record(self) -> dict[str, str | None]:
         """As ``experiment.created`` keeps it: every field, None included — but a project
-        only where there is one (records of the other clouds never had that key)."""
+        and a profile only where there is one (records before them never had those keys)."""
         record = attrs.asdict(self)
-        if record["project"] is None:
-            del record["project"]
+        for key in ("project", "profile"):
+            if record[key] is None:
+                del record[key]
         return record
 
 

@@ -15,7 +15,8 @@ groups, key pairs, instances listed by their ``precip:run`` tag, and any login u
 
 Credentials go straight into the boto3 client and nowhere else: not into the record (which
 holds the endpoint, the region and a fingerprint of the access key id), not into reprs,
-log lines or exception messages.
+log lines or exception messages. Without keys, they come from boto3's chain
+(:mod:`precip_repro.clouds.aws_credentials`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final
 
+from precip_repro.clouds.aws_credentials import AWSCredentials, resolve_credentials
 from precip_repro.clouds.base import (
     Capability,
     CloudInfo,
@@ -111,8 +113,9 @@ class EC2Cloud:
         kind: str,
         endpoint: str | None,
         region: str,
-        access_key: str,
-        secret_key: str,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        credentials: AWSCredentials | None = None,
         subnet_id: str | None = None,
         security_groups: Sequence[str] | None = None,
         key_name: str | None = None,
@@ -136,16 +139,20 @@ class EC2Cloud:
         self.security_groups = list(security_groups) if security_groups else None
         self.key_name = key_name
         self.name = name
-        self._access_fingerprint = access_key_fingerprint(access_key)
+        if credentials is None:
+            credentials = resolve_credentials(
+                access_key=access_key, secret_key=secret_key, region=self.region
+            )
+        self._credentials = credentials
         self._group_ids: list[str] | None = None
         self._keys: Keys | None = None
         self._api = EC2Client(
             kind=kind,
             endpoint=self.endpoint,
             region=self.region,
-            access_key=access_key,
-            secret_key=secret_key,
+            credentials=credentials,
         )
+        self.endpoint = self._api.endpoint
         self._addresses = FloatingAddresses(self._api, floating_addresses, tagged=self.modern)
 
     def __repr__(self) -> str:
@@ -156,7 +163,8 @@ class EC2Cloud:
             kind=self.kind,
             endpoint=self.endpoint,
             region=self.region,
-            access_key_fingerprint=self._access_fingerprint,
+            access_key_fingerprint=self._credentials.fingerprint,
+            profile=self._credentials.profile,
         )
 
     @property

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from typing import Any, Final, TypeVar, overload
 from urllib.parse import urlsplit
 
-import boto3
 import botocore.config
 import botocore.exceptions
 import botocore.parsers
 
+from precip_repro.clouds.aws_credentials import AWSCredentials, configured_endpoint
 from precip_repro.clouds.base import credential_fingerprint
 from precip_repro.exceptions import CloudError, InvalidOption
 
@@ -96,10 +96,11 @@ class EC2Client:
     goes wrong into :class:`CloudError`. ``kind`` names the cloud in its messages."""
 
     def __init__(
-        self, *, kind: str, endpoint: str | None, region: str, access_key: str, secret_key: str
+        self, *, kind: str, endpoint: str | None, region: str, credentials: AWSCredentials
     ) -> None:
         self.kind = kind
         self.where = f"{kind} at {endpoint or 'AWS'} ({region})"
+        self.endpoint = endpoint
         config = botocore.config.Config(
             retries={"mode": "adaptive", "max_attempts": 8},
             connect_timeout=10,
@@ -107,14 +108,12 @@ class EC2Client:
             user_agent_extra="precip-repro",
         )
         try:
-            self.client: Any = boto3.client(
-                "ec2",
-                endpoint_url=endpoint,
-                region_name=region,
-                aws_access_key_id=access_key,
-                aws_secret_access_key=secret_key,
-                config=config,
+            self.client: Any = credentials.client(
+                "ec2", endpoint_url=endpoint, region_name=region, config=config
             )
+            if endpoint is None:  # a profile's endpoint_url, AWS_ENDPOINT_URL: recorded
+                self.endpoint = configured_endpoint(credentials, self.client)
+                self.where = f"{kind} at {self.endpoint or 'AWS'} ({region})"
         except (botocore.exceptions.BotoCoreError, ValueError) as exc:
             raise CloudError(f"cannot set up the EC2 client for {self.where}: {exc}") from None
         self.client.meta.events.register("before-parse.ec2", _server_error_as_generic)

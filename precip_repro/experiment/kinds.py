@@ -139,36 +139,68 @@ class _EC2Compatible(Experiment):
         self,
         region: str,
         endpoint: str | None,
-        access_key: str,
-        secret_key: str,
+        access_key: str | None,
+        secret_key: str | None,
         name: str | None,
         options: EC2Options,
+        *,
+        profile: str | None = None,
     ) -> None:
+        from precip_repro.clouds.aws_credentials import (
+            placeholder_credentials,
+            resolve_credentials,
+        )
         from precip_repro.clouds.ec2 import EC2Cloud
+        from precip_repro.exceptions import CredentialsNotFound
 
         _checked(type(self), options, frozenset(EC2Options.__annotations__))
-        # Credentials never reach the record: should they appear in a command or an
-        # output, they are written as ${secret:NAME}.
         for option, value in (("access_key", access_key), ("secret_key", secret_key)):
-            if not isinstance(value, str) or len(value) < MIN_SECRET:
+            if value is not None and (not isinstance(value, str) or len(value) < MIN_SECRET):
                 raise InvalidOption(
                     option,
                     "<hidden>",
                     [
                         f"a string of at least {MIN_SECRET} characters (AWS's are 20 and 40; "
-                        "a shorter one could not be kept out of the record)"
+                        "a shorter one could not be kept out of the record)",
+                        "None: boto3's chain (profile=, AWS_PROFILE, SSO, the environment, "
+                        "an instance role)",
                     ],
                 )
-        session.add_secret("AWS_ACCESS_KEY_ID", access_key)
-        session.add_secret("AWS_SECRET_ACCESS_KEY", secret_key)
+        # Resolved before anything is provisioned: an unknown profile or no credentials at
+        # all fail here, naming the profile.
+        try:
+            credentials = resolve_credentials(
+                access_key=access_key,
+                secret_key=secret_key,
+                profile=profile,
+                region=region if isinstance(region, str) else None,
+                endpoint=endpoint,
+                identify=session.playback is None,
+            )
+        except CredentialsNotFound:
+            if session.playback is None:
+                raise
+            # Played back, no call reaches a cloud: the profile need not exist here.
+            credentials = placeholder_credentials(
+                profile=profile, region=region if isinstance(region, str) else None
+            )
+        # Credentials never reach the record: should they appear in a command or an
+        # output, they are written as ${secret:NAME}.
+        for variable, secret in credentials.secrets.items():
+            if len(secret) < MIN_SECRET:
+                raise InvalidOption(
+                    variable, "<hidden>",
+                    [f"at least {MIN_SECRET} characters (a shorter one could not be kept "
+                     "out of the record)"],
+                )  # fmt: skip
+            session.add_secret(variable, secret)
         merged: dict[str, Any] = {**self.DEFAULTS, **options}
         cloud_options = {key: merged.pop(key) for key in list(merged) if key in _CLOUD_KEYS}
         cloud = EC2Cloud(
             kind=self.KIND,
             endpoint=endpoint,
             region=region,
-            access_key=access_key,
-            secret_key=secret_key,
+            credentials=credentials,
             subnet_id=cloud_options.get("subnet_id"),
             security_groups=cloud_options.get("security_groups"),
             key_name=cloud_options.get("key_name"),
@@ -189,38 +221,64 @@ class EC2Experiment(_EC2Compatible):
     """Amazon EC2 (or any EC2 endpoint). ``region`` may be an availability zone
     (``us-west-2c``: region ``us-west-2``, instances placed in that zone); ``endpoint`` a
     host (``ec2.us-west-2.amazonaws.com``, reached over https) or a URL, or None for AWS's
-    own endpoint of the region."""
+    own endpoint of the region (or the one a profile or ``AWS_ENDPOINT_URL`` sets).
+
+    ``access_key`` and ``secret_key`` may be left out: boto3's chain then finds the
+    credentials — ``profile=`` (else ``AWS_PROFILE``), SSO, the environment, an instance
+    role. The record keeps the profile's name and a fingerprint of the identity, never a
+    credential."""
 
     KIND = "ec2"
 
     def __init__(
         self,
         region: str,
-        endpoint: str | None,
-        access_key: str,
-        secret_key: str,
+        endpoint: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
         name: str | None = None,
+        *,
+        profile: str | None = None,
         **options: Unpack[EC2Options],
     ) -> None:
-        self._start(region, endpoint, access_key, secret_key, name, options)
+        self._start(region, endpoint, access_key, secret_key, name, options, profile=profile)
+
+    @staticmethod
+    def credentials_problem(
+        *, profile: str | None = None, access_key: str | None = None, secret_key: str | None = None
+    ) -> str | None:
+        """Why no credentials can be had with these (None: boto3's chain), or None; asks
+        no cloud."""
+        from precip_repro.clouds.aws_credentials import resolve_credentials
+        from precip_repro.exceptions import CredentialsNotFound
+
+        try:
+            resolve_credentials(
+                access_key=access_key, secret_key=secret_key, profile=profile, identify=False
+            )
+        except (CredentialsNotFound, InvalidOption) as exc:
+            return str(exc)
+        return None
 
 
 class _EndpointCloud(_EC2Compatible):
     """The seed's clouds reached through their EC2-compatible endpoint. Their original
     pseudo-regions (``openstack`` …) are not valid signing regions: ``region=`` names one
-    (default ``us-east-1``)."""
+    (default ``us-east-1``). Without keys, boto3's chain finds them (``profile=``, else
+    ``AWS_PROFILE``, the environment …), as for :class:`EC2Experiment`."""
 
     def __init__(
         self,
         endpoint: str,
-        access_key: str,
-        secret_key: str,
+        access_key: str | None = None,
+        secret_key: str | None = None,
         name: str | None = None,
         *,
         region: str = DEFAULT_REGION,
+        profile: str | None = None,
         **options: Unpack[EC2Options],
     ) -> None:
-        self._start(region, endpoint, access_key, secret_key, name, options)
+        self._start(region, endpoint, access_key, secret_key, name, options, profile=profile)
 
 
 class OpenStackExperiment(_EndpointCloud):
