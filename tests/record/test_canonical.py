@@ -4,7 +4,7 @@ import json
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from precip_repro.exceptions import UnrecordableValue
@@ -57,12 +57,13 @@ def test_the_fast_v1_writer_agrees_where_orjson_refuses_or_json_escapes(value):
 
 
 @given(st.floats(allow_nan=True, allow_infinity=True) | st.integers())
+@example(-math.nan)  # a NaN's sign is not kept (one NaN, records/README.md "Numbers")
 def test_jsonable_keeps_a_number_a_number_that_reads_back_as_written(number):
     stored = jsonable({"metric": number})
     back = decode(json.loads(canonical(stored)))["metric"]
     assert type(back) is type(number)
     assert back == number or (math.isnan(back) and math.isnan(number))
-    if isinstance(number, float):
+    if isinstance(number, float) and not math.isnan(number):  # -0.0 stays -0.0
         assert math.copysign(1.0, back) == math.copysign(1.0, number)
 
 
