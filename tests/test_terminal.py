@@ -130,3 +130,18 @@ def test_plain_lines_keep_one_line_per_state_change(tmp_path):
         "e1.p1.0 i-1: waiting after 1.0 s (state pending)",
         "e1.p1.0 i-1: ready after 2.0 s",
     ]
+
+
+def test_log_lines_are_utc_and_uncoloured_whatever_the_local_zone(tmp_path):
+    from datetime import UTC, datetime
+
+    env = dict(os.environ, TZ="Asia/Tokyo")  # nine hours from UTC: local time would show
+    env.pop("NO_COLOR", None)
+    done = subprocess.run([*command(tmp_path, "-v", "--quiet")], cwd=tmp_path, env=env,
+                          capture_output=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    assert not ANSI.search(done.stderr)
+    stamps = re.findall(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z) \[info", done.stderr, re.M)
+    assert stamps, done.stderr.decode()
+    logged = datetime.fromisoformat(stamps[0].decode().replace("Z", "+00:00"))
+    assert abs((datetime.now(UTC) - logged).total_seconds()) < 300
