@@ -223,9 +223,9 @@ def _replay(args: argparse.Namespace, report: dict[str, Any] | None = None) -> i
     source_dir = store.resolve(args.run)
     ((source, verdict),) = load_verified([source_dir])  # checked and read in one pass
     if source is None:
+        named = f"run {args.run}" if args.run == verdict.run else f"{args.run} (run {verdict.run})"
         print(
-            f"precip-replay: error: run {verdict.run} is {verdict.state}, not intact: "
-            f"{verdict.reason}",
+            f"precip-replay: error: {named} is {verdict.state}, not intact: {verdict.reason}",
             file=sys.stderr,
         )
         return EXIT_FAILED

@@ -501,3 +501,17 @@ def test_diff_json_is_strict_json_whatever_numbers_the_runs_hold(capsys, store):
     (note,) = document["run"]
     assert note["a"]["fields"]["best"] == {"$float": "Infinity"}
     assert note["b"]["fields"]["best"] == 1.5
+
+
+def test_a_damaged_copy_given_by_its_path_is_named_by_that_path(capsys, store, tmp_path):
+    import shutil
+
+    run = record_sample_run(store, name="original")
+    copy = tmp_path / "copy"
+    shutil.copytree(run.path, copy)
+    (copy / "checkpoint").chmod(0o644)
+    (copy / "checkpoint").write_text("{}\n")
+    code, _, err = cli(capsys, store, "diff", str(copy), run.id)
+    assert code == 3
+    assert f"{copy} (run {run.id}) is corrupt, not intact" in err
+    assert f"`precip-repro verify {copy}` says more" in err

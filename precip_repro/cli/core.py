@@ -100,11 +100,14 @@ def intact_views(
     store = store_of(args)
     found: list[tuple[RunView, str | None]] = []
     loaded = load_verified([store.resolve(spec) for spec in specs], meanwhile=frozen_then)
-    for view, verdict in loaded:
+    for spec, (view, verdict) in zip(specs, loaded, strict=True):
         if view is None:
+            # Named as the user gave it: a damaged copy given by its path holds the id of a
+            # run that may well be intact in the store.
+            named = f"run {spec}" if spec == verdict.run else f"{spec} (run {verdict.run})"
             raise NotIntact(
-                f"run {verdict.run} is {verdict.state}, not intact: {verdict.reason}; "
-                f"`precip-repro verify {verdict.run}` says more"
+                f"{named} is {verdict.state}, not intact: {verdict.reason}; "
+                f"`precip-repro verify {spec}` says more"
             )
         found.append((view, verdict.digest))
     return found
