@@ -197,13 +197,17 @@ class ComparisonSide:
             # Image and type are compared per instance — unless the call started none (it
             # failed): then its arguments are all there is to compare.
             placed = model.placed if call.result else frozenset()
-            # The defaults of arguments an older record left out: the same call as a newer
-            # record's that holds them.
             found = self._args[call.number] = {
                 k: self._arg(k, v, model.local_paths)
-                for k, v in model.bound(call.args).items()
+                for k, v in call.args.items()
                 if k not in placed
             }
+            if len(found) + len(placed) < len(model.names):
+                # The defaults of arguments an older record left out (constants: nothing in
+                # them to normalise) — the same call as a newer record's that holds them.
+                for param in model.params:
+                    if param.name not in found and param.name not in placed and not param.required:
+                        found[param.name] = param.default
         return found
 
     def _arg(self, key: str, value: JSON, local_paths: frozenset[str]) -> JSON:
