@@ -177,6 +177,8 @@ class ComparisonSide:
         self.reader = reader if reader is not None else ContentReader(view)
         self.one_host = one_host
         self._args: dict[int, dict[str, JSON]] = {}
+        self._missing: dict[tuple[object, ...], list[tuple[str, JSON]]] = {}
+        """The defaults a call of one method and one set of recorded arguments lacks."""
         # Called for every string of a large diff: the normaliser's own method where there is
         # nothing to add to it (a wrapper per call was a tenth of the comparison).
         self.text: Callable[[str], str] = self._one_host_text if one_host else self.norm.text
@@ -205,9 +207,17 @@ class ComparisonSide:
             if len(found) + len(placed) < len(model.names):
                 # The defaults of arguments an older record left out (constants: nothing in
                 # them to normalise) — the same call as a newer record's that holds them.
-                for param in model.params:
-                    if param.name not in found and param.name not in placed and not param.required:
-                        found[param.name] = param.default
+                shape = (call.method, tuple(found), placed)
+                missing = self._missing.get(shape)
+                if missing is None:
+                    missing = self._missing[shape] = [
+                        (param.name, param.default)
+                        for param in model.params
+                        if param.name not in found
+                        and param.name not in placed
+                        and not param.required
+                    ]
+                found.update(missing)
         return found
 
     def _arg(self, key: str, value: JSON, local_paths: frozenset[str]) -> JSON:
