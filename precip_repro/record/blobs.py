@@ -25,7 +25,7 @@ from precip_repro.exceptions import (
     RecordCorrupted,
     RecordWriteFailed,
 )
-from precip_repro.record.files import open_regular
+from precip_repro.record.files import fsync_dir, open_regular
 from precip_repro.record.payloads import INLINE_TEXT_LIMIT, BlobRef
 
 __all__ = ["CHUNK", "BackgroundWriter", "BlobSink", "BlobStore", "hash_file"]
@@ -72,7 +72,7 @@ class BlobStore:
         path.unlink(missing_ok=True)
         with self._lock:
             self._unsynced = [p for p in self._unsynced if p != path]
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         with contextlib.suppress(OSError):  # not empty: other blobs share the prefix
             path.parent.rmdir()
 
@@ -173,7 +173,7 @@ class BlobStore:
         if pending:
             dirs.add(self.root)
         for directory in dirs:
-            _fsync_dir(directory)
+            fsync_dir(directory)
 
     def _install(self, tmp: Path, sha256: str) -> None:
         target = self.path_for(sha256)
@@ -304,14 +304,6 @@ class BlobSink:
     ) -> None:
         if self._ref is None:
             self.discard()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class BackgroundWriter:

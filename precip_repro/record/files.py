@@ -17,7 +17,7 @@ from typing import BinaryIO, Final
 
 from precip_repro.exceptions import RecordCorrupted
 
-__all__ = ["open_regular", "read_bounded"]
+__all__ = ["fsync_dir", "open_regular", "read_bounded", "write_durably"]
 
 _KINDS: Final = (
     (stat.S_ISDIR, "a directory"),
@@ -80,3 +80,28 @@ def read_bounded(path: Path, *, limit: int, what: str, run: str | None) -> bytes
             path=path,
         )
     return data
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make the names in ``directory`` durable (a file created or renamed there)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_durably(path: Path, data: bytes, *, mode: int = 0o444) -> None:
+    """Write ``path`` whole or not at all, and durably: a temporary file beside it, fsynced,
+    renamed over it, the directory fsynced (the checkpoint and its signature)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    tmp.replace(path)
+    fsync_dir(path.parent)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
-import os
 import platform
 import shutil
 import socket
@@ -35,6 +34,7 @@ from precip_repro.exceptions import CheckpointNotWritten, InvalidOption, RecordW
 from precip_repro.logs import get_logger
 from precip_repro.record.blobs import BlobSink, BlobStore
 from precip_repro.record.events import Event, unstructure
+from precip_repro.record.files import fsync_dir
 from precip_repro.record.journal import Journal
 from precip_repro.record.methods import METHODS
 from precip_repro.record.payloads import (
@@ -99,14 +99,6 @@ def _git_commit(directory: Path) -> str | None:
         return None
     commit = done.stdout.strip()
     return commit if done.returncode == 0 and len(commit) in (40, 64) else None
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Run:
@@ -237,8 +229,8 @@ class Run:
                     else OSError(exc.errno, str(exc)),
                 ) from exc
             raise
-        _fsync_dir(path)
-        _fsync_dir(store.root)
+        fsync_dir(path)
+        fsync_dir(store.root)
         log.info("run started", run=run_id, path=str(path))
         return run
 

@@ -25,7 +25,7 @@ from sshsig.sshsig import SshsigWrapper, ssh_enarmor_sshsig
 
 from precip_repro.exceptions import ExperimentException, SigningFailed
 from precip_repro.logs import get_logger
-from precip_repro.record.files import read_bounded
+from precip_repro.record.files import read_bounded, write_durably
 from precip_repro.record.signature import (
     HASH,
     MAX_SIGNATURE,
@@ -222,20 +222,8 @@ def sign_checkpoint(run_dir: Path, signer: Signer, *, run: str | None = None) ->
     if message is None:
         raise SigningFailed(f"run {run or run_dir.name} has no checkpoint to sign", key=signer.path)
     armoured = signer.sign(message)
-    tmp = run_dir / f".{SIGNATURE}.tmp"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
-        try:
-            os.write(fd, armoured)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        tmp.replace(run_dir / SIGNATURE)
-        dir_fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_durably(run_dir / SIGNATURE, armoured)
     except OSError as exc:
         raise SigningFailed(
             f"the signature of run {run or run_dir.name} could not be written to "

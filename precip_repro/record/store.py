@@ -25,7 +25,7 @@ import attrs
 from precip_repro.exceptions import AmbiguousRun, RecordCorrupted, RunNotFound, UnrecordableValue
 from precip_repro.record.canonical import canonical
 from precip_repro.record.events import FORMAT_VERSION, READABLE
-from precip_repro.record.files import open_regular, read_bounded
+from precip_repro.record.files import open_regular, read_bounded, write_durably
 
 __all__ = [
     "CHECKPOINT",
@@ -116,19 +116,7 @@ def write_checkpoint(run_dir: Path, checkpoint: Checkpoint) -> None:
         "events": checkpoint.events,
         "digest": checkpoint.digest,
     }
-    tmp = run_dir / f".{CHECKPOINT}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
-    try:
-        os.write(fd, canonical(body, v=checkpoint.v) + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    tmp.replace(run_dir / CHECKPOINT)
-    dir_fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_durably(run_dir / CHECKPOINT, canonical(body, v=checkpoint.v) + b"\n")
 
 
 def read_checkpoint(run_dir: Path, *, run: str | None = None) -> Checkpoint | None:
