@@ -216,6 +216,9 @@ class RunView:
         return None, looked
 
 
+_INLINE_KEYS: Final = frozenset({"sha256", "size", "text"})
+
+
 class ViewBuilder:
     """Builds a :class:`RunView` one event at a time (so that ``verify`` can feed it while it
     checks the same events: one pass over a large log instead of two)."""
@@ -419,9 +422,15 @@ class ViewBuilder:
             and data.get("withheld") in (None, found.withheld)
         ):
             return found
-        ref = ContentRef.of(data)
-        if ref is None:
-            return None
+        text = data.get("text")
+        if type(sha) is str and type(text) is str and data.keys() == _INLINE_KEYS:
+            size = data["size"]
+            # An inline output, the common case: nothing in it to check or convert.
+            ref = ContentRef(sha256=sha, size=size if type(size) is int else 0, text=text)
+        else:
+            ref = ContentRef.of(data)
+            if ref is None:
+                return None
         if ref.sha256 in self._withheld and ref.text is None:
             ref.withheld = self._withheld[ref.sha256]
         self._refs.setdefault(ref.sha256, ref)

@@ -127,6 +127,11 @@ class Event:
     data: dict[str, JSON] = attrs.field(eq=True, hash=False)
     prev: str
     hash: str
+    typed: bool = attrs.field(default=True, eq=False, repr=False)
+    """Whether ``data`` may hold typed values (``{"$float": …}``) or ``$object`` wrappers:
+    false when the line's bytes hold no ``{"$`` (no JSON object there has a key starting
+    with ``$``), which spares the payload a walk over its free-form values. Not part of the
+    event: a reader's knowledge of its bytes."""
 
     def to_json(self) -> dict[str, JSON]:
         return {
@@ -306,7 +311,8 @@ def payload_of(event: Event, *, run: str | None = None) -> Payload | None:
                     f"event seq {event.seq}: {kind} {exc}", run=run, seq=event.seq
                 ) from None
         return None
-    token = READING.set(event.v)
+    # A negative version: nothing in the data is typed, nothing to decode.
+    token = READING.set(event.v if event.typed else -event.v)
     try:
         try:
             payload: Payload = _FAST_HOOKS[cls](data, cls)

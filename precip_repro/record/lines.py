@@ -37,6 +37,9 @@ _ENVELOPE_KEYS: Final = frozenset({"v", "seq", "ts", "type", "data", "prev", "ha
 _HASH_KEY: Final = b',"hash":"'
 _HASH_MEMBER: Final = len(_HASH_KEY) + 65
 """Bytes of the top-level ``,"hash":"<64 hex>"`` member."""
+_TYPED: Final = b'{"$'
+"""What every typed value (and ``$object`` wrapper) starts with in a line's bytes; a string
+holding these characters is written ``{\\"$``."""
 
 
 def seal(
@@ -157,7 +160,7 @@ def parse_line(raw: bytes, *, line: int, run: str | None = None, prev: str | Non
         ):
             return Event(
                 v=version, seq=seq, ts=ts, type=kind, data=obj["data"], prev=previous,
-                hash=digest,
+                hash=digest, typed=_TYPED in raw,
             )  # fmt: skip
     return _parse_line_carefully(raw, line=line, run=run)
 
@@ -254,6 +257,7 @@ def _parse_line_carefully(raw: bytes, *, line: int, run: str | None) -> Event:
         data=obj["data"],
         prev=obj["prev"],
         hash=obj["hash"],
+        typed=_TYPED in raw,
     )
 
 

@@ -122,16 +122,17 @@ READING: Final = contextvars.ContextVar("precip_record_reading", default=0)
 """The format version of the data being structured while reading a log (0 when not
 reading; :func:`precip_repro.record.events.payload_of` sets it): it is JSON already,
 converting it again would only cost time (a large share of reading a run); its typed
-numbers are decoded back to the user's values."""
+numbers are decoded back to the user's values. Negative when the reader saw the line's
+bytes and nothing in them is typed: there is nothing to decode."""
 
 
 def _read(value: Any, field: str, version: int) -> Any:
     """A free-form value read from a log: v1's refuses floats (the line parser leaves them
     to the payload: typed fields refuse them by type, these by this walk); typed numbers
     (v2) come back as numbers."""
-    if version == 1 and holds_float(value):
+    if abs(version) == 1 and holds_float(value):
         check_recordable(value, field)  # raises, naming the float's place
-    return decode(value, field)
+    return decode(value, field) if version > 0 else value
 
 
 def _json_object(value: object, field: str) -> dict[str, JSON]:
