@@ -426,11 +426,13 @@ class ViewBuilder:
         if type(sha) is str and type(text) is str and data.keys() == _INLINE_KEYS:
             size = data["size"]
             # An inline output, the common case: nothing in it to check or convert.
-            ref = ContentRef(sha256=sha, size=size if type(size) is int else 0, text=text)
+            ref: ContentRef | None = ContentRef(
+                sha256=sha, size=size if type(size) is int else 0, text=text
+            )
         else:
             ref = ContentRef.of(data)
-            if ref is None:
-                return None
+        if ref is None:
+            return None
         if ref.sha256 in self._withheld and ref.text is None:
             ref.withheld = self._withheld[ref.sha256]
         self._refs.setdefault(ref.sha256, ref)
