@@ -19,7 +19,9 @@ from precip_repro.comparison import (
     Difference,
     DifferenceKind,
     compare_calls,
+    declared_rules,
     outcome_of,
+    verdict_of,
 )
 from precip_repro.content import ContentReader, ContentRef
 from precip_repro.diff import DiffResult, diff_runs, render_difference, render_text
@@ -49,6 +51,7 @@ from precip_repro.exceptions import (
     RecordIncomplete,
     RecordWriteFailed,
     RemoteFileMissing,
+    RuleInvalid,
     RunAlreadyFinished,
     RunLocked,
     RunNotFound,
@@ -60,6 +63,7 @@ from precip_repro.exceptions import (
     UnsupportedVersion,
     WaitTimeout,
 )
+from precip_repro.expectations import Expectations, Rule, RuleKind, StepVerdict
 from precip_repro.messages import shown_command
 from precip_repro.normalize import Normalizer, instance_names, short_hostname
 from precip_repro.record import (
@@ -84,6 +88,7 @@ from precip_repro.record.signature import Signature
 from precip_repro.record.signing import Signer, load_signer
 from precip_repro.record.trusted import TrustedKeys
 from precip_repro.record.walk import map_strings
+from precip_repro.rules_file import load_rules
 from precip_repro.runview import (
     CallView,
     FileView,
@@ -157,6 +162,7 @@ __all__ = [
     "EC2Experiment",
     "EucalyptusExperiment",
     "Event",
+    "Expectations",
     "Experiment",
     "ExperimentClosed",
     "ExperimentException",
@@ -190,6 +196,9 @@ __all__ = [
     "RemoteFileMissing",
     "ReplayOf",
     "ReplayStep",
+    "Rule",
+    "RuleInvalid",
+    "RuleKind",
     "Run",
     "RunAlreadyFinished",
     "RunLocked",
@@ -201,6 +210,7 @@ __all__ = [
     "Signer",
     "SignersUnusable",
     "SigningFailed",
+    "StepVerdict",
     "TransferFailed",
     "TrustedKeys",
     "UnrecordableValue",
@@ -211,10 +221,12 @@ __all__ = [
     "__version__",
     "compare_calls",
     "current_run",
+    "declared_rules",
     "diff_runs",
     "finish_run",
     "hash_file",
     "instance_names",
+    "load_rules",
     "load_run",
     "load_signer",
     "load_verified",
@@ -227,5 +239,6 @@ __all__ = [
     "session",
     "short_hostname",
     "shown_command",
+    "verdict_of",
     "verify",
 ]

@@ -16,7 +16,7 @@ import difflib
 import enum
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import PurePath
 from typing import Any, Final
 
@@ -24,6 +24,9 @@ import attrs
 import orjson
 
 from precip_repro.content import TEXT_LIMIT, ContentReader, ContentRef
+from precip_repro.exceptions import RuleInvalid
+from precip_repro.expectations import Expectations, Judgement, Rule, StepVerdict
+from precip_repro.logs import get_logger
 from precip_repro.normalize import Normalizer
 from precip_repro.record.canonical import JSON
 from precip_repro.record.methods import CallResult, method
@@ -42,9 +45,13 @@ __all__ = [
     "REPLAY_COMPARING",
     "compare_calls",
     "content_difference",
+    "declared_rules",
     "outcome_of",
     "unified",
+    "verdict_of",
 ]
+
+log = get_logger(__name__)
 
 DIFF_LINES: Final = 200
 """Lines of a unified diff kept in a difference (the rest are counted)."""
@@ -78,6 +85,10 @@ class DifferenceKind(enum.StrEnum):
     NOTE = "note"
 
 
+def _strings(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 @attrs.frozen(kw_only=True)
 class Difference:
     """One difference between a recorded side ``a`` and another side ``b``."""
@@ -93,15 +104,27 @@ class Difference:
     """A unified diff of the two texts, when both are text."""
     a_sha256: str | None = None
     b_sha256: str | None = None
+    covered_by: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    """The declared rules that cover it (:mod:`precip_repro.expectations`): an expected
+    difference. Empty: it is not covered."""
+    hint: str | None = None
+    """For a difference not covered in which only numbers differ: the rule that would
+    declare it."""
 
     def to_json(self) -> dict[str, Any]:
         """As ``diff --json`` and ``replay.step`` events hold it: optional keys only when set."""
         out: dict[str, Any] = {"kind": self.kind.value, "a": self.a, "b": self.b}
-        for key in ("slot", "name", "diff", "a_sha256", "b_sha256"):
+        for key in ("slot", "name", "diff", "a_sha256", "b_sha256", "hint"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
+        if self.covered_by:
+            out["covered_by"] = list(self.covered_by)
         return out
+
+    @property
+    def expected(self) -> bool:
+        return bool(self.covered_by)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Difference:
@@ -115,6 +138,8 @@ class Difference:
             diff=data.get("diff"),
             a_sha256=data.get("a_sha256"),
             b_sha256=data.get("b_sha256"),
+            covered_by=tuple(data.get("covered_by") or ()),
+            hint=data.get("hint"),
         )
 
     def where(self) -> str:
@@ -138,6 +163,11 @@ class Comparing:
     """``list`` results leave out images, types and addresses: facts of the target."""
     text_limit: int = TEXT_LIMIT
     """Content up to this size is compared as normalised text, larger by its hash."""
+    rules: Expectations = attrs.field(factory=Expectations)
+    """Declared expectations: the differences they cover are marked expected."""
+    hints: bool = False
+    """Say, of a text difference no rule covers, the rule that would declare it when only
+    numbers differ — even with no rule declared."""
 
 
 DIFF_COMPARING: Final = Comparing()
@@ -148,6 +178,7 @@ REPLAY_COMPARING: Final = Comparing(
     tolerance=None,
     one_host=True,
     target_facts=True,
+    hints=True,
     # What a replay sends it rewrites (addresses) up to this size: it must compare as text
     # up to the same size, or its own rewriting would be a divergence.
     text_limit=16 << 20,
@@ -199,12 +230,13 @@ class ComparisonSide:
             # Image and type are compared per instance — unless the call started none (it
             # failed): then its arguments are all there is to compare.
             placed = model.placed if call.result else frozenset()
+            left_out = placed | model.optional if model.optional else placed
             found = self._args[call.number] = {
                 k: self._arg(k, v, model.local_paths)
                 for k, v in call.args.items()
-                if k not in placed
+                if k not in left_out
             }
-            if len(found) + len(placed) < len(model.names):
+            if len(found) + len(left_out) < len(model.names):
                 # The defaults of arguments an older record left out (constants: nothing in
                 # them to normalise) — the same call as a newer record's that holds them.
                 shape = (call.method, tuple(found), placed)
@@ -214,7 +246,7 @@ class ComparisonSide:
                         (param.name, param.default)
                         for param in model.params
                         if param.name not in found
-                        and param.name not in placed
+                        and param.name not in left_out
                         and not param.required
                     ]
                 found.update(missing)
@@ -274,18 +306,28 @@ def content_difference(
     ref_b: ContentRef | None,
     *,
     limit: int = TEXT_LIMIT,
+    rules: Expectations | None = None,
+    command: str | None = None,
+    hints: bool = False,
     **where: str,
 ) -> Difference | None:
     """How two contents differ: their texts (normalised) when both are text, else their
-    sizes and hashes; None when they do not."""
+    sizes and hashes; None when they do not. With ``rules``, a difference they cover is
+    marked so (``command`` is the command line whose output this is)."""
     sha_a = ref_a.sha256 if ref_a else None
     sha_b = ref_b.sha256 if ref_b else None
     if sha_a == sha_b:
         return None
     text_a, text_b = a.content_text(ref_a, limit=limit), b.content_text(ref_b, limit=limit)
+    target = "file" if kind is DifferenceKind.FILE else kind.value
     if text_a is not None and text_b is not None:
         if text_a == text_b:
             return None
+        judged = (
+            rules.judge_text(target, text_a, text_b, command=command, path=where.get("name"))
+            if rules is not None and (rules or hints)
+            else _UNJUDGED
+        )
         return Difference(
             kind=kind,
             a=text_a if len(text_a) <= _SHOWN else f"{len(text_a)} characters",
@@ -293,16 +335,26 @@ def content_difference(
             diff=unified(text_a, text_b),
             a_sha256=sha_a,
             b_sha256=sha_b,
+            covered_by=judged.covered_by,
+            hint=judged.hint,
             **where,
         )
+    # Not text (or too large to read as text): only "not compared" can cover it.
+    judged = (
+        rules.judge_opaque(target, command=command, path=where.get("name")) if rules else _UNJUDGED
+    )
     return Difference(
         kind=kind,
         a=f"{ref_a.size if ref_a else None} bytes",
         b=f"{ref_b.size if ref_b else None} bytes",
         a_sha256=sha_a,
         b_sha256=sha_b,
+        covered_by=judged.covered_by,
         **where,
     )
+
+
+_UNJUDGED: Final = Judgement()
 
 
 def _command_change(a: Any, b: Any, **where: str) -> Difference:
@@ -353,7 +405,13 @@ def compare_calls(
     cb: CallView,
     how: Comparing = DIFF_COMPARING,
 ) -> Iterator[Difference]:
-    """The differences between call ``ca`` of ``a`` and call ``cb`` of ``b``."""
+    """The differences between call ``ca`` of ``a`` and call ``cb`` of ``b``; those the
+    rules of ``how`` (and the rules either call declares) cover are marked expected."""
+    declared_a, declared_b = ca.args.get("expect"), cb.args.get("expect")
+    if declared_a or declared_b:
+        how = attrs.evolve(how, rules=how.rules.plus(
+            _rules_of(declared_a, ca) + _rules_of(declared_b, cb)
+        ))  # fmt: skip
     if how.args:
         yield from _compare_args(a, b, ca, cb)
     if outcome_of(ca) != outcome_of(cb):
@@ -420,7 +478,11 @@ def _compare_commands(
         for stream in (DifferenceKind.STDOUT, DifferenceKind.STDERR):
             found = content_difference(
                 stream, a, b, getattr(one, stream), getattr(other, stream),
-                limit=how.text_limit, slot=slot,
+                limit=how.text_limit, slot=slot, rules=how.rules, hints=how.hints,
+                command=(
+                    by_name(one.cmd, ca.args.get("local_script"))
+                    if how.rules or how.hints else None
+                ),
             )  # fmt: skip
             if found is not None:
                 yield found
@@ -443,7 +505,40 @@ def _compare_files(
             continue
         found = content_difference(
             DifferenceKind.FILE, a, b, one.content, other.content,
-            limit=how.text_limit, slot=where[0], name=where[2],
+            limit=how.text_limit, slot=where[0], name=where[2], rules=how.rules,
+            hints=how.hints,
         )  # fmt: skip
         if found is not None:
             yield found
+
+
+def _rules_of(declared: JSON, call: CallView) -> tuple[Rule, ...]:
+    """The rules a call's ``expect=`` declared, or an ``expect`` call's; one a newer
+    version wrote that this one cannot read is left out (said in the log)."""
+    items = declared if isinstance(declared, list) else [declared]
+    rules: list[Rule] = []
+    for item in items:
+        try:
+            rules.append(Rule.from_json(item) if isinstance(item, dict) else Rule.from_json({}))
+        except RuleInvalid as exc:
+            log.warning("a declared rule is left out", call=call.number, reason=str(exc))
+    return tuple(rules)
+
+
+def declared_rules(view: RunView) -> Expectations:
+    """The rules a run declared for all of it (``exp.expect(...)``)."""
+    rules: tuple[Rule, ...] = ()
+    for call in view.calls:
+        if call.method == "expect":
+            rules += _rules_of(call.args.get("rules"), call)
+    return Expectations(rules)
+
+
+def verdict_of(differences: list[Difference]) -> StepVerdict:
+    """``identical`` without differences, ``equivalent`` when declared rules cover each,
+    else ``diverged``."""
+    if not differences:
+        return StepVerdict.IDENTICAL
+    if all(found.covered_by for found in differences):
+        return StepVerdict.EQUIVALENT
+    return StepVerdict.DIVERGED

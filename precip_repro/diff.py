@@ -25,7 +25,10 @@ from precip_repro.comparison import (
     DifferenceKind,
     compare_calls,
     content_difference,
+    declared_rules,
+    verdict_of,
 )
+from precip_repro.expectations import Expectations, Rule, StepVerdict
 from precip_repro.messages import shown_difference
 from precip_repro.normalize import slot_order
 from precip_repro.record.canonical import JSON
@@ -53,12 +56,17 @@ class Step:
     method: str
     differences: list[Difference]
 
+    @property
+    def verdict(self) -> StepVerdict:
+        return verdict_of(self.differences)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "a_call": self.a_call,
             "b_call": self.b_call,
             "exp": self.exp,
             "method": self.method,
+            "verdict": self.verdict.value,
             "differences": [found.to_json() for found in self.differences],
         }
 
@@ -82,9 +90,12 @@ class DiffResult:
     instances: list[InstanceDifferences]
     run: list[Difference] = attrs.Factory(list)
     """How the runs ended and the script's notes (empty when not compared)."""
+    rules: Expectations = attrs.field(factory=Expectations)
+    """The declared rules the comparison applied (both runs' and ``--rules``)."""
 
     @property
     def same(self) -> bool:
+        """No difference at all (after normalisation): the verdict is ``identical``."""
         return not (
             any(step.differences for step in self.steps)
             or self.only_in_a
@@ -93,12 +104,32 @@ class DiffResult:
             or self.run
         )
 
+    @property
+    def verdict(self) -> StepVerdict:
+        """``identical``, ``equivalent`` (declared rules cover every difference) or
+        ``diverged``."""
+        if self.same:
+            return StepVerdict.IDENTICAL
+        if self.only_in_a or self.only_in_b or self.instances:
+            return StepVerdict.DIVERGED
+        found = [d for step in self.steps for d in step.differences] + self.run
+        return verdict_of(found)
+
+    @property
+    def expected(self) -> list[Difference]:
+        """The differences declared rules cover."""
+        return [d for step in self.steps for d in step.differences if d.covered_by] + [
+            d for d in self.run if d.covered_by
+        ]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "version": DIFF_FORMAT,
             "a": self.a,
             "b": self.b,
             "same": self.same,
+            "verdict": self.verdict.value,
+            "rules": [rule.to_json() for rule in self.rules.rules],
             "steps": [step.to_json() for step in self.steps if step.differences],
             "only_in_a": self.only_in_a,
             "only_in_b": self.only_in_b,
@@ -145,7 +176,7 @@ def _notes(side: ComparisonSide) -> list[dict[str, JSON]]:
     ]
 
 
-def _compare_run(a: ComparisonSide, b: ComparisonSide) -> Iterator[Difference]:
+def _compare_run(a: ComparisonSide, b: ComparisonSide, rules: Expectations) -> Iterator[Difference]:
     ended_a, ended_b = a.text(a.view.ended), b.text(b.view.ended)
     if ended_a != ended_b:
         yield Difference(kind=DifferenceKind.STATUS, a=ended_a, b=ended_b)
@@ -170,7 +201,32 @@ def _compare_run(a: ComparisonSide, b: ComparisonSide) -> Iterator[Difference]:
         note_a = notes_a[number] if number < len(notes_a) else None
         note_b = notes_b[number] if number < len(notes_b) else None
         if note_a != note_b:
-            yield Difference(kind=DifferenceKind.NOTE, name=f"#{number + 1}", a=note_a, b=note_b)
+            covered, hint = _note_covered(note_a, note_b, rules)
+            yield Difference(kind=DifferenceKind.NOTE, name=f"#{number + 1}", a=note_a, b=note_b,
+                             covered_by=covered, hint=hint)  # fmt: skip
+
+
+def _note_covered(
+    a: dict[str, JSON] | None, b: dict[str, JSON] | None, rules: Expectations
+) -> tuple[tuple[str, ...], str | None]:
+    """The rules that cover a note's change, field by field (its text must be the same);
+    else none, and what would declare it when only numbers differ."""
+    if not rules or a is None or b is None or a["text"] != b["text"]:
+        return (), None
+    fields_a, fields_b = a["fields"], b["fields"]
+    if not isinstance(fields_a, dict) or not isinstance(fields_b, dict):
+        return (), None
+    if fields_a.keys() != fields_b.keys():
+        return (), None
+    covered: list[str] = []
+    for name in sorted(fields_a):
+        if fields_a[name] == fields_b[name]:
+            continue
+        judged = rules.judge_value(name, fields_a[name], fields_b[name])
+        if not judged.covered_by:
+            return (), judged.hint
+        covered += judged.covered_by
+    return tuple(dict.fromkeys(covered)), None
 
 
 def _call_summary(side: ComparisonSide, call: CallView) -> dict[str, Any]:
@@ -214,13 +270,17 @@ def diff_runs(
     tolerance: float = 0.5,
     digests: tuple[str | None, str | None] = (None, None),
     whole_run: bool = True,
+    rules: tuple[Rule, ...] = (),
 ) -> DiffResult:
     """Compare two runs; ``tolerance`` is the relative duration change reported (0.5 =
     ±50 %), differences under a second are never reported. ``whole_run=False`` leaves out
     how the runs ended and the script's notes (a replay has neither: it re-executes calls,
-    not the script)."""
+    not the script). The rules both runs declared, and ``rules``, mark the differences they
+    cover as expected."""
     with collection_paused():  # a third of a large diff's time went to futile gc walks
-        return _diff_runs(a, b, tolerance=tolerance, digests=digests, whole_run=whole_run)
+        return _diff_runs(
+            a, b, tolerance=tolerance, digests=digests, whole_run=whole_run, rules=rules
+        )
 
 
 def _diff_runs(
@@ -230,9 +290,11 @@ def _diff_runs(
     tolerance: float,
     digests: tuple[str | None, str | None],
     whole_run: bool,
+    rules: tuple[Rule, ...],
 ) -> DiffResult:
     side_a, side_b = ComparisonSide(a), ComparisonSide(b)
-    how = attrs.evolve(DIFF_COMPARING, tolerance=tolerance)
+    declared = declared_rules(a).plus(declared_rules(b).rules).plus(rules)
+    how = attrs.evolve(DIFF_COMPARING, tolerance=tolerance, rules=declared)
     keys_a = [side_a.key(call) for call in a.calls]
     keys_b = [side_b.key(call) for call in b.calls]
     steps: list[Step] = []
@@ -261,7 +323,8 @@ def _diff_runs(
         only_in_a=only_a,
         only_in_b=only_b,
         instances=list(_compare_instances(side_a, side_b)),
-        run=list(_compare_run(side_a, side_b)) if whole_run else [],
+        run=list(_compare_run(side_a, side_b, declared)) if whole_run else [],
+        rules=declared,
     )
 
 
@@ -279,6 +342,14 @@ def _both(a: Any, b: Any) -> tuple[str, str]:
 
 def render_difference(found: Difference) -> Iterator[str]:
     """A step's difference as lines (``diff`` and ``precip-replay`` indent them)."""
+    yield from _plain_difference(found)
+    if found.covered_by:
+        yield f"  expected: {'; '.join(found.covered_by)}"
+    elif found.hint:
+        yield f"  {found.hint}"
+
+
+def _plain_difference(found: Difference) -> Iterator[str]:
     where = found.where()
     if found.kind in (DifferenceKind.COMMAND_MISSING, DifferenceKind.FILE_MISSING):
         kind = found.kind.value.removesuffix("_missing")
@@ -304,6 +375,10 @@ def render_text(result: DiffResult) -> Iterator[str]:
     if result.same:
         yield "same: no difference after normalisation"
         return
+    verdict = result.verdict
+    expected = len(result.expected)
+    if verdict is StepVerdict.EQUIVALENT:
+        yield f"equivalent: {expected} difference(s), each covered by a declared rule"
     for step in result.steps:
         if not step.differences:
             continue
@@ -318,9 +393,13 @@ def render_text(result: DiffResult) -> Iterator[str]:
         yield f"run {found.kind.value}{name}:"
         if found.diff:  # a source: its lines that changed say it best
             yield from (f"    {line}" for line in found.diff.splitlines())
-            continue
-        yield f"    a: {_value(found.a)}"
-        yield f"    b: {_value(found.b)}"
+        else:
+            yield f"    a: {_value(found.a)}"
+            yield f"    b: {_value(found.b)}"
+        if found.covered_by:
+            yield f"    expected: {'; '.join(found.covered_by)}"
+        elif found.hint:
+            yield f"    {found.hint}"
     for instance in result.instances:
         yield f"instance {instance.slot}:"
         for found in instance.differences:
@@ -329,3 +408,7 @@ def render_text(result: DiffResult) -> Iterator[str]:
                 continue
             name = f" {found.name}" if found.name else ""
             yield f"  {found.kind.value}{name}: {_value(found.a)} → {_value(found.b)}"
+    if verdict is StepVerdict.DIVERGED and result.rules:
+        yield (
+            f"diverged: differences not covered by a declared rule ({expected} other(s) covered)"
+        )

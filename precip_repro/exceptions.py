@@ -6,6 +6,8 @@ for code that does not know us::
 
     ExperimentException
     ├── InvalidOption (ValueError)            a bad option; lists the valid ones
+    ├── RuleInvalid (ValueError)              a declared expectation or a rules file is
+    │                                         malformed: names the key and its line
     ├── LocalFileMissing (FileNotFoundError)  a local file to put or run is not there
     ├── ExperimentClosed (RuntimeError)       the experiment was closed; make a new one
     ├── NoInstanceMatches (LookupError)       run/put/get/copy_and_run: no instance has the tags
@@ -78,6 +80,7 @@ __all__ = [
     "RecordIncomplete",
     "RecordWriteFailed",
     "RemoteFileMissing",
+    "RuleInvalid",
     "RunAlreadyFinished",
     "RunLocked",
     "RunNotFound",
@@ -103,6 +106,21 @@ class InvalidOption(ExperimentException, ValueError):
         self.value = value
         self.valid = sorted(valid)
         super().__init__(f"{option}={value!r} is not valid; valid values: {', '.join(self.valid)}")
+
+
+class RuleInvalid(ExperimentException, ValueError):
+    """A declared expectation (``Rule``, a rules file) is malformed: ``key``, and for a file
+    its ``path`` and ``line``, say where."""
+
+    def __init__(
+        self, message: str, *, key: str | None = None, path: Path | None = None,
+        line: int | None = None,
+    ) -> None:  # fmt: skip
+        self.key = key
+        self.path = path
+        self.line = line
+        where = f"{path}" + (f", line {line}" if line else "") + ": " if path else ""
+        super().__init__(f"{where}{message}")
 
 
 class LocalFileMissing(ExperimentException, FileNotFoundError):

@@ -20,9 +20,12 @@ from precip_repro import (
     CallView,
     ExperimentException,
     InvalidOption,
+    RuleInvalid,
     RunNotFound,
     RunStore,
+    StepVerdict,
     diff_runs,
+    load_rules,
     load_run,
     load_verified,
     render_text,
@@ -59,7 +62,8 @@ EXIT_FAILED: Final = EXIT_INCOMPLETE
 
 _EPILOG: Final = """\
 exit status:
-  0  every step reproduced
+  0  every step reproduced: identical, or equivalent (each difference covered by a rule
+     the run declared or --rules gives)
   1  a step diverged (each one is named, with the recorded and the new outcome)
   2  usage or mapping error (nothing was provisioned)
   3  the source run is not intact, the target cloud failed, or the replay stopped
@@ -93,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
         "--to", action="append", required=True, metavar="[EXP=]CLOUD", help="target cloud"
     )
     parser.add_argument("--map", metavar="MAPPING.toml", help="images, types, users, clouds")
+    parser.add_argument(
+        "--rules",
+        metavar="RULES.toml",
+        help="declared expectations (docs/rules.md), added to those the run recorded: a step "
+        "whose differences they all cover is equivalent, not diverged",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     parser.add_argument("--strict", action="store_true", help="stop at the first divergence")
     parser.add_argument(
@@ -164,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _status_of(exc: Exception) -> ErrorStatus | None:
-    if isinstance(exc, MappingError | RunNotFound):
+    if isinstance(exc, MappingError | RuleInvalid | RunNotFound):
         return ErrorStatus(EXIT_USAGE)
     if isinstance(exc, ReplayFailed):
         return ErrorStatus(EXIT_USAGE if exc.usage else EXIT_FAILED)
@@ -229,6 +239,7 @@ def _replay(args: argparse.Namespace, report: dict[str, Any] | None = None) -> i
             file=sys.stderr,
         )
         return EXIT_FAILED
+    rules = load_rules(Path(args.rules)) if args.rules else ()
     mapping = load_mapping(Path(args.map) if args.map else None)
     mapping.check_images(images_used(source), source.experiments)
     targets = _targets(args.to, sorted(source.experiments, key=lambda e: int(e[1:])))
@@ -262,6 +273,7 @@ def _replay(args: argparse.Namespace, report: dict[str, Any] | None = None) -> i
         max_gap=args.max_gap,
         strict=args.strict,
         signer=verdict.signer,
+        rules=rules,
     )
     engine.check(secrets_needed(source), steps)
     signed = f"signed by {verdict.signer}" if verdict.signer else "unsigned"
@@ -275,7 +287,8 @@ def _replay(args: argparse.Namespace, report: dict[str, Any] | None = None) -> i
         )
     with showing_progress(quiet=args.quiet):
         engine.run(steps)
-    diverged = [v for v in engine.verdicts if v.verdict != "reproduced"]
+    diverged = [v for v in engine.verdicts if v.verdict == StepVerdict.DIVERGED]
+    equivalent = [v for v in engine.verdicts if v.verdict == StepVerdict.EQUIVALENT]
     if args.out is None:
         with contextlib.suppress(OSError):  # a temporary directory nothing was written to
             workdir.rmdir()
@@ -290,7 +303,8 @@ def _replay(args: argparse.Namespace, report: dict[str, Any] | None = None) -> i
     print(f"replay run {engine.run_id}" + (f" — {', '.join(kept)}" if kept else ""))
     if engine.run_path is not None:
         print("diff of the recorded run and the replay:")
-        for line in render_text(diff_runs(source, load_run(engine.run_path), whole_run=False)):
+        compared = diff_runs(source, load_run(engine.run_path), whole_run=False, rules=rules)
+        for line in render_text(compared):
             print(f"  {line}")
     if engine.cloud_failed:
         print(f"the target cloud failed at {engine.cloud_failed}")
@@ -298,13 +312,24 @@ def _replay(args: argparse.Namespace, report: dict[str, Any] | None = None) -> i
     elif diverged:
         names = "; ".join(f"#{v.step} {v.label}" for v in diverged)
         print(f"DIVERGED at {len(diverged)} step(s): {names}")
+        numbers_only = [v for v in diverged if all(d.covered_by or d.hint for d in v.differences)]
+        if numbers_only and len(numbers_only) == len(diverged):
+            print(
+                "only numbers differ where it diverged: a rule declaring them (each step above "
+                "says which) would make the replay equivalent; --rules FILE or exp.expect(...)"
+            )
         code = EXIT_DIVERGED
     else:
         # The engine stops early only on a cloud failure or a --strict divergence, both above.
-        print(
-            f"REPRODUCED: all {len(engine.verdicts)} steps"
-            + (f" up to call #{stopped.number}, where the recording was stopped" if stopped else "")
-        )
+        up_to = f" up to call #{stopped.number}, where the recording was stopped" if stopped else ""
+        if equivalent:
+            used = sorted({r for v in equivalent for d in v.differences for r in d.covered_by})
+            print(
+                f"EQUIVALENT: all {len(engine.verdicts)} steps reproduced{up_to}; "
+                f"{len(equivalent)} within declared rules ({'; '.join(used)})"
+            )
+        else:
+            print(f"REPRODUCED: all {len(engine.verdicts)} steps{up_to}")
         code = EXIT_REPRODUCED
     if report is not None:
         report.update(_document(engine, targets, len(steps), stopped, code))
@@ -316,6 +341,13 @@ def _document(
 ) -> dict[str, Any]:
     """``--json``: the replay's run, its verdict and each step's (docs/json.md)."""
     verdict = "failed" if engine.cloud_failed else ("diverged" if code else "reproduced")
+    equivalence = None
+    if not engine.cloud_failed:
+        found = {step.verdict for step in engine.verdicts}
+        equivalence = next(
+            (v.value for v in (StepVerdict.DIVERGED, StepVerdict.EQUIVALENT) if v in found),
+            StepVerdict.IDENTICAL.value,
+        )
     return {
         "version": DOCUMENT_VERSION,
         "source": {"run": engine.source.run, "digest": engine.digest, "signer": engine.signer},
@@ -323,6 +355,7 @@ def _document(
         "run": engine.run_id,
         "digest": engine.run_digest,
         "verdict": verdict,
+        "equivalence": equivalence,
         "exit_status": code,
         "cloud_failed": engine.cloud_failed,
         "planned": planned,
@@ -333,7 +366,8 @@ def _document(
                 "exp": step.exp,
                 "method": step.method,
                 "label": step.label,
-                "verdict": step.verdict,
+                "verdict": "diverged" if step.verdict == StepVerdict.DIVERGED else "reproduced",
+                "equivalence": step.verdict,
                 "new_call": step.new_call,
                 "differences": [found.to_json() for found in step.differences],
             }

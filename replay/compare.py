@@ -4,13 +4,16 @@ The replay records what it does as any run does; each step's verdict compares th
 call with the replay's own record of the call it just made, through the one comparison
 ``diff`` uses (:func:`precip_repro.compare_calls`), told to leave out what a replay changes
 on purpose (:data:`precip_repro.REPLAY_COMPARING`: mapped arguments, another cloud's ids,
-images, types and addresses, durations). A step is ``reproduced`` when nothing else
-differs: exit codes, outputs and files after normalisation, results the script was given.
+images, types and addresses, durations). A step is ``identical`` when nothing else
+differs — exit codes, outputs and files after normalisation, results the script was given —
+and ``equivalent`` when the rules the run declared (and ``--rules``) cover each difference.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import attrs
 
 from precip_repro import (
     REPLAY_COMPARING,
@@ -18,6 +21,7 @@ from precip_repro import (
     ComparisonSide,
     ContentReader,
     Difference,
+    Expectations,
     GrowingView,
     compare_calls,
 )
@@ -35,6 +39,7 @@ class Comparison(RecordedContent):
     _source_side: ComparisonSide | None = None
     _own_side: ComparisonSide | None = None
     _own_names: tuple[object, ...] = ()
+    rules: Expectations
 
     def _differences(self, call: CallView, new_call: int) -> list[Difference] | None:
         """The differences between the recorded ``call`` and the replay's call
@@ -62,6 +67,5 @@ class Comparison(RecordedContent):
         if self._own_side is None or names != self._own_names:
             self._own_side = ComparisonSide(own.build(), one_host=True)
             self._own_names = names
-        return list(
-            compare_calls(self._source_side, self._own_side, call, replayed, REPLAY_COMPARING)
-        )
+        how = attrs.evolve(REPLAY_COMPARING, rules=self.rules)
+        return list(compare_calls(self._source_side, self._own_side, call, replayed, how))

@@ -30,8 +30,11 @@ from precip_repro import (
     Normalizer,
     ReplayOf,
     ReplayStep,
+    Rule,
     RunView,
+    StepVerdict,
     current_run,
+    declared_rules,
     finish_run,
     outcome_of,
     progress,
@@ -39,6 +42,7 @@ from precip_repro import (
     session,
     short_hostname,
     shown_command,
+    verdict_of,
 )
 from replay.compare import Comparison
 from replay.exceptions import ReplayFailed
@@ -46,7 +50,7 @@ from replay.mapping import ReplayMapping
 from replay.plan import Step
 from replay.targets import Targets
 
-__all__ = ["Engine", "StepVerdict"]
+__all__ = ["Engine", "StepReport"]
 
 
 class _MatchedNothing(Exception):
@@ -55,7 +59,7 @@ class _MatchedNothing(Exception):
 
 
 @attrs.define(kw_only=True)
-class StepVerdict:
+class StepReport:
     step: int
     exp: str
     method: str
@@ -63,6 +67,9 @@ class StepVerdict:
     verdict: str
     differences: list[Difference]
     new_call: int | None = None
+
+
+_MARKS: dict[str, str] = {StepVerdict.IDENTICAL: "reproduced", StepVerdict.EQUIVALENT: "equivalent"}
 
 
 def _seconds(value: Any) -> Any:
@@ -92,9 +99,13 @@ class Engine(Targets, Comparison):
         max_gap: float,
         strict: bool,
         signer: str | None = None,
+        rules: tuple[Rule, ...] = (),
         say: Callable[[str], None] = print,
     ) -> None:
         self.source = source
+        self.rules = declared_rules(source).plus(rules)
+        """What the source run declared, and ``--rules``: differences they cover are
+        expected (the step is equivalent, not diverged)."""
         self.digest = digest
         self.signer = signer
         """The fingerprint of the key that signed the source run (None: unsigned)."""
@@ -122,7 +133,7 @@ class Engine(Targets, Comparison):
         self.blobs = BlobStore(source.path / "objects", run=source.run)
         self.stand_ins: dict[str, Path] = {}
         """sha256 → the user's own copy of content the recording withheld."""
-        self.verdicts: list[StepVerdict] = []
+        self.verdicts: list[StepReport] = []
         self.planned = 0
         """Steps in the plan (the verdicts may stop short of them)."""
         self.cloud_failed: str | None = None
@@ -237,12 +248,12 @@ class Engine(Targets, Comparison):
                         verdict=verdict.verdict, verdicts=dict(counts),
                     )
                 )  # fmt: skip
-                mark = "reproduced" if verdict.verdict == "reproduced" else "DIVERGED"
+                mark = _MARKS.get(verdict.verdict, "DIVERGED")
                 self.say(f"#{step.number:<4} {mark:<10} {verdict.label}")
                 for found in verdict.differences:
                     for line in render_difference(found):
                         self.say(f"       {line}")
-                if self.cloud_failed or (self.strict and verdict.verdict != "reproduced"):
+                if self.cloud_failed or (self.strict and verdict.verdict == StepVerdict.DIVERGED):
                     status = "failed" if self.cloud_failed else "ok"
                     break
         except BaseException as exc:
@@ -284,7 +295,7 @@ class Engine(Targets, Comparison):
         with contextlib.suppress(ExperimentException):
             first.note(text, replay_verdict=overall, steps=counts, of=self.planned)
 
-    def _step(self, step: Step) -> StepVerdict:
+    def _step(self, step: Step) -> StepReport:
         call = step.call
         experiment = self.experiments[call.exp]
         recorded_error = call.error_type
@@ -325,7 +336,7 @@ class Engine(Targets, Comparison):
             else d
             for d in found
         ]
-        verdict = "reproduced" if not differences else "diverged"
+        verdict = verdict_of(differences).value
         run = current_run()
         if run is not None and not run.finished:
             run.append(
@@ -338,7 +349,7 @@ class Engine(Targets, Comparison):
                     differences=[d.to_json() for d in differences],
                 )
             )
-        return StepVerdict(
+        return StepReport(
             step=call.number,
             exp=call.exp,
             method=call.method,

@@ -87,7 +87,7 @@ def test_a_replay_says_each_step_n_of_n_with_the_verdicts_so_far(local_experimen
     assert code == 0, capsys.readouterr().out
     steps = [e for e in heard if isinstance(e, progress.StepProgress)]
     assert [(e.step, e.of) for e in steps] == [(1, 4), (2, 4), (3, 4), (4, 4)]
-    assert steps[-1].verdicts == {"reproduced": 4}
+    assert steps[-1].verdicts == {"identical": 4}
 
 
 def test_listeners_never_see_a_registered_secret(monkeypatch):

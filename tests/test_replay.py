@@ -100,7 +100,7 @@ def test_the_pool_replays_on_another_local_cloud_and_workers_reach_the_new_maste
     joined = [c["stdout"]["text"] for c in events(store, new, "command.finished")][-2:]
     assert all(line.startswith(f"worker joined {master}:") for line in joined)
     steps = events(store, new, "replay.step")
-    assert [s["verdict"] for s in steps] == ["reproduced"] * 8
+    assert [s["verdict"] for s in steps] == ["identical"] * 8
     launched = events(store, new, "instance.launched")
     assert {d["image_id"] for d in launched} == {str(image)}
     assert verify(store.root / new).state == "intact"
@@ -311,7 +311,7 @@ def test_a_changed_image_diverges_at_that_step_and_strict_leaves_nothing(
     assert "       stdout e1.p1.0:\n" in out and "         -1\n         +2\n" in out
     (replayed,) = replay_runs(store, source)
     steps = events(store, replayed, "replay.step")
-    assert [s["verdict"] for s in steps] == ["reproduced"] * 3 + ["diverged"]  # strict: stop
+    assert [s["verdict"] for s in steps] == ["identical"] * 3 + ["diverged"]  # strict: stop
     assert [s for s in live_local_instances() if s.run == replayed] == []
     assert len(events(store, replayed, "instance.terminated")) == 1
     # The replay's own report says what it replayed and how each step went.
@@ -637,7 +637,7 @@ def test_a_call_that_matched_nothing_and_finished_when_recorded_replays_the_same
     (replayed,) = replay_runs(store, source)
     steps = [e.data for e in LogReader(store.root / replayed / EVENTS) if e.type == "replay.step"]
     empty = next(step for step in steps if step["source_call"] == number)
-    assert empty["verdict"] == "reproduced" and empty["call"] is None  # not called again
+    assert empty["verdict"] == "identical" and empty["call"] is None  # not called again
 
 
 @pytest.mark.parametrize(

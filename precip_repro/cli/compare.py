@@ -27,14 +27,17 @@ def cmd_diff(args: argparse.Namespace) -> int:
     import json
 
     from precip_repro.diff import DiffResult, diff_runs, render_text
+    from precip_repro.expectations import StepVerdict
     from precip_repro.record.canonical import jsonable
+    from precip_repro.rules_file import load_rules
 
     if not args.tolerance >= 0:  # nan too: it would silently compare no duration
         raise Usage(f"--tolerance must be a percentage of at least 0, not {args.tolerance}")
+    rules = load_rules(args.rules) if args.rules else ()  # before anything is read
     compared: list[DiffResult] = []
 
     def compare(views: list[RunView]) -> None:
-        compared[:] = [diff_runs(*views, tolerance=args.tolerance / 100)]
+        compared[:] = [diff_runs(*views, tolerance=args.tolerance / 100, rules=rules)]
 
     (_, digest_a), (_, digest_b) = intact_views(args, args.a, args.b, meanwhile=compare)
     (result,) = compared
@@ -47,7 +50,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     else:
         for line in render_text(result):
             print(line)
-    return EXIT_OK if result.same else EXIT_BAD
+    return EXIT_BAD if result.verdict is StepVerdict.DIVERGED else EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Final
 
 from precip_repro.cli.compare import cmd_diff, cmd_report
@@ -89,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     diff = add(
         "diff",
         cmd_diff,
-        "what changed between two runs (exit 0 same, 1 different, 2 usage, 3 not intact)",
+        "what changed between two runs (exit 0 identical or equivalent, 1 diverged, "
+        "2 usage, 3 not intact)",
     )
     diff.add_argument("a", metavar="A")
     diff.add_argument("b", metavar="B")
@@ -100,6 +102,13 @@ def _parser() -> argparse.ArgumentParser:
         default=50.0,
         metavar="PCT",
         help="report durations that change by more than PCT %% (and at least 1 s); default 50",
+    )
+    diff.add_argument(
+        "--rules",
+        metavar="FILE",
+        type=Path,
+        help="declared expectations (TOML: docs/rules.md), added to those the runs recorded: "
+        "differences they cover make the runs equivalent (exit 0), not different",
     )
     report = add("report", cmd_report, "write a self-contained HTML (or Markdown) report")
     report.add_argument("run", metavar="RUN")

@@ -11,14 +11,15 @@ from __future__ import annotations
 import builtins
 import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar, cast
 
 from precip_repro import arguments
 from precip_repro.clouds.base import Capability, Cloud
-from precip_repro.exceptions import ExperimentClosed, ExperimentException
+from precip_repro.exceptions import ExperimentClosed, ExperimentException, RuleInvalid
+from precip_repro.expectations import RuleLike, as_recorded
 from precip_repro.experiment.boot import Boot
 from precip_repro.experiment.commands import Commands, Outputs, check_line_endings
 from precip_repro.experiment.fanout import MAX_WORKERS
@@ -416,16 +417,19 @@ class Experiment:
         *,
         timeout: float | None = None,
         parallel: bool | None = None,
+        expect: RuleLike | Iterable[RuleLike] | None = None,
     ) -> Outputs:
-        """Run ``cmd`` on the matching instances; ``(exit_codes, stdouts, stderrs)``."""
+        """Run ``cmd`` on the matching instances; ``(exit_codes, stdouts, stderrs)``.
+        ``expect``: the differences a rerun's outputs may show (``Rule`` objects)."""
         tags = arguments.tags(tags)
         cmd = arguments.command(cmd)
         user = arguments.text("user", user)
         timeout = arguments.seconds("timeout", timeout, optional=True)
         self._check_open("run")
         args = METHODS["run"].recorded(
-            tags=tags, cmd=cmd, user=user, check_exit_code=check_exit_code, timeout=timeout
-        )
+            tags=tags, cmd=cmd, user=user, check_exit_code=check_exit_code, timeout=timeout,
+            expect=as_recorded(expect),
+        )  # fmt: skip
 
         def act(call: Any) -> Outputs:
             targets = self._fleet.targets(tags, "run")
@@ -447,8 +451,10 @@ class Experiment:
         *,
         timeout: float | None = None,
         parallel: bool | None = None,
+        expect: RuleLike | Iterable[RuleLike] | None = None,
     ) -> Outputs:
-        """Copy a script to a temporary path, run it with shell-quoted ``args``, remove it."""
+        """Copy a script to a temporary path, run it with shell-quoted ``args``, remove it.
+        ``expect``: the differences a rerun's outputs may show (``Rule`` objects)."""
         tags = arguments.tags(tags)
         local_script = arguments.path("local_script", local_script)
         script_args = arguments.script_args(args)
@@ -457,7 +463,7 @@ class Experiment:
         self._check_open("copy_and_run")
         call_args = METHODS["copy_and_run"].recorded(
             tags=tags, local_script=str(local_script), args=script_args, user=user,
-            check_exit_code=check_exit_code, timeout=timeout,
+            check_exit_code=check_exit_code, timeout=timeout, expect=as_recorded(expect),
         )  # fmt: skip
 
         def act(call: Any) -> Outputs:
@@ -508,17 +514,20 @@ class Experiment:
         user: str = "root",
         *,
         parallel: bool | None = None,
+        expect: RuleLike | Iterable[RuleLike] | None = None,
     ) -> None:
         """Copy ``remote_path`` from the matching instances to ``local_path`` (with
-        ``.<instance id>`` appended unless exactly one instance matched)."""
+        ``.<instance id>`` appended unless exactly one instance matched). ``expect``: the
+        differences a rerun's files may show (``Rule`` objects)."""
         tags = arguments.tags(tags)
         remote_path = arguments.text("remote_path", remote_path)
         local_path = arguments.path("local_path", local_path)
         user = arguments.text("user", user)
         self._check_open("get")
         args = METHODS["get"].recorded(
-            tags=tags, remote_path=remote_path, local_path=str(local_path), user=user
-        )
+            tags=tags, remote_path=remote_path, local_path=str(local_path), user=user,
+            expect=as_recorded(expect),
+        )  # fmt: skip
 
         def act(call: Any) -> None:
             self._transfers.get(
@@ -527,6 +536,17 @@ class Experiment:
             )  # fmt: skip
 
         return self._calls.perform("get", args, act, shielded=False)
+
+    @_secrets_hidden
+    def expect(self, *rules: RuleLike) -> None:
+        """Declare the differences a rerun of this run may show, for all of it: ``diff``
+        and ``precip-replay`` judge them *equivalent* rather than diverged (recorded)."""
+        declared = as_recorded(rules)
+        if declared is None:
+            raise RuleInvalid("expect() declares at least one Rule (Rule.numbers(...), …)")
+        self._check_open("expect")
+        args = METHODS["expect"].recorded(rules=declared)
+        return self._calls.perform("expect", args, lambda call: None, shielded=False)
 
     # -- lifetime ---------------------------------------------------------------------------
 

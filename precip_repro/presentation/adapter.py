@@ -12,6 +12,7 @@ from precip_repro.comparison import Difference
 from precip_repro.content import ContentReader, ContentRef
 from precip_repro.diff import DiffResult, render_difference, render_text
 from precip_repro.exceptions import RecordError
+from precip_repro.expectations import StepVerdict
 from precip_repro.messages import SHOWN_COMMAND
 from precip_repro.presentation.model import (
     CallRow,
@@ -214,11 +215,14 @@ def _replay_header(view: RunView) -> list[tuple[str, str]]:
     if not isinstance(source, dict):
         return []
     steps = view.replay_steps
-    diverged = sum(step.get("verdict") != "reproduced" for step in steps)
+    verdicts = [StepVerdict.read(step.get("verdict")) for step in steps]
+    diverged = verdicts.count(StepVerdict.DIVERGED)
+    equivalent = verdicts.count(StepVerdict.EQUIVALENT)
     return [
         ("replay of", f"{source.get('run')} (digest {source.get('digest')}"
                       + (f", signed by {source['signer']})" if source.get("signer") else ")")),
         ("verdict", f"{len(steps) - diverged} of {len(steps)} steps reproduced"
+                    + (f" ({equivalent} equivalent)" if equivalent else "")
                     + (f", {diverged} diverged" if diverged else "")),
     ]  # fmt: skip
 
@@ -334,8 +338,8 @@ def _step(step: dict[str, Any]) -> StepRow:
     return StepRow(
         source_call=f"#{step.get('source_call')}",
         name=f"{step.get('exp')}.{step.get('method')}",
-        verdict=str(step.get("verdict")),
-        reproduced=step.get("verdict") == "reproduced",
+        verdict=StepVerdict.read(step.get("verdict")).value,
+        reproduced=StepVerdict.read(step.get("verdict")) is not StepVerdict.DIVERGED,
         differences=[_difference(found) for found in step.get("differences") or []],
     )
 

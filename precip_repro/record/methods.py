@@ -60,6 +60,9 @@ class Param:
     placed: bool = False
     """Compared per instance (the image and the type each instance has), not per call:
     a replay maps them on purpose."""
+    optional: bool = False
+    """Recorded only when given (not None): records without it, older or newer, align;
+    not compared (what it declares is not what ran)."""
 
     @property
     def required(self) -> bool:
@@ -82,6 +85,7 @@ class Method:
     local_paths: frozenset[str] = attrs.field(init=False)
     placed: frozenset[str] = attrs.field(init=False)
     """Looked up per argument on the diff path: computed once."""
+    optional: frozenset[str] = attrs.field(init=False)
 
     @names.default
     def _names(self) -> tuple[str, ...]:
@@ -95,13 +99,22 @@ class Method:
     def _placed(self) -> frozenset[str]:
         return frozenset(param.name for param in self.params if param.placed)
 
+    @optional.default
+    def _optional(self) -> frozenset[str]:
+        return frozenset(param.name for param in self.params if param.optional)
+
     def recorded(self, **given: JSON) -> dict[str, JSON]:
-        """The arguments as a call records them: every parameter, in the table's order."""
-        if given.keys() != set(self.names):
+        """The arguments as a call records them: every parameter, in the table's order
+        (an optional one only when given)."""
+        if not (set(self.names) - self.optional <= given.keys() <= set(self.names)):
             raise TypeError(
                 f"{self.name} records {', '.join(self.names)}; given {', '.join(sorted(given))}"
             )
-        return {name: given[name] for name in self.names}
+        return {
+            name: given[name]
+            for name in self.names
+            if name in given and (given[name] is not None or name not in self.optional)
+        }
 
     def bound(self, args: Mapping[str, JSON]) -> dict[str, JSON]:
         """Recorded arguments with the defaults of those the record left out (a run recorded
@@ -112,7 +125,7 @@ class Method:
         for param in self.params:
             if param.name in args:
                 out[param.name] = args[param.name]
-            elif not param.required:
+            elif not param.required and not param.optional:
                 out[param.name] = param.default
         out.update({key: value for key, value in args.items() if key not in out})
         return out
@@ -125,6 +138,8 @@ def _tags(default: JSON | object = None) -> Param:
 _USER: Final = Param(name="user", default="root")
 _CHECK: Final = Param(name="check_exit_code", default=True)
 _TIMEOUT: Final = Param(name="timeout", default=None)
+_EXPECT: Final = Param(name="expect", default=None, optional=True)
+"""Rules declared for this call's outputs or files (:mod:`precip_repro.expectations`)."""
 
 METHODS: Final[Mapping[str, Method]] = {
     m.name: m
@@ -179,7 +194,7 @@ METHODS: Final[Mapping[str, Method]] = {
         ),
         Method(
             name="run",
-            params=(_tags(_REQUIRED), Param(name="cmd"), _USER, _CHECK, _TIMEOUT),
+            params=(_tags(_REQUIRED), Param(name="cmd"), _USER, _CHECK, _TIMEOUT, _EXPECT),
             answer=CallAnswer.OUTPUTS,
             result=CallResult.DERIVED,
         ),
@@ -192,6 +207,7 @@ METHODS: Final[Mapping[str, Method]] = {
                 _USER,
                 _CHECK,
                 _TIMEOUT,
+                _EXPECT,
             ),
             answer=CallAnswer.OUTPUTS,
             result=CallResult.DERIVED,
@@ -214,9 +230,18 @@ METHODS: Final[Mapping[str, Method]] = {
                 Param(name="remote_path"),
                 Param(name="local_path", local_path=True),
                 _USER,
+                _EXPECT,
             ),
             answer=CallAnswer.FILES,
             result=CallResult.DERIVED,
+        ),
+        Method(
+            name="expect",
+            params=(Param(name="rules"),),
+            answer=CallAnswer.NOTHING,
+            result=CallResult.BOOKKEEPING,
+            # Declares, does nothing: a replay judges by the recorded rules (and --rules).
+            replayed=False,
         ),
     )
 }
