@@ -475,10 +475,10 @@ def _hint_numbers(pairs: list[tuple[float, float]], key: str, where: str | None)
     largest = max(changes)
     # A little room above the largest change seen, in a round figure.
     relative = math.ceil(largest * 100 * 1.1) / 100 if largest < 1 else round(largest * 1.1, 2)
-    scope = f", {key} = {where!r}" if where else ""
+    scope = f", {key}={where!r}" if where else ""
     return (
-        f"only numbers differ (at most {largest:.1%}); a rule would declare it: "
-        f"[[numbers]] relative = {relative}{scope}"
+        f"only numbers differ (at most {largest:.1%}): Rule.numbers(relative={relative}{scope}) "
+        f"would declare it ([[numbers]] with these keys in a --rules file)"
     )
 
 

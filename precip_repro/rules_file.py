@@ -87,8 +87,8 @@ def _line_in_message(message: str) -> int | None:
 
 
 def _header_line(text: str, kind: str, index: int) -> int | None:
-    """The line of the ``index``-th ``[[kind]]`` header."""
-    header = re.compile(rf"^\s*\[\[\s*{re.escape(kind)}\s*\]\]")
+    """The line of the ``index``-th ``[[kind]]`` (or ``[kind]``) header."""
+    header = re.compile(rf"^\s*\[\[?\s*{re.escape(kind)}\s*\]")
     seen = 0
     for number, line in enumerate(text.splitlines(), start=1):
         if header.match(line):
