@@ -475,11 +475,24 @@ def _hint_numbers(pairs: list[tuple[float, float]], key: str, where: str | None)
     largest = max(changes)
     # A little room above the largest change seen, in a round figure.
     relative = math.ceil(largest * 100 * 1.1) / 100 if largest < 1 else round(largest * 1.1, 2)
-    scope = f", {key}={where!r}" if where else ""
+    scope = f", {key}={_glob_for(where)!r}" if where else ""
     return (
-        f"only numbers differ (at most {largest:.1%}): Rule.numbers(relative={relative}{scope}) "
-        f"would declare it ([[numbers]] with these keys in a --rules file)"
+        f"only numbers differ (at most {largest * 100:.2g} %): "
+        f"Rule.numbers(relative={relative}{scope}) would declare it "
+        f"([[numbers]] with these keys in a --rules file)"
     )
+
+
+_GLOB_SPECIAL: Final = re.compile(r"[*?\[]")
+
+
+def _glob_for(where: str) -> str:
+    """A glob naming ``where``: itself, or — long, or holding glob characters — its start."""
+    cut = _GLOB_SPECIAL.search(where)
+    head = where[: cut.start()] if cut else where
+    if len(head) > 40:
+        head = head[:40]
+    return head if head == where else head + "*"
 
 
 RuleLike = Rule | Mapping[str, Any]

@@ -229,6 +229,7 @@ def _check_records(store: RunStore, source_dir: Path) -> None:
 
 def _replay(args: argparse.Namespace, report: dict[str, Any] | None = None) -> int:
     """The replay; with ``report``, its ``--json`` document is put there."""
+    rules = load_rules(Path(args.rules)) if args.rules else ()  # before anything is read
     store = store_of(args)
     source_dir = store.resolve(args.run)
     ((source, verdict),) = load_verified([source_dir])  # checked and read in one pass
@@ -239,7 +240,6 @@ def _replay(args: argparse.Namespace, report: dict[str, Any] | None = None) -> i
             file=sys.stderr,
         )
         return EXIT_FAILED
-    rules = load_rules(Path(args.rules)) if args.rules else ()
     mapping = load_mapping(Path(args.map) if args.map else None)
     mapping.check_images(images_used(source), source.experiments)
     targets = _targets(args.to, sorted(source.experiments, key=lambda e: int(e[1:])))

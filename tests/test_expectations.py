@@ -73,9 +73,15 @@ def test_a_difference_in_numbers_only_says_which_rule_would_declare_it():
     )
     assert not judged.covered_by
     assert judged.hint is not None
-    assert "only numbers differ (at most 16.7%)" in judged.hint
+    assert "only numbers differ (at most 17 %)" in judged.hint
     assert "Rule.numbers(relative=0.19, command='bench --quick')" in judged.hint
     assert Expectations().judge_text("stdout", "took 1 s", "took 1 min").hint is None
+    long = "size=$(gzip -9 -c /opt/data | wc -c); echo $size bytes in $(date +%N) s"
+    judged = Expectations().judge_text("stdout", "1 s", "2 s", command=long)
+    assert (
+        judged.hint is not None
+        and "command='size=$(gzip -9 -c /opt/data | wc -c); ec*'" in judged.hint
+    )
 
 
 @pytest.mark.parametrize(
