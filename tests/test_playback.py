@@ -410,3 +410,32 @@ def test_playback_never_writes_over_a_result_changed_since_the_recording(
     with playback(run_id, records=store.root):
         experiment(LocalExperiment("results"))
     assert out.read_text() == "42\n"
+
+
+DECLARING = """\
+from precip_repro import LocalExperiment, Rule
+
+with LocalExperiment("declares") as exp:
+    exp.expect(Rule.numbers(relative=0.1, pattern=r"in ([0-9.]+) s", name="timings"))
+    exp.provision("default")
+    exp.wait()
+    exp.run([], "echo done in 1.0 s", expect=Rule.ignore("done", name="word"))
+    exp.run([], "echo plain")
+"""
+
+
+def test_declared_expectations_play_back_and_a_changed_one_is_a_mismatch(store, tmp_path, capsys):
+    script = tmp_path / "declares.py"
+    script.write_text(DECLARING)
+    env = dict(os.environ, PRECIP_RECORDS=str(store.root))
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    (run_id,) = [p.name for p in store.run_dirs()]
+    records = ["--records", str(store.root)]
+    assert main([*records, "run", "--playback", run_id, str(script)]) == 0
+    assert "all 6 recorded calls matched" in capsys.readouterr().out
+    script.write_text(DECLARING.replace('name="word"', 'name="another"'))
+    assert main([*records, "run", "--playback", run_id, str(script)]) == 1
+    out = capsys.readouterr().out
+    assert "call #4 does not match the recording" in out, out
+    assert "'name': 'word'" in out and "'name': 'another'" in out
