@@ -28,7 +28,7 @@ from precip_repro.record.canonical import (
 )
 from precip_repro.record.events import FORMAT_VERSION, READABLE, TS_RE, Event
 from precip_repro.record.jcs import jcs, jcs_fast, plain
-from precip_repro.record.payloads import PAYLOADS, is_hex64
+from precip_repro.record.payloads import FREE_FORM, PAYLOADS, is_hex64
 
 __all__ = ["parse_line", "seal"]
 
@@ -119,10 +119,11 @@ def parse_line(raw: bytes, *, line: int, run: str | None = None, prev: str | Non
     """Parse and check one line (without its newline): canonical form, envelope and hash.
 
     Chain continuity (``seq``, ``prev``) is the reader's business: it knows the previous
-    event; the content rules — each type's fields, no floats in v1 — are :func:`payload_of`'s
-    (``verify`` applies both). ``prev``, when given, is the previous event's hash (known to
-    be sound): a line naming it needs no other check of its ``prev``. Raises
-    :class:`RecordCorrupted` naming the line, or :class:`UnsupportedVersion`.
+    event; the content rules — each type's fields, no floats in v1, none in v2's typed
+    fields (durations, sizes, exit codes) — are :func:`payload_of`'s (``verify`` applies
+    both). ``prev``, when given, is the previous event's hash (known to be sound): a line
+    naming it needs no other check of its ``prev``. Raises :class:`RecordCorrupted` naming
+    the line, or :class:`UnsupportedVersion`.
     """
     # The common case — a sound current-version line — in as few steps as possible (reading
     # a large run spends most of its time here); anything else takes the careful path,
@@ -132,6 +133,36 @@ def parse_line(raw: bytes, *, line: int, run: str | None = None, prev: str | Non
         obj = orjson.loads(raw) if cut > 0 else None
     except orjson.JSONDecodeError:
         obj = None
+    try:
+        event = _parse_sound(raw, obj, cut, prev)
+    except orjson.JSONEncodeError:  # an integer beyond ±(2^53 - 1)
+        event = None
+    return event if event is not None else _parse_line_carefully(raw, line=line, run=run)
+
+
+_FREE: Final = {cls.TYPE: FREE_FORM.get(cls, ()) for cls in PAYLOADS.values()}
+"""Per known event type, the fields holding a user's or a cloud's values: the only ones a
+float may be in (the others' types are the payload's to check)."""
+_V2_ASCII: Final = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
+
+
+def _plain_v2(kind: str, data: dict[str, Any]) -> bool:
+    """Whether orjson writes ``data`` as RFC 8785 does, as far as its values go (the
+    caller writes it with ``OPT_STRICT_INTEGER``: a large integer is refused there):
+    no float in its free-form fields — or anywhere, for a type this version does not know."""
+    free = _FREE.get(kind)
+    if free is None:
+        return plain(data)
+    for name in free:
+        value = data.get(name)
+        if value is not None and not plain(value):
+            return False
+    return True
+
+
+def _parse_sound(raw: bytes, obj: Any, cut: int, prev: str | None) -> Event | None:
+    """The event of a sound line, in as few steps as possible; None for anything else (the
+    careful path finds what)."""
     if type(obj) is dict and obj.keys() == _ENVELOPE_KEYS:
         seq, ts, kind, previous, digest = (
             obj["seq"], obj["ts"], obj["type"], obj["prev"], obj["hash"]
@@ -141,9 +172,7 @@ def parse_line(raw: bytes, *, line: int, run: str | None = None, prev: str | Non
             type(seq) is int
             and seq >= 0
             and type(version) is int
-            # v2's canonical form is orjson's only for plain values (no float, no large
-            # integer) without keys above U+FFFF; v1's is orjson's for what json reads
-            and ((version == 2 and plain(obj["data"])) or version == 1)
+            and (version == 2 or version == 1)
             and type(ts) is str
             and _valid_ts(ts)
             and type(kind) is str
@@ -151,10 +180,18 @@ def parse_line(raw: bytes, *, line: int, run: str | None = None, prev: str | Non
             and type(obj["data"]) is dict
             and ((prev is not None and previous == prev) or is_hex64(previous))
             # (the hash is compared with a hex digest below: it is hex if it matches)
+            # v1's canonical form is orjson's for what json reads. v2's is orjson's for
+            # values without floats or large integers (OPT_STRICT_INTEGER refuses those) and
+            # without keys above U+FFFF (none in ASCII): a float in a typed field is the
+            # payload's to refuse, as v1's floats are.
             and (
                 orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) == raw
-                if version == 1 or raw.isascii()
-                else jcs_fast(obj) == raw
+                if version == 1
+                else (
+                    _plain_v2(kind, obj["data"]) and orjson.dumps(obj, option=_V2_ASCII) == raw
+                    if raw.isascii()
+                    else plain(obj["data"]) and jcs_fast(obj) == raw
+                )
             )
             and hashlib.sha256(raw[:cut] + raw[cut + _HASH_MEMBER :]).hexdigest() == digest
         ):
@@ -162,7 +199,7 @@ def parse_line(raw: bytes, *, line: int, run: str | None = None, prev: str | Non
                 v=version, seq=seq, ts=ts, type=kind, data=obj["data"], prev=previous,
                 hash=digest, typed=_TYPED in raw,
             )  # fmt: skip
-    return _parse_line_carefully(raw, line=line, run=run)
+    return None
 
 
 _valid_prefix: str = "\0"
