@@ -72,7 +72,9 @@ def record_sweep(local_experiment: Any, images: dict[str, Path], got: Path, *,
         _, outs, _ = exp.run([], sweep_command(level))
         exp.get([], f"/tmp/result-{level}.txt", got / f"result-{level}.txt")
         for kind, out in zip(TYPES, outs, strict=True):
-            size, seconds = re.fullmatch(r"level \d: (\d+) bytes in ([0-9.]+) s\n", out).groups()
+            found = re.fullmatch(r"level \d: (\d+) bytes in ([0-9.]+) s\n", out)
+            assert found is not None, out
+            size, seconds = found.groups()
             exp.note("compressed", type=kind, level=level, bytes=int(size), seconds=float(seconds))
     exp.deprovision()
     run_id = exp.run_id
