@@ -43,6 +43,9 @@ from precip_repro.exceptions import (
     LocalFileMissing,
     LoginRefused,
     NoInstanceMatches,
+    PackageError,
+    PackageRefused,
+    PackageTampered,
     PlaybackMismatch,
     RecordCorrupted,
     RecordError,
@@ -50,6 +53,7 @@ from precip_repro.exceptions import (
     RecordWriteFailed,
     RemoteFileMissing,
     RunAlreadyFinished,
+    RunConflict,
     RunLocked,
     RunNotFound,
     SignersUnusable,
@@ -106,6 +110,9 @@ if typing.TYPE_CHECKING:
         NimbusExperiment,
         OpenStackExperiment,
     )
+    from precip_repro.package.exporting import Exported, attest_run, export_run
+    from precip_repro.package.importing import Imported, import_package
+    from precip_repro.package.info import Author, PackageInfo, load_info
 
 _ON_FIRST_USE = {
     "Experiment": "precip_repro.experiment",
@@ -114,9 +121,13 @@ _ON_FIRST_USE = {
          "OpenStackExperiment"),
         "precip_repro.experiment.kinds",
     ),
+    **dict.fromkeys(("Exported", "attest_run", "export_run"), "precip_repro.package.exporting"),
+    **dict.fromkeys(("Imported", "import_package"), "precip_repro.package.importing"),
+    **dict.fromkeys(("Author", "PackageInfo", "load_info"), "precip_repro.package.info"),
 }  # fmt: skip
-"""The experiment classes bring paramiko and the clouds: imported when first named, so that
-``precip-repro diff`` and the other record commands start in half the time and memory."""
+"""The experiment classes bring paramiko and the clouds, packages rocrate and
+securesystemslib: imported when first named, so that ``precip-repro diff`` and the other
+record commands start in half the time and memory."""
 
 
 def __getattr__(name: str) -> typing.Any:
@@ -134,6 +145,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AmbiguousRun",
+    "Author",
     "BlobCorrupted",
     "BlobRef",
     "BlobStore",
@@ -160,10 +172,12 @@ __all__ = [
     "Experiment",
     "ExperimentClosed",
     "ExperimentException",
+    "Exported",
     "FORMAT_VERSION",
     "FileView",
     "GrowingView",
     "HostKeyChanged",
+    "Imported",
     "InstanceError",
     "InstanceNotReady",
     "InstanceUnreachable",
@@ -180,6 +194,10 @@ __all__ = [
     "NoInstanceMatches",
     "Normalizer",
     "OpenStackExperiment",
+    "PackageError",
+    "PackageInfo",
+    "PackageRefused",
+    "PackageTampered",
     "PlaybackMismatch",
     "REPLAY_COMPARING",
     "RecordCorrupted",
@@ -192,6 +210,7 @@ __all__ = [
     "ReplayStep",
     "Run",
     "RunAlreadyFinished",
+    "RunConflict",
     "RunLocked",
     "RunNotFound",
     "RunStore",
@@ -209,12 +228,16 @@ __all__ = [
     "Verdict",
     "WaitTimeout",
     "__version__",
+    "attest_run",
     "compare_calls",
     "current_run",
     "diff_runs",
+    "export_run",
     "finish_run",
     "hash_file",
+    "import_package",
     "instance_names",
+    "load_info",
     "load_run",
     "load_signer",
     "load_verified",

@@ -21,6 +21,7 @@ from precip_repro.commandline import (
 )
 from precip_repro.exceptions import (
     ExperimentException,
+    PackageRefused,
     RecordIncomplete,
     RunLocked,
     RunNotFound,
@@ -63,7 +64,7 @@ class NotIntact(ExperimentException):
 
 
 def exit_for(exc: ExperimentException) -> int:
-    if isinstance(exc, UnsupportedVersion | RunNotFound | Usage):
+    if isinstance(exc, UnsupportedVersion | RunNotFound | Usage | PackageRefused):
         return EXIT_USAGE
     if isinstance(exc, NotIntact):
         return EXIT_INCOMPLETE
