@@ -133,7 +133,9 @@ class PackageReader:
             if not safe_name(name):
                 raise self._refuse(name, "is not a plain relative name (.., /, \\)")
             mode = info.external_attr >> 16
-            if info.create_system == 3 and mode and not stat.S_ISREG(mode):
+            # Type bits are optional (zips made elsewhere give permissions alone): a link
+            # or a device says so in them.
+            if info.create_system == 3 and stat.S_IFMT(mode) not in (0, stat.S_IFREG):
                 raise self._refuse(name, "is a link or a special file, not a regular file")
             if name in seen:
                 raise self._refuse(name, "is in the zip twice")

@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import VerificationError
-from securesystemslib.signer._key import Key, SSlibKey
-from securesystemslib.signer._signature import Signature
-from securesystemslib.signer._signer import Signer as SSlibSigner
+from securesystemslib.signer import Key, Signature, SSlibKey
+from securesystemslib.signer import Signer as SSlibSigner
 
 from precip_repro.exceptions import PackageTampered, SigningFailed
 from precip_repro.record.signature import fingerprint_of, key_line, key_type
