@@ -169,13 +169,15 @@ def test_the_cli_exports_and_imports_with_one_line_errors(store, tmp_path, monke
     assert precip_repro(["import", str(out), *theirs, *signer]) == 0
     shown = capsys.readouterr().out
     assert "intact" in shown and "signed by" in shown
-    raw = bytearray(out.read_bytes())
-    raw[len(raw) // 3] ^= 0xFF
-    (tmp_path / "bad.zip").write_bytes(bytes(raw))
+    with zipfile.ZipFile(out) as zf, zipfile.ZipFile(tmp_path / "bad.zip", "w") as bad:
+        for name in zf.namelist():
+            data = zf.read(name)
+            bad.writestr(name, data.replace(b"<html", b"<HTML") if name == "report.html" else data)
     assert (
         precip_repro(["import", str(tmp_path / "bad.zip"), "--records", str(tmp_path / "x")]) == 1
     )
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "report.html" in err and "altered after signing" in err
     assert precip_repro(["attest", run.id, *records, "-o", str(tmp_path / "a.jsonl")]) == 0
     assert (tmp_path / "a.jsonl").read_bytes().count(b"\n") == 1
