@@ -47,6 +47,8 @@ for code that does not know us::
             │                                 unsigned, another key at hand, no license
             ├── PackageTampered (ValueError)  a file of a package does not match its
             │                                 attestation or signature; ``path`` names it
+            ├── PackageUntrusted              import --signer: the run is intact, but no
+            │                                 trusted key signed it
             └── RunConflict (FileExistsError) import: the store holds another run by that id
 
 Errors carry their context as attributes (``run``, ``seq``, ``line``, ``path``, ``blob``)
@@ -81,6 +83,7 @@ __all__ = [
     "PackageError",
     "PackageRefused",
     "PackageTampered",
+    "PackageUntrusted",
     "PlaybackMismatch",
     "RecordCorrupted",
     "RecordError",
@@ -414,6 +417,11 @@ class PackageRefused(PackageError):
 class PackageTampered(PackageError, ValueError):
     """A file of a package does not match what its signed attestation says of it (or is
     missing, or is not named there): ``path`` is the file, as the package names it."""
+
+
+class PackageUntrusted(PackageError):
+    """``import --signer``: the package is intact, but the run is unsigned or signed by a key
+    the given file does not hold (as ``verify --signer`` calls a run ``untrusted``)."""
 
 
 class RunConflict(PackageError, FileExistsError):

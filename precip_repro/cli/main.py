@@ -37,10 +37,11 @@ exit status:
   1  corrupt: an event, the checkpoint, a blob or the signature does not check (named in
      the message); untrusted: verify --signer found the run unsigned or signed by another
      key; for diff: the runs differ; for gc: instances still leak; for import: a file of
-     the package was altered (named), or the store holds another run by that id
+     the package was altered (named), the run is not signed by --signer's key, or the
+     store holds another run by that id
   2  usage error: bad arguments, no such run, an ambiguous prefix, an unreadable format;
      for export and attest: the run cannot be packaged (not intact, unsigned, another key
-     at hand, no license); for import: the run is not signed by --signer
+     at hand, no license)
   3  incomplete: the run is open (being written), abandoned or unsealed (run `recover`);
      for diff and report --vs: an input run is not intact;
      for recover: the run could not be written (read-only?) and stays as it was;

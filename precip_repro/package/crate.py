@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import PurePosixPath
 from typing import Any, Final
 
@@ -60,7 +60,9 @@ def script_name(view: RunView) -> str:
     return PurePosixPath(path).name or "script.py"
 
 
-def script_members(view: RunView, read: Any) -> dict[str, tuple[Member, ContentRef]]:
+def script_members(
+    view: RunView, read: Callable[[ContentRef], bytes]
+) -> dict[str, tuple[Member, ContentRef]]:
     """The script and its modules as readable files of the package (``experiment/…``), by
     their package name; ``read`` gives a reference's bytes. Withheld ones are left out."""
     found: dict[str, tuple[Member, ContentRef]] = {}

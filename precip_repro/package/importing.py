@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 from sshsig.sshsig import SshsigSignature, ssh_dearmor_sshsig
 
-from precip_repro.exceptions import PackageRefused, PackageTampered, RunConflict
+from precip_repro.exceptions import PackageTampered, PackageUntrusted, RunConflict
 from precip_repro.package.archive import PackageReader
 from precip_repro.package.attestation import PREDICATE_TYPE, STATEMENT_TYPE
 from precip_repro.package.dsse import verify_envelope
@@ -147,8 +147,8 @@ def import_package(
 ) -> Imported:
     """Verify ``package`` (a zip or a directory) and put its run into ``store``.
 
-    Raises :class:`PackageTampered` naming the file at fault, :class:`PackageRefused` for a
-    run a ``signers`` key did not sign, :class:`RunConflict` when the store holds another
+    Raises :class:`PackageTampered` naming the file at fault, :class:`PackageUntrusted` for
+    a run no ``signers`` key signed, :class:`RunConflict` when the store holds another
     run by its id."""
     reader = PackageReader(package)
     store.root.mkdir(parents=True, exist_ok=True)
@@ -193,7 +193,7 @@ def import_package(
         _check_subjects(hashes, _subjects(payload))
         verdict = verify(run_dir, signers=signers)
         if verdict.state == "untrusted":
-            raise PackageRefused(f"{package}: {verdict.reason}", run=verdict.run, path=package)
+            raise PackageUntrusted(f"{package}: {verdict.reason}", run=verdict.run, path=package)
         if not verdict.intact:
             blob = verdict.blob
             named = f"{RUN}/{OBJECTS}/{blob[:2]}/{blob[2:]}" if blob else f"{RUN}/{EVENTS}"

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from precip_repro.cli import main as precip_repro
-from precip_repro.exceptions import PackageRefused, PackageTampered, RunConflict
+from precip_repro.exceptions import PackageTampered, PackageUntrusted, RunConflict
 from precip_repro.package.exporting import export_run
 from precip_repro.package.importing import import_package
 from precip_repro.record import RunStore
@@ -141,7 +141,7 @@ def test_another_run_by_the_same_id_is_refused(package, pool, tmp_path):
 
 def test_import_with_signer_refuses_a_run_another_key_signed(package, tmp_path):
     stranger = make_key(tmp_path / "stranger")
-    with pytest.raises(PackageRefused, match="signed"):
+    with pytest.raises(PackageUntrusted, match="signed"):
         import_package(
             package,
             RunStore(tmp_path / "records"),
@@ -169,6 +169,10 @@ def test_the_cli_exports_and_imports_with_one_line_errors(store, tmp_path, monke
     assert precip_repro(["import", str(out), *theirs, *signer]) == 0
     shown = capsys.readouterr().out
     assert "intact" in shown and "signed by" in shown
+    stranger = make_key(tmp_path / "stranger")
+    code = precip_repro(["import", str(out), "--records", str(tmp_path / "y"),
+                         "--signer", str(stranger.with_name("stranger.pub"))])  # fmt: skip
+    assert code == 1 and "untrusted" not in capsys.readouterr().out
     with zipfile.ZipFile(out) as zf, zipfile.ZipFile(tmp_path / "bad.zip", "w") as bad:
         for name in zf.namelist():
             data = zf.read(name)
