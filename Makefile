@@ -50,6 +50,14 @@ $(CHROMIUM):
 		exit 1; \
 	fi
 
+# Packages are checked with roc-validator, the RO-Crate community's validator, as a reviewer
+# runs it: a command in a virtual environment of its own (it pins rich below 14, which
+# import-linter cannot use). The tests run it offline, in a network namespace of their own.
+ROCV := .venv-rocv/bin/rocrate-validator
+$(ROCV):
+	test -x .venv-rocv/bin/python || $(PYTHON) -m venv .venv-rocv
+	.venv-rocv/bin/python -m pip install --quiet --disable-pip-version-check 'roc-validator==0.13.*'
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
@@ -65,7 +73,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint $(SSHD) $(SUDO) $(SSH_AGENT) $(CHROMIUM)
+test: lint $(SSHD) $(SUDO) $(SSH_AGENT) $(CHROMIUM) $(ROCV)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP) $(SSHD)
@@ -78,6 +86,7 @@ bench: $(STAMP) $(SSHD)
 	$(BIN)/python bench/provision.py
 	$(BIN)/python bench/sudo.py
 	$(BIN)/python bench/sign.py
+	$(BIN)/python bench/export.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-rocv .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -45,6 +45,10 @@ from precip_repro.exceptions import (
     LocalFileMissing,
     LoginRefused,
     NoInstanceMatches,
+    PackageError,
+    PackageRefused,
+    PackageTampered,
+    PackageUntrusted,
     PlaybackMismatch,
     RecordCorrupted,
     RecordError,
@@ -53,6 +57,7 @@ from precip_repro.exceptions import (
     RemoteFileMissing,
     RuleInvalid,
     RunAlreadyFinished,
+    RunConflict,
     RunLocked,
     RunNotFound,
     SignersUnusable,
@@ -111,6 +116,9 @@ if typing.TYPE_CHECKING:
         NimbusExperiment,
         OpenStackExperiment,
     )
+    from precip_repro.package.exporting import Exported, attest_run, export_run
+    from precip_repro.package.importing import Imported, import_package
+    from precip_repro.package.info import Author, PackageInfo, load_info
 
 _ON_FIRST_USE = {
     "Experiment": "precip_repro.experiment",
@@ -119,9 +127,13 @@ _ON_FIRST_USE = {
          "OpenStackExperiment"),
         "precip_repro.experiment.kinds",
     ),
+    **dict.fromkeys(("Exported", "attest_run", "export_run"), "precip_repro.package.exporting"),
+    **dict.fromkeys(("Imported", "import_package"), "precip_repro.package.importing"),
+    **dict.fromkeys(("Author", "PackageInfo", "load_info"), "precip_repro.package.info"),
 }  # fmt: skip
-"""The experiment classes bring paramiko and the clouds: imported when first named, so that
-``precip-repro diff`` and the other record commands start in half the time and memory."""
+"""The experiment classes bring paramiko and the clouds, packages rocrate and
+securesystemslib: imported when first named, so that ``precip-repro diff`` and the other
+record commands start in half the time and memory."""
 
 
 def __getattr__(name: str) -> typing.Any:
@@ -139,6 +151,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AmbiguousRun",
+    "Author",
     "BlobCorrupted",
     "BlobRef",
     "BlobStore",
@@ -166,10 +179,12 @@ __all__ = [
     "Experiment",
     "ExperimentClosed",
     "ExperimentException",
+    "Exported",
     "FORMAT_VERSION",
     "FileView",
     "GrowingView",
     "HostKeyChanged",
+    "Imported",
     "InstanceError",
     "InstanceNotReady",
     "InstanceUnreachable",
@@ -186,6 +201,11 @@ __all__ = [
     "NoInstanceMatches",
     "Normalizer",
     "OpenStackExperiment",
+    "PackageError",
+    "PackageInfo",
+    "PackageRefused",
+    "PackageTampered",
+    "PackageUntrusted",
     "PlaybackMismatch",
     "REPLAY_COMPARING",
     "RecordCorrupted",
@@ -201,6 +221,7 @@ __all__ = [
     "RuleKind",
     "Run",
     "RunAlreadyFinished",
+    "RunConflict",
     "RunLocked",
     "RunNotFound",
     "RunStore",
@@ -219,13 +240,17 @@ __all__ = [
     "Verdict",
     "WaitTimeout",
     "__version__",
+    "attest_run",
     "compare_calls",
     "current_run",
     "declared_rules",
     "diff_runs",
+    "export_run",
     "finish_run",
     "hash_file",
+    "import_package",
     "instance_names",
+    "load_info",
     "load_rules",
     "load_run",
     "load_signer",

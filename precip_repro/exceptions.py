@@ -42,8 +42,16 @@ for code that does not know us::
         ├── ContentWithheld (LookupError)     the record keeps that content by hash only
         ├── SigningFailed                     the key cannot sign: the run finished unsigned
         ├── SignersUnusable (ValueError)      verify --signer got a file with no usable key
-        └── RecordCorrupted (ValueError)      a bad event, checkpoint or blob
-            └── BlobCorrupted                 a blob is missing or its bytes do not hash
+        ├── RecordCorrupted (ValueError)      a bad event, checkpoint or blob
+        │   └── BlobCorrupted                 a blob is missing or its bytes do not hash
+        └── PackageError                      a reviewer's package (export, attest, import)
+            ├── PackageRefused                the run cannot be packaged as it is: not intact,
+            │                                 unsigned, another key at hand, no license
+            ├── PackageTampered (ValueError)  a file of a package does not match its
+            │                                 attestation or signature; ``path`` names it
+            ├── PackageUntrusted              import --signer: the run is intact, but no
+            │                                 trusted key signed it
+            └── RunConflict (FileExistsError) import: the store holds another run by that id
 
 Errors carry their context as attributes (``run``, ``seq``, ``line``, ``path``, ``blob``)
 and say it in their message, with what to do next.
@@ -74,6 +82,10 @@ __all__ = [
     "LocalFileMissing",
     "LoginRefused",
     "NoInstanceMatches",
+    "PackageError",
+    "PackageRefused",
+    "PackageTampered",
+    "PackageUntrusted",
     "PlaybackMismatch",
     "RecordCorrupted",
     "RecordError",
@@ -82,6 +94,7 @@ __all__ = [
     "RemoteFileMissing",
     "RuleInvalid",
     "RunAlreadyFinished",
+    "RunConflict",
     "RunLocked",
     "RunNotFound",
     "SignersUnusable",
@@ -406,3 +419,28 @@ class SigningFailed(RecordError):
 class SignersUnusable(RecordError, ValueError):
     """The file given to ``verify --signer`` holds no key to check a signature against;
     ``path`` names it (and the message the line)."""
+
+
+class PackageError(RecordError):
+    """About a reviewer's package (an RO-Crate with an in-toto attestation): ``path`` names
+    the package, or the file of it at fault."""
+
+
+class PackageRefused(PackageError):
+    """The run cannot be packaged as it is: it is not intact, not signed, the key at hand is
+    not the one that signed it, or the package would have no license. The message says
+    what to do."""
+
+
+class PackageTampered(PackageError, ValueError):
+    """A file of a package does not match what its signed attestation says of it (or is
+    missing, or is not named there): ``path`` is the file, as the package names it."""
+
+
+class PackageUntrusted(PackageError):
+    """``import --signer``: the package is intact, but the run is unsigned or signed by a key
+    the given file does not hold (as ``verify --signer`` calls a run ``untrusted``)."""
+
+
+class RunConflict(PackageError, FileExistsError):
+    """``import``: the store already holds a run by this id, and it is not the same run."""

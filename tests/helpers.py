@@ -326,3 +326,15 @@ def rewrite_notes(run_dir: Path, old: str, new: str) -> None:
     checkpoint.chmod(0o644)
     body = {"digest": prev, "events": len(events), "run": run_dir.name, "v": events[0]["v"]}
     checkpoint.write_bytes(dumps(body) + b"\n")
+
+
+def ssh_add(key: Path, passphrase: str, sock: Path, tmp_path: Path) -> None:
+    askpass = tmp_path / "askpass"
+    askpass.write_text(f"#!/bin/sh\necho '{passphrase}'\n")
+    askpass.chmod(0o700)
+    env = {**os.environ, "SSH_AUTH_SOCK": str(sock), "SSH_ASKPASS": str(askpass),
+           "SSH_ASKPASS_REQUIRE": "force", "DISPLAY": ":0"}  # fmt: skip
+    done = subprocess.run(
+        ["ssh-add", str(key)], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr

@@ -21,6 +21,7 @@ from precip_repro.commandline import (
 )
 from precip_repro.exceptions import (
     ExperimentException,
+    PackageRefused,
     RecordIncomplete,
     RuleInvalid,
     RunLocked,
@@ -64,7 +65,7 @@ class NotIntact(ExperimentException):
 
 
 def exit_for(exc: ExperimentException) -> int:
-    if isinstance(exc, UnsupportedVersion | RunNotFound | Usage | RuleInvalid):
+    if isinstance(exc, UnsupportedVersion | RunNotFound | Usage | RuleInvalid | PackageRefused):
         return EXIT_USAGE
     if isinstance(exc, NotIntact):
         return EXIT_INCOMPLETE

@@ -1,5 +1,5 @@
 """``precip-repro``: list, show, verify, recover and read recorded runs; run scripts and the
-demo; diff, report, gc.
+demo; diff, report, gc; export, attest and import reviewers' packages.
 
 The CLI is thin: each command calls the library and turns its answer into lines and an exit
 status. Errors are one line on stderr, never a traceback. Each command lives in the module
@@ -17,6 +17,13 @@ from precip_repro.cli.compare import cmd_diff, cmd_report
 from precip_repro.cli.core import status_of
 from precip_repro.cli.leaks import cmd_gc
 from precip_repro.cli.listing import LS_HELP, cmd_ls, ls_options
+from precip_repro.cli.packaging import (
+    cmd_attest,
+    cmd_export,
+    cmd_import,
+    export_options,
+    import_options,
+)
 from precip_repro.cli.records import cmd_cat, cmd_recover, cmd_verify
 from precip_repro.cli.scripts import cmd_demo, cmd_run
 from precip_repro.cli.showing import cmd_show, show_options
@@ -30,8 +37,12 @@ exit status:
   0  success; for verify: the run is intact
   1  corrupt: an event, the checkpoint, a blob or the signature does not check (named in
      the message); untrusted: verify --signer found the run unsigned or signed by another
-     key; for diff: the runs differ; for gc: instances still leak
-  2  usage error: bad arguments, no such run, an ambiguous prefix, an unreadable format
+     key; for diff: the runs differ; for gc: instances still leak; for import: a file of
+     the package was altered (named), the run is not signed by --signer's key, or the
+     store holds another run by that id
+  2  usage error: bad arguments, no such run, an ambiguous prefix, an unreadable format;
+     for export and attest: the run cannot be packaged (not intact, unsigned, another key
+     at hand, no license)
   3  incomplete: the run is open (being written), abandoned or unsealed (run `recover`);
      for diff and report --vs: an input run is not intact;
      for recover: the run could not be written (read-only?) and stays as it was;
@@ -139,6 +150,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     gc.add_argument("--region", default="us-east-1", help="region of --cloud endpoints")
     gc.add_argument("--json", action="store_true", help=_JSON_HELP)
+    export_options(
+        add(
+            "export",
+            cmd_export,
+            "write a reviewer's package: an RO-Crate (Process Run Crate) with the run, its "
+            "report and a signed in-toto attestation",
+        )
+    )
+    attest = add(
+        "attest",
+        cmd_attest,
+        "write the run's in-toto attestation (SLSA Provenance v1, DSSE, signed with the run's "
+        "key) over its own files",
+    )
+    attest.add_argument("run", metavar="RUN")
+    attest.add_argument("-o", "--output", metavar="FILE", help="default: stdout")
+    import_options(
+        add(
+            "import",
+            cmd_import,
+            "put a package into the store, verified: signature, attestation, chain",
+        )
+    )
     run = add("run", cmd_run, "run an experiment script and record it (the script too)")
     run.add_argument(
         "--playback",

@@ -3,12 +3,7 @@ that OpenSSH accepts what it signs, and that a key that cannot sign never costs 
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +13,7 @@ from precip_repro.record.signature import NAMESPACE, SIGNATURE
 from precip_repro.record.signing import load_signer
 from precip_repro.record.store import CHECKPOINT
 from precip_repro.record.trusted import TrustedKeys
-from tests.helpers import allowed_signers, make_key, record_sample_run, ssh_keygen_verify
+from tests.helpers import allowed_signers, make_key, record_sample_run, ssh_add, ssh_keygen_verify
 
 
 @pytest.mark.parametrize("kind", ["ed25519", "rsa", "ecdsa"])
@@ -75,37 +70,6 @@ def test_a_key_that_cannot_sign_is_one_line_naming_it(
         load_signer(key)
     assert says in str(info.value) and str(key) in str(info.value)
     assert "\n" not in str(info.value) and info.value.key == key
-
-
-@pytest.fixture
-def ssh_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A real ssh-agent of this test's own, on a socket in its tmp_path."""
-    sock = tmp_path / "agent.sock"
-    agent = subprocess.Popen(
-        ["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not sock.exists():
-            assert agent.poll() is None and time.monotonic() < deadline, "ssh-agent did not start"
-            time.sleep(0.01)
-        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
-        yield sock
-    finally:
-        agent.terminate()
-        agent.wait(timeout=10)
-
-
-def ssh_add(key: Path, passphrase: str, sock: Path, tmp_path: Path) -> None:
-    askpass = tmp_path / "askpass"
-    askpass.write_text(f"#!/bin/sh\necho '{passphrase}'\n")
-    askpass.chmod(0o700)
-    env = {**os.environ, "SSH_AUTH_SOCK": str(sock), "SSH_ASKPASS": str(askpass),
-           "SSH_ASKPASS_REQUIRE": "force", "DISPLAY": ":0"}  # fmt: skip
-    done = subprocess.run(
-        ["ssh-add", str(key)], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.parametrize("kind", ["ed25519", "rsa"])
