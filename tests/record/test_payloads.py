@@ -14,6 +14,7 @@ def test_every_type_in_the_table_has_a_payload_class():
         "instance.ready", "command.finished", "file.put", "file.got",
         "instance.terminating", "instance.terminated", "call.finished", "call.failed",
         "note", "run.finished", "replay.step", "blob.withheld", "module.loaded", "blob.added",
+            "parameter",
     }  # fmt: skip
 
 
