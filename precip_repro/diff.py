@@ -28,6 +28,7 @@ from precip_repro.comparison import (
 )
 from precip_repro.messages import shown_difference
 from precip_repro.normalize import slot_order
+from precip_repro.parameters import ARGV, ParameterChange, parameter_changes
 from precip_repro.record.canonical import JSON
 from precip_repro.runview import CallView, RunView, collection_paused
 
@@ -82,11 +83,14 @@ class DiffResult:
     instances: list[InstanceDifferences]
     run: list[Difference] = attrs.Factory(list)
     """How the runs ended and the script's notes (empty when not compared)."""
+    parameters: list[ParameterChange] = attrs.Factory(list)
+    """What changed in the script's arguments and parameters (empty when not compared)."""
 
     @property
     def same(self) -> bool:
         return not (
-            any(step.differences for step in self.steps)
+            self.parameters
+            or any(step.differences for step in self.steps)
             or self.only_in_a
             or self.only_in_b
             or self.instances
@@ -104,6 +108,7 @@ class DiffResult:
             "only_in_b": self.only_in_b,
             "instances": [instance.to_json() for instance in self.instances],
             "run": [found.to_json() for found in self.run],
+            "parameters": [change.to_json() for change in self.parameters],
         }
 
 
@@ -217,8 +222,8 @@ def diff_runs(
 ) -> DiffResult:
     """Compare two runs; ``tolerance`` is the relative duration change reported (0.5 =
     ±50 %), differences under a second are never reported. ``whole_run=False`` leaves out
-    how the runs ended and the script's notes (a replay has neither: it re-executes calls,
-    not the script)."""
+    the script's arguments and parameters, how the runs ended and the script's notes (a
+    replay has none of them: it re-executes calls, not the script)."""
     with collection_paused():  # a third of a large diff's time went to futile gc walks
         return _diff_runs(a, b, tolerance=tolerance, digests=digests, whole_run=whole_run)
 
@@ -262,6 +267,7 @@ def _diff_runs(
         only_in_b=only_b,
         instances=list(_compare_instances(side_a, side_b)),
         run=list(_compare_run(side_a, side_b)) if whole_run else [],
+        parameters=parameter_changes(a, b) if whole_run else [],
     )
 
 
@@ -304,6 +310,9 @@ def render_text(result: DiffResult) -> Iterator[str]:
     if result.same:
         yield "same: no difference after normalisation"
         return
+    # What the runs were asked to do explains what they did: said first.
+    for change in result.parameters:
+        yield change.line() if change.kind == ARGV else f"parameter {change.line()}"
     for step in result.steps:
         if not step.differences:
             continue

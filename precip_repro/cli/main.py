@@ -17,6 +17,7 @@ from precip_repro.cli.core import status_of
 from precip_repro.cli.leaks import cmd_gc
 from precip_repro.cli.listing import LS_HELP, cmd_ls, ls_options
 from precip_repro.cli.records import cmd_cat, cmd_recover, cmd_verify
+from precip_repro.cli.results import RESULTS_HELP, cmd_results, results_options
 from precip_repro.cli.scripts import cmd_demo, cmd_run
 from precip_repro.cli.showing import cmd_show, show_options
 from precip_repro.commandline import Parser, add_version, common_options, parse, run_command
@@ -108,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--output", metavar="FILE", help="default: STORE/reports/RUN.html (or .md)"
     )
     report.add_argument("--format", choices=("html", "md"), default="html")
+    results_options(add("results", cmd_results, RESULTS_HELP))
     gc = add(
         "gc",
         cmd_gc,

@@ -42,15 +42,15 @@ def kind_of(name: str, default: Value | None, kind: type[Value] | None) -> type[
         kind = str if default is None else type(default)
     if kind not in KINDS.values():
         raise InvalidOption(f"type of parameter {name}", getattr(kind, "__name__", kind), KINDS)
-    if default is not None and not isinstance(default, kind):
-        if not (kind is float and type(default) is int):
-            raise ParameterInvalid(
-                f"parameter {name}: default {default!r} is of type {type(default).__name__}, "
-                f"and the parameter is declared {kind.__name__}",
-                name=name,
-                text=None,
-                expected=kind.__name__,
-            )
+    widened = kind is float and type(default) is int  # default=2 of a float parameter
+    if default is not None and not isinstance(default, kind) and not widened:
+        raise ParameterInvalid(
+            f"parameter {name}: default {default!r} is of type {type(default).__name__}, "
+            f"and the parameter is declared {kind.__name__}",
+            name=name,
+            text=None,
+            expected=kind.__name__,
+        )
     return kind
 
 
