@@ -102,7 +102,8 @@ def test_the_markdown_report_shows_commands_outputs_and_notes_as_written(
         assert f"{command.stdout.text or '(empty)'}\n" in fences
         assert f"{command.stderr.text or '(empty)'}\n" in fences
     rows = [t for t in tokens if t.type == "tr_open"]
-    assert len(rows) == 1 + 1 + 1 + len(view.calls)  # instances and calls tables, rows whole
+    # The instances, calls and results tables (the note's fields), every row whole.
+    assert len(rows) == 1 + 1 + 1 + len(view.calls) + 1 + 1
     (note,) = [t for t in tokens if t.type == "bullet_list_open"][-1:]
     items = tokens[tokens.index(note) :]
     text = next(t for t in items if t.type == "inline")

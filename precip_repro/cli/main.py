@@ -103,8 +103,21 @@ def _parser() -> argparse.ArgumentParser:
         help="report durations that change by more than PCT %% (and at least 1 s); default 50",
     )
     report = add("report", cmd_report, "write a self-contained HTML (or Markdown) report")
-    report.add_argument("run", metavar="RUN")
-    report.add_argument("--vs", metavar="B", help="also show the diff against run B")
+    report.add_argument(
+        "runs",
+        metavar="RUN",
+        nargs="+",
+        help="the run reported; more runs: their results beside its own, plotted across them",
+    )
+    report.add_argument(
+        "--vs", metavar="B", help="also show the diff against run B (and its results beside)"
+    )
+    report.add_argument(
+        "--plot",
+        action="append",
+        metavar="FIELD",
+        help="plot this numeric note field across the runs (repeatable; default: every one)",
+    )
     report.add_argument(
         "-o", "--output", metavar="FILE", help="default: STORE/reports/RUN.html (or .md)"
     )
