@@ -326,3 +326,24 @@ def rewrite_notes(run_dir: Path, old: str, new: str) -> None:
     checkpoint.chmod(0o644)
     body = {"digest": prev, "events": len(events), "run": run_dir.name, "v": events[0]["v"]}
     checkpoint.write_bytes(dumps(body) + b"\n")
+
+
+SWEEP = Path(__file__).parent.parent / "examples" / "sweep.py"
+
+
+def record_sweep(store: RunStore, *levels: int, sweep_bytes: int | None = None) -> Path:
+    """``examples/sweep.py`` recorded on the local cloud into ``store``, as a user runs it:
+    its levels as arguments, ``SWEEP_BYTES`` in its environment when given (else unset:
+    its default). The run's directory."""
+    env = dict(os.environ, PRECIP_RECORDS=str(store.root))
+    env.pop("SWEEP_BYTES", None)
+    if sweep_bytes is not None:
+        env["SWEEP_BYTES"] = str(sweep_bytes)
+    before = set(store.run_dirs()) if store.root.exists() else set()
+    done = subprocess.run(
+        [sys.executable, str(SWEEP), *map(str, levels)],
+        env=env, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = set(store.run_dirs()) - before
+    return run_dir

@@ -66,3 +66,72 @@ def test_an_integer_reads_back_from_its_decimal_text(value):
 @given(st.floats(allow_nan=False))
 def test_a_float_reads_back_from_its_repr(value):
     assert parse("X", repr(value), float) == value
+
+
+def test_exp_param_records_the_value_once_however_often_declared(local_experiment, monkeypatch):
+    from precip_repro import finish_run
+    from precip_repro.record import LogReader
+    from precip_repro.record.store import EVENTS
+
+    monkeypatch.setenv("SORT_N", "400000")
+    monkeypatch.delenv("LABEL", raising=False)
+    exp = local_experiment("params")
+    assert exp.param("SORT_N", default=200_000) == 400_000
+    assert exp.param("SORT_N", default=200_000) == 400_000  # in a loop: recorded once
+    assert exp.param("LABEL", default="fast") == "fast"
+    assert exp.param("RATE", type=float, default=1) == 1.0
+    run_path = exp.run_path
+    finish_run()
+    recorded = [e.data for e in LogReader(run_path / EVENTS) if e.type == "parameter"]
+    assert recorded == [
+        {"name": "SORT_N", "value": 400000, "source": "environment"},
+        {"name": "LABEL", "value": "fast", "source": "default"},
+        {"name": "RATE", "value": {"$float": "1"}, "source": "default"},  # a float, typed
+    ]
+
+
+def test_a_secret_in_a_parameter_is_recorded_as_its_name(local_experiment, monkeypatch):
+    from precip_repro import finish_run
+    from precip_repro.runview import load_run
+
+    monkeypatch.setenv("TOKEN", "s3cr3t-value")
+    exp = local_experiment("params")
+    exp.secret("TOKEN", "s3cr3t-value")
+    assert exp.param("TOKEN", default="") == "s3cr3t-value"  # the script gets the value
+    run_path = exp.run_path
+    finish_run()
+    assert load_run(run_path).parameters["TOKEN"].value == "${secret:TOKEN}"
+
+
+def test_a_playback_uses_the_recorded_parameter_whatever_the_environment_says(
+    store, monkeypatch, capsys
+):
+    from precip_repro.cli import main
+    from tests.helpers import SWEEP, record_sweep
+
+    run_dir = record_sweep(store, 1, sweep_bytes=100_000)
+    monkeypatch.delenv("SWEEP_BYTES", raising=False)  # the default (200000) would differ
+    code = main(["--records", str(store.root), "run", "--playback", run_dir.name,
+                 str(SWEEP), "1"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "recorded calls matched" in out
+    assert "level 1: " in out  # the recorded outputs, printed by the script
+
+
+def test_a_parameter_the_environment_mistypes_stops_precip_repro_run_in_one_line(
+    store, tmp_path, monkeypatch, capsys
+):
+    from precip_repro.cli import main
+
+    script = tmp_path / "typed.py"
+    script.write_text(
+        "from precip_repro import LocalExperiment\n"
+        "with LocalExperiment('typed') as exp:\n"
+        "    exp.param('SORT_N', default=1)\n"
+    )
+    monkeypatch.setenv("SORT_N", "many")
+    code = main(["--records", str(store.root), "run", str(script)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "ParameterInvalid: parameter SORT_N: the environment variable SORT_N='many' is " in err
