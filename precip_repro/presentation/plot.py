@@ -86,7 +86,8 @@ def _range(measure: Measure) -> tuple[float, float]:
 
 def _step(low: float, high: float) -> float:
     """A round step between ticks: about five from ``low`` to ``high``."""
-    step = 10.0 ** math.floor(math.log10((high - low) / 5))
+    # A range below 1e-300 (subnormal values) is drawn as one of 1e-300: no step is smaller.
+    step = 10.0 ** math.floor(math.log10(max((high - low) / 5, 1e-300)))
     for factor in (1, 2, 5, 10):
         if (high - low) / (step * factor) <= 6:
             return step * factor
@@ -101,7 +102,8 @@ def _ticks(low: float, high: float, step: float) -> list[float]:
 def _plot(measure: Measure, labels: list[str]) -> Plot:
     low, high = _range(measure)
     step = _step(low, high)
-    high = math.ceil(high / step) * step  # the axis ends at a tick
+    # The axis starts and ends at a tick.
+    low, high = math.floor(low / step) * step, math.ceil(high / step) * step
     inner_w, inner_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     count = max(len(labels), 1)
 
