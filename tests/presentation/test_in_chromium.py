@@ -117,9 +117,9 @@ def test_chromium_shows_a_sweeps_parameters_results_and_plots_across_its_runs(st
         assert len(points) == 3
         titles = [c.find_all("title")[0].text for c in points]
         assert [t.split(" = ")[1].split(" ")[0] for t in titles] == ["200000", "400000", "100000"]
-        heights = [float(c.attrs["cy"]) for c in points]
+        heights = [float(c.attrs["cy"] or "nan") for c in points]
         assert heights[1] < heights[0] < heights[2]  # larger is higher up the page
-        xs = [float(c.attrs["cx"]) for c in points]
+        xs = [float(c.attrs["cx"] or "nan") for c in points]
         assert xs == sorted(xs)  # the runs in the order given
     labels = [t.text for t in sizes.find_all("text") if t.attrs.get("transform")]
     assert labels == ["SWEEP_BYTES=200000", "SWEEP_BYTES=400000", "SWEEP_BYTES=100000"]
