@@ -222,3 +222,46 @@ def test_a_run_without_notes_says_none_under_notes(store, tmp_path):
     page = parse(out)
     assert page.open == []
     assert "Notes(none)" in "".join(page.text)
+
+
+def test_a_sweeps_markdown_report_tables_its_parameters_and_results(store, tmp_path):
+    from tests.helpers import record_sweep
+
+    base = record_sweep(store, 1)
+    other = record_sweep(store, 1, sweep_bytes=100_000)
+    out = tmp_path / "r.md"
+    write_report(base, out, fmt="md", others=[other])
+    tokens = MarkdownIt("commonmark").enable("table").parse(out.read_text())
+    cells = [[c.content for c in t.children or [] if c.type in ("text", "code_inline")]
+             for t in tokens if t.type == "inline"]  # fmt: skip
+    assert ["argv"] in cells and ["1"] in cells  # the parameters table: argv, then its value
+    assert ["SWEEP_BYTES"] in cells and ["200000"] in cells
+    headers = [i for i, t in enumerate(tokens) if t.type == "thead_open"]
+    assert len(headers) == 6  # parameters, instances, calls, files, results, across
+    rows = [t for t in tokens if t.type == "tr_open"]
+    view = load_run(base)
+    notes, calls = len(view.notes), len(view.calls)
+    files = sum(len(call.files) for call in view.calls)
+    instances = len(view.instances)
+    assert len(rows) == (1 + 2) + (1 + instances) + (1 + calls) + (1 + files) + (1 + notes) + (
+        1 + 2 * notes
+    )
+
+
+def test_a_damaged_run_among_those_reported_is_named_and_exits_3(store, tmp_path, capsys):
+    import shutil
+
+    from precip_repro.cli import main
+    from tests.helpers import record_sweep
+
+    base = record_sweep(store, 1)
+    damaged = tmp_path / "copy" / base.name
+    shutil.copytree(base, damaged)
+    (damaged / "checkpoint").chmod(0o644)
+    (damaged / "checkpoint").write_text("{}\n")
+    out = tmp_path / "r.html"
+    code = main(["--records", str(store.root), "report", base.name, str(damaged), "-o", str(out)])
+    assert code == 3
+    assert "are not set beside this run's" in capsys.readouterr().err
+    page = out.read_text()
+    assert f"run {base.name} is corrupt" in page and "Results across" not in page
