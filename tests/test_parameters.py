@@ -121,3 +121,17 @@ def test_arguments_are_compared_only_when_both_runs_ran_a_script():
 def test_a_parameter_declared_again_with_another_value_counts_with_its_last():
     view = view_of(parameter("N", 1), parameter("M", 2), parameter("N", 3, "environment"))
     assert [(p.name, p.value) for p in view.parameters.values()] == [("M", 2), ("N", 3)]
+
+
+def test_a_replay_records_the_parameters_its_source_ran_with(tmp_path, capsys):
+    from precip_repro.record import RunStore
+    from replay.cli import main as replay
+
+    store = RunStore(tmp_path / "records")
+    source = record_sweep(store, 1, sweep_bytes=100_000)
+    replay([source.name, "--records", str(store.root), "--to", "local", "--max-gap", "1"])
+    capsys.readouterr()
+    (new,) = [p for p in store.run_dirs() if p != source]
+    found = {p.name: (p.value, p.source) for p in load_run(new).parameters.values()}
+    assert found == {"SWEEP_BYTES": (100_000, "recording")}  # the values its calls carry
+    assert parameter_changes(load_run(source), load_run(new)) == []
