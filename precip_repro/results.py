@@ -114,17 +114,25 @@ class Results:
         return out.getvalue()
 
     def to_json(self) -> dict[str, Any]:
-        """``results --json`` (docs/json.md): every row holds every column, ``null`` where
-        its note has no such field."""
+        """``results --json`` (docs/json.md): each row a list of its cells in the order of
+        ``columns`` (as the CSV), ``null`` where its note has no such field; each run's
+        parameters as ``{"name", "value"}`` pairs."""
         return {
             "version": RESULTS_FORMAT,
-            "runs": self.runs,
+            "runs": [
+                {
+                    "run": run["run"],
+                    "digest": run["digest"],
+                    "parameters": [
+                        {"name": name, "value": value} for name, value in run["parameters"].items()
+                    ],
+                }
+                for run in self.runs
+            ],
             "columns": self.columns,
             "parameters": self.parameters,
             "fields": self.fields,
-            "rows": [
-                {column: row.cells.get(column) for column in self.columns} for row in self.rows
-            ],
+            "rows": [[row.cells.get(column) for column in self.columns] for row in self.rows],
         }
 
 

@@ -78,10 +78,13 @@ def test_results_json_fits_its_schema_and_keeps_the_types(sweep, capsys):
     main(["--records", str(store.root), "results", runs[0].name, runs[2].name, "--json"])
     document = valid("results", capsys.readouterr().out)
     assert [run["run"] for run in document["runs"]] == [runs[0].name, runs[2].name]
-    assert document["runs"][1]["parameters"] == {"argv": "1 9", "SWEEP_BYTES": 400000}
+    assert document["runs"][1]["parameters"] == [
+        {"name": "argv", "value": "1 9"}, {"name": "SWEEP_BYTES", "value": 400000}
+    ]  # fmt: skip
     assert all(run["digest"] and len(run["digest"]) == 64 for run in document["runs"])
-    first = document["rows"][0]
-    assert list(first) == document["columns"]
+    assert len(document["rows"]) == 12
+    first = dict(zip(document["columns"], document["rows"][0], strict=True))
+    assert first["run"] == runs[0].name and first["SWEEP_BYTES"] == 200000
     assert type(first["bytes"]) is int and type(first["seconds"]) is float
     assert document["parameters"] == ["argv", "SWEEP_BYTES"]
 
