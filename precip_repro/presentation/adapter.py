@@ -16,6 +16,7 @@ from precip_repro.diff import DiffResult, render_difference, render_text
 from precip_repro.exceptions import RecordError
 from precip_repro.messages import SHOWN_COMMAND
 from precip_repro.presentation.model import (
+    Across,
     CallRow,
     CommandRow,
     Comparison,
@@ -109,11 +110,17 @@ def report_model(
         parameters=parameter_rows(view),
         parameter_changes=[] if diff is None else [change.line() for change in diff.parameters],
         results=results_table(view),
-        across=across([view, *others], fields=plotted) if others else None,
+        across=_across([view, *others], plotted) if others else None,
         start_ns=view.first_ns,
         end_ns=view.last_ns,
         duration=format_duration(view.last_ns - view.first_ns),
     )
+
+
+def _across(views: Sequence[RunView], plotted: Sequence[str]) -> Across | None:
+    """The runs' results side by side, when any of them noted some."""
+    together = across(views, fields=plotted)
+    return together if together.table.rows else None
 
 
 def _json(value: Any) -> str:
