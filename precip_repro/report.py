@@ -24,6 +24,7 @@ from precip_repro.diff import DiffResult, diff_runs
 from precip_repro.exceptions import InvalidOption
 from precip_repro.presentation import FORMATS, render, report_model
 from precip_repro.record.verify import Verdict, verify
+from precip_repro.results import results_of
 from precip_repro.runview import RunView, ViewBuilder, collection_paused
 
 __all__ = ["Report", "render_html", "render_markdown", "write_report"]
@@ -147,6 +148,11 @@ def write_report(
             if not more.intact:
                 not_compared += f"{'; ' if not_compared else ''}run {more.run} is {more.state}, "
                 not_compared += f"not intact: {more.reason}"
+    if plotted and beside:
+        numeric = results_of([view, *beside]).numeric_fields()
+        for field in plotted:
+            if field not in numeric:
+                raise InvalidOption("--plot", field, numeric or ["(no note field is a number)"])
     if left_out:
         whose = "this run's" if verdict.intact else f"run {verdict.run}'s, which is not intact"
         not_compared += f" — so the results of {', '.join(left_out)} are not set beside {whose}"

@@ -265,3 +265,20 @@ def test_a_damaged_run_among_those_reported_is_named_and_exits_3(store, tmp_path
     assert "are not set beside this run's" in capsys.readouterr().err
     page = out.read_text()
     assert f"run {base.name} is corrupt" in page and "Results across" not in page
+
+
+def test_plot_of_a_field_no_note_holds_as_a_number_lists_those_that_do(store, tmp_path, capsys):
+    from precip_repro.cli import main
+    from tests.helpers import record_sweep
+
+    one, other = record_sweep(store, 1), record_sweep(store, 1)
+    out = str(tmp_path / "r.html")
+    argv = ["--records", str(store.root), "report", one.name]
+    assert main([*argv, other.name, "--plot", "slot", "-o", out]) == 2
+    err = capsys.readouterr().err
+    assert "--plot='slot' is not valid; valid values: bytes, input_bytes, level, seconds" in err
+    assert main([*argv, "--plot", "bytes", "-o", out]) == 2
+    assert "give more runs" in capsys.readouterr().err
+    assert main([*argv, "--vs", other.name, "--plot", "bytes", "-o", out]) == 0
+    page = Path(out).read_text()
+    assert 'data-field="bytes"' in page and 'data-field="seconds"' not in page

@@ -51,6 +51,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from precip_repro.exceptions import InvalidOption
     from precip_repro.report import write_report
 
     store = store_of(args)
@@ -62,8 +63,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     # Beside the runs, not inside one: a run's directory is its record, left as written.
     default = store.root / "reports" / f"{run_dir.name}.{fmt}"
     out = Path(args.output) if args.output else default
+    if args.plot and vs is None and not others:
+        raise Usage("--plot plots a field across runs: give more runs (report RUN B …) or --vs B")
     try:
         written = write_report(run_dir, out, fmt=fmt, vs=vs, others=others, plotted=args.plot or ())
+    except InvalidOption as exc:
+        raise Usage(str(exc)) from None
     except OSError as exc:
         if exc.filename != str(out):
             raise

@@ -33,7 +33,7 @@ exit status:
      key; for diff: the runs differ; for gc: instances still leak
   2  usage error: bad arguments, no such run, an ambiguous prefix, an unreadable format
   3  incomplete: the run is open (being written), abandoned or unsealed (run `recover`);
-     for diff and report --vs: an input run is not intact;
+     for diff, results and report (--vs, or more runs): an input run is not intact;
      for recover: the run could not be written (read-only?) and stays as it was;
      for gc: nothing found to leak, but a --cloud could not be checked
 
