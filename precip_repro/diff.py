@@ -31,6 +31,7 @@ from precip_repro.comparison import (
 from precip_repro.expectations import Expectations, Rule, StepVerdict
 from precip_repro.messages import shown_difference
 from precip_repro.normalize import slot_order
+from precip_repro.parameters import ARGV, ParameterChange, parameter_changes
 from precip_repro.record.canonical import JSON
 from precip_repro.runview import CallView, RunView, collection_paused
 
@@ -92,12 +93,15 @@ class DiffResult:
     """How the runs ended and the script's notes (empty when not compared)."""
     rules: Expectations = attrs.field(factory=Expectations)
     """The declared rules the comparison applied (both runs' and ``--rules``)."""
+    parameters: list[ParameterChange] = attrs.Factory(list)
+    """What changed in the script's arguments and parameters (empty when not compared)."""
 
     @property
     def same(self) -> bool:
         """No difference at all (after normalisation): the verdict is ``identical``."""
         return not (
-            any(step.differences for step in self.steps)
+            self.parameters
+            or any(step.differences for step in self.steps)
             or self.only_in_a
             or self.only_in_b
             or self.instances
@@ -110,7 +114,9 @@ class DiffResult:
         ``diverged``."""
         if self.same:
             return StepVerdict.IDENTICAL
-        if self.only_in_a or self.only_in_b or self.instances:
+        # Runs asked to do something else (arguments, parameters), a call of one side only,
+        # another image or type: no rule covers those.
+        if self.parameters or self.only_in_a or self.only_in_b or self.instances:
             return StepVerdict.DIVERGED
         found = [d for step in self.steps for d in step.differences] + self.run
         return verdict_of(found)
@@ -135,6 +141,7 @@ class DiffResult:
             "only_in_b": self.only_in_b,
             "instances": [instance.to_json() for instance in self.instances],
             "run": [found.to_json() for found in self.run],
+            "parameters": [change.to_json() for change in self.parameters],
         }
 
 
@@ -274,9 +281,9 @@ def diff_runs(
 ) -> DiffResult:
     """Compare two runs; ``tolerance`` is the relative duration change reported (0.5 =
     ±50 %), differences under a second are never reported. ``whole_run=False`` leaves out
-    how the runs ended and the script's notes (a replay has neither: it re-executes calls,
-    not the script). The rules both runs declared, and ``rules``, mark the differences they
-    cover as expected."""
+    the script's arguments and parameters, how the runs ended and the script's notes (a
+    replay has none of them: it re-executes calls, not the script). The rules both runs
+    declared, and ``rules``, mark the differences they cover as expected."""
     with collection_paused():  # a third of a large diff's time went to futile gc walks
         return _diff_runs(
             a, b, tolerance=tolerance, digests=digests, whole_run=whole_run, rules=rules
@@ -325,6 +332,7 @@ def _diff_runs(
         instances=list(_compare_instances(side_a, side_b)),
         run=list(_compare_run(side_a, side_b, declared)) if whole_run else [],
         rules=declared,
+        parameters=parameter_changes(a, b) if whole_run else [],
     )
 
 
@@ -375,6 +383,9 @@ def render_text(result: DiffResult) -> Iterator[str]:
     if result.same:
         yield "same: no difference after normalisation"
         return
+    # What the runs were asked to do explains what they did: said first.
+    for change in result.parameters:
+        yield change.line() if change.kind == ARGV else f"parameter {change.line()}"
     verdict = result.verdict
     expected = len(result.expected)
     if verdict is StepVerdict.EQUIVALENT:

@@ -11,6 +11,8 @@ for code that does not know us::
     ├── LocalFileMissing (FileNotFoundError)  a local file to put or run is not there
     ├── ExperimentClosed (RuntimeError)       the experiment was closed; make a new one
     ├── NoInstanceMatches (LookupError)       run/put/get/copy_and_run: no instance has the tags
+    ├── ParameterInvalid (ValueError)         ``exp.param``: its variable holds no value of its
+    │                                         type, or none is set and there is no default
     ├── PlaybackMismatch                      played back, a call is not the recorded one:
     │                                         ``call``, ``recorded`` and ``attempted``
     ├── CloudError                            the cloud refused or failed; ``code``, ``request_id``
@@ -86,6 +88,7 @@ __all__ = [
     "PackageRefused",
     "PackageTampered",
     "PackageUntrusted",
+    "ParameterInvalid",
     "PlaybackMismatch",
     "RecordCorrupted",
     "RecordError",
@@ -164,6 +167,19 @@ class NoInstanceMatches(ExperimentException, LookupError):
     ) -> None:
         self.tags = list(tags or ())
         self.existing = sorted(existing or ())
+        super().__init__(message)
+
+
+class ParameterInvalid(ExperimentException, ValueError):
+    """A parameter (``exp.param``) has no value to use: the environment variable of its name
+    holds text that is not of its type, or is not set and the script gave no default.
+    ``name``, ``text`` (what the environment held, None when unset) and ``expected`` (the
+    type's name) say which."""
+
+    def __init__(self, message: str, *, name: str, text: str | None, expected: str) -> None:
+        self.name = name
+        self.text = text
+        self.expected = expected
         super().__init__(message)
 
 

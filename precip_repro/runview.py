@@ -38,6 +38,7 @@ __all__ = [
     "GrowingView",
     "InstanceView",
     "ModuleView",
+    "ParameterView",
     "RunView",
     "collection_paused",
     "load_run",
@@ -89,6 +90,16 @@ class ModuleView:
     name: str
     path: str
     content: ContentRef | None
+
+
+@attrs.define(kw_only=True)
+class ParameterView:
+    """A parameter the script declared (``exp.param``): the value used, typed as the script
+    asked, and where it came from (``environment``, ``default`` or ``recording``)."""
+
+    name: str
+    value: JSON
+    source: str
 
 
 @attrs.define(kw_only=True)
@@ -181,6 +192,19 @@ class RunView:
     """The script's own modules by name."""
     script: ContentRef | None = None
     """The experiment script's source, when the run recorded one."""
+    parameters: dict[str, ParameterView] = attrs.Factory(dict)
+    """The parameters the script declared, by name, in the order it declared them (a
+    parameter declared again with another value: the last)."""
+
+    @property
+    def arguments(self) -> list[str] | None:
+        """The script's command-line arguments (``argv`` without the script itself), when
+        the run recorded a script: a run opened otherwise (a notebook, a replay) has its
+        host process's ``argv``, which says nothing of the experiment."""
+        argv = self.started.get("argv")
+        if self.started.get("script_path") is None or not isinstance(argv, list) or not argv:
+            return None
+        return [str(arg) for arg in argv[1:]]
 
     @property
     def ended(self) -> str:
@@ -236,6 +260,7 @@ class ViewBuilder:
         """Why the run did not end ``ok``, as the tool's own note says."""
         self.replay_steps: list[dict[str, JSON]] = []
         self.modules: dict[str, ModuleView] = {}
+        self.parameters: dict[str, ParameterView] = {}
         self._strings: dict[str, str] = {}
         self._refs: dict[str, ContentRef] = {}
         self.script: ContentRef | None = None
@@ -408,6 +433,13 @@ class ViewBuilder:
         if "ended" in fields:
             self.ending = str(data.get("text"))
 
+    def _parameter(self, now: int, data: dict[str, Any]) -> None:
+        name = str(data.get("name"))
+        self.parameters.pop(name, None)  # declared again: where it was declared last
+        self.parameters[name] = ParameterView(
+            name=name, value=self._decoded(data.get("value")), source=str(data.get("source"))
+        )
+
     def _shared_ref(self, data: dict[str, JSON] | None) -> ContentRef | None:
         # Most commands print nothing on stderr, many print the same line: one reference
         # for each distinct content instead of one per event (a fifth of a large view).
@@ -476,6 +508,7 @@ class ViewBuilder:
         "replay.step": _replay_step,
         "blob.withheld": _blob_withheld,
         "module.loaded": _module_loaded,
+        "parameter": _parameter,
     }
 
     def build(self) -> RunView:
@@ -495,6 +528,7 @@ class ViewBuilder:
             ending=self.ending,
             modules=self.modules,
             script=self.script,
+            parameters=self.parameters,
         )
 
 

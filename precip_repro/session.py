@@ -25,7 +25,7 @@ from precip_repro.exceptions import CheckpointNotWritten, RecordError
 from precip_repro.logs import get_logger, prepare_signal_logging, redact_with
 from precip_repro.playback import Closable, Playback
 from precip_repro.record.canonical import jsonable
-from precip_repro.record.events import Note, ReplayOf
+from precip_repro.record.events import Note, Parameter, ReplayOf
 from precip_repro.record.journal import WRITING
 from precip_repro.record.numbers import decode
 from precip_repro.record.recorder import Run
@@ -77,6 +77,10 @@ class Session:
         """Set by :meth:`playing_back`: calls are answered from a recording."""
         self.mapping: bytes | None = None
         """A replay's mapping file, stored with its run."""
+        self.recorded_parameters: dict[str, Any] | None = None
+        """The parameters of the run a replay re-executes, by name: its calls carry the
+        values they were recorded with, and its run records them so (source
+        ``recording``)."""
         self._script_of_run: Path | None = None
         self._modules_recorded: set[str] = set()
         """The script's own modules recorded in the open run, by path."""
@@ -178,6 +182,8 @@ class Session:
             self._script_of_run = script
             self._modules_recorded = set()
             self._record_modules(self.run)
+            for name, value in (self.recorded_parameters or {}).items():
+                self.run.append(Parameter(name=name, value=value, source="recording"))
             self._exp_count = 0
             self._call_count = 0
             self.status = None

@@ -127,6 +127,10 @@ _DESCRIBE: Final[dict[str, Callable[[dict[str, Any]], str]]] = {
         f"note: {_short(d.get('text'))}"
         + (f" {_short(decoded_or_as_is(d.get('fields')), 50)}" if d.get("fields") else "")
     ),
+    "parameter": lambda d: (
+        f"parameter {d.get('name')} = {_short(decoded_or_as_is(d.get('value')), 50)} "
+        f"(from {d.get('source')})"
+    ),
     "run.finished": lambda d: (
         f"run finished: {d.get('status')}, {d.get('events')} events in "
         f"{format_duration(d.get('duration_ns'))}"

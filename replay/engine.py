@@ -226,6 +226,7 @@ class Engine(Targets, Comparison):
         session.mapping = self.mapping.text.encode() if self.mapping.given else None
         session.detect_script = False
         session.argv = ["precip-replay", self.source.run]
+        session.recorded_parameters = {p.name: p.value for p in self.source.parameters.values()}
         session.run_name = f"replay-{self.source.run.split('-', 1)[-1].rsplit('-', 1)[0]}"
         status = "ok"
         try:
@@ -271,6 +272,7 @@ class Engine(Targets, Comparison):
                         self.say(f"deprovisioning failed: {exc}")
                 self.run_digest = finish_run(status)
             session.replay_of = session.mapping = session.run_name = None
+            session.recorded_parameters = None
             session.detect_script = True
 
     def _note_verdict(self) -> None:

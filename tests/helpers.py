@@ -338,3 +338,24 @@ def ssh_add(key: Path, passphrase: str, sock: Path, tmp_path: Path) -> None:
         ["ssh-add", str(key)], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
+
+
+SWEEP = Path(__file__).parent.parent / "examples" / "sweep.py"
+
+
+def record_sweep(store: RunStore, *levels: int, sweep_bytes: int | None = None) -> Path:
+    """``examples/sweep.py`` recorded on the local cloud into ``store``, as a user runs it:
+    its levels as arguments, ``SWEEP_BYTES`` in its environment when given (else unset:
+    its default). The run's directory."""
+    env = dict(os.environ, PRECIP_RECORDS=str(store.root))
+    env.pop("SWEEP_BYTES", None)
+    if sweep_bytes is not None:
+        env["SWEEP_BYTES"] = str(sweep_bytes)
+    before = set(store.run_dirs()) if store.root.exists() else set()
+    done = subprocess.run(
+        [sys.executable, str(SWEEP), *map(str, levels)],
+        env=env, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = set(store.run_dirs()) - before
+    return run_dir

@@ -12,7 +12,9 @@ COMMANDS = sorted(p.name.split(".")[0] for p in SCHEMAS.glob("*.v1.schema.json")
 
 
 def test_every_command_that_reports_has_a_schema():
-    assert COMMANDS == ["diff", "gc", "ls", "recover", "replay", "run", "show", "verify"]
+    assert COMMANDS == [
+        "diff", "gc", "ls", "recover", "replay", "results", "run", "show", "verify"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", COMMANDS)

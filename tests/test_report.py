@@ -102,7 +102,8 @@ def test_the_markdown_report_shows_commands_outputs_and_notes_as_written(
         assert f"{command.stdout.text or '(empty)'}\n" in fences
         assert f"{command.stderr.text or '(empty)'}\n" in fences
     rows = [t for t in tokens if t.type == "tr_open"]
-    assert len(rows) == 1 + 1 + 1 + len(view.calls)  # instances and calls tables, rows whole
+    # The instances, calls and results tables (the note's fields), every row whole.
+    assert len(rows) == 1 + 1 + 1 + len(view.calls) + 1 + 1
     (note,) = [t for t in tokens if t.type == "bullet_list_open"][-1:]
     items = tokens[tokens.index(note) :]
     text = next(t for t in items if t.type == "inline")
@@ -221,3 +222,63 @@ def test_a_run_without_notes_says_none_under_notes(store, tmp_path):
     page = parse(out)
     assert page.open == []
     assert "Notes(none)" in "".join(page.text)
+
+
+def test_a_sweeps_markdown_report_tables_its_parameters_and_results(store, tmp_path):
+    from tests.helpers import record_sweep
+
+    base = record_sweep(store, 1)
+    other = record_sweep(store, 1, sweep_bytes=100_000)
+    out = tmp_path / "r.md"
+    write_report(base, out, fmt="md", others=[other])
+    tokens = MarkdownIt("commonmark").enable("table").parse(out.read_text())
+    cells = [[c.content for c in t.children or [] if c.type in ("text", "code_inline")]
+             for t in tokens if t.type == "inline"]  # fmt: skip
+    assert ["argv"] in cells and ["1"] in cells  # the parameters table: argv, then its value
+    assert ["SWEEP_BYTES"] in cells and ["200000"] in cells
+    headers = [i for i, t in enumerate(tokens) if t.type == "thead_open"]
+    assert len(headers) == 6  # parameters, instances, calls, files, results, across
+    rows = [t for t in tokens if t.type == "tr_open"]
+    view = load_run(base)
+    notes, calls = len(view.notes), len(view.calls)
+    files = sum(len(call.files) for call in view.calls)
+    instances = len(view.instances)
+    assert len(rows) == (1 + 2) + (1 + instances) + (1 + calls) + (1 + files) + (1 + notes) + (
+        1 + 2 * notes
+    )
+
+
+def test_a_damaged_run_among_those_reported_is_named_and_exits_3(store, tmp_path, capsys):
+    import shutil
+
+    from precip_repro.cli import main
+    from tests.helpers import record_sweep
+
+    base = record_sweep(store, 1)
+    damaged = tmp_path / "copy" / base.name
+    shutil.copytree(base, damaged)
+    (damaged / "checkpoint").chmod(0o644)
+    (damaged / "checkpoint").write_text("{}\n")
+    out = tmp_path / "r.html"
+    code = main(["--records", str(store.root), "report", base.name, str(damaged), "-o", str(out)])
+    assert code == 3
+    assert "are not set beside this run's" in capsys.readouterr().err
+    page = out.read_text()
+    assert f"run {base.name} is corrupt" in page and "Results across" not in page
+
+
+def test_plot_of_a_field_no_note_holds_as_a_number_lists_those_that_do(store, tmp_path, capsys):
+    from precip_repro.cli import main
+    from tests.helpers import record_sweep
+
+    one, other = record_sweep(store, 1), record_sweep(store, 1)
+    out = str(tmp_path / "r.html")
+    argv = ["--records", str(store.root), "report", one.name]
+    assert main([*argv, other.name, "--plot", "slot", "-o", out]) == 2
+    err = capsys.readouterr().err
+    assert "--plot='slot' is not valid; valid values: bytes, input_bytes, level, seconds" in err
+    assert main([*argv, "--plot", "bytes", "-o", out]) == 2
+    assert "give more runs" in capsys.readouterr().err
+    assert main([*argv, "--vs", other.name, "--plot", "bytes", "-o", out]) == 0
+    page = Path(out).read_text()
+    assert 'data-field="bytes"' in page and 'data-field="seconds"' not in page

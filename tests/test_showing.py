@@ -129,3 +129,12 @@ def test_show_follow_and_json_together_is_a_usage_error(capsys, store):
     run = record_sample_run(store)
     assert main(["--records", str(store.root), "show", run.id, "--follow", "--json"]) == 2
     assert "--follow" in capsys.readouterr().err
+
+
+def test_show_says_each_parameter_its_value_and_where_it_came_from(capsys):
+    sample = Path(__file__).parent / "fixtures" / "records" / "v2"
+    (run_dir,) = sample.glob("*-parameters-v2-*")
+    assert main(["show", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "parameter SORT_N = 400000 (from environment)" in out
+    assert "parameter RATE = 2.0 (from default)" in out  # a float, as recorded

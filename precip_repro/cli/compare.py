@@ -54,17 +54,24 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from precip_repro.exceptions import InvalidOption
     from precip_repro.report import write_report
 
     store = store_of(args)
-    run_dir = store.resolve(args.run)
+    first, *more = args.runs
+    run_dir = store.resolve(first)
     vs = store.resolve(args.vs) if args.vs else None
+    others = [store.resolve(spec) for spec in more]
     fmt = args.format
     # Beside the runs, not inside one: a run's directory is its record, left as written.
     default = store.root / "reports" / f"{run_dir.name}.{fmt}"
     out = Path(args.output) if args.output else default
+    if args.plot and vs is None and not others:
+        raise Usage("--plot plots a field across runs: give more runs (report RUN B …) or --vs B")
     try:
-        written = write_report(run_dir, out, fmt=fmt, vs=vs)
+        written = write_report(run_dir, out, fmt=fmt, vs=vs, others=others, plotted=args.plot or ())
+    except InvalidOption as exc:
+        raise Usage(str(exc)) from None
     except OSError as exc:
         if exc.filename != str(out):
             raise
@@ -76,6 +83,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(
             f"precip-repro report: not compared with {vs.name}: an input run is not intact "
             "(the report says which and why; `precip-repro verify` says more)",
+            file=sys.stderr,
+        )
+        return EXIT_INCOMPLETE
+    if written.left_out:
+        print(
+            f"precip-repro report: the results of {', '.join(written.left_out)} are not set "
+            "beside this run's: a run is not intact (the report says which and why)",
             file=sys.stderr,
         )
         return EXIT_INCOMPLETE

@@ -25,6 +25,7 @@ from precip_repro.cli.packaging import (
     import_options,
 )
 from precip_repro.cli.records import cmd_cat, cmd_recover, cmd_verify
+from precip_repro.cli.results import RESULTS_HELP, cmd_results, results_options
 from precip_repro.cli.scripts import cmd_demo, cmd_run
 from precip_repro.cli.showing import cmd_show, show_options
 from precip_repro.commandline import Parser, add_version, common_options, parse, run_command
@@ -44,7 +45,7 @@ exit status:
      for export and attest: the run cannot be packaged (not intact, unsigned, another key
      at hand, no license)
   3  incomplete: the run is open (being written), abandoned or unsealed (run `recover`);
-     for diff and report --vs: an input run is not intact;
+     for diff, results and report (--vs, or more runs): an input run is not intact;
      for recover: the run could not be written (read-only?) and stays as it was;
      for gc: nothing found to leak, but a --cloud could not be checked
 
@@ -122,12 +123,26 @@ def _parser() -> argparse.ArgumentParser:
         "differences they cover make the runs equivalent (exit 0), not different",
     )
     report = add("report", cmd_report, "write a self-contained HTML (or Markdown) report")
-    report.add_argument("run", metavar="RUN")
-    report.add_argument("--vs", metavar="B", help="also show the diff against run B")
+    report.add_argument(
+        "runs",
+        metavar="RUN",
+        nargs="+",
+        help="the run reported; more runs: their results beside its own, plotted across them",
+    )
+    report.add_argument(
+        "--vs", metavar="B", help="also show the diff against run B (and its results beside)"
+    )
+    report.add_argument(
+        "--plot",
+        action="append",
+        metavar="FIELD",
+        help="plot this numeric note field across the runs (repeatable; default: every one)",
+    )
     report.add_argument(
         "-o", "--output", metavar="FILE", help="default: STORE/reports/RUN.html (or .md)"
     )
     report.add_argument("--format", choices=("html", "md"), default="html")
+    results_options(add("results", cmd_results, RESULTS_HELP))
     gc = add(
         "gc",
         cmd_gc,

@@ -25,6 +25,7 @@ from precip_repro.experiment.commands import Commands, Outputs, check_line_endin
 from precip_repro.experiment.fanout import MAX_WORKERS
 from precip_repro.experiment.fleet import Fleet
 from precip_repro.experiment.lifetime import Lifetime, LiveLifetime, PlayedLifetime
+from precip_repro.experiment.params import Chosen, Value, choose, kind_of
 from precip_repro.experiment.reach import Reacher
 from precip_repro.experiment.recording import (
     Calls,
@@ -35,7 +36,7 @@ from precip_repro.experiment.recording import (
 )
 from precip_repro.experiment.transfers import Transfers
 from precip_repro.keys import Keys, load_keys
-from precip_repro.record.events import CommandFinished, ExperimentCreated, Note
+from precip_repro.record.events import CommandFinished, ExperimentCreated, Note, Parameter
 from precip_repro.record.methods import METHODS
 from precip_repro.record.store import RunStore
 from precip_repro.session import session
@@ -109,6 +110,8 @@ class Experiment:
             redact=lambda text: session.redactor.text(text),  # secrets registered later too
         )
         self.exp = "e0"
+        self._declared: dict[str, Chosen] = {}
+        """The parameters declared, as recorded: declared again alike, not recorded again."""
         # How calls are recorded is chosen here, once: answered from a recording (no cloud,
         # no record), recorded into this process's run, or not recorded at all.
         recording = session.playback
@@ -283,6 +286,34 @@ class Experiment:
         self._calls.append(
             Note(text=session.redactor.text(text), fields=session.redactor.json(fields))
         )
+
+    @_secrets_hidden
+    def param(
+        self, name: str, default: Value | None = None, *, type: builtins.type[Value] | None = None
+    ) -> Value:
+        """A parameter of the experiment: the environment variable ``name`` read as ``type``
+        (``int``, ``float``, ``str`` or ``bool``; by default the type of ``default``), else
+        ``default``. The value used and where it came from are recorded, so that ``diff``
+        and ``report`` say first that ``SORT_N`` went from 200000 to 400000; played back, the
+        recorded value is used whatever the environment holds. Raises
+        :class:`~precip_repro.exceptions.ParameterInvalid` for a value not of its type, or
+        none at all."""
+        name = arguments.text("name", name)
+        kind = kind_of(name, default, type)
+        recording = session.playback
+        recorded = None
+        if recording is not None:
+            found = recording.view.parameters.get(name)
+            recorded = None if found is None else found.value
+        chosen = choose(name, default, kind, environ=os.environ, recorded=recorded)
+        if self._declared.get(name) != chosen:
+            self._declared[name] = chosen
+            self._calls.append(
+                Parameter(
+                    name=name, value=session.redactor.json(chosen.value), source=chosen.source
+                )
+            )
+        return chosen.value
 
     def secret(self, name: str, value: str) -> None:
         """Register a secret: it becomes ``${secret:NAME}`` everywhere in the record.

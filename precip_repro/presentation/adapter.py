@@ -6,6 +6,8 @@ when the views change shape, this is what follows them.
 from __future__ import annotations
 
 import json
+import shlex
+from collections.abc import Sequence
 from typing import Any, Final
 
 from precip_repro.comparison import Difference
@@ -15,6 +17,7 @@ from precip_repro.exceptions import RecordError
 from precip_repro.expectations import StepVerdict
 from precip_repro.messages import SHOWN_COMMAND
 from precip_repro.presentation.model import (
+    Across,
     CallRow,
     CommandRow,
     Comparison,
@@ -28,6 +31,7 @@ from precip_repro.presentation.model import (
     Script,
     StepRow,
 )
+from precip_repro.presentation.tables import across, parameter_rows, results_table
 from precip_repro.record.verify import Verdict
 from precip_repro.runview import CallView, InstanceView, RunView
 from precip_repro.timeline import format_duration
@@ -41,10 +45,18 @@ SCRIPT_LIMIT: Final = 1 << 20
 
 
 def report_model(
-    view: RunView, verdict: Verdict, diff: DiffResult | None = None, *, not_compared: str = ""
+    view: RunView,
+    verdict: Verdict,
+    diff: DiffResult | None = None,
+    *,
+    not_compared: str = "",
+    others: Sequence[RunView] = (),
+    plotted: Sequence[str] = (),
 ) -> ReportModel:
     """What the report of ``view`` says: ``verdict`` is its integrity, ``diff`` the
-    comparison with another run (``report --vs``), ``not_compared`` why there is none."""
+    comparison with another run (``report --vs``), ``not_compared`` why there is none;
+    ``others`` the runs whose results are set beside this one's (with ``vs``, that run),
+    ``plotted`` the numeric fields plotted across them (all, when not given)."""
     outputs, files = _Contents(excerpt=True), _Contents(excerpt=False)
     return ReportModel(
         run=view.run,
@@ -95,10 +107,21 @@ def report_model(
             other_run=str(diff.b["run"]), same=diff.same, text="\n".join(render_text(diff))
         ),
         not_compared=not_compared,
+        arguments=None if view.arguments is None else shlex.join(view.arguments),
+        parameters=parameter_rows(view),
+        parameter_changes=[] if diff is None else [change.line() for change in diff.parameters],
+        results=results_table(view),
+        across=_across([view, *others], plotted) if others else None,
         start_ns=view.first_ns,
         end_ns=view.last_ns,
         duration=format_duration(view.last_ns - view.first_ns),
     )
+
+
+def _across(views: Sequence[RunView], plotted: Sequence[str]) -> Across | None:
+    """The runs' results side by side, when any of them noted some."""
+    together = across(views, fields=plotted)
+    return together if together.table.rows else None
 
 
 def _json(value: Any) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import attrs
 
 __all__ = [
+    "Across",
     "CallRow",
     "CommandRow",
     "Comparison",
@@ -19,10 +20,14 @@ __all__ = [
     "FileRow",
     "InstanceRow",
     "Integrity",
+    "Measure",
     "NoteRow",
+    "ParameterRow",
     "ReportModel",
     "Script",
+    "Series",
     "StepRow",
+    "Table",
 ]
 
 
@@ -136,6 +141,53 @@ class NoteRow:
 
 
 @attrs.define(kw_only=True)
+class ParameterRow:
+    """A parameter the script declared: its value as text and where it came from."""
+
+    name: str
+    value: str
+    source: str
+
+
+@attrs.define(kw_only=True)
+class Table:
+    """Results as a table: a row per note, its fields as columns (cells as text; the
+    columns that hold only numbers are ``numeric``, drawn right-aligned)."""
+
+    columns: list[str]
+    numeric: list[bool]
+    rows: list[list[str]]
+
+
+@attrs.define(kw_only=True)
+class Series:
+    """One note's values of a field across the runs: ``points`` are (run index, value)."""
+
+    label: str
+    points: list[tuple[int, float]]
+
+
+@attrs.define(kw_only=True)
+class Measure:
+    """A numeric field of the notes, across the runs: one series per note text."""
+
+    field: str
+    series: list[Series]
+
+
+@attrs.define(kw_only=True)
+class Across:
+    """The results of several runs side by side (``report RUN --vs B``, ``report RUN
+    RUN…``): the runs, each labelled by what differs in what it was asked to do, one table
+    of all their notes, and each numeric field measured across them."""
+
+    runs: list[str]
+    labels: list[str]
+    table: Table
+    measures: list[Measure]
+
+
+@attrs.define(kw_only=True)
 class Script:
     """The experiment script the run recorded: where it was, its hash, and its text — or,
     when the text cannot be shown, why not (``unshown``)."""
@@ -171,6 +223,14 @@ class ReportModel:
     steps: list[StepRow]
     """A replay's verdicts (empty for a run that is not a replay)."""
     notes: list[NoteRow]
+    arguments: str | None = None
+    """The script's arguments, shell-quoted (None: the run ran no script)."""
+    parameters: list[ParameterRow] = attrs.Factory(list)
+    parameter_changes: list[str] = attrs.Factory(list)
+    """What changed in the arguments and parameters against the ``vs`` run: said first."""
+    results: Table | None = None
+    """The run's notes that have fields, as a table (None: it has none)."""
+    across: Across | None = None
     comparison: Comparison | None = None
     not_compared: str = ""
     """Why the ``vs`` run was not compared (a damaged run), when it was asked for."""

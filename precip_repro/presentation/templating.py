@@ -5,7 +5,7 @@ Recorded text is whatever the experiment wrote (``<script>``, backticks, ``|``),
 format escapes every value unless told otherwise: HTML by Jinja2's autoescape, Markdown
 by :func:`precip_repro.mdtext.prose` applied to every ``{{ value }}`` (``finalize``) —
 the ``code``, ``cell`` and ``fenced`` filters write a value as code instead, and what they
-write is left alone.
+write is left alone (as is what a macro wrote, marked ``written``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import jinja2
 from precip_repro import mdtext
 from precip_repro.presentation.lanes import timeline
 from precip_repro.presentation.model import ReportModel
+from precip_repro.presentation.plot import plots
 
 __all__ = ["FORMATS", "Markdown", "render", "render_html", "render_markdown"]
 
@@ -52,6 +53,11 @@ def _cell(value: Any) -> Markdown:
     return Markdown(mdtext.code(str(value), in_table=True))
 
 
+def _written(value: Any) -> Markdown:
+    """What a macro of the template wrote (each value in it escaped already): as it is."""
+    return Markdown(str(value))
+
+
 def _fenced(value: Any) -> Markdown:
     return Markdown("\n".join(mdtext.fenced(str(value))))
 
@@ -72,14 +78,16 @@ def _environment(fmt: str) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    environment.filters.update(code=_code, cell=_cell, fenced=_fenced)
+    environment.filters.update(code=_code, cell=_cell, fenced=_fenced, written=_written)
     return environment
 
 
 def render_html(model: ReportModel) -> str:
-    """One self-contained HTML page: inline CSS and SVG, nothing fetched."""
+    """One self-contained HTML page: inline CSS and SVG (the timeline, the plots across
+    runs), nothing fetched."""
     template = _environment("html").get_template("report.html.j2")
-    return template.render(m=model, timeline=timeline(model))
+    drawn = plots(model.across) if model.across is not None else []
+    return template.render(m=model, timeline=timeline(model), plots=drawn)
 
 
 def render_markdown(model: ReportModel) -> str:

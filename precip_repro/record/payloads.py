@@ -41,6 +41,8 @@ __all__ = [
     "ModuleLoaded",
     "Note",
     "PAYLOADS",
+    "PARAMETER_SOURCES",
+    "Parameter",
     "Payload",
     "READING",
     "RUN_STATUSES",
@@ -212,6 +214,13 @@ def _differences(value: object) -> list[dict[str, JSON]]:
     return out
 
 
+def _value(value: object) -> JSON:
+    version = READING.get()
+    if version:
+        return _read(value, "value", version)
+    return jsonable(value, "value", typed=False)
+
+
 def _result(value: object) -> JSON:
     version = READING.get()
     if version:
@@ -379,6 +388,23 @@ class Note(Payload):
     fields: dict[str, JSON] = attrs.field(factory=dict, converter=_fields)
 
 
+PARAMETER_SOURCES: Final = ("environment", "default", "recording")
+"""Where a parameter's value came from: the environment variable of its name, the default
+the script gave, or the recording a playback answers from."""
+
+
+@attrs.frozen(kw_only=True)
+class Parameter(Payload):
+    """A value the script declared as a parameter of the experiment (``exp.param``): its
+    name (an environment variable's), the value used, typed as the script asked, and where
+    it came from. ``diff`` and ``report`` say a changed parameter first."""
+
+    TYPE: ClassVar[str] = "parameter"
+    name: str
+    value: JSON = attrs.field(converter=_value)
+    source: str
+
+
 @attrs.frozen(kw_only=True)
 class RunFinished(Payload):
     TYPE: ClassVar[str] = "run.finished"
@@ -465,6 +491,7 @@ PAYLOADS: Final[Mapping[str, type[Payload]]] = {
         BlobWithheld,
         ModuleLoaded,
         BlobAdded,
+        Parameter,
     )
 }
 """Every event type and its payload class."""
@@ -478,6 +505,7 @@ FREE_FORM: Final[Mapping[type[Payload], tuple[str, ...]]] = {
     InstanceReady: ("facts",),
     CallFinished: ("result",),
     Note: ("fields",),
+    Parameter: ("value",),
     RunFinished: ("recovered",),
     ReplayStep: ("differences",),
 }

@@ -72,3 +72,54 @@ def test_chromium_shows_the_pool_examples_instances_with_facts_and_host_keys_and
     assert dom.by_id("script").text == script.read_text()
     assert dom.by_id("script-sha256").text == hashlib.sha256(script.read_bytes()).hexdigest()
     assert str(script) in dom.by_id("script-file").text
+
+
+def test_chromium_shows_a_sweeps_parameters_results_and_plots_across_its_runs(store, tmp_path):
+    from tests.helpers import record_sweep
+
+    base = record_sweep(store, 1, 9)
+    small = record_sweep(store, 1, 9, sweep_bytes=100_000)
+    large = record_sweep(store, 1, 9, sweep_bytes=400_000)
+    page = write_report(base, tmp_path / "sweep.html", vs=large, others=[small]).path
+    dom = html_tree(dump_dom(page, tmp_path / "profile"))
+    order = [e.attrs.get("id") for e in dom.iter() if e.attrs.get("id")]
+
+    # What changed in what the runs were asked to do comes before anything it explains.
+    changes = dom.by_id("parameter-changes")
+    assert [li.text for li in changes.find_all("li")] == [
+        "SWEEP_BYTES 200000 → 400000 (default → environment)"
+    ]
+    assert order.index("parameter-changes") < order.index("parameters") < order.index("instances")
+    assert dom.by_id("comparison").text.splitlines()[2].startswith("parameter SWEEP_BYTES")
+    shown = {row[0].text: (row[1].text, row[2].text) for row in dom.by_id("parameters").rows()}
+    assert shown == {"argv": ("1 9", "command line"), "SWEEP_BYTES": ("200000", "default")}
+
+    # The run's own notes: a row each, their fields as columns, numbers as recorded.
+    notes = [fields for _, _, fields in load_run(base).notes]
+    results = dom.by_id("results")
+    header = [th.text for th in results.find_all("th")]
+    assert header[0] == "note" and {"bytes", "seconds", "slot", "instance_type"} <= set(header)
+    rows = [dict(zip(header, (td.text for td in row), strict=True)) for row in results.rows()]
+    assert [row["bytes"] for row in rows] == [str(fields["bytes"]) for fields in notes]
+    assert [row["seconds"] for row in rows] == [repr(fields["seconds"]) for fields in notes]
+
+    # Across the three runs (the --vs run, then the others): one table, one plot per
+    # numeric field, a line per note with a point per run.
+    assert len(dom.by_id("across").rows()) == 18
+    plots = {svg.attrs["data-field"]: svg for svg in dom.find_all("svg")
+             if svg.attrs.get("class") == "plot"}  # fmt: skip
+    assert list(plots) == ["bytes", "input_bytes", "level", "seconds"]
+    sizes = plots["input_bytes"]
+    series = [g for g in sizes.find_all("g") if g.attrs.get("class") == "series"]
+    assert len(series) == 6  # two levels on three instance types
+    for line in series:
+        points = line.find_all("circle")
+        assert len(points) == 3
+        titles = [c.find_all("title")[0].text for c in points]
+        assert [t.split(" = ")[1].split(" ")[0] for t in titles] == ["200000", "400000", "100000"]
+        heights = [float(c.attrs["cy"] or "nan") for c in points]
+        assert heights[1] < heights[0] < heights[2]  # larger is higher up the page
+        xs = [float(c.attrs["cx"] or "nan") for c in points]
+        assert xs == sorted(xs)  # the runs in the order given
+    labels = [t.text for t in sizes.find_all("text") if t.attrs.get("transform")]
+    assert labels == ["SWEEP_BYTES=200000", "SWEEP_BYTES=400000", "SWEEP_BYTES=100000"]

@@ -70,7 +70,7 @@ def test_the_v2_states_a_sample_shows():
     states = {path.name.split("-")[1]: verify(path) for path in (FIXTURES / "v2").glob("*-v2-*")}
     assert {name: v.state for name, v in states.items()} == {
         "sample": "intact", "torn": "abandoned", "recovered": "intact", "unsealed": "unsealed",
-        "withheld": "intact",
+        "withheld": "intact", "parameters": "intact",
     }  # fmt: skip
     assert states["recovered"].blobs_checked == 4  # the torn tail's blob among them
 
@@ -149,3 +149,17 @@ def test_v1_data_shaped_like_a_typed_value_stays_the_users_through_the_upgrade()
     first = next(iter(LogReader(FIXTURES / "v1" / run_id / EVENTS)))
     looks = attrs.evolve(first, data={**first.data, "argv": [], "x": {"$int": "1"}})
     assert upgraded(looks)[1]["x"] == {"$object": {"$int": "1"}}
+
+
+def test_the_v2_parameters_sample_gives_each_parameter_back_typed_with_its_last_value():
+    from precip_repro.runview import load_run
+
+    (sample,) = (FIXTURES / "v2").glob("*-parameters-v2-*")
+    view = load_run(sample)
+    found = {p.name: (p.value, p.source) for p in view.parameters.values()}
+    assert found == {
+        "RATE": (2.0, "default"), "LABEL": ("fast", "default"), "WARM": (True, "environment"),
+        "SORT_N": (500000, "environment"),  # declared twice: the last
+    }  # fmt: skip
+    assert type(found["RATE"][0]) is float and type(found["SORT_N"][0]) is int
+    assert view.arguments == ["1", "9"]

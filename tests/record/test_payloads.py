@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from precip_repro.record.payloads import PAYLOADS, BlobRef
 
@@ -14,6 +18,7 @@ def test_every_type_in_the_table_has_a_payload_class():
         "instance.ready", "command.finished", "file.put", "file.got",
         "instance.terminating", "instance.terminated", "call.finished", "call.failed",
         "note", "run.finished", "replay.step", "blob.withheld", "module.loaded", "blob.added",
+            "parameter",
     }  # fmt: skip
 
 
@@ -29,3 +34,29 @@ def test_short_utf8_output_is_inline_and_binary_or_long_output_is_not():
     assert BlobRef.of(b"\xff\xfe").text is None
     assert BlobRef.of(b"a" * 4097).text is None
     assert BlobRef.of(b"a" * 4096).text == "a" * 4096
+
+
+def _read_back(payload: Any) -> Any:
+    """``payload`` written as an event's canonical data, parsed and read again."""
+    import json
+
+    from precip_repro.record.canonical import canonical
+    from precip_repro.record.events import GENESIS, Event, payload_of, unstructure
+
+    data = json.loads(canonical(unstructure(payload), v=2))
+    event = Event(v=2, seq=1, ts="2026-12-04T10:00:00.000000Z", type=payload.TYPE, data=data,
+                  prev=GENESIS, hash=GENESIS)  # fmt: skip
+    return payload_of(event)
+
+
+@given(
+    name=st.text(min_size=1),
+    value=st.one_of(st.integers(), st.floats(allow_nan=False), st.text(), st.booleans()),
+    source=st.sampled_from(["environment", "default", "recording"]),
+)
+def test_a_parameter_reads_back_with_its_value_and_type(name, value, source):
+    from precip_repro.record.payloads import Parameter
+
+    read = _read_back(Parameter(name=name, value=value, source=source))
+    assert read == Parameter(name=name, value=value, source=source)
+    assert type(read.value) is type(value)  # 2.0 stays a float, True a bool, 2**60 an int
