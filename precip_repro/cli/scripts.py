@@ -87,9 +87,7 @@ def _stdout_to_stderr(moved: bool) -> Iterator[None]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import runpy
-
-    from precip_repro.session import finish_run, session
+    from precip_repro.session import session
 
     script = Path(args.script)
     if not script.is_file():
@@ -104,10 +102,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     # The script's experiments record into the store this command was given, wherever
     # the script changes directory to.
     os.environ["PRECIP_RECORDS"] = str(store.root.absolute())
+    # Called in a process that goes on (a test, a notebook), it leaves nothing of the
+    # script's behind: the next run recorded there is not this script's.
+    before = (session.script, session.argv, sys.argv, list(sys.path))
     session.script = script.absolute()
     session.argv = [str(script), *args.args]
     sys.argv = [str(script), *args.args]
     sys.path.insert(0, str(script.resolve().parent))
+    try:
+        return _run_script(args, store, script, target)
+    finally:
+        session.script, session.argv, sys.argv, sys.path[:] = before
+
+
+def _run_script(
+    args: argparse.Namespace, store: RunStore, script: Path, target: IO[str] | None
+) -> int:
+    import runpy
+
+    from precip_repro.session import finish_run, session
+
     code = EXIT_OK
     try:
         with _stdout_to_stderr(args.json == "-"), showing_progress(quiet=args.quiet):
