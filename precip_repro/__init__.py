@@ -50,10 +50,13 @@ from precip_repro.exceptions import (
     RecordWriteFailed,
     RemoteFileMissing,
     RunAlreadyFinished,
+    RunConflict,
     RunLocked,
     RunNotFound,
     SignersUnusable,
     SigningFailed,
+    StoreError,
+    StoreUnreachable,
     TransferFailed,
     UnrecordableValue,
     UnsupportedUser,
@@ -94,6 +97,7 @@ from precip_repro.runview import (
     load_verified,
 )
 from precip_repro.session import current_run, finish_run, register_secret, session
+from precip_repro.stores import PushResult, Removal, Store, StoreCapability, open_store
 
 __version__ = _tool_version()
 
@@ -181,6 +185,7 @@ __all__ = [
     "Normalizer",
     "OpenStackExperiment",
     "PlaybackMismatch",
+    "PushResult",
     "REPLAY_COMPARING",
     "RecordCorrupted",
     "RecordError",
@@ -188,10 +193,12 @@ __all__ = [
     "RecordWriteFailed",
     "Recovery",
     "RemoteFileMissing",
+    "Removal",
     "ReplayOf",
     "ReplayStep",
     "Run",
     "RunAlreadyFinished",
+    "RunConflict",
     "RunLocked",
     "RunNotFound",
     "RunStore",
@@ -201,6 +208,10 @@ __all__ = [
     "Signer",
     "SignersUnusable",
     "SigningFailed",
+    "Store",
+    "StoreCapability",
+    "StoreError",
+    "StoreUnreachable",
     "TransferFailed",
     "TrustedKeys",
     "UnrecordableValue",
@@ -219,6 +230,7 @@ __all__ = [
     "load_signer",
     "load_verified",
     "map_strings",
+    "open_store",
     "outcome_of",
     "recover",
     "register_secret",

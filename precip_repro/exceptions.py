@@ -40,6 +40,9 @@ for code that does not know us::
         ├── ContentWithheld (LookupError)     the record keeps that content by hash only
         ├── SigningFailed                     the key cannot sign: the run finished unsigned
         ├── SignersUnusable (ValueError)      verify --signer got a file with no usable key
+        ├── StoreError                        a store of runs refused or failed; ``store``
+        │   ├── StoreUnreachable (ConnectionError)  no answer, refused credentials, no bucket
+        │   └── RunConflict                   the store holds another run of that id
         └── RecordCorrupted (ValueError)      a bad event, checkpoint or blob
             └── BlobCorrupted                 a blob is missing or its bytes do not hash
 
@@ -79,9 +82,12 @@ __all__ = [
     "RecordWriteFailed",
     "RemoteFileMissing",
     "RunAlreadyFinished",
+    "RunConflict",
     "RunLocked",
     "RunNotFound",
     "SignersUnusable",
+    "StoreError",
+    "StoreUnreachable",
     "SigningFailed",
     "TransferFailed",
     "UnrecordableValue",
@@ -388,3 +394,28 @@ class SigningFailed(RecordError):
 class SignersUnusable(RecordError, ValueError):
     """The file given to ``verify --signer`` holds no key to check a signature against;
     ``path`` names it (and the message the line)."""
+
+
+class StoreError(RecordError):
+    """A store of runs (an S3 bucket) refused or failed; ``store`` names it
+    (``s3://bucket/prefix``)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        store: str | None = None,
+        run: str | None = None,
+        path: Path | str | None = None,
+    ) -> None:
+        self.store = store
+        super().__init__(message, run=run, path=path)
+
+
+class StoreUnreachable(StoreError, ConnectionError):
+    """The store could not be used: no answer, credentials refused, no such bucket. A run
+    being pushed stays in the local cache, unpushed."""
+
+
+class RunConflict(StoreError):
+    """The store already holds a run of that id with another digest."""

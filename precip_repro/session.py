@@ -33,6 +33,7 @@ from precip_repro.record.redact import Redactor, credential_variables
 from precip_repro.record.store import RunStore
 from precip_repro.runview import RunView
 from precip_repro.sources import is_users_script, local_modules
+from precip_repro.stores import LocalStore, Store, StoreCapability
 
 __all__ = ["Session", "current_run", "finish_run", "session"]
 
@@ -45,6 +46,8 @@ class Session:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self.run: Run | None = None
+        self._store: Store | None = None
+        """The store the run is recorded for: a shared one gets it pushed at the end."""
         self.redactor = Redactor()
         redact_with(self.redactor.text)
         progress.redact_with(self.redactor.text)
@@ -150,8 +153,11 @@ class Session:
             self._call_count += 1
             return self._call_count
 
-    def open_run(self, store: RunStore, name: str | None) -> Run:
-        """The run of this process, opened in ``store`` at the first call."""
+    def open_run(self, store: Store | RunStore, name: str | None) -> Run:
+        """The run of this process, opened in ``store`` at the first call (a shared
+        store's: in its local cache, pushed when the run finishes)."""
+        if isinstance(store, RunStore):
+            store = LocalStore(store)
         with self._lock:
             if self.run is not None and not self.run.finished:
                 if self.run.path.parent.resolve() != store.root.resolve():
@@ -167,7 +173,7 @@ class Session:
             run_name = self.run_name or (script.stem if script is not None else name)
             self.add_environment_credentials()
             self.run = Run.open(
-                store,
+                store.local,
                 name=run_name,
                 script=script,
                 argv=self.argv,
@@ -176,6 +182,7 @@ class Session:
                 secrets=self.redactor,
             )
             self._script_of_run = script
+            self._store = store
             self._modules_recorded = set()
             self._record_modules(self.run)
             self._exp_count = 0
@@ -305,7 +312,25 @@ class Session:
                 )
                 return None
             log.info("run recorded", run=run.id, status=run.status, digest=digest)
+            self._push(run)
             return digest
+
+    def _push(self, run: Run) -> None:
+        """Send a finished run to the shared store it was recorded for. Never fails the
+        run: unreachable, it stays in the local cache, listed as unpushed, and says so."""
+        store = self._store
+        if store is None or StoreCapability.SHARED not in store.capabilities:
+            return
+        try:
+            store.push(run.path)
+        except (RecordError, OSError) as exc:
+            log.warning(
+                "the run is recorded in the local cache but not pushed",
+                run=run.id,
+                store=store.location,
+                error=str(exc),
+                next=f"precip-repro push {run.id} --records {store.location}",
+            )
 
     def _install_hooks(self) -> None:
         if self._hooks_installed:

@@ -18,6 +18,16 @@ from precip_repro.cli.leaks import cmd_gc
 from precip_repro.cli.listing import LS_HELP, cmd_ls, ls_options
 from precip_repro.cli.records import cmd_cat, cmd_recover, cmd_verify
 from precip_repro.cli.scripts import cmd_demo, cmd_run
+from precip_repro.cli.sharing import (
+    cmd_prune,
+    cmd_pull,
+    cmd_push,
+    cmd_rm,
+    options_prune,
+    options_pull,
+    options_push,
+    options_rm,
+)
 from precip_repro.cli.showing import cmd_show, show_options
 from precip_repro.commandline import Parser, add_version, common_options, parse, run_command
 
@@ -37,7 +47,9 @@ exit status:
      for gc: nothing found to leak, but a --cloud could not be checked
 
 RUN is a run directory, a run id, `latest`, or a unique prefix of an id, looked up in
---records DIR (default: $PRECIP_RECORDS, else ./records).
+--records STORE: a directory or s3://BUCKET/PREFIX (default: $PRECIP_RECORDS, else
+./records). An S3 store is read through a local cache ($PRECIP_CACHE, else
+~/.precip/cache); unreachable: 3.
 """
 
 
@@ -130,6 +142,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     gc.add_argument("--region", default="us-east-1", help="region of --cloud endpoints")
     gc.add_argument("--json", action="store_true", help=_JSON_HELP)
+    options_push(add("push", cmd_push, "send a finished run to a shared store (s3://…)"))
+    options_pull(add("pull", cmd_pull, "fetch a run of a shared store, blobs included"))
+    options_rm(add("rm", cmd_rm, "remove a run, and the blobs no remaining run references"))
+    options_prune(
+        add("prune", cmd_prune, "remove blobs no run references and pushes never completed")
+    )
     run = add("run", cmd_run, "run an experiment script and record it (the script too)")
     run.add_argument(
         "--playback",

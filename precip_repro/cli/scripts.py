@@ -19,7 +19,7 @@ from precip_repro.cli.core import (
     store_of,
 )
 from precip_repro.commandline import DOCUMENT_VERSION, showing_progress, write_document
-from precip_repro.record.store import RunStore
+from precip_repro.stores import Store, StoreCapability
 
 __all__ = ["cmd_demo", "cmd_run"]
 
@@ -103,7 +103,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     target = _json_target(args.json)
     # The script's experiments record into the store this command was given, wherever
     # the script changes directory to.
-    os.environ["PRECIP_RECORDS"] = str(store.root.absolute())
+    os.environ["PRECIP_RECORDS"] = (
+        store.location
+        if StoreCapability.SHARED in store.capabilities  # recorded in its cache, then pushed
+        else str(store.root.absolute())
+    )
     session.script = script.absolute()
     session.argv = [str(script), *args.args]
     sys.argv = [str(script), *args.args]
@@ -182,7 +186,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
-def _playback(args: argparse.Namespace, store: RunStore, script: Path) -> int:
+def _playback(args: argparse.Namespace, store: Store, script: Path) -> int:
     import runpy
 
     from precip_repro.playback import RecordingStopped
