@@ -413,8 +413,12 @@ class StoreError(RecordError):
 
 
 class StoreUnreachable(StoreError, ConnectionError):
-    """The store could not be used: no answer, credentials refused, no such bucket. A run
-    being pushed stays in the local cache, unpushed."""
+    """The store could not be used: no answer (``offline``), credentials refused, no such
+    bucket. A run being pushed stays in the local cache, unpushed."""
+
+    def __init__(self, message: str, *, store: str | None = None, offline: bool = False) -> None:
+        self.offline = offline
+        super().__init__(message, store=store)
 
 
 class RunConflict(StoreError):

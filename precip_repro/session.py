@@ -13,6 +13,7 @@ import builtins
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import threading
 import types
@@ -321,14 +322,26 @@ class Session:
         store = self._store
         if store is None or StoreCapability.SHARED not in store.capabilities:
             return
-        try:
-            store.push(run.path)
-        except (RecordError, OSError) as exc:
+        error: str | None = None
+        if self._exiting:
+            # At exit the interpreter starts no more threads (verify's, the transfers'):
+            # a process of its own pushes, as `precip-repro push` would.
+            command = [sys.executable, "-m", "precip_repro.cli", "-q"]
+            command += ["--records", store.location, "push", run.id]
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                error = done.stderr.strip().rpartition("error: ")[2] or f"exit {done.returncode}"
+        else:
+            try:
+                store.push(run.path)
+            except (RecordError, OSError) as exc:
+                error = str(exc)
+        if error is not None:
             log.warning(
                 "the run is recorded in the local cache but not pushed",
                 run=run.id,
                 store=store.location,
-                error=str(exc),
+                error=error,
                 next=f"precip-repro push {run.id} --records {store.location}",
             )
 

@@ -128,7 +128,10 @@ class S3Bucket:
 def require_auth(endpoint_url: str, count: str) -> None:
     """moto's own switch: check credentials from now on (``0``), or never (``inf``)."""
     request = urllib.request.Request(
-        f"{endpoint_url}/moto-api/reset-auth", data=count.encode(), method="POST"
+        f"{endpoint_url}/moto-api/reset-auth",
+        data=count.encode(),
+        method="POST",
+        headers={"Content-Type": "text/plain"},  # a form's body would be parsed away
     )
     with urllib.request.urlopen(request, timeout=10):
         pass

@@ -89,6 +89,8 @@ class S3Store:
         try:
             entries = self.index.entries()
         except StoreUnreachable as exc:
+            if not exc.offline:
+                raise
             log.warning("the store cannot be reached: listing this machine's runs only",
                         store=self.where.url, error=str(exc))  # fmt: skip
             entries = []

@@ -108,7 +108,9 @@ class Bucket:
                 )
             return StoreError(f"the store {url}: {what}: {code}: {message}", store=url)
         return StoreUnreachable(
-            f"the store {url} could not be reached at {self.endpoint}: {exc}", store=url
+            f"the store {url} could not be reached at {self.endpoint}: {exc}",
+            store=url,
+            offline=True,
         )
 
     def _call(self, key: str | None, method: str, **params: Any) -> Any:

@@ -1,0 +1,256 @@
+"""Runs shared through an S3 store, against moto's real HTTP endpoint through boto3: each
+"machine" is a process with its own precip home, home and cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from precip_repro import StoreError, open_store
+from precip_repro.record import Run, RunStore
+from precip_repro.stores.s3_index import RunIndex
+from tests.helpers import record_sample_run
+from tests.s3_bucket import require_auth
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def ids_listed(s3, machine: str) -> list[str]:
+    done = s3.cli(machine, "ls", "--json")
+    assert done.returncode == 0, done.stderr
+    return [row["run"] for row in json.loads(done.stdout)["runs"]]
+
+
+def record_example(s3, machine: str, name: str = "hello_world.py") -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
+        env=s3.env(machine),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "not pushed" not in done.stderr, done.stderr
+
+
+def test_a_run_recorded_on_one_machine_is_listed_verified_diffed_and_replayed_on_another(s3):
+    record_example(s3, "alice")
+    record_example(s3, "alice")
+    first, second = ids_listed(s3, "bob")[::-1]
+    verified = s3.cli("bob", "verify", first)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert f"{first}: intact" in verified.stdout
+    diffed = s3.cli("bob", "diff", first, second)
+    assert diffed.returncode in (0, 1), diffed.stderr
+    assert f"a: {first}" in diffed.stdout
+    report = s3.cli("bob", "report", first, "-o", str(s3._tmp / "report.html"))
+    assert report.returncode == 0, report.stderr
+    replayed = s3.cli(
+        "bob", first, "--to", "local", "--max-gap", "1", "--out", str(s3._tmp / "out"),
+        tool="precip-replay",
+    )  # fmt: skip
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "REPRODUCED" in replayed.stdout
+    # The replay was recorded on bob's machine and pushed: alice sees it.
+    listed = ids_listed(s3, "alice")
+    assert len(listed) == 3 and {first, second} < set(listed)
+
+
+def test_a_blob_two_runs_share_is_stored_once(s3):
+    store = open_store(s3.url)
+    shared = b"the same large input\n" * 50_000
+    for name in ("one", "two"):
+        run = Run.open(store.local, name=name)
+        run.add_blob(shared)
+        run.add_blob(name.encode() * 1000)
+        run.finish("ok")
+        store.push(run.path)
+    sha = hashlib.sha256(shared).hexdigest()
+    keys = s3.blob_keys()
+    assert keys.count(f"lab/objects/{sha[:2]}/{sha[2:]}") == 1
+    assert len(keys) == 3  # the shared blob and one of each run's own
+    assert ids_listed(s3, "bob") == sorted(ids_listed(s3, "bob"), reverse=True)
+
+
+def test_a_blob_a_run_withheld_stays_withheld_though_another_run_stored_it(
+    s3, tmp_path, monkeypatch
+):
+    """A run that kept a blob by hash only never gets its bytes from the store, even when
+    another run stored the same bytes."""
+    store = open_store(s3.url)
+    secret_file = b"password=hunter2-for-the-test\n"
+    keeps = Run.open(store.local, name="keeps")
+    keeps.add_blob(secret_file)
+    keeps.finish("ok")
+    store.push(keeps.path)
+    withholds = Run.open(store.local, name="withholds")
+    withheld = withholds.add_blob(secret_file)
+    assert withholds.withhold_secret("PASSWORD", "hunter2-for-the-test") == [withheld.sha256]
+    withholds.finish("ok")
+    store.push(withholds.path)
+    monkeypatch.setenv("PRECIP_CACHE", str(tmp_path / "elsewhere"))
+    fetched = open_store(s3.url).resolve(withholds.id)
+    assert not (fetched / "objects" / withheld.sha256[:2] / withheld.sha256[2:]).exists()
+    assert (
+        open_store(s3.url)
+        .resolve(keeps.id)
+        .joinpath("objects", withheld.sha256[:2], withheld.sha256[2:])
+        .read_bytes()
+        == secret_file
+    )
+
+
+KILLED_PUSH = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from precip_repro.stores import s3_bucket
+    from precip_repro import open_store
+
+    after, point = int(sys.argv[2]), sys.argv[3]
+    sent = []
+    upload, put = s3_bucket.Bucket.upload, s3_bucket.Bucket.put
+
+    started = []
+
+    def dying_upload(self, path, key):
+        started.append(key)
+        if point == "blobs" and len(started) > after:
+            while len(sent) < after:  # the first ones sent whole, then the power cut
+                time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGKILL)
+        upload(self, path, key)
+        sent.append(key)
+
+    def dying_put(self, key, body, **conditions):
+        if point == "entry" and "/index/" in key:
+            os.kill(os.getpid(), signal.SIGKILL)
+        put(self, key, body, **conditions)
+
+    s3_bucket.Bucket.upload, s3_bucket.Bucket.put = dying_upload, dying_put
+    store = open_store(os.environ["PRECIP_RECORDS"])
+    store.push(store.local.root / sys.argv[1])
+    """
+)
+
+
+@pytest.mark.parametrize("point", ["blobs", "entry"])
+def test_a_push_killed_half_way_lists_nothing_and_pushed_again_ends_whole(s3, point):
+    store = open_store(s3.url)
+    run = Run.open(store.local, name="big")
+    for n in range(6):
+        run.add_blob(bytes([n]) * 300_000)
+    run.finish("ok")
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_PUSH, run.id, "2", point],
+        env=s3.env("here"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert s3.blob_keys(), "the push was killed before it sent anything"
+    assert ids_listed(s3, "bob") == []
+    assert s3.cli("bob", "show", run.id).returncode == 2  # no such run, for anyone else
+    again = s3.cli("here", "push", run.id)
+    assert again.returncode == 0, again.stderr
+    assert ids_listed(s3, "bob") == [run.id]
+    verified = s3.cli("bob", "verify", run.id)
+    assert verified.returncode == 0 and "intact" in verified.stdout, verified.stdout
+
+
+def test_an_object_corrupted_in_the_bucket_is_reported_corrupt_naming_it(s3):
+    store = open_store(s3.url)
+    run = record_sample_run(store.local)
+    store.push(run.path)
+    key = next(k for k in s3.blob_keys())
+    s3.put(key, b"not the bytes it is named for")
+    done = s3.cli("bob", "verify", run.id)
+    assert done.returncode == 1
+    out = done.stdout + done.stderr
+    assert "corrupt" in out and f"s3://{s3.name}/{key}" in out, out
+    assert len(done.stderr.strip().splitlines()) <= 1 and "Traceback" not in out
+
+
+def test_ls_and_show_fetch_no_blob(s3):
+    store = open_store(s3.url)
+    runs = [record_sample_run(store.local, name=f"r{n}") for n in range(5)]
+    for run in runs:
+        store.push(run.path)
+    with s3.requests.watching() as during_ls:
+        listed = s3.cli("bob", "ls")
+    assert listed.returncode == 0 and all(run.id in listed.stdout for run in runs)
+    with s3.requests.watching() as during_show:
+        shown = s3.cli("bob", "show", runs[0].id)
+    assert shown.returncode == 0, shown.stderr
+    assert during_ls and during_show  # the log was watched
+    for method, path in during_ls + during_show:
+        assert "/lab/objects/" not in path, (method, path)
+    assert len(during_ls) <= 3, during_ls  # a listing and the index, whatever the count
+
+
+def test_ls_lists_a_run_whose_index_update_was_lost(s3):
+    """Where conditional writes are not honoured, two pushes at once may each replace the
+    index cache with one entry: the per-run entries still list both."""
+    store = open_store(s3.url)
+    one = record_sample_run(store.local, name="one")
+    two = record_sample_run(store.local, name="two")
+    store.push(one.path)
+    cache = s3.get("lab/index.json")
+    store.push(two.path)
+    s3.put("lab/index.json", cache)  # the second push's update, lost
+    assert [row.run for row in store.summaries()] == [one.id, two.id]
+    index = RunIndex(store.bucket)  # type: ignore[attr-defined]
+    assert two.id.encode() in s3.get("lab/index.json")  # repaired by the reader
+    assert index.ids() == [one.id, two.id]
+
+
+def test_two_pushes_at_once_both_end_listed(s3):
+    from tests.helpers import in_threads
+
+    store = open_store(s3.url)
+    runs = [record_sample_run(store.local, name=f"at-once-{n}") for n in range(4)]
+    stores = [open_store(s3.url) for _ in runs]
+    pushes = [lambda s=s, r=r: s.push(r.path) for s, r in zip(stores, runs, strict=True)]
+    errors = in_threads(*pushes)
+    assert not errors
+    assert sorted(ids_listed(s3, "bob")) == sorted(run.id for run in runs)
+    assert all(run.id.encode() in s3.get("lab/index.json") for run in runs)
+
+
+def test_a_missing_bucket_is_one_clear_line(s3):
+    done = s3.cli("bob", "ls", "--records", "s3://no-such-bucket-here/lab")
+    assert done.returncode == 3
+    assert done.stderr.strip() == (
+        "precip-repro ls: error: the store s3://no-such-bucket-here/lab: there is no bucket "
+        f"'no-such-bucket-here' at {s3.endpoint} (create it, or check the name and "
+        "AWS_ENDPOINT_URL)"
+    )
+
+
+def test_wrong_credentials_are_one_clear_line(s3, moto_endpoint):
+    require_auth(moto_endpoint.url, "0")
+    try:
+        done = s3.cli("bob", "ls", env={"AWS_ACCESS_KEY_ID": "AKIDNOBODY0000000000"})
+    finally:
+        require_auth(moto_endpoint.url, "inf")
+    assert done.returncode == 3, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "refused the credentials (InvalidAccessKeyId" in line, line
+
+
+def test_a_url_store_never_becomes_a_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError, match="not a directory"):
+        RunStore("s3://bucket/prefix")
+    monkeypatch.setenv("PRECIP_RECORDS", "gs://bucket/prefix")
+    with pytest.raises(StoreError, match=r"gs:// is not one"):
+        open_store()
+    assert not (tmp_path / "s3:").exists() and not (tmp_path / "gs:").exists()
