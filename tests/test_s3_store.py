@@ -254,3 +254,57 @@ def test_a_url_store_never_becomes_a_directory(tmp_path, monkeypatch):
     with pytest.raises(StoreError, match=r"gs:// is not one"):
         open_store()
     assert not (tmp_path / "s3:").exists() and not (tmp_path / "gs:").exists()
+
+
+OFFLINE_SCRIPT = textwrap.dedent(
+    """
+    from precip_repro import open_store, session
+
+
+    class NothingToDeprovision:
+        def close(self):
+            pass
+
+
+    session.register(NothingToDeprovision())  # the run finishes at exit, as a script's does
+    run = session.open_run(open_store(), "offline")
+    run.add_blob(b"recorded while the store was away\\n" * 1000)
+    """
+)
+
+
+def test_a_run_finished_while_the_store_is_unreachable_is_kept_shown_unpushed_and_pushed_later(
+    s3, tmp_path
+):
+    from moto.server import ThreadedMotoServer
+
+    from tests.ec2_cloud import free_port
+
+    port = free_port()
+    endpoint = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    script = tmp_path / "offline.py"
+    script.write_text(OFFLINE_SCRIPT)
+    recorded = subprocess.run(
+        [sys.executable, str(script)],
+        env=s3.env("alice", **endpoint),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert recorded.returncode == 0, recorded.stderr
+    assert "not pushed" in recorded.stderr and "precip-repro push" in recorded.stderr
+    listed = s3.cli("alice", "ls", env=endpoint)
+    assert listed.returncode == 0, listed.stderr
+    assert "ok, unpushed" in listed.stdout and "cannot be reached" in listed.stderr
+    (run,) = [line.split()[0] for line in listed.stdout.splitlines()[1:2]]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()  # the store is back (moto's buckets live in this process: s3's is there)
+    try:
+        pushed = s3.cli("alice", "push", run, env=endpoint)
+        assert pushed.returncode == 0, pushed.stderr
+        assert "unpushed" not in s3.cli("alice", "ls", env=endpoint).stdout
+    finally:
+        server.stop()
+    assert ids_listed(s3, "bob") == [run]
+    assert s3.cli("bob", "verify", run).returncode == 0
