@@ -2,7 +2,7 @@
 and any tool built on precip-repro the same way.
 
 What they share: the exit statuses, the parser (bad usage exits 2 with one line), the
-common options (``--records DIR``, ``-v``), logging set-up, the store of runs, and
+common options (``--records STORE``, ``-v``), logging set-up, the store of runs, and
 :func:`run_command`, which runs a command so that every error it raises is one line on
 stderr and an exit status, output piped into ``head`` ends quietly, and Ctrl-C is 130. A
 bug of the tool's own is the one case that shows a traceback, asking for a report.
@@ -83,7 +83,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def common_options(*, records_help: str = RECORDS_HELP) -> Parser:
-    """The options every tool takes, as a parent parser: ``--records DIR`` and ``-v``.
+    """The options every tool takes, as a parent parser: ``--records STORE`` and ``-v``.
     Their defaults are left unset, so that given as parents to a tool and to each of its
     sub-commands they may come before or after the sub-command; :func:`parse` fills them."""
     common = Parser(add_help=False)

@@ -39,7 +39,8 @@ from precip_repro.record.reader import LogReader
 from precip_repro.record.recorder import Run
 from precip_repro.record.store import EVENTS
 from precip_repro.record.verify import verify
-from precip_repro.stores import Store
+from precip_repro.record.store import RunStore
+from precip_repro.stores import Store, open_store
 
 __all__ = ["Collected", "Ended", "Leak", "RunInfo", "collect", "terminate"]
 
@@ -162,10 +163,11 @@ class Collected:
     run is listed as not checked, and instances only their tags would show are unknown."""
 
 
-def collect(store: Store, *, clouds: Sequence[Cloud]) -> Collected:
+def collect(store: Store | RunStore, *, clouds: Sequence[Cloud]) -> Collected:
     """Every leaked instance, what gc knows of the store's runs, and the clouds it could
     not check — one cloud that cannot be reached hides nothing the others show. ``clouds``
     are all gc may ask: what the record says runs on another is listed as not checked."""
+    store = open_store(store)
     runs = _runs(store)
     leaks: dict[str, Leak] = {}
     unchecked: dict[str, str] = {}
@@ -328,7 +330,7 @@ def _described(cloud: Cloud, instance_id: str) -> CloudInstance | None:
 
 
 def terminate(
-    store: Store,
+    store: Store | RunStore,
     leaks: Sequence[Leak],
     runs: dict[str, RunInfo],
     *,
@@ -336,6 +338,7 @@ def terminate(
 ) -> Ended:
     """End the actionable leaks; record what was done in a run of gc's own. A leak its
     cloud refuses to end is recorded and reported, and the others are still ended."""
+    store = open_store(store)
     targets = [leak for leak in leaks if leak.actionable]
     failed: dict[str, str] = {}
     if not targets:

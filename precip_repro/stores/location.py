@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 import attrs
 
 from precip_repro.exceptions import StoreError
-from precip_repro.keys import precip_home
 
 __all__ = ["S3Location", "cache_root", "is_url"]
 
@@ -34,7 +33,11 @@ def is_url(text: str) -> bool:
 def cache_root() -> Path:
     """``$PRECIP_CACHE``, else the precip home's ``cache``."""
     found = os.environ.get("PRECIP_CACHE")
-    return Path(found) if found else precip_home() / "cache"
+    if found:
+        return Path(found)
+    from precip_repro.keys import precip_home  # paramiko's: loaded for an S3 store only
+
+    return precip_home() / "cache"
 
 
 @attrs.frozen

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,7 +36,7 @@ from precip_repro.stores.s3_bucket import Bucket, PreconditionFailed
 __all__ = ["INDEX_VERSION", "IndexEntry", "RunIndex"]
 
 INDEX_VERSION: Final = 1
-_RETRIES: Final = 5
+_RETRIES: Final = 10
 _converter = cattrs.Converter(forbid_extra_keys=False)
 
 
@@ -147,7 +149,9 @@ class RunIndex:
         is harmless: readers fetch what it lacks."""
         added = {entry.run: entry for entry in add}
         removed = set(remove)
-        for _ in range(_RETRIES):
+        for attempt in range(_RETRIES):
+            if attempt:  # another push won: apart, the next tries do not collide again
+                time.sleep(random.uniform(0, 0.02 * attempt))
             entries, etag = self._read_all()
             entries.update(added)
             for run in removed:
