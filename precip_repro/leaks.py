@@ -37,9 +37,8 @@ from precip_repro.record.events import (
 from precip_repro.record.journal import is_locked
 from precip_repro.record.reader import LogReader
 from precip_repro.record.recorder import Run
-from precip_repro.record.store import EVENTS
+from precip_repro.record.store import EVENTS, RunStore
 from precip_repro.record.verify import verify
-from precip_repro.record.store import RunStore
 from precip_repro.stores import Store, open_store
 
 __all__ = ["Collected", "Ended", "Leak", "RunInfo", "collect", "terminate"]

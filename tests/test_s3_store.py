@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from precip_repro import StoreError, open_store
+from precip_repro import BlobCorrupted, StoreError, open_store
 from precip_repro.record import Run, RunStore
 from precip_repro.stores.s3_index import RunIndex
 from tests.helpers import record_sample_run
@@ -308,3 +308,27 @@ def test_a_run_finished_while_the_store_is_unreachable_is_kept_shown_unpushed_an
         server.stop()
     assert ids_listed(s3, "bob") == [run]
     assert s3.cli("bob", "verify", run).returncode == 0
+
+
+def test_a_blob_damaged_here_is_not_pushed_under_the_name_every_run_shares(s3):
+    store = open_store(s3.url)
+    run = Run.open(store.local, name="damaged")
+    ref = run.add_blob(b"what the run moved\n" * 10_000)
+    run.finish("ok")
+    path = run.path / "objects" / ref.sha256[:2] / ref.sha256[2:]
+    path.chmod(0o644)
+    path.write_bytes(b"what the disk gave back\n"[:19] * 10_000)  # the same size
+    with pytest.raises(BlobCorrupted, match="damaged here, not pushed"):
+        store.push(run.path)
+    assert s3.blob_keys() == [] and ids_listed(s3, "bob") == []
+
+
+def test_a_run_missing_a_blob_it_refers_to_is_not_pushed(s3):
+    store = open_store(s3.url)
+    run = Run.open(store.local, name="missing")
+    ref = run.add_blob(b"a blob the disk lost\n" * 10_000)
+    run.finish("ok")
+    (run.path / "objects" / ref.sha256[:2] / ref.sha256[2:]).unlink()
+    with pytest.raises(BlobCorrupted, match=f"refers to blob {ref.sha256}"):
+        store.push(run.path)
+    assert ids_listed(s3, "bob") == []

@@ -1,6 +1,7 @@
 """Pushing a finished run to an S3 store, so that it becomes visible whole or not at all.
 
-Order: the run is verified where it is; the blobs its manifest lists that the store lacks
+Order: the run is verified where it is (its log, checkpoint and signature; every blob it
+refers to present, each hashed as it is sent); the blobs its manifest lists that the store lacks
 go up (each key is its sha256: a blob already there, another run's, is not sent again;
 a large one goes up multipart, in parallel, with SHA-256 checksums, and appears only when
 complete); then the run's files and manifest; then, last, its index entry — before that
@@ -12,6 +13,8 @@ same run send the same bytes to the same keys; the entry is written once
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
@@ -19,17 +22,21 @@ from typing import Final
 import structlog
 
 from precip_repro.exceptions import (
+    BlobCorrupted,
     RecordCorrupted,
     RecordIncomplete,
     RunConflict,
     RunLocked,
 )
+from precip_repro.record.blobs import hash_file
+from precip_repro.record.events import Event
 from precip_repro.record.journal import is_locked
+from precip_repro.record.references import blob_refs
 from precip_repro.record.store import EVENTS, OBJECTS, read_checkpoint
 from precip_repro.record.summary import summarize
 from precip_repro.record.verify import verify
 from precip_repro.stores.base import PushResult
-from precip_repro.stores.s3_bucket import Bucket
+from precip_repro.stores.s3_bucket import TRANSFER, Bucket
 from precip_repro.stores.s3_files import (
     MANIFEST,
     RUN_FILES,
@@ -45,13 +52,17 @@ __all__ = ["push_run"]
 log = structlog.get_logger(__name__)
 
 _WORKERS: Final = 8
+_LARGE_AT_ONCE: Final = 2
 _SMALL: Final = 1 << 20
 """A run's files up to this size go up in one PUT; larger ones through the transfer
 manager."""
 
 
-def _finished(run_dir: Path) -> str:
-    """The digest of a finished, intact run; an error saying why it cannot be pushed."""
+def _finished(run_dir: Path, blobs: list[tuple[str, int]]) -> str:
+    """The digest of a finished run whose log, checkpoint and signature are intact and
+    whose every referenced blob is among ``blobs``; an error saying why it cannot be
+    pushed. The blobs' bytes are hashed as they are sent (:func:`_send_blob`): hashing
+    them here as well would read each twice."""
     run = run_dir.name
     if is_locked(run_dir / EVENTS):
         raise RunLocked(
@@ -64,27 +75,62 @@ def _finished(run_dir: Path) -> str:
             "first, then push it",
             run=run,
         )
-    verdict = verify(run_dir)
+    referenced: dict[str, int] = {}
+    withheld: set[str] = set()
+
+    def note(event: Event) -> None:
+        if event.type == "blob.withheld":
+            withheld.add(str(event.data["sha256"]))
+        for ref in blob_refs(event, run=run):
+            if ref.text is None:
+                referenced[ref.sha256] = ref.size
+
+    verdict = verify(run_dir, check_blobs=False, observe=note)
     if verdict.state != "intact":
         raise RecordCorrupted(
             f"run {run} is {verdict.state}, not pushed: {verdict.reason}", run=run, path=run_dir
         )
+    held = dict(blobs)
+    for sha, size in referenced.items():
+        if sha not in withheld and held.get(sha) != size:
+            raise BlobCorrupted(
+                f"run {run} is corrupt, not pushed: it refers to blob {sha} of {size} bytes, "
+                f"which its objects/ {'lacks' if sha not in held else 'holds at another size'}",
+                run=run,
+                blob=sha,
+            )
     return checkpoint.digest
 
 
-def _send_blob(bucket: Bucket, path: Path, sha: str) -> int:
-    """Upload one blob unless the store holds it; the bytes sent."""
+def _send_blob(bucket: Bucket, path: Path, sha: str, large: threading.Semaphore) -> int:
+    """Upload one blob unless the store holds it, after checking its bytes hash to its
+    name (a damaged copy must never take the name every run shares); the bytes sent."""
     key = blob_key(bucket.where, sha)
     if bucket.exists(key):
         return 0
-    bucket.upload(path, key)
-    return path.stat().st_size
+    size = path.stat().st_size
+    with contextlib.ExitStack() as turn:
+        if size >= TRANSFER.multipart_threshold:
+            # Each goes up in parallel parts already: a few at a time keep the link busy
+            # without a hundred parts fighting over it.
+            turn.enter_context(large)
+        got, got_size = hash_file(path)
+        if got != sha:
+            raise BlobCorrupted(
+                f"blob {sha} of run {path.parent.parent.parent.name} is damaged here, not "
+                f"pushed: its {got_size} bytes hash to {got}",
+                blob=sha,
+                path=path,
+            )
+        bucket.upload(path, key)
+    return size
 
 
 def push_run(bucket: Bucket, index: RunIndex, run_dir: Path) -> PushResult:
     """Send a finished run (see the module's docstring for the order)."""
     run = run_dir.name
-    digest = _finished(run_dir)
+    blobs = manifest_of(run_dir)
+    digest = _finished(run_dir, blobs)
     there = index.entry(run)
     if there is not None and there.digest != digest:
         raise RunConflict(
@@ -93,13 +139,15 @@ def push_run(bucket: Bucket, index: RunIndex, run_dir: Path) -> PushResult:
             store=bucket.where.url,
             run=run,
         )
-    blobs = manifest_of(run_dir)
     where = bucket.where
     objects = run_dir / OBJECTS
+    large = threading.Semaphore(_LARGE_AT_ONCE)
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
         sent_bytes = list(
             pool.map(
-                lambda item: _send_blob(bucket, objects / item[0][:2] / item[0][2:], item[0]),
+                lambda item: _send_blob(
+                    bucket, objects / item[0][:2] / item[0][2:], item[0], large
+                ),
                 blobs,
             )
         )
