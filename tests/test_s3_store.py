@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from precip_repro import BlobCorrupted, StoreError, open_store
-from precip_repro.record import Run, RunStore
+from precip_repro.record import BlobStore, Run, RunStore
 from precip_repro.stores.s3_index import RunIndex
 from tests.helpers import record_sample_run
 from tests.s3_bucket import require_auth
@@ -332,3 +332,40 @@ def test_a_run_missing_a_blob_it_refers_to_is_not_pushed(s3):
     with pytest.raises(BlobCorrupted, match=f"refers to blob {ref.sha256}"):
         store.push(run.path)
     assert ids_listed(s3, "bob") == []
+
+
+def test_a_run_recorded_in_a_directory_is_pushed_and_pulled_into_another(s3, tmp_path):
+    here = tmp_path / "records"
+    run = record_sample_run(RunStore(here))
+    pushed = s3.cli("alice", "--records", str(here), "push", run.id, "--to", s3.url)
+    assert pushed.returncode == 0, pushed.stderr
+    assert "blobs sent" in pushed.stdout
+    again = s3.cli("alice", "--records", str(here), "push", run.id, "--to", s3.url)
+    assert again.returncode == 0 and "already" in again.stdout, again.stdout
+    there = tmp_path / "bobs-records"
+    pulled = s3.cli("bob", "--records", str(there), "pull", run.id, "--from", s3.url)
+    assert pulled.returncode == 0, pulled.stderr
+    verified = s3.cli("bob", "--records", str(there), "verify", run.id)
+    assert verified.returncode == 0 and "intact" in verified.stdout, verified.stdout
+    assert (there / run.id / "events.jsonl").read_bytes() == (
+        run.path / "events.jsonl"
+    ).read_bytes()
+
+
+def test_prune_removes_what_a_push_never_completed_left_and_nothing_a_run_needs(s3):
+    store = open_store(s3.url)
+    whole = record_sample_run(store.local, name="whole")
+    store.push(whole.path)
+    needed = set(s3.blob_keys())
+    cut = Run.open(store.local, name="cut")
+    cut.add_blob(b"sent before the push was cut off\n" * 1000)
+    cut.finish("ok")
+    for sha, path in BlobStore(cut.path / "objects").objects():  # a push's first step, alone
+        s3.put(f"lab/objects/{sha[:2]}/{sha[2:]}", path.read_bytes())
+    assert s3.cli("bob", "prune").stdout.startswith("pruned")  # within the grace: kept
+    assert len(s3.blob_keys()) == len(needed) + 1
+    pruned = s3.cli("bob", "prune", "--grace", "0s")
+    assert pruned.returncode == 0, pruned.stderr
+    assert "1 blobs no run references" in pruned.stdout
+    assert set(s3.blob_keys()) == needed
+    assert s3.cli("bob", "verify", whole.id).returncode == 0

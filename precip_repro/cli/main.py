@@ -117,7 +117,10 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("run", metavar="RUN")
     report.add_argument("--vs", metavar="B", help="also show the diff against run B")
     report.add_argument(
-        "-o", "--output", metavar="FILE", help="default: STORE/reports/RUN.html (or .md)"
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="default: STORE/reports/RUN.html (or .md); ./reports/… for an S3 store",
     )
     report.add_argument("--format", choices=("html", "md"), default="html")
     gc = add(
