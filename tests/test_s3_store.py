@@ -369,3 +369,15 @@ def test_prune_removes_what_a_push_never_completed_left_and_nothing_a_run_needs(
     assert "1 blobs no run references" in pruned.stdout
     assert set(s3.blob_keys()) == needed
     assert s3.cli("bob", "verify", whole.id).returncode == 0
+
+
+def test_a_run_removed_by_another_is_no_longer_listed_where_it_was_read(s3):
+    store = open_store(s3.url)
+    run = record_sample_run(store.local)
+    store.push(run.path)
+    assert s3.cli("bob", "verify", run.id).returncode == 0  # bob has it in his cache now
+    removed = s3.cli("alice", "rm", run.id)
+    assert removed.returncode == 0, removed.stderr
+    assert ids_listed(s3, "bob") == [] and s3.blob_keys() == []
+    assert [row.run for row in store.summaries()] == [run.id]  # recorded here: not in it
+    assert store.summaries()[0].pushed is False

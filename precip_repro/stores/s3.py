@@ -85,7 +85,10 @@ class S3Store:
     # -- reading --------------------------------------------------------------------------
 
     def summaries(self) -> list[RunSummary]:
+        """The store's runs from its index, and the runs recorded here and not in it
+        (``pushed`` False). Offline: the runs this machine has, from their files."""
         cached = self._cached()
+        online = True
         try:
             entries = self.index.entries()
         except StoreUnreachable as exc:
@@ -93,13 +96,18 @@ class S3Store:
                 raise
             log.warning("the store cannot be reached: listing this machine's runs only",
                         store=self.where.url, error=str(exc))  # fmt: skip
-            entries = []
+            entries, online = [], False
         rows = {e.run: e.summary(self._cache.root / e.run) for e in entries}
         for run, path in cached.items():
-            if run not in rows:
-                rows[run] = summarize(path)
-                if not (path / MANIFEST).is_file():  # recorded here, not pulled
-                    rows[run] = _with_pushed(rows[run], self.pushed_locally(run))
+            if run in rows:
+                continue
+            pulled = (path / MANIFEST).is_file()
+            if online and pulled:
+                continue  # a copy of a run since removed from the store
+            row = summarize(path)
+            if not pulled:  # recorded here
+                row = attrs.evolve(row, pushed=not online and self.pushed_locally(run))
+            rows[run] = row
         return [rows[run] for run in sorted(rows, key=_order(rows))]
 
     def run_dirs(self) -> Iterator[Path]:
@@ -176,10 +184,6 @@ class S3Store:
 
     def prune(self, *, grace: timedelta | None = None) -> Removal:
         return prune_store(self.bucket, self.index, grace=DEFAULT_GRACE if grace is None else grace)
-
-
-def _with_pushed(row: RunSummary, pushed: bool) -> RunSummary:
-    return attrs.evolve(row, pushed=pushed)
 
 
 def _order(rows: dict[str, RunSummary]) -> Callable[[str], tuple[str, int, str]]:
