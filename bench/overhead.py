@@ -13,7 +13,10 @@ recorder's own cost is measured apart too: the same calls with the ssh round tri
 out, so that only the recording differs.
 Targets: recorded / unrecorded ≤ 1.05, and one round trip ≤ 4 ms.
 
-Usage: python bench/overhead.py [--calls N] [--rounds R] [--processes P]
+With ``--records s3://BUCKET/PREFIX`` the run is recorded for an S3 store (into its local
+cache, pushed at the end): bench/s3.py runs it so, against a moto server of its own.
+
+Usage: python bench/overhead.py [--calls N] [--rounds R] [--processes P] [--records STORE]
 """
 
 from __future__ import annotations
@@ -29,9 +32,13 @@ from typing import Any
 from _common import interleaved, scratch  # type: ignore[import-not-found]
 
 
-def measure(calls: int, rounds: int) -> dict[str, float]:
+def measure(calls: int, rounds: int, records: str | None = None) -> dict[str, float]:
     """In this process: ms per call recorded and unrecorded, and µs of recording alone."""
     root = scratch()
+    if records:
+        import os
+
+        os.environ["PRECIP_RECORDS"] = records
 
     from precip_repro import LocalExperiment, finish_run, ssh
 
@@ -79,16 +86,17 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--processes", type=int, default=5)
+    parser.add_argument("--records", help="the store to record for (default: a scratch dir)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.calls, args.rounds)))
+        print(json.dumps(measure(args.calls, args.rounds, args.records)))
         return
     results: list[dict[str, Any]] = []
     for _ in range(args.processes):
         done = subprocess.run(
             [sys.executable, __file__, "--child", "--calls", str(args.calls),
-             "--rounds", str(args.rounds)],
+             "--rounds", str(args.rounds), *(["--records", args.records] if args.records else [])],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         results.append(json.loads(done.stdout.splitlines()[-1]))
@@ -99,7 +107,7 @@ def main() -> None:
     batch = max(1, args.calls // args.rounds)
     print(
         f"run([...], 'true'), {batch} calls per batch, median of {args.rounds} rounds in each "
-        f"of {args.processes} processes:"
+        f"of {args.processes} processes, recorded for {args.records or 'a directory'}:"
     )
     print(f"  recorded      {recorded:.2f} ms per call (target ≤ 4 ms)")
     print(f"  unrecorded    {unrecorded:.2f} ms per call (same instance and connection)")

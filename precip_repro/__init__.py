@@ -63,6 +63,8 @@ from precip_repro.exceptions import (
     RunNotFound,
     SignersUnusable,
     SigningFailed,
+    StoreError,
+    StoreUnreachable,
     TransferFailed,
     UnrecordableValue,
     UnsupportedUser,
@@ -105,6 +107,7 @@ from precip_repro.runview import (
     load_verified,
 )
 from precip_repro.session import current_run, finish_run, register_secret, session
+from precip_repro.stores import PushResult, Removal, Store, StoreCapability, open_store
 
 __version__ = _tool_version()
 
@@ -209,6 +212,7 @@ __all__ = [
     "PackageUntrusted",
     "ParameterInvalid",
     "PlaybackMismatch",
+    "PushResult",
     "REPLAY_COMPARING",
     "RecordCorrupted",
     "RecordError",
@@ -216,6 +220,7 @@ __all__ = [
     "RecordWriteFailed",
     "Recovery",
     "RemoteFileMissing",
+    "Removal",
     "ReplayOf",
     "ReplayStep",
     "Rule",
@@ -234,6 +239,10 @@ __all__ = [
     "SignersUnusable",
     "SigningFailed",
     "StepVerdict",
+    "Store",
+    "StoreCapability",
+    "StoreError",
+    "StoreUnreachable",
     "TransferFailed",
     "TrustedKeys",
     "UnrecordableValue",
@@ -258,6 +267,7 @@ __all__ = [
     "load_signer",
     "load_verified",
     "map_strings",
+    "open_store",
     "outcome_of",
     "recover",
     "register_secret",

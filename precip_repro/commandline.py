@@ -2,7 +2,7 @@
 and any tool built on precip-repro the same way.
 
 What they share: the exit statuses, the parser (bad usage exits 2 with one line), the
-common options (``--records DIR``, ``-v``), logging set-up, the store of runs, and
+common options (``--records STORE``, ``-v``), logging set-up, the store of runs, and
 :func:`run_command`, which runs a command so that every error it raises is one line on
 stderr and an exit status, output piped into ``head`` ends quietly, and Ctrl-C is 130. A
 bug of the tool's own is the one case that shows a traceback, asking for a report.
@@ -27,7 +27,7 @@ import structlog
 
 from precip_repro.logs import processors
 from precip_repro.record.recorder import tool_version
-from precip_repro.record.store import RunStore
+from precip_repro.stores import Store, open_store
 from precip_repro.terminal import showing_progress
 
 __all__ = [
@@ -63,7 +63,10 @@ DOCUMENT_VERSION: Final = 1
 """The version of the documents the tools print with ``--json`` (docs/json.md; ``diff``'s
 and ``ls``'s have their own): a change that removes or retypes a key makes the next."""
 
-RECORDS_HELP: Final = "the store of runs (default: $PRECIP_RECORDS, else ./records)"
+RECORDS_HELP: Final = (
+    "the store of runs: a directory or s3://BUCKET/PREFIX (default: $PRECIP_RECORDS, else "
+    "./records)"
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -80,11 +83,11 @@ class Parser(argparse.ArgumentParser):
 
 
 def common_options(*, records_help: str = RECORDS_HELP) -> Parser:
-    """The options every tool takes, as a parent parser: ``--records DIR`` and ``-v``.
+    """The options every tool takes, as a parent parser: ``--records STORE`` and ``-v``.
     Their defaults are left unset, so that given as parents to a tool and to each of its
     sub-commands they may come before or after the sub-command; :func:`parse` fills them."""
     common = Parser(add_help=False)
-    common.add_argument("--records", metavar="DIR", default=argparse.SUPPRESS, help=records_help)
+    common.add_argument("--records", metavar="STORE", default=argparse.SUPPRESS, help=records_help)
     common.add_argument(
         "-v",
         "--verbose",
@@ -133,9 +136,10 @@ def configure_logging(verbose: int, *, level: int = logging.WARNING) -> None:
     )
 
 
-def store_of(args: argparse.Namespace) -> RunStore:
-    """The store ``--records`` names (default: ``$PRECIP_RECORDS``, else ``./records``)."""
-    return RunStore(args.records)
+def store_of(args: argparse.Namespace) -> Store:
+    """The store ``--records`` names: a directory or ``s3://bucket/prefix`` (default:
+    ``$PRECIP_RECORDS``, else ``./records``)."""
+    return open_store(args.records)
 
 
 def quiet_stdout() -> None:

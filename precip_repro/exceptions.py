@@ -44,6 +44,10 @@ for code that does not know us::
         ├── ContentWithheld (LookupError)     the record keeps that content by hash only
         ├── SigningFailed                     the key cannot sign: the run finished unsigned
         ├── SignersUnusable (ValueError)      verify --signer got a file with no usable key
+        ├── StoreError                        a store of runs refused or failed; ``store``
+        │   ├── StoreUnreachable (ConnectionError)  no answer, refused credentials, no bucket
+        │   └── RunConflict (FileExistsError) the store holds another run by that id (import,
+        │                                     push)
         ├── RecordCorrupted (ValueError)      a bad event, checkpoint or blob
         │   └── BlobCorrupted                 a blob is missing or its bytes do not hash
         └── PackageError                      a reviewer's package (export, attest, import)
@@ -51,9 +55,8 @@ for code that does not know us::
             │                                 unsigned, another key at hand, no license
             ├── PackageTampered (ValueError)  a file of a package does not match its
             │                                 attestation or signature; ``path`` names it
-            ├── PackageUntrusted              import --signer: the run is intact, but no
-            │                                 trusted key signed it
-            └── RunConflict (FileExistsError) import: the store holds another run by that id
+            └── PackageUntrusted              import --signer: the run is intact, but no
+                                              trusted key signed it
 
 Errors carry their context as attributes (``run``, ``seq``, ``line``, ``path``, ``blob``)
 and say it in their message, with what to do next.
@@ -101,6 +104,8 @@ __all__ = [
     "RunLocked",
     "RunNotFound",
     "SignersUnusable",
+    "StoreError",
+    "StoreUnreachable",
     "SigningFailed",
     "TransferFailed",
     "UnrecordableValue",
@@ -458,5 +463,31 @@ class PackageUntrusted(PackageError):
     the given file does not hold (as ``verify --signer`` calls a run ``untrusted``)."""
 
 
-class RunConflict(PackageError, FileExistsError):
-    """``import``: the store already holds a run by this id, and it is not the same run."""
+class StoreError(RecordError):
+    """A store of runs (an S3 bucket) refused or failed; ``store`` names it
+    (``s3://bucket/prefix``)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        store: str | None = None,
+        run: str | None = None,
+        path: Path | str | None = None,
+    ) -> None:
+        self.store = store
+        super().__init__(message, run=run, path=path)
+
+
+class StoreUnreachable(StoreError, ConnectionError):
+    """The store could not be used: no answer (``offline``), credentials refused, no such
+    bucket. A run being pushed stays in the local cache, unpushed."""
+
+    def __init__(self, message: str, *, store: str | None = None, offline: bool = False) -> None:
+        self.offline = offline
+        super().__init__(message, store=store)
+
+
+class RunConflict(StoreError, FileExistsError):
+    """The store already holds another run by that id: an S3 store a push goes to (another
+    digest), or the directory an ``import`` goes to (not the same run)."""

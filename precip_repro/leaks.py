@@ -39,6 +39,7 @@ from precip_repro.record.reader import LogReader
 from precip_repro.record.recorder import Run
 from precip_repro.record.store import EVENTS, RunStore
 from precip_repro.record.verify import verify
+from precip_repro.stores import Store, open_store
 
 __all__ = ["Collected", "Ended", "Leak", "RunInfo", "collect", "terminate"]
 
@@ -75,7 +76,7 @@ class Leak:
     """``instance``, or ``address`` for a floating address (it costs money unattached)."""
 
 
-def _runs(store: RunStore) -> dict[str, RunInfo]:
+def _runs(store: Store) -> dict[str, RunInfo]:
     infos: dict[str, RunInfo] = {}
     for path in store.run_dirs():
         if is_locked(path / EVENTS):
@@ -106,7 +107,7 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _ledger(store: RunStore, runs: dict[str, RunInfo]) -> list[_Launched]:
+def _ledger(store: Store, runs: dict[str, RunInfo]) -> list[_Launched]:
     """Instances launched and never terminated, in runs that are not open."""
     out: list[_Launched] = []
     for run_id, info in runs.items():
@@ -161,10 +162,11 @@ class Collected:
     run is listed as not checked, and instances only their tags would show are unknown."""
 
 
-def collect(store: RunStore, *, clouds: Sequence[Cloud]) -> Collected:
+def collect(store: Store | RunStore, *, clouds: Sequence[Cloud]) -> Collected:
     """Every leaked instance, what gc knows of the store's runs, and the clouds it could
     not check — one cloud that cannot be reached hides nothing the others show. ``clouds``
     are all gc may ask: what the record says runs on another is listed as not checked."""
+    store = open_store(store)
     runs = _runs(store)
     leaks: dict[str, Leak] = {}
     unchecked: dict[str, str] = {}
@@ -327,7 +329,7 @@ def _described(cloud: Cloud, instance_id: str) -> CloudInstance | None:
 
 
 def terminate(
-    store: RunStore,
+    store: Store | RunStore,
     leaks: Sequence[Leak],
     runs: dict[str, RunInfo],
     *,
@@ -335,12 +337,13 @@ def terminate(
 ) -> Ended:
     """End the actionable leaks; record what was done in a run of gc's own. A leak its
     cloud refuses to end is recorded and reported, and the others are still ended."""
+    store = open_store(store)
     targets = [leak for leak in leaks if leak.actionable]
     failed: dict[str, str] = {}
     if not targets:
         return Ended(run=None, failed=failed)
     by_label = {_label(cloud.info()): cloud for cloud in clouds}
-    run = Run.open(store, name="gc", argv=["precip-repro", "gc", "--terminate"])
+    run = Run.open(store.local, name="gc", argv=["precip-repro", "gc", "--terminate"])
     acted: dict[str, str | None] = {}
     with run:
         for leak in targets:

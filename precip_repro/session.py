@@ -13,6 +13,7 @@ import builtins
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import threading
 import types
@@ -33,6 +34,7 @@ from precip_repro.record.redact import Redactor, credential_variables
 from precip_repro.record.store import RunStore
 from precip_repro.runview import RunView
 from precip_repro.sources import is_users_script, local_modules
+from precip_repro.stores import LocalStore, Store, StoreCapability
 
 __all__ = ["Session", "current_run", "finish_run", "session"]
 
@@ -45,6 +47,8 @@ class Session:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self.run: Run | None = None
+        self._store: Store | None = None
+        """The store the run is recorded for: a shared one gets it pushed at the end."""
         self.redactor = Redactor()
         redact_with(self.redactor.text)
         progress.redact_with(self.redactor.text)
@@ -154,8 +158,11 @@ class Session:
             self._call_count += 1
             return self._call_count
 
-    def open_run(self, store: RunStore, name: str | None) -> Run:
-        """The run of this process, opened in ``store`` at the first call."""
+    def open_run(self, store: Store | RunStore, name: str | None) -> Run:
+        """The run of this process, opened in ``store`` at the first call (a shared
+        store's: in its local cache, pushed when the run finishes)."""
+        if isinstance(store, RunStore):
+            store = LocalStore(store)
         with self._lock:
             if self.run is not None and not self.run.finished:
                 if self.run.path.parent.resolve() != store.root.resolve():
@@ -171,7 +178,7 @@ class Session:
             run_name = self.run_name or (script.stem if script is not None else name)
             self.add_environment_credentials()
             self.run = Run.open(
-                store,
+                store.local,
                 name=run_name,
                 script=script,
                 argv=self.argv,
@@ -180,6 +187,7 @@ class Session:
                 secrets=self.redactor,
             )
             self._script_of_run = script
+            self._store = store
             self._modules_recorded = set()
             self._record_modules(self.run)
             for name, value in (self.recorded_parameters or {}).items():
@@ -311,7 +319,37 @@ class Session:
                 )
                 return None
             log.info("run recorded", run=run.id, status=run.status, digest=digest)
+            self._push(run)
             return digest
+
+    def _push(self, run: Run) -> None:
+        """Send a finished run to the shared store it was recorded for. Never fails the
+        run: unreachable, it stays in the local cache, listed as unpushed, and says so."""
+        store = self._store
+        if store is None or StoreCapability.SHARED not in store.capabilities:
+            return
+        error: str | None = None
+        if self._exiting:
+            # At exit the interpreter starts no more threads (verify's, the transfers'):
+            # a process of its own pushes, as `precip-repro push` would.
+            command = [sys.executable, "-m", "precip_repro.cli", "-q"]
+            command += ["--records", store.location, "push", run.id]
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                error = done.stderr.strip().rpartition("error: ")[2] or f"exit {done.returncode}"
+        else:
+            try:
+                store.push(run.path)
+            except (RecordError, OSError) as exc:
+                error = str(exc)
+        if error is not None:
+            log.warning(
+                "the run is recorded in the local cache but not pushed",
+                run=run.id,
+                store=store.location,
+                error=error,
+                next=f"precip-repro push {run.id} --records {store.location}",
+            )
 
     def _install_hooks(self) -> None:
         if self._hooks_installed:

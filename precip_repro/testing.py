@@ -27,9 +27,9 @@ from collections.abc import Iterator
 
 from precip_repro.exceptions import PlaybackMismatch, RecordCorrupted, RecordIncomplete
 from precip_repro.playback import RecordingStopped
-from precip_repro.record.store import RunStore
 from precip_repro.runview import RunView, load_verified
 from precip_repro.session import session
+from precip_repro.stores import open_store
 
 __all__ = ["PlaybackMismatch", "playback"]
 
@@ -64,7 +64,7 @@ def playback(
     One playback at a time in a process (a second, nested or on another thread, is a
     ``RuntimeError``): the experiment classes learn of it from the process's session.
     """
-    store = RunStore(os.fspath(records) if records is not None else None)
+    store = open_store(os.fspath(records) if records is not None else None)
     ((view, verdict),) = load_verified([store.resolve(os.fspath(run))])
     if view is None:
         kind = RecordCorrupted if verdict.state == "corrupt" else RecordIncomplete

@@ -22,8 +22,9 @@ from precip_repro import (
     InvalidOption,
     RuleInvalid,
     RunNotFound,
-    RunStore,
     StepVerdict,
+    Store,
+    StoreCapability,
     diff_runs,
     load_rules,
     load_run,
@@ -215,7 +216,7 @@ def _workdir(out: str | None) -> Path:
     return workdir
 
 
-def _check_records(store: RunStore, source_dir: Path) -> None:
+def _check_records(store: Store, source_dir: Path) -> None:
     """The replay records into the store its source was found in: a reviewer's read-only
     archive must be named as a directory, with a store of the replay's own."""
     if (why := _writable(store.root)) is not None:
@@ -268,7 +269,8 @@ def _replay(args: argparse.Namespace, report: dict[str, Any] | None = None) -> i
         verdict.digest,
         targets=targets,
         mapping=mapping,
-        records=store.root,
+        # A shared store's replay is recorded in its cache and pushed as it finishes.
+        records=store.location if StoreCapability.SHARED in store.capabilities else store.root,
         workdir=workdir,
         max_gap=args.max_gap,
         strict=args.strict,

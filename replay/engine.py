@@ -94,7 +94,7 @@ class Engine(Targets, Comparison):
         *,
         targets: dict[str, str],
         mapping: ReplayMapping,
-        records: Path,
+        records: Path | str,
         workdir: Path,
         max_gap: float,
         strict: bool,

@@ -56,7 +56,7 @@ class Targets(RecordedContent):
 
     targets: dict[str, str]
     mapping: ReplayMapping
-    records: Path
+    records: Path | str
 
     def _check_images(self) -> None:
         # The cloud would refuse these only once provisioning started (and other

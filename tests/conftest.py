@@ -252,3 +252,35 @@ def ssh_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     finally:
         agent.terminate()
         agent.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def s3_requests() -> Iterator[Any]:
+    """Every request the session's moto server serves, as its log says it."""
+    import logging
+
+    from tests.s3_bucket import RequestLog
+
+    logger = logging.getLogger("werkzeug")
+    handler = RequestLog()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+@pytest.fixture
+def s3(moto_endpoint: Any, s3_requests: Any, tmp_path: Path) -> Iterator[Any]:
+    """A fresh bucket on moto's server, and this process set up to use it as a user
+    would: AWS_ENDPOINT_URL, keys in the environment, a cache of its own."""
+    from tests.s3_bucket import S3Bucket
+
+    bucket = S3Bucket(moto_endpoint, tmp_path, s3_requests)
+    patch = pytest.MonkeyPatch()
+    for name, value in bucket.env("here").items():
+        if name.startswith(("AWS_", "PRECIP_CACHE")):
+            patch.setenv(name, value)
+    yield bucket
+    patch.undo()

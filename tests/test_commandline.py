@@ -134,7 +134,7 @@ def test_both_tools_take_records_verbose_and_version(capsys):
             tool(["--help"])
         assert info.value.code == 0
         out = capsys.readouterr().out
-        assert "--records DIR" in out and "-v, --verbose" in out and "--version" in out
+        assert "--records STORE" in out and "-v, --verbose" in out and "--version" in out
         with pytest.raises(SystemExit):
             tool(["--version"])
         assert capsys.readouterr().out.startswith(f"{name} ")

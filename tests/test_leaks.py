@@ -720,3 +720,31 @@ def test_terminate_ends_each_leak_at_its_cloud_and_records_what_it_did(store):
         "fake",
         "fake http://other (r1)",
     }
+
+
+def test_gc_of_an_s3_store_never_ends_instances_of_runs_it_cannot_see_finished(
+    s3, tmp_path, monkeypatch
+):
+    """A colleague's run still recording, or finished and not pushed, is on their machine
+    only: its instances are listed, never touched; a run finished here is gc's to judge."""
+    from precip_repro import open_store
+
+    monkeypatch.setenv("PRECIP_CACHE", str(tmp_path / "alice"))
+    alices = open_store(s3.url)
+    recording = Run.open(alices.local, name="still-recording")
+    with Run.open(alices.local, name="not-pushed") as unpushed:
+        pass
+    monkeypatch.setenv("PRECIP_CACHE", str(tmp_path / "bob"))
+    bobs = open_store(s3.url)
+    with Run.open(bobs.local, name="bobs") as finished:
+        pass
+    bobs.push(finished.path)
+    cloud = FakeCloud(
+        listed=[listed("i-recording", recording.id), listed("i-unpushed", unpushed.id),
+                listed("i-bobs", finished.id)],
+    )  # fmt: skip
+    leaks = by_id(collect(bobs, clouds=[cloud]))
+    assert not leaks["i-recording"].actionable and not leaks["i-unpushed"].actionable
+    assert "not touched" in leaks["i-recording"].reason
+    assert leaks["i-bobs"].actionable
+    recording.close()

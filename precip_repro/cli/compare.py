@@ -19,6 +19,7 @@ from precip_repro.cli.core import (
     intact_views,
     store_of,
 )
+from precip_repro.stores import StoreCapability
 
 __all__ = ["cmd_diff", "cmd_report"]
 
@@ -64,7 +65,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     others = [store.resolve(spec) for spec in more]
     fmt = args.format
     # Beside the runs, not inside one: a run's directory is its record, left as written.
-    default = store.root / "reports" / f"{run_dir.name}.{fmt}"
+    # A shared store's runs are in a cache the user never looks in: ./reports then.
+    beside = Path() if StoreCapability.SHARED in store.capabilities else store.root
+    default = beside / "reports" / f"{run_dir.name}.{fmt}"
     out = Path(args.output) if args.output else default
     if args.plot and vs is None and not others:
         raise Usage("--plot plots a field across runs: give more runs (report RUN B …) or --vs B")

@@ -24,8 +24,11 @@ from precip_repro.exceptions import (
     PackageRefused,
     RecordIncomplete,
     RuleInvalid,
+    RunConflict,
     RunLocked,
     RunNotFound,
+    StoreError,
+    StoreUnreachable,
     UnsupportedVersion,
 )
 
@@ -52,8 +55,10 @@ __all__ = [
 HEX_RE: Final = re.compile(r"[0-9a-f]{4,64}")
 
 
-def resolve(args: argparse.Namespace) -> Path:
-    return store_of(args).resolve(args.run)
+def resolve(args: argparse.Namespace, *, blobs: bool = True) -> Path:
+    """The run ``args.run`` names, its blobs fetched too (from a shared store) when
+    ``blobs``."""
+    return store_of(args).resolve(args.run, blobs=blobs)
 
 
 class Usage(ExperimentException):
@@ -66,6 +71,10 @@ class NotIntact(ExperimentException):
 
 def exit_for(exc: ExperimentException) -> int:
     if isinstance(exc, UnsupportedVersion | RunNotFound | Usage | RuleInvalid | PackageRefused):
+        return EXIT_USAGE
+    if isinstance(exc, StoreUnreachable):
+        return EXIT_INCOMPLETE
+    if isinstance(exc, StoreError) and not isinstance(exc, RunConflict):
         return EXIT_USAGE
     if isinstance(exc, NotIntact):
         return EXIT_INCOMPLETE

@@ -1,7 +1,8 @@
 """``precip-repro ls``: the runs of a store, newest first, with what tells them apart.
 
 Fast over a store of many large runs: each run's checkpoint, signature and the first and
-last lines of its log are read, never the whole log (``verify`` is the check).
+last lines of its log are read, never the whole log (``verify`` is the check); of an S3
+store, its index alone (no run, no blob is fetched).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import PurePath
 from typing import Any, Final
 
 from precip_repro.cli.core import EXIT_OK, Usage, store_of
-from precip_repro.record.summary import RunSummary, summarize
+from precip_repro.record.summary import RunSummary
 from precip_repro.timeline import format_duration
 
 __all__ = ["LS_FORMAT", "LS_HELP", "cmd_ls", "ls_options"]
@@ -96,7 +97,8 @@ def _wanted(row: RunSummary, args: argparse.Namespace, since: int | None) -> boo
 
 
 def _status(row: RunSummary) -> str:
-    return f"{row.status}, {row.verdict}" if row.verdict else row.status
+    status = f"{row.status}, {row.verdict}" if row.verdict else row.status
+    return f"{status}, unpushed" if row.pushed is False else status
 
 
 def _as_json(row: RunSummary) -> dict[str, Any]:
@@ -118,19 +120,19 @@ def _as_json(row: RunSummary) -> dict[str, Any]:
         "signer": row.signer,
         "replay_of": row.replay_of,
         "path": str(row.path),
+        "pushed": row.pushed,
     }
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
     store = store_of(args)
     since = _since(args.since) if args.since else None
-    rows = [row for row in reversed([summarize(p) for p in store.run_dirs()])
-            if _wanted(row, args, since)]  # fmt: skip
+    rows = [row for row in reversed(store.summaries()) if _wanted(row, args, since)]
     if args.limit:
         rows = rows[: args.limit]
     if args.json:
         json.dump(
-            {"version": LS_FORMAT, "store": str(store.root), "runs": [_as_json(r) for r in rows]},
+            {"version": LS_FORMAT, "store": store.location, "runs": [_as_json(r) for r in rows]},
             sys.stdout,
             indent=2,
         )
@@ -138,7 +140,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not rows:
         filtered = any(getattr(args, k) for k in ("name", "script", "status", "since"))
-        print(f"no runs in {store.root}" + (" match" if filtered else ""))
+        print(f"no runs in {store.location}" + (" match" if filtered else ""))
         return EXIT_OK
     table = [
         (
@@ -163,4 +165,6 @@ def cmd_ls(args: argparse.Namespace) -> int:
         print("  ".join(cells).rstrip())
     for status in sorted({row.status for row in rows} & _HINTS.keys()):
         print(_HINTS[status])
+    if any(row.pushed is False for row in rows):
+        print(f"`precip-repro push RUN --records {store.location}` sends an unpushed run")
     return EXIT_OK

@@ -27,6 +27,16 @@ from precip_repro.cli.packaging import (
 from precip_repro.cli.records import cmd_cat, cmd_recover, cmd_verify
 from precip_repro.cli.results import RESULTS_HELP, cmd_results, results_options
 from precip_repro.cli.scripts import cmd_demo, cmd_run
+from precip_repro.cli.sharing import (
+    cmd_prune,
+    cmd_pull,
+    cmd_push,
+    cmd_rm,
+    options_prune,
+    options_pull,
+    options_push,
+    options_rm,
+)
 from precip_repro.cli.showing import cmd_show, show_options
 from precip_repro.commandline import Parser, add_version, common_options, parse, run_command
 
@@ -50,7 +60,9 @@ exit status:
      for gc: nothing found to leak, but a --cloud could not be checked
 
 RUN is a run directory, a run id, `latest`, or a unique prefix of an id, looked up in
---records DIR (default: $PRECIP_RECORDS, else ./records).
+--records STORE: a directory or s3://BUCKET/PREFIX (default: $PRECIP_RECORDS, else
+./records). An S3 store is read through a local cache ($PRECIP_CACHE, else
+~/.precip/cache); unreachable: 3.
 """
 
 
@@ -139,7 +151,10 @@ def _parser() -> argparse.ArgumentParser:
         help="plot this numeric note field across the runs (repeatable; default: every one)",
     )
     report.add_argument(
-        "-o", "--output", metavar="FILE", help="default: STORE/reports/RUN.html (or .md)"
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="default: STORE/reports/RUN.html (or .md); ./reports/… for an S3 store",
     )
     report.add_argument("--format", choices=("html", "md"), default="html")
     results_options(add("results", cmd_results, RESULTS_HELP))
@@ -187,6 +202,12 @@ def _parser() -> argparse.ArgumentParser:
             cmd_import,
             "put a package into the store, verified: signature, attestation, chain",
         )
+    )
+    options_push(add("push", cmd_push, "send a finished run to a shared store (s3://…)"))
+    options_pull(add("pull", cmd_pull, "fetch a run of a shared store, blobs included"))
+    options_rm(add("rm", cmd_rm, "remove a run, and the blobs no remaining run references"))
+    options_prune(
+        add("prune", cmd_prune, "remove blobs no run references and pushes never completed")
     )
     run = add("run", cmd_run, "run an experiment script and record it (the script too)")
     run.add_argument(

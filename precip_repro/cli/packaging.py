@@ -9,6 +9,7 @@ from pathlib import Path
 from precip_repro.cli.core import EXIT_OK, Usage, resolve, store_of
 from precip_repro.commandline import showing_progress
 from precip_repro.exceptions import SignersUnusable
+from precip_repro.stores import StoreCapability
 
 __all__ = ["cmd_attest", "cmd_export", "cmd_import", "export_options", "import_options"]
 
@@ -108,7 +109,9 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise Usage(f"{package} does not exist: give a package directory or zip")
     store = store_of(args)
     with showing_progress(quiet=args.quiet):
-        done = import_package(package, store, signers=signers)
+        done = import_package(package, store.local, signers=signers)
+        if StoreCapability.SHARED in store.capabilities and not done.already:
+            store.push(done.path)  # imported into the shared store's cache: now the team's
     verdict = done.verdict
     how = "already in" if done.already else "imported into"
     print(f"{verdict.run}: {how} {store.root}, {verdict.state}")

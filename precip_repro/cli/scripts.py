@@ -19,7 +19,7 @@ from precip_repro.cli.core import (
     store_of,
 )
 from precip_repro.commandline import DOCUMENT_VERSION, showing_progress, write_document
-from precip_repro.record.store import RunStore
+from precip_repro.stores import Store, StoreCapability
 
 __all__ = ["cmd_demo", "cmd_run"]
 
@@ -101,7 +101,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     target = _json_target(args.json)
     # The script's experiments record into the store this command was given, wherever
     # the script changes directory to.
-    os.environ["PRECIP_RECORDS"] = str(store.root.absolute())
+    os.environ["PRECIP_RECORDS"] = (
+        store.location
+        if StoreCapability.SHARED in store.capabilities  # recorded in its cache, then pushed
+        else str(store.root.absolute())
+    )
     # Called in a process that goes on (a test, a notebook), it leaves nothing of the
     # script's behind: the next run recorded there is not this script's.
     before = (session.script, session.argv, sys.argv, list(sys.path))
@@ -116,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_script(
-    args: argparse.Namespace, store: RunStore, script: Path, target: IO[str] | None
+    args: argparse.Namespace, store: Store, script: Path, target: IO[str] | None
 ) -> int:
     import runpy
 
@@ -196,7 +200,7 @@ def _run_script(
     return code
 
 
-def _playback(args: argparse.Namespace, store: RunStore, script: Path) -> int:
+def _playback(args: argparse.Namespace, store: Store, script: Path) -> int:
     import runpy
 
     from precip_repro.playback import RecordingStopped

@@ -37,7 +37,7 @@ def show_options(show: argparse.ArgumentParser) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    run_dir = resolve(args)
+    run_dir = resolve(args, blobs=False)
     reader = LogReader(run_dir / EVENTS, run=run_dir.name)
     if args.follow:
         if args.json:

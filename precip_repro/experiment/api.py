@@ -38,9 +38,9 @@ from precip_repro.experiment.transfers import Transfers
 from precip_repro.keys import Keys, load_keys
 from precip_repro.record.events import CommandFinished, ExperimentCreated, Note, Parameter
 from precip_repro.record.methods import METHODS
-from precip_repro.record.store import RunStore
 from precip_repro.session import session
 from precip_repro.ssh import SshPool
+from precip_repro.stores import open_store
 
 __all__ = ["MAX_COUNT", "SSH_ADDRESSES", "Experiment"]
 
@@ -121,7 +121,7 @@ class Experiment:
             recording.experiments.append(self)
             calls = PlayedBack(recording, exp=self.exp)
         elif record:
-            run = session.open_run(RunStore(records), name)
+            run = session.open_run(open_store(records), name)
             self.exp = session.next_exp()
             calls = Recorded(
                 run,

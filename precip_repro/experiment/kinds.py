@@ -42,7 +42,9 @@ class Options(TypedDict, total=False):
     record: bool
     """Record the run (default True); False runs without a record."""
     records: Path | str | None
-    """The store the run is recorded in (default ``$PRECIP_RECORDS`` or ``./records``)."""
+    """The store the run is recorded in: a directory or ``s3://bucket/prefix`` (recorded in
+    a local cache, pushed when the run finishes); default ``$PRECIP_RECORDS`` or
+    ``./records``."""
     parallel: bool
     """Fan calls out to the matching instances at once (default False: in turn)."""
     max_workers: int

@@ -22,7 +22,13 @@ from typing import Final
 
 import attrs
 
-from precip_repro.exceptions import AmbiguousRun, RecordCorrupted, RunNotFound, UnrecordableValue
+from precip_repro.exceptions import (
+    AmbiguousRun,
+    RecordCorrupted,
+    RunNotFound,
+    StoreError,
+    UnrecordableValue,
+)
 from precip_repro.record.canonical import canonical
 from precip_repro.record.events import FORMAT_VERSION, READABLE
 from precip_repro.record.files import open_regular, read_bounded, write_durably
@@ -50,7 +56,8 @@ _HEX64_RE: Final = re.compile(r"[0-9a-f]{64}")
 
 
 def default_store_path() -> Path:
-    """``PRECIP_RECORDS`` if set, else ``./records``."""
+    """``PRECIP_RECORDS`` if set, else ``./records`` (a directory: see
+    :func:`precip_repro.stores.open_store` for ``s3://``)."""
     return Path(os.environ.get("PRECIP_RECORDS") or "records")
 
 
@@ -58,6 +65,8 @@ def slug(name: str | None) -> str:
     words = _SLUG_RE.findall((name or "").lower())
     return "-".join(words)[:40].strip("-") or "run"
 
+
+_URL: Final = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 _ID_STAMP: Final = re.compile(r"\d{8}T\d{6}Z-")
 
@@ -157,7 +166,15 @@ class RunStore:
     """A directory of runs."""
 
     def __init__(self, root: Path | str | None = None) -> None:
-        self.root = Path(root) if root is not None else default_store_path()
+        named = os.environ.get("PRECIP_RECORDS") or "records" if root is None else root
+        if isinstance(named, str) and _URL.match(named):
+            # Path() would make s3://bucket/prefix a directory named "s3:".
+            raise StoreError(
+                f"{named} is not a directory: a store named by URL is opened with "
+                "precip_repro.open_store (the CLIs and records= do so)",
+                store=named,
+            )
+        self.root = Path(named)
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.root)!r})"

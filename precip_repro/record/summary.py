@@ -46,6 +46,9 @@ class RunSummary:
     """The checkpoint's digest (a finished run's)."""
     signer: str | None = None
     """The fingerprint of the key that signed the checkpoint."""
+    pushed: bool | None = None
+    """In a shared store (S3): whether the run is in it (False: in this machine's cache
+    only, not pushed yet); None in a directory of runs."""
 
     @property
     def name(self) -> str:

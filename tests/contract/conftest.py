@@ -9,6 +9,9 @@ Where a cloud breaks the contract, the test still runs on it, as a strict xfail 
 :data:`DIVERGENCES` with the reason: each entry is a finding to fix in that cloud, and the
 test fails the day the cloud behaves (delete the entry then).
 
+The stores of runs have a contract of their own (``test_store_interface``): each test takes
+``store_target`` and runs once per store of :data:`STORES`.
+
 A cloud joins with ONE entry: a package-scoped fixture named ``<kind>_target`` (``-`` as ``_``) that
 yields a :class:`CloudTarget` for it (how to make an experiment and a bare cloud, an image,
 and how to ask the cloud itself what runs), and its kind added to :data:`CLOUDS`.
@@ -27,6 +30,7 @@ from precip_repro.clouds.base import Capability, Cloud
 from precip_repro.experiment import Experiment
 from precip_repro.keys import load_keys
 from precip_repro.record import RunStore
+from precip_repro.stores import Store, open_store
 
 CLOUDS: Final = ("local", "ec2", "openstack-native")
 """The clouds every contract test runs on: each has a ``<kind>_target`` fixture below."""
@@ -291,3 +295,17 @@ def openstack_native_target(
     )
     yield target
     target.close()
+
+
+STORES: Final = ("local", "s3")
+"""The stores every test of ``test_store_interface`` runs on."""
+
+
+@pytest.fixture(params=STORES)
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """Each store of :data:`STORES`, empty: a directory, or a fresh bucket of moto's
+    server through boto3 (its cache this test's own)."""
+    if request.param == "local":
+        return open_store(str(tmp_path / "records"))
+    bucket = request.getfixturevalue("s3")
+    return open_store(bucket.url)
