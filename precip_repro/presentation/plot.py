@@ -78,7 +78,7 @@ def _number(value: float) -> str:
 def _range(measure: Measure) -> tuple[float, float]:
     values = [value for series in measure.series for _, value in series.points]
     low, high = min(values), max(values)
-    low = min(low, 0.0)  # sizes and seconds read against zero
+    low, high = min(low, 0.0), max(high, 0.0)  # sizes and seconds read against zero
     if high <= low:
         high = low + 1.0
     return low, high
