@@ -98,7 +98,8 @@ def unprivileged() -> Iterator[tuple[list[str], Path]]:
     )
     path = os.pathsep.join([*site.getsitepackages(), str(REPO)])
     prefix = ["runuser", "-u", USER, "--", "env", f"PYTHONPATH={path}", f"HOME={work}"]
-    yield [*prefix, f"PRECIP_HOME={work}/home", str(python)], work
+    # Its runs go to WORK/records, whatever store the tests before it named.
+    yield [*prefix, f"PRECIP_HOME={work}/home", f"PRECIP_RECORDS={work}/records", str(python)], work
     shutil.rmtree(work, ignore_errors=True)
 
 

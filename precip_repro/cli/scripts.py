@@ -99,6 +99,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise Usage("--json reports a recorded run; --playback records nothing")
         return _playback(args, store, script)
     target = _json_target(args.json)
+    # Called in a process that goes on (a test, a notebook), it leaves nothing of the
+    # script's behind: the next run recorded there is not this script's, nor goes where
+    # this one went.
+    before = (session.script, session.argv, sys.argv, list(sys.path))
+    records = os.environ.get("PRECIP_RECORDS")
     # The script's experiments record into the store this command was given, wherever
     # the script changes directory to.
     os.environ["PRECIP_RECORDS"] = (
@@ -106,9 +111,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         if StoreCapability.SHARED in store.capabilities  # recorded in its cache, then pushed
         else str(store.root.absolute())
     )
-    # Called in a process that goes on (a test, a notebook), it leaves nothing of the
-    # script's behind: the next run recorded there is not this script's.
-    before = (session.script, session.argv, sys.argv, list(sys.path))
     session.script = script.absolute()
     session.argv = [str(script), *args.args]
     sys.argv = [str(script), *args.args]
@@ -117,6 +119,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _run_script(args, store, script, target)
     finally:
         session.script, session.argv, sys.argv, sys.path[:] = before
+        if records is None:
+            os.environ.pop("PRECIP_RECORDS", None)
+        else:
+            os.environ["PRECIP_RECORDS"] = records
 
 
 def _run_script(
