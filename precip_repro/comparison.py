@@ -208,8 +208,6 @@ class ComparisonSide:
         self.reader = reader if reader is not None else ContentReader(view)
         self.one_host = one_host
         self._args: dict[int, dict[str, JSON]] = {}
-        self._missing: dict[tuple[object, ...], list[tuple[str, JSON]]] = {}
-        """The defaults a call of one method and one set of recorded arguments lacks."""
         # Called for every string of a large diff: the normaliser's own method where there is
         # nothing to add to it (a wrapper per call was a tenth of the comparison).
         self.text: Callable[[str], str] = self._one_host_text if one_host else self.norm.text
@@ -223,7 +221,9 @@ class ComparisonSide:
 
     def args(self, call: CallView) -> dict[str, JSON]:
         """The call's normalised arguments (computed once: alignment and comparison both
-        need them, and normalising is most of a large diff's cost)."""
+        need them, and normalising is most of a large diff's cost) — without those that
+        hold their default: an older record left them out, a newer one holds them, and the
+        call is the same."""
         found = self._args.get(call.number)
         if found is None:
             model = method(call.method)
@@ -231,33 +231,20 @@ class ComparisonSide:
             # failed): then its arguments are all there is to compare.
             placed = model.placed if call.result else frozenset()
             left_out = placed | model.optional if model.optional else placed
+            defaults = model.defaults
             found = self._args[call.number] = {
                 k: self._arg(k, v, model.local_paths)
                 for k, v in call.args.items()
-                if k not in left_out
+                if k not in left_out and (k not in defaults or v != defaults[k])
             }
-            if len(found) + len(left_out) < len(model.names):
-                # The defaults of arguments an older record left out (constants: nothing in
-                # them to normalise) — the same call as a newer record's that holds them.
-                shape = (call.method, tuple(found), placed)
-                missing = self._missing.get(shape)
-                if missing is None:
-                    missing = self._missing[shape] = [
-                        (param.name, param.default)
-                        for param in model.params
-                        if param.name not in found
-                        and param.name not in left_out
-                        and not param.required
-                    ]
-                found.update(missing)
         return found
 
     def _arg(self, key: str, value: JSON, local_paths: frozenset[str]) -> JSON:
         # A local path is where a file sat on the machine that ran the script — a replay
         # writes the recorded file elsewhere; what moved is compared by content.
-        if key in local_paths and isinstance(value, str):
-            return PurePath(value).name
-        return self.json(value)
+        if type(value) is str:  # most arguments (a command): no walk for them
+            return PurePath(value).name if key in local_paths else self.text(value)
+        return map_strings(value, self.text)
 
     def key(self, call: CallView) -> str:
         """What aligns two runs' calls: experiment, method and normalised arguments."""
@@ -274,7 +261,9 @@ class ComparisonSide:
         of withheld content (it held a secret: compared by its hash, never shown)."""
         if ref is None or ref.withheld:
             return None
-        found = self.reader.text(ref, limit=limit)
+        found = ref.text  # inline, as most outputs are: no reader needed
+        if found is None:
+            found = self.reader.text(ref, limit=limit)
         return None if found is None else self.text(found)
 
 
@@ -319,10 +308,10 @@ def content_difference(
     if sha_a == sha_b:
         return None
     text_a, text_b = a.content_text(ref_a, limit=limit), b.content_text(ref_b, limit=limit)
+    if text_a is not None and text_b is not None and text_a == text_b:
+        return None
     target = "file" if kind is DifferenceKind.FILE else kind.value
     if text_a is not None and text_b is not None:
-        if text_a == text_b:
-            return None
         judged = (
             rules.judge_text(target, text_a, text_b, command=command, path=where.get("name"))
             if rules is not None and (rules or hints)
@@ -412,16 +401,20 @@ def compare_calls(
         how = attrs.evolve(how, rules=how.rules.plus(
             _rules_of(declared_a, ca) + _rules_of(declared_b, cb)
         ))  # fmt: skip
-    if how.args:
+    # (Each part only where there is something to compare: this runs once per call of a
+    # large diff.)
+    if how.args and a.args(ca) != b.args(cb):
         yield from _compare_args(a, b, ca, cb)
-    if outcome_of(ca) != outcome_of(cb):
+    if ca.outcome != cb.outcome or ca.error_type != cb.error_type:
         yield Difference(kind=DifferenceKind.OUTCOME, a=outcome_of(ca), b=outcome_of(cb))
     if method(ca.method).result in how.results:
         result_a, result_b = _result(a, ca, how), _result(b, cb, how)
         if result_a != result_b:
             yield Difference(kind=DifferenceKind.RESULT, a=result_a, b=result_b)
-    yield from _compare_commands(a, b, ca, cb, how)
-    yield from _compare_files(a, b, ca, cb, how)
+    if ca.commands or cb.commands:
+        yield from _compare_commands(a, b, ca, cb, how)
+    if ca.files or cb.files:
+        yield from _compare_files(a, b, ca, cb, how)
     if how.tolerance is not None and ca.duration_ns is not None and cb.duration_ns is not None:
         delta = abs(cb.duration_ns - ca.duration_ns)
         if delta >= 1_000_000_000 and delta > how.tolerance * ca.duration_ns:
@@ -438,21 +431,26 @@ def _compare_args(
     args_a, args_b = a.args(ca), b.args(cb)
     if args_a == args_b:
         return
+    # An argument one side holds at its default is left out of its arguments: shown so.
+    defaults_a, defaults_b = method(ca.method).defaults, method(cb.method).defaults
     for name in sorted(set(args_a) | set(args_b)):
-        if args_a.get(name) == args_b.get(name):
+        value_a, value_b = (
+            args_a.get(name, defaults_a.get(name)),
+            args_b.get(name, defaults_b.get(name)),
+        )
+        if value_a == value_b:
             continue
         if name == "cmd":
-            yield _command_change(args_a.get(name), args_b.get(name), name=name)
+            yield _command_change(value_a, value_b, name=name)
         else:
-            yield Difference(
-                kind=DifferenceKind.ARGS, name=name, a=args_a.get(name), b=args_b.get(name)
-            )
+            yield Difference(kind=DifferenceKind.ARGS, name=name, a=value_a, b=value_b)
 
 
 def _compare_commands(
     a: ComparisonSide, b: ComparisonSide, ca: CallView, cb: CallView, how: Comparing
 ) -> Iterator[Difference]:
     commands_a, commands_b = _commands(ca), _commands(cb)
+    judging = how.hints or bool(how.rules)
     for key in sorted(
         commands_a.keys() | commands_b.keys(), key=lambda k: (slot_order(k[0]), k[1])
     ):
@@ -475,14 +473,16 @@ def _compare_commands(
             yield Difference(
                 kind=DifferenceKind.EXIT_CODE, slot=slot, a=one.exit_code, b=other.exit_code
             )
-        for stream in (DifferenceKind.STDOUT, DifferenceKind.STDERR):
+        for stream, ref_a, ref_b in (
+            (DifferenceKind.STDOUT, one.stdout, other.stdout),
+            (DifferenceKind.STDERR, one.stderr, other.stderr),
+        ):
+            if ref_a is ref_b or (ref_a and ref_b and ref_a.sha256 == ref_b.sha256):
+                continue  # the same content (most stderr: none)
             found = content_difference(
-                stream, a, b, getattr(one, stream), getattr(other, stream),
+                stream, a, b, ref_a, ref_b,
                 limit=how.text_limit, slot=slot, rules=how.rules, hints=how.hints,
-                command=(
-                    by_name(one.cmd, ca.args.get("local_script"))
-                    if how.rules or how.hints else None
-                ),
+                command=by_name(one.cmd, ca.args.get("local_script")) if judging else None,
             )  # fmt: skip
             if found is not None:
                 yield found

@@ -86,6 +86,8 @@ class Method:
     placed: frozenset[str] = attrs.field(init=False)
     """Looked up per argument on the diff path: computed once."""
     optional: frozenset[str] = attrs.field(init=False)
+    defaults: Mapping[str, JSON] = attrs.field(init=False)
+    """The defaults of the parameters that have one (optional ones aside)."""
 
     @names.default
     def _names(self) -> tuple[str, ...]:
@@ -102,6 +104,14 @@ class Method:
     @optional.default
     def _optional(self) -> frozenset[str]:
         return frozenset(param.name for param in self.params if param.optional)
+
+    @defaults.default
+    def _defaults(self) -> Mapping[str, JSON]:
+        return {
+            param.name: param.default
+            for param in self.params
+            if not param.required and not param.optional
+        }
 
     def recorded(self, **given: JSON) -> dict[str, JSON]:
         """The arguments as a call records them: every parameter, in the table's order
