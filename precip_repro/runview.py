@@ -240,9 +240,6 @@ class RunView:
         return None, looked
 
 
-_INLINE_KEYS: Final = frozenset({"sha256", "size", "text"})
-
-
 class ViewBuilder:
     """Builds a :class:`RunView` one event at a time (so that ``verify`` can feed it while it
     checks the same events: one pass over a large log instead of two)."""
@@ -269,9 +266,6 @@ class ViewBuilder:
         self.count = 0
         self.first = 0
         self.last = 0
-        self.typed_values = True
-        """Whether the data added next may hold typed values (a reader that sees a line's
-        bytes sets it per line: false where they hold no ``"$``)."""
 
     def add(self, event: Event) -> None:
         self.add_parts(event.type, event.ts, event.data)
@@ -445,22 +439,18 @@ class ViewBuilder:
         # for each distinct content instead of one per event (a fifth of a large view).
         if not data:
             return None
-        sha = data.get("sha256")
-        found = self._refs.get(sha) if isinstance(sha, str) else None
+        sha, size, text = data.get("sha256"), data.get("size"), data.get("text")
+        found = self._refs.get(sha) if type(sha) is str else None
         if (
             found is not None
-            and found.size == data.get("size")
-            and found.text == data.get("text")
+            and found.size == size
+            and found.text == text
             and data.get("withheld") in (None, found.withheld)
         ):
             return found
-        text = data.get("text")
-        if type(sha) is str and type(text) is str and data.keys() == _INLINE_KEYS:
-            size = data["size"]
+        if len(data) == 3 and type(sha) is str and type(size) is int and type(text) is str:
             # An inline output, the common case: nothing in it to check or convert.
-            ref: ContentRef | None = ContentRef(
-                sha256=sha, size=size if type(size) is int else 0, text=text
-            )
+            ref: ContentRef | None = ContentRef(sha256=sha, size=size, text=text)
         else:
             ref = ContentRef.of(data)
         if ref is None:
@@ -483,9 +473,9 @@ class ViewBuilder:
             return result
 
     def _decoded(self, value: JSON) -> JSON:
-        # Typed numbers ({"$float": …}) back to numbers — unless the reader saw the line's
-        # bytes and they hold no "$ at all (most lines: no walk for them).
-        return decoded_or_as_is(value) if self.typed_values else value
+        # Typed numbers ({"$float": …}) back to numbers. (Looking for "$ in each line's
+        # bytes instead cost more than this walk of the few values that may hold one.)
+        return decoded_or_as_is(value)
 
     def _shared(self, text: str) -> str:
         # Slots, ids, users, methods repeat in every event: one copy each, not one per event.
@@ -646,7 +636,6 @@ def _read_unchecked(run_dir: Path) -> RunView:
             kind, data = obj["type"], obj["data"]
             if obj["v"] != FORMAT_VERSION:
                 kind, data = upgraded(Event(**obj))
-            builder.typed_values = b'"$' in raw
             builder.add_parts(kind, obj["ts"], data)
     return builder.build()
 
