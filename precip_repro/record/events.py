@@ -130,10 +130,10 @@ class Event:
     prev: str
     hash: str
     typed: bool = attrs.field(default=True, eq=False, repr=False)
-    """Whether ``data`` may hold typed values (``{"$float": …}``) or ``$object`` wrappers:
-    false when the line's bytes hold no ``{"$`` (no JSON object there has a key starting
-    with ``$``), which spares the payload a walk over its free-form values. Not part of the
-    event: a reader's knowledge of its bytes."""
+    """Whether ``data``'s free-form values may hold typed values (``{"$float": …}``) or
+    ``$object`` wrappers: false when the event has no free-form field, or the line's bytes
+    hold no ``{"$`` (no JSON object there has a key starting with ``$``) — which spares the
+    payload a walk over them. Not part of the event: a reader's knowledge of its bytes."""
 
     def to_json(self) -> dict[str, JSON]:
         return {

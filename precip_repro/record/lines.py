@@ -133,73 +133,69 @@ def parse_line(raw: bytes, *, line: int, run: str | None = None, prev: str | Non
         obj = orjson.loads(raw) if cut > 0 else None
     except orjson.JSONDecodeError:
         obj = None
-    try:
-        event = _parse_sound(raw, obj, cut, prev)
-    except orjson.JSONEncodeError:  # an integer beyond ±(2^53 - 1)
-        event = None
-    return event if event is not None else _parse_line_carefully(raw, line=line, run=run)
+    if type(obj) is dict and obj.keys() == _ENVELOPE_KEYS:
+        seq, ts, kind, previous, digest = (
+            obj["seq"], obj["ts"], obj["type"], obj["prev"], obj["hash"]
+        )  # fmt: skip
+        version, data = obj["v"], obj["data"]
+        free = _FREE.get(kind, _ALL) if type(kind) is str else _ALL
+        try:
+            if (
+                type(seq) is int
+                and seq >= 0
+                and type(version) is int
+                and (version == 2 or version == 1)
+                and type(ts) is str
+                and _valid_ts(ts)
+                and type(kind) is str
+                and (kind in PAYLOADS or _TYPE_RE.fullmatch(kind))
+                and type(data) is dict
+                and ((prev is not None and previous == prev) or is_hex64(previous))
+                # (the hash is compared with a hex digest below: it is hex if it matches)
+                # v1's canonical form is orjson's for what json reads. v2's is orjson's for
+                # values without floats or large integers (OPT_STRICT_INTEGER refuses those)
+                # and without keys above U+FFFF (none in ASCII). Only free-form fields are
+                # looked at for floats: one in a typed field (a duration, a size) is the
+                # payload's to refuse, as v1's floats are.
+                and (
+                    orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) == raw
+                    if version == 1
+                    else (
+                        (not free or _plain_fields(free, data))
+                        and orjson.dumps(obj, option=_V2_ASCII) == raw
+                        if raw.isascii()
+                        else plain(data) and jcs_fast(obj) == raw
+                    )
+                )
+                and hashlib.sha256(raw[:cut] + raw[cut + _HASH_MEMBER :]).hexdigest() == digest
+            ):
+                return Event(
+                    v=version, seq=seq, ts=ts, type=kind, data=data, prev=previous,
+                    hash=digest, typed=bool(free) and _TYPED in raw,
+                )  # fmt: skip
+        except orjson.JSONEncodeError:  # an integer beyond ±(2^53 - 1)
+            pass
+    return _parse_line_carefully(raw, line=line, run=run)
 
 
+_ALL: Final = ("",)
+"""What a type this version does not know may hold a float in: anything (``""``: the
+whole of its data)."""
 _FREE: Final = {cls.TYPE: FREE_FORM.get(cls, ()) for cls in PAYLOADS.values()}
 """Per known event type, the fields holding a user's or a cloud's values: the only ones a
 float may be in (the others' types are the payload's to check)."""
 _V2_ASCII: Final = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
 
 
-def _plain_v2(kind: str, data: dict[str, Any]) -> bool:
-    """Whether orjson writes ``data`` as RFC 8785 does, as far as its values go (the
-    caller writes it with ``OPT_STRICT_INTEGER``: a large integer is refused there):
-    no float in its free-form fields — or anywhere, for a type this version does not know."""
-    free = _FREE.get(kind)
-    if free is None:
+def _plain_fields(free: tuple[str, ...], data: dict[str, Any]) -> bool:
+    """Whether these fields of ``data`` (``""``: all of it) hold no float."""
+    if free is _ALL:
         return plain(data)
     for name in free:
         value = data.get(name)
         if value is not None and not plain(value):
             return False
     return True
-
-
-def _parse_sound(raw: bytes, obj: Any, cut: int, prev: str | None) -> Event | None:
-    """The event of a sound line, in as few steps as possible; None for anything else (the
-    careful path finds what)."""
-    if type(obj) is dict and obj.keys() == _ENVELOPE_KEYS:
-        seq, ts, kind, previous, digest = (
-            obj["seq"], obj["ts"], obj["type"], obj["prev"], obj["hash"]
-        )  # fmt: skip
-        version = obj["v"]
-        if (
-            type(seq) is int
-            and seq >= 0
-            and type(version) is int
-            and (version == 2 or version == 1)
-            and type(ts) is str
-            and _valid_ts(ts)
-            and type(kind) is str
-            and (kind in PAYLOADS or _TYPE_RE.fullmatch(kind))
-            and type(obj["data"]) is dict
-            and ((prev is not None and previous == prev) or is_hex64(previous))
-            # (the hash is compared with a hex digest below: it is hex if it matches)
-            # v1's canonical form is orjson's for what json reads. v2's is orjson's for
-            # values without floats or large integers (OPT_STRICT_INTEGER refuses those) and
-            # without keys above U+FFFF (none in ASCII): a float in a typed field is the
-            # payload's to refuse, as v1's floats are.
-            and (
-                orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) == raw
-                if version == 1
-                else (
-                    _plain_v2(kind, obj["data"]) and orjson.dumps(obj, option=_V2_ASCII) == raw
-                    if raw.isascii()
-                    else plain(obj["data"]) and jcs_fast(obj) == raw
-                )
-            )
-            and hashlib.sha256(raw[:cut] + raw[cut + _HASH_MEMBER :]).hexdigest() == digest
-        ):
-            return Event(
-                v=version, seq=seq, ts=ts, type=kind, data=obj["data"], prev=previous,
-                hash=digest, typed=_TYPED in raw,
-            )  # fmt: skip
-    return None
 
 
 _valid_prefix: str = "\0"
