@@ -106,8 +106,8 @@ def main() -> None:
         elapsed, hwm, kids, whole = sorted(runs)[len(runs) // 2]
 
         from precip_repro.diff import diff_runs
+        from precip_repro.loading import _read_unchecked, collection_paused
         from precip_repro.record import verify
-        from precip_repro.runview import _read_unchecked, collection_paused
 
         # The command's CPU, piece by piece: each verifying child runs `verify` on one run;
         # the parent reads both without checks, then compares.

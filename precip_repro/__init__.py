@@ -72,6 +72,7 @@ from precip_repro.exceptions import (
     WaitTimeout,
 )
 from precip_repro.expectations import Expectations, Rule, RuleKind, StepVerdict
+from precip_repro.loading import GrowingView, load_run, load_verified
 from precip_repro.messages import shown_command
 from precip_repro.normalize import Normalizer, instance_names, short_hostname
 from precip_repro.record import (
@@ -97,15 +98,7 @@ from precip_repro.record.signing import Signer, load_signer
 from precip_repro.record.trusted import TrustedKeys
 from precip_repro.record.walk import map_strings
 from precip_repro.rules_file import load_rules
-from precip_repro.runview import (
-    CallView,
-    FileView,
-    GrowingView,
-    ModuleView,
-    RunView,
-    load_run,
-    load_verified,
-)
+from precip_repro.runview import CallView, FileView, ModuleView, RunView
 from precip_repro.session import current_run, finish_run, register_secret, session
 from precip_repro.stores import PushResult, Removal, Store, StoreCapability, open_store
 

@@ -29,11 +29,12 @@ from precip_repro.comparison import (
     verdict_of,
 )
 from precip_repro.expectations import Expectations, Rule, StepVerdict
+from precip_repro.loading import collection_paused
 from precip_repro.messages import shown_difference
 from precip_repro.normalize import slot_order
 from precip_repro.parameters import ARGV, ParameterChange, parameter_changes
 from precip_repro.record.canonical import JSON
-from precip_repro.runview import CallView, RunView, collection_paused
+from precip_repro.runview import CallView, RunView
 
 __all__ = [
     "DIFF_FORMAT",

@@ -22,10 +22,11 @@ import attrs
 from precip_repro.destinations import write_bytes
 from precip_repro.diff import DiffResult, diff_runs
 from precip_repro.exceptions import InvalidOption
+from precip_repro.loading import ViewBuilder, collection_paused
 from precip_repro.presentation import FORMATS, render, report_model
 from precip_repro.record.verify import Verdict, verify
 from precip_repro.results import results_of
-from precip_repro.runview import RunView, ViewBuilder, collection_paused
+from precip_repro.runview import RunView
 
 __all__ = ["Report", "render_html", "render_markdown", "write_report"]
 

@@ -26,8 +26,9 @@ import os
 from collections.abc import Iterator
 
 from precip_repro.exceptions import PlaybackMismatch, RecordCorrupted, RecordIncomplete
+from precip_repro.loading import load_verified
 from precip_repro.playback import RecordingStopped
-from precip_repro.runview import RunView, load_verified
+from precip_repro.runview import RunView
 from precip_repro.session import session
 from precip_repro.stores import open_store
 

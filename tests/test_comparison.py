@@ -17,7 +17,8 @@ from precip_repro import (
     compare_calls,
 )
 from precip_repro.comparison import unified
-from precip_repro.runview import RunView, ViewBuilder
+from precip_repro.loading import ViewBuilder
+from precip_repro.runview import RunView
 
 TS = "2026-12-04T00:00:00.000000Z"
 EMPTY = {"sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "size": 0,

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from precip_repro import ContentReader, ContentRef, ContentWithheld, GrowingView
+from precip_repro.loading import ViewBuilder
 from precip_repro.record.blobs import BlobStore
-from precip_repro.runview import RunView, ViewBuilder
+from precip_repro.runview import RunView
 
 TS = "2026-12-04T00:00:00.000000Z"
 

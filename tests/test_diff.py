@@ -11,6 +11,7 @@ import pytest
 from precip_repro.cli import main
 from precip_repro.clouds.base import CloudInfo
 from precip_repro.diff import diff_runs, render_text
+from precip_repro.loading import load_run
 from precip_repro.record import Run, RunStore
 from precip_repro.record.payloads import (
     CallFinished,
@@ -22,7 +23,6 @@ from precip_repro.record.payloads import (
     InstanceReady,
     Note,
 )
-from precip_repro.runview import load_run
 from tests.documents import valid
 
 

@@ -10,8 +10,9 @@ import pytest
 
 from precip_repro.cli import main
 from precip_repro.diff import diff_runs
+from precip_repro.loading import ViewBuilder, load_run
 from precip_repro.parameters import ParameterChange, declared, parameter_changes
-from precip_repro.runview import RunView, ViewBuilder, load_run
+from precip_repro.runview import RunView
 from tests.documents import valid
 from tests.helpers import record_sweep
 

@@ -476,9 +476,9 @@ def _remapping_engine(store: RunStore, tmp_path: Path, target_slot: dict[str, An
     """An engine over a run recorded on EC2, its target instance already provisioned."""
     from types import SimpleNamespace
 
+    from precip_repro.loading import load_run
     from precip_repro.record import Run
     from precip_repro.record.payloads import InstanceLaunched, InstanceReady
-    from precip_repro.runview import load_run
     from replay.engine import Engine
     from replay.mapping import load_mapping
 

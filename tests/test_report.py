@@ -10,8 +10,8 @@ from markdown_it import MarkdownIt
 
 from precip_repro import finish_run
 from precip_repro.cli import main
+from precip_repro.loading import load_run
 from precip_repro.report import write_report
-from precip_repro.runview import load_run
 from tests.helpers import ready
 from tests.test_diff import synthetic
 

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from precip_repro.cli import main
+from precip_repro.loading import ViewBuilder, load_run
 from precip_repro.record import RunStore
 from precip_repro.results import cell_text, results_of
-from precip_repro.runview import RunView, ViewBuilder, load_run
+from precip_repro.runview import RunView
 from tests.documents import valid
 from tests.helpers import record_sweep
 

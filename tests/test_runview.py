@@ -9,18 +9,19 @@ from pathlib import Path
 
 import pytest
 
+from precip_repro.loading import load_run, load_verified
 from precip_repro.normalize import Normalizer
 from precip_repro.record import LogReader, Run, RunStore
 from precip_repro.record.payloads import InstanceLaunched, InstanceReady
 from precip_repro.record.store import EVENTS
-from precip_repro.runview import load_run, load_verified, ts_ns
+from precip_repro.runview import ts_ns
 from tests.test_diff import synthetic
 
 # The parallel path forks, which it only does in a process without other threads (a pytest
 # session may have some): it runs in a fresh interpreter with the size threshold at zero.
 PARALLEL = """
 import sys
-import precip_repro.runview as runview
+import precip_repro.loading as runview
 runview.PARALLEL_BYTES = 0
 chosen = runview._parallel_worth_it
 def tell(run_dirs):
@@ -130,7 +131,7 @@ def test_without_a_working_process_pool_one_process_does_it_all(store):
 
 
 def test_equal_references_and_results_are_read_into_one_object_each():
-    from precip_repro.runview import ViewBuilder
+    from precip_repro.loading import ViewBuilder
 
     builder = ViewBuilder(Path("run"))
     empty = {"sha256": "e3b0" + "0" * 60, "size": 0, "text": ""}

@@ -98,7 +98,7 @@ def intact_views(
     *specs: str,
     meanwhile: Callable[[list[RunView]], object] | None = None,
 ) -> list[tuple[RunView, str | None]]:
-    from precip_repro.runview import load_verified
+    from precip_repro.loading import load_verified
 
     def frozen_then(views: list[RunView]) -> None:
         # A large view is hundreds of thousands of objects in no cycle; the collector's

@@ -15,6 +15,7 @@ import rfc8785
 
 from precip_repro.content import ContentReader
 from precip_repro.exceptions import PackageRefused
+from precip_repro.loading import load_verified
 from precip_repro.package.archive import write_directory, write_zip
 from precip_repro.package.attestation import statement
 from precip_repro.package.crate import crate_metadata, script_members
@@ -24,7 +25,7 @@ from precip_repro.package.layout import ATTESTATION, METADATA, REPORT, RUN, Memb
 from precip_repro.record.signing import Signer, load_signer
 from precip_repro.record.verify import Verdict
 from precip_repro.report import render_html
-from precip_repro.runview import RunView, load_verified
+from precip_repro.runview import RunView
 
 __all__ = ["Exported", "attest_run", "export_run", "package_members"]
 

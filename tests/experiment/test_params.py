@@ -92,7 +92,7 @@ def test_exp_param_records_the_value_once_however_often_declared(local_experimen
 
 def test_a_secret_in_a_parameter_is_recorded_as_its_name(local_experiment, monkeypatch):
     from precip_repro import finish_run
-    from precip_repro.runview import load_run
+    from precip_repro.loading import load_run
 
     monkeypatch.setenv("TOKEN", "s3cr3t-value")
     exp = local_experiment("params")

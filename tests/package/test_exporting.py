@@ -18,11 +18,11 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.signer import SSlibKey
 
 from precip_repro.exceptions import PackageRefused
+from precip_repro.loading import load_run
 from precip_repro.package.archive import FIXED_TIME
 from precip_repro.package.exporting import export_run
 from precip_repro.package.info import PackageInfo
 from precip_repro.package.layout import ATTESTATION
-from precip_repro.runview import load_run
 from tests.helpers import assert_nowhere_in, make_key, record_sample_run
 from tests.package.validator import validate_json, validate_text
 

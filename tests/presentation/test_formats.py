@@ -7,8 +7,8 @@ import hashlib
 
 import pytest
 
+from precip_repro.loading import load_run
 from precip_repro.report import write_report
-from precip_repro.runview import load_run
 from tests.helpers import record_script
 from tests.presentation.dom import html_tree, markdown_rows, markdown_sections, shown
 

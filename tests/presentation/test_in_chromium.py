@@ -9,8 +9,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from precip_repro.loading import load_run
 from precip_repro.report import write_report
-from precip_repro.runview import load_run
 from tests.presentation.dom import html_tree
 from tests.test_examples import EXAMPLES, run_example
 

@@ -152,7 +152,7 @@ def test_v1_data_shaped_like_a_typed_value_stays_the_users_through_the_upgrade()
 
 
 def test_the_v2_parameters_sample_gives_each_parameter_back_typed_with_its_last_value():
-    from precip_repro.runview import load_run
+    from precip_repro.loading import load_run
 
     (sample,) = (FIXTURES / "v2").glob("*-parameters-v2-*")
     view = load_run(sample)
