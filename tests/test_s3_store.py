@@ -381,3 +381,20 @@ def test_a_run_removed_by_another_is_no_longer_listed_where_it_was_read(s3):
     assert ids_listed(s3, "bob") == [] and s3.blob_keys() == []
     assert [row.run for row in store.summaries()] == [run.id]  # recorded here: not in it
     assert store.summaries()[0].pushed is False
+
+
+def test_a_run_is_exported_from_the_store_into_a_fresh_cache_and_imported_elsewhere(s3):
+    # Alice exports a run of hers on a machine whose cache never held it: the run and its
+    # blobs come from the bucket, checked; Bob imports the package into a directory of his.
+    record_example(s3, "alice")
+    (run,) = ids_listed(s3, "alice")
+    fresh = {"PRECIP_CACHE": str(s3._tmp / "fresh-cache")}
+    package = s3._tmp / "package.zip"
+    exported = s3.cli("alice", "export", run, "-o", str(package), "--license", "CC-BY-4.0",
+                      "--author", "Alice <alice@example.org>", env=fresh)  # fmt: skip
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    assert f"exported {run} to {package} (zip" in exported.stdout
+    theirs = s3._tmp / "bob-records"
+    imported = s3.cli("bob", "--records", str(theirs), "import", str(package))
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    assert (theirs / run / "checkpoint.sig").is_file()
