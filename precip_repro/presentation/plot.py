@@ -95,15 +95,17 @@ def _step(low: float, high: float) -> float:
 
 
 def _ticks(low: float, high: float, step: float) -> list[float]:
-    first = math.ceil(low / step) * step
-    return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
+    """Round values from a tick at or below ``low`` to one at or above ``high``, counted in
+    whole steps (dividing again would lose the first one to rounding)."""
+    first, last = math.floor(low / step), math.ceil(high / step)
+    return [n * step for n in range(first, last + 1)]
 
 
 def _plot(measure: Measure, labels: list[str]) -> Plot:
     low, high = _range(measure)
     step = _step(low, high)
-    # The axis starts and ends at a tick.
-    low, high = math.floor(low / step) * step, math.ceil(high / step) * step
+    ticks = _ticks(low, high, step)
+    low, high = ticks[0], ticks[-1]  # the axis starts and ends at a tick
     inner_w, inner_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     count = max(len(labels), 1)
 
@@ -142,9 +144,7 @@ def _plot(measure: Measure, labels: list[str]) -> Plot:
         top=TOP,
         bottom=TOP + inner_h,
         x_ticks=[Tick(at=f"{x(run):.1f}", label=label) for run, label in enumerate(labels)],
-        y_ticks=[
-            Tick(at=f"{y(value):.1f}", label=_number(value)) for value in _ticks(low, high, step)
-        ],
+        y_ticks=[Tick(at=f"{y(value):.1f}", label=_number(value)) for value in ticks],
         series=series,
         unnamed=max(0, len(series) - LEGEND),
     )

@@ -61,3 +61,10 @@ def test_every_value_lands_between_the_first_and_last_tick(values):
     bottom, top = float(plot.y_ticks[0].at), float(plot.y_ticks[-1].at)
     for point in plot.series[0].points:
         assert top - 0.1 <= float(point.y) <= bottom + 0.1
+
+
+def test_a_tiny_negative_value_lands_on_the_axis():
+    # Found by the property above: dividing by a step again lost the lowest tick.
+    (plot,) = plots(across(Series(label="a", points=[(0, -2.8451154324435255e-98)]), runs=1))
+    bottom, top = float(plot.y_ticks[0].at), float(plot.y_ticks[-1].at)
+    assert top - 0.1 <= float(plot.series[0].points[0].y) <= bottom + 0.1
