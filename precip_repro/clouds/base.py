@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import attrs
 
+from precip_repro.exceptions import CloudError
 from precip_repro.keys import Keys
+from precip_repro.logs import get_logger
 
 __all__ = [
     "Capability",
@@ -228,3 +230,37 @@ class Cloud(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+_log = get_logger(__name__)
+
+
+def end_ghosts(
+    cloud: Cloud,
+    request: LaunchRequest,
+    failure: CloudError,
+    find: Callable[[], list[str]],
+    *,
+    what: str,
+    gc_cloud: str,
+) -> None:
+    """End what a failed launch started anyway — an answer lost on the way back leaves a
+    machine running that no id names — found by ``find`` (by its run and slot). When the
+    cloud cannot be asked, say which ``gc --cloud`` finds it once it answers."""
+    try:
+        ghosts = find()
+        if ghosts:
+            _log.warning(
+                f"the launch failed, yet the cloud started the {what}: ending it",
+                slot=request.slot,
+                instances=ghosts,
+                error=failure.code,
+            )
+            cloud.terminate(ghosts)
+    except CloudError as exc:
+        _log.warning(
+            f"the launch failed, and the cloud could not be asked whether it started the "
+            f"{what} anyway: once it answers, run `precip-repro gc --cloud {gc_cloud}`",
+            slot=request.slot,
+            error=str(exc),
+        )

@@ -33,6 +33,7 @@ from precip_repro.clouds.base import (
     FloatingAddress,
     LaunchRequest,
     RunInstance,
+    end_ghosts,
 )
 from precip_repro.clouds.ec2_addresses import FloatingAddresses
 from precip_repro.clouds.ec2_client import (
@@ -264,29 +265,13 @@ class EC2Cloud:
         an instance running that no id names, found here by its run and slot tags."""
         if not request.run:
             return  # an unrecorded experiment's tags name no run: they would match others'
-        try:
-            ghosts = [
-                inst.instance_id
-                for inst, _ in self.tagged_instances(
-                    {"precip:run": request.run, "precip:slot": request.slot}
-                )
-            ]
-            if ghosts:
-                log.warning(
-                    "the launch failed, yet the cloud started the instance: terminating it",
-                    slot=request.slot,
-                    instances=ghosts,
-                    error=failure.code,
-                )
-                self.terminate(ghosts)
-        except CloudError as exc:
-            log.warning(
-                "the launch failed, and the cloud could not be asked whether it started the "
-                "instance anyway: once it answers, run `precip-repro gc --cloud "
-                f"{self.endpoint or f'https://ec2.{self.region}.amazonaws.com'}`",
-                slot=request.slot,
-                error=str(exc),
-            )
+        tags = {"precip:run": request.run, "precip:slot": request.slot}
+        end_ghosts(
+            self, request, failure,
+            lambda: [inst.instance_id for inst, _ in self.tagged_instances(tags)],
+            what="instance",
+            gc_cloud=self.endpoint or f"https://ec2.{self.region}.amazonaws.com",
+        )  # fmt: skip
 
     @staticmethod
     def _instance(data: dict[str, Any]) -> CloudInstance:

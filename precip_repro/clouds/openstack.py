@@ -31,6 +31,7 @@ from precip_repro.clouds.base import (
     FloatingAddress,
     LaunchRequest,
     RunInstance,
+    end_ghosts,
 )
 from precip_repro.clouds.openstack_addresses import FloatingIPs
 from precip_repro.clouds.openstack_client import CloudConfig, OpenStackClient, load_config
@@ -316,27 +317,16 @@ class OpenStackCloud:
         found by its run and slot metadata."""
         if not request.run or failure.code == "QuotaExceeded":
             return
-        try:
-            ghosts = [
+        end_ghosts(
+            self, request, failure,
+            lambda: [
                 run_instance.instance.instance_id
                 for run_instance in self.run_instances()
                 if (run_instance.run, run_instance.slot) == (request.run, request.slot)
-            ]
-            if ghosts:
-                log.warning(
-                    "the launch failed, yet the cloud started the server: deleting it",
-                    slot=request.slot,
-                    instances=ghosts,
-                    error=failure.code,
-                )
-                self.terminate(ghosts)
-        except CloudError as exc:
-            log.warning(
-                "the launch failed, and the cloud could not be asked whether it started the "
-                f"server anyway: once it answers, run `precip-repro gc --cloud {KIND}=…`",
-                slot=request.slot,
-                error=str(exc),
-            )
+            ],
+            what="server",
+            gc_cloud=f"{KIND}=…",
+        )  # fmt: skip
 
     def _servers(self) -> list[Any]:
         compute = self._api.conn.compute
