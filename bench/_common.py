@@ -8,6 +8,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def scratch() -> Path:
@@ -31,3 +32,34 @@ def interleaved(contenders: dict[str, Callable[[], object]], rounds: int) -> dic
         for name, func in contenders.items():
             samples[name].append(timed(func))
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def provisioned_run(store: Path, name: str, ids: list[str], *, block: int, **options: Any) -> Any:
+    """A new run in ``store`` that provisioned the instances ``ids`` (call 1, finished) at
+    addresses 127.BLOCK.0.2…: where the benchmarks' large runs start."""
+    from precip_repro.record import Run, RunStore
+    from precip_repro.record.payloads import (
+        CallFinished,
+        CallStarted,
+        InstanceLaunched,
+        InstanceReady,
+    )
+
+    run = Run.open(RunStore(store), name=name, **options)
+    run.append(CallStarted(call=1, exp="e1", method="provision", args={"image_id": "default"}))
+    for n, instance_id in enumerate(ids):
+        run.append(
+            InstanceLaunched(
+                call=1, exp="e1", slot=f"e1.p1.{n}", instance_id=instance_id,
+                image_id="default", instance_type="m1.small", tags=["precip"],
+            )
+        )  # fmt: skip
+        address = f"127.{block}.0.{n + 2}"
+        run.append(
+            InstanceReady(
+                slot=f"e1.p1.{n}", instance_id=instance_id, facts={"cpus": 2},
+                public_address=address, private_address=address,
+            )
+        )  # fmt: skip
+    run.append(CallFinished(call=1, result=ids, duration_ns=1))
+    return run

@@ -19,37 +19,18 @@ import sys
 import time
 from pathlib import Path
 
-from _common import scratch  # type: ignore[import-not-found]
+from _common import provisioned_run, scratch  # type: ignore[import-not-found]
 
 
 def record(store: Path, events: int, *, variant: int) -> str:
-    from precip_repro.record import Run, RunStore
     from precip_repro.record.payloads import (
         CallFinished,
         CallStarted,
         CommandFinished,
-        InstanceLaunched,
-        InstanceReady,
     )
 
-    run = Run.open(RunStore(store), name=f"big-{variant}")
     ids = [f"i-{variant:04d}{n:012d}" for n in range(2)]
-    run.append(CallStarted(call=1, exp="e1", method="provision", args={"image_id": "default"}))
-    for n, instance_id in enumerate(ids):
-        run.append(
-            InstanceLaunched(
-                call=1, exp="e1", slot=f"e1.p1.{n}", instance_id=instance_id,
-                image_id="default", instance_type="m1.small", tags=["precip"],
-            )
-        )  # fmt: skip
-        run.append(
-            InstanceReady(
-                slot=f"e1.p1.{n}", instance_id=instance_id, facts={"cpus": 2},
-                public_address=f"127.{130 + variant}.0.{n + 2}",
-                private_address=f"127.{130 + variant}.0.{n + 2}",
-            )
-        )  # fmt: skip
-    run.append(CallFinished(call=1, result=ids, duration_ns=1))
+    run = provisioned_run(store, f"big-{variant}", ids, block=130 + variant)
     call = 1
     while run.events < events - 4:
         call += 1

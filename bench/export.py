@@ -18,37 +18,19 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from _common import interleaved, scratch  # type: ignore[import-not-found]
+from _common import interleaved, provisioned_run, scratch  # type: ignore[import-not-found]
 
 
 def record(store: Path, commands: int) -> Path:
-    from precip_repro.record import Run, RunStore
     from precip_repro.record.payloads import (
         CallFinished,
         CallStarted,
         CommandFinished,
         FilePut,
-        InstanceLaunched,
-        InstanceReady,
     )
 
-    run = Run.open(RunStore(store), name="big-export", argv=["pipeline.py"])
     ids = ["i-000000000001", "i-000000000002"]
-    run.append(CallStarted(call=1, exp="e1", method="provision", args={"image_id": "default"}))
-    for n, instance_id in enumerate(ids):
-        run.append(
-            InstanceLaunched(
-                call=1, exp="e1", slot=f"e1.p1.{n}", instance_id=instance_id,
-                image_id="default", instance_type="m1.small", tags=["precip"],
-            )
-        )  # fmt: skip
-        run.append(
-            InstanceReady(
-                slot=f"e1.p1.{n}", instance_id=instance_id, facts={"cpus": 2},
-                public_address=f"127.131.0.{n + 2}", private_address=f"127.131.0.{n + 2}",
-            )
-        )  # fmt: skip
-    run.append(CallFinished(call=1, result=ids, duration_ns=1))
+    run = provisioned_run(store, "big-export", ids, block=131, argv=["pipeline.py"])
     script = run.add_blob(b"#!/bin/sh\necho step\n" * 200)
     run.append(CallStarted(call=2, exp="e1", method="put", args={"tags": []}))
     run.append(
