@@ -374,3 +374,30 @@ def test_a_native_run_plays_back_with_no_cloud_and_no_clouds_yaml(
     assert code == 0, out
     assert "['played\\n']" in out
     assert openstack.api.requests == []  # the cloud was not asked anything
+
+
+def test_a_server_created_by_a_request_whose_answer_was_lost_is_found_and_deleted(
+    bare_api, store, monkeypatch, capfd
+):
+    # Nova made the server, and the answer never came back (a gateway timing out): the
+    # launch fails, and the server it started anyway, named by no id, is found by its run
+    # and slot metadata and deleted.
+    import openstack.exceptions
+    from openstack.compute.v2._proxy import Proxy
+
+    api, cloud = bare_api()
+    create = Proxy.create_server
+
+    def answer_lost(self: Any, **attrs: Any) -> Any:
+        create(self, **attrs)
+        raise openstack.exceptions.HttpException(message="Gateway Timeout", http_status=504)
+
+    monkeypatch.setattr(Proxy, "create_server", answer_lost)
+    exp = OpenStackExperiment(cloud=cloud, records=store.root)
+    with pytest.raises(CloudError):
+        exp.provision("ubuntu-22.04", "m1.tiny")
+    assert "the launch failed, yet the cloud started the server" in capfd.readouterr().err
+    from tests.ec2_cloud import wait_until
+
+    assert wait_until(lambda: api.compute.servers == {})
+    finish_run()
