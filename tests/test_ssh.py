@@ -192,3 +192,23 @@ def test_a_connection_nothing_answers_says_what_may_drop_it():
     assert info.value.instance == "i-0dropped"
     assert "nothing answered within 0.5 s" in str(info.value)
     assert f"a security group or firewall drops tcp/{port} from this machine" in str(info.value)
+
+
+def test_a_channel_that_cannot_be_closed_on_a_broken_connection_hides_nothing(
+    local_experiment, monkeypatch
+):
+    # When an instance dies mid-command, paramiko may or may not have seen the end before
+    # the channel is closed; when it has not, closing raises EOFError. That must not replace
+    # the command's outcome (it made test_an_unreachable_instance_raises_… fail at random).
+    import paramiko
+
+    exp = local_experiment("closing")
+    exp.provision("default")
+    exp.wait()
+
+    def broken(self: paramiko.Channel) -> None:
+        raise EOFError
+
+    monkeypatch.setattr(paramiko.Channel, "close", broken)
+    codes, outs, _ = exp.run([], "echo still here")
+    assert codes == [0] and outs == ["still here\n"]

@@ -213,7 +213,11 @@ class Commands(Sessions):
                 f"the connection broke while running {shown_command(self._redact(cmd))}", exc
             ) from exc
         finally:
-            chan.close()
+            # On a connection that broke, closing the channel has no one left to tell: the
+            # error it raises (EOFError, a broken pipe — depending on whether paramiko saw
+            # the end first) must not hide why the command failed.
+            with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
+                chan.close()
         return ExecResult(
             exit_code=exit_code,
             stdout=bytes(out),
