@@ -3,6 +3,8 @@ a full one saying how to get a larger one."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from precip_repro import CloudError, InvalidOption
@@ -17,13 +19,39 @@ def test_a_bad_address_block_lists_what_is_valid(block, tmp_path):
 
 
 def test_an_address_block_is_held_by_one_cloud_at_a_time(tmp_path):
-    first = LocalCloud(address_block="127.200.7.0/24", home=tmp_path)
+    first = LocalCloud(address_block="127.20.7.0/24", home=tmp_path)
     try:
-        with pytest.raises(CloudError, match="in use by another local cloud"):
-            LocalCloud(address_block="127.200.7.0/24", home=tmp_path)
+        with pytest.raises(CloudError, match=r"in use .* by another local cloud"):
+            LocalCloud(address_block="127.20.7.0/24", home=tmp_path)
     finally:
         first.close()
-    LocalCloud(address_block="127.200.7.0/24", home=tmp_path).close()
+    LocalCloud(address_block="127.20.7.0/24", home=tmp_path).close()
+
+
+# Blocks given in these tests lie outside the pool free blocks are drawn from (127.128.0.0/9),
+# so that no other cloud of the session can hold them by chance.
+
+
+@pytest.mark.parametrize(
+    ("held", "wanted"),
+    [("127.21.7.0/24", "127.21.7.16/28"), ("127.21.7.32/28", "127.21.0.0/20")],
+)
+def test_a_block_overlapping_one_in_use_is_refused(held, wanted, tmp_path):
+    first = LocalCloud(address_block=held, home=tmp_path)
+    try:
+        with pytest.raises(CloudError, match=r"in use .* by another local cloud"):
+            LocalCloud(address_block=wanted, home=tmp_path)
+    finally:
+        first.close()
+    LocalCloud(address_block=wanted, home=tmp_path).close()
+
+
+def test_starting_a_cloud_leaves_a_seeded_random_sequence_alone(tmp_path):
+    random.seed(7)
+    expected = [random.random() for _ in range(3)]
+    random.seed(7)
+    LocalCloud(home=tmp_path).close()
+    assert [random.random() for _ in range(3)] == expected
 
 
 def test_two_clouds_get_different_free_blocks(tmp_path):
@@ -38,12 +66,12 @@ def test_two_clouds_get_different_free_blocks(tmp_path):
 
 
 def test_a_full_address_block_says_why_and_how_to_get_a_larger_one(local_experiment):
-    exp = local_experiment("sweep", address_block="127.151.9.0/28")
+    exp = local_experiment("sweep", address_block="127.51.9.0/28")
     for _ in range(13):  # .2 to .14: an address per instance for the whole run
         exp.provision("default")
         exp.deprovision()
     with pytest.raises(CloudError, match=r"full: .* all its 13 addresses") as info:
         exp.provision("default")
     assert info.value.code == "AddressBlockFull"
-    assert "address_block='127.151.0.0/20'" in str(info.value)
+    assert "address_block='127.51.0.0/20'" in str(info.value)
     assert exp.list() == []

@@ -33,9 +33,9 @@ def test_a_count_past_any_cloud_is_refused_at_once_recording_no_call(local_exper
 
 
 def test_a_count_past_what_the_local_cloud_can_give_names_what_it_can(local_experiment):
-    exp = local_experiment("too-many", address_block="127.140.7.0/28")
+    exp = local_experiment("too-many", address_block="127.40.7.0/28")
     before = {s.instance_id for s in live_local_instances()}
-    with pytest.raises(CloudError, match=r"127.140.7.0/28 has 13 of its 13 addresses left"):
+    with pytest.raises(CloudError, match=r"127.40.7.0/28 has 13 of its 13 addresses left"):
         exp.provision("default", count=14)
     assert {s.instance_id for s in live_local_instances()} == before
     exp.provision("default", count=13)  # all it has

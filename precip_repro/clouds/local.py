@@ -114,9 +114,9 @@ class LocalCloud:
         self._checked = False
         self._port = port
         self._block: ipaddress.IPv4Network | None = None
-        self._block_lock: int | None = None
+        self._block_locks: list[int] = []
         if not lists_only:
-            self._block, self._block_lock = claim_block(self.home, address_block)
+            self._block, self._block_locks = claim_block(self.home, address_block)
         self._next_host = 2
         self._user = whoami()
         self.session_user = None if self.root_mode else "root"
@@ -350,6 +350,6 @@ class LocalCloud:
         with self._lock:
             remaining = list(self._states)
         self.terminate(remaining)
-        if self._block_lock is not None:
-            os.close(self._block_lock)
-            self._block_lock = None
+        locks, self._block_locks = self._block_locks, []
+        for fd in locks:
+            os.close(fd)

@@ -9,6 +9,7 @@ import fcntl
 import ipaddress
 import os
 import random
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
@@ -19,6 +20,11 @@ from precip_repro.keys import ensure_home
 __all__ = ["POOL", "block_full", "claim_block", "parse_block"]
 
 POOL: Final = ipaddress.IPv4Network("127.128.0.0/9")
+
+# Not the module-level generator: a script that seeds ``random`` for its own work must get
+# the same numbers whether or not it starts a local cloud, and a seeded generator would
+# send every cloud to the same first block.
+_PICK: Final = random.SystemRandom()
 
 
 def parse_block(block: str) -> ipaddress.IPv4Network:
@@ -37,31 +43,53 @@ def parse_block(block: str) -> ipaddress.IPv4Network:
     return network
 
 
-def claim_block(home: Path, wanted: str | None) -> tuple[ipaddress.IPv4Network, int]:
-    """Lock ``wanted``, or a free /24 of :data:`POOL`; return it and the descriptor that
-    holds its lock (closing it frees the block)."""
+def claim_block(home: Path, wanted: str | None) -> tuple[ipaddress.IPv4Network, list[int]]:
+    """Lock ``wanted``, or a free /24 of :data:`POOL`; return it and the descriptors that
+    hold its locks (closing them frees the block).
+
+    A lock is taken on every /24 the block touches, so two blocks that overlap — a /28
+    inside another cloud's /24, a /20 around it — are never held at once."""
     blocks = ensure_home(home) / "local" / "blocks"
     blocks.mkdir(parents=True, exist_ok=True)
     if wanted is not None:
         network = parse_block(wanted)
-        lock = _lock_block(blocks, network)
-        if lock is None:
+        locks = _lock_all(blocks, _touched(network))
+        if locks is None:
             raise CloudError(
-                f"address block {network} is in use by another local cloud on this "
-                "machine; choose another address_block, or leave it out to get a free one"
+                f"address block {network} is in use (in whole or in part) by another local "
+                "cloud on this machine; choose another address_block, or leave it out to get "
+                "a free one"
             )
-        return network, lock
+        return network, locks
     in_use = {ipaddress.ip_address(s.address) for s in live_local_instances(home)}
     subnets = POOL.prefixlen
     for _ in range(200):
-        index = random.randrange(1, 2 ** (24 - subnets))
+        index = _PICK.randrange(1, 2 ** (24 - subnets))
         network = ipaddress.IPv4Network(f"{POOL.network_address + index * 256}/24")
         if any(address in network for address in in_use):
             continue
-        lock = _lock_block(blocks, network)
-        if lock is not None:
-            return network, lock
+        locks = _lock_all(blocks, [network])
+        if locks is not None:
+            return network, locks
     raise CloudError("no free address block in 127.128.0.0/9; run `precip-repro gc`")
+
+
+def _touched(network: ipaddress.IPv4Network) -> list[ipaddress.IPv4Network]:
+    if network.prefixlen >= 24:
+        return [network.supernet(new_prefix=24)]
+    return list(network.subnets(new_prefix=24))
+
+
+def _lock_all(blocks: Path, networks: Iterable[ipaddress.IPv4Network]) -> list[int] | None:
+    held: list[int] = []
+    for network in networks:
+        lock = _lock_block(blocks, network)
+        if lock is None:
+            for fd in held:
+                os.close(fd)
+            return None
+        held.append(lock)
+    return held
 
 
 def _lock_block(blocks: Path, network: ipaddress.IPv4Network) -> int | None:
