@@ -79,12 +79,19 @@ class ViewBuilder:
         self.count = 0
         self.first = 0
         self.last = 0
+        self._typed = True
 
     def add(self, event: Event) -> None:
-        self.add_parts(event.type, event.ts, event.data)
+        if event.v != FORMAT_VERSION:
+            kind, data = upgraded(event)
+            self.add_parts(kind, event.ts, data)
+        else:
+            self.add_parts(event.type, event.ts, event.data, typed=event.typed)
 
-    def add_parts(self, kind: str, ts: str, data: dict[str, Any]) -> None:
-        """Add one event given as its type, timestamp and data."""
+    def add_parts(self, kind: str, ts: str, data: dict[str, Any], *, typed: bool = True) -> None:
+        """Add one event given as its type, timestamp and (current-version) data; ``typed``
+        False when nothing in the data is a typed value (``{"$float": …}``)."""
+        self._typed = typed
         self.count += 1
         now = ts_ns(ts)
         self.first = self.first or now
@@ -286,9 +293,10 @@ class ViewBuilder:
             return result
 
     def _decoded(self, value: JSON) -> JSON:
-        # Typed numbers ({"$float": …}) back to numbers. (Looking for "$ in each line's
-        # bytes instead cost more than this walk of the few values that may hold one.)
-        return decoded_or_as_is(value)
+        # Typed numbers ({"$float": …}) back to numbers, unless the line is known to hold
+        # none. (Looking for "$ in each line's bytes costs more than this walk of the few
+        # values that may hold one.)
+        return decoded_or_as_is(value) if self._typed else value
 
     def _shared(self, text: str) -> str:
         # Slots, ids, users, methods repeat in every event: one copy each, not one per event.

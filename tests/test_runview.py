@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from precip_repro.loading import load_run, load_verified
+from precip_repro.loading import ViewBuilder, load_run, load_verified
 from precip_repro.normalize import Normalizer
-from precip_repro.record import LogReader, Run, RunStore
+from precip_repro.record import Event, LogReader, Run, RunStore
 from precip_repro.record.payloads import InstanceLaunched, InstanceReady
 from precip_repro.record.store import EVENTS
 from precip_repro.runview import ts_ns
@@ -186,3 +186,20 @@ def test_an_instance_ready_again_keeps_its_boot_and_its_earlier_address_still_no
     assert norm.text("was 127.0.0.77, is 127.0.0.78") == (
         "was {e1.p1.0.public_address}, is {e1.p1.0.public_address}"
     )
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    # v1 had no typed values: a note's field shaped like one is the user's own object.
+    [(1, {"x": {"$float": "2"}}), (2, {"x": 2.0})],
+)
+def test_a_note_field_shaped_like_a_typed_value_reads_by_its_events_version(
+    version, expected, tmp_path
+):
+    event = Event(
+        v=version, seq=1, ts="2026-12-04T10:00:00.000000Z", type="note",
+        data={"text": "t", "fields": {"x": {"$float": "2"}}}, prev="0" * 64, hash="1" * 64,
+    )  # fmt: skip
+    builder = ViewBuilder(tmp_path)
+    builder.add(event)
+    assert builder.notes[0][2] == expected
