@@ -130,7 +130,7 @@ class ViewBuilder:
         call = self.calls.get(int(data["call"]))
         if call is not None:
             call.outcome = outcome
-            call.result = self._shared_result(self._decoded(data.get("result")))
+            call.result = self._shared_result(data.get("result"))
             error = data.get("error")
             call.error = (
                 ErrorInfo(
@@ -281,16 +281,17 @@ class ViewBuilder:
         return ref
 
     def _shared_result(self, result: JSON) -> JSON:
-        # `run` results ({"exit_codes": [0, 0]}) repeat call after call: one copy of each.
+        # `run` results ({"exit_codes": [0, 0]}) repeat call after call: one copy of each
+        # (and a list of scalars holds no typed value: nothing to decode).
         if type(result) is not dict or len(result) != 1:
-            return result
+            return self._decoded(result)
         codes = result.get("exit_codes")
         if type(codes) is not list:
-            return result
+            return self._decoded(result)
         try:
             return self._results.setdefault(tuple(codes), result)
         except TypeError:  # not a list of exit codes after all (unhashable items)
-            return result
+            return self._decoded(result)
 
     def _decoded(self, value: JSON) -> JSON:
         # Typed numbers ({"$float": …}) back to numbers, unless the line is known to hold

@@ -77,3 +77,17 @@ def test_each_public_module_names_its_members_in_a_sorted_all():
         for member in module.__all__:
             assert getattr(module, member) is not None, (name, member)
         assert module.__doc__, name
+
+
+def test_importing_the_package_loads_none_of_its_modules_until_a_name_is_used():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, precip_repro\n"
+        "before = sorted(m for m in sys.modules if m.startswith('precip_repro.'))\n"
+        "from precip_repro import Rule\n"
+        "print(before, Rule.__module__, 'precip_repro.experiment' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split() == ["[]", "precip_repro.expectations", "False"], done.stderr

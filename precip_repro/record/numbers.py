@@ -145,16 +145,21 @@ def needs_encoding(value: Any, *, any_float: bool = False) -> bool:
 
 
 def _holds_typed(value: Any) -> bool:
-    stack = [value]
+    # Readers walk every call's arguments with this: scalars and empty containers are
+    # passed over where they are met, never pushed (most values are scalars).
+    if type(value) is not dict and type(value) is not list:
+        return False
+    stack: list[Any] = [value]
     while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind is dict:
-            if len(item) == 1 and next(iter(item)) in RESERVED:
+        container = stack.pop()
+        items: Any = container
+        if type(container) is dict:
+            if len(container) == 1 and next(iter(container)) in RESERVED:
                 return True
-            stack.extend(item.values())
-        elif kind is list:
-            stack.extend(item)
+            items = container.values()
+        for item in items:
+            if (type(item) is dict or type(item) is list) and item:
+                stack.append(item)
     return False
 
 
@@ -173,8 +178,10 @@ def decode(value: Any, field: str = "") -> Any:
 def decoded_or_as_is(value: Any) -> Any:
     """:func:`decode`, or ``value`` as it is when a typed value in it is malformed: for
     readers of runs not verified (``verify`` says what is wrong with them)."""
+    if not _holds_typed(value):
+        return value
     try:
-        return decode(value)
+        return _decode(value, "")
     except UnrecordableValue:
         return value
 

@@ -5,17 +5,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from precip_repro.exceptions import RecordCorrupted, UnrecordableValue, UnsupportedVersion
-from precip_repro.record.canonical import canonical
+from precip_repro.loading import ViewBuilder
+from precip_repro.record.canonical import canonical, jsonable
 from precip_repro.record.events import GENESIS, format_ts, payload_of, unstructure
 from precip_repro.record.jcs import plain
 from precip_repro.record.lines import parse_line, seal
 from precip_repro.record.payloads import BlobRef, CallStarted, CommandFinished, Note
+from precip_repro.runview import CallView
+from tests.record.test_numbers import same, user_values
 
 text = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
 hexes = st.text("0123456789abcdef", min_size=64, max_size=64)
@@ -157,3 +161,33 @@ def test_a_line_whose_prev_is_not_a_hash_is_refused_whatever_prev_the_caller_exp
     for expected in (None, GENESIS):
         with pytest.raises(RecordCorrupted, match="'prev' is not 64 lower-case hex digits"):
             parse_line(line, line=2, prev=expected)
+
+
+@given(user_values, st.sampled_from(["note", "call.started", "call.finished", "x.unknown"]))
+def test_a_users_value_in_any_free_field_reads_back_as_passed_and_as_a_view_has_it(value, kind):
+    # The line parser tells payloads and views whether a line may hold a typed value (they
+    # skip decoding when not): whatever the value, both must give it back as passed.
+    field, data = {
+        "note": ("fields", {"text": "t"}),
+        "call.started": ("args", {"call": 1, "exp": "e1", "method": "run"}),
+        "call.finished": ("result", {"call": 1, "duration_ns": 5}),
+        "x.unknown": ("anything", {}),
+    }[kind]
+    data[field] = {"x": jsonable(value)}
+    event, line = seal(seq=1, ts=format_ts(0), type=kind, data=data, prev="0" * 64)
+    back = parse_line(line[:-1], line=2)
+    assert back == event
+    builder = ViewBuilder(Path("run"))
+    builder.calls[1] = CallView(number=1, exp="e1", method="run", args={}, start_ns=0)
+    builder.add(back)
+    if kind == "note":
+        assert same(payload_of(back).fields["x"], value)
+        assert same(builder.notes[0][2]["x"], value)
+    elif kind == "call.started":
+        assert same(payload_of(back).args["x"], value)
+        assert same(builder.calls[1].args["x"], value)
+    elif kind == "call.finished":
+        assert same(payload_of(back).result["x"], value)
+        assert same(builder.calls[1].result["x"], value)
+    else:
+        assert payload_of(back) is None
