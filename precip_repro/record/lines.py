@@ -163,8 +163,7 @@ def parse_line(raw: bytes, *, line: int, run: str | None = None, prev: str | Non
                     orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) == raw
                     if version == 1
                     else (
-                        found is not _FLOAT
-                        and orjson.dumps(obj, option=_V2_ASCII) == raw
+                        found is not _FLOAT and orjson.dumps(obj, option=_V2_ASCII) == raw
                         if raw.isascii()
                         else plain(data) and jcs_fast(obj) == raw
                     )

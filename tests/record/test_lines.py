@@ -17,7 +17,13 @@ from precip_repro.record.canonical import canonical, jsonable
 from precip_repro.record.events import GENESIS, format_ts, payload_of, unstructure
 from precip_repro.record.jcs import plain
 from precip_repro.record.lines import parse_line, seal
-from precip_repro.record.payloads import BlobRef, CallStarted, CommandFinished, Note
+from precip_repro.record.payloads import (
+    BlobRef,
+    CallFinished,
+    CallStarted,
+    CommandFinished,
+    Note,
+)
 from precip_repro.runview import CallView
 from tests.record.test_numbers import same, user_values
 
@@ -167,12 +173,13 @@ def test_a_line_whose_prev_is_not_a_hash_is_refused_whatever_prev_the_caller_exp
 def test_a_users_value_in_any_free_field_reads_back_as_passed_and_as_a_view_has_it(value, kind):
     # The line parser tells payloads and views whether a line may hold a typed value (they
     # skip decoding when not): whatever the value, both must give it back as passed.
-    field, data = {
+    given: dict[str, tuple[str, dict[str, object]]] = {
         "note": ("fields", {"text": "t"}),
         "call.started": ("args", {"call": 1, "exp": "e1", "method": "run"}),
         "call.finished": ("result", {"call": 1, "duration_ns": 5}),
         "x.unknown": ("anything", {}),
-    }[kind]
+    }
+    field, data = given[kind]
     data[field] = {"x": jsonable(value)}
     event, line = seal(seq=1, ts=format_ts(0), type=kind, data=data, prev="0" * 64)
     back = parse_line(line[:-1], line=2)
@@ -180,14 +187,15 @@ def test_a_users_value_in_any_free_field_reads_back_as_passed_and_as_a_view_has_
     builder = ViewBuilder(Path("run"))
     builder.calls[1] = CallView(number=1, exp="e1", method="run", args={}, start_ns=0)
     builder.add(back)
-    if kind == "note":
-        assert same(payload_of(back).fields["x"], value)
+    payload = payload_of(back)
+    if isinstance(payload, Note):
+        assert same(payload.fields["x"], value)
         assert same(builder.notes[0][2]["x"], value)
-    elif kind == "call.started":
-        assert same(payload_of(back).args["x"], value)
+    elif isinstance(payload, CallStarted):
+        assert same(payload.args["x"], value)
         assert same(builder.calls[1].args["x"], value)
-    elif kind == "call.finished":
-        assert same(payload_of(back).result["x"], value)
+    elif isinstance(payload, CallFinished):
+        assert same(payload.result["x"], value)
         assert same(builder.calls[1].result["x"], value)
     else:
-        assert payload_of(back) is None
+        assert kind == "x.unknown" and payload is None
