@@ -118,7 +118,7 @@ GENESIS: Final = "0" * 64
 # --- the envelope ----------------------------------------------------------------------------
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class Event:
     """One line of ``events.jsonl``, as read or as written."""
 

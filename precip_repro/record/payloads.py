@@ -73,7 +73,7 @@ def _check_hex64(value: str) -> None:
 # --- values shared by payloads -------------------------------------------------------------
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class BlobRef:
     """A reference to bytes: their sha256 and size; short UTF-8 output also inline as ``text``.
 
@@ -99,7 +99,7 @@ class BlobRef:
         return cls(sha256=hashlib.sha256(content).hexdigest(), size=len(content), text=text)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class ReplayOf:
     """The run a replay re-executes: its id, digest, and the ``SHA256:`` fingerprint of the
     key that signed it (None: the source is unsigned)."""
@@ -109,7 +109,7 @@ class ReplayOf:
     signer: str | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class ErrorInfo:
     """An exception as recorded: its class name and message, and for an error about one
     instance (an ``InstanceError``) that instance's id and slot."""
@@ -231,14 +231,14 @@ def _result(value: object) -> JSON:
 # --- payloads --------------------------------------------------------------------------------
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class Payload:
     """Base of every event payload; ``TYPE`` is the event's dotted type name."""
 
     TYPE: ClassVar[str] = ""
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class RunStarted(Payload):
     TYPE: ClassVar[str] = "run.started"
     run: str
@@ -257,7 +257,7 @@ class RunStarted(Payload):
     """A replay's mapping file, as given."""
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class ExperimentCreated(Payload):
     TYPE: ClassVar[str] = "experiment.created"
     exp: str
@@ -272,7 +272,7 @@ class ExperimentCreated(Payload):
     sudo); absent for root."""
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class CallStarted(Payload):
     TYPE: ClassVar[str] = "call.started"
     call: int
@@ -281,7 +281,7 @@ class CallStarted(Payload):
     args: dict[str, JSON] = attrs.field(converter=_args)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class InstanceLaunched(Payload):
     TYPE: ClassVar[str] = "instance.launched"
     call: int
@@ -294,7 +294,7 @@ class InstanceLaunched(Payload):
     image_digest: str | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class InstanceReady(Payload):
     TYPE: ClassVar[str] = "instance.ready"
     slot: str
@@ -307,7 +307,7 @@ class InstanceReady(Payload):
     facts: dict[str, JSON] = attrs.field(factory=dict, converter=_facts)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class CommandFinished(Payload):
     TYPE: ClassVar[str] = "command.finished"
     call: int
@@ -321,7 +321,7 @@ class CommandFinished(Payload):
     duration_ns: int
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class FilePut(Payload):
     TYPE: ClassVar[str] = "file.put"
     call: int
@@ -336,7 +336,7 @@ class FilePut(Payload):
     """The tool chose ``remote_path`` (``copy_and_run``'s script) and removes it after."""
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class FileGot(Payload):
     TYPE: ClassVar[str] = "file.got"
     call: int
@@ -349,7 +349,7 @@ class FileGot(Payload):
     content: BlobRef
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class InstanceTerminating(Payload):
     TYPE: ClassVar[str] = "instance.terminating"
     slot: str
@@ -357,7 +357,7 @@ class InstanceTerminating(Payload):
     call: int | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class InstanceTerminated(Payload):
     TYPE: ClassVar[str] = "instance.terminated"
     slot: str
@@ -365,7 +365,7 @@ class InstanceTerminated(Payload):
     call: int | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class CallFinished(Payload):
     TYPE: ClassVar[str] = "call.finished"
     call: int
@@ -373,7 +373,7 @@ class CallFinished(Payload):
     duration_ns: int
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class CallFailed(Payload):
     TYPE: ClassVar[str] = "call.failed"
     call: int
@@ -381,7 +381,7 @@ class CallFailed(Payload):
     duration_ns: int
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class Note(Payload):
     TYPE: ClassVar[str] = "note"
     text: str
@@ -393,7 +393,7 @@ PARAMETER_SOURCES: Final = ("environment", "default", "recording")
 the script gave, or the recording a playback answers from."""
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class Parameter(Payload):
     """A value the script declared as a parameter of the experiment (``exp.param``): its
     name (an environment variable's), the value used, typed as the script asked, and where
@@ -405,7 +405,7 @@ class Parameter(Payload):
     source: str
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class RunFinished(Payload):
     TYPE: ClassVar[str] = "run.finished"
     status: str
@@ -422,7 +422,7 @@ class RunFinished(Payload):
         return None if self.recovered is None else _torn_tail(self.recovered)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class BlobWithheld(Payload):
     """A blob stored earlier was removed because it holds a secret registered after it was
     stored (the experiment script with a literal key, a file moved before ``secret()``).
@@ -435,7 +435,7 @@ class BlobWithheld(Payload):
     reason: str
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class BlobAdded(Payload):
     """A blob stored with ``Run.add_blob`` that no event referred to by the time the run
     finished: this event refers to it, so that ``verify`` checks it like every other."""
@@ -444,7 +444,7 @@ class BlobAdded(Payload):
     content: BlobRef
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class ModuleLoaded(Payload):
     """A Python module of the experiment's own — a file beside the script that it imported
     (``from helper import …``) — with its source: what ran is the script and these. Written
@@ -457,7 +457,7 @@ class ModuleLoaded(Payload):
     content: BlobRef
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class ReplayStep(Payload):
     """A replay's verdict on one recorded call: ``reproduced`` or ``diverged``."""
 
