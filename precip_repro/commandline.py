@@ -105,9 +105,27 @@ def common_options(*, records_help: str = RECORDS_HELP) -> Parser:
     return common
 
 
+class _Version(argparse.Action):
+    # argparse's own "version" action wants the text up front; finding the installed
+    # version (importlib.metadata) costs a tenth of a record command's start-up, so it is
+    # looked up only when asked for.
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        sys.stdout.write(f"{parser.prog} {tool_version()}\n")
+        parser.exit()
+
+
 def add_version(parser: argparse.ArgumentParser) -> None:
     """``--version``: the tool's name and precip-repro's version."""
-    parser.add_argument("--version", action="version", version=f"%(prog)s {tool_version()}")
+    parser.add_argument("--version", action=_Version, help="show the version and exit")
 
 
 def parse(

@@ -24,7 +24,6 @@ Errors name the key and its line, and come before anything is compared or provis
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 from typing import Final
 
@@ -40,6 +39,8 @@ MAX_RULES_FILE: Final = 1 << 20
 def load_rules(path: Path) -> tuple[Rule, ...]:
     """The rules of the file at ``path``; :class:`RuleInvalid` naming the file, the key and
     its line for anything malformed."""
+    import tomllib  # only a command given --rules parses TOML: the others start without it
+
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_RULES_FILE + 1)

@@ -3,6 +3,7 @@ broken pipes, Ctrl-C, the common options and logging."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
 import subprocess
@@ -135,9 +136,10 @@ def test_both_tools_take_records_verbose_and_version(capsys):
         assert info.value.code == 0
         out = capsys.readouterr().out
         assert "--records STORE" in out and "-v, --verbose" in out and "--version" in out
-        with pytest.raises(SystemExit):
+        with pytest.raises(SystemExit) as info:
             tool(["--version"])
-        assert capsys.readouterr().out.startswith(f"{name} ")
+        assert info.value.code == 0
+        assert capsys.readouterr().out == f"{name} {importlib.metadata.version('precip-repro')}\n"
 
 
 def test_both_tools_say_a_missing_run_in_one_line_with_exit_2(capsys, store):
