@@ -4,14 +4,18 @@ a full one saying how to get a larger one."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
 from precip_repro import CloudError, InvalidOption
+from precip_repro.clouds import local_blocks
 from precip_repro.clouds.local import LocalCloud
 
 
-@pytest.mark.parametrize("block", ["10.0.0.0/24", "127.1.2.0/30", "not-an-address"])
+@pytest.mark.parametrize(
+    "block", ["10.0.0.0/24", "127.1.2.0/30", "127.16.0.0/12", "not-an-address"]
+)
 def test_a_bad_address_block_lists_what_is_valid(block, tmp_path):
     with pytest.raises(InvalidOption) as info:
         LocalCloud(address_block=block, home=tmp_path)
@@ -75,3 +79,22 @@ def test_a_full_address_block_says_why_and_how_to_get_a_larger_one(local_experim
     assert info.value.code == "AddressBlockFull"
     assert "address_block='127.51.0.0/20'" in str(info.value)
     assert exp.list() == []
+
+
+def test_a_lock_that_fails_midway_leaves_no_descriptor_open(tmp_path, monkeypatch):
+    real = local_blocks._lock_block
+    calls = []
+
+    def third_fails(blocks, network):
+        calls.append(network)
+        if len(calls) == 3:
+            raise OSError(24, "Too many open files")
+        return real(blocks, network)
+
+    monkeypatch.setattr(local_blocks, "_lock_block", third_fails)
+    before = len(list(Path("/proc/self/fd").iterdir()))
+    with pytest.raises(OSError, match="Too many open files"):
+        LocalCloud(address_block="127.22.0.0/20", home=tmp_path)
+    assert len(list(Path("/proc/self/fd").iterdir())) == before
+    monkeypatch.undo()
+    LocalCloud(address_block="127.22.0.0/20", home=tmp_path).close()  # nothing left held

@@ -40,6 +40,9 @@ def parse_block(block: str) -> ipaddress.IPv4Network:
         raise InvalidOption("address_block", block, ["a block inside 127.0.0.0/8 (loopback)"])
     if network.prefixlen > 28:
         raise InvalidOption("address_block", block, ["a block of at least 16 addresses (/28)"])
+    if network.prefixlen < 16:
+        # A lock per /24 it touches: a /16 is 256 of them, and 65,533 instances enough.
+        raise InvalidOption("address_block", block, ["a block of at most 65,536 addresses (/16)"])
     return network
 
 
@@ -82,14 +85,21 @@ def _touched(network: ipaddress.IPv4Network) -> list[ipaddress.IPv4Network]:
 
 def _lock_all(blocks: Path, networks: Iterable[ipaddress.IPv4Network]) -> list[int] | None:
     held: list[int] = []
-    for network in networks:
-        lock = _lock_block(blocks, network)
-        if lock is None:
-            for fd in held:
-                os.close(fd)
-            return None
-        held.append(lock)
-    return held
+    try:
+        for network in networks:
+            lock = _lock_block(blocks, network)
+            if lock is None:
+                break
+            held.append(lock)
+        else:
+            return held
+    except BaseException:
+        for fd in held:
+            os.close(fd)
+        raise
+    for fd in held:
+        os.close(fd)
+    return None
 
 
 def _lock_block(blocks: Path, network: ipaddress.IPv4Network) -> int | None:

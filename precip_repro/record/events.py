@@ -131,9 +131,9 @@ class Event:
     hash: str
     typed: bool = attrs.field(default=True, eq=False, repr=False)
     """Whether ``data``'s free-form values may hold typed values (``{"$float": …}``) or
-    ``$object`` wrappers: false when the event has no free-form field, or the line's bytes
-    hold no ``{"$`` (no JSON object there has a key starting with ``$``) — which spares the
-    payload a walk over them. Not part of the event: a reader's knowledge of its bytes."""
+    ``$object`` wrappers: false when the event has no free-form field, or the line parser's
+    walk of them met no one-member object with a reserved key — which spares the payload a
+    second walk. Not part of the event: a reader's knowledge of its bytes."""
 
     def to_json(self) -> dict[str, JSON]:
         return {

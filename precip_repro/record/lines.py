@@ -172,7 +172,7 @@ def parse_line(raw: bytes, *, line: int, run: str | None = None, prev: str | Non
             ):
                 return Event(
                     v=version, seq=seq, ts=ts, type=kind, data=data, prev=previous,
-                    hash=digest, typed=found is _TYPED_VALUE,
+                    hash=digest, typed=version == 1 or found is _TYPED_VALUE,
                 )  # fmt: skip
         except orjson.JSONEncodeError:  # an integer beyond ±(2^53 - 1)
             pass
@@ -198,7 +198,8 @@ def _scan_free(free: tuple[str, ...], data: dict[str, Any]) -> str:
     ±(2^53 - 1) (:data:`_FLOAT`: orjson's bytes may not be RFC 8785's), else an object
     shaped like a typed value (:data:`_TYPED_VALUE`: for the payload to decode), else
     neither (:data:`_PLAIN`). One walk, :func:`~precip_repro.record.jcs.plain`'s, that also
-    tells a reader whether decoding may be skipped."""
+    tells a reader whether decoding may be skipped — in a v2 line: it stops at the first
+    float, which a v1 line (whose large integers are plain) may hold before a typed value."""
     stack: list[Any] = [data] if free is _ALL else [data.get(name) for name in free]
     found = _PLAIN
     while stack:

@@ -199,3 +199,13 @@ def test_a_users_value_in_any_free_field_reads_back_as_passed_and_as_a_view_has_
         assert same(builder.calls[1].result["x"], value)
     else:
         assert kind == "x.unknown" and payload is None
+
+
+def test_a_v1_line_with_a_large_integer_before_a_typed_looking_object_keeps_it_the_users():
+    # v1 integers beyond 2^53 are plain there: the free-field walk stops at them, so a v1
+    # line may not be judged free of typed-looking objects by it.
+    fields = {"big": 2**60, "x": {"$float": "1"}}
+    _, line = seal(seq=1, ts=format_ts(0), type="note", data={"text": "t", "fields": fields},
+                   prev="0" * 64, v=1)  # fmt: skip
+    payload = payload_of(parse_line(line[:-1], line=2))
+    assert isinstance(payload, Note) and payload.fields == fields
