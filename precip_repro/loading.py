@@ -21,7 +21,7 @@ import orjson
 from precip_repro.content import ContentRef
 from precip_repro.logs import get_logger
 from precip_repro.record.canonical import JSON
-from precip_repro.record.events import FORMAT_VERSION, Event, upgraded
+from precip_repro.record.events import FORMAT_VERSION, Event, upgrade, upgraded
 from precip_repro.record.files import open_regular
 from precip_repro.record.numbers import decoded_or_as_is
 from precip_repro.record.payloads import ErrorInfo
@@ -457,7 +457,7 @@ def _read_unchecked(run_dir: Path) -> RunView:
             obj = orjson.loads(raw)
             kind, data = obj["type"], obj["data"]
             if obj["v"] != FORMAT_VERSION:
-                kind, data = upgraded(Event(**obj))
+                kind, data = upgrade(obj["v"], kind, data)
             builder.add_parts(kind, obj["ts"], data)
     return builder.build()
 

@@ -104,6 +104,7 @@ __all__ = [
     "payload_of",
     "refs_in",
     "unstructure",
+    "upgrade",
     "upgraded",
 ]
 
@@ -288,9 +289,13 @@ P = TypeVar("P", bound=Payload)
 
 def upgraded(event: Event) -> tuple[str, dict[str, JSON]]:
     """The event's (type, data) in the current format version."""
-    kind, data = event.type, event.data
-    for version in range(event.v, FORMAT_VERSION):
-        kind, data = UPGRADES[version](kind, data)
+    return upgrade(event.v, event.type, event.data)
+
+
+def upgrade(version: int, kind: str, data: dict[str, JSON]) -> tuple[str, dict[str, JSON]]:
+    """An event's (type, data) of format ``version`` in the current one."""
+    for step in range(version, FORMAT_VERSION):
+        kind, data = UPGRADES[step](kind, data)
     return kind, data
 
 

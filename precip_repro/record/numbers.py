@@ -96,12 +96,20 @@ def escape_object(value: dict[str, Any]) -> dict[str, Any]:
 
 def escape_reserved(value: Any) -> Any:
     """``value`` with every object that looks like a typed value wrapped in ``$object``: what
-    a v1 record's data means in v2 terms (v1 had no typed values; ``UPGRADES[1]``)."""
+    a v1 record's data means in v2 terms (v1 had no typed values; ``UPGRADES[1]``). The same
+    object when nothing in it looks typed (nearly every event: reading a v1 run upgrades each
+    one, and rebuilding them all was most of the cost)."""
+    if not _holds_typed(value):
+        return value
+    return _escaped(value)
+
+
+def _escaped(value: Any) -> Any:
     if type(value) is dict:
-        out = {key: escape_reserved(item) for key, item in value.items()}
+        out = {key: _escaped(item) for key, item in value.items()}
         return escape_object(out)
     if type(value) is list:
-        return [escape_reserved(item) for item in value]
+        return [_escaped(item) for item in value]
     return value
 
 
