@@ -340,6 +340,21 @@ def ssh_add(key: Path, passphrase: str, sock: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
+def sign_through_agent(tmp_path: Path, sock: Path, environ: Any, kind: str) -> Path:
+    """A passphrase-protected key of ``kind`` held by the ssh-agent at ``sock`` and named by
+    ``PRECIP_SIGNING_KEY`` (set through ``environ``, a pytest MonkeyPatch): runs from here
+    on sign through the agent (checked). The key file."""
+    from precip_repro.record.signing import load_signer
+
+    key = make_key(tmp_path / "alice", kind=kind, passphrase="correct horse")
+    ssh_add(key, "correct horse", sock, tmp_path)
+    environ.setenv("PRECIP_SIGNING_KEY", str(key))
+    signer = load_signer()
+    assert signer.via_agent
+    signer.close()
+    return key
+
+
 SWEEP = Path(__file__).parent.parent / "examples" / "sweep.py"
 
 

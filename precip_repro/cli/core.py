@@ -27,12 +27,14 @@ from precip_repro.exceptions import (
     RunConflict,
     RunLocked,
     RunNotFound,
+    SignersUnusable,
     StoreError,
     StoreUnreachable,
     UnsupportedVersion,
 )
 
 if TYPE_CHECKING:
+    from precip_repro.record.trusted import TrustedKeys
     from precip_repro.runview import RunView
 
 
@@ -47,6 +49,7 @@ __all__ = [
     "exit_for",
     "intact_views",
     "resolve",
+    "signers_of",
     "status_of",
     "store_of",
 ]
@@ -67,6 +70,18 @@ class Usage(ExperimentException):
 
 class NotIntact(ExperimentException):
     pass
+
+
+def signers_of(args: argparse.Namespace) -> TrustedKeys | None:
+    """The keys ``--signer`` trusts (None when not given); unusable ones are a usage error."""
+    if args.signer is None:
+        return None
+    from precip_repro.record.trusted import TrustedKeys
+
+    try:
+        return TrustedKeys.load(Path(args.signer))
+    except SignersUnusable as exc:
+        raise Usage(f"--signer: {exc}") from exc
 
 
 def exit_for(exc: ExperimentException) -> int:

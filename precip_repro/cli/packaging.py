@@ -6,9 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from precip_repro.cli.core import EXIT_OK, Usage, resolve, store_of
+from precip_repro.cli.core import EXIT_OK, Usage, resolve, signers_of, store_of
 from precip_repro.commandline import showing_progress
-from precip_repro.exceptions import SignersUnusable
 from precip_repro.stores import StoreCapability
 
 __all__ = ["cmd_attest", "cmd_export", "cmd_import", "export_options", "import_options"]
@@ -96,14 +95,8 @@ def cmd_attest(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from precip_repro.package.importing import import_package
-    from precip_repro.record.trusted import TrustedKeys
 
-    signers = None
-    if args.signer is not None:
-        try:
-            signers = TrustedKeys.load(Path(args.signer))
-        except SignersUnusable as exc:
-            raise Usage(f"--signer: {exc}") from exc
+    signers = signers_of(args)
     package = Path(args.package)
     if not package.exists():
         raise Usage(f"{package} does not exist: give a package directory or zip")

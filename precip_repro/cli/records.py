@@ -16,20 +16,19 @@ from precip_repro.cli.core import (
     HEX_RE,
     Usage,
     resolve,
+    signers_of,
 )
 from precip_repro.commandline import DOCUMENT_VERSION, showing_progress, write_document
 from precip_repro.exceptions import (
     AmbiguousRun,
     RecordWriteFailed,
     RunNotFound,
-    SignersUnusable,
 )
 from precip_repro.record.blobs import BlobStore
 from precip_repro.record.events import BlobRef, BlobWithheld
 from precip_repro.record.reader import LogReader
 from precip_repro.record.recovery import Recovery, recover
 from precip_repro.record.store import EVENTS, OBJECTS
-from precip_repro.record.trusted import TrustedKeys
 from precip_repro.record.verify import Verdict, blob_refs, verify
 
 __all__ = ["cmd_cat", "cmd_recover", "cmd_verify"]
@@ -38,12 +37,7 @@ __all__ = ["cmd_cat", "cmd_recover", "cmd_verify"]
 def cmd_verify(args: argparse.Namespace) -> int:
     if args.digest is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", args.digest):
         raise Usage(f"--digest must be 64 hex digits (a run's full digest), not {args.digest!r}")
-    signers = None
-    if args.signer is not None:
-        try:
-            signers = TrustedKeys.load(Path(args.signer))
-        except SignersUnusable as exc:
-            raise Usage(f"--signer: {exc}") from exc
+    signers = signers_of(args)
     run_dir = resolve(args)
     with showing_progress(quiet=args.quiet or args.json):  # a large run takes a while
         verdict = verify(run_dir, digest=args.digest, signers=signers)

@@ -19,7 +19,7 @@ import orjson
 import rfc8785
 
 from precip_repro.exceptions import UnrecordableValue
-from precip_repro.record.numbers import MAX_SAFE, is_plain_number
+from precip_repro.record.numbers import MAX_SAFE, NUMBER, is_plain_number, scan
 
 __all__ = ["check_jcs", "jcs", "jcs_fast", "plain"]
 
@@ -33,27 +33,12 @@ _ORJSON_STRICT: Final = (
 
 def plain(value: Any) -> bool:
     """Whether ``value`` holds no float and no integer beyond ±(2^53 - 1): what orjson and
-    RFC 8785 write alike, keys aside. A walk over its values, on the hot path of every
-    append and read (a loop per container: most values are scalars)."""
+    RFC 8785 write alike, keys aside."""
     if type(value) is not dict and type(value) is not list:
         return type(value) is not float and (
             type(value) is not int or -MAX_SAFE <= value <= MAX_SAFE
         )
-    stack = [value]
-    while stack:
-        container = stack.pop()
-        for item in container.values() if type(container) is dict else container:
-            kind = type(item)
-            if kind is str or kind is bool or item is None:
-                continue
-            if kind is int:
-                if not -MAX_SAFE <= item <= MAX_SAFE:
-                    return False
-            elif kind is dict or kind is list:
-                stack.append(item)
-            elif kind is float:
-                return False
-    return True
+    return scan(value) is not NUMBER
 
 
 def _astral_keys(value: Any) -> bool:

@@ -28,7 +28,7 @@ from precip_repro.record.canonical import (
 )
 from precip_repro.record.events import FORMAT_VERSION, READABLE, TS_RE, Event
 from precip_repro.record.jcs import jcs, jcs_fast, plain
-from precip_repro.record.numbers import MAX_SAFE, RESERVED
+from precip_repro.record.numbers import NOTHING, NUMBER, TYPED_LOOKING, scan
 from precip_repro.record.payloads import FREE_FORM, PAYLOADS, is_hex64
 
 __all__ = ["parse_line", "seal"]
@@ -140,7 +140,7 @@ def parse_line(raw: bytes, *, line: int, run: str | None = None, prev: str | Non
         )  # fmt: skip
         version, data = obj["v"], obj["data"]
         free = _FREE.get(kind, _ALL) if type(kind) is str else _ALL
-        found = _scan_free(free, data) if free and type(data) is dict else _PLAIN
+        found = _scan_free(free, data) if free and type(data) is dict else NOTHING
         try:
             if (
                 type(seq) is int
@@ -163,7 +163,7 @@ def parse_line(raw: bytes, *, line: int, run: str | None = None, prev: str | Non
                     orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) == raw
                     if version == 1
                     else (
-                        found is not _FLOAT and orjson.dumps(obj, option=_V2_ASCII) == raw
+                        found is not NUMBER and orjson.dumps(obj, option=_V2_ASCII) == raw
                         if raw.isascii()
                         else plain(data) and jcs_fast(obj) == raw
                     )
@@ -172,7 +172,7 @@ def parse_line(raw: bytes, *, line: int, run: str | None = None, prev: str | Non
             ):
                 return Event(
                     v=version, seq=seq, ts=ts, type=kind, data=data, prev=previous,
-                    hash=digest, typed=version == 1 or found is _TYPED_VALUE,
+                    hash=digest, typed=version == 1 or found is TYPED_LOOKING,
                 )  # fmt: skip
         except orjson.JSONEncodeError:  # an integer beyond ±(2^53 - 1)
             pass
@@ -188,42 +188,22 @@ float may be in (the others' types are the payload's to check)."""
 _V2_ASCII: Final = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
 
 
-_PLAIN: Final = "plain"
-_FLOAT: Final = "float"
-_TYPED_VALUE: Final = "typed"
-
-
 def _scan_free(free: tuple[str, ...], data: dict[str, Any]) -> str:
-    """What these fields of ``data`` (``""``: all of it) hold: a float or an integer beyond
-    ±(2^53 - 1) (:data:`_FLOAT`: orjson's bytes may not be RFC 8785's), else an object
-    shaped like a typed value (:data:`_TYPED_VALUE`: for the payload to decode), else
-    neither (:data:`_PLAIN`). One walk, :func:`~precip_repro.record.jcs.plain`'s, that also
-    tells a reader whether decoding may be skipped — in a v2 line: it stops at the first
-    float, which a v1 line (whose large integers are plain) may hold before a typed value."""
-    stack: list[Any] = [data] if free is _ALL else [data.get(name) for name in free]
-    found = _PLAIN
-    while stack:
-        container = stack.pop()
-        kind = type(container)
-        if kind is dict:
-            if len(container) == 1 and next(iter(container)) in RESERVED:
-                found = _TYPED_VALUE
-            items: Any = container.values()
-        elif kind is list:
-            items = container
-        else:
-            items = (container,)
-        for item in items:
-            kind = type(item)
-            if kind is str or kind is bool or item is None:
-                continue
-            if kind is int:
-                if not -MAX_SAFE <= item <= MAX_SAFE:
-                    return _FLOAT
-            elif kind is dict or kind is list:
-                stack.append(item)
-            elif kind is float:
-                return _FLOAT
+    """:func:`~precip_repro.record.numbers.scan` of these fields of ``data`` (``""``: all of
+    it): :data:`NUMBER` (orjson's bytes may not be RFC 8785's), else :data:`TYPED_LOOKING`
+    (the payload must decode), else :data:`NOTHING`. It stops at the first number: only a
+    v2 line, which then takes the careful path, may trust it to have seen every field."""
+    if free is _ALL:
+        return scan(data)
+    found = NOTHING
+    for name in free:
+        value = data.get(name)
+        if value is not None:
+            seen = scan(value)
+            if seen is NUMBER:
+                return NUMBER
+            if seen is TYPED_LOOKING:
+                found = TYPED_LOOKING
     return found
 
 

@@ -35,8 +35,11 @@ __all__ = [
     "FLOAT",
     "INT",
     "MAX_SAFE",
+    "NOTHING",
+    "NUMBER",
     "OBJECT",
     "RESERVED",
+    "TYPED_LOOKING",
     "decode",
     "decoded_or_as_is",
     "encode_float",
@@ -45,6 +48,7 @@ __all__ = [
     "escape_reserved",
     "is_plain_number",
     "needs_encoding",
+    "scan",
 ]
 
 MAX_SAFE: Final = 2**53 - 1
@@ -116,17 +120,24 @@ def _escaped(value: Any) -> Any:
 _INF: Final = math.inf
 
 
-def needs_encoding(value: Any, *, any_float: bool = False) -> bool:
-    """Whether anything in ``value`` (plain JSON types) is written otherwise than itself: a
-    float a plain number cannot carry, an integer beyond ±(2^53 - 1), a one-member object
-    whose key is reserved — or, with ``any_float``, any float. One walk over its values,
-    on the hot path of every append."""
+NOTHING: Final = "nothing"
+TYPED_LOOKING: Final = "typed-looking"
+NUMBER: Final = "number"
+
+
+def scan(value: Any, *, any_float: bool = True) -> str:
+    """What needs care in ``value`` (plain JSON types), in one walk over its values: a float
+    (with ``any_float`` False: only one a plain number cannot carry) or an integer beyond
+    ±(2^53 - 1) — :data:`NUMBER`, found first; else a one-member object whose key is
+    reserved — :data:`TYPED_LOOKING`; else :data:`NOTHING`. On the hot paths of every
+    append and read (a loop per container: most values are scalars)."""
+    found = NOTHING
     stack = [value]
     while stack:
         container = stack.pop()
         if type(container) is dict:
             if len(container) == 1 and next(iter(container)) in RESERVED:
-                return True
+                found = TYPED_LOOKING
             items: Any = container.values()
         elif type(container) is list:
             items = container
@@ -138,7 +149,7 @@ def needs_encoding(value: Any, *, any_float: bool = False) -> bool:
                 continue
             if kind is int:
                 if not -MAX_SAFE <= item <= MAX_SAFE:
-                    return True
+                    return NUMBER
             elif kind is dict or kind is list:
                 stack.append(item)
             elif kind is float and (
@@ -148,8 +159,15 @@ def needs_encoding(value: Any, *, any_float: bool = False) -> bool:
                 or item == -_INF
                 or (item.is_integer() and -1e21 < item < 1e21)
             ):
-                return True
-    return False
+                return NUMBER
+    return found
+
+
+def needs_encoding(value: Any, *, any_float: bool = False) -> bool:
+    """Whether anything in ``value`` (plain JSON types) is written otherwise than itself: a
+    float a plain number cannot carry, an integer beyond ±(2^53 - 1), a one-member object
+    whose key is reserved — or, with ``any_float``, any float."""
+    return scan(value, any_float=any_float) is not NOTHING
 
 
 def _holds_typed(value: Any) -> bool:

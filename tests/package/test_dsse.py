@@ -17,8 +17,7 @@ from securesystemslib.signer import SSlibKey
 from precip_repro.exceptions import PackageTampered
 from precip_repro.package.dsse import verify_envelope
 from precip_repro.package.exporting import attest_run
-from precip_repro.record.signing import load_signer
-from tests.helpers import make_key, record_sample_run, ssh_add
+from tests.helpers import make_key, record_sample_run, sign_through_agent
 
 SCHEMES = {"ed25519": "ed25519", "rsa": "rsa-pkcs1v15-sha256", "ecdsa": "ecdsa-sha2-nistp256"}
 
@@ -53,12 +52,7 @@ def test_an_attestation_signed_with_a_key_file_verifies_with_securesystemslib(
 def test_an_attestation_signed_through_ssh_agent_verifies(
     store, tmp_path, monkeypatch, ssh_agent, kind
 ):
-    key = make_key(tmp_path / "alice", kind=kind, passphrase="correct horse")
-    ssh_add(key, "correct horse", ssh_agent, tmp_path)
-    monkeypatch.setenv("PRECIP_SIGNING_KEY", str(key))
-    signer = load_signer()
-    assert signer.via_agent
-    signer.close()
+    key = sign_through_agent(tmp_path, ssh_agent, monkeypatch, kind)
     run = record_sample_run(store)
     envelope = Envelope.from_dict(json.loads(attest_run(run.path)))
     assert list(envelope.verify([their_key(key.with_name("alice.pub"), kind)], 1))

@@ -13,7 +13,14 @@ from precip_repro.record.signature import NAMESPACE, SIGNATURE
 from precip_repro.record.signing import load_signer
 from precip_repro.record.store import CHECKPOINT
 from precip_repro.record.trusted import TrustedKeys
-from tests.helpers import allowed_signers, make_key, record_sample_run, ssh_add, ssh_keygen_verify
+from tests.helpers import (
+    allowed_signers,
+    make_key,
+    record_sample_run,
+    sign_through_agent,
+    ssh_add,
+    ssh_keygen_verify,
+)
 
 
 @pytest.mark.parametrize("kind", ["ed25519", "rsa", "ecdsa"])
@@ -76,12 +83,7 @@ def test_a_key_that_cannot_sign_is_one_line_naming_it(
 def test_a_passphrase_protected_key_held_by_ssh_agent_signs(
     tmp_path, store, monkeypatch, ssh_agent, kind
 ):
-    key = make_key(tmp_path / "alice", kind=kind, passphrase="correct horse")
-    ssh_add(key, "correct horse", ssh_agent, tmp_path)
-    monkeypatch.setenv("PRECIP_SIGNING_KEY", str(key))
-    signer = load_signer()
-    assert signer.via_agent
-    signer.close()
+    key = sign_through_agent(tmp_path, ssh_agent, monkeypatch, kind)
     run = record_sample_run(store)
     assert run.signature is not None, run.signing_problem
     done = ssh_keygen_verify(
