@@ -63,3 +63,21 @@ def provisioned_run(store: Path, name: str, ids: list[str], *, block: int, **opt
         )  # fmt: skip
     run.append(CallFinished(call=1, result=ids, duration_ns=1))
     return run
+
+
+def command_call(run: Any, call: int, ids: list[str], out: Any) -> None:
+    """Append one recorded ``run`` call: ``step CALL on $(hostname)`` on instance ``call % 2``
+    of ``ids``, printing the blob ``out`` (nothing on stderr), with varying durations."""
+    from precip_repro.record.payloads import CallFinished, CallStarted, CommandFinished
+
+    cmd = f"step {call} on $(hostname)"
+    run.append(CallStarted(call=call, exp="e1", method="run", args={"cmd": cmd, "tags": []}))
+    slot = call % 2
+    run.append(
+        CommandFinished(
+            call=call, slot=f"e1.p1.{slot}", instance_id=ids[slot], user="root", cmd=cmd,
+            exit_code=0, stdout=out, stderr=run.add_blob(b"", inline=True),
+            duration_ns=2_000_000 + (call * 7919) % 1_000_000,
+        )
+    )  # fmt: skip
+    run.append(CallFinished(call=call, result={"exit_codes": [0]}, duration_ns=3_000_000))

@@ -19,33 +19,17 @@ import sys
 import time
 from pathlib import Path
 
-from _common import provisioned_run, scratch  # type: ignore[import-not-found]
+from _common import command_call, provisioned_run, scratch  # type: ignore[import-not-found]
 
 
 def record(store: Path, events: int, *, variant: int) -> str:
-    from precip_repro.record.payloads import (
-        CallFinished,
-        CallStarted,
-        CommandFinished,
-    )
-
     ids = [f"i-{variant:04d}{n:012d}" for n in range(2)]
     run = provisioned_run(store, f"big-{variant}", ids, block=130 + variant)
     call = 1
     while run.events < events - 4:
         call += 1
-        cmd = f"step {call} on $(hostname)"
-        run.append(CallStarted(call=call, exp="e1", method="run", args={"cmd": cmd, "tags": []}))
-        slot = call % 2
-        out = run.add_blob(f"{ids[slot]} did step {call}\n".encode(), inline=True)
-        run.append(
-            CommandFinished(
-                call=call, slot=f"e1.p1.{slot}", instance_id=ids[slot], user="root", cmd=cmd,
-                exit_code=0, stdout=out, stderr=run.add_blob(b"", inline=True),
-                duration_ns=2_000_000 + (call * 7919) % 1_000_000,
-            )
-        )  # fmt: skip
-        run.append(CallFinished(call=call, result={"exit_codes": [0]}, duration_ns=3_000_000))
+        out = run.add_blob(f"{ids[call % 2]} did step {call}\n".encode(), inline=True)
+        command_call(run, call, ids, out)
     run.finish()
     return run.id
 

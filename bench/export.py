@@ -18,14 +18,13 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from _common import interleaved, provisioned_run, scratch  # type: ignore[import-not-found]
+from _common import command_call, interleaved, provisioned_run, scratch  # type: ignore[import-not-found]
 
 
 def record(store: Path, commands: int) -> Path:
     from precip_repro.record.payloads import (
         CallFinished,
         CallStarted,
-        CommandFinished,
         FilePut,
     )
 
@@ -42,23 +41,13 @@ def record(store: Path, commands: int) -> Path:
     run.append(CallFinished(call=2, result=None, duration_ns=1_000_000))
     for n in range(commands):
         call = n + 3
-        cmd = f"step {call} on $(hostname)"
-        run.append(CallStarted(call=call, exp="e1", method="run", args={"cmd": cmd, "tags": []}))
-        slot = call % 2
-        text = f"{ids[slot]} did step {call}\n".encode()
+        text = f"{ids[call % 2]} did step {call}\n".encode()
         out = (
             run.add_blob(text * 64, inline=False)
             if n % 10 == 0
             else run.add_blob(text, inline=True)
         )
-        run.append(
-            CommandFinished(
-                call=call, slot=f"e1.p1.{slot}", instance_id=ids[slot], user="root", cmd=cmd,
-                exit_code=0, stdout=out, stderr=run.add_blob(b"", inline=True),
-                duration_ns=2_000_000 + (call * 7919) % 1_000_000,
-            )
-        )  # fmt: skip
-        run.append(CallFinished(call=call, result={"exit_codes": [0]}, duration_ns=3_000_000))
+        command_call(run, call, ids, out)
     run.finish()
     if run.signature is None:
         raise SystemExit(f"the run was not signed: {run.signing_problem}")
