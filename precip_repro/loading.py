@@ -259,26 +259,31 @@ class ViewBuilder:
         # for each distinct content instead of one per event (a fifth of a large view).
         if not data:
             return None
-        sha, size, text = data.get("sha256"), data.get("size"), data.get("text")
-        found = self._refs.get(sha) if type(sha) is str else None
-        if (
-            found is not None
-            and found.size == size
-            and found.text == text
+        sha, text = data.get("sha256"), data.get("text")
+        if type(sha) is not str:
+            return None
+        refs = self._refs
+        found = refs.get(sha)
+        if found is None:
+            size = data.get("size")
+            if type(text) is str and type(size) is int and len(data) == 3:
+                # New inline output, the common case: nothing in it to check or convert
+                # (and inline content is never withheld).
+                ref = refs[sha] = ContentRef(sha256=sha, size=size, text=text)
+                return ref
+        elif (
+            found.text == text
+            and found.size == data.get("size")
             and data.get("withheld") in (None, found.withheld)
         ):
             return found
-        if len(data) == 3 and type(sha) is str and type(size) is int and type(text) is str:
-            # An inline output, the common case: nothing in it to check or convert.
-            ref: ContentRef | None = ContentRef(sha256=sha, size=size, text=text)
-        else:
-            ref = ContentRef.of(data)
-        if ref is None:
+        made = ContentRef.of(data)
+        if made is None:  # pragma: no cover - its sha256 is a string
             return None
-        if ref.sha256 in self._withheld and ref.text is None:
-            ref.withheld = self._withheld[ref.sha256]
-        self._refs.setdefault(ref.sha256, ref)
-        return ref
+        if made.text is None and sha in self._withheld:
+            made.withheld = self._withheld[sha]
+        refs.setdefault(sha, made)
+        return made
 
     def _shared_result(self, result: JSON) -> JSON:
         # `run` results ({"exit_codes": [0, 0]}) repeat call after call: one copy of each

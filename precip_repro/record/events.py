@@ -318,8 +318,9 @@ def payload_of(event: Event, *, run: str | None = None) -> Payload | None:
                     f"event seq {event.seq}: {kind} {exc}", run=run, seq=event.seq
                 ) from None
         return None
-    # A negative version: nothing in the data is typed, nothing to decode.
-    token = READING.set(event.v if event.typed else -event.v)
+    # Only free-form fields read the version (a negative one: nothing in the data is typed,
+    # nothing to decode); setting it costs a new context, and most events hold none.
+    token = READING.set(event.v if event.typed else -event.v) if cls in FREE_FORM else None
     try:
         try:
             payload: Payload = _FAST_HOOKS[cls](data, cls)
@@ -337,7 +338,8 @@ def payload_of(event: Event, *, run: str | None = None) -> Payload | None:
                 seq=event.seq,
             ) from None
     finally:
-        READING.reset(token)
+        if token is not None:
+            READING.reset(token)
 
 
 def _explain(exc: BaseException) -> list[str]:

@@ -151,7 +151,8 @@ def scan(value: Any, *, any_float: bool = True) -> str:
                 if not -MAX_SAFE <= item <= MAX_SAFE:
                     return NUMBER
             elif kind is dict or kind is list:
-                stack.append(item)
+                if item:  # (an empty one holds nothing to find)
+                    stack.append(item)
             elif kind is float and (
                 any_float
                 or item != item

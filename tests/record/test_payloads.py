@@ -6,10 +6,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
-from precip_repro.record.payloads import PAYLOADS, BlobRef
+from precip_repro.record.payloads import FREE_FORM, PAYLOADS, BlobRef, is_hex64
 
 
 def test_every_type_in_the_table_has_a_payload_class():
@@ -60,3 +61,23 @@ def test_a_parameter_reads_back_with_its_value_and_type(name, value, source):
     read = _read_back(Parameter(name=name, value=value, source=source))
     assert read == Parameter(name=name, value=value, source=source)
     assert type(read.value) is type(value)  # 2.0 stays a float, True a bool, 2**60 an int
+
+
+def test_every_field_with_a_converter_is_free_form():
+    # payload_of sets the reading version only for FREE_FORM classes: a converter elsewhere
+    # would read the record as a user's new values (and re-encode them).
+    converted = {
+        (cls, field.name)
+        for cls in PAYLOADS.values()
+        for field in attrs.fields(cls)
+        if field.converter is not None
+    }
+    assert converted == {(cls, name) for cls, names in FREE_FORM.items() for name in names}
+
+
+@given(
+    st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
+    | st.text(alphabet="0123456789abcdefABCDEFgxyz é\u0660", min_size=62, max_size=66)
+)
+def test_a_sha256_is_exactly_64_lower_case_hex_digits(text):
+    assert is_hex64(text) == bool(re.fullmatch(r"[0-9a-f]{64}", text))
