@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import difflib
 import enum
+import functools
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import PurePath
 from typing import Any, Final
 
@@ -226,14 +227,9 @@ class ComparisonSide:
         call is the same."""
         found = self._args.get(call.number)
         if found is None:
-            model = method(call.method)
-            # Image and type are compared per instance — unless the call started none (it
-            # failed): then its arguments are all there is to compare.
-            placed = model.placed if call.result else frozenset()
-            left_out = placed | model.optional if model.optional else placed
-            defaults = model.defaults
+            left_out, defaults, local_paths = _arguments_of(call.method, bool(call.result))
             found = self._args[call.number] = {
-                k: self._arg(k, v, model.local_paths)
+                k: self._arg(k, v, local_paths)
                 for k, v in call.args.items()
                 if k not in left_out and (k not in defaults or v != defaults[k])
             }
@@ -355,6 +351,10 @@ def _command_change(a: Any, b: Any, **where: str) -> Difference:
     return Difference(kind=DifferenceKind.COMMAND, a=a, b=b, diff=diff, **where)
 
 
+def _by_slot(key: tuple[str, int]) -> tuple[tuple[int, int, int, int, str], int]:
+    return slot_order(key[0]), key[1]
+
+
 def _commands(call: CallView) -> dict[tuple[str, int], CommandView]:
     """Commands of a call by (slot, n-th on that slot)."""
     out: dict[tuple[str, int], CommandView] = {}
@@ -405,9 +405,11 @@ def compare_calls(
     # large diff.)
     if how.args and a.args(ca) != b.args(cb):
         yield from _compare_args(a, b, ca, cb)
-    if ca.outcome != cb.outcome or ca.error_type != cb.error_type:
+    if ca.outcome != cb.outcome or (
+        (ca.error is not None or cb.error is not None) and ca.error_type != cb.error_type
+    ):
         yield Difference(kind=DifferenceKind.OUTCOME, a=outcome_of(ca), b=outcome_of(cb))
-    if method(ca.method).result in how.results:
+    if _compares_result(ca.method, how.results):
         result_a, result_b = _result(a, ca, how), _result(b, cb, how)
         if result_a != result_b:
             yield Difference(kind=DifferenceKind.RESULT, a=result_a, b=result_b)
@@ -423,6 +425,24 @@ def compare_calls(
                 a=round(ca.duration_ns / 1e9, 3),
                 b=round(cb.duration_ns / 1e9, 3),
             )
+
+
+@functools.lru_cache(maxsize=256)
+def _arguments_of(
+    name: str, started: bool
+) -> tuple[frozenset[str], Mapping[str, JSON], frozenset[str]]:
+    """Of a method's arguments: those a comparison leaves out, their defaults, and those
+    that are local paths. Image and type are compared per instance — unless the call
+    started none (it failed): then its arguments are all there is to compare."""
+    model = method(name)
+    placed = model.placed if started else frozenset()
+    return placed | model.optional, model.defaults, model.local_paths
+
+
+@functools.lru_cache(maxsize=256)
+def _compares_result(name: str, results: frozenset[CallResult]) -> bool:
+    # Once per method, not per call: hashing an enum member is a Python call.
+    return method(name).result in results
 
 
 def _compare_args(
@@ -450,10 +470,8 @@ def _compare_commands(
     a: ComparisonSide, b: ComparisonSide, ca: CallView, cb: CallView, how: Comparing
 ) -> Iterator[Difference]:
     commands_a, commands_b = _commands(ca), _commands(cb)
-    judging = how.hints or bool(how.rules)
-    for key in sorted(
-        commands_a.keys() | commands_b.keys(), key=lambda k: (slot_order(k[0]), k[1])
-    ):
+    keys = commands_a.keys() | commands_b.keys()
+    for key in sorted(keys, key=_by_slot) if len(keys) > 1 else keys:
         slot = key[0]
         one, other = commands_a.get(key), commands_b.get(key)
         if one is None or other is None:
@@ -482,7 +500,11 @@ def _compare_commands(
             found = content_difference(
                 stream, a, b, ref_a, ref_b,
                 limit=how.text_limit, slot=slot, rules=how.rules, hints=how.hints,
-                command=by_name(one.cmd, ca.args.get("local_script")) if judging else None,
+                command=(
+                    by_name(one.cmd, ca.args.get("local_script"))
+                    if how.hints or how.rules
+                    else None
+                ),
             )  # fmt: skip
             if found is not None:
                 yield found

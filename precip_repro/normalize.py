@@ -172,7 +172,7 @@ class Normalizer:
             len(self.names) <= _QUICK_NAMES
             and (":" not in value or ("-" not in value and not _MONTH_DAY.search(value)))
             and TEMP_PREFIX not in value
-            and not any(name in value for name in self.names)
+            and not any(map(value.__contains__, self.names))  # (no Python frame per name)
         ):
             return value
         return self._pattern.sub(self._name, value)
