@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from precip_repro.diff import DiffResult
     from precip_repro.runview import RunView
 
 
@@ -27,20 +28,29 @@ __all__ = ["cmd_diff", "cmd_report"]
 def cmd_diff(args: argparse.Namespace) -> int:
     import json
 
-    from precip_repro.diff import DiffResult, diff_runs, render_text
-    from precip_repro.expectations import StepVerdict
     from precip_repro.record.canonical import jsonable
-    from precip_repro.rules_file import load_rules
 
     if not args.tolerance >= 0:  # nan too: it would silently compare no duration
         raise Usage(f"--tolerance must be a percentage of at least 0, not {args.tolerance}")
-    rules = load_rules(args.rules) if args.rules else ()  # before anything is read
+    if args.rules:  # before anything is read
+        from precip_repro.rules_file import load_rules
+
+        rules = load_rules(args.rules)
+    else:
+        rules = ()
     compared: list[DiffResult] = []
 
     def compare(views: list[RunView]) -> None:
+        # Imported once the runs are read: the processes verifying large runs, started
+        # before, need none of it (and the imports would hold them back).
+        from precip_repro.diff import diff_runs
+
         compared[:] = [diff_runs(*views, tolerance=args.tolerance / 100, rules=rules)]
 
     (_, digest_a), (_, digest_b) = intact_views(args, args.a, args.b, meanwhile=compare)
+    from precip_repro.diff import render_text
+    from precip_repro.expectations import StepVerdict
+
     (result,) = compared
     result.a["digest"], result.b["digest"] = digest_a, digest_b
     if args.json:
