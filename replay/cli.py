@@ -14,7 +14,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from precip_repro import (
     CallView,
@@ -41,6 +41,7 @@ from precip_repro.commandline import (
     Parser,
     add_version,
     common_options,
+    exit_process,
     line_buffered_stdout,
     parse,
     run_command,
@@ -389,5 +390,10 @@ def _documented(args: argparse.Namespace) -> int:
     return code
 
 
+def console() -> NoReturn:
+    """The ``precip-replay`` console script."""
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

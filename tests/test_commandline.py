@@ -3,6 +3,7 @@ broken pipes, Ctrl-C, the common options and logging."""
 
 from __future__ import annotations
 
+import gc
 import importlib.metadata
 import logging
 import os
@@ -175,3 +176,33 @@ def test_output_piped_into_head_ends_quietly_with_success(store):
     head.wait()
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
+
+
+@pytest.mark.parametrize("tool", ["precip_repro.cli", "replay.cli"])
+def test_a_console_script_freezes_the_collector_before_its_process_ends(store, tool):
+    # The interpreter's exit would walk every object the imports made; frozen, it skips
+    # them. The exit status is still the command's.
+    store.root.mkdir(parents=True)
+    code = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
+        f"from {tool} import console\n"
+        "console()\n"
+    )
+    argv = [
+        "--records",
+        str(store.root),
+        *(["show", "nope"] if tool == "precip_repro.cli" else ["nope", "--to", "local"]),
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == EXIT_USAGE, done.stderr
+    assert done.stdout.splitlines()[-1] == "frozen True"
+
+
+def test_main_called_in_a_process_leaves_its_collector_as_it_was(store):
+    store.root.mkdir(parents=True)
+    before = gc.get_freeze_count()
+    assert precip_repro(["--records", str(store.root), "ls"]) == 0
+    assert gc.get_freeze_count() == before

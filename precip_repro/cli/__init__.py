@@ -1,7 +1,8 @@
-"""precip-repro's command line (``precip-repro``): ``main`` is the console script."""
+"""precip-repro's command line (``precip-repro``): ``console`` is the console script,
+``main`` the same for a caller in its own process (it returns the exit status)."""
 
 from __future__ import annotations
 
-from precip_repro.cli.main import main
+from precip_repro.cli.main import console, main
 
-__all__ = ["main"]
+__all__ = ["console", "main"]

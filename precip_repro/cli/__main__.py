@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
+from precip_repro.cli.main import console
 
-from precip_repro.cli.main import main
-
-sys.exit(main())
+console()

@@ -8,10 +8,9 @@ named for what it does; the parser and ``main`` are here."""
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Final, NoReturn
 
 from precip_repro.cli.compare import cmd_diff, cmd_report
 from precip_repro.cli.core import status_of
@@ -38,7 +37,14 @@ from precip_repro.cli.sharing import (
     options_rm,
 )
 from precip_repro.cli.showing import cmd_show, show_options
-from precip_repro.commandline import Parser, add_version, common_options, parse, run_command
+from precip_repro.commandline import (
+    Parser,
+    add_version,
+    common_options,
+    exit_process,
+    parse,
+    run_command,
+)
 
 __all__ = ["main"]
 
@@ -232,5 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(f"precip-repro {args.command}", lambda: func(args), status_of=status_of)
 
 
+def console() -> NoReturn:
+    """The ``precip-repro`` console script."""
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()
