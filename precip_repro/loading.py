@@ -358,9 +358,10 @@ def load_verified(
     run_dirs: Sequence[Path],
     *,
     meanwhile: Callable[[list[RunView]], object] | None = None,
+    keep: bool = True,
 ) -> list[tuple[RunView | None, Verdict]]:
     """Verify each run and read it: a (view, verdict) pair per run, in order; the view is
-    None unless the run is intact. Raises
+    None unless the run is intact (or ``keep`` is False). Raises
     :class:`~precip_repro.exceptions.UnsupportedVersion` as ``verify`` does.
 
     Large logs are verified in forked children — one per run — while this process reads
@@ -372,10 +373,14 @@ def load_verified(
     computes is only to be used once every verdict is ``intact``; an exception it raises
     on a run that turns out damaged is dropped (the verdict explains). It is called again
     should a view have to be read again, so its last call saw the views returned.
+
+    With ``keep`` False the views are for ``meanwhile`` alone: they are let go as soon as
+    it returns — freeing a large view takes a while, and it need not wait for the
+    verdicts — and every pair holds None for its view.
     """
     if _parallel_worth_it(run_dirs):
         try:
-            return _load_verified_in_parallel(run_dirs, meanwhile)
+            return _load_verified_in_parallel(run_dirs, meanwhile, keep=keep)
         except (OSError, BrokenProcessPool) as exc:
             # No working process pool here (no /dev/shm, a child killed): one process it is.
             log.warning("cannot verify in child processes; verifying here", reason=str(exc))
@@ -383,11 +388,14 @@ def load_verified(
     views = [view for view, _ in found if view is not None]
     if meanwhile is not None and len(views) == len(found):
         meanwhile(views)
-    return found
+    return found if keep else [(None, verdict) for _, verdict in found]
 
 
 def _load_verified_in_parallel(
-    run_dirs: Sequence[Path], meanwhile: Callable[[list[RunView]], object] | None
+    run_dirs: Sequence[Path],
+    meanwhile: Callable[[list[RunView]], object] | None,
+    *,
+    keep: bool,
 ) -> list[tuple[RunView | None, Verdict]]:
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(
@@ -405,28 +413,35 @@ def _load_verified_in_parallel(
                     read.append(_read_unchecked(run_dir))
                 except (OSError, ValueError, KeyError, TypeError, AttributeError):
                     read.append(None)  # damaged: its verdict says where and why
-            views = [view for view in read if view is not None]
-            if meanwhile is not None and len(views) == len(read):
+            if meanwhile is not None and None not in read:
                 try:
-                    meanwhile(views)
+                    meanwhile([view for view in read if view is not None])
                 except Exception as exc:  # judged once the verdicts are in
                     deferred = exc
+            counted = [None if view is None else view.events for view in read]
+            if not keep:
+                read = [None] * len(read)  # freed while the children still verify
         verdicts = [future.result() for future in pending]
     found = []
     again = False
-    for run_dir, view, verdict in zip(run_dirs, read, verdicts, strict=True):
-        if verdict.intact and (view is None or view.events != verdict.events):
+    for run_dir, view, events, verdict in zip(run_dirs, read, counted, verdicts, strict=True):
+        if verdict.intact and events != verdict.events:
             # Verified intact, yet read differently: the log changed between the two reads.
             view, verdict = _load_verified_here(run_dir)
             again = True
         found.append((view if verdict.intact else None, verdict))
-    views = [view for view, _ in found if view is not None]
-    if len(views) == len(found):
+    if again and not keep and meanwhile is not None:
+        # `meanwhile` sees every view again: those let go are read again too.
+        found = [
+            _load_verified_here(run_dir) if view is None and verdict.intact else (view, verdict)
+            for run_dir, (view, verdict) in zip(run_dirs, found, strict=True)
+        ]
+    if all(verdict.intact for _, verdict in found):
         if again and meanwhile is not None:
-            meanwhile(views)
+            meanwhile([view for view, _ in found if view is not None])
         elif deferred is not None:
             raise deferred
-    return found
+    return found if keep else [(None, verdict) for _, verdict in found]
 
 
 def _verify_paused(run_dir: Path) -> Verdict:

@@ -203,3 +203,58 @@ def test_a_note_field_shaped_like_a_typed_value_reads_by_its_events_version(
     builder = ViewBuilder(tmp_path)
     builder.add(event)
     assert builder.notes[0][2] == expected
+
+
+def test_views_not_kept_are_meanwhiles_alone_and_the_verdicts_still_count(store):
+    a, b = synthetic(store), synthetic(store)
+    seen: list[list[str]] = []
+    found = load_verified(
+        [a.path, b.path], meanwhile=lambda views: seen.append([v.run for v in views]), keep=False
+    )
+    assert [(view, verdict.state) for view, verdict in found] == [(None, "intact")] * 2
+    assert seen == [[a.id, b.id]]
+
+
+# In a fresh interpreter, forking: `miscount` makes the first run's unchecked read differ
+# from what its child verified (as when the log changes between the two reads).
+NOT_KEPT = """
+import json, sys
+from pathlib import Path
+import attrs
+import precip_repro.loading as loading
+loading.PARALLEL_BYTES = 0
+if sys.argv[3] == "miscount":
+    first = Path(sys.argv[1])
+    unchecked = loading._read_unchecked
+    def _read(run_dir):
+        view = unchecked(run_dir)
+        return attrs.evolve(view, events=view.events - 1) if run_dir == first else view
+    loading._read_unchecked = _read
+seen = []
+found = loading.load_verified(
+    [Path(sys.argv[1]), Path(sys.argv[2])],
+    meanwhile=lambda views: seen.append([(v.run, v.events) for v in views]),
+    keep=False,
+)
+print(json.dumps({"found": [[view, v.state, v.events] for view, v in found], "seen": seen}))
+"""
+
+
+@pytest.mark.parametrize("how", ["as read", "miscount"])
+def test_children_hand_views_not_kept_to_meanwhile_and_read_them_all_again_if_one_changed(
+    store, how
+):
+    a, b = synthetic(store), synthetic(store)
+    done = subprocess.run(
+        [sys.executable, "-c", NOT_KEPT, str(a.path), str(b.path), how],
+        capture_output=True, text=True, check=False, cwd=Path(__file__).parent.parent,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    events = [load_run(a.path).events, load_run(b.path).events]
+    assert answer["found"] == [[None, "intact", n] for n in events]
+    whole = [[a.id, events[0]], [b.id, events[1]]]
+    if how == "as read":
+        assert answer["seen"] == [whole]
+    else:  # the miscounted read first, then both read again and verified
+        assert answer["seen"] == [[[a.id, events[0] - 1], [b.id, events[1]]], whole]

@@ -17,7 +17,7 @@ from precip_repro.cli.core import (
     EXIT_INCOMPLETE,
     EXIT_OK,
     Usage,
-    intact_views,
+    intact_digests,
     store_of,
 )
 from precip_repro.stores import StoreCapability
@@ -47,7 +47,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
         compared[:] = [diff_runs(*views, tolerance=args.tolerance / 100, rules=rules)]
 
-    (_, digest_a), (_, digest_b) = intact_views(args, args.a, args.b, meanwhile=compare)
+    digest_a, digest_b = intact_digests(args, args.a, args.b, meanwhile=compare)
     from precip_repro.diff import render_text
     from precip_repro.expectations import StepVerdict
 

@@ -35,6 +35,7 @@ from precip_repro.exceptions import (
 
 if TYPE_CHECKING:
     from precip_repro.record.trusted import TrustedKeys
+    from precip_repro.record.verify import Verdict
     from precip_repro.runview import RunView
 
 
@@ -47,6 +48,7 @@ __all__ = [
     "NotIntact",
     "Usage",
     "exit_for",
+    "intact_digests",
     "intact_views",
     "resolve",
     "signers_of",
@@ -113,6 +115,26 @@ def intact_views(
     *specs: str,
     meanwhile: Callable[[list[RunView]], object] | None = None,
 ) -> list[tuple[RunView, str | None]]:
+    """Each run's view and digest, every run verified intact (else :class:`NotIntact`)."""
+    found = _intact(args, specs, meanwhile, keep=True)
+    return [(view, verdict.digest) for view, verdict in found if view is not None]
+
+
+def intact_digests(
+    args: argparse.Namespace, *specs: str, meanwhile: Callable[[list[RunView]], object]
+) -> list[str | None]:
+    """Each run's digest, every run verified intact (else :class:`NotIntact`); the views
+    are ``meanwhile``'s alone (let go of as soon as it returns)."""
+    return [verdict.digest for _, verdict in _intact(args, specs, meanwhile, keep=False)]
+
+
+def _intact(
+    args: argparse.Namespace,
+    specs: tuple[str, ...],
+    meanwhile: Callable[[list[RunView]], object] | None,
+    *,
+    keep: bool,
+) -> list[tuple[RunView | None, Verdict]]:
     from precip_repro.loading import load_verified
 
     def frozen_then(views: list[RunView]) -> None:
@@ -124,10 +146,9 @@ def intact_views(
             meanwhile(views)
 
     store = store_of(args)
-    found: list[tuple[RunView, str | None]] = []
-    loaded = load_verified([store.resolve(spec) for spec in specs], meanwhile=frozen_then)
-    for spec, (view, verdict) in zip(specs, loaded, strict=True):
-        if view is None:
+    found = load_verified([store.resolve(spec) for spec in specs], meanwhile=frozen_then, keep=keep)
+    for spec, (_, verdict) in zip(specs, found, strict=True):
+        if not verdict.intact:
             # Named as the user gave it: a damaged copy given by its path holds the id of a
             # run that may well be intact in the store.
             named = f"run {spec}" if spec == verdict.run else f"{spec} (run {verdict.run})"
@@ -135,5 +156,4 @@ def intact_views(
                 f"{named} is {verdict.state}, not intact: {verdict.reason}; "
                 f"`precip-repro verify {spec}` says more"
             )
-        found.append((view, verdict.digest))
     return found
