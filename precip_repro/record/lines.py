@@ -170,14 +170,18 @@ def parse_line(raw: bytes, *, line: int, run: str | None = None, prev: str | Non
                 )
                 and hashlib.sha256(raw[:cut] + raw[cut + _HASH_MEMBER :]).hexdigest() == digest
             ):
-                return Event(
-                    v=version, seq=seq, ts=ts, type=kind, data=data, prev=previous,
-                    hash=digest, typed=version == 1 or found is TYPED_LOOKING,
-                )  # fmt: skip
+                # The parsed object holds exactly the event's fields, checked above: it
+                # becomes the event's own attributes in one step (attrs' __init__ would
+                # set them one keyword at a time; no field converts or validates).
+                event: Event = _new(Event)
+                event.__dict__.update(obj, typed=version == 1 or found is TYPED_LOOKING)
+                return event
         except orjson.JSONEncodeError:  # an integer beyond ±(2^53 - 1)
             pass
     return _parse_line_carefully(raw, line=line, run=run)
 
+
+_new: Final = object.__new__
 
 _ALL: Final = ("",)
 """What a type this version does not know may hold a float in: anything (``""``: the

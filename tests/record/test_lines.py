@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from precip_repro.exceptions import RecordCorrupted, UnrecordableValue, UnsupportedVersion
 from precip_repro.loading import ViewBuilder
 from precip_repro.record.canonical import canonical, jsonable
-from precip_repro.record.events import GENESIS, format_ts, payload_of, unstructure
+from precip_repro.record.events import GENESIS, Event, format_ts, payload_of, unstructure
 from precip_repro.record.jcs import plain
 from precip_repro.record.lines import parse_line, seal
 from precip_repro.record.payloads import (
@@ -209,3 +210,17 @@ def test_a_v1_line_with_a_large_integer_before_a_typed_looking_object_keeps_it_t
                    prev="0" * 64, v=1)  # fmt: skip
     payload = payload_of(parse_line(line[:-1], line=2))
     assert isinstance(payload, Note) and payload.fields == fields
+
+
+@pytest.mark.parametrize(("args", "typed"), [({"n": 1}, False), ({"x": math.inf}, True)])
+def test_a_parsed_event_holds_every_field_an_event_has(args, typed):
+    # The parser makes an event from the parsed line without attrs' __init__: a field added
+    # to Event must be added there too.
+    data = unstructure(CallStarted(call=1, exp="e1", method="run", args=args))
+    event, line = seal(seq=0, ts=format_ts(0), type="call.started", data=data, prev=GENESIS)
+    back = parse_line(line[:-1], line=1)
+    assert vars(back).keys() == {field.name for field in attrs.fields(Event)}
+    assert attrs.asdict(back, recurse=False) == attrs.asdict(event, recurse=False) | {
+        "typed": typed
+    }
+    assert payload_of(back) == CallStarted(call=1, exp="e1", method="run", args=args)
