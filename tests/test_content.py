@@ -77,13 +77,23 @@ def test_a_growing_view_reads_complete_lines_only(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     line = orjson.dumps(
-        {"type": "call.started", "ts": TS, "data": {"call": 1, "exp": "e1", "method": "list"}}
+        {
+            "v": 2,
+            "type": "call.started",
+            "ts": TS,
+            "data": {"call": 1, "exp": "e1", "method": "list"},
+        }
     )
     (run_dir / "events.jsonl").write_bytes(line + b"\n" + line[:10])
     growing = GrowingView(run_dir)
     assert list(growing.refresh().calls) == [1]
     second = orjson.dumps(
-        {"type": "call.started", "ts": TS, "data": {"call": 2, "exp": "e1", "method": "list"}}
+        {
+            "v": 2,
+            "type": "call.started",
+            "ts": TS,
+            "data": {"call": 2, "exp": "e1", "method": "list"},
+        }
     )
     (run_dir / "events.jsonl").write_bytes(line + b"\n" + second + b"\n")
     assert [c.number for c in growing.view().calls] == [1, 2]

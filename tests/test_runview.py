@@ -8,10 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from precip_repro.loading import ViewBuilder, load_run, load_verified
 from precip_repro.normalize import Normalizer
 from precip_repro.record import Event, LogReader, Run, RunStore
+from precip_repro.record.events import GENESIS, format_ts
+from precip_repro.record.lines import seal
 from precip_repro.record.payloads import InstanceLaunched, InstanceReady
 from precip_repro.record.store import EVENTS
 from precip_repro.runview import ts_ns
@@ -258,3 +262,26 @@ def test_children_hand_views_not_kept_to_meanwhile_and_read_them_all_again_if_on
         assert answer["seen"] == [whole]
     else:  # the miscounted read first, then both read again and verified
         assert answer["seen"] == [[[a.id, events[0] - 1], [b.id, events[1]]], whole]
+
+
+@given(st.lists(st.integers(0, 3 * 10**9), min_size=1, max_size=40))
+def test_lines_read_unchecked_make_the_view_their_events_make(offsets):
+    # Timestamps within a second and across seconds: the unchecked reader parses a second
+    # once and then only the microseconds.
+    start = 1_790_000_000 * 10**9
+    lines, events = [], []
+    for call, offset in enumerate(sorted(offsets), start=1):
+        event, line = seal(
+            seq=call - 1, ts=format_ts(start + offset), type="call.started",
+            data={"call": call, "exp": "e1", "method": "list", "args": {}}, prev=GENESIS,
+        )  # fmt: skip
+        lines.append(line)
+        events.append(event)
+    unchecked, checked = ViewBuilder(Path("run")), ViewBuilder(Path("run"))
+    unchecked.add_lines([*lines, b'{"torn'])
+    for event in events:
+        checked.add(event)
+    assert unchecked.build() == checked.build()
+    assert [call.start_ns for call in unchecked.build().calls] == [
+        ts_ns(event.ts) for event in events
+    ]
