@@ -3,6 +3,7 @@ from __future__ import annotations
 import fcntl
 import os
 import random
+import signal
 import subprocess
 import tempfile
 import time
@@ -13,6 +14,20 @@ from typing import Any
 import pytest
 
 from precip_repro.record import RunStore
+
+
+@pytest.fixture(autouse=True, scope="session")
+def ctrl_c_reaches_the_processes_tests_start() -> Iterator[None]:
+    """A test run a script started in the background (``make test &``) inherits SIGINT
+    ignored, as a non-interactive shell leaves it for background jobs — and so would every
+    process the tests start, whose Ctrl-C tests would then send it in vain. Python's own
+    handler here: a process started from this one gets SIGINT's default back at exec."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @pytest.fixture(autouse=True, scope="session")
