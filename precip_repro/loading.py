@@ -404,7 +404,9 @@ def load_verified(
     the verdicts are in — so that work on them (a diff) overlaps the checking. Whatever it
     computes is only to be used once every verdict is ``intact``; an exception it raises
     on a run that turns out damaged is dropped (the verdict explains). It is called again
-    should a view have to be read again, so its last call saw the views returned.
+    should a view have to be read again, so its last call saw the views returned. When the
+    runs are verified in children, the collector is paused while the views are read and
+    ``meanwhile`` runs (cycles it makes wait until it returns).
 
     With ``keep`` False the views are for ``meanwhile`` alone: they are let go as soon as
     it returns — freeing a large view takes a while, and it need not wait for the
