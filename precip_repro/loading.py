@@ -412,16 +412,18 @@ def load_verified(
     it returns — freeing a large view takes a while, and it need not wait for the
     verdicts — and every pair holds None for its view.
     """
+    found: list[tuple[RunView | None, Verdict]] | None = None
     if _parallel_worth_it(run_dirs):
         try:
-            return _load_verified_in_parallel(run_dirs, meanwhile, keep=keep)
+            found = _load_verified_in_parallel(run_dirs, meanwhile, keep=keep)
         except (OSError, BrokenProcessPool) as exc:
             # No working process pool here (no /dev/shm, a child killed): one process it is.
             log.warning("cannot verify in child processes; verifying here", reason=str(exc))
-    found = [_load_verified_here(run_dir) for run_dir in run_dirs]
-    views = [view for view, _ in found if view is not None]
-    if meanwhile is not None and len(views) == len(found):
-        meanwhile(views)
+    if found is None:
+        found = [_load_verified_here(run_dir) for run_dir in run_dirs]
+        views = [view for view, _ in found if view is not None]
+        if meanwhile is not None and len(views) == len(found):
+            meanwhile(views)
     return found if keep else [(None, verdict) for _, verdict in found]
 
 
@@ -475,7 +477,7 @@ def _load_verified_in_parallel(
             meanwhile([view for view, _ in found if view is not None])
         elif deferred is not None:
             raise deferred
-    return found if keep else [(None, verdict) for _, verdict in found]
+    return found
 
 
 def _verify_paused(run_dir: Path) -> Verdict:
